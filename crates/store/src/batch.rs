@@ -1,0 +1,240 @@
+//! A batch of decoded samples: what one write request or message adds to the store.
+//!
+//! Ingest decodes line protocol into a [`WriteBatch`], and the batch is what the write-ahead
+//! log appends and what the store applies, in that order. All names live in one text arena
+//! and samples refer to them by span, so building a batch does not allocate per sample and the
+//! batch owns its data (it can cross threads and outlive the request body). Consecutive samples
+//! of the same cluster, host, level or metric share one span.
+
+/// A range of the batch's text arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// The name of one level below a host, written as a kind and an id that are concatenated
+/// (`"hwthread"` + `"12"` → `hwthread12`), as cc-metric-store names its levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LevelName<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+impl<'a> LevelName<'a> {
+    pub const NONE: LevelName<'static> = LevelName { kind: "", id: "" };
+
+    pub fn new(kind: &'a str, id: &'a str) -> Self {
+        Self { kind, id }
+    }
+
+    fn is_none(&self) -> bool {
+        self.kind.is_empty() && self.id.is_empty()
+    }
+}
+
+/// Where a sample goes: cluster → host → up to two sub-levels → metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesKey<'a> {
+    pub cluster: &'a str,
+    pub host: &'a str,
+    /// Sub-levels below the host; empty strings mark absent levels (always at the end).
+    pub levels: [&'a str; 2],
+    pub metric: &'a str,
+}
+
+impl SeriesKey<'_> {
+    /// The sub-levels that are present.
+    pub fn path(&self) -> impl Iterator<Item = &str> {
+        self.levels.iter().copied().filter(|name| !name.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    cluster: Span,
+    host: Span,
+    levels: [Span; 2],
+    metric: Span,
+    timestamp_s: i64,
+    value: f32,
+}
+
+/// Samples decoded from one request, in arrival order.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    text: String,
+    entries: Vec<Entry>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of names held; ingest flushes a batch before this grows large.
+    pub fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.entries.clear();
+    }
+
+    /// Appends one sample. Levels after an absent level are ignored.
+    pub fn push(
+        &mut self,
+        cluster: &str,
+        host: &str,
+        levels: [LevelName<'_>; 2],
+        metric: &str,
+        timestamp_s: i64,
+        value: f32,
+    ) {
+        let previous = self.entries.last().copied();
+        let cluster = self.intern(cluster, previous.map(|p| p.cluster));
+        let host = self.intern(host, previous.map(|p| p.host));
+        let first = if levels[0].is_none() {
+            Span::default()
+        } else {
+            self.intern_level(levels[0], previous.map(|p| p.levels[0]))
+        };
+        let second = if levels[0].is_none() || levels[1].is_none() {
+            Span::default()
+        } else {
+            self.intern_level(levels[1], previous.map(|p| p.levels[1]))
+        };
+        let metric = self.intern(metric, previous.map(|p| p.metric));
+        self.entries.push(Entry {
+            cluster,
+            host,
+            levels: [first, second],
+            metric,
+            timestamp_s,
+            value,
+        });
+    }
+
+    /// The samples in arrival order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = BatchSample<'_>> {
+        self.entries.iter().map(move |entry| BatchSample {
+            key: SeriesKey {
+                cluster: self.text(entry.cluster),
+                host: self.text(entry.host),
+                levels: [self.text(entry.levels[0]), self.text(entry.levels[1])],
+                metric: self.text(entry.metric),
+            },
+            timestamp_s: entry.timestamp_s,
+            value: entry.value,
+        })
+    }
+
+    fn text(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        self.text
+            .get(start..start + span.len as usize)
+            .unwrap_or_default()
+    }
+
+    fn intern(&mut self, name: &str, previous: Option<Span>) -> Span {
+        if let Some(span) = previous.filter(|&span| self.text(span) == name) {
+            return span;
+        }
+        let start = self.text.len();
+        self.text.push_str(name);
+        Self::span(start, name.len())
+    }
+
+    fn intern_level(&mut self, level: LevelName<'_>, previous: Option<Span>) -> Span {
+        if let Some(span) = previous.filter(|&span| {
+            let text = self.text(span);
+            text.len() == level.kind.len() + level.id.len()
+                && text.starts_with(level.kind)
+                && text.ends_with(level.id)
+        }) {
+            return span;
+        }
+        let start = self.text.len();
+        self.text.push_str(level.kind);
+        self.text.push_str(level.id);
+        Self::span(start, level.kind.len() + level.id.len())
+    }
+
+    fn span(start: usize, len: usize) -> Span {
+        // NOTE: ingest flushes batches long before 4 GiB of names; a batch this large is a bug.
+        assert!(
+            start + len <= u32::MAX as usize,
+            "write batch text over 4 GiB"
+        );
+        Span {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+}
+
+/// One sample of a batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchSample<'a> {
+    pub key: SeriesKey<'a>,
+    pub timestamp_s: i64,
+    pub value: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_keys_and_shares_repeated_names() {
+        let mut batch = WriteBatch::new();
+        let hw = |id| [LevelName::new("hwthread", id), LevelName::NONE];
+        batch.push("c", "h1", hw("0"), "cpu_user", 10, 1.0);
+        batch.push("c", "h1", hw("1"), "cpu_user", 10, 2.0);
+        batch.push("c", "h2", [LevelName::NONE; 2], "load", 11, 3.0);
+        batch.push(
+            "c",
+            "h2",
+            [LevelName::new("socket", "0"), LevelName::new("net", "ib0")],
+            "bw",
+            12,
+            4.0,
+        );
+        let samples: Vec<_> = batch.iter().collect();
+        assert_eq!(samples.len(), 4);
+        assert_eq!(samples[0].key.levels, ["hwthread0", ""]);
+        assert_eq!(samples[1].key.levels, ["hwthread1", ""]);
+        assert_eq!(samples[2].key.levels, ["", ""]);
+        assert_eq!(samples[3].key.levels, ["socket0", "netib0"]);
+        assert_eq!(
+            samples[3].key.path().collect::<Vec<_>>(),
+            ["socket0", "netib0"]
+        );
+        assert_eq!((samples[2].timestamp_s, samples[2].value), (11, 3.0));
+        // "c", "h1", "hwthread0", "cpu_user", "hwthread1", "h2", "load", "socket0", "netib0", "bw"
+        assert_eq!(batch.text_bytes(), 1 + 2 + 9 + 8 + 9 + 2 + 4 + 7 + 6 + 2);
+    }
+
+    #[test]
+    fn a_second_level_without_a_first_is_dropped() {
+        let mut batch = WriteBatch::new();
+        batch.push(
+            "c",
+            "h",
+            [LevelName::NONE, LevelName::new("x", "1")],
+            "m",
+            1,
+            1.0,
+        );
+        assert_eq!(batch.iter().next().map(|s| s.key.levels), Some(["", ""]));
+    }
+}

@@ -1,0 +1,641 @@
+//! Fixed-frequency float32 buffers and the chains (series) they form.
+//!
+//! A [`Buffer`] holds up to [`BUFFER_CAPACITY`] consecutive slots of one series; slot `i` covers
+//! `[start + i·f, start + (i+1)·f)`. No timestamps are stored per sample, which is why a sample
+//! costs four bytes. Missing slots are NaN.
+//!
+//! A [`Series`] is the chain of buffers of one metric on one level, sorted by `start` and
+//! non-overlapping. Every buffer of a series starts on the same grid (`first write − f/2 + k·f`),
+//! so a slot means the same time interval in every buffer. The newest buffer is the *head*;
+//! normal progress appends to it, and a write past its last slot starts a new head at the slot of
+//! that write (a time jump leaves a gap that reads as NaN).
+//!
+//! Late samples (COMPAT.md decision 16) go into the older buffer whose range holds them. A
+//! buffer's writable range ends at its capacity or at the next buffer's start, whichever comes
+//! first; a late sample that falls into a gap no buffer covers gets a new buffer in that gap.
+//! Only a sample older than the first buffer is refused.
+
+use crate::pool::BufferPool;
+
+/// Slots per buffer (cc-metric-store's `BufferCap`). At 60 s that is 8.5 hours per buffer.
+pub const BUFFER_CAPACITY: usize = 512;
+
+/// The heap allocation of a buffer grows in steps of this many slots, so that a partly filled
+/// buffer (every head buffer, and every buffer of a short-lived series) wastes at most
+/// `GROWTH_SLOTS − 1` slots instead of up to 511.
+const GROWTH_SLOTS: usize = 16;
+
+const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(GROWTH_SLOTS));
+
+/// One run of slots of a series.
+#[derive(Debug)]
+pub(crate) struct Buffer {
+    /// Start of slot 0, unix seconds.
+    start: i64,
+    /// Filled slots; `data.len() <= BUFFER_CAPACITY`.
+    data: Vec<f32>,
+}
+
+impl Buffer {
+    pub(crate) fn start(&self) -> i64 {
+        self.start
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn values(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Bytes of heap this buffer holds.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.data.capacity() * size_of::<f32>()
+    }
+
+    /// The time of the first slot's sample as cc-metric-store reports it (`start + f/2`).
+    pub(crate) fn first_write(&self, frequency_s: i64) -> i64 {
+        self.start + frequency_s / 2
+    }
+
+    /// cc-metric-store's `end()`: `first_write + len·f`. Used by freeing and debug output.
+    pub(crate) fn end(&self, frequency_s: i64) -> i64 {
+        self.first_write(frequency_s) + self.len() as i64 * frequency_s
+    }
+
+    /// Exclusive end of the filled slots: `start + len·f`.
+    pub(crate) fn data_end(&self, frequency_s: i64) -> i64 {
+        self.start + self.len() as i64 * frequency_s
+    }
+
+    /// Writes `value` into slot `index`, NaN-filling skipped slots. Returns the growth of the
+    /// heap allocation in bytes.
+    fn put(&mut self, index: usize, value: f32) -> usize {
+        debug_assert!(index < BUFFER_CAPACITY);
+        if let Some(slot) = self.data.get_mut(index) {
+            *slot = value;
+            return 0;
+        }
+        let before = self.data.capacity();
+        if index >= before {
+            let target = (index + 1)
+                .next_multiple_of(GROWTH_SLOTS)
+                .min(BUFFER_CAPACITY);
+            self.data.reserve_exact(target - self.data.len());
+        }
+        self.data.resize(index, f32::NAN);
+        self.data.push(value);
+        (self.data.capacity() - before) * size_of::<f32>()
+    }
+}
+
+/// Why a sample was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteRefusal {
+    /// Older than the first buffer of its series (COMPAT.md decision 16).
+    BeforeFirstBuffer,
+}
+
+/// Counts what a write did to the store's memory, so the store can keep exact totals.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoryDelta {
+    pub bytes: isize,
+    pub buffers: isize,
+}
+
+/// The chain of buffers of one metric on one level.
+#[derive(Debug)]
+pub(crate) struct Series {
+    frequency_s: i64,
+    /// Sorted by start, non-overlapping; never empty.
+    buffers: Vec<Buffer>,
+}
+
+impl Series {
+    /// A series whose first sample is `(timestamp_s, value)`.
+    pub(crate) fn new(
+        frequency_s: i64,
+        timestamp_s: i64,
+        value: f32,
+        pool: &BufferPool,
+    ) -> (Self, MemoryDelta) {
+        assert!(frequency_s > 0, "frequency must be positive");
+        let mut buffer = Buffer {
+            start: timestamp_s - frequency_s / 2,
+            data: pool.take(),
+        };
+        let reused = buffer.heap_bytes();
+        let grown = buffer.put(0, value);
+        let series = Self {
+            frequency_s,
+            buffers: vec![buffer],
+        };
+        let delta = MemoryDelta {
+            bytes: (reused + grown) as isize,
+            buffers: 1,
+        };
+        (series, delta)
+    }
+
+    /// A series made of buffers loaded from elsewhere (snapshots, tests). Buffers must be
+    /// sorted and non-overlapping.
+    #[cfg(test)]
+    pub(crate) fn from_buffers(frequency_s: i64, buffers: Vec<(i64, Vec<f32>)>) -> Self {
+        let buffers: Vec<Buffer> = buffers
+            .into_iter()
+            .map(|(start, mut data)| {
+                data.reserve_exact(BUFFER_CAPACITY - data.len());
+                Buffer { start, data }
+            })
+            .collect();
+        assert!(!buffers.is_empty());
+        Self {
+            frequency_s,
+            buffers,
+        }
+    }
+
+    pub(crate) fn frequency_s(&self) -> i64 {
+        self.frequency_s
+    }
+
+    pub(crate) fn buffers(&self) -> &[Buffer] {
+        &self.buffers
+    }
+
+    fn head(&self) -> &Buffer {
+        // NOTE: `buffers` is never empty: a series is created with one buffer and a free that
+        // would empty it drops the whole series instead.
+        &self.buffers[self.buffers.len() - 1]
+    }
+
+    /// Writes one sample; the last write to a slot wins.
+    pub(crate) fn write(
+        &mut self,
+        timestamp_s: i64,
+        value: f32,
+        pool: &BufferPool,
+    ) -> Result<MemoryDelta, WriteRefusal> {
+        let f = self.frequency_s;
+        let head = self.head();
+        if timestamp_s >= head.start {
+            let index = ((timestamp_s - head.start) / f) as usize;
+            let head_index = self.buffers.len() - 1;
+            if index < BUFFER_CAPACITY {
+                let grown = self.buffers[head_index].put(index, value);
+                return Ok(MemoryDelta {
+                    bytes: grown as isize,
+                    buffers: 0,
+                });
+            }
+            let start = head.start + index as i64 * f;
+            return Ok(self.insert_buffer(head_index + 1, start, value, pool));
+        }
+        // A late sample: the last buffer starting at or before it.
+        let position = self.buffers.partition_point(|b| b.start <= timestamp_s);
+        if position == 0 {
+            return Err(WriteRefusal::BeforeFirstBuffer);
+        }
+        let i = position - 1;
+        let start = self.buffers[i].start;
+        let next_start = self.buffers[i + 1].start;
+        let index = ((timestamp_s - start) / f) as usize;
+        let slots_before_next = ((next_start - start) / f) as usize;
+        if index < BUFFER_CAPACITY.min(slots_before_next) {
+            let grown = self.buffers[i].put(index, value);
+            return Ok(MemoryDelta {
+                bytes: grown as isize,
+                buffers: 0,
+            });
+        }
+        Ok(self.insert_buffer(i + 1, start + index as i64 * f, value, pool))
+    }
+
+    fn insert_buffer(
+        &mut self,
+        position: usize,
+        start: i64,
+        value: f32,
+        pool: &BufferPool,
+    ) -> MemoryDelta {
+        let mut buffer = Buffer {
+            start,
+            data: pool.take(),
+        };
+        let reused = buffer.heap_bytes();
+        let grown = buffer.put(0, value);
+        self.buffers.insert(position, buffer);
+        MemoryDelta {
+            bytes: (reused + grown) as isize,
+            buffers: 1,
+        }
+    }
+
+    /// The window [`Series::read`] would return for `[from, to)`: `from` clamped to the first
+    /// sample, the end cut at the data that starts before `to` (COMPAT.md §2.2).
+    pub(crate) fn window(&self, from: i64, to: i64) -> (i64, i64) {
+        let f = self.frequency_s;
+        let from = from.max(self.buffers[0].first_write(f));
+        let Some(last) = self.buffers.iter().rev().find(|b| b.start < to) else {
+            return (from, from);
+        };
+        let end = to.min(last.data_end(f));
+        if end <= from {
+            return (from, from);
+        }
+        let count = (end - from + f - 1) / f;
+        (from, from + count * f)
+    }
+
+    /// Reads `[from, to)` by cc-metric-store's rules (COMPAT.md §2.2): `from` is clamped to the
+    /// first sample, the result stops at the end of the data that starts before `to`, and gaps
+    /// are NaN. Appends the values to `out` and returns the effective `(from, to)`.
+    pub(crate) fn read(&self, from: i64, to: i64, out: &mut Vec<f32>) -> (i64, i64) {
+        let (from, to) = self.window(from, to);
+        self.fill(from, ((to - from) / self.frequency_s) as usize, out);
+        (from, to)
+    }
+
+    /// Appends the values of the `count` steps `from, from+f, …` to `out`, NaN where no slot
+    /// holds a step. Unlike [`Series::read`] nothing is clamped: aggregation uses this to read
+    /// every child over one common window.
+    pub(crate) fn fill(&self, from: i64, count: usize, out: &mut Vec<f32>) {
+        let f = self.frequency_s;
+        out.reserve(count);
+        let mut t = from;
+        let mut remaining = count;
+        let mut buffers = self.buffers.iter().peekable();
+        while remaining > 0 {
+            // Skip buffers that end before `t`.
+            while buffers.peek().is_some_and(|b| b.data_end(f) <= t) {
+                buffers.next();
+            }
+            let Some(buffer) = buffers.peek() else {
+                out.extend(std::iter::repeat_n(f32::NAN, remaining));
+                return;
+            };
+            if t < buffer.start {
+                // Gap before this buffer: NaN up to its start.
+                let gap = ((buffer.start - t + f - 1) / f) as usize;
+                let gap = gap.min(remaining);
+                out.extend(std::iter::repeat_n(f32::NAN, gap));
+                remaining -= gap;
+                t += gap as i64 * f;
+                continue;
+            }
+            let first = ((t - buffer.start) / f) as usize;
+            let available = buffer.len() - first;
+            let take = available.min(remaining);
+            out.extend_from_slice(&buffer.data[first..first + take]);
+            remaining -= take;
+            t += take as i64 * f;
+        }
+    }
+
+    /// Removes every buffer whose `end() < before` and returns them. The head is never removed
+    /// here; a series whose head would go is reported with `all = true` so the caller drops it.
+    pub(crate) fn free_before(&mut self, before: i64, pool: &BufferPool) -> FreeOutcome {
+        let f = self.frequency_s;
+        let count = self.buffers.partition_point(|b| b.end(f) < before);
+        let mut outcome = FreeOutcome::default();
+        if count == self.buffers.len() {
+            outcome.all = true;
+        }
+        for buffer in self.buffers.drain(..count) {
+            outcome.buffers += 1;
+            outcome.bytes += buffer.heap_bytes();
+            outcome.samples += buffer.len();
+            pool.give(buffer.data);
+        }
+        outcome
+    }
+
+    /// Drops the oldest buffer unless it is the head (the emergency path of the memory cap).
+    pub(crate) fn free_oldest(&mut self, pool: &BufferPool) -> FreeOutcome {
+        let mut outcome = FreeOutcome::default();
+        if self.buffers.len() > 1 {
+            let buffer = self.buffers.remove(0);
+            outcome.buffers = 1;
+            outcome.bytes = buffer.heap_bytes();
+            outcome.samples = buffer.len();
+            pool.give(buffer.data);
+        }
+        outcome
+    }
+
+    /// The newest buffer's data end, for health checks: `start + len·f`.
+    pub(crate) fn newest_data_end(&self) -> i64 {
+        self.head().data_end(self.frequency_s)
+    }
+
+    /// Number of samples held (including NaN-filled slots).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.buffers.iter().map(Buffer::len).sum()
+    }
+}
+
+/// What a free pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FreeOutcome {
+    pub buffers: usize,
+    pub bytes: usize,
+    pub samples: usize,
+    /// The series has no buffers left and must be dropped by its owner.
+    pub all: bool,
+}
+
+impl std::ops::AddAssign for FreeOutcome {
+    fn add_assign(&mut self, other: Self) {
+        self.buffers += other.buffers;
+        self.bytes += other.bytes;
+        self.samples += other.samples;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Buffer rules from cc-metric-store's `metricstore_test.go` (COMPAT.md §8), written from
+    //! the described behaviour.
+
+    use super::*;
+
+    fn pool() -> BufferPool {
+        BufferPool::new(16)
+    }
+
+    fn read(series: &Series, from: i64, to: i64) -> (Vec<f32>, i64, i64) {
+        let mut out = Vec::new();
+        let (from, to) = series.read(from, to, &mut out);
+        (out, from, to)
+    }
+
+    fn same(left: &[f32], right: &[f32]) -> bool {
+        left.len() == right.len()
+            && left
+                .iter()
+                .zip(right)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+    }
+
+    #[test]
+    fn end_and_first_write() {
+        // TestBufferEndFirstWrite: start 90, freq 10, len 4 → firstWrite 95, end 135.
+        let series = Series::from_buffers(10, vec![(90, vec![1.0, 2.0, 3.0, 4.0])]);
+        let buffer = &series.buffers()[0];
+        assert_eq!(buffer.first_write(10), 95);
+        assert_eq!(buffer.end(10), 135);
+    }
+
+    #[test]
+    fn first_write_lands_in_slot_zero() {
+        // TestBufferWrite: the first write creates start = ts − f/2 and fills slot 0.
+        let (series, delta) = Series::new(10, 100, 1.0, &pool());
+        assert_eq!(series.buffers()[0].start(), 95);
+        assert_eq!(series.buffers()[0].values(), &[1.0]);
+        assert_eq!(delta.buffers, 1);
+        assert_eq!(delta.bytes, (GROWTH_SLOTS * 4) as isize);
+    }
+
+    #[test]
+    fn skipped_slots_are_nan() {
+        // TestBufferWriteNaNFill: writes at 100 and 130 (freq 10) → [1, NaN, NaN, 4].
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(130, 4.0, &pool).unwrap();
+        assert!(same(
+            series.buffers()[0].values(),
+            &[1.0, f32::NAN, f32::NAN, 4.0]
+        ));
+    }
+
+    #[test]
+    fn same_slot_overwrites() {
+        // TestBufferWriteOverwrite: the second write to a slot replaces it; length unchanged.
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(110, 2.0, &pool).unwrap();
+        series.write(112, 5.0, &pool).unwrap();
+        assert_eq!(series.buffers()[0].values(), &[1.0, 5.0]);
+    }
+
+    #[test]
+    fn capacity_overflow_links_a_new_head() {
+        // TestBufferWriteCapacityOverflow.
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 0.0, &pool);
+        for i in 1..=BUFFER_CAPACITY as i64 {
+            series.write(100 + i * 10, i as f32, &pool).unwrap();
+        }
+        assert_eq!(series.buffers().len(), 2);
+        assert_eq!(series.buffers()[0].len(), BUFFER_CAPACITY);
+        assert_eq!(
+            series.buffers()[1].start(),
+            95 + BUFFER_CAPACITY as i64 * 10
+        );
+        assert_eq!(series.buffers()[1].values(), &[BUFFER_CAPACITY as f32]);
+    }
+
+    #[test]
+    fn a_time_jump_starts_a_new_head_and_leaves_a_gap() {
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(100_000, 2.0, &pool).unwrap();
+        assert_eq!(series.buffers().len(), 2);
+        let (data, from, to) = read(&series, 100, 100_010);
+        assert_eq!((from, to), (100, 100_010));
+        assert_eq!(data.len(), 9991);
+        assert_eq!(data[0], 1.0);
+        assert!(data[1..9990].iter().all(|v| v.is_nan()));
+        assert_eq!(data[9990], 2.0);
+    }
+
+    #[test]
+    fn late_sample_goes_into_the_older_buffer_that_holds_it() {
+        // COMPAT.md decision 16.
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(100 + 600 * 10, 2.0, &pool).unwrap();
+        series.write(150, 3.0, &pool).unwrap();
+        assert_eq!(series.buffers().len(), 2);
+        assert_eq!(series.buffers()[0].values()[5], 3.0);
+        // A late sample in the gap past the old buffer's capacity gets its own buffer.
+        series.write(100 + 550 * 10, 4.0, &pool).unwrap();
+        assert_eq!(series.buffers().len(), 3);
+        assert_eq!(series.buffers()[1].start(), 95 + 550 * 10);
+        let (data, _, _) = read(&series, 100 + 550 * 10, 100 + 551 * 10);
+        assert_eq!(data, vec![4.0]);
+    }
+
+    #[test]
+    fn late_buffer_never_overlaps_its_successor() {
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(100 + 1000 * 10, 2.0, &pool).unwrap();
+        series.write(100 + 995 * 10, 3.0, &pool).unwrap(); // gap buffer at slot 995
+        // Slots 995..999 belong to the gap buffer; 1000 is the head's first slot.
+        series.write(100 + 999 * 10, 4.0, &pool).unwrap();
+        assert_eq!(series.buffers().len(), 3);
+        assert_eq!(series.buffers()[1].len(), 5);
+        series.write(100 + 1000 * 10, 5.0, &pool).unwrap();
+        assert_eq!(series.buffers()[2].values(), &[5.0]);
+    }
+
+    #[test]
+    fn sample_before_first_buffer_is_refused() {
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        assert_eq!(
+            series.write(90, 2.0, &pool),
+            Err(WriteRefusal::BeforeFirstBuffer)
+        );
+    }
+
+    #[test]
+    fn read_clamps_from_to_first_write() {
+        // TestBufferReadBeforeFirstWrite: read from 50 on data starting at 100.
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(110, 2.0, &pool).unwrap();
+        let (data, from, to) = read(&series, 50, 200);
+        assert_eq!(data, vec![1.0, 2.0]);
+        assert_eq!((from, to), (100, 120));
+    }
+
+    #[test]
+    fn read_three_values() {
+        // TestBufferRead: values at 100/110/120 read as from 100, to 130.
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        series.write(110, 2.0, &pool).unwrap();
+        series.write(120, 3.0, &pool).unwrap();
+        let (data, from, to) = read(&series, 0, 1000);
+        assert_eq!(data, vec![1.0, 2.0, 3.0]);
+        assert_eq!((from, to), (100, 130));
+    }
+
+    #[test]
+    fn read_across_a_chain() {
+        // TestBufferReadChain: two buffers read as one contiguous run.
+        let series = Series::from_buffers(
+            10,
+            vec![(95, vec![1.0, 2.0, 3.0]), (125, vec![4.0, 5.0, 6.0])],
+        );
+        let (data, from, to) = read(&series, 100, 160);
+        assert_eq!(data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!((from, to), (100, 160));
+    }
+
+    #[test]
+    fn read_recomputes_the_index_after_switching_buffers() {
+        // TestBufferReadIdxAfterSwitch: same-start chains loaded from checkpoints.
+        let series = Series::from_buffers(10, vec![(0, vec![1.0, 2.0]), (20, vec![3.0, 4.0])]);
+        let (data, _, _) = read(&series, 0, 40);
+        assert_eq!(data, vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn stored_nan_reads_as_nan() {
+        // TestBufferReadNaNValues.
+        let series = Series::from_buffers(10, vec![(95, vec![1.0, f32::NAN, 3.0])]);
+        let (data, _, _) = read(&series, 100, 130);
+        assert!(same(&data, &[1.0, f32::NAN, 3.0]));
+    }
+
+    #[test]
+    fn read_range_after_data_is_empty_at_from() {
+        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0])]);
+        assert_eq!(read(&series, 500, 600), (vec![], 500, 500));
+    }
+
+    #[test]
+    fn read_range_before_data_is_empty_at_first_sample() {
+        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0])]);
+        assert_eq!(read(&series, 0, 50), (vec![], 100, 100));
+    }
+
+    #[test]
+    fn read_stops_before_a_successor_starting_after_to() {
+        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0]), (995, vec![3.0])]);
+        let (data, from, to) = read(&series, 100, 500);
+        assert_eq!(data, vec![1.0, 2.0]);
+        assert_eq!((from, to), (100, 120));
+    }
+
+    #[test]
+    fn read_to_is_from_plus_len_times_f_even_past_requested_to() {
+        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0, 3.0, 4.0])]);
+        let (data, from, to) = read(&series, 100, 125);
+        assert_eq!(data, vec![1.0, 2.0, 3.0]);
+        assert_eq!((from, to), (100, 130));
+    }
+
+    #[test]
+    fn fill_pads_with_nan_on_both_sides() {
+        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0])]);
+        let mut out = Vec::new();
+        series.fill(80, 5, &mut out);
+        assert!(same(&out, &[f32::NAN, f32::NAN, 1.0, 2.0, f32::NAN]));
+    }
+
+    #[test]
+    fn free_removes_only_buffers_that_ended() {
+        // TestBufferFreeRetention: only buffers with end < t are freed and pooled.
+        let pool = pool();
+        let mut series = Series::from_buffers(
+            10,
+            vec![
+                (0, vec![1.0; 10]),
+                (100, vec![2.0; 10]),
+                (200, vec![3.0; 10]),
+            ],
+        );
+        // ends: 105, 205, 305
+        let outcome = series.free_before(206, &pool);
+        assert_eq!(outcome.buffers, 2);
+        assert!(!outcome.all);
+        assert_eq!(series.buffers().len(), 1);
+        assert_eq!(pool.len(), 2);
+        assert_eq!(series.free_before(205, &pool).buffers, 0);
+    }
+
+    #[test]
+    fn free_all_tells_the_caller_to_drop_the_series() {
+        // TestBufferFreeAll.
+        let pool = pool();
+        let mut series = Series::from_buffers(10, vec![(0, vec![1.0; 10])]);
+        let outcome = series.free_before(1000, &pool);
+        assert!(outcome.all);
+        assert_eq!(outcome.buffers, 1);
+    }
+
+    #[test]
+    fn force_free_drops_exactly_the_oldest_but_never_the_head() {
+        // TestForceFreeOldestPoolReturn / TestForceFreeOldestSingleBuffer.
+        let pool = pool();
+        let mut series = Series::from_buffers(10, vec![(0, vec![1.0; 10]), (100, vec![2.0; 10])]);
+        assert_eq!(series.free_oldest(&pool).buffers, 1);
+        assert_eq!(series.buffers()[0].start(), 100);
+        assert_eq!(series.free_oldest(&pool).buffers, 0);
+        assert_eq!(series.buffers().len(), 1);
+    }
+
+    #[test]
+    fn slot_count_sums_the_chain() {
+        // TestBufferCount.
+        let series = Series::from_buffers(10, vec![(0, vec![1.0; 10]), (100, vec![2.0; 7])]);
+        assert_eq!(series.slot_count(), 17);
+    }
+
+    #[test]
+    fn allocation_grows_in_steps_and_never_beyond_capacity() {
+        let pool = pool();
+        let (mut series, mut delta) = Series::new(1, 0, 0.0, &pool);
+        for t in 1..BUFFER_CAPACITY as i64 {
+            delta.bytes += series.write(t, 1.0, &pool).unwrap().bytes;
+        }
+        assert_eq!(series.buffers()[0].heap_bytes(), BUFFER_CAPACITY * 4);
+        assert_eq!(delta.bytes, (BUFFER_CAPACITY * 4) as isize);
+    }
+}

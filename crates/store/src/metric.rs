@@ -1,0 +1,122 @@
+//! Metric configuration: how often a metric is sampled and how its sub-levels combine.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How a query at a coarser level combines the series of the levels below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Aggregation {
+    /// Not combinable: a query that would need to combine several series is an error.
+    #[default]
+    None,
+    /// Add the children (e.g. flops of all hwthreads of a node).
+    Sum,
+    /// Average the children (e.g. clock frequency).
+    Avg,
+}
+
+impl FromStr for Aggregation {
+    type Err = UnknownAggregation;
+
+    /// Parses cc-metric-store's spelling: `"sum"`, `"avg"`, or `""` for none.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "" => Ok(Self::None),
+            "sum" => Ok(Self::Sum),
+            "avg" => Ok(Self::Avg),
+            other => Err(UnknownAggregation(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Aggregation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Sum => "sum",
+            Self::Avg => "avg",
+        })
+    }
+}
+
+/// An aggregation name other than `sum`, `avg` or empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown aggregation {0:?} (expected \"sum\", \"avg\" or null)")]
+pub struct UnknownAggregation(pub String);
+
+/// The configuration of one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricConfig {
+    /// Sampling interval in seconds; always > 0.
+    pub frequency_s: i64,
+    pub aggregation: Aggregation,
+}
+
+/// Index of a metric in the [`Registry`]; levels key their series by it.
+pub(crate) type MetricId = u32;
+
+/// Metrics known to the store. With a configured list, unknown metrics are refused; without
+/// one, they are registered on first sight with a default configuration (COMPAT.md decision 3).
+#[derive(Debug)]
+pub(crate) struct Registry {
+    by_name: std::collections::HashMap<Box<str>, MetricId>,
+    metrics: Vec<(Box<str>, MetricConfig)>,
+    /// The configuration given to metrics registered on first sight; `None` = refuse them.
+    auto_register: Option<MetricConfig>,
+}
+
+impl Registry {
+    pub(crate) fn new<'a>(
+        configured: impl IntoIterator<Item = (&'a str, MetricConfig)>,
+        auto_register: Option<MetricConfig>,
+    ) -> Self {
+        let mut registry = Self {
+            by_name: Default::default(),
+            metrics: Vec::new(),
+            auto_register,
+        };
+        for (name, config) in configured {
+            registry.insert(name, config);
+        }
+        registry
+    }
+
+    fn insert(&mut self, name: &str, config: MetricConfig) -> MetricId {
+        assert!(
+            config.frequency_s > 0,
+            "metric {name}: frequency must be > 0"
+        );
+        let id = self.metrics.len() as MetricId;
+        self.metrics.push((name.into(), config));
+        self.by_name.insert(name.into(), id);
+        id
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<(MetricId, MetricConfig)> {
+        let id = *self.by_name.get(name)?;
+        Some((id, self.metrics[id as usize].1))
+    }
+
+    pub(crate) fn config(&self, id: MetricId) -> Option<(&str, MetricConfig)> {
+        self.metrics
+            .get(id as usize)
+            .map(|(name, config)| (&**name, *config))
+    }
+
+    /// Registers `name` if auto-registration is on; `None` when the metric must be refused.
+    pub(crate) fn register(&mut self, name: &str) -> Option<(MetricId, MetricConfig)> {
+        if let Some(known) = self.get(name) {
+            return Some(known);
+        }
+        let config = self.auto_register?;
+        Some((self.insert(name, config), config))
+    }
+
+    pub(crate) fn auto_registers(&self) -> bool {
+        self.auto_register.is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.metrics.len()
+    }
+}

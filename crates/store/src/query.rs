@@ -1,0 +1,339 @@
+//! Reading: cc-metric-store's query semantics (COMPAT.md §2) with Strata's decisions.
+//!
+//! One query names a host and a metric and optionally a level type and ids. It expands to one
+//! *selector* per result entry (§2.1). A selector collects every series it reaches (§2.3): at
+//! the level where the selector ends, that level's own series if it has one, otherwise the
+//! series of all children, recursively. Several series are combined by the metric's
+//! aggregation over the union of their windows, NaN where any child lacks a slot (decision 6).
+//! Then: resample (§2.4), statistics, scale, front padding, drop data (§2.5).
+
+use crate::buffer::Series;
+use crate::level::Level;
+use crate::metric::{Aggregation, MetricConfig, MetricId};
+use crate::resample::{NotAMultiple, Resampler, ResamplerKind};
+use crate::store::Store;
+
+/// Most points one result may hold. Front padding is what can exceed it: a query with
+/// `from: 0` (the default) would otherwise pad tens of millions of nulls.
+pub const POINTS_PER_SERIES_MAX: usize = 1 << 20;
+
+/// One query of a request (cc-metric-store's `APIQuery`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    pub host: &'a str,
+    pub metric: &'a str,
+    /// Level type, e.g. `hwthread`; `None` = the host level.
+    pub kind: Option<&'a str>,
+    pub kind_ids: &'a [String],
+    pub subkind: Option<&'a str>,
+    pub subkind_ids: &'a [String],
+    /// Combine the selected ids into one series.
+    pub aggregate: bool,
+    /// Requested resolution in seconds; 0 = native.
+    pub resolution_s: i64,
+    /// Multiply data and statistics; `None`, 0 and 1 mean no scaling.
+    pub scale_by: Option<f64>,
+    /// Overrides the configured resampling algorithm.
+    pub resampler: Option<ResamplerKind>,
+}
+
+/// What applies to every query of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    pub from_s: i64,
+    pub to_s: i64,
+    pub with_stats: bool,
+    pub with_data: bool,
+    pub with_padding: bool,
+    pub resampler: Resampler,
+}
+
+/// avg/min/max of a result; NaN when there is no value (JSON `null`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub avg: f32,
+    pub min: f32,
+    pub max: f32,
+}
+
+impl Stats {
+    /// What cc-metric-store reports when statistics were not asked for.
+    pub const ZERO: Stats = Stats {
+        avg: 0.0,
+        min: 0.0,
+        max: 0.0,
+    };
+
+    fn of(data: &[f32]) -> Self {
+        let mut sum = 0.0f64;
+        let mut count = 0usize;
+        let mut min = f32::INFINITY;
+        let mut max = f32::NEG_INFINITY;
+        for &value in data.iter().filter(|v| !v.is_nan()) {
+            sum += f64::from(value);
+            count += 1;
+            min = min.min(value);
+            max = max.max(value);
+        }
+        if count == 0 {
+            return Stats {
+                avg: f32::NAN,
+                min: f32::NAN,
+                max: f32::NAN,
+            };
+        }
+        Stats {
+            avg: (sum / count as f64) as f32,
+            min,
+            max,
+        }
+    }
+
+    fn scaled(self, factor: f32) -> Self {
+        Stats {
+            avg: self.avg * factor,
+            min: self.min * factor,
+            max: self.max * factor,
+        }
+    }
+}
+
+/// One entry of a query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    /// `None` when the request said `with-data: false`.
+    pub data: Option<Vec<f32>>,
+    pub from_s: i64,
+    pub to_s: i64,
+    pub resolution_s: i64,
+    pub stats: Stats,
+}
+
+/// Why an entry has no data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The host, the level or the metric's series does not exist (decision 7: reported in place
+    /// so result arrays stay aligned with the query's ids).
+    #[error("metric or host not found")]
+    NotFound,
+    #[error("unknown metric: {0}")]
+    UnknownMetric(String),
+    #[error("invalid time range")]
+    InvalidTimeRange,
+    /// Several series matched but the metric has no aggregation.
+    #[error("invalid aggregation")]
+    InvalidAggregation,
+    #[error(transparent)]
+    Resample(#[from] NotAMultiple),
+    #[error("result of {points} points exceeds the limit of {max} points per series")]
+    TooManyPoints { points: usize, max: usize },
+}
+
+pub type SeriesResult = Result<SeriesData, QueryError>;
+
+/// One step of a selector below the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Element {
+    Name(String),
+    /// Each listed child that exists.
+    Group(Vec<String>),
+}
+
+impl Store {
+    /// Answers one query of a request on `cluster`: one entry per selector (§2.1).
+    pub fn query(
+        &self,
+        cluster: &str,
+        query: &Query<'_>,
+        options: &ReadOptions,
+    ) -> Vec<SeriesResult> {
+        let selectors = selectors(query);
+        let fail = |error: QueryError| selectors.iter().map(|_| Err(error.clone())).collect();
+        if options.from_s > options.to_s {
+            return fail(QueryError::InvalidTimeRange);
+        }
+        let Some((metric, config)) = self.registry.read().get(query.metric) else {
+            return fail(QueryError::UnknownMetric(query.metric.to_owned()));
+        };
+        let Some(host) = self.host(cluster, query.host) else {
+            return fail(QueryError::NotFound);
+        };
+        let root = host.root.read();
+        let mut resampler = options.resampler;
+        if let Some(kind) = query.resampler {
+            resampler.kind = kind;
+        }
+        selectors
+            .iter()
+            .map(|selector| {
+                let mut found = Vec::new();
+                collect(&root, selector, metric, &mut found);
+                read_series(&found, config, query, options, resampler)
+            })
+            .collect()
+    }
+}
+
+/// Expands a query into selectors below the host (COMPAT.md §2.1).
+fn selectors(query: &Query<'_>) -> Vec<Vec<Element>> {
+    let element = |kind: &str, ids: &[String]| match ids {
+        [id] => Element::Name(format!("{kind}{id}")),
+        ids => Element::Group(ids.iter().map(|id| format!("{kind}{id}")).collect()),
+    };
+    match query.kind {
+        Some(kind) if !query.aggregate => {
+            let mut selectors = Vec::new();
+            for id in query.kind_ids {
+                let first = Element::Name(format!("{kind}{id}"));
+                match query.subkind {
+                    Some(subkind) => {
+                        for subid in query.subkind_ids {
+                            let second = Element::Name(format!("{subkind}{subid}"));
+                            selectors.push(vec![first.clone(), second]);
+                        }
+                    }
+                    None => selectors.push(vec![first]),
+                }
+            }
+            selectors
+        }
+        _ => {
+            let mut selector = Vec::new();
+            if let Some(kind) = query.kind {
+                selector.push(element(kind, query.kind_ids));
+            }
+            if let Some(subkind) = query.subkind {
+                selector.push(element(subkind, query.subkind_ids));
+            }
+            vec![selector]
+        }
+    }
+}
+
+/// Collects the series a selector reaches (COMPAT.md §2.3, `findBuffers`).
+fn collect<'l>(
+    level: &'l Level,
+    selector: &[Element],
+    metric: MetricId,
+    found: &mut Vec<&'l Series>,
+) {
+    match selector.split_first() {
+        None => match level.series(metric) {
+            Some(series) => found.push(series),
+            None => {
+                for (_, child) in level.children() {
+                    collect(child, &[], metric, found);
+                }
+            }
+        },
+        Some((Element::Name(name), rest)) => {
+            if let Some(child) = level.child(name) {
+                collect(child, rest, metric, found);
+            }
+        }
+        Some((Element::Group(names), rest)) => {
+            for name in names {
+                if let Some(child) = level.child(name) {
+                    collect(child, rest, metric, found);
+                }
+            }
+        }
+    }
+}
+
+fn read_series(
+    found: &[&Series],
+    config: MetricConfig,
+    query: &Query<'_>,
+    options: &ReadOptions,
+    resampler: Resampler,
+) -> SeriesResult {
+    let frequency_s = config.frequency_s;
+    let (data, from_s, to_s) = match found {
+        [] => return Err(QueryError::NotFound),
+        [series] => {
+            let mut data = Vec::new();
+            let (from_s, to_s) = series.read(options.from_s, options.to_s, &mut data);
+            (data, from_s, to_s)
+        }
+        several => {
+            if config.aggregation == Aggregation::None {
+                return Err(QueryError::InvalidAggregation);
+            }
+            aggregate(several, config, options.from_s, options.to_s)
+        }
+    };
+    let (resampled, resolution_s) = resampler.resample(&data, frequency_s, query.resolution_s)?;
+    let mut data = resampled.unwrap_or(data);
+    let mut stats = if options.with_stats {
+        Stats::of(&data)
+    } else {
+        Stats::ZERO
+    };
+    if let Some(factor) = query.scale_by.filter(|&f| f != 0.0 && f != 1.0) {
+        let factor = factor as f32;
+        data.iter_mut().for_each(|v| *v *= factor);
+        stats = stats.scaled(factor);
+    }
+    if options.with_padding {
+        // NOTE: cc-metric-store counts padding in native steps even for resampled data, which
+        // misplaces resampled series; Strata pads in steps of the returned resolution.
+        let padding = from_s.div_euclid(resolution_s) - options.from_s.div_euclid(resolution_s);
+        if padding > 0 {
+            let points = data.len().saturating_add(padding as usize);
+            if points > POINTS_PER_SERIES_MAX {
+                return Err(QueryError::TooManyPoints {
+                    points,
+                    max: POINTS_PER_SERIES_MAX,
+                });
+            }
+            data.splice(0..0, std::iter::repeat_n(f32::NAN, padding as usize));
+        }
+    }
+    Ok(SeriesData {
+        data: options.with_data.then_some(data),
+        from_s,
+        to_s,
+        resolution_s,
+        stats,
+    })
+}
+
+/// Combines several series over the union of their windows (decision 6): a slot that any
+/// series lacks is NaN. Deterministic, unlike cc-metric-store's "does not align" errors.
+fn aggregate(
+    found: &[&Series],
+    config: MetricConfig,
+    from_s: i64,
+    to_s: i64,
+) -> (Vec<f32>, i64, i64) {
+    let f = config.frequency_s;
+    let windows: Vec<(i64, i64)> = found.iter().map(|s| s.window(from_s, to_s)).collect();
+    let union = windows.iter().filter(|(from, to)| to > from).fold(
+        None,
+        |union: Option<(i64, i64)>, &(from, to)| match union {
+            None => Some((from, to)),
+            Some((a, b)) => Some((a.min(from), b.max(to))),
+        },
+    );
+    let Some((from_s, to_s)) = union else {
+        let from_s = windows.first().map_or(from_s, |w| w.0);
+        return (Vec::new(), from_s, from_s);
+    };
+    let count = ((to_s - from_s + f - 1) / f) as usize;
+    let mut sum = vec![0.0f64; count];
+    let mut values = Vec::with_capacity(count);
+    for series in found {
+        values.clear();
+        series.fill(from_s, count, &mut values);
+        for (total, &value) in sum.iter_mut().zip(&values) {
+            *total += f64::from(value);
+        }
+    }
+    let scale = match config.aggregation {
+        Aggregation::Avg => 1.0 / found.len() as f64,
+        Aggregation::Sum | Aggregation::None => 1.0,
+    };
+    let data = sum.into_iter().map(|v| (v * scale) as f32).collect();
+    (data, from_s, from_s + count as i64 * f)
+}

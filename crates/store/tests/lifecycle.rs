@@ -1,0 +1,317 @@
+//! Writing, dropping, freeing, memory accounting and health (COMPAT.md §3, §8, decisions 3,
+//! 10, 16).
+
+use strata_store::{
+    Aggregation, BUFFER_CAPACITY, HealthState, LevelName, MetricConfig, Query, ReadOptions,
+    Resampler, Store, StoreConfig, WriteBatch,
+};
+
+const NOW: i64 = 10_000_000;
+
+fn config() -> StoreConfig {
+    let mut config = StoreConfig::auto(10);
+    config.retention_s = NOW;
+    config
+}
+
+fn batch(host: &str, metric: &str, samples: impl IntoIterator<Item = (i64, f32)>) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for (t, v) in samples {
+        batch.push("c", host, [LevelName::NONE; 2], metric, t, v);
+    }
+    batch
+}
+
+fn read_all(store: &Store, host: &str, metric: &str) -> Vec<f32> {
+    let options = ReadOptions {
+        from_s: 0,
+        to_s: i64::MAX / 2,
+        with_stats: false,
+        with_data: true,
+        with_padding: false,
+        resampler: Resampler::default(),
+    };
+    let query = Query {
+        host,
+        metric,
+        ..Query::default()
+    };
+    store
+        .query("c", &query, &options)
+        .remove(0)
+        .ok()
+        .and_then(|r| r.data)
+        .unwrap_or_default()
+}
+
+#[test]
+fn configured_metrics_drop_unknown_ones_and_count_them_by_name() {
+    let mut config = config();
+    config.metrics.insert(
+        "known".into(),
+        MetricConfig {
+            frequency_s: 10,
+            aggregation: Aggregation::None,
+        },
+    );
+    let store = Store::new(config);
+    let mut mixed = batch("h", "known", [(100, 1.0)]);
+    mixed.push("c", "h", [LevelName::NONE; 2], "other", 100, 1.0);
+    mixed.push("c", "h", [LevelName::NONE; 2], "other", 110, 1.0);
+    let report = store.write(&mixed, NOW);
+    assert_eq!(report.written, 1);
+    assert_eq!(report.dropped.unknown_metric, 2);
+    assert_eq!(store.unknown_metric_counts(), [("other".to_string(), 2)]);
+}
+
+#[test]
+fn without_configured_metrics_new_ones_are_registered() {
+    let store = Store::new(config());
+    let report = store.write(&batch("h", "anything", [(100, 1.0), (110, 2.0)]), NOW);
+    assert_eq!(report.written, 2);
+    assert_eq!(read_all(&store, "h", "anything"), [1.0, 2.0]);
+    assert_eq!(store.stats().metrics, 1);
+}
+
+#[test]
+fn samples_outside_the_window_are_dropped_by_reason() {
+    let mut config = config();
+    config.retention_s = 1000;
+    config.future_tolerance_s = 100;
+    let store = Store::new(config);
+    let report = store.write(
+        &batch(
+            "h",
+            "m",
+            [
+                (NOW - 2000, 1.0),
+                (NOW, 2.0),
+                (NOW + 1000, 3.0),
+                (NOW - 500, 4.0),
+            ],
+        ),
+        NOW,
+    );
+    assert_eq!(report.written, 1);
+    assert_eq!(report.dropped.outside_retention, 1);
+    assert_eq!(report.dropped.future, 1);
+    // Older than the first buffer of its series (decision 16).
+    assert_eq!(report.dropped.before_first_buffer, 1);
+    assert_eq!(report.dropped.total(), 3);
+}
+
+#[test]
+fn late_samples_land_in_older_buffers() {
+    let store = Store::new(config());
+    let first: Vec<_> = (0..1000).map(|i| (1000 + i * 10, i as f32)).collect();
+    store.write(&batch("h", "m", first), NOW);
+    store.write(&batch("h", "m", [(1000 + 5 * 10, -1.0)]), NOW);
+    let values = read_all(&store, "h", "m");
+    assert_eq!(values.len(), 1000);
+    assert_eq!(values[5], -1.0);
+    assert_eq!(values[999], 999.0);
+}
+
+#[test]
+fn free_removes_exactly_the_ended_buffers() {
+    // TestMemoryStoreFree: freeing up to 2·512+100 frees exactly 3 buffers across two metrics,
+    // and reads then start at the first kept buffer.
+    let store = Store::new(config());
+    let count = 3 * BUFFER_CAPACITY as i64;
+    for metric in ["a", "b"] {
+        store.write(
+            &batch("h", metric, (0..count).map(|i| (1000 + i * 10, i as f32))),
+            NOW,
+        );
+    }
+    // Buffers of a: ends at 1000 + 512·10, 1000 + 1024·10, 1000 + 1536·10 (+ f/2 = 5).
+    let to = 1000 + (2 * 512 + 100) * 10;
+    let freed = store.free(&["c", "h"], to);
+    assert_eq!(freed, 4);
+    assert_eq!(read_all(&store, "h", "a").len(), BUFFER_CAPACITY);
+    assert_eq!(read_all(&store, "h", "a")[0], 1024.0);
+    assert_eq!(store.stats().buffers, 2);
+}
+
+#[test]
+fn free_of_everything_prunes_hosts_and_clusters() {
+    let store = Store::new(config());
+    store.write(&batch("h1", "m", [(100, 1.0)]), NOW);
+    store.write(&batch("h2", "m", [(100, 1.0)]), NOW);
+    assert_eq!(store.hosts("c"), ["h1", "h2"]);
+    assert_eq!(store.free(&["c", "nope"], NOW), 0);
+    assert_eq!(store.free(&[], NOW), 2);
+    assert!(store.hosts("c").is_empty());
+    let stats = store.stats();
+    assert_eq!(
+        (
+            stats.clusters,
+            stats.hosts,
+            stats.buffers,
+            stats.buffer_bytes
+        ),
+        (0, 0, 0, 0)
+    );
+}
+
+#[test]
+fn memory_accounting_is_exact_and_pool_reuses_freed_buffers() {
+    let store = Store::new(config());
+    let count = 2 * BUFFER_CAPACITY as i64;
+    store.write(
+        &batch("h", "m", (0..count).map(|i| (1000 + i * 10, 1.0))),
+        NOW,
+    );
+    let stats = store.stats();
+    assert_eq!(stats.buffers, 2);
+    assert_eq!(stats.buffer_bytes, 2 * BUFFER_CAPACITY as u64 * 4);
+    store.free(&["c", "h"], 1000 + BUFFER_CAPACITY as i64 * 10 + 10);
+    let stats = store.stats();
+    assert_eq!(stats.buffers, 1);
+    assert_eq!(stats.pool_bytes, BUFFER_CAPACITY as u64 * 4);
+    assert_eq!(store.memory_bytes(), 2 * BUFFER_CAPACITY as u64 * 4);
+    // A new series takes the pooled allocation.
+    store.write(&batch("h", "other", [(5000, 1.0)]), NOW);
+    assert_eq!(store.stats().pool_bytes, 0);
+}
+
+#[test]
+fn memory_cap_frees_oldest_data_first() {
+    let mut config = config();
+    config.retention_s = 100 * 512 * 10;
+    let store = Store::new(config);
+    let count = 8 * BUFFER_CAPACITY as i64;
+    let start = NOW - count * 10;
+    store.write(
+        &batch("h", "m", (0..count).map(|i| (start + i * 10, i as f32))),
+        NOW,
+    );
+    let full = store.memory_bytes();
+    let outcome = store.enforce_memory_cap(full / 2, NOW);
+    assert!(store.memory_bytes() <= full / 2, "{outcome:?}");
+    assert!(!outcome.still_over);
+    let values = read_all(&store, "h", "m");
+    // What is left is the newest data, ending at the last sample.
+    assert_eq!(values.last(), Some(&((count - 1) as f32)));
+    assert!(values.len() < count as usize);
+    let unchanged = store.enforce_memory_cap(u64::MAX, NOW);
+    assert_eq!(unchanged.steps, 0);
+}
+
+#[test]
+fn health_reports_full_partial_and_failed() {
+    // TestHealthCheck / TestBufferHealthChecks: stale = newest slot more than 5 intervals old.
+    let store = Store::new(config());
+    let now = 100_000;
+    store.write(&batch("h", "fresh", [(now - 10, 1.0)]), NOW);
+    store.write(&batch("h", "stale", [(now - 70, 1.0)]), NOW);
+    // Exactly five intervals: end = start + f = (t - 5) + 10 = t + 5 ⇒ t = now - 55.
+    store.write(&batch("h", "edge", [(now - 55, 1.0)]), NOW);
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let full = store.health("c", "h", &names(&["fresh", "edge"]), now);
+    assert_eq!(full.state, HealthState::Full);
+    let partial = store.health("c", "h", &names(&["fresh", "stale", "unknown"]), now);
+    assert_eq!(partial.state, HealthState::Partial);
+    let report = partial.metrics.expect("host exists");
+    assert_eq!(
+        (report.degraded, report.missing),
+        (names(&["stale"]), names(&["unknown"]))
+    );
+    let failed = store.health("c", "h", &names(&["stale"]), now);
+    assert_eq!(failed.state, HealthState::Failed);
+    let absent = store.health("c", "nohost", &names(&["fresh"]), now);
+    assert_eq!((absent.state, absent.metrics), (HealthState::Failed, None));
+    assert_eq!(store.health("c", "h", &[], now).state, HealthState::Full);
+}
+
+#[test]
+fn health_looks_at_the_whole_host_subtree() {
+    let store = Store::new(config());
+    let now = 100_000;
+    let mut child = WriteBatch::new();
+    child.push(
+        "c",
+        "h",
+        [LevelName::new("hwthread", "0"), LevelName::NONE],
+        "cpu",
+        now - 10,
+        1.0,
+    );
+    child.push(
+        "c",
+        "h",
+        [LevelName::new("hwthread", "1"), LevelName::NONE],
+        "cpu",
+        now - 500,
+        1.0,
+    );
+    store.write(&child, NOW);
+    let health = store.health("c", "h", &["cpu".to_string()], now);
+    assert_eq!(health.state, HealthState::Failed);
+    assert_eq!(
+        health.metrics.map(|m| m.degraded),
+        Some(vec!["cpu".to_string()])
+    );
+}
+
+#[test]
+fn debug_dump_lists_buffers_per_level() {
+    let store = Store::new(config());
+    let mut child = WriteBatch::new();
+    child.push("c", "h", [LevelName::NONE; 2], "load", 100, 1.0);
+    child.push(
+        "c",
+        "h",
+        [LevelName::new("socket", "0"), LevelName::NONE],
+        "bw",
+        100,
+        1.0,
+    );
+    child.push(
+        "c",
+        "h",
+        [LevelName::new("socket", "0"), LevelName::NONE],
+        "bw",
+        110,
+        1.0,
+    );
+    store.write(&child, NOW);
+    let host = store.debug(&["c", "h"]).expect("host exists");
+    assert_eq!(host.metrics.len(), 1);
+    assert_eq!(host.metrics[0].0, "load");
+    let socket = &host.children[0];
+    assert_eq!(socket.0, "socket0");
+    let buffer = socket.1.metrics[0].1[0];
+    assert_eq!((buffer.start, buffer.len, buffer.end), (95, 2, 120));
+    assert!(store.debug(&["c", "nope"]).is_none());
+    assert_eq!(store.debug(&[]).map(|root| root.children.len()), Some(1));
+}
+
+#[test]
+fn concurrent_writers_on_different_hosts_and_readers_agree() {
+    let store = std::sync::Arc::new(Store::new(config()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                // Thread t owns hosts 2t and 2t+1 and reads the hosts of its neighbour.
+                for round in 0..50 {
+                    let host = format!("h{}", 2 * t + round % 2);
+                    let step = round / 2;
+                    let samples = (0..100).map(|i| (100_000 + (step * 100 + i) * 10, t as f32));
+                    store.write(&batch(&host, "m", samples), NOW);
+                    let neighbour = format!("h{}", (2 * t + 2 + round % 2) % 8);
+                    let seen = read_all(&store, &neighbour, "m");
+                    assert!(seen.iter().all(|v| *v == ((t + 1) % 4) as f32));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("writer thread");
+    }
+    assert_eq!(store.hosts("c").len(), 8);
+    let stats = store.stats();
+    assert_eq!(stats.series, 8);
+    assert_eq!(stats.samples, 4 * 50 * 100);
+}
