@@ -1,1 +1,239 @@
-//! placeholder
+//! Strata's HTTP server: cc-metric-store's API over the in-memory store.
+//!
+//! Routes (each with and without a trailing slash, as cc-metric-store registers them):
+//!
+//! | route | method | handler |
+//! |---|---|---|
+//! | `/api/write` | POST | [`ingest::write`]: line protocol in |
+//! | `/api/query` | GET, POST | [`query::query`]: JSON query |
+//! | `/api/free` | POST | [`admin::free`]: drop old buffers |
+//! | `/api/debug` | GET | [`admin::debug`]: dump the tree |
+//! | `/api/healthcheck` | GET, POST | [`admin::healthcheck`]: per-node health |
+//! | `/metrics` | GET | Prometheus metrics about Strata itself (no auth) |
+//! | `/healthz` | GET | liveness: `ok` (no auth) |
+//!
+//! With a JWT public key configured, every `/api/` route requires an EdDSA bearer token.
+//!
+//! Ingest order is decode → [`App::commit`] → acknowledge. `commit` is the one place a batch
+//! enters the store; the write-ahead log appends there, before the store applies the batch.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod maintenance;
+pub mod query;
+pub mod telemetry;
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::ingest::{IngestLimits, LineDecoder, RejectReason};
+use crate::telemetry::{LogLimiter, ReasonLabel, ResponseLabel, RouteLabel, Telemetry};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use strata_store::{Resampler, Store, WriteBatch};
+
+/// Everything the server needs besides the store.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Raw Ed25519 public key; `None` = no authentication.
+    pub jwt_public_key: Option<[u8; 32]>,
+    pub ingest: IngestLimits,
+    /// Most result entries one query request may produce.
+    pub query_series_max: usize,
+    /// Largest query, free or healthcheck body.
+    pub request_body_bytes_max: usize,
+    pub resampler: Resampler,
+}
+
+/// Shared state of all handlers.
+#[derive(Debug)]
+pub struct App {
+    pub store: Arc<Store>,
+    pub config: ServerConfig,
+    pub telemetry: Telemetry,
+    auth: Option<Authenticator>,
+    reject_log: LogLimiter,
+    drop_log: LogLimiter,
+}
+
+/// The configured key is not an Ed25519 public key.
+#[derive(Debug, thiserror::Error)]
+#[error("main.jwt-public-key is not a valid Ed25519 public key")]
+pub struct InvalidPublicKey;
+
+impl App {
+    pub fn new(store: Arc<Store>, config: ServerConfig) -> Result<Self, InvalidPublicKey> {
+        let auth = match &config.jwt_public_key {
+            Some(key) => Some(Authenticator::new(key).ok_or(InvalidPublicKey)?),
+            None => None,
+        };
+        Ok(Self {
+            store,
+            config,
+            telemetry: Telemetry::new(),
+            auth,
+            reject_log: LogLimiter::new(10),
+            drop_log: LogLimiter::new(10),
+        })
+    }
+
+    /// Makes a decoded batch part of the store and empties it. This is where the write-ahead
+    /// log will append, before the store applies the batch.
+    pub fn commit(&self, batch: &mut WriteBatch, now_s: i64) {
+        if batch.is_empty() {
+            return;
+        }
+        let report = self.store.write(batch, now_s);
+        batch.clear();
+        self.telemetry.samples_written.inc_by(report.written as u64);
+        let dropped = report.dropped.total();
+        if dropped > 0 {
+            self.telemetry.record_drops(&report.dropped);
+            if let Some(suppressed) = self.drop_log.allow(now_s) {
+                tracing::warn!(
+                    unknown_metric = report.dropped.unknown_metric,
+                    before_first_buffer = report.dropped.before_first_buffer,
+                    outside_retention = report.dropped.outside_retention,
+                    future = report.dropped.future,
+                    suppressed,
+                    "samples not stored (counted in strata_ingest_samples_dropped_total)"
+                );
+            }
+        }
+    }
+
+    fn record_rejections(&self, decoder: &LineDecoder, now_s: i64) {
+        let total = decoder.rejected_total();
+        if total == 0 {
+            return;
+        }
+        for (reason, count) in RejectReason::ALL.iter().zip(decoder.rejected) {
+            if count > 0 {
+                self.telemetry
+                    .lines_rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.label(),
+                    })
+                    .inc_by(count);
+            }
+        }
+        if let Some(suppressed) = self.reject_log.allow(now_s) {
+            let first = decoder
+                .first_rejected
+                .first()
+                .map(|r| format!("line {}: {}", r.line, r.reason))
+                .unwrap_or_default();
+            tracing::warn!(
+                rejected = total,
+                lines = decoder.lines,
+                suppressed,
+                first,
+                "write request had invalid lines"
+            );
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// All routes, with authentication and request metrics.
+pub fn router(app: Arc<App>) -> Router {
+    let body_limit = axum::extract::DefaultBodyLimit::max(app.config.request_body_bytes_max);
+    let api = Router::new()
+        .route("/api/write", post(ingest::write))
+        .route("/api/write/", post(ingest::write))
+        .route("/api/query", get(query::query).post(query::query))
+        .route("/api/query/", get(query::query).post(query::query))
+        .route("/api/free", post(admin::free))
+        .route("/api/free/", post(admin::free))
+        .route("/api/debug", get(admin::debug))
+        .route("/api/debug/", get(admin::debug))
+        .route(
+            "/api/healthcheck",
+            get(admin::healthcheck).post(admin::healthcheck),
+        )
+        .route(
+            "/api/healthcheck/",
+            get(admin::healthcheck).post(admin::healthcheck),
+        )
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .layer(body_limit)
+        .with_state(app)
+}
+
+async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Some(auth) = &app.auth {
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(error) = auth.check(header, now_s()) {
+            tracing::debug!(%error, "request refused");
+            return ApiError::Unauthorized(error.to_string()).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Counts responses and their latency per route.
+async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = route_label(request.extensions().get::<MatchedPath>());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    app.telemetry
+        .request_seconds
+        .get_or_create(&RouteLabel { route })
+        .observe(started.elapsed().as_secs_f64());
+    app.telemetry
+        .responses
+        .get_or_create(&ResponseLabel {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// A bounded label set: the known routes, everything else as `other`.
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    let path = path.map_or("", |p| p.as_str());
+    match path.trim_end_matches('/') {
+        "/api/write" => "write",
+        "/api/query" => "query",
+        "/api/free" => "free",
+        "/api/debug" => "debug",
+        "/api/healthcheck" => "healthcheck",
+        "/metrics" => "metrics",
+        "/healthz" => "healthz",
+        _ => "other",
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = app.telemetry.render(&app.store);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -15,6 +15,15 @@ pub enum ResamplerKind {
     Average,
 }
 
+impl std::fmt::Display for ResamplerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Lttb => "lttb",
+            Self::Average => "average",
+        })
+    }
+}
+
 /// A resampler and its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resampler {

@@ -1,1 +1,175 @@
-fn main() {}
+//! `strata`: the binary. Command line, configuration, logging, and the order in which the
+//! parts start and stop.
+
+mod config;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use config::{CleanupMode, Config, FsyncPolicy};
+use std::path::PathBuf;
+use std::sync::Arc;
+use strata_server::ingest::IngestLimits;
+use strata_server::{App, ServerConfig};
+use strata_store::{Store, StoreConfig};
+
+/// A metric store for HPC clusters: a drop-in replacement for cc-metric-store.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as
+    /// `strata_server=debug`; RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the metric store. Without --config it listens on 127.0.0.1:8082, keeps 48 h in
+    /// memory and registers every metric it sees at a 60 s frequency.
+    Serve {
+        /// A cc-metric-store v1.5 configuration file (JSON with main, metrics, nats and
+        /// metric-store sections).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format)?;
+    match cli.command {
+        Command::Serve { config } => {
+            let config = match &config {
+                Some(path) => Config::from_file(path)?,
+                None => Config::embedded_default(),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    warn_about_unimplemented(&config);
+    let store_config = StoreConfig {
+        metrics: config.metrics.clone(),
+        default_metric: strata_store::MetricConfig {
+            frequency_s: config.store.default_frequency_s,
+            aggregation: strata_store::Aggregation::Avg,
+        },
+        retention_s: config.store.retention_in_memory.as_secs() as i64,
+        future_tolerance_s: 24 * 3600,
+        pool_buffers_max: 16 * 1024,
+    };
+    let limits = &config.store.limits;
+    let server_config = ServerConfig {
+        jwt_public_key: config.main.jwt_public_key,
+        ingest: IngestLimits {
+            body_bytes_max: limits.body_bytes_max,
+            line: strata_lineproto::Limits {
+                line_bytes_max: limits.line_bytes_max,
+                tags_per_line_max: limits.tags_per_line_max,
+                name_bytes_max: limits.name_bytes_max,
+            },
+            request_timeout: limits.request_timeout,
+        },
+        query_series_max: limits.query_series_max,
+        request_body_bytes_max: 64 << 20,
+        resampler: config.store.resampling,
+    };
+    if server_config.jwt_public_key.is_none() {
+        tracing::warn!(
+            "no main.jwt-public-key configured: the API accepts requests without authentication"
+        );
+    }
+    let store = Arc::new(Store::new(store_config));
+    let app = Arc::new(App::new(store, server_config)?);
+    let listener = tokio::net::TcpListener::bind(&config.main.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.main.addr))?;
+    let maintenance = strata_server::maintenance::start(app.clone(), config.store.memory_cap_bytes);
+    tracing::info!(
+        addr = %listener.local_addr().map_or(config.main.addr.clone(), |a| a.to_string()),
+        config = %config.source.as_ref().map_or("embedded default".into(), |p| p.display().to_string()),
+        metrics = if config.metrics.is_empty() { "auto-registered".to_string() } else { config.metrics.len().to_string() },
+        retention = ?config.store.retention_in_memory,
+        memory_cap_bytes = config.store.memory_cap_bytes.unwrap_or(0),
+        "strata listening"
+    );
+    axum::serve(listener, strata_server::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    for task in maintenance {
+        task.abort();
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Configuration that parses but has no effect in this build says so at startup, so an
+/// operator migrating from cc-metric-store is never misled.
+fn warn_about_unimplemented(config: &Config) {
+    if config.nats.is_some() || !config.store.nats_subscriptions.is_empty() {
+        tracing::warn!(
+            "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
+        );
+    }
+    if config.store.wal.fsync != FsyncPolicy::Off {
+        tracing::warn!(
+            directory = %config.store.checkpoints.directory.display(),
+            "the write-ahead log and snapshots are not implemented yet: data lives in memory only and is lost on restart"
+        );
+    }
+    if config.store.cleanup.mode == CleanupMode::Archive {
+        tracing::warn!("cleanup.mode \"archive\" is not implemented yet: nothing is archived");
+    }
+}

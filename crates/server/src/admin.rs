@@ -1,0 +1,210 @@
+//! `POST /api/free`, `GET /api/debug` and `GET /api/healthcheck` (COMPAT.md §1.6–1.8).
+
+use crate::App;
+use crate::error::{ApiError, json_response};
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use strata_store::{DebugLevel, HostHealth};
+
+#[derive(Debug, Deserialize)]
+pub struct FreeParams {
+    to: Option<String>,
+}
+
+/// Frees, for each selector of the JSON body, every buffer that ended before `to`.
+pub async fn free(
+    State(app): State<Arc<App>>,
+    Query(params): Query<FreeParams>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let to = params
+        .to
+        .ok_or_else(|| ApiError::BadRequest("'to' is a required query parameter".to_owned()))?;
+    let to: i64 = to
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("'to' is not an integer: {e}")))?;
+    let selectors: Vec<Vec<String>> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid selector list: {e}")))?;
+    let mut freed = 0;
+    for selector in &selectors {
+        let path: Vec<&str> = selector.iter().map(String::as_str).collect();
+        freed += app.store.free(&path, to);
+    }
+    tracing::info!(
+        selectors = selectors.len(),
+        to,
+        freed,
+        "freed buffers on request"
+    );
+    Ok((StatusCode::OK, format!("buffers freed: {freed}\n")).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DebugParams {
+    selector: Option<String>,
+}
+
+/// Dumps the tree below a `cluster:host:…` selector as JSON (decision 11: valid JSON, with
+/// cc-metric-store's fields).
+pub async fn debug(
+    State(app): State<Arc<App>>,
+    Query(params): Query<DebugParams>,
+) -> Result<Response, ApiError> {
+    let selector = params.selector.unwrap_or_default();
+    let path: Vec<&str> = selector.split(':').filter(|s| !s.is_empty()).collect();
+    let tree = app
+        .store
+        .debug(&path)
+        .ok_or_else(|| ApiError::BadRequest(format!("not found: {path:?}")))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &DebugDump { data: Tree(&tree) },
+    ))
+}
+
+#[derive(Serialize)]
+struct DebugDump<'a> {
+    data: Tree<'a>,
+}
+
+/// A level as `{"metric":[{"start":…,"len":…,"end":…}], "child":{…}}`.
+struct Tree<'a>(&'a DebugLevel);
+
+impl Serialize for Tree<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Buffer {
+            start: i64,
+            len: usize,
+            end: i64,
+        }
+        let mut map = serializer.serialize_map(None)?;
+        for (metric, buffers) in &self.0.metrics {
+            let buffers: Vec<Buffer> = buffers
+                .iter()
+                .map(|b| Buffer {
+                    start: b.start,
+                    len: b.len,
+                    end: b.end,
+                })
+                .collect();
+            map.serialize_entry(metric, &buffers)?;
+        }
+        for (name, child) in &self.0.children {
+            map.serialize_entry(name, &Tree(child))?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthRequest {
+    cluster: String,
+    nodes: Vec<String>,
+    #[serde(rename = "metric-names")]
+    metric_names: Vec<String>,
+}
+
+/// Health of each requested node for the expected metrics (v1.5 form).
+pub async fn healthcheck(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let request: HealthRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("parsing request body failed: {e}")))?;
+    let now_s = crate::now_s();
+    let mut response = BTreeMap::new();
+    for node in &request.nodes {
+        let health = app
+            .store
+            .health(&request.cluster, node, &request.metric_names, now_s);
+        response.insert(node.as_str(), NodeHealth::from(&health));
+    }
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+/// cc-metric-store's Go field names, and the metric lists as a JSON *string*.
+#[derive(Serialize)]
+struct NodeHealth {
+    #[serde(rename = "State")]
+    state: String,
+    #[serde(rename = "HealthMetrics")]
+    health_metrics: String,
+}
+
+impl From<&HostHealth> for NodeHealth {
+    fn from(health: &HostHealth) -> Self {
+        #[derive(Serialize)]
+        struct Lists<'a> {
+            degraded: &'a [String],
+            missing: &'a [String],
+        }
+        let health_metrics = health
+            .metrics
+            .as_ref()
+            .map(|m| {
+                serde_json::to_string(&Lists {
+                    degraded: &m.degraded,
+                    missing: &m.missing,
+                })
+                .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        Self {
+            state: health.state.to_string(),
+            health_metrics,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::{DebugBuffer, HealthState, MetricHealth};
+
+    #[test]
+    fn health_metrics_is_a_json_string_with_sorted_keys() {
+        let health = HostHealth {
+            state: HealthState::Partial,
+            metrics: Some(MetricHealth {
+                degraded: vec!["mem_used".into()],
+                missing: vec![],
+            }),
+        };
+        let text = serde_json::to_string(&NodeHealth::from(&health)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"State":"partial","HealthMetrics":"{\"degraded\":[\"mem_used\"],\"missing\":[]}"}"#
+        );
+        let absent = HostHealth {
+            state: HealthState::Failed,
+            metrics: None,
+        };
+        let text = serde_json::to_string(&NodeHealth::from(&absent)).unwrap();
+        assert_eq!(text, r#"{"State":"failed","HealthMetrics":""}"#);
+    }
+
+    #[test]
+    fn debug_dump_is_valid_json() {
+        let tree = DebugLevel {
+            metrics: vec![(
+                "load".into(),
+                vec![DebugBuffer {
+                    start: 95,
+                    len: 2,
+                    end: 120,
+                }],
+            )],
+            children: vec![("socket0".into(), DebugLevel::default())],
+        };
+        let text = serde_json::to_string(&DebugDump { data: Tree(&tree) }).unwrap();
+        assert_eq!(
+            text,
+            r#"{"data":{"load":[{"start":95,"len":2,"end":120}],"socket0":{}}}"#
+        );
+    }
+}

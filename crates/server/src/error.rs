@@ -1,0 +1,107 @@
+//! Every failure an endpoint can answer with, mapped to a status and body in one place.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One rejected line of a write request.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RejectedLine {
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with cc-metric-store's error JSON.
+    BadRequest(String),
+    /// 400 listing rejected lines (COMPAT.md decision 2).
+    LinesRejected {
+        rejected: u64,
+        lines: u64,
+        first: Vec<RejectedLine>,
+    },
+    /// 413: the body is over the configured limit. Lines before the limit were stored.
+    PayloadTooLarge { limit_bytes: u64, lines_stored: u64 },
+    /// 401 with a plain-text reason, as cc-metric-store answers.
+    Unauthorized(String),
+    /// 408: the body did not arrive within the request timeout.
+    Timeout { lines_stored: u64 },
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'a str,
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a [RejectedLine]>,
+}
+
+/// A JSON response body with cc-metric-store's trailing newline.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let mut text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn error_json(status: StatusCode, error: &str, rejected: Option<&[RejectedLine]>) -> Response {
+    let body = ErrorBody {
+        status: status.canonical_reason().unwrap_or("Error"),
+        error,
+        rejected,
+    };
+    json_response(status, &body)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(message) => error_json(StatusCode::BAD_REQUEST, &message, None),
+            Self::LinesRejected {
+                rejected,
+                lines,
+                first,
+            } => error_json(
+                StatusCode::BAD_REQUEST,
+                &format!("{rejected} of {lines} lines rejected"),
+                Some(&first),
+            ),
+            Self::PayloadTooLarge {
+                limit_bytes,
+                lines_stored,
+            } => error_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body exceeds the limit of {limit_bytes} bytes; \
+                     the first {lines_stored} lines were stored"
+                ),
+                None,
+            ),
+            Self::Timeout { lines_stored } => error_json(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "request body not received within the request timeout; \
+                     the first {lines_stored} lines were stored"
+                ),
+                None,
+            ),
+            Self::Unauthorized(reason) => (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                )],
+                format!("{reason}\n"),
+            )
+                .into_response(),
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! `POST /api/write`: line protocol in, samples into the store (COMPAT.md §1.4, §4, decisions
+//! 1–4).
+//!
+//! The body is streamed: each chunk is parsed as it arrives, complete lines at once and a
+//! partial last line carried to the next chunk, so memory per request is bounded by the
+//! chunk size plus one line, whatever the body size. Decoded samples collect in a
+//! [`WriteBatch`] that is committed every [`BATCH_SAMPLES_MAX`] samples and at the end.
+//!
+//! Every valid line is stored. Invalid lines are counted and the first few reported with
+//! their line number in a 400 response (decision 2); they never stop the rest of the body.
+
+use crate::App;
+use crate::error::{ApiError, RejectedLine};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_lineproto::{ErrorKind, FieldValue, Line, Parser};
+use strata_store::{LevelName, WriteBatch};
+
+/// Samples decoded before a batch is committed. Bounds the memory of a batch (~64 bytes per
+/// sample plus names) and lets big bodies become visible while they stream in.
+pub const BATCH_SAMPLES_MAX: usize = 16 * 1024;
+
+/// Rejected lines listed in a 400 response; the rest are only counted.
+pub const REJECTED_LINES_LISTED_MAX: usize = 10;
+
+/// Compressed bytes fed to the gzip decoder at a time, so that one chunk of a gzip bomb
+/// inflates to at most ~1 000 times this before the body limit is checked.
+const GZIP_INPUT_STEP_BYTES: usize = 4 * 1024;
+
+/// Limits of the write endpoint.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Largest body, counted after decompression; the rest of a larger body is refused with 413.
+    pub body_bytes_max: u64,
+    pub line: strata_lineproto::Limits,
+    /// Longest time to receive a whole body.
+    pub request_timeout: Duration,
+}
+
+/// The unit of timestamps (decision 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Detect by magnitude: < 1e11 s, < 1e14 ms, < 1e17 µs, else ns.
+    Auto,
+    Seconds,
+    Milliseconds,
+    Microseconds,
+    Nanoseconds,
+}
+
+impl Precision {
+    /// InfluxDB's spellings of the `precision` query parameter (v1 and v2).
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "s" => Self::Seconds,
+            "ms" => Self::Milliseconds,
+            "us" | "u" | "µs" => Self::Microseconds,
+            "ns" | "n" => Self::Nanoseconds,
+            _ => return None,
+        })
+    }
+
+    /// Converts a timestamp to unix seconds, truncating sub-second parts.
+    pub fn to_seconds(self, timestamp: i64) -> i64 {
+        let magnitude = timestamp.unsigned_abs();
+        let divisor = match self {
+            Self::Seconds => 1,
+            Self::Milliseconds => 1_000,
+            Self::Microseconds => 1_000_000,
+            Self::Nanoseconds => 1_000_000_000,
+            Self::Auto if magnitude < 100_000_000_000 => 1,
+            Self::Auto if magnitude < 100_000_000_000_000 => 1_000,
+            Self::Auto if magnitude < 100_000_000_000_000_000 => 1_000_000,
+            Self::Auto => 1_000_000_000,
+        };
+        timestamp / divisor
+    }
+}
+
+/// Why a line was rejected, as a `/metrics` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Syntax,
+    LineTooLong,
+    TooManyTags,
+    NameTooLong,
+    UnknownField,
+    ValueType,
+    MissingHost,
+    MissingCluster,
+    InvalidName,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 9] = [
+        Self::Syntax,
+        Self::LineTooLong,
+        Self::TooManyTags,
+        Self::NameTooLong,
+        Self::UnknownField,
+        Self::ValueType,
+        Self::MissingHost,
+        Self::MissingCluster,
+        Self::InvalidName,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Syntax => "syntax",
+            Self::LineTooLong => "line_too_long",
+            Self::TooManyTags => "too_many_tags",
+            Self::NameTooLong => "name_too_long",
+            Self::UnknownField => "unknown_field",
+            Self::ValueType => "value_type",
+            Self::MissingHost => "missing_host",
+            Self::MissingCluster => "missing_cluster",
+            Self::InvalidName => "invalid_name",
+        }
+    }
+
+    fn of(kind: &ErrorKind) -> Self {
+        match kind {
+            ErrorKind::LineTooLong { .. } => Self::LineTooLong,
+            ErrorKind::TooManyTags { .. } => Self::TooManyTags,
+            ErrorKind::NameTooLong { .. } => Self::NameTooLong,
+            _ => Self::Syntax,
+        }
+    }
+}
+
+/// Turns line-protocol bytes, fed in arbitrary chunks, into a [`WriteBatch`] by
+/// cc-metric-store's tag rules.
+#[derive(Debug)]
+pub struct LineDecoder {
+    default_cluster: String,
+    precision: Precision,
+    /// Time given to lines without a timestamp: the request's arrival (decision 1).
+    now_s: i64,
+    limits: strata_lineproto::Limits,
+    /// The unfinished last line of the previous chunk.
+    pending: Vec<u8>,
+    /// The current line was rejected as too long before its end arrived; skip to its end.
+    skipping: bool,
+    /// Number of the next physical line.
+    next_line: u64,
+    /// Non-blank, non-comment lines seen.
+    pub lines: u64,
+    /// Lines rejected, by [`RejectReason`] (indexed like [`RejectReason::ALL`]).
+    pub rejected: [u64; RejectReason::ALL.len()],
+    /// The first rejected lines, for the response.
+    pub first_rejected: Vec<RejectedLine>,
+    pub batch: WriteBatch,
+}
+
+impl LineDecoder {
+    pub fn new(
+        default_cluster: &str,
+        precision: Precision,
+        now_s: i64,
+        limits: strata_lineproto::Limits,
+    ) -> Self {
+        Self {
+            default_cluster: default_cluster.to_owned(),
+            precision,
+            now_s,
+            limits,
+            pending: Vec::new(),
+            skipping: false,
+            next_line: 1,
+            lines: 0,
+            rejected: [0; RejectReason::ALL.len()],
+            first_rejected: Vec::new(),
+            batch: WriteBatch::new(),
+        }
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Decodes every complete line of `chunk` (and of what was pending before it).
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        if self.skipping {
+            let Some(end) = memchr::memchr(b'\n', chunk) else {
+                return;
+            };
+            self.skipping = false;
+            self.next_line += 1;
+            chunk = &chunk[end + 1..];
+        }
+        if !self.pending.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', chunk) else {
+                self.pending.extend_from_slice(chunk);
+                self.bound_pending();
+                return;
+            };
+            let mut line = std::mem::take(&mut self.pending);
+            line.extend_from_slice(&chunk[..=end]);
+            self.parse(&line);
+            line.clear();
+            self.pending = line;
+            chunk = &chunk[end + 1..];
+        }
+        let tail = match memchr::memrchr(b'\n', chunk) {
+            Some(end) => {
+                self.parse(&chunk[..=end]);
+                &chunk[end + 1..]
+            }
+            None => chunk,
+        };
+        self.pending.extend_from_slice(tail);
+        self.bound_pending();
+    }
+
+    /// Decodes the last line if the body did not end with a newline.
+    pub fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.parse(&line);
+        }
+    }
+
+    /// A line whose end has not arrived and which is already over the limit is rejected now,
+    /// instead of buffering it whole.
+    fn bound_pending(&mut self) {
+        // One extra byte for a '\r' before the '\n'.
+        if self.pending.len() > self.limits.line_bytes_max + 1 {
+            let bytes = self.pending.len();
+            self.pending.clear();
+            self.skipping = true;
+            self.lines += 1;
+            let kind = ErrorKind::LineTooLong {
+                bytes,
+                max: self.limits.line_bytes_max,
+            };
+            self.reject(
+                self.next_line,
+                RejectReason::LineTooLong,
+                format!("{kind} (at least)"),
+            );
+        }
+    }
+
+    fn parse(&mut self, bytes: &[u8]) {
+        let limits = self.limits.clone();
+        let mut parser = Parser::with_first_line(bytes, &limits, self.next_line);
+        for item in parser.by_ref() {
+            self.lines += 1;
+            match item {
+                Ok(line) => {
+                    if let Err((reason, message)) = self.decode(&line) {
+                        self.reject(line.number, reason, message);
+                    }
+                }
+                Err(error) => self.reject(
+                    error.number,
+                    RejectReason::of(&error.kind),
+                    error.kind.to_string(),
+                ),
+            }
+        }
+        self.next_line += parser.lines_consumed();
+    }
+
+    fn reject(&mut self, line: u64, reason: RejectReason, message: String) {
+        if let Some(count) = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.rejected.get_mut(i))
+        {
+            *count += 1;
+        }
+        if self.first_rejected.len() < REJECTED_LINES_LISTED_MAX {
+            self.first_rejected.push(RejectedLine {
+                line,
+                reason: message,
+            });
+        }
+    }
+
+    /// Applies cc-metric-store's tag semantics to one parsed line and adds its sample.
+    fn decode(&mut self, line: &Line<'_>) -> Result<(), (RejectReason, String)> {
+        let mut cluster: Option<Cow<'_, str>> = None;
+        let mut hostname: Option<Cow<'_, str>> = None;
+        let mut host: Option<Cow<'_, str>> = None;
+        let (mut kind, mut kind_id) = (None, None);
+        let (mut subkind, mut subkind_id) = (None, None);
+        for (key, value) in line.tags() {
+            match &*key {
+                "cluster" => cluster = Some(value),
+                "hostname" => hostname = Some(value),
+                "host" => host = Some(value),
+                "type" => kind = Some(value),
+                "type-id" => kind_id = Some(value),
+                // `subtype` is the key cc-metric-store used before May 2025 (decision 4).
+                "stype" | "subtype" => subkind = Some(value),
+                "stype-id" => subkind_id = Some(value),
+                _ => {}
+            }
+        }
+        let mut value = None;
+        for (key, field) in line.fields() {
+            if key != "value" {
+                return Err((
+                    RejectReason::UnknownField,
+                    format!("unknown field '{key}' (only 'value' is accepted)"),
+                ));
+            }
+            value = Some(match field {
+                FieldValue::Float(v) => v as f32,
+                FieldValue::Int(v) => v as f32,
+                FieldValue::UInt(v) => v as f32,
+                FieldValue::Bool(_) | FieldValue::String(_) => {
+                    return Err((
+                        RejectReason::ValueType,
+                        "unsupported value type for field 'value': only numbers are accepted"
+                            .to_owned(),
+                    ));
+                }
+            });
+        }
+        let Some(value) = value else {
+            return Err((RejectReason::Syntax, "missing field 'value'".to_owned()));
+        };
+        let host = hostname.or(host).unwrap_or_default();
+        if host.is_empty() {
+            return Err((
+                RejectReason::MissingHost,
+                "missing host (tag 'hostname' or 'host')".to_owned(),
+            ));
+        }
+        let cluster = cluster.unwrap_or(Cow::Borrowed(&self.default_cluster));
+        if cluster.is_empty() {
+            return Err((
+                RejectReason::MissingCluster,
+                "missing cluster (tag 'cluster' or query parameter 'cluster')".to_owned(),
+            ));
+        }
+        for (what, name) in [("cluster", &cluster), ("host", &host)] {
+            if name.contains(['/', '\\']) || name.contains("..") {
+                return Err((
+                    RejectReason::InvalidName,
+                    format!("{what} {name:?} contains '/', '\\' or '..'"),
+                ));
+            }
+        }
+        // `type=node` means the host itself (decision 4).
+        let kind = kind.filter(|k| k != "node");
+        let first = kind
+            .as_deref()
+            .map(|k| LevelName::new(k, kind_id.as_deref().unwrap_or("")));
+        let second = subkind
+            .as_deref()
+            .map(|k| LevelName::new(k, subkind_id.as_deref().unwrap_or("")));
+        let levels = match (first, second) {
+            (Some(first), second) => [first, second.unwrap_or(LevelName::NONE)],
+            (None, Some(second)) => [second, LevelName::NONE],
+            (None, None) => [LevelName::NONE; 2],
+        };
+        let timestamp_s = line
+            .timestamp
+            .map_or(self.now_s, |t| self.precision.to_seconds(t));
+        self.batch.push(
+            &cluster,
+            &host,
+            levels,
+            &line.measurement,
+            timestamp_s,
+            value,
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WriteParams {
+    cluster: Option<String>,
+    precision: Option<String>,
+}
+
+/// The body decoding a request asked for.
+enum Encoding {
+    Identity,
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
+}
+
+pub async fn write(
+    State(app): State<Arc<App>>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let now_s = crate::now_s();
+    let precision = match params.precision.as_deref() {
+        None | Some("") => Precision::Auto,
+        Some(text) => Precision::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown precision {text:?} (expected s, ms, us or ns)"
+            ))
+        })?,
+    };
+    let mut encoding = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") | Some("") => Encoding::Identity,
+        Some("gzip") | Some("x-gzip") => {
+            Encoding::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unsupported Content-Encoding {other:?} (expected gzip or none)"
+            )));
+        }
+    };
+    let limits = &app.config.ingest;
+    let mut decoder = LineDecoder::new(
+        params.cluster.as_deref().unwrap_or(""),
+        precision,
+        now_s,
+        limits.line.clone(),
+    );
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let mut body = body;
+    let mut body_bytes: u64 = 0;
+    let outcome = loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => break Err(Failure::Timeout),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(error))) => break Err(Failure::Read(error.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let step = match &mut encoding {
+            Encoding::Identity => {
+                body_bytes += data.len() as u64;
+                if body_bytes > limits.body_bytes_max {
+                    break Err(Failure::TooLarge);
+                }
+                decoder.feed(&data);
+                Ok(())
+            }
+            Encoding::Gzip(gzip) => inflate(gzip, &data, &mut decoder, &mut body_bytes, limits),
+        };
+        if let Err(failure) = step {
+            break Err(failure);
+        }
+        if decoder.batch.len() >= BATCH_SAMPLES_MAX {
+            app.commit(&mut decoder.batch, now_s);
+        }
+    };
+    let outcome = outcome.and_then(|()| match &mut encoding {
+        Encoding::Identity => Ok(()),
+        Encoding::Gzip(gzip) => {
+            let result = gzip.try_finish();
+            decoder.feed(gzip.get_ref());
+            result.map_err(|e| Failure::Read(format!("invalid gzip data: {e}")))
+        }
+    });
+    // Whatever the outcome, every complete line received is kept (decision 2).
+    if outcome.is_ok() {
+        decoder.finish();
+    }
+    app.commit(&mut decoder.batch, now_s);
+    app.telemetry.body_bytes.inc_by(body_bytes);
+    app.record_rejections(&decoder, now_s);
+    let lines_stored = decoder.lines - decoder.rejected_total();
+    match outcome {
+        Err(Failure::Timeout) => return Err(ApiError::Timeout { lines_stored }),
+        Err(Failure::TooLarge) => {
+            return Err(ApiError::PayloadTooLarge {
+                limit_bytes: limits.body_bytes_max,
+                lines_stored,
+            });
+        }
+        Err(Failure::Read(message)) => {
+            return Err(ApiError::BadRequest(format!(
+                "reading request body failed: {message}; the first {lines_stored} lines were stored"
+            )));
+        }
+        Ok(()) => {}
+    }
+    if decoder.rejected_total() > 0 {
+        return Err(ApiError::LinesRejected {
+            rejected: decoder.rejected_total(),
+            lines: decoder.lines,
+            first: std::mem::take(&mut decoder.first_rejected),
+        });
+    }
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")]).into_response())
+}
+
+enum Failure {
+    Timeout,
+    TooLarge,
+    Read(String),
+}
+
+/// Feeds compressed bytes through the gzip decoder in small steps, checking the body limit
+/// on the inflated size after each.
+fn inflate(
+    gzip: &mut flate2::write::GzDecoder<Vec<u8>>,
+    data: &[u8],
+    decoder: &mut LineDecoder,
+    body_bytes: &mut u64,
+    limits: &IngestLimits,
+) -> Result<(), Failure> {
+    for step in data.chunks(GZIP_INPUT_STEP_BYTES) {
+        gzip.write_all(step)
+            .map_err(|e| Failure::Read(format!("invalid gzip data: {e}")))?;
+        let inflated = gzip.get_mut();
+        *body_bytes += inflated.len() as u64;
+        if *body_bytes > limits.body_bytes_max {
+            return Err(Failure::TooLarge);
+        }
+        decoder.feed(inflated);
+        inflated.clear();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(body: &str, chunk: usize) -> LineDecoder {
+        let mut decoder =
+            LineDecoder::new("dflt", Precision::Auto, 1_700_000_000, Default::default());
+        for piece in body.as_bytes().chunks(chunk) {
+            decoder.feed(piece);
+        }
+        decoder.finish();
+        decoder
+    }
+
+    fn keys(decoder: &LineDecoder) -> Vec<String> {
+        decoder
+            .batch
+            .iter()
+            .map(|s| {
+                let k = s.key;
+                format!(
+                    "{}/{}/{}/{}/{}@{}={}",
+                    k.cluster, k.host, k.levels[0], k.levels[1], k.metric, s.timestamp_s, s.value
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn applies_cc_metric_store_tag_rules() {
+        let body = "\
+cpu_load,cluster=alex,hostname=a0603,type=node value=35.0 1725827464
+cpu_user,cluster=alex,hostname=a0603,type=hwthread,type-id=0 value=12.0 1725827464
+m,hostname=h,type-id=2,type=core value=1i 1725827464
+m,host=h,type=socket,type-id=0,stype=net,stype-id=ib0 value=2u 1725827464
+m,host=h,type=node,type-id=0 value=3 1725827464
+m,host=h,stype=net,stype-id=eth0 value=4 1725827464
+m,host=h,subtype=net,stype-id=eth1,unit=x value=5 1725827464
+";
+        let expected = [
+            "alex/a0603///cpu_load@1725827464=35",
+            "alex/a0603/hwthread0//cpu_user@1725827464=12",
+            "dflt/h/core2//m@1725827464=1",
+            "dflt/h/socket0/netib0/m@1725827464=2",
+            "dflt/h///m@1725827464=3",
+            "dflt/h/neteth0//m@1725827464=4",
+            "dflt/h/neteth1//m@1725827464=5",
+        ];
+        for chunk in [1, 7, 64, 4096] {
+            let decoder = decode(body, chunk);
+            assert_eq!(keys(&decoder), expected, "chunk {chunk}");
+            assert_eq!((decoder.lines, decoder.rejected_total()), (7, 0));
+        }
+    }
+
+    #[test]
+    fn converts_timestamps_by_magnitude_or_precision() {
+        assert_eq!(Precision::Auto.to_seconds(1_725_827_464), 1_725_827_464);
+        assert_eq!(Precision::Auto.to_seconds(1_725_827_464_123), 1_725_827_464);
+        assert_eq!(
+            Precision::Auto.to_seconds(1_725_827_464_123_456),
+            1_725_827_464
+        );
+        assert_eq!(
+            Precision::Auto.to_seconds(1_725_827_464_123_456_789),
+            1_725_827_464
+        );
+        assert_eq!(Precision::Milliseconds.to_seconds(5_000), 5);
+        assert_eq!(Precision::parse("n"), Some(Precision::Nanoseconds));
+        assert_eq!(Precision::parse("h"), None);
+        let decoder = decode("m,host=h value=1\n", 100);
+        assert_eq!(
+            decoder.batch.iter().next().map(|s| s.timestamp_s),
+            Some(1_700_000_000)
+        );
+    }
+
+    #[test]
+    fn keeps_valid_lines_and_reports_bad_ones_with_line_numbers() {
+        let body = "\
+# comment
+
+m,host=h value=1 1700000000
+m,host=h other=1 1700000000
+m,host=h value=\"s\" 1700000000
+m value=1 1700000000
+m,host=a/b value=1 1700000000
+broken line
+m,host=h value=2 1700000060\r
+";
+        let decoder = decode(body, 3);
+        assert_eq!(keys(&decoder).len(), 2);
+        assert_eq!(decoder.lines, 7);
+        assert_eq!(decoder.rejected_total(), 5);
+        let lines: Vec<u64> = decoder.first_rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [4, 5, 6, 7, 8]);
+        assert!(
+            decoder.first_rejected[0]
+                .reason
+                .contains("unknown field 'other'")
+        );
+        assert!(decoder.first_rejected[2].reason.contains("missing host"));
+        assert!(decoder.first_rejected[3].reason.contains("'..'"));
+    }
+
+    #[test]
+    fn missing_cluster_is_rejected() {
+        let mut decoder = LineDecoder::new("", Precision::Auto, 0, Default::default());
+        decoder.feed(b"m,host=h value=1 1\n");
+        assert_eq!(decoder.rejected_total(), 1);
+        assert!(decoder.first_rejected[0].reason.contains("missing cluster"));
+    }
+
+    #[test]
+    fn an_over_long_line_is_rejected_without_buffering_it() {
+        let limits = strata_lineproto::Limits {
+            line_bytes_max: 100,
+            ..Default::default()
+        };
+        let mut decoder = LineDecoder::new("c", Precision::Auto, 0, limits);
+        decoder.feed(b"m,host=h value=1 1\nm,host=h,x=");
+        for _ in 0..1000 {
+            decoder.feed(&[b'a'; 64]);
+            assert!(decoder.pending.len() <= 102);
+        }
+        decoder.feed(b" value=1 2\nm,host=h value=3 3\n");
+        decoder.finish();
+        assert_eq!(keys(&decoder), ["c/h///m@1=1", "c/h///m@3=3"]);
+        assert_eq!(decoder.first_rejected.len(), 1);
+        assert_eq!(decoder.first_rejected[0].line, 2);
+    }
+}

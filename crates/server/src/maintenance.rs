@@ -1,0 +1,70 @@
+//! Background work on the store: retention and the memory cap (COMPAT.md §3.5, decision 10).
+
+use crate::App;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Longest time between two retention passes. cc-metric-store waits half the retention (a day
+/// at 48 h), which lets memory grow to 1.5× the window; Strata frees more often.
+const RETENTION_INTERVAL_MAX: Duration = Duration::from_secs(600);
+
+/// Time between two checks of the memory cap. A check reads two counters, so it is cheap.
+const MEMORY_CAP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Starts the retention task and, with a cap, the memory-cap task. Abort the handles to stop.
+pub fn start(app: Arc<App>, memory_cap_bytes: Option<u64>) -> Vec<JoinHandle<()>> {
+    let retention_s = app.store.config().retention_s;
+    let interval = Duration::from_secs((retention_s / 2).max(1) as u64).min(RETENTION_INTERVAL_MAX);
+    let mut tasks = vec![tokio::spawn(every(interval, app.clone(), move |app| {
+        let freed = app.store.free_before(crate::now_s() - retention_s);
+        app.telemetry.retention_freed_buffers.inc_by(freed as u64);
+        if freed > 0 {
+            tracing::info!(freed, "retention freed buffers");
+        }
+    }))];
+    if let Some(cap) = memory_cap_bytes {
+        app.telemetry.memory_cap_bytes.set(cap as i64);
+        tasks.push(tokio::spawn(every(MEMORY_CAP_INTERVAL, app, move |app| {
+            let outcome = app.store.enforce_memory_cap(cap, crate::now_s());
+            if outcome.steps == 0 {
+                return;
+            }
+            app.telemetry
+                .memory_cap_freed_buffers
+                .inc_by(outcome.buffers as u64);
+            if outcome.still_over {
+                tracing::error!(
+                    cap,
+                    bytes = app.store.memory_bytes(),
+                    "memory cap cannot be met: the newest buffer of every series alone exceeds it"
+                );
+            } else {
+                tracing::warn!(
+                    cap,
+                    freed = outcome.buffers,
+                    "memory cap reached: freed old buffers early"
+                );
+            }
+        })));
+    }
+    tasks
+}
+
+/// Runs `work` on the blocking pool every `interval` (it walks the whole store).
+async fn every(
+    interval: Duration,
+    app: Arc<App>,
+    work: impl Fn(&App) + Send + Sync + Copy + 'static,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let app = app.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || work(&app)).await {
+            tracing::error!(%error, "maintenance task failed");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Metrics about the store itself, served at `GET /metrics` in the OpenMetrics text format,
+//! and rate-limited logging for events that can come in floods.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use strata_store::{DropCounts, Store};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabel {
+    pub metric: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabel {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric Strata exports.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Registry,
+    pub samples_written: Counter,
+    pub lines_rejected: Family<ReasonLabel, Counter>,
+    pub samples_dropped: Family<ReasonLabel, Counter>,
+    unknown_metric_samples: Family<MetricLabel, Counter>,
+    pub body_bytes: Counter,
+    pub responses: Family<ResponseLabel, Counter>,
+    pub request_seconds: HistogramFamily,
+    pub retention_freed_buffers: Counter,
+    pub memory_cap_freed_buffers: Counter,
+    store_hosts: Gauge,
+    store_series: Gauge,
+    store_samples: Gauge,
+    store_buffers: Gauge,
+    store_buffer_bytes: Gauge,
+    store_pool_bytes: Gauge,
+    pub memory_cap_bytes: Gauge,
+    resident_bytes: Gauge,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut telemetry = Self {
+            registry: Registry::with_prefix("strata"),
+            samples_written: Counter::default(),
+            lines_rejected: Family::default(),
+            samples_dropped: Family::default(),
+            unknown_metric_samples: Family::default(),
+            body_bytes: Counter::default(),
+            responses: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            retention_freed_buffers: Counter::default(),
+            memory_cap_freed_buffers: Counter::default(),
+            store_hosts: Gauge::default(),
+            store_series: Gauge::default(),
+            store_samples: Gauge::default(),
+            store_buffers: Gauge::default(),
+            store_buffer_bytes: Gauge::default(),
+            store_pool_bytes: Gauge::default(),
+            memory_cap_bytes: Gauge::default(),
+            resident_bytes: Gauge::default(),
+        };
+        let r = &mut telemetry.registry;
+        r.register(
+            "ingest_samples",
+            "Samples stored in memory",
+            telemetry.samples_written.clone(),
+        );
+        r.register(
+            "ingest_lines_rejected",
+            "Input lines rejected with a 400, by reason",
+            telemetry.lines_rejected.clone(),
+        );
+        r.register(
+            "ingest_samples_dropped",
+            "Valid samples the store did not keep, by reason (the request still succeeded)",
+            telemetry.samples_dropped.clone(),
+        );
+        r.register(
+            "ingest_unknown_metric_samples",
+            "Samples dropped because their metric is not configured, by metric",
+            telemetry.unknown_metric_samples.clone(),
+        );
+        r.register(
+            "ingest_body_bytes",
+            "Request body bytes read by /api/write, after decompression",
+            telemetry.body_bytes.clone(),
+        );
+        r.register(
+            "http_responses",
+            "HTTP responses by route and status",
+            telemetry.responses.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time from request to response, by route",
+            telemetry.request_seconds.clone(),
+        );
+        r.register(
+            "retention_freed_buffers",
+            "Buffers freed because they left the retention window",
+            telemetry.retention_freed_buffers.clone(),
+        );
+        r.register(
+            "memory_cap_freed_buffers",
+            "Buffers freed early to stay under the memory cap",
+            telemetry.memory_cap_freed_buffers.clone(),
+        );
+        r.register(
+            "store_hosts",
+            "Hosts in memory",
+            telemetry.store_hosts.clone(),
+        );
+        r.register(
+            "store_series",
+            "Series in memory",
+            telemetry.store_series.clone(),
+        );
+        r.register(
+            "store_samples",
+            "Sample slots in memory, NaN-filled gaps included",
+            telemetry.store_samples.clone(),
+        );
+        r.register(
+            "store_buffers",
+            "Buffers in memory",
+            telemetry.store_buffers.clone(),
+        );
+        r.register(
+            "store_buffer_bytes",
+            "Heap bytes of buffer data",
+            telemetry.store_buffer_bytes.clone(),
+        );
+        r.register(
+            "store_pool_bytes",
+            "Heap bytes of freed buffers kept for reuse",
+            telemetry.store_pool_bytes.clone(),
+        );
+        r.register(
+            "memory_cap_bytes",
+            "Configured memory cap for buffers; 0 = unlimited",
+            telemetry.memory_cap_bytes.clone(),
+        );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident set size of the process",
+            telemetry.resident_bytes.clone(),
+        );
+        telemetry
+    }
+
+    /// Counts what the store refused to keep.
+    pub fn record_drops(&self, dropped: &DropCounts) {
+        let counts = [
+            ("unknown_metric", dropped.unknown_metric),
+            ("before_first_buffer", dropped.before_first_buffer),
+            ("outside_retention", dropped.outside_retention),
+            ("future", dropped.future),
+        ];
+        for (reason, count) in counts {
+            if count > 0 {
+                self.samples_dropped
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc_by(count as u64);
+            }
+        }
+    }
+
+    /// Renders every metric, refreshing the ones read from the store first.
+    pub fn render(&self, store: &Store) -> String {
+        let stats = store.stats();
+        self.store_hosts.set(stats.hosts as i64);
+        self.store_series.set(stats.series as i64);
+        self.store_samples.set(stats.samples as i64);
+        self.store_buffers.set(stats.buffers as i64);
+        self.store_buffer_bytes.set(stats.buffer_bytes as i64);
+        self.store_pool_bytes.set(stats.pool_bytes as i64);
+        if let Some(bytes) = resident_bytes() {
+            self.resident_bytes.set(bytes as i64);
+        }
+        for (metric, count) in store.unknown_metric_counts() {
+            let counter = self
+                .unknown_metric_samples
+                .get_or_create(&MetricLabel { metric });
+            counter.inner().store(count, Ordering::Relaxed);
+        }
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+/// The resident set size from `/proc/self/statm` (Linux), in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Lets a log line through at most once per interval and counts what it held back, so a
+/// flood of bad input cannot flood the log.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval_s: i64,
+    last_s: AtomicI64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    pub const fn new(interval_s: i64) -> Self {
+        Self {
+            interval_s,
+            last_s: AtomicI64::new(i64::MIN),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when a line may be logged now, `n` being how many were held back before it.
+    pub fn allow(&self, now_s: i64) -> Option<u64> {
+        let last = self.last_s.load(Ordering::Relaxed);
+        if now_s.saturating_sub(last) >= self.interval_s
+            && self
+                .last_s
+                .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limiter_lets_one_line_through_per_interval() {
+        let limiter = LogLimiter::new(10);
+        assert_eq!(limiter.allow(100), Some(0));
+        assert_eq!(limiter.allow(101), None);
+        assert_eq!(limiter.allow(105), None);
+        assert_eq!(limiter.allow(110), Some(2));
+    }
+
+    #[test]
+    fn render_includes_store_gauges_and_drops() {
+        let telemetry = Telemetry::new();
+        let store = Store::new(strata_store::StoreConfig::auto(60));
+        telemetry.record_drops(&DropCounts {
+            future: 3,
+            ..DropCounts::default()
+        });
+        let text = telemetry.render(&store);
+        assert!(
+            text.contains("strata_ingest_samples_dropped_total{reason=\"future\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("strata_store_buffers 0"), "{text}");
+    }
+}

@@ -1,0 +1,1331 @@
+//! Tests of the configuration loader. Each test states its goal; tables list the input and
+//! the exact value or error expected.
+
+use super::*;
+use serde_json::json;
+
+const ORIGIN: &str = "config.json";
+
+/// The example of COMPAT.md §5.1 (cc-metric-store's `configs/config.json`, shortened).
+const COMPAT_EXAMPLE: &str = r#"
+{"main":{"addr":"0.0.0.0:8082","jwt-public-key":"kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0="},
+ "nats":{"address":"nats://0.0.0.0:4222","username":"root","password":"root"},
+ "metric-store":{"checkpoints":{"file-format":"wal","directory":"./var/checkpoints"},
+   "checkpoint-interval":"12h","memory-cap":100,"retention-in-memory":"48h",
+   "cleanup":{"mode":"archive","directory":"./var/archive"},
+   "nats-subscriptions":[{"subscribe-to":"hpc-nats","cluster-tag":"fritz"}]},
+ "metrics":{"cpu_load":{"frequency":60,"aggregation":null},
+            "flops_any":{"frequency":60,"aggregation":"sum"},
+            "clock":{"frequency":60,"aggregation":"avg"}}}
+"#;
+
+/// The 32 bytes of the example's `jwt-public-key`.
+const EXAMPLE_KEY: [u8; 32] = [
+    147, 55, 216, 173, 140, 190, 79, 58, 90, 157, 102, 71, 39, 154, 146, 116, 200, 249, 184, 165,
+    22, 130, 174, 248, 5, 104, 80, 27, 167, 40, 164, 253,
+];
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The smallest configuration cc-metric-store's schema accepts.
+fn minimal() -> Value {
+    json!({
+        "main": {"addr": "0.0.0.0:8082"},
+        "metrics": {},
+        "metric-store": {"retention-in-memory": "48h", "memory-cap": 0}
+    })
+}
+
+/// `minimal()` with `value` stored at the JSON pointer `pointer` (parents created).
+fn with(pointer: &str, value: Value) -> Value {
+    let mut document = minimal();
+    set(&mut document, pointer, value);
+    document
+}
+
+fn set(document: &mut Value, pointer: &str, value: Value) {
+    let mut target = document;
+    for part in pointer.trim_start_matches('/').split('/') {
+        if !target.is_object() {
+            *target = json!({});
+        }
+        target = target
+            .as_object_mut()
+            .expect("checked above")
+            .entry(part)
+            .or_insert(Value::Null);
+    }
+    *target = value;
+}
+
+/// `minimal()` without the key at `pointer`.
+fn without(pointer: &str) -> Value {
+    let mut document = minimal();
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a slash");
+    let parent = if parent.is_empty() {
+        &mut document
+    } else {
+        document.pointer_mut(parent).expect("parent exists")
+    };
+    parent
+        .as_object_mut()
+        .expect("parent is an object")
+        .remove(key)
+        .expect("key exists");
+    document
+}
+
+fn parse(document: &Value) -> Result<Config, ConfigError> {
+    Config::from_json(&document.to_string(), Path::new(ORIGIN))
+}
+
+fn parse_ok(document: &Value) -> Config {
+    match parse(document) {
+        Ok(config) => config,
+        Err(error) => panic!("unexpected error: {error}"),
+    }
+}
+
+fn error_of(document: &Value) -> ConfigError {
+    match parse(document) {
+        Ok(config) => panic!("unexpectedly accepted: {config:?}"),
+        Err(error) => error,
+    }
+}
+
+fn message_of(document: &Value) -> String {
+    error_of(document).to_string()
+}
+
+/// Goal: the example configuration of COMPAT.md §5.1 yields exactly the values it states,
+/// with Strata's defaults for everything it leaves out.
+#[test]
+fn compat_example_parses_to_expected_values() {
+    let config = Config::from_json(COMPAT_EXAMPLE, Path::new("/etc/ccms/config.json")).unwrap();
+    let expected = Config {
+        source: Some(PathBuf::from("/etc/ccms/config.json")),
+        main: MainSection {
+            addr: "0.0.0.0:8082".to_owned(),
+            jwt_public_key: Some(EXAMPLE_KEY),
+        },
+        metrics: BTreeMap::from([
+            (
+                "clock".to_owned(),
+                MetricConfig {
+                    frequency_s: 60,
+                    aggregation: Aggregation::Avg,
+                },
+            ),
+            (
+                "cpu_load".to_owned(),
+                MetricConfig {
+                    frequency_s: 60,
+                    aggregation: Aggregation::None,
+                },
+            ),
+            (
+                "flops_any".to_owned(),
+                MetricConfig {
+                    frequency_s: 60,
+                    aggregation: Aggregation::Sum,
+                },
+            ),
+        ]),
+        nats: Some(NatsSection {
+            address: "nats://0.0.0.0:4222".to_owned(),
+            username: "root".to_owned(),
+            password: "root".to_owned(),
+            creds_file_path: String::new(),
+        }),
+        store: StoreSection {
+            retention_in_memory: 48 * HOUR,
+            memory_cap_bytes: Some(100_000_000_000),
+            num_workers: default_num_workers(),
+            checkpoint_interval: 12 * HOUR,
+            checkpoints: CheckpointsSection {
+                file_format: "wal".to_owned(),
+                directory: PathBuf::from("./var/checkpoints"),
+                max_wal_size: 0,
+            },
+            cleanup: CleanupSection {
+                mode: CleanupMode::Archive,
+                directory: Some(PathBuf::from("./var/archive")),
+            },
+            nats_subscriptions: vec![NatsSubscription {
+                subscribe_to: "hpc-nats".to_owned(),
+                cluster_tag: Some("fritz".to_owned()),
+                queue_group: None,
+            }],
+            wal: WalSection {
+                fsync: FsyncPolicy::Batch,
+                fsync_interval: Duration::from_millis(100),
+                segment_bytes: 64 * 1024 * 1024,
+            },
+            default_frequency_s: 60,
+            resampling: Resampler {
+                kind: ResamplerKind::Lttb,
+                minimum_points: 1000,
+            },
+            limits: LimitsSection {
+                body_bytes_max: 256 * 1024 * 1024,
+                line_bytes_max: 64 * 1024,
+                tags_per_line_max: 64,
+                name_bytes_max: 256,
+                query_series_max: 100_000,
+                request_timeout: Duration::from_secs(60),
+            },
+        },
+    };
+    assert_eq!(config, expected);
+}
+
+/// Goal: the embedded default is what Decision 14 promises.
+#[test]
+fn embedded_default_values() {
+    let config = Config::embedded_default();
+    assert_eq!(config.source, None);
+    assert_eq!(config.main.addr, "127.0.0.1:8082");
+    assert_eq!(config.main.jwt_public_key, None);
+    assert!(config.metrics.is_empty());
+    assert_eq!(config.nats, None);
+    let store = &config.store;
+    assert_eq!(store.retention_in_memory, Duration::from_secs(172_800));
+    assert_eq!(store.memory_cap_bytes, None);
+    assert_eq!(store.num_workers, default_num_workers());
+    assert!((1..=10).contains(&store.num_workers));
+    assert_eq!(store.checkpoint_interval, Duration::from_secs(43_200));
+    assert_eq!(store.checkpoints.file_format, "wal");
+    assert_eq!(
+        store.checkpoints.directory,
+        PathBuf::from("./var/checkpoints")
+    );
+    assert_eq!(store.checkpoints.max_wal_size, 0);
+    assert_eq!(store.cleanup.mode, CleanupMode::Delete);
+    assert_eq!(store.cleanup.directory, None);
+    assert!(store.nats_subscriptions.is_empty());
+    assert_eq!(store.wal.fsync, FsyncPolicy::Batch);
+    assert_eq!(store.wal.fsync_interval, Duration::from_millis(100));
+    assert_eq!(store.wal.segment_bytes, 67_108_864);
+    assert_eq!(store.default_frequency_s, 60);
+    assert_eq!(store.resampling.kind, ResamplerKind::Lttb);
+    assert_eq!(store.resampling.minimum_points, 1000);
+    assert_eq!(store.limits.body_bytes_max, 268_435_456);
+    assert_eq!(store.limits.line_bytes_max, 65_536);
+    assert_eq!(store.limits.tags_per_line_max, 64);
+    assert_eq!(store.limits.name_bytes_max, 256);
+    assert_eq!(store.limits.query_series_max, 100_000);
+    assert_eq!(store.limits.request_timeout, Duration::from_secs(60));
+}
+
+/// Goal: the embedded default and a file stating the same values agree, so the defaults
+/// of optional keys are the same in both paths.
+#[test]
+fn file_with_default_values_equals_embedded_default() {
+    let mut document = with("/main/addr", json!("127.0.0.1:8082"));
+    set(&mut document, "/metric-store/num-workers", json!(0));
+    let mut expected = Config::embedded_default();
+    expected.source = Some(PathBuf::from(ORIGIN));
+    assert_eq!(parse_ok(&document), expected);
+}
+
+/// Goal: Strata's own keys (Decision 15) are read, in every accepted spelling.
+#[test]
+fn strata_keys_parse() {
+    let mut document = minimal();
+    set(
+        &mut document,
+        "/metric-store/wal",
+        json!({"fsync": "always", "fsync-interval": "1.5s", "segment-size": "128MiB"}),
+    );
+    set(&mut document, "/metric-store/default-frequency", json!(10));
+    set(
+        &mut document,
+        "/metric-store/resampling",
+        json!({"algorithm": "average", "minimum-points": 300}),
+    );
+    set(
+        &mut document,
+        "/metric-store/limits",
+        json!({
+            "body-size": "1GB", "line-length": 1024, "tags-per-line": 8, "name-length": "1KiB",
+            "series-per-query": 5, "request-timeout": "2m30s"
+        }),
+    );
+    set(&mut document, "/metric-store/num-workers", json!(3));
+    set(&mut document, "/metric-store/memory-cap", json!(2));
+    set(
+        &mut document,
+        "/metric-store/checkpoint-interval",
+        json!("30m"),
+    );
+    set(
+        &mut document,
+        "/metric-store/checkpoints",
+        json!({"file-format": "json", "directory": "/data/strata", "max-wal-size": "1GiB"}),
+    );
+    set(
+        &mut document,
+        "/metric-store/nats-subscriptions",
+        json!([
+            {"subscribe-to": "a", "cluster-tag": "", "queue-group": "strata"},
+            {"subscribe-to": "b", "cluster-tag": "alex"}
+        ]),
+    );
+    set(
+        &mut document,
+        "/metric-store/debug",
+        json!({"dump-to-file": "/tmp/dump", "gops": false}),
+    );
+    let store = parse_ok(&document).store;
+    assert_eq!(
+        store.wal,
+        WalSection {
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_millis(1500),
+            segment_bytes: 134_217_728,
+        }
+    );
+    assert_eq!(store.default_frequency_s, 10);
+    assert_eq!(
+        store.resampling,
+        Resampler {
+            kind: ResamplerKind::Average,
+            minimum_points: 300,
+        }
+    );
+    assert_eq!(
+        store.limits,
+        LimitsSection {
+            body_bytes_max: 1_000_000_000,
+            line_bytes_max: 1024,
+            tags_per_line_max: 8,
+            name_bytes_max: 1024,
+            query_series_max: 5,
+            request_timeout: Duration::from_secs(150),
+        }
+    );
+    assert_eq!(store.num_workers, 3);
+    assert_eq!(store.memory_cap_bytes, Some(2_000_000_000));
+    assert_eq!(store.checkpoint_interval, Duration::from_secs(1800));
+    assert_eq!(
+        store.checkpoints,
+        CheckpointsSection {
+            file_format: "json".to_owned(),
+            directory: PathBuf::from("/data/strata"),
+            max_wal_size: 1_073_741_824,
+        }
+    );
+    assert_eq!(
+        store.nats_subscriptions,
+        vec![
+            NatsSubscription {
+                subscribe_to: "a".to_owned(),
+                cluster_tag: None,
+                queue_group: Some("strata".to_owned()),
+            },
+            NatsSubscription {
+                subscribe_to: "b".to_owned(),
+                cluster_tag: Some("alex".to_owned()),
+                queue_group: None,
+            },
+        ]
+    );
+}
+
+/// Goal: every fsync policy and cleanup mode spelling maps to its variant.
+#[test]
+fn enumerations_parse() {
+    for (text, expected) in [
+        ("always", FsyncPolicy::Always),
+        ("batch", FsyncPolicy::Batch),
+        ("never", FsyncPolicy::Never),
+        ("off", FsyncPolicy::Off),
+    ] {
+        let config = parse_ok(&with("/metric-store/wal/fsync", json!(text)));
+        assert_eq!(config.store.wal.fsync, expected);
+        assert_eq!(expected.to_string(), text);
+    }
+    let config = parse_ok(&with("/metric-store/cleanup/mode", json!("delete")));
+    assert_eq!(config.store.cleanup.mode, CleanupMode::Delete);
+    assert_eq!(CleanupMode::Archive.to_string(), "archive");
+    assert_eq!(ResamplerKind::Average.to_string(), "average");
+}
+
+/// Goal: an unknown key anywhere is rejected with the key, the section path and the file.
+/// Method: add a key `bogus` at every place that has a fixed set of keys.
+#[test]
+fn unknown_keys_name_key_section_and_file() {
+    let cases: &[(&str, &str)] = &[
+        ("/bogus", ""),
+        ("/main/bogus", "main"),
+        ("/main/debug/bogus", "main.debug"),
+        ("/metrics/cpu_load/bogus", "metrics.cpu_load"),
+        ("/nats/bogus", "nats"),
+        ("/metric-store/bogus", "metric-store"),
+        (
+            "/metric-store/checkpoints/bogus",
+            "metric-store.checkpoints",
+        ),
+        ("/metric-store/cleanup/bogus", "metric-store.cleanup"),
+        ("/metric-store/wal/bogus", "metric-store.wal"),
+        ("/metric-store/limits/bogus", "metric-store.limits"),
+        ("/metric-store/resampling/bogus", "metric-store.resampling"),
+        ("/metric-store/debug/bogus", "metric-store.debug"),
+    ];
+    for &(pointer, expected_section) in cases {
+        let mut document = minimal();
+        set(
+            &mut document,
+            "/metrics/cpu_load",
+            json!({"frequency": 60, "aggregation": "avg"}),
+        );
+        set(&mut document, pointer, json!(1));
+        match error_of(&document) {
+            ConfigError::UnknownKey {
+                file, section, key, ..
+            } => {
+                assert_eq!(file, PathBuf::from(ORIGIN), "{pointer}");
+                assert_eq!(section, expected_section, "{pointer}");
+                assert_eq!(key, "bogus", "{pointer}");
+            }
+            other => panic!("{pointer}: expected UnknownKey, got {other:?}"),
+        }
+    }
+
+    let document = with(
+        "/metric-store/nats-subscriptions",
+        json!([{"subscribe-to": "a"}, {"subscribe-to": "b", "bogus": 1}]),
+    );
+    match error_of(&document) {
+        ConfigError::UnknownKey { section, key, .. } => {
+            assert_eq!(section, "metric-store.nats-subscriptions[1]");
+            assert_eq!(key, "bogus");
+        }
+        other => panic!("expected UnknownKey, got {other:?}"),
+    }
+}
+
+/// Goal: the unknown-key message is the one the brief shows, plus the accepted keys.
+#[test]
+fn unknown_key_messages() {
+    assert_eq!(
+        message_of(&with("/metric-store/retention", json!("48h"))),
+        "config.json: unknown key \"retention\" in section \"metric-store\"; expected one of: \
+         retention-in-memory, memory-cap, num-workers, checkpoint-interval, checkpoints, \
+         cleanup, nats-subscriptions, debug, wal, default-frequency, resampling, limits"
+    );
+    assert_eq!(
+        message_of(&with("/http-api", json!({}))),
+        "config.json: unknown key \"http-api\" at the top level; expected one of: main, \
+         main-file, metrics, metrics-file, nats, nats-file, metric-store, metric-store-file"
+    );
+    assert_eq!(
+        message_of(&with("/metric-store/wal/fsync-every", json!("1s"))),
+        "config.json: unknown key \"fsync-every\" in section \"metric-store.wal\"; expected \
+         one of: fsync, fsync-interval, segment-size"
+    );
+    // cc-metric-store 1.5.0's release notes show `cleanup.interval`, which its decoder
+    // rejects; so do we.
+    assert_eq!(
+        message_of(&with("/metric-store/cleanup/interval", json!("48h"))),
+        "config.json: unknown key \"interval\" in section \"metric-store.cleanup\"; expected \
+         one of: mode, directory"
+    );
+}
+
+/// Goal: a missing required key or section is reported with its name and the file.
+#[test]
+fn missing_required_keys() {
+    let missing_key = |document: &Value, section: &str, key: &str| match error_of(document) {
+        ConfigError::MissingKey {
+            file,
+            section: found_section,
+            key: found_key,
+        } => {
+            assert_eq!(file, PathBuf::from(ORIGIN));
+            assert_eq!((found_section.as_str(), found_key.as_str()), (section, key));
+        }
+        other => panic!("expected MissingKey {section}.{key}, got {other:?}"),
+    };
+    missing_key(&without("/main/addr"), "main", "addr");
+    missing_key(&with("/main/addr", Value::Null), "main", "addr");
+    missing_key(
+        &without("/metric-store/retention-in-memory"),
+        "metric-store",
+        "retention-in-memory",
+    );
+    missing_key(
+        &without("/metric-store/memory-cap"),
+        "metric-store",
+        "memory-cap",
+    );
+    missing_key(
+        &with("/metrics/cpu_load", json!({"aggregation": "avg"})),
+        "metrics.cpu_load",
+        "frequency",
+    );
+    missing_key(
+        &with("/metrics/cpu_load", json!({"frequency": 60})),
+        "metrics.cpu_load",
+        "aggregation",
+    );
+    missing_key(
+        &with("/metric-store/cleanup", json!({"mode": "archive"})),
+        "metric-store.cleanup",
+        "directory",
+    );
+    missing_key(
+        &with(
+            "/metric-store/cleanup",
+            json!({"mode": "archive", "directory": ""}),
+        ),
+        "metric-store.cleanup",
+        "directory",
+    );
+    missing_key(
+        &with(
+            "/metric-store/nats-subscriptions",
+            json!([{"cluster-tag": "x"}]),
+        ),
+        "metric-store.nats-subscriptions[0]",
+        "subscribe-to",
+    );
+
+    assert_eq!(
+        message_of(&without("/metric-store/memory-cap")),
+        "config.json: missing required key \"memory-cap\" in section \"metric-store\""
+    );
+    assert_eq!(
+        message_of(&without("/main")),
+        "config.json: missing required section \"main\""
+    );
+    assert_eq!(
+        message_of(&without("/metric-store")),
+        "config.json: missing required section \"metric-store\""
+    );
+}
+
+/// Goal: `metrics` may be missing, empty or null (Decision 3: auto-registration), and
+/// `nats` may be null; an aggregation may be null or "" (none).
+#[test]
+fn optional_sections_and_null() {
+    assert!(parse_ok(&without("/metrics")).metrics.is_empty());
+    assert!(parse_ok(&with("/metrics", Value::Null)).metrics.is_empty());
+    assert_eq!(parse_ok(&with("/nats", Value::Null)).nats, None);
+    assert_eq!(
+        parse_ok(&with(
+            "/nats",
+            json!({"creds-file-path": "/etc/nats.creds"})
+        ))
+        .nats,
+        Some(NatsSection {
+            creds_file_path: "/etc/nats.creds".to_owned(),
+            ..NatsSection::default()
+        })
+    );
+    let config = parse_ok(&with(
+        "/metrics",
+        json!({"a": {"frequency": 10, "aggregation": ""}, "b": {"frequency": 1, "aggregation": null}}),
+    ));
+    assert_eq!(
+        config.metrics,
+        BTreeMap::from([
+            (
+                "a".to_owned(),
+                MetricConfig {
+                    frequency_s: 10,
+                    aggregation: Aggregation::None,
+                },
+            ),
+            (
+                "b".to_owned(),
+                MetricConfig {
+                    frequency_s: 1,
+                    aggregation: Aggregation::None,
+                },
+            ),
+        ])
+    );
+    // null for an optional key means its default.
+    let store = parse_ok(&with("/metric-store/checkpoint-interval", Value::Null)).store;
+    assert_eq!(store.checkpoint_interval, 12 * HOUR);
+}
+
+/// Goal: bad metric entries are rejected naming the metric (as the section) and the key.
+#[test]
+fn invalid_metric_entries() {
+    let cases: &[(Value, &str)] = &[
+        (
+            json!({"frequency": 0, "aggregation": "sum"}),
+            "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
+             must be a number of seconds greater than 0, found 0",
+        ),
+        (
+            json!({"frequency": -60, "aggregation": "sum"}),
+            "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
+             must be a number of seconds greater than 0, found -60",
+        ),
+        (
+            json!({"frequency": 60.5, "aggregation": "sum"}),
+            "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
+             expected an integer, found 60.5",
+        ),
+        (
+            json!({"frequency": "60", "aggregation": "sum"}),
+            "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
+             expected an integer, found \"60\"",
+        ),
+        (
+            json!({"frequency": 60, "aggregation": "max"}),
+            "config.json: invalid value for key \"aggregation\" in section \"metrics.mem_bw\": \
+             unknown aggregation \"max\" (expected \"sum\", \"avg\" or null)",
+        ),
+        (
+            json!({"frequency": 60, "aggregation": 1}),
+            "config.json: invalid value for key \"aggregation\" in section \"metrics.mem_bw\": \
+             expected \"sum\", \"avg\" or null, found 1",
+        ),
+        (
+            json!([60, "sum"]),
+            "config.json: section \"metrics.mem_bw\" must be a JSON object, found an array",
+        ),
+    ];
+    for (entry, expected) in cases {
+        assert_eq!(
+            message_of(&with("/metrics/mem_bw", entry.clone())),
+            *expected,
+            "{entry}"
+        );
+    }
+    assert_eq!(
+        message_of(&with(
+            "/metrics/",
+            json!({"frequency": 60, "aggregation": "sum"})
+        )),
+        "config.json: invalid value for key \"\" in section \"metrics\": a metric name must \
+         not be empty"
+    );
+}
+
+/// Goal: values of the wrong type or out of range in `metric-store` are rejected with the
+/// key, section and reason.
+#[test]
+fn invalid_store_values() {
+    let cases: &[(&str, Value, &str, &str, &str)] = &[
+        (
+            "/metric-store/retention-in-memory",
+            json!("-1s"),
+            "metric-store",
+            "retention-in-memory",
+            "must be greater than zero, found \"-1s\"",
+        ),
+        (
+            "/metric-store/retention-in-memory",
+            json!("0"),
+            "metric-store",
+            "retention-in-memory",
+            "must be greater than zero, found \"0\"",
+        ),
+        (
+            "/metric-store/retention-in-memory",
+            json!("48"),
+            "metric-store",
+            "retention-in-memory",
+            "missing unit in duration \"48\" (units: ns, us, ms, s, m, h)",
+        ),
+        (
+            "/metric-store/retention-in-memory",
+            json!("2d"),
+            "metric-store",
+            "retention-in-memory",
+            "unknown unit \"d\" in duration \"2d\" (units: ns, us, ms, s, m, h)",
+        ),
+        (
+            "/metric-store/retention-in-memory",
+            json!(172_800),
+            "metric-store",
+            "retention-in-memory",
+            "expected a string, found 172800",
+        ),
+        (
+            "/metric-store/checkpoint-interval",
+            json!("0s"),
+            "metric-store",
+            "checkpoint-interval",
+            "must be greater than zero, found \"0s\"",
+        ),
+        (
+            "/metric-store/memory-cap",
+            json!(-1),
+            "metric-store",
+            "memory-cap",
+            "expected a non-negative integer, found -1",
+        ),
+        (
+            "/metric-store/memory-cap",
+            json!(1.5),
+            "metric-store",
+            "memory-cap",
+            "expected a non-negative integer, found 1.5",
+        ),
+        (
+            "/metric-store/memory-cap",
+            json!(20_000_000_000_u64),
+            "metric-store",
+            "memory-cap",
+            "20000000000 GB is too large",
+        ),
+        (
+            "/metric-store/num-workers",
+            json!(-2),
+            "metric-store",
+            "num-workers",
+            "expected a non-negative integer, found -2",
+        ),
+        (
+            "/metric-store/default-frequency",
+            json!(0),
+            "metric-store",
+            "default-frequency",
+            "must be a number of seconds greater than 0, found 0",
+        ),
+        (
+            "/metric-store/checkpoints/file-format",
+            json!("avro"),
+            "metric-store.checkpoints",
+            "file-format",
+            "expected one of \"wal\", \"json\", found \"avro\"",
+        ),
+        (
+            "/metric-store/checkpoints/max-wal-size",
+            json!(-5),
+            "metric-store.checkpoints",
+            "max-wal-size",
+            "expected a non-negative integer or a size such as \"64MiB\", found -5",
+        ),
+        (
+            "/metric-store/cleanup/mode",
+            json!("move"),
+            "metric-store.cleanup",
+            "mode",
+            "expected one of \"delete\", \"archive\", found \"move\"",
+        ),
+        (
+            "/metric-store/nats-subscriptions",
+            json!({"subscribe-to": "x"}),
+            "metric-store",
+            "nats-subscriptions",
+            "expected an array, found an object",
+        ),
+        (
+            "/metric-store/wal/fsync",
+            json!("sometimes"),
+            "metric-store.wal",
+            "fsync",
+            "expected one of \"always\", \"batch\", \"never\", \"off\", found \"sometimes\"",
+        ),
+        (
+            "/metric-store/wal/fsync",
+            json!(true),
+            "metric-store.wal",
+            "fsync",
+            "expected a string, found true",
+        ),
+        (
+            "/metric-store/wal/fsync-interval",
+            json!("-100ms"),
+            "metric-store.wal",
+            "fsync-interval",
+            "must be greater than zero, found \"-100ms\"",
+        ),
+        (
+            "/metric-store/wal/segment-size",
+            json!(0),
+            "metric-store.wal",
+            "segment-size",
+            "must be greater than 0",
+        ),
+        (
+            "/metric-store/wal/segment-size",
+            json!("1.5GiB"),
+            "metric-store.wal",
+            "segment-size",
+            "invalid size \"1.5GiB\" (expected bytes, optionally with a unit, such as \"64MiB\" \
+             or \"1GB\")",
+        ),
+        (
+            "/metric-store/resampling/algorithm",
+            json!("m4"),
+            "metric-store.resampling",
+            "algorithm",
+            "expected one of \"lttb\", \"average\", found \"m4\"",
+        ),
+        (
+            "/metric-store/resampling/minimum-points",
+            json!(0),
+            "metric-store.resampling",
+            "minimum-points",
+            "must be greater than 0",
+        ),
+        (
+            "/metric-store/limits/body-size",
+            json!("5TB"),
+            "metric-store.limits",
+            "body-size",
+            "unknown unit \"TB\" in size \"5TB\" (units: B, KB, MB, GB, KiB, MiB, GiB)",
+        ),
+        (
+            "/metric-store/limits/tags-per-line",
+            json!(0),
+            "metric-store.limits",
+            "tags-per-line",
+            "must be greater than 0",
+        ),
+        (
+            "/metric-store/limits/name-length",
+            json!(0),
+            "metric-store.limits",
+            "name-length",
+            "must be greater than 0",
+        ),
+        (
+            "/metric-store/limits/request-timeout",
+            json!("0s"),
+            "metric-store.limits",
+            "request-timeout",
+            "must be greater than zero, found \"0s\"",
+        ),
+    ];
+    for (pointer, value, expected_section, expected_key, expected_reason) in cases {
+        let error = error_of(&with(pointer, value.clone()));
+        match error {
+            ConfigError::InvalidValue {
+                file,
+                section,
+                key,
+                reason,
+            } => {
+                assert_eq!(file, PathBuf::from(ORIGIN), "{pointer}");
+                assert_eq!(
+                    (section.as_str(), key.as_str(), reason.as_str()),
+                    (*expected_section, *expected_key, *expected_reason),
+                    "{pointer} = {value}"
+                );
+            }
+            other => panic!("{pointer} = {value}: unexpected {other:?}"),
+        }
+    }
+}
+
+/// Goal: the whole message of a value error reads well.
+#[test]
+fn invalid_value_message() {
+    assert_eq!(
+        message_of(&with("/metric-store/retention-in-memory", json!("-1s"))),
+        "config.json: invalid value for key \"retention-in-memory\" in section \
+         \"metric-store\": must be greater than zero, found \"-1s\""
+    );
+    assert_eq!(
+        message_of(&json!([1, 2])),
+        "config.json: the top level must be a JSON object, found an array"
+    );
+    assert_eq!(
+        message_of(&with("/main", json!("0.0.0.0:8082"))),
+        "config.json: section \"main\" must be a JSON object, found \"0.0.0.0:8082\""
+    );
+}
+
+/// Goal: listen addresses are checked and Go's `:port` form is made bindable.
+#[test]
+fn listen_addresses() {
+    let accepted: &[(&str, &str)] = &[
+        ("0.0.0.0:8082", "0.0.0.0:8082"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        ("[::]:8082", "[::]:8082"),
+        ("[::1]:8082", "[::1]:8082"),
+        ("localhost:8082", "localhost:8082"),
+        (
+            "metrics-01.cluster.example.org:443",
+            "metrics-01.cluster.example.org:443",
+        ),
+        (":8082", "0.0.0.0:8082"),
+    ];
+    for &(input, expected) in accepted {
+        assert_eq!(
+            parse_ok(&with("/main/addr", json!(input))).main.addr,
+            expected,
+            "{input}"
+        );
+    }
+    let rejected: &[(&str, &str)] = &[
+        (
+            "",
+            "must not be empty; give host:port, e.g. \"0.0.0.0:8082\"",
+        ),
+        ("8082", "expected host:port, found \"8082\""),
+        ("localhost", "expected host:port, found \"localhost\""),
+        (
+            "localhost:http",
+            "expected host:port with a port number 0-65535, found \"localhost:http\"",
+        ),
+        (
+            "0.0.0.0:65536",
+            "expected host:port with a port number 0-65535, found \"0.0.0.0:65536\"",
+        ),
+        (
+            "::1:8082",
+            "invalid IPv6 address in \"::1:8082\" (write it in brackets, e.g. \"[::1]:8082\")",
+        ),
+        (
+            "[::g]:8082",
+            "invalid IPv6 address in \"[::g]:8082\" (write it in brackets, e.g. \"[::1]:8082\")",
+        ),
+        ("my host:8082", "invalid host name in \"my host:8082\""),
+        ("http://x:8082", "invalid host name in \"http://x:8082\""),
+    ];
+    for &(input, expected) in rejected {
+        match error_of(&with("/main/addr", json!(input))) {
+            ConfigError::InvalidValue {
+                section,
+                key,
+                reason,
+                ..
+            } => {
+                assert_eq!((section.as_str(), key.as_str()), ("main", "addr"));
+                assert_eq!(reason, expected, "{input:?}");
+            }
+            other => panic!("{input:?}: unexpected {other:?}"),
+        }
+    }
+}
+
+/// Goal: the JWT key must be standard base64 of exactly 32 bytes; empty means no auth.
+#[test]
+fn jwt_public_key() {
+    let key_of = |text: &str| parse(&with("/main/jwt-public-key", json!(text)));
+    assert_eq!(key_of("").unwrap().main.jwt_public_key, None);
+    let thirty_two: [u8; 32] = std::array::from_fn(|index| index as u8);
+    assert_eq!(
+        key_of("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap()
+            .main
+            .jwt_public_key,
+        Some(thirty_two)
+    );
+    let reason_of = |text: &str| match key_of(text) {
+        Err(ConfigError::InvalidValue {
+            section,
+            key,
+            reason,
+            ..
+        }) => {
+            assert_eq!((section.as_str(), key.as_str()), ("main", "jwt-public-key"));
+            reason
+        }
+        other => panic!("{text:?}: unexpected {other:?}"),
+    };
+    assert_eq!(
+        reason_of("AAECAwQFBgcICQoLDA0ODw=="),
+        "an Ed25519 public key is 32 bytes, but this decodes to 16 bytes"
+    );
+    assert_eq!(
+        reason_of("not base64!"),
+        "not valid standard base64: Invalid symbol 32, offset 3."
+    );
+    // URL-safe alphabet and missing padding are rejected, like Go's StdEncoding.
+    assert_eq!(
+        reason_of("kzfYrYy-TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0="),
+        "not valid standard base64: Invalid symbol 45, offset 7."
+    );
+    assert_eq!(
+        reason_of("kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0"),
+        "not valid standard base64: Invalid padding"
+    );
+    assert_eq!(
+        message_of(&with(
+            "/main/jwt-public-key",
+            json!("AAECAwQFBgcICQoLDA0ODw==")
+        )),
+        "config.json: invalid value for key \"jwt-public-key\" in section \"main\": an \
+         Ed25519 public key is 32 bytes, but this decodes to 16 bytes"
+    );
+}
+
+/// Goal: features Strata does not implement are refused loudly when switched on, and
+/// accepted when left at their "off" value (Decision 17).
+#[test]
+fn unsupported_features() {
+    let cases: &[(&str, Value, &str, &str, &str)] = &[
+        (
+            "/main/https-cert-file",
+            json!("/etc/cert.pem"),
+            "main",
+            "https-cert-file",
+            TLS_NOT_SUPPORTED,
+        ),
+        (
+            "/main/https-key-file",
+            json!("/etc/key.pem"),
+            "main",
+            "https-key-file",
+            TLS_NOT_SUPPORTED,
+        ),
+        (
+            "/main/user",
+            json!("ccms"),
+            "main",
+            "user",
+            PRIVILEGE_DROP_NOT_SUPPORTED,
+        ),
+        (
+            "/main/group",
+            json!("ccms"),
+            "main",
+            "group",
+            PRIVILEGE_DROP_NOT_SUPPORTED,
+        ),
+        (
+            "/main/backend-url",
+            json!("http://cc-backend:8080"),
+            "main",
+            "backend-url",
+            BACKEND_URL_NOT_SUPPORTED,
+        ),
+        (
+            "/main/debug/gops",
+            json!(true),
+            "main.debug",
+            "gops",
+            GOPS_NOT_SUPPORTED,
+        ),
+        (
+            "/metric-store/debug/gops",
+            json!(true),
+            "metric-store.debug",
+            "gops",
+            GOPS_NOT_SUPPORTED,
+        ),
+    ];
+    for (pointer, value, expected_section, expected_key, expected_reason) in cases {
+        match error_of(&with(pointer, value.clone())) {
+            ConfigError::NotSupported {
+                file,
+                section,
+                key,
+                reason,
+            } => {
+                assert_eq!(file, PathBuf::from(ORIGIN));
+                assert_eq!(
+                    (section.as_str(), key.as_str(), reason),
+                    (*expected_section, *expected_key, *expected_reason),
+                    "{pointer}"
+                );
+            }
+            other => panic!("{pointer}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        message_of(&with("/main/https-cert-file", json!("/etc/cert.pem"))),
+        "config.json: key \"https-cert-file\" in section \"main\" is not supported: TLS is \
+         not supported yet; terminate TLS in a reverse proxy"
+    );
+
+    let mut document = minimal();
+    set(
+        &mut document,
+        "/main",
+        json!({
+            "addr": "0.0.0.0:8082", "https-cert-file": "", "https-key-file": "", "user": "",
+            "group": "", "backend-url": "", "jwt-public-key": "",
+            "debug": {"dump-to-file": "/tmp/x", "gops": false}
+        }),
+    );
+    set(
+        &mut document,
+        "/metric-store/debug",
+        json!({"dump-to-file": "", "gops": null}),
+    );
+    let config = parse_ok(&document);
+    assert_eq!(config.main.addr, "0.0.0.0:8082");
+    assert_eq!(config.main.jwt_public_key, None);
+}
+
+/// Goal: syntax errors give file, line and column.
+#[test]
+fn invalid_json_reports_line_and_column() {
+    let text = "{\n  \"main\": {\"addr\": \"0.0.0.0:8082\"},\n  \"metrics\": {,}\n}";
+    match Config::from_json(text, Path::new("/etc/ccms/config.json")) {
+        Err(ConfigError::Json {
+            file,
+            line,
+            column,
+            message,
+        }) => {
+            assert_eq!(file, PathBuf::from("/etc/ccms/config.json"));
+            assert_eq!((line, column), (3, 15));
+            assert_eq!(message, "key must be a string");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let error = Config::from_json("{\"main\": ", Path::new(ORIGIN)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "config.json:1:9: invalid JSON: EOF while parsing a value"
+    );
+    let error = Config::from_json("", Path::new(ORIGIN)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "config.json:1:0: invalid JSON: EOF while parsing a value"
+    );
+}
+
+/// Goal: a missing configuration file is an error naming it (cc-metric-store would go on
+/// without it and then fail on the missing `main` section).
+#[test]
+fn missing_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("nope.json");
+    match Config::from_file(&path) {
+        Err(ConfigError::Read { path: found, error }) => {
+            assert_eq!(found, path);
+            assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Goal: `from_file` reads a file and records it as the source.
+#[test]
+fn from_file_reads_and_records_source() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("config.json");
+    std::fs::write(&path, COMPAT_EXAMPLE).unwrap();
+    let config = Config::from_file(&path).unwrap();
+    assert_eq!(config.source, Some(path));
+    assert_eq!(config.metrics.len(), 3);
+    assert_eq!(config.main.jwt_public_key, Some(EXAMPLE_KEY));
+}
+
+/// Writes `files` (name → contents) into a fresh temporary directory.
+fn write_files(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let directory = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        std::fs::write(directory.path().join(name), contents).unwrap();
+    }
+    directory
+}
+
+const METRICS_JSON: &str = r#"{"cpu_load": {"frequency": 30, "aggregation": null},
+                               "flops_any": {"frequency": 60, "aggregation": "sum"}}"#;
+
+/// Goal: `<name>-file` loads a section from another file, relative to the configuration
+/// file's directory or absolute; errors inside it name that file.
+#[test]
+fn section_files() {
+    let directory = write_files(&[
+        ("metrics.json", METRICS_JSON),
+        (
+            "store.json",
+            r#"{"retention-in-memory": "2h", "memory-cap": 1}"#,
+        ),
+        ("main.json", r#"{"addr": "localhost:9000"}"#),
+        ("nats.json", r#"{"address": "nats://n:4222"}"#),
+        (
+            "bad-metrics.json",
+            r#"{"cpu_load": {"frequency": 30, "aggregation": "sum", "unit": "load"}}"#,
+        ),
+        ("broken.json", "{\"cpu_load\": \n  nope}"),
+        (
+            "config.json",
+            r#"{"main-file": "main.json", "metrics-file": "metrics.json",
+                "nats-file": "./nats.json", "metric-store-file": "store.json"}"#,
+        ),
+    ]);
+    let root = directory.path();
+    let config = Config::from_file(&root.join("config.json")).unwrap();
+    assert_eq!(config.main.addr, "localhost:9000");
+    assert_eq!(
+        config.metrics.get("cpu_load"),
+        Some(&MetricConfig {
+            frequency_s: 30,
+            aggregation: Aggregation::None,
+        })
+    );
+    assert_eq!(
+        config.metrics.get("flops_any"),
+        Some(&MetricConfig {
+            frequency_s: 60,
+            aggregation: Aggregation::Sum,
+        })
+    );
+    assert_eq!(config.metrics.len(), 2);
+    assert_eq!(
+        config.nats.map(|nats| nats.address),
+        Some("nats://n:4222".to_owned())
+    );
+    assert_eq!(config.store.retention_in_memory, 2 * HOUR);
+    assert_eq!(config.store.memory_cap_bytes, Some(1_000_000_000));
+
+    // An absolute path works from a configuration given as text anywhere.
+    let mut document = without("/metrics");
+    let absolute = root.join("metrics.json");
+    set(
+        &mut document,
+        "/metrics-file",
+        json!(absolute.to_str().unwrap()),
+    );
+    assert_eq!(parse_ok(&document).metrics.len(), 2);
+
+    // Errors inside the included file name that file.
+    let config_path = root.join("config.json");
+    let load = |metrics_file: &str| {
+        let mut document = without("/metrics");
+        set(&mut document, "/metrics-file", json!(metrics_file));
+        Config::from_json(&document.to_string(), &config_path)
+    };
+    match load("bad-metrics.json") {
+        Err(ConfigError::UnknownKey {
+            file, section, key, ..
+        }) => {
+            assert_eq!(file, root.join("bad-metrics.json"));
+            assert_eq!(
+                (section.as_str(), key.as_str()),
+                ("metrics.cpu_load", "unit")
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match load("broken.json") {
+        Err(ConfigError::Json {
+            file, line, column, ..
+        }) => {
+            assert_eq!(file, root.join("broken.json"));
+            assert_eq!((line, column), (2, 4));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match load("absent.json") {
+        Err(ConfigError::Include {
+            file,
+            key,
+            path,
+            error,
+        }) => {
+            assert_eq!(file, config_path);
+            assert_eq!(key, "metrics-file");
+            assert_eq!(path, root.join("absent.json"));
+            assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match load("") {
+        Err(ConfigError::InvalidValue {
+            section,
+            key,
+            reason,
+            ..
+        }) => {
+            assert_eq!((section.as_str(), key.as_str()), ("", "metrics-file"));
+            assert_eq!(reason, "must name a JSON file, found \"\"");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Goal: a relative `<name>-file` that does not exist next to the configuration file is
+/// looked up in the working directory, as cc-metric-store does.
+/// Method: the test's working directory is the crate root, which holds `Cargo.toml`; that is
+/// not JSON, so the error names the file that was actually read.
+#[test]
+fn section_file_falls_back_to_working_directory() {
+    let directory = write_files(&[]);
+    let mut document = without("/metrics");
+    set(&mut document, "/metrics-file", json!("Cargo.toml"));
+    match Config::from_json(&document.to_string(), &directory.path().join("config.json")) {
+        Err(ConfigError::Json { file, line, .. }) => {
+            assert_eq!(file, PathBuf::from("Cargo.toml"));
+            assert_eq!(line, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Goal: a section given both inline and as a file is ambiguous and rejected.
+#[test]
+fn section_and_section_file_together() {
+    let document = with("/metrics-file", json!("metrics.json"));
+    match error_of(&document) {
+        ConfigError::DuplicateSection { file, section } => {
+            assert_eq!(file, PathBuf::from(ORIGIN));
+            assert_eq!(section, "metrics");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        message_of(&document),
+        "config.json: both \"metrics\" and \"metrics-file\" are given; use one"
+    );
+    assert_eq!(
+        message_of(&with("/main-file", json!(7))),
+        "config.json: invalid value for key \"main-file\" at the top level: expected a \
+         string, found 7"
+    );
+}
+
+/// Goal: `num-workers` 0 or absent means the computed default, any other value is kept.
+#[test]
+fn num_workers() {
+    assert_eq!(
+        parse_ok(&with("/metric-store/num-workers", json!(0)))
+            .store
+            .num_workers,
+        default_num_workers()
+    );
+    assert_eq!(
+        parse_ok(&minimal()).store.num_workers,
+        default_num_workers()
+    );
+    assert_eq!(
+        parse_ok(&with("/metric-store/num-workers", json!(16)))
+            .store
+            .num_workers,
+        16
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(default_num_workers(), (cpus / 2 + 1).min(10));
+}
+
+/// Goal: keys echoed in errors are capped so a pathological file cannot flood the log.
+#[test]
+fn long_keys_are_clipped() {
+    let long_key = "k".repeat(300);
+    match error_of(&with(&format!("/main/{long_key}"), json!(1))) {
+        ConfigError::UnknownKey { key, .. } => {
+            assert_eq!(key, format!("{}…", "k".repeat(100)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(clip("aé", 2), "a…");
+    assert_eq!(clip("abc", 3), "abc");
+}
+
+/// Goal: a file over the size cap is refused before it is parsed (the cap is 64 KiB under
+/// test instead of 16 MiB).
+#[test]
+fn oversized_file_is_refused() {
+    assert_eq!(CONFIG_FILE_BYTES_MAX, 65_536);
+    let padding = " ".repeat(65_536);
+    let directory = write_files(&[("config.json", &format!("{{}}{padding}"))]);
+    let path = directory.path().join("config.json");
+    match Config::from_file(&path) {
+        Err(ConfigError::Read { path: found, error }) => {
+            assert_eq!(found, path);
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(
+                error.to_string(),
+                "larger than 65536 bytes; is this a configuration file?"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
