@@ -428,6 +428,7 @@ pub async fn write(
         now_s,
         limits.line.clone(),
     );
+    decoder.batch = app.take_batch();
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let mut body = body;
     let mut body_bytes: u64 = 0;
@@ -472,6 +473,7 @@ pub async fn write(
         decoder.finish();
     }
     app.commit(&mut decoder.batch, now_s);
+    app.give_batch(std::mem::take(&mut decoder.batch));
     app.telemetry.body_bytes.inc_by(body_bytes);
     app.record_rejections(&decoder, now_s);
     let lines_stored = decoder.lines - decoder.rejected_total();

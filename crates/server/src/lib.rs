@@ -61,7 +61,14 @@ pub struct App {
     auth: Option<Authenticator>,
     reject_log: LogLimiter,
     drop_log: LogLimiter,
+    /// Emptied batches kept for the next requests: a batch holds up to
+    /// [`ingest::BATCH_SAMPLES_MAX`] samples (~1 MiB), and allocating that afresh for every
+    /// request costs page faults on the hot path.
+    spare_batches: parking_lot::Mutex<Vec<WriteBatch>>,
 }
+
+/// Most spare batches kept (one per concurrent request is enough).
+const SPARE_BATCHES_MAX: usize = 64;
 
 /// The configured key is not an Ed25519 public key.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +88,7 @@ impl App {
             auth,
             reject_log: LogLimiter::new(10),
             drop_log: LogLimiter::new(10),
+            spare_batches: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -99,13 +107,26 @@ impl App {
             if let Some(suppressed) = self.drop_log.allow(now_s) {
                 tracing::warn!(
                     unknown_metric = report.dropped.unknown_metric,
-                    before_first_buffer = report.dropped.before_first_buffer,
                     outside_retention = report.dropped.outside_retention,
                     future = report.dropped.future,
                     suppressed,
                     "samples not stored (counted in strata_ingest_samples_dropped_total)"
                 );
             }
+        }
+    }
+
+    /// An empty batch, reused if one is spare.
+    pub fn take_batch(&self) -> WriteBatch {
+        self.spare_batches.lock().pop().unwrap_or_default()
+    }
+
+    /// Keeps an emptied batch for reuse.
+    pub fn give_batch(&self, mut batch: WriteBatch) {
+        batch.clear();
+        let mut spare = self.spare_batches.lock();
+        if spare.len() < SPARE_BATCHES_MAX {
+            spare.push(batch);
         }
     }
 

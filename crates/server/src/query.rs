@@ -129,7 +129,8 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         })
         .collect();
     let response = QueryResponse {
-        queries: (request.for_all_nodes.is_some()).then_some(&generated),
+        // `omitempty` in cc-metric-store: only present when queries were generated (§1.5).
+        queries: (!generated.is_empty()).then_some(&generated),
         results: &results,
     };
     Ok(json_response(StatusCode::OK, &response))

@@ -182,7 +182,6 @@ impl Telemetry {
     pub fn record_drops(&self, dropped: &DropCounts) {
         let counts = [
             ("unknown_metric", dropped.unknown_metric),
-            ("before_first_buffer", dropped.before_first_buffer),
             ("outside_retention", dropped.outside_retention),
             ("future", dropped.future),
         ];

@@ -13,7 +13,10 @@
 //! Late samples (COMPAT.md decision 16) go into the older buffer whose range holds them. A
 //! buffer's writable range ends at its capacity or at the next buffer's start, whichever comes
 //! first; a late sample that falls into a gap no buffer covers gets a new buffer in that gap.
-//! Only a sample older than the first buffer is refused.
+//! A sample older than the first buffer gets a new first buffer, on the same grid: decision 16
+//! allows dropping it, but with concurrent writers the first two samples of a new series
+//! routinely arrive out of order, and the store must not lose the first one. (Samples outside
+//! the retention window are refused before they reach a series.)
 
 use crate::pool::BufferPool;
 
@@ -91,13 +94,6 @@ impl Buffer {
     }
 }
 
-/// Why a sample was not written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteRefusal {
-    /// Older than the first buffer of its series (COMPAT.md decision 16).
-    BeforeFirstBuffer,
-}
-
 /// Counts what a write did to the store's memory, so the store can keep exact totals.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryDelta {
@@ -172,12 +168,7 @@ impl Series {
     }
 
     /// Writes one sample; the last write to a slot wins.
-    pub(crate) fn write(
-        &mut self,
-        timestamp_s: i64,
-        value: f32,
-        pool: &BufferPool,
-    ) -> Result<MemoryDelta, WriteRefusal> {
+    pub(crate) fn write(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
         let f = self.frequency_s;
         let head = self.head();
         if timestamp_s >= head.start {
@@ -185,18 +176,21 @@ impl Series {
             let head_index = self.buffers.len() - 1;
             if index < BUFFER_CAPACITY {
                 let grown = self.buffers[head_index].put(index, value);
-                return Ok(MemoryDelta {
+                return MemoryDelta {
                     bytes: grown as isize,
                     buffers: 0,
-                });
+                };
             }
             let start = head.start + index as i64 * f;
-            return Ok(self.insert_buffer(head_index + 1, start, value, pool));
+            return self.insert_buffer(head_index + 1, start, value, pool);
         }
         // A late sample: the last buffer starting at or before it.
         let position = self.buffers.partition_point(|b| b.start <= timestamp_s);
         if position == 0 {
-            return Err(WriteRefusal::BeforeFirstBuffer);
+            // Before the first buffer: a new first buffer at the grid slot holding the sample.
+            let first = self.buffers[0].start;
+            let slots_back = (first - timestamp_s + f - 1) / f;
+            return self.insert_buffer(0, first - slots_back * f, value, pool);
         }
         let i = position - 1;
         let start = self.buffers[i].start;
@@ -205,12 +199,12 @@ impl Series {
         let slots_before_next = ((next_start - start) / f) as usize;
         if index < BUFFER_CAPACITY.min(slots_before_next) {
             let grown = self.buffers[i].put(index, value);
-            return Ok(MemoryDelta {
+            return MemoryDelta {
                 bytes: grown as isize,
                 buffers: 0,
-            });
+            };
         }
-        Ok(self.insert_buffer(i + 1, start + index as i64 * f, value, pool))
+        self.insert_buffer(i + 1, start + index as i64 * f, value, pool)
     }
 
     fn insert_buffer(
@@ -403,7 +397,7 @@ mod tests {
         // TestBufferWriteNaNFill: writes at 100 and 130 (freq 10) → [1, NaN, NaN, 4].
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(130, 4.0, &pool).unwrap();
+        series.write(130, 4.0, &pool);
         assert!(same(
             series.buffers()[0].values(),
             &[1.0, f32::NAN, f32::NAN, 4.0]
@@ -415,8 +409,8 @@ mod tests {
         // TestBufferWriteOverwrite: the second write to a slot replaces it; length unchanged.
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(110, 2.0, &pool).unwrap();
-        series.write(112, 5.0, &pool).unwrap();
+        series.write(110, 2.0, &pool);
+        series.write(112, 5.0, &pool);
         assert_eq!(series.buffers()[0].values(), &[1.0, 5.0]);
     }
 
@@ -426,7 +420,7 @@ mod tests {
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 0.0, &pool);
         for i in 1..=BUFFER_CAPACITY as i64 {
-            series.write(100 + i * 10, i as f32, &pool).unwrap();
+            series.write(100 + i * 10, i as f32, &pool);
         }
         assert_eq!(series.buffers().len(), 2);
         assert_eq!(series.buffers()[0].len(), BUFFER_CAPACITY);
@@ -441,7 +435,7 @@ mod tests {
     fn a_time_jump_starts_a_new_head_and_leaves_a_gap() {
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(100_000, 2.0, &pool).unwrap();
+        series.write(100_000, 2.0, &pool);
         assert_eq!(series.buffers().len(), 2);
         let (data, from, to) = read(&series, 100, 100_010);
         assert_eq!((from, to), (100, 100_010));
@@ -456,12 +450,12 @@ mod tests {
         // COMPAT.md decision 16.
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(100 + 600 * 10, 2.0, &pool).unwrap();
-        series.write(150, 3.0, &pool).unwrap();
+        series.write(100 + 600 * 10, 2.0, &pool);
+        series.write(150, 3.0, &pool);
         assert_eq!(series.buffers().len(), 2);
         assert_eq!(series.buffers()[0].values()[5], 3.0);
         // A late sample in the gap past the old buffer's capacity gets its own buffer.
-        series.write(100 + 550 * 10, 4.0, &pool).unwrap();
+        series.write(100 + 550 * 10, 4.0, &pool);
         assert_eq!(series.buffers().len(), 3);
         assert_eq!(series.buffers()[1].start(), 95 + 550 * 10);
         let (data, _, _) = read(&series, 100 + 550 * 10, 100 + 551 * 10);
@@ -472,24 +466,31 @@ mod tests {
     fn late_buffer_never_overlaps_its_successor() {
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(100 + 1000 * 10, 2.0, &pool).unwrap();
-        series.write(100 + 995 * 10, 3.0, &pool).unwrap(); // gap buffer at slot 995
+        series.write(100 + 1000 * 10, 2.0, &pool);
+        series.write(100 + 995 * 10, 3.0, &pool); // gap buffer at slot 995
         // Slots 995..999 belong to the gap buffer; 1000 is the head's first slot.
-        series.write(100 + 999 * 10, 4.0, &pool).unwrap();
+        series.write(100 + 999 * 10, 4.0, &pool);
         assert_eq!(series.buffers().len(), 3);
         assert_eq!(series.buffers()[1].len(), 5);
-        series.write(100 + 1000 * 10, 5.0, &pool).unwrap();
+        series.write(100 + 1000 * 10, 5.0, &pool);
         assert_eq!(series.buffers()[2].values(), &[5.0]);
     }
 
     #[test]
-    fn sample_before_first_buffer_is_refused() {
+    fn sample_before_first_buffer_gets_a_buffer_on_the_same_grid() {
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        assert_eq!(
-            series.write(90, 2.0, &pool),
-            Err(WriteRefusal::BeforeFirstBuffer)
-        );
+        series.write(90, 2.0, &pool);
+        series.write(61, 3.0, &pool);
+        assert_eq!(series.buffers().len(), 3);
+        assert_eq!(series.buffers()[0].start(), 55);
+        assert_eq!(series.buffers()[1].start(), 85);
+        // The buffer at 55 may only fill slots 55..85 and never overlaps the one at 85.
+        series.write(75, 4.0, &pool);
+        assert_eq!(series.buffers()[0].len(), 3);
+        let (data, from, to) = read(&series, 0, 200);
+        assert!(same(&data, &[3.0, f32::NAN, 4.0, 2.0, 1.0]));
+        assert_eq!((from, to), (60, 110));
     }
 
     #[test]
@@ -497,7 +498,7 @@ mod tests {
         // TestBufferReadBeforeFirstWrite: read from 50 on data starting at 100.
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(110, 2.0, &pool).unwrap();
+        series.write(110, 2.0, &pool);
         let (data, from, to) = read(&series, 50, 200);
         assert_eq!(data, vec![1.0, 2.0]);
         assert_eq!((from, to), (100, 120));
@@ -508,8 +509,8 @@ mod tests {
         // TestBufferRead: values at 100/110/120 read as from 100, to 130.
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
-        series.write(110, 2.0, &pool).unwrap();
-        series.write(120, 3.0, &pool).unwrap();
+        series.write(110, 2.0, &pool);
+        series.write(120, 3.0, &pool);
         let (data, from, to) = read(&series, 0, 1000);
         assert_eq!(data, vec![1.0, 2.0, 3.0]);
         assert_eq!((from, to), (100, 130));
@@ -633,7 +634,7 @@ mod tests {
         let pool = pool();
         let (mut series, mut delta) = Series::new(1, 0, 0.0, &pool);
         for t in 1..BUFFER_CAPACITY as i64 {
-            delta.bytes += series.write(t, 1.0, &pool).unwrap().bytes;
+            delta.bytes += series.write(t, 1.0, &pool).bytes;
         }
         assert_eq!(series.buffers()[0].heap_bytes(), BUFFER_CAPACITY * 4);
         assert_eq!(delta.bytes, (BUFFER_CAPACITY * 4) as isize);

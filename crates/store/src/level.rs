@@ -4,7 +4,7 @@
 //! series are found by a linear scan over a handful of metric ids, children by binary search
 //! over names kept sorted (which also makes every listing deterministic).
 
-use crate::buffer::{FreeOutcome, MemoryDelta, Series, WriteRefusal};
+use crate::buffer::{FreeOutcome, MemoryDelta, Series};
 use crate::metric::MetricId;
 use crate::pool::BufferPool;
 
@@ -72,13 +72,13 @@ impl Level {
         timestamp_s: i64,
         value: f32,
         pool: &BufferPool,
-    ) -> Result<MemoryDelta, WriteRefusal> {
+    ) -> MemoryDelta {
         if let Some((_, series)) = self.series.iter_mut().find(|(id, _)| *id == metric) {
             return series.write(timestamp_s, value, pool);
         }
         let (series, delta) = Series::new(frequency_s, timestamp_s, value, pool);
         self.series.push((metric, series));
-        Ok(delta)
+        delta
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -1,4 +1,20 @@
-//! The in-memory metric store (work in progress).
+//! The in-memory metric store: cc-metric-store's data model, float32 buffers, and its query
+//! semantics with Strata's decisions (../shared/docs/COMPAT.md §2, §3, §14).
+//!
+//! - **Tree.** cluster → host → level type+id (`hwthread3`) → sub-level (`netib0`). Each host
+//!   subtree has its own lock; writers and readers of different hosts never wait for each other.
+//! - **Buffers.** A series is a chain of buffers of [`BUFFER_CAPACITY`] float32 slots at the
+//!   metric's frequency; no timestamps are stored, so a sample costs four bytes. Gaps are NaN,
+//!   the last write to a slot wins, late samples go into the older buffer that covers them.
+//! - **Writes** arrive as a [`WriteBatch`]: names in one arena, samples by span. The same batch
+//!   is what the write-ahead log records, so ingest is decode → log → [`Store::write`].
+//! - **Reads** ([`Store::query`]) expand a query into selectors, collect the series they reach,
+//!   aggregate over the union of their windows, resample ([`Resampler`]), and compute stats.
+//! - **Memory.** Exact byte and buffer counts are kept on every change
+//!   ([`Store::memory_bytes`]); retention ([`Store::free_before`]) and the memory cap
+//!   ([`Store::enforce_memory_cap`]) free the oldest buffers first, into a bounded pool.
+//!
+//! No I/O, no async: the server crate drives this.
 
 mod batch;
 mod buffer;

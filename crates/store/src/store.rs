@@ -6,7 +6,7 @@
 //! host lock is taken, so the lock order is always registry → maps → host.
 
 use crate::batch::WriteBatch;
-use crate::buffer::{FreeOutcome, MemoryDelta, WriteRefusal};
+use crate::buffer::{FreeOutcome, MemoryDelta};
 use crate::level::Level;
 use crate::metric::{MetricConfig, MetricId, Registry};
 use crate::pool::BufferPool;
@@ -61,8 +61,6 @@ pub struct WriteReport {
 pub struct DropCounts {
     /// The metric is not in a configured metric list.
     pub unknown_metric: usize,
-    /// Older than the first buffer of its series.
-    pub before_first_buffer: usize,
     /// Older than the retention window.
     pub outside_retention: usize,
     /// Further ahead of the clock than the future tolerance.
@@ -71,7 +69,7 @@ pub struct DropCounts {
 
 impl DropCounts {
     pub fn total(&self) -> usize {
-        self.unknown_metric + self.before_first_buffer + self.outside_retention + self.future
+        self.unknown_metric + self.outside_retention + self.future
     }
 }
 
@@ -189,7 +187,7 @@ impl Store {
                 continue;
             }
             let key = (sample.key.cluster, sample.key.host);
-            if host.is_none() || key != host_key {
+            if host.is_none() || !same_text(key.0, host_key.0) || !same_text(key.1, host_key.1) {
                 // Release the previous host before locking the next one: a writer holds at most
                 // one host lock, so two writers can never wait for each other.
                 drop(host.take());
@@ -203,20 +201,16 @@ impl Store {
             for name in sample.key.path() {
                 level = level.child_or_insert(name);
             }
-            match level.write(
+            let change = level.write(
                 metric,
                 frequency_s,
                 sample.timestamp_s,
                 sample.value,
                 &self.pool,
-            ) {
-                Ok(change) => {
-                    report.written += 1;
-                    delta.bytes += change.bytes;
-                    delta.buffers += change.buffers;
-                }
-                Err(WriteRefusal::BeforeFirstBuffer) => report.dropped.before_first_buffer += 1,
-            }
+            );
+            report.written += 1;
+            delta.bytes += change.bytes;
+            delta.buffers += change.buffers;
         }
         drop(host);
         self.memory.apply(delta);
@@ -445,4 +439,10 @@ pub struct MemoryCapOutcome {
     pub steps: usize,
     /// The cap could not be met without dropping live head buffers.
     pub still_over: bool,
+}
+
+/// String equality with a fast path for the common case: consecutive samples of one host
+/// share the batch's span, so their names are the very same bytes.
+fn same_text(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }

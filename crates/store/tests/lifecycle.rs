@@ -92,12 +92,12 @@ fn samples_outside_the_window_are_dropped_by_reason() {
         ),
         NOW,
     );
-    assert_eq!(report.written, 1);
+    // The sample before the first buffer is kept in a new first buffer.
+    assert_eq!(report.written, 2);
     assert_eq!(report.dropped.outside_retention, 1);
     assert_eq!(report.dropped.future, 1);
-    // Older than the first buffer of its series (decision 16).
-    assert_eq!(report.dropped.before_first_buffer, 1);
-    assert_eq!(report.dropped.total(), 3);
+    assert_eq!(report.dropped.total(), 2);
+    assert_eq!(read_all(&store, "h", "m").first(), Some(&4.0));
 }
 
 #[test]

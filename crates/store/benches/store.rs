@@ -1,0 +1,156 @@
+//! Store micro-benchmarks: applying write batches, and reading the shapes cc-backend asks for.
+//!
+//! The data has the shared workload's shape (../shared/bench/README.md): per host 20
+//! node-level metrics and 5 per-hwthread metrics × 64 hwthreads, 60 s apart.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use strata_store::{LevelName, Query, ReadOptions, Resampler, Store, StoreConfig, WriteBatch};
+
+const NOW: i64 = 1_800_000_000;
+const HWTHREADS: usize = 64;
+const NODE_METRICS: usize = 20;
+const CORE_METRICS: usize = 5;
+
+fn ids() -> Vec<String> {
+    (0..HWTHREADS).map(|i| i.to_string()).collect()
+}
+
+/// One tick of one host: 340 samples.
+fn push_host_tick(batch: &mut WriteBatch, host: &str, t: i64, ids: &[String]) {
+    for m in 0..NODE_METRICS {
+        let metric = format!("node_metric_{m}");
+        batch.push("hpc1", host, [LevelName::NONE; 2], &metric, t, m as f32);
+    }
+    for m in 0..CORE_METRICS {
+        let metric = format!("core_metric_{m}");
+        for id in ids {
+            let level = [LevelName::new("hwthread", id), LevelName::NONE];
+            batch.push("hpc1", host, level, &metric, t, 1.5);
+        }
+    }
+}
+
+fn store() -> Store {
+    let mut config = StoreConfig::auto(60);
+    config.retention_s = 7 * 24 * 3600;
+    Store::new(config)
+}
+
+fn write(c: &mut Criterion) {
+    let ids = ids();
+    let hosts: Vec<String> = (0..16).map(|h| format!("n{h:04}")).collect();
+    // 16 consecutive host bodies per batch, as `loadgen --batch 16` sends them.
+    let mut batches = Vec::new();
+    for tick in 0..64 {
+        let mut batch = WriteBatch::new();
+        for host in &hosts {
+            push_host_tick(&mut batch, host, NOW - 7200 + tick * 60, &ids);
+        }
+        batches.push(batch);
+    }
+    let samples = batches[0].len() as u64;
+    let mut group = c.benchmark_group("store_write");
+    group.throughput(Throughput::Elements(samples));
+    group.bench_function("batch_16_hosts_x_340_series", |b| {
+        let store = store();
+        let mut next = 0;
+        b.iter(|| {
+            // Cycle through the ticks; after the first round slots are overwritten, which
+            // costs the same as appending.
+            let report = store.write(&batches[next % batches.len()], NOW);
+            next += 1;
+            black_box(report)
+        });
+    });
+    group.bench_function("build_batch_16_hosts", |b| {
+        b.iter(|| {
+            let mut batch = WriteBatch::new();
+            for host in &hosts {
+                push_host_tick(&mut batch, host, NOW, &ids);
+            }
+            black_box(batch.len())
+        });
+    });
+    group.finish();
+}
+
+fn query(c: &mut Criterion) {
+    let store = store();
+    let ids = ids();
+    let hosts: Vec<String> = (0..64).map(|h| format!("n{h:04}")).collect();
+    let day = 1440;
+    for tick in 0..day {
+        let mut batch = WriteBatch::new();
+        for host in &hosts {
+            batch.push(
+                "hpc1",
+                host,
+                [LevelName::NONE; 2],
+                "cpu_load",
+                NOW - (day - tick) * 60,
+                tick as f32,
+            );
+            for id in &ids[..8] {
+                let level = [LevelName::new("hwthread", id), LevelName::NONE];
+                batch.push(
+                    "hpc1",
+                    host,
+                    level,
+                    "cpu_user",
+                    NOW - (day - tick) * 60,
+                    1.0,
+                );
+            }
+        }
+        store.write(&batch, NOW);
+    }
+    let options = ReadOptions {
+        from_s: NOW - day * 60,
+        to_s: NOW,
+        with_stats: true,
+        with_data: true,
+        with_padding: true,
+        resampler: Resampler::default(),
+    };
+    let mut group = c.benchmark_group("store_query");
+    group.bench_function("1_host_1_metric_24h", |b| {
+        let query = Query {
+            host: "n0000",
+            metric: "cpu_load",
+            ..Query::default()
+        };
+        b.iter(|| black_box(store.query("hpc1", &query, &options)));
+    });
+    group.bench_function("64_hosts_1_metric_24h", |b| {
+        b.iter(|| {
+            for host in &hosts {
+                let query = Query {
+                    host,
+                    metric: "cpu_load",
+                    ..Query::default()
+                };
+                black_box(store.query("hpc1", &query, &options));
+            }
+        });
+    });
+    for resolution in [0, 600] {
+        group.bench_with_input(
+            BenchmarkId::new("1_host_8_hwthreads_aggregated_24h", resolution),
+            &resolution,
+            |b, &resolution_s| {
+                let query = Query {
+                    host: "n0000",
+                    metric: "cpu_user",
+                    resolution_s,
+                    ..Query::default()
+                };
+                b.iter(|| black_box(store.query("hpc1", &query, &options)));
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, write, query);
+criterion_main!(benches);

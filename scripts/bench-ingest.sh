@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# End-to-end ingest benchmark with the shared workload (../shared/bench/README.md).
+#
+#   scripts/bench-ingest.sh [DATA_DIR] [LOADGEN_ARGS...]
+#
+# Builds strata and loadgen in release mode, generates the workload into DATA_DIR (default
+# /tmp/strata-bench, 256 nodes × 360 ticks ≈ 31 M samples) if it is missing, starts strata on
+# a free loopback port with the embedded default configuration, replays the whole workload
+# with `loadgen http --format lp --batch 16 --conns 8` (override with LOADGEN_ARGS), then
+# prints loadgen's report, the server's CPU seconds, its resident memory and the bytes per
+# stored sample. Compare figures only within one run: the machine is shared and noisy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-/tmp/strata-bench}
+shift || true
+loadgen_args=("$@")
+[ ${#loadgen_args[@]} -gt 0 ] || loadgen_args=(--batch 16 --conns 8)
+shared=../shared/bench
+
+cargo build --release -p strata
+cargo build --release --manifest-path "$shared/loadgen/Cargo.toml" --target-dir target/loadgen
+loadgen=target/loadgen/release/loadgen
+
+if [ ! -f "$data/lp.bin" ]; then
+    python3 -c 'import numpy' 2>/dev/null || pip install numpy cramjam
+    python3 "$shared/gen.py" --out "$data" --nodes 256 --ticks 360 --no-prw \
+        --start $(( $(date +%s) / 60 * 60 - 360 * 60 ))
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+workdir=$(mktemp -d)
+config="$workdir/config.json"
+cat > "$config" <<JSON
+{"main": {"addr": "127.0.0.1:$port"},
+ "metrics": {},
+ "metric-store": {"retention-in-memory": "48h", "memory-cap": 0,
+                  "checkpoints": {"directory": "$workdir/checkpoints"},
+                  "wal": {"fsync": "off"}}}
+JSON
+target/release/strata --log-level warn serve --config "$config" 2> "$workdir/strata.log" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$workdir"' EXIT
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+    sleep 0.1
+done
+
+cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$server/stat"; }
+rss_bytes() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$server/status"; }
+rss_start=$(rss_bytes)
+cpu_start=$(cpu_seconds)
+"$loadgen" http --url "http://127.0.0.1:$port/api/write?cluster=hpc1" --data "$data" \
+    --format lp "${loadgen_args[@]}"
+cpu_end=$(cpu_seconds)
+rss_end=$(rss_bytes)
+metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+samples=$(metric strata_store_samples)
+written=$(metric strata_ingest_samples_total)
+buffer_bytes=$(metric strata_store_buffer_bytes)
+python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" <<'PY'
+import json, sys
+samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end = map(float, sys.argv[1:])
+print(json.dumps({
+    "server_cpu_seconds": round(cpu_end - cpu_start, 2),
+    "samples_written": int(written),
+    "samples_in_memory": int(samples),
+    "buffer_bytes": int(buffer_bytes),
+    "buffer_bytes_per_sample": round(buffer_bytes / samples, 3) if samples else None,
+    "rss_bytes_before": int(rss_start),
+    "rss_bytes_after": int(rss_end),
+    "rss_bytes_per_sample": round(rss_end / samples, 3) if samples else None,
+}, indent=1))
+PY
+grep -E "WARN|ERROR" "$workdir/strata.log" | grep -v "not implemented yet\|without authentication" | head -5 || true
