@@ -1,7 +1,7 @@
 //! `POST /api/free`, `GET /api/debug` and `GET /api/healthcheck` (COMPAT.md §1.6–1.8).
 
 use crate::App;
-use crate::error::{ApiError, json_response};
+use crate::error::{ApiError, decode_json, json_response};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -114,7 +114,7 @@ pub struct HealthRequest {
 
 /// Health of each requested node for the expected metrics (v1.5 form).
 pub async fn healthcheck(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: HealthRequest = serde_json::from_slice(&body)
+    let request: HealthRequest = decode_json(&body)
         .map_err(|e| ApiError::BadRequest(format!("parsing request body failed: {e}")))?;
     let now_s = crate::now_s();
     let mut response = BTreeMap::new();

@@ -37,6 +37,32 @@ struct ErrorBody<'a> {
     rejected: Option<&'a [RejectedLine]>,
 }
 
+/// Decodes a JSON request body the way cc-metric-store's Go decoder does: object keys match
+/// field names case-insensitively (`"Metric"` is `metric`). Keys are lower-cased before
+/// decoding; every field name Strata reads is lower case.
+pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    fn lower_keys(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut value) in entries {
+                    lower_keys(&mut value);
+                    // An exact (lower-case) key wins over a differently cased duplicate, as in Go.
+                    let lowered = key.to_ascii_lowercase();
+                    if lowered == key || !map.contains_key(&lowered) {
+                        map.insert(lowered, value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(lower_keys),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body)?;
+    lower_keys(&mut value);
+    serde_json::from_value(value)
+}
+
 /// A JSON response body with cc-metric-store's trailing newline.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let mut text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());

@@ -1,7 +1,7 @@
 //! `GET /api/query` (and POST): cc-metric-store's JSON query API (COMPAT.md §1.5, §2, §9.1).
 
 use crate::App;
-use crate::error::{ApiError, json_response};
+use crate::error::{ApiError, decode_json, json_response};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,7 +42,10 @@ pub struct QueryRequest {
 /// cc-metric-store's `APIQuery`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ApiQuery {
+    /// Missing = empty, as Go decodes it (the entry then reports the unknown metric or host).
+    #[serde(default)]
     metric: String,
+    #[serde(default)]
     host: String,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<String>,
@@ -83,7 +86,7 @@ impl From<Resampler> for ResamplerKind {
 }
 
 pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: QueryRequest = serde_json::from_slice(&body)
+    let request: QueryRequest = decode_json(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid query request: {e}")))?;
     let generated = generated_queries(&app, &request);
     let queries: Vec<&ApiQuery> = request

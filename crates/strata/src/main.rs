@@ -6,6 +6,7 @@ mod config;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use config::{CleanupMode, Config, FsyncPolicy};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_server::ingest::IngestLimits;
@@ -69,6 +70,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

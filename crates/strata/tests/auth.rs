@@ -1,0 +1,209 @@
+//! JWT authentication over HTTP (COMPAT.md §1.2): with `main.jwt-public-key` every `/api/`
+//! route needs `Authorization: Bearer <EdDSA JWT>`; `/healthz` and `/metrics` never do; without
+//! a key nothing does.
+
+// Test helpers outside `#[test]` functions panic on purpose, like the tests themselves.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{DOCS_PUBLIC_KEY, DOCS_TOKEN, Response, Server, assert_data, minutes_ago, now_s};
+use serde_json::json;
+
+const C: &str = "fritz";
+
+fn secured_server() -> Server {
+    Server::start_with_config(&json!({"main": {"jwt-public-key": DOCS_PUBLIC_KEY}}))
+}
+
+/// `(method, target, body)` of one request to every `/api/` endpoint, `/api/free` last.
+fn api_requests(t: i64) -> Vec<(&'static str, String, Vec<u8>)> {
+    let query = json!({"cluster":C,"from":t,"to":t + 60,"queries":[{"metric":"load","host":"h1"}]});
+    let health = json!({"cluster":C,"nodes":["h1"],"metric-names":["load"]});
+    vec![
+        (
+            "POST",
+            format!("/api/write?cluster={C}"),
+            format!("load,host=h1 value=3 {t}\n").into_bytes(),
+        ),
+        (
+            "GET",
+            "/api/query".to_owned(),
+            query.to_string().into_bytes(),
+        ),
+        (
+            "POST",
+            "/api/query/".to_owned(),
+            query.to_string().into_bytes(),
+        ),
+        ("GET", "/api/debug".to_owned(), Vec::new()),
+        ("GET", format!("/api/debug/?selector={C}:h1"), Vec::new()),
+        (
+            "GET",
+            "/api/healthcheck".to_owned(),
+            health.to_string().into_bytes(),
+        ),
+        (
+            "POST",
+            format!("/api/free?to={}", now_s() + 3600),
+            json!([[C, "h1"]]).to_string().into_bytes(),
+        ),
+    ]
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[track_caller]
+fn assert_unauthorized(response: &Response, what: &str) {
+    assert_eq!(response.status, 401, "{what}: {}", response.text());
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("text/plain")),
+        "{what}: {:?}",
+        response.headers
+    );
+}
+
+#[test]
+fn docs_token_is_accepted_on_every_api_endpoint() {
+    // Goal: the documented test token verifies against the documented key on write, query,
+    // debug, healthcheck and free, and each endpoint does its job.
+    let server = secured_server();
+    let t = minutes_ago(10);
+    let auth = bearer(DOCS_TOKEN);
+    let headers = [("Authorization", auth.as_str())];
+    let mut responses = Vec::new();
+    for (method, target, body) in api_requests(t) {
+        let response = server.request(method, &target, &headers, &body);
+        assert_eq!(
+            response.status,
+            200,
+            "{method} {target}: {}",
+            response.text()
+        );
+        responses.push(response);
+    }
+    assert!(responses[0].body.is_empty());
+    for query in &responses[1..3] {
+        assert_data(&query.json()["results"][0][0]["data"], &[Some(3.0)]);
+    }
+    assert!(responses[3].json()["data"][C]["h1"]["load"].is_array());
+    assert!(responses[4].json()["data"]["load"].is_array());
+    assert_eq!(responses[5].json()["h1"]["State"], json!("failed"));
+    assert_eq!(responses[6].text(), "buffers freed: 1\n");
+}
+
+#[test]
+fn requests_without_a_bearer_token_get_401_use_jwt_authentication() {
+    // Goal: no `Authorization` header, or one that is not `Bearer …`, is refused with
+    // cc-metric-store's plain-text body, and the request has no effect.
+    let server = secured_server();
+    let t = minutes_ago(10);
+    for (method, target, body) in api_requests(t) {
+        for headers in [&[][..], &[("Authorization", "Basic YWRtaW46YWRtaW4=")][..]] {
+            let response = server.request(method, &target, headers, &body);
+            assert_unauthorized(&response, &format!("{method} {target} {headers:?}"));
+            assert_eq!(response.text(), "Use JWT Authentication\n");
+        }
+    }
+    // The refused write stored nothing.
+    let auth = bearer(DOCS_TOKEN);
+    let response = server.request(
+        "GET",
+        "/api/debug",
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    response.assert_status(200);
+    assert_eq!(response.json(), json!({"data":{}}));
+}
+
+#[test]
+fn garbage_tampered_and_altered_tokens_get_401() {
+    // Goal: a token that is not a JWT, one with one character of the signature changed, and
+    // one whose payload was replaced (signature kept) are all refused.
+    let server = secured_server();
+    let t = minutes_ago(10);
+    let (header, rest) = DOCS_TOKEN.split_once('.').expect("header");
+    let (payload, signature) = rest.split_once('.').expect("payload");
+
+    let mut changed: Vec<char> = signature.chars().collect();
+    changed[10] = if changed[10] == 'A' { 'B' } else { 'A' };
+    let changed: String = changed.into_iter().collect();
+    let tampered_signature = format!("{header}.{payload}.{changed}");
+
+    let altered_claims = URL_SAFE_NO_PAD.encode(br#"{"user":"root","roles":["ROLE_ADMIN"]}"#);
+    let altered_payload = format!("{header}.{altered_claims}.{signature}");
+    assert_ne!(altered_claims, payload);
+
+    let alg_none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"none"}"#)
+    );
+
+    for token in [
+        "garbage",
+        "a.b.c",
+        "",
+        tampered_signature.as_str(),
+        altered_payload.as_str(),
+        alg_none.as_str(),
+    ] {
+        let auth = bearer(token);
+        for (method, target, body) in api_requests(t) {
+            let response =
+                server.request(method, &target, &[("Authorization", auth.as_str())], &body);
+            assert_unauthorized(&response, &format!("token {token:?} on {method} {target}"));
+        }
+    }
+    let auth = bearer(DOCS_TOKEN);
+    let debug = server.request(
+        "GET",
+        "/api/debug",
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(
+        debug.json(),
+        json!({"data":{}}),
+        "a refused write was stored"
+    );
+}
+
+#[test]
+fn healthz_and_metrics_need_no_token() {
+    // Goal: liveness and Prometheus scraping work without credentials on a secured server.
+    let server = secured_server();
+    let health = server.get("/healthz");
+    health.assert_status(200);
+    assert_eq!(health.text(), "ok\n");
+    let metrics = server.get("/metrics");
+    metrics.assert_status(200);
+    assert!(metrics.text().contains("strata_ingest_samples_total"));
+}
+
+#[test]
+fn without_a_configured_key_no_token_is_needed() {
+    // Goal: without `jwt-public-key` (or with it empty) every endpoint is open, and an
+    // invalid token is simply ignored.
+    for config in [json!({}), json!({"main": {"jwt-public-key": ""}})] {
+        let server = Server::start_with_config(&config);
+        let t = minutes_ago(10);
+        for headers in [&[][..], &[("Authorization", "Bearer garbage")][..]] {
+            for (method, target, body) in api_requests(t) {
+                let response = server.request(method, &target, headers, &body);
+                assert_eq!(
+                    response.status,
+                    200,
+                    "{config} {method} {target} {headers:?}: {}",
+                    response.text()
+                );
+            }
+        }
+    }
+}
