@@ -227,20 +227,28 @@ impl Series {
         }
     }
 
-    /// The window [`Series::read`] would return for `[from, to)`: `from` clamped to the first
-    /// sample, the end cut at the data that starts before `to` (COMPAT.md §2.2).
-    pub(crate) fn window(&self, from: i64, to: i64) -> (i64, i64) {
+    /// Where a read of `[from, to)` starts and where its data ends: `from` clamped to the first
+    /// sample, the end cut at the data that starts before `to` (COMPAT.md §2.2). `None` when
+    /// nothing is in range.
+    pub(crate) fn extent(&self, from: i64, to: i64) -> Option<(i64, i64)> {
         let f = self.frequency_s;
         let from = from.max(self.buffers[0].first_write(f));
-        let Some(last) = self.buffers.iter().rev().find(|b| b.start < to) else {
-            return (from, from);
-        };
+        let last = self.buffers.iter().rev().find(|b| b.start < to)?;
         let end = to.min(last.data_end(f));
-        if end <= from {
-            return (from, from);
+        (end > from).then_some((from, end))
+    }
+
+    /// The window [`Series::read`] returns: `(from, from + count·f)`, or `(from, from)` with
+    /// `from` clamped when nothing is in range.
+    pub(crate) fn window(&self, from: i64, to: i64) -> (i64, i64) {
+        let f = self.frequency_s;
+        match self.extent(from, to) {
+            Some((from, end)) => (from, from + (end - from + f - 1) / f * f),
+            None => {
+                let from = from.max(self.buffers[0].first_write(f));
+                (from, from)
+            }
         }
-        let count = (end - from + f - 1) / f;
-        (from, from + count * f)
     }
 
     /// Reads `[from, to)` by cc-metric-store's rules (COMPAT.md §2.2): `from` is clamped to the

@@ -308,19 +308,21 @@ fn aggregate(
     to_s: i64,
 ) -> (Vec<f32>, i64, i64) {
     let f = config.frequency_s;
-    let windows: Vec<(i64, i64)> = found.iter().map(|s| s.window(from_s, to_s)).collect();
-    let union = windows.iter().filter(|(from, to)| to > from).fold(
-        None,
-        |union: Option<(i64, i64)>, &(from, to)| match union {
-            None => Some((from, to)),
-            Some((a, b)) => Some((a.min(from), b.max(to))),
-        },
-    );
-    let Some((from_s, to_s)) = union else {
-        let from_s = windows.first().map_or(from_s, |w| w.0);
+    let extents: Vec<Option<(i64, i64)>> = found.iter().map(|s| s.extent(from_s, to_s)).collect();
+    let Some(union_from) = extents.iter().flatten().map(|&(from, _)| from).min() else {
+        let from_s = found.first().map_or(from_s, |s| s.window(from_s, to_s).0);
         return (Vec::new(), from_s, from_s);
     };
-    let count = ((to_s - from_s + f - 1) / f) as usize;
+    // Steps run from the earliest start; a series' steps end where its data ends. Counting
+    // from data ends (not from each series' own window) keeps series whose samples sit a few
+    // seconds apart within the interval from adding a phantom step.
+    let count = extents
+        .iter()
+        .flatten()
+        .map(|&(_, end)| ((end - union_from + f - 1) / f) as usize)
+        .max()
+        .unwrap_or(0);
+    let from_s = union_from;
     let mut sum = vec![0.0f64; count];
     let mut values = Vec::with_capacity(count);
     for series in found {

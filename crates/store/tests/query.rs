@@ -593,3 +593,23 @@ fn subtype_levels_are_addressed_by_type_and_subtype_ids() {
     );
     assert_eq!(data(&node_level), [Some(3.0)]);
 }
+
+#[test]
+fn children_sampled_a_few_seconds_apart_add_no_phantom_step() {
+    // Collectors read metrics at slightly different moments of an interval; found by the
+    // round-trip property test.
+    let store = store(&[("cpu", 10, Aggregation::Sum)]);
+    write(&store, "h", hw("0"), "cpu", &[(100, 1.0), (110, 1.0)]);
+    write(&store, "h", hw("1"), "cpu", &[(103, 2.0), (113, 2.0)]);
+    let result = one(
+        &store,
+        Query {
+            host: "h",
+            metric: "cpu",
+            ..Query::default()
+        },
+        options(0, 1000),
+    );
+    assert_eq!(data(&result), [Some(3.0), Some(3.0)]);
+    assert_eq!((result.from_s, result.to_s), (100, 120));
+}
