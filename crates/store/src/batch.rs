@@ -90,6 +90,20 @@ impl WriteBatch {
         self.entries.clear();
     }
 
+    /// The current end of the batch, to [`WriteBatch::truncate`] back to.
+    pub fn mark(&self) -> BatchMark {
+        BatchMark {
+            entries: self.entries.len(),
+            text: self.text.len(),
+        }
+    }
+
+    /// Drops every sample pushed after `mark` (a reader undoing a damaged record).
+    pub fn truncate(&mut self, mark: BatchMark) {
+        self.entries.truncate(mark.entries);
+        self.text.truncate(mark.text);
+    }
+
     /// Appends one sample. Levels after an absent level are ignored.
     pub fn push(
         &mut self,
@@ -180,6 +194,13 @@ impl WriteBatch {
             len: len as u32,
         }
     }
+}
+
+/// A length of a [`WriteBatch`] to go back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMark {
+    entries: usize,
+    text: usize,
 }
 
 /// One sample of a batch.

@@ -26,7 +26,7 @@ mod query;
 mod resample;
 mod store;
 
-pub use batch::{BatchSample, LevelName, SeriesKey, WriteBatch};
+pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;
 pub use inspect::{DebugBuffer, DebugLevel, HealthState, HostHealth, MetricHealth};
 pub use metric::{Aggregation, MetricConfig, UnknownAggregation};

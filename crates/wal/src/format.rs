@@ -1,0 +1,338 @@
+//! The bytes of a WAL segment.
+//!
+//! # Warning
+//! This layout is on disk. Changing it needs a new `SEGMENT_VERSION`, a reader for the old
+//! version, and a fixture of the old version in `tests/`.
+//!
+//! Segment file `<directory>/<segment:020>.wal`, all integers little-endian:
+//!
+//! | field | type (bytes) | meaning |
+//! |---|---|---|
+//! | magic | `[u8; 8]` | `b"STRATAWL"` |
+//! | version | u32 (4) | [`SEGMENT_VERSION`] |
+//! | header_crc | u32 (4) | CRC32C of magic, version and segment |
+//! | segment | u64 (8) | the segment number, equal to the file name |
+//! | records | … | records until the end of the file |
+//!
+//! Record:
+//!
+//! | field | type (bytes) | meaning |
+//! |---|---|---|
+//! | length | u32 (4) | payload bytes, ≤ [`RECORD_BYTES_MAX`] |
+//! | crc | u32 (4) | CRC32C of the length field's four bytes and the payload |
+//! | payload | `length` bytes | see below |
+//!
+//! Payload of a batch record (kind 1):
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | kind | u8 | 1 = batch |
+//! | sequence | u64 | record number, +1 per record across all segments |
+//! | definitions | varint n, then n × 5 strings | series first used in this segment, refs assigned in order |
+//! | samples | varint n, then n × sample | |
+//!
+//! A string is a varint length and UTF-8 bytes: cluster, host, level 1, level 2 (empty when
+//! absent), metric. A sample is `varint(zigzag(ref − previous ref) << 1 | timestamp changed)`,
+//! then `zigzag varint(timestamp − previous timestamp)` if it changed, then the value as f32.
+//! "Previous" starts at 0 in every record, so a record needs nothing but its segment's earlier
+//! definitions: any reader can start at any segment boundary. In a steady stream the refs of
+//! consecutive samples differ by one and timestamps repeat, so a sample costs five bytes.
+
+use crate::{Error, Result};
+
+/// Magic at the start of every segment.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATAWL";
+
+/// The segment format this build writes and reads.
+pub const SEGMENT_VERSION: u32 = 1;
+
+/// Bytes of the segment header.
+pub const SEGMENT_HEADER_BYTES: u64 = 24;
+
+/// Bytes before a record's payload: length and CRC.
+pub const RECORD_HEADER_BYTES: u64 = 8;
+
+/// Largest record payload. A larger length field can only be corruption.
+pub const RECORD_BYTES_MAX: u32 = 256 << 20;
+
+const KIND_BATCH: u8 = 1;
+
+/// The CRC32C of a segment header's other fields.
+fn header_crc(version: u32, segment: u64) -> u32 {
+    let mut crc = crc32c::crc32c(&SEGMENT_MAGIC);
+    crc = crc32c::crc32c_append(crc, &version.to_le_bytes());
+    crc32c::crc32c_append(crc, &segment.to_le_bytes())
+}
+
+pub fn encode_segment_header(segment: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+    header[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&header_crc(SEGMENT_VERSION, segment).to_le_bytes());
+    header[16..24].copy_from_slice(&segment.to_le_bytes());
+    header
+}
+
+/// Checks a segment header and returns its segment number.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<u64> {
+    let header: &[u8; SEGMENT_HEADER_BYTES as usize] = bytes
+        .get(..SEGMENT_HEADER_BYTES as usize)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(Error::SegmentHeader("shorter than a header"))?;
+    if header[0..8] != SEGMENT_MAGIC {
+        return Err(Error::SegmentHeader("not a Strata WAL segment (bad magic)"));
+    }
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    let crc = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
+    let mut number = [0u8; 8];
+    number.copy_from_slice(&header[16..24]);
+    let segment = u64::from_le_bytes(number);
+    if crc != header_crc(version, segment) {
+        return Err(Error::SegmentHeader("header checksum mismatch"));
+    }
+    if version != SEGMENT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            what: "WAL segment",
+            found: version,
+            supported: SEGMENT_VERSION,
+        });
+    }
+    Ok(segment)
+}
+
+/// Appends a framed record (length, CRC, payload) to `out`. `payload` must already be in
+/// `out` from `payload_start` on, after eight reserved bytes; this fills them in.
+pub fn finish_record(out: &mut [u8], record_start: usize) {
+    let payload_start = record_start + RECORD_HEADER_BYTES as usize;
+    let length = (out.len() - payload_start) as u32;
+    assert!(length <= RECORD_BYTES_MAX, "record of {length} bytes");
+    let length_bytes = length.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&length_bytes), &out[payload_start..]);
+    out[record_start..record_start + 4].copy_from_slice(&length_bytes);
+    out[record_start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// What is at a position of a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A record whose checksum is right.
+    Record(&'a [u8]),
+    /// Nothing more: the segment ends exactly here.
+    End,
+    /// A record header or payload cut off by the end of the segment.
+    Truncated,
+    /// A length that cannot be, or a payload whose checksum is wrong.
+    Corrupt { reason: &'static str },
+}
+
+/// Reads the frame at the start of `bytes`.
+pub fn read_frame(bytes: &[u8]) -> Frame<'_> {
+    if bytes.is_empty() {
+        return Frame::End;
+    }
+    let Some(header) = bytes.get(..RECORD_HEADER_BYTES as usize) else {
+        return Frame::Truncated;
+    };
+    let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if length == 0 || length > RECORD_BYTES_MAX {
+        return Frame::Corrupt {
+            reason: "impossible record length",
+        };
+    }
+    let end = RECORD_HEADER_BYTES as usize + length as usize;
+    let Some(payload) = bytes.get(RECORD_HEADER_BYTES as usize..end) else {
+        return Frame::Truncated;
+    };
+    if crc32c::crc32c_append(crc32c::crc32c(&header[..4]), payload) != crc {
+        return Frame::Corrupt {
+            reason: "checksum mismatch",
+        };
+    }
+    Frame::Record(payload)
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+pub(crate) fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+pub(crate) fn unzigzag(value: u64) -> i64 {
+    (value >> 1) as i64 ^ -((value & 1) as i64)
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Encodes the header of a batch payload: kind and sequence.
+pub(crate) fn put_batch_start(out: &mut Vec<u8>, sequence: u64) {
+    out.push(KIND_BATCH);
+    out.extend_from_slice(&sequence.to_le_bytes());
+}
+
+/// A cursor over a record payload; every read is bounds-checked.
+pub(crate) struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, position: 0 }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.position >= self.bytes.len()
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8> {
+        let byte = *self
+            .bytes
+            .get(self.position)
+            .ok_or(Error::Malformed("payload ends early"))?;
+        self.position += 1;
+        Ok(byte)
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        let bytes = self.take(8)?;
+        let mut array = [0u8; 8];
+        array.copy_from_slice(bytes);
+        Ok(u64::from_le_bytes(array))
+    }
+
+    pub(crate) fn f32(&mut self) -> Result<f32> {
+        let bytes = self.take(4)?;
+        Ok(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    pub(crate) fn varint(&mut self) -> Result<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(Error::Malformed("varint longer than 10 bytes"))
+    }
+
+    /// A count of items each at least `item_bytes_min` long: refused when the rest of the
+    /// payload cannot hold that many, so a corrupt count never allocates.
+    pub(crate) fn count(&mut self, item_bytes_min: usize) -> Result<usize> {
+        let count = self.varint()?;
+        let remaining = (self.bytes.len() - self.position) as u64;
+        if count.saturating_mul(item_bytes_min as u64) > remaining {
+            return Err(Error::Malformed("count larger than the payload"));
+        }
+        Ok(count as usize)
+    }
+
+    pub(crate) fn str(&mut self) -> Result<&'a str> {
+        let length = self.count(1)?;
+        let bytes = self.take(length)?;
+        std::str::from_utf8(bytes).map_err(|_| Error::Malformed("name is not UTF-8"))
+    }
+
+    fn take(&mut self, length: usize) -> Result<&'a [u8]> {
+        let end = self
+            .position
+            .checked_add(length)
+            .ok_or(Error::Malformed("length overflow"))?;
+        let bytes = self
+            .bytes
+            .get(self.position..end)
+            .ok_or(Error::Malformed("payload ends early"))?;
+        self.position = end;
+        Ok(bytes)
+    }
+}
+
+/// Reads the kind and sequence of a batch payload.
+pub(crate) fn read_batch_start(cursor: &mut Cursor<'_>) -> Result<u64> {
+    match cursor.u8()? {
+        KIND_BATCH => cursor.u64(),
+        _ => Err(Error::Malformed("unknown record kind")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_header_round_trips_and_rejects_damage() {
+        let header = encode_segment_header(42);
+        assert_eq!(decode_segment_header(&header).unwrap(), 42);
+        for i in 0..header.len() {
+            let mut damaged = header;
+            damaged[i] ^= 0x01;
+            assert!(decode_segment_header(&damaged).is_err(), "byte {i}");
+        }
+        assert!(decode_segment_header(&header[..10]).is_err());
+    }
+
+    #[test]
+    fn newer_versions_are_refused_by_name() {
+        let mut header = encode_segment_header(7);
+        header[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = header_crc(2, 7);
+        header[12..16].copy_from_slice(&crc.to_le_bytes());
+        let error = decode_segment_header(&header).unwrap_err();
+        assert!(error.to_string().contains("version 2"), "{error}");
+    }
+
+    #[test]
+    fn frames_detect_truncation_and_corruption() {
+        let mut out = vec![0u8; 8];
+        out.extend_from_slice(b"hello");
+        finish_record(&mut out, 0);
+        assert_eq!(read_frame(&out), Frame::Record(b"hello"));
+        for cut in 1..out.len() {
+            assert_eq!(read_frame(&out[..cut]), Frame::Truncated, "cut {cut}");
+        }
+        let mut flipped = out.clone();
+        flipped[10] ^= 0x20;
+        assert!(matches!(read_frame(&flipped), Frame::Corrupt { .. }));
+        let mut length = out.clone();
+        length[0] = 9; // longer than what follows
+        assert_eq!(read_frame(&length), Frame::Truncated);
+        assert_eq!(
+            read_frame(&[0; 16]),
+            Frame::Corrupt {
+                reason: "impossible record length"
+            }
+        );
+        assert_eq!(read_frame(&[]), Frame::End);
+    }
+
+    #[test]
+    fn varints_and_zigzag_round_trip() {
+        for value in [0i64, 1, -1, 63, -64, 64, 1 << 40, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, zigzag(value));
+            let mut cursor = Cursor::new(&out);
+            assert_eq!(unzigzag(cursor.varint().unwrap()), value);
+            assert!(cursor.is_empty());
+        }
+        let mut cursor = Cursor::new(&[0xff; 11]);
+        assert!(cursor.varint().is_err());
+    }
+
+    #[test]
+    fn counts_larger_than_the_payload_are_refused() {
+        let mut out = Vec::new();
+        put_varint(&mut out, 1 << 40);
+        assert!(Cursor::new(&out).count(1).is_err());
+    }
+}

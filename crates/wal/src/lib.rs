@@ -1,0 +1,104 @@
+//! Strata's durability: a segmented write-ahead log and per-host snapshots.
+//!
+//! One log serves two readers: crash recovery, and (later) the remote-write forwarder, which
+//! tails it from its own position. So:
+//!
+//! - the log is numbered segment files of bounded size ([`WalConfig::segment_bytes`]); a
+//!   position is `(segment, offset)`;
+//! - every record is framed with its length and a CRC32C, and carries a sequence number, so a
+//!   reader can tell a torn tail from damage in the middle and count what was lost;
+//! - a segment is self-contained: it defines every series it uses before using it, so a
+//!   reader can start at any segment boundary;
+//! - the writer commits appends in groups: concurrent requests share one write and one fsync;
+//! - segments are deleted only below the position every reader has passed
+//!   ([`delete_segments_before`]).
+//!
+//! The fsync policy says what an acknowledged sample survives:
+//!
+//! | policy | process crash (SIGKILL) | OS crash or power loss |
+//! |---|---|---|
+//! | `always` | nothing lost | nothing lost: the acknowledgement waits for the fsync |
+//! | `batch` | nothing lost | at most the last fsync interval (default 100 ms) |
+//! | `never` | nothing lost | whatever the OS had not written back (typically up to ~30 s) |
+//! | `off` | no log: everything since the last snapshot | the same |
+//!
+//! Formats are described in [`format`] (segments) and [`snapshot`] (snapshots).
+
+mod codec;
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+pub use reader::{
+    Damage, ReplayReport, SegmentFile, list_segments, replay, segment_file_name, truncate_torn_tail,
+};
+pub use writer::{Appended, Completion, Wal, WalConfig, WalStats, delete_segments_before};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A place in the log: the byte offset in a segment just after a record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.segment, self.offset)
+    }
+}
+
+/// When appended records are made durable with fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before the append completes.
+    Always,
+    /// At most this long after a write.
+    Batch(Duration),
+    /// Never; the OS writes back in its own time.
+    Never,
+}
+
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("WAL segment header: {0}")]
+    SegmentHeader(&'static str),
+    #[error(
+        "{what} format version {found} is newer than this build supports (version {supported}); \
+         use the Strata release that wrote it"
+    )]
+    UnsupportedVersion {
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
+    #[error("malformed record: {0}")]
+    Malformed(&'static str),
+    #[error("the write-ahead log refuses writes after an earlier failure ({0}); restart Strata")]
+    Poisoned(String),
+    #[error("the write-ahead log queue is full")]
+    QueueFull,
+    #[error("the write-ahead log is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
