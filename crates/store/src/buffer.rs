@@ -48,7 +48,6 @@ impl Buffer {
         self.data.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn values(&self) -> &[f32] {
         &self.data
     }
@@ -135,22 +134,47 @@ impl Series {
         (series, delta)
     }
 
-    /// A series made of buffers loaded from elsewhere (snapshots, tests). Buffers must be
-    /// sorted and non-overlapping.
-    #[cfg(test)]
-    pub(crate) fn from_buffers(frequency_s: i64, buffers: Vec<(i64, Vec<f32>)>) -> Self {
-        let buffers: Vec<Buffer> = buffers
-            .into_iter()
-            .map(|(start, mut data)| {
-                data.reserve_exact(BUFFER_CAPACITY - data.len());
-                Buffer { start, data }
-            })
-            .collect();
-        assert!(!buffers.is_empty());
-        Self {
+    /// A series made of runs loaded from elsewhere (snapshots, imports): `(start, values)`,
+    /// each at most [`BUFFER_CAPACITY`] long. Runs that are on the first run's grid and after
+    /// the previous one become buffers as they are; any other run is written value by value
+    /// (NaN slots skipped), so overlapping or misaligned input is merged, never misread.
+    pub(crate) fn adopt(frequency_s: i64, runs: Vec<(i64, Vec<f32>)>, pool: &BufferPool) -> Self {
+        assert!(frequency_s > 0, "frequency must be positive");
+        let mut runs = runs.into_iter().filter(|(_, values)| !values.is_empty());
+        let Some((start, data)) = runs.next() else {
+            return Self {
+                frequency_s,
+                buffers: vec![Buffer {
+                    start: 0,
+                    data: Vec::new(),
+                }],
+            };
+        };
+        assert!(data.len() <= BUFFER_CAPACITY, "run longer than a buffer");
+        let mut series = Self {
             frequency_s,
-            buffers,
+            buffers: vec![Buffer { start, data }],
+        };
+        for (start, data) in runs {
+            let head = series.head();
+            let fits = data.len() <= BUFFER_CAPACITY
+                && start >= head.data_end(frequency_s)
+                && (start - head.start) % frequency_s == 0;
+            if fits {
+                series.buffers.push(Buffer { start, data });
+                continue;
+            }
+            for (i, value) in data.into_iter().enumerate() {
+                if !value.is_nan() {
+                    series.write(
+                        start + i as i64 * frequency_s + frequency_s / 2,
+                        value,
+                        pool,
+                    );
+                }
+            }
         }
+        series
     }
 
     pub(crate) fn frequency_s(&self) -> i64 {
@@ -367,6 +391,10 @@ mod tests {
         BufferPool::new(16)
     }
 
+    fn series(runs: Vec<(i64, Vec<f32>)>) -> Series {
+        Series::adopt(10, runs, &pool())
+    }
+
     fn read(series: &Series, from: i64, to: i64) -> (Vec<f32>, i64, i64) {
         let mut out = Vec::new();
         let (from, to) = series.read(from, to, &mut out);
@@ -384,7 +412,7 @@ mod tests {
     #[test]
     fn end_and_first_write() {
         // TestBufferEndFirstWrite: start 90, freq 10, len 4 → firstWrite 95, end 135.
-        let series = Series::from_buffers(10, vec![(90, vec![1.0, 2.0, 3.0, 4.0])]);
+        let series = series(vec![(90, vec![1.0, 2.0, 3.0, 4.0])]);
         let buffer = &series.buffers()[0];
         assert_eq!(buffer.first_write(10), 95);
         assert_eq!(buffer.end(10), 135);
@@ -527,10 +555,7 @@ mod tests {
     #[test]
     fn read_across_a_chain() {
         // TestBufferReadChain: two buffers read as one contiguous run.
-        let series = Series::from_buffers(
-            10,
-            vec![(95, vec![1.0, 2.0, 3.0]), (125, vec![4.0, 5.0, 6.0])],
-        );
+        let series = series(vec![(95, vec![1.0, 2.0, 3.0]), (125, vec![4.0, 5.0, 6.0])]);
         let (data, from, to) = read(&series, 100, 160);
         assert_eq!(data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!((from, to), (100, 160));
@@ -539,7 +564,7 @@ mod tests {
     #[test]
     fn read_recomputes_the_index_after_switching_buffers() {
         // TestBufferReadIdxAfterSwitch: same-start chains loaded from checkpoints.
-        let series = Series::from_buffers(10, vec![(0, vec![1.0, 2.0]), (20, vec![3.0, 4.0])]);
+        let series = series(vec![(0, vec![1.0, 2.0]), (20, vec![3.0, 4.0])]);
         let (data, _, _) = read(&series, 0, 40);
         assert_eq!(data, vec![1.0, 2.0, 3.0, 4.0]);
     }
@@ -547,26 +572,26 @@ mod tests {
     #[test]
     fn stored_nan_reads_as_nan() {
         // TestBufferReadNaNValues.
-        let series = Series::from_buffers(10, vec![(95, vec![1.0, f32::NAN, 3.0])]);
+        let series = series(vec![(95, vec![1.0, f32::NAN, 3.0])]);
         let (data, _, _) = read(&series, 100, 130);
         assert!(same(&data, &[1.0, f32::NAN, 3.0]));
     }
 
     #[test]
     fn read_range_after_data_is_empty_at_from() {
-        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0])]);
+        let series = series(vec![(95, vec![1.0, 2.0])]);
         assert_eq!(read(&series, 500, 600), (vec![], 500, 500));
     }
 
     #[test]
     fn read_range_before_data_is_empty_at_first_sample() {
-        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0])]);
+        let series = series(vec![(95, vec![1.0, 2.0])]);
         assert_eq!(read(&series, 0, 50), (vec![], 100, 100));
     }
 
     #[test]
     fn read_stops_before_a_successor_starting_after_to() {
-        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0]), (995, vec![3.0])]);
+        let series = series(vec![(95, vec![1.0, 2.0]), (995, vec![3.0])]);
         let (data, from, to) = read(&series, 100, 500);
         assert_eq!(data, vec![1.0, 2.0]);
         assert_eq!((from, to), (100, 120));
@@ -574,7 +599,7 @@ mod tests {
 
     #[test]
     fn read_to_is_from_plus_len_times_f_even_past_requested_to() {
-        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0, 3.0, 4.0])]);
+        let series = series(vec![(95, vec![1.0, 2.0, 3.0, 4.0])]);
         let (data, from, to) = read(&series, 100, 125);
         assert_eq!(data, vec![1.0, 2.0, 3.0]);
         assert_eq!((from, to), (100, 130));
@@ -582,7 +607,7 @@ mod tests {
 
     #[test]
     fn fill_pads_with_nan_on_both_sides() {
-        let series = Series::from_buffers(10, vec![(95, vec![1.0, 2.0])]);
+        let series = series(vec![(95, vec![1.0, 2.0])]);
         let mut out = Vec::new();
         series.fill(80, 5, &mut out);
         assert!(same(&out, &[f32::NAN, f32::NAN, 1.0, 2.0, f32::NAN]));
@@ -592,20 +617,16 @@ mod tests {
     fn free_removes_only_buffers_that_ended() {
         // TestBufferFreeRetention: only buffers with end < t are freed and pooled.
         let pool = pool();
-        let mut series = Series::from_buffers(
-            10,
-            vec![
-                (0, vec![1.0; 10]),
-                (100, vec![2.0; 10]),
-                (200, vec![3.0; 10]),
-            ],
-        );
+        let mut series = series(vec![
+            (0, vec![1.0; 10]),
+            (100, vec![2.0; 10]),
+            (200, vec![3.0; 10]),
+        ]);
         // ends: 105, 205, 305
         let outcome = series.free_before(206, &pool);
         assert_eq!(outcome.buffers, 2);
         assert!(!outcome.all);
         assert_eq!(series.buffers().len(), 1);
-        assert_eq!(pool.len(), 2);
         assert_eq!(series.free_before(205, &pool).buffers, 0);
     }
 
@@ -613,7 +634,7 @@ mod tests {
     fn free_all_tells_the_caller_to_drop_the_series() {
         // TestBufferFreeAll.
         let pool = pool();
-        let mut series = Series::from_buffers(10, vec![(0, vec![1.0; 10])]);
+        let mut series = series(vec![(0, vec![1.0; 10])]);
         let outcome = series.free_before(1000, &pool);
         assert!(outcome.all);
         assert_eq!(outcome.buffers, 1);
@@ -623,7 +644,7 @@ mod tests {
     fn force_free_drops_exactly_the_oldest_but_never_the_head() {
         // TestForceFreeOldestPoolReturn / TestForceFreeOldestSingleBuffer.
         let pool = pool();
-        let mut series = Series::from_buffers(10, vec![(0, vec![1.0; 10]), (100, vec![2.0; 10])]);
+        let mut series = series(vec![(0, vec![1.0; 10]), (100, vec![2.0; 10])]);
         assert_eq!(series.free_oldest(&pool).buffers, 1);
         assert_eq!(series.buffers()[0].start(), 100);
         assert_eq!(series.free_oldest(&pool).buffers, 0);
@@ -631,9 +652,31 @@ mod tests {
     }
 
     #[test]
+    fn adopting_overlapping_runs_merges_them() {
+        // The second run overlaps the first: written value by value (NaN skipped); the third
+        // is on the grid after the data: taken as a buffer.
+        let merged = series(vec![
+            (95, vec![1.0, 2.0, 3.0]),
+            (105, vec![f32::NAN, 9.0]),
+            (195, vec![4.0]),
+        ]);
+        assert_eq!(merged.buffers().len(), 2);
+        let (data, from, to) = read(&merged, 0, 1000);
+        let nan = f32::NAN;
+        assert!(same(
+            &data,
+            &[1.0, 2.0, 9.0, nan, nan, nan, nan, nan, nan, nan, 4.0]
+        ));
+        assert_eq!((from, to), (100, 210));
+        // A run off the grid lands in the slots holding its sample times.
+        let misaligned = series(vec![(95, vec![1.0]), (103, vec![7.0])]);
+        assert_eq!(read(&misaligned, 0, 1000).0, vec![1.0, 7.0]);
+    }
+
+    #[test]
     fn slot_count_sums_the_chain() {
         // TestBufferCount.
-        let series = Series::from_buffers(10, vec![(0, vec![1.0; 10]), (100, vec![2.0; 7])]);
+        let series = series(vec![(0, vec![1.0; 10]), (100, vec![2.0; 7])]);
         assert_eq!(series.slot_count(), 17);
     }
 

@@ -60,6 +60,19 @@ impl Level {
             .map(|(_, series)| series)
     }
 
+    pub(crate) fn series_mut(&mut self, metric: MetricId) -> Option<&mut Series> {
+        self.series
+            .iter_mut()
+            .find(|(id, _)| *id == metric)
+            .map(|(_, series)| series)
+    }
+
+    /// Adds a series; the metric must not have one here yet.
+    pub(crate) fn insert_series(&mut self, metric: MetricId, series: Series) {
+        debug_assert!(self.series(metric).is_none());
+        self.series.push((metric, series));
+    }
+
     pub(crate) fn all_series(&self) -> impl Iterator<Item = (MetricId, &Series)> {
         self.series.iter().map(|(id, series)| (*id, series))
     }

@@ -128,7 +128,7 @@ pub struct StoreStats {
 pub struct Store {
     pub(crate) registry: RwLock<Registry>,
     pub(crate) clusters: RwLock<BTreeMap<Box<str>, Arc<Cluster>>>,
-    pool: BufferPool,
+    pub(crate) pool: BufferPool,
     memory: Memory,
     config: StoreConfig,
     /// Samples dropped because their metric is unknown, by metric name. Bounded: names beyond
@@ -273,7 +273,14 @@ impl Store {
         counts
     }
 
-    fn host_or_insert(&self, cluster: &str, host: &str) -> Arc<Host> {
+    pub(crate) fn add_memory(&self, bytes: usize, buffers: usize) {
+        self.memory.apply(MemoryDelta {
+            bytes: bytes as isize,
+            buffers: buffers as isize,
+        });
+    }
+
+    pub(crate) fn host_or_insert(&self, cluster: &str, host: &str) -> Arc<Host> {
         if let Some(found) = self.host(cluster, host) {
             return found;
         }

@@ -1,0 +1,216 @@
+//! Copies of a host's data in and out of the store: what snapshots write and restore, and
+//! what `strata import` brings in from cc-metric-store checkpoints.
+
+use crate::buffer::{BUFFER_CAPACITY, Series};
+use crate::level::Level;
+use crate::store::Store;
+
+/// One host's data.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostImage {
+    pub cluster: String,
+    pub host: String,
+    pub root: LevelImage,
+}
+
+/// One level: its series and its children.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LevelImage {
+    pub series: Vec<SeriesImage>,
+    pub children: Vec<(String, LevelImage)>,
+}
+
+/// One series: runs of consecutive slots, sorted by start and not overlapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesImage {
+    pub metric: String,
+    pub frequency_s: i64,
+    pub runs: Vec<Run>,
+}
+
+/// Consecutive slots from `start_s` (the start of the first slot, not its sample time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub start_s: i64,
+    pub values: Vec<f32>,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ImportReport {
+    pub series: usize,
+    /// Slots taken over (NaN-filled gaps included).
+    pub slots: usize,
+    /// Series of metrics the configuration does not know.
+    pub unknown_metric_series: usize,
+    /// Series whose frequency differs from the configured one; kept at their own frequency.
+    pub frequency_mismatches: usize,
+}
+
+impl Store {
+    /// The `(cluster, host)` pairs in the store, sorted.
+    pub fn host_keys(&self) -> Vec<(String, String)> {
+        let clusters: Vec<_> = self
+            .clusters
+            .read()
+            .iter()
+            .map(|(name, cluster)| (name.to_string(), cluster.clone()))
+            .collect();
+        let mut keys = Vec::new();
+        for (cluster_name, cluster) in clusters {
+            for host in cluster.hosts.read().keys() {
+                keys.push((cluster_name.clone(), host.to_string()));
+            }
+        }
+        keys
+    }
+
+    /// A copy of one host's data. The host is read-locked only while its buffers are copied.
+    pub fn export_host(&self, cluster: &str, host: &str) -> Option<HostImage> {
+        let found = self.host(cluster, host)?;
+        let registry = self.registry.read();
+        let root = found.root.read();
+        Some(HostImage {
+            cluster: cluster.to_owned(),
+            host: host.to_owned(),
+            root: export_level(&root, &|id| {
+                registry.config(id).map(|(name, _)| name.to_owned())
+            }),
+        })
+    }
+
+    /// Adds a host's data. A series new to the store takes the runs as its buffers; a series
+    /// that exists gets the values written one by one (NaN slots skipped), so importing never
+    /// loses what the store already holds.
+    pub fn import_host(&self, image: &HostImage) -> ImportReport {
+        let mut report = ImportReport::default();
+        let resolved: Vec<_> = {
+            let mut registry = self.registry.write();
+            let mut names = Vec::new();
+            collect_metric_names(&image.root, &mut names);
+            names
+                .into_iter()
+                .map(|name| (name.clone(), registry.register(&name)))
+                .collect()
+        };
+        let host = self.host_or_insert(&image.cluster, &image.host);
+        let mut root = host.root.write();
+        let mut bytes = 0usize;
+        let mut buffers = 0usize;
+        import_level(&mut root, &image.root, &mut |level, series| {
+            let Some((_, Some((id, config)))) = resolved.iter().find(|(n, _)| *n == series.metric)
+            else {
+                report.unknown_metric_series += 1;
+                return;
+            };
+            if config.frequency_s != series.frequency_s {
+                report.frequency_mismatches += 1;
+            }
+            report.series += 1;
+            report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
+            let change = level.import_series(*id, series, &self.pool);
+            bytes += change.0;
+            buffers += change.1;
+        });
+        drop(root);
+        self.add_memory(bytes, buffers);
+        report
+    }
+}
+
+fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> LevelImage {
+    LevelImage {
+        series: level
+            .all_series()
+            .filter_map(|(id, series)| {
+                Some(SeriesImage {
+                    metric: name_of(id)?,
+                    frequency_s: series.frequency_s(),
+                    runs: series
+                        .buffers()
+                        .iter()
+                        .map(|b| Run {
+                            start_s: b.start(),
+                            values: b.values().to_vec(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect(),
+        children: level
+            .children()
+            .map(|(name, child)| (name.to_owned(), export_level(child, name_of)))
+            .collect(),
+    }
+}
+
+fn collect_metric_names(level: &LevelImage, names: &mut Vec<String>) {
+    for series in &level.series {
+        if !names.contains(&series.metric) {
+            names.push(series.metric.clone());
+        }
+    }
+    for (_, child) in &level.children {
+        collect_metric_names(child, names);
+    }
+}
+
+fn import_level(
+    target: &mut Level,
+    image: &LevelImage,
+    each: &mut dyn FnMut(&mut Level, &SeriesImage),
+) {
+    for series in &image.series {
+        each(target, series);
+    }
+    for (name, child) in &image.children {
+        import_level(target.child_or_insert(name), child, each);
+    }
+}
+
+impl Level {
+    /// Takes over or merges one series; returns the bytes and buffers added.
+    fn import_series(
+        &mut self,
+        metric: u32,
+        image: &SeriesImage,
+        pool: &crate::pool::BufferPool,
+    ) -> (usize, usize) {
+        if image.frequency_s <= 0 || image.runs.iter().all(|r| r.values.is_empty()) {
+            return (0, 0);
+        }
+        if let Some(existing) = self.series_mut(metric) {
+            let mut bytes = 0isize;
+            let mut buffers = 0isize;
+            for run in &image.runs {
+                for (i, &value) in run.values.iter().enumerate() {
+                    if value.is_nan() {
+                        continue;
+                    }
+                    // The sample time of slot i: the middle of the slot, as written originally.
+                    let t = run.start_s + i as i64 * image.frequency_s + image.frequency_s / 2;
+                    let change = existing.write(t, value, pool);
+                    bytes += change.bytes;
+                    buffers += change.buffers;
+                }
+            }
+            return (bytes.max(0) as usize, buffers.max(0) as usize);
+        }
+        let mut buffers = Vec::new();
+        for run in &image.runs {
+            for (k, chunk) in run.values.chunks(BUFFER_CAPACITY).enumerate() {
+                let start = run.start_s + (k * BUFFER_CAPACITY) as i64 * image.frequency_s;
+                buffers.push((start, chunk.to_vec()));
+            }
+        }
+        let series = Series::adopt(image.frequency_s, buffers, pool);
+        let added = series
+            .buffers()
+            .iter()
+            .map(|b| b.heap_bytes())
+            .sum::<usize>();
+        let count = series.buffers().len();
+        self.insert_series(metric, series);
+        (added, count)
+    }
+}
