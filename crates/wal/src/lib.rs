@@ -27,6 +27,7 @@
 mod codec;
 pub mod format;
 pub mod reader;
+pub mod snapshot;
 pub mod writer;
 
 pub use reader::{
@@ -81,6 +82,10 @@ pub enum Error {
         found: u32,
         supported: u32,
     },
+    #[error("snapshot: {0}")]
+    Snapshot(&'static str),
+    #[error("{path}: {source}")]
+    InFile { path: PathBuf, source: Box<Error> },
     #[error("malformed record: {0}")]
     Malformed(&'static str),
     #[error("the write-ahead log refuses writes after an earlier failure ({0}); restart Strata")]

@@ -130,7 +130,10 @@ fn segments_rotate_at_their_size_and_each_is_self_contained() {
     wal.close();
     let segments = list_segments(dir.path()).unwrap();
     assert!(segments.len() >= 3, "{segments:?}");
-    assert!(segments.iter().all(|s| s.bytes < 4096 + 1024), "{segments:?}");
+    assert!(
+        segments.iter().all(|s| s.bytes < 4096 + 1024),
+        "{segments:?}"
+    );
     // Reading from a later segment works: it defines its own series.
     let second = segments[1].segment;
     let mut samples = 0;

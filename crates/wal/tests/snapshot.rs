@@ -1,0 +1,154 @@
+//! Snapshot files and generations: round trips, and every kind of damage is refused.
+
+use proptest::prelude::*;
+use strata_store::{HostImage, LevelImage, Run, SeriesImage};
+use strata_wal::snapshot::{
+    decode_host, encode_host, escape_name, finish_generation, generation_directory,
+    latest_generation, load_host, remove_generations_before, write_host,
+};
+
+fn image(host: &str) -> HostImage {
+    let series = |metric: &str, values: Vec<f32>| SeriesImage {
+        metric: metric.into(),
+        frequency_s: 60,
+        runs: vec![
+            Run {
+                start_s: 1_700_000_000,
+                values: values.clone(),
+            },
+            Run {
+                start_s: 1_700_000_000 + 600 * 60,
+                values,
+            },
+        ],
+    };
+    HostImage {
+        cluster: "fritz".into(),
+        host: host.into(),
+        root: LevelImage {
+            series: vec![series("load", vec![0.5, f32::NAN, 1.25e-7])],
+            children: vec![(
+                "socket0".into(),
+                LevelImage {
+                    series: vec![series("mem_bw", vec![100.0; 3])],
+                    children: vec![(
+                        "netib0".into(),
+                        LevelImage {
+                            series: vec![series("bw", vec![-1.0])],
+                            children: vec![],
+                        },
+                    )],
+                },
+            )],
+        },
+    }
+}
+
+fn same(a: &HostImage, b: &HostImage) -> bool {
+    // Debug renderings also compare NaN slots (NaN != NaN).
+    format!("{a:?}") == format!("{b:?}")
+}
+
+#[test]
+fn host_files_round_trip_with_full_precision() {
+    let original = image("f0201");
+    let decoded = decode_host(&encode_host(&original)).unwrap();
+    assert!(same(&decoded, &original));
+}
+
+#[test]
+fn a_cut_off_file_is_refused_at_every_length() {
+    let bytes = encode_host(&image("f0201"));
+    for cut in 0..bytes.len() {
+        assert!(decode_host(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_flipped_bit_anywhere_is_refused() {
+    let bytes = encode_host(&image("f0201"));
+    for i in 0..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[i] ^= 0x04;
+        assert!(decode_host(&damaged).is_err(), "flip at {i}");
+    }
+}
+
+#[test]
+fn a_newer_version_is_refused_by_name() {
+    let mut bytes = encode_host(&image("h"));
+    bytes[8] = 2;
+    let error = decode_host(&bytes).unwrap_err().to_string();
+    assert!(error.contains("version 2"), "{error}");
+}
+
+#[test]
+fn names_cannot_escape_their_directory() {
+    assert_eq!(escape_name("f0201"), "f0201");
+    assert_eq!(escape_name("a0603.cluster-x_1"), "a0603.cluster-x_1");
+    assert_eq!(escape_name(".."), "%2E.");
+    assert_eq!(escape_name("a/b"), "a%2Fb");
+    assert_eq!(escape_name("00000000:49:00.0"), "00000000%3A49%3A00.0");
+    assert_eq!(escape_name(""), "%00");
+}
+
+#[test]
+fn the_newest_complete_generation_is_found_and_incomplete_ones_are_not() {
+    let root = tempfile::tempdir().unwrap();
+    for (generation, complete) in [(3u64, true), (5, true), (9, false)] {
+        let dir = generation_directory(root.path(), generation);
+        for host in ["h1", "h2"] {
+            write_host(&dir, &image(host)).unwrap();
+        }
+        if complete {
+            finish_generation(&dir, generation, 2, 1_700_000_000).unwrap();
+        }
+    }
+    let (latest, incomplete) = latest_generation(root.path()).unwrap();
+    let latest = latest.expect("a complete generation");
+    assert_eq!((latest.number, latest.hosts, latest.files.len()), (5, 2, 2));
+    assert_eq!(incomplete, vec![generation_directory(root.path(), 9)]);
+    let loaded = load_host(&latest.files[0]).unwrap();
+    assert!(same(&loaded, &image("h1")));
+    assert_eq!(remove_generations_before(root.path(), 5).unwrap(), 1);
+    assert!(!generation_directory(root.path(), 3).exists());
+}
+
+#[test]
+fn a_damaged_manifest_makes_the_generation_incomplete() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 4);
+    write_host(&dir, &image("h1")).unwrap();
+    finish_generation(&dir, 4, 1, 0).unwrap();
+    let manifest = dir.join("MANIFEST");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("hosts 1", "hosts 7");
+    std::fs::write(&manifest, text).unwrap();
+    let (latest, incomplete) = latest_generation(root.path()).unwrap();
+    assert!(latest.is_none());
+    assert_eq!(incomplete.len(), 1);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_host(&bytes);
+        let mut framed = b"STRATASN\x01\x00\x00\x00\x00\x00\x00\x00".to_vec();
+        framed.extend_from_slice(&bytes);
+        let _ = decode_host(&framed);
+    }
+
+    #[test]
+    fn generated_images_round_trip(
+        values in prop::collection::vec(any::<f32>(), 0..600),
+        start in -1_000_000_000i64..4_000_000_000,
+        frequency in 1i64..3600,
+    ) {
+        let mut original = image("h");
+        original.root.series[0].frequency_s = frequency;
+        original.root.series[0].runs = vec![Run { start_s: start, values }];
+        let decoded = decode_host(&encode_host(&original)).unwrap();
+        prop_assert!(same(&decoded, &original));
+    }
+}
