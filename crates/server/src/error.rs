@@ -25,6 +25,8 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: u64, lines_stored: u64 },
     /// 401 with a plain-text reason, as cc-metric-store answers.
     Unauthorized(String),
+    /// 503: the write-ahead log cannot take writes; nothing of the failed batch was stored.
+    Unavailable(String),
     /// 408: the body did not arrive within the request timeout.
     Timeout { lines_stored: u64 },
 }
@@ -109,6 +111,11 @@ impl IntoResponse for ApiError {
                     "request body exceeds the limit of {limit_bytes} bytes; \
                      the first {lines_stored} lines were stored"
                 ),
+                None,
+            ),
+            Self::Unavailable(reason) => error_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not stored: {reason}"),
                 None,
             ),
             Self::Timeout { lines_stored } => error_json(

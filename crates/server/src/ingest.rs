@@ -457,7 +457,13 @@ pub async fn write(
             break Err(failure);
         }
         if decoder.batch.len() >= BATCH_SAMPLES_MAX {
-            app.commit(&mut decoder.batch, now_s);
+            match app.commit(std::mem::take(&mut decoder.batch), now_s).await {
+                Ok(batch) => decoder.batch = batch,
+                Err((error, batch)) => {
+                    app.give_batch(batch);
+                    return Err(error);
+                }
+            }
         }
     };
     let outcome = outcome.and_then(|()| match &mut encoding {
@@ -472,10 +478,20 @@ pub async fn write(
     if outcome.is_ok() {
         decoder.finish();
     }
-    app.commit(&mut decoder.batch, now_s);
-    app.give_batch(std::mem::take(&mut decoder.batch));
+    let committed = app.commit(std::mem::take(&mut decoder.batch), now_s).await;
+    let committed = match committed {
+        Ok(batch) => {
+            app.give_batch(batch);
+            Ok(())
+        }
+        Err((error, batch)) => {
+            app.give_batch(batch);
+            Err(error)
+        }
+    };
     app.telemetry.body_bytes.inc_by(body_bytes);
     app.record_rejections(&decoder, now_s);
+    committed?;
     let lines_stored = decoder.lines - decoder.rejected_total();
     match outcome {
         Err(Failure::Timeout) => return Err(ApiError::Timeout { lines_stored }),

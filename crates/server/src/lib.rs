@@ -14,11 +14,12 @@
 //!
 //! With a JWT public key configured, every `/api/` route requires an EdDSA bearer token.
 //!
-//! Ingest order is decode → [`App::commit`] → acknowledge. `commit` is the one place a batch
-//! enters the store; the write-ahead log appends there, before the store applies the batch.
+//! Ingest order is decode → [`App::commit`] (WAL append, then apply to memory) → acknowledge.
+//! `commit` is the one place a batch enters the store.
 
 pub mod admin;
 pub mod auth;
+pub mod durability;
 pub mod error;
 pub mod ingest;
 pub mod maintenance;
@@ -26,6 +27,7 @@ pub mod query;
 pub mod telemetry;
 
 use crate::auth::Authenticator;
+use crate::durability::Durability;
 use crate::error::ApiError;
 use crate::ingest::{IngestLimits, LineDecoder, RejectReason};
 use crate::telemetry::{LogLimiter, ReasonLabel, ResponseLabel, RouteLabel, Telemetry};
@@ -56,6 +58,7 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct App {
     pub store: Arc<Store>,
+    pub durability: Arc<Durability>,
     pub config: ServerConfig,
     pub telemetry: Telemetry,
     auth: Option<Authenticator>,
@@ -76,13 +79,18 @@ const SPARE_BATCHES_MAX: usize = 64;
 pub struct InvalidPublicKey;
 
 impl App {
-    pub fn new(store: Arc<Store>, config: ServerConfig) -> Result<Self, InvalidPublicKey> {
+    pub fn new(
+        store: Arc<Store>,
+        durability: Arc<Durability>,
+        config: ServerConfig,
+    ) -> Result<Self, InvalidPublicKey> {
         let auth = match &config.jwt_public_key {
             Some(key) => Some(Authenticator::new(key).ok_or(InvalidPublicKey)?),
             None => None,
         };
         Ok(Self {
             store,
+            durability,
             config,
             telemetry: Telemetry::new(),
             auth,
@@ -92,14 +100,23 @@ impl App {
         })
     }
 
-    /// Makes a decoded batch part of the store and empties it. This is where the write-ahead
-    /// log will append, before the store applies the batch.
-    pub fn commit(&self, batch: &mut WriteBatch, now_s: i64) {
+    /// Makes a decoded batch durable (WAL, under the fsync policy) and then part of the store.
+    /// Returns the emptied batch for reuse. A WAL failure applies nothing and is answered 503:
+    /// the client retries, and nothing unacknowledged was promised.
+    pub async fn commit(
+        &self,
+        batch: WriteBatch,
+        now_s: i64,
+    ) -> Result<WriteBatch, (ApiError, WriteBatch)> {
         if batch.is_empty() {
-            return;
+            return Ok(batch);
         }
-        let report = self.store.write(batch, now_s);
+        let (result, mut batch) = self.durability.commit(&self.store, batch, now_s).await;
         batch.clear();
+        let report = match result {
+            Ok(report) => report,
+            Err(error) => return Err((ApiError::Unavailable(error.to_string()), batch)),
+        };
         self.telemetry.samples_written.inc_by(report.written as u64);
         let dropped = report.dropped.total();
         if dropped > 0 {
@@ -114,6 +131,7 @@ impl App {
                 );
             }
         }
+        Ok(batch)
     }
 
     /// An empty batch, reused if one is spare.
@@ -248,7 +266,7 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app.telemetry.render(&app.store);
+    let text = app.telemetry.render(&app.store, app.durability.wal_stats());
     (
         [(
             header::CONTENT_TYPE,

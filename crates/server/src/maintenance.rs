@@ -12,8 +12,23 @@ const RETENTION_INTERVAL_MAX: Duration = Duration::from_secs(600);
 /// Time between two checks of the memory cap. A check reads two counters, so it is cheap.
 const MEMORY_CAP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Starts the retention task and, with a cap, the memory-cap task. Abort the handles to stop.
-pub fn start(app: Arc<App>, memory_cap_bytes: Option<u64>) -> Vec<JoinHandle<()>> {
+/// How often the snapshot task looks at the clock and the WAL size.
+const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// When background work runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub memory_cap_bytes: Option<u64>,
+    /// A snapshot is taken at least this often (`checkpoint-interval`)…
+    pub snapshot_interval: Duration,
+    /// …and whenever the WAL has grown this much since the last one, which bounds the
+    /// replay work at startup.
+    pub snapshot_wal_bytes: u64,
+}
+
+/// Starts retention, the memory cap (if any) and snapshots. Abort the handles to stop.
+pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
+    let memory_cap_bytes = schedule.memory_cap_bytes;
     let retention_s = app.store.config().retention_s;
     let interval = Duration::from_secs((retention_s / 2).max(1) as u64).min(RETENTION_INTERVAL_MAX);
     let mut tasks = vec![tokio::spawn(every(interval, app.clone(), move |app| {
@@ -23,6 +38,7 @@ pub fn start(app: Arc<App>, memory_cap_bytes: Option<u64>) -> Vec<JoinHandle<()>
             tracing::info!(freed, "retention freed buffers");
         }
     }))];
+    tasks.push(tokio::spawn(snapshots(app.clone(), schedule)));
     if let Some(cap) = memory_cap_bytes {
         app.telemetry.memory_cap_bytes.set(cap as i64);
         tasks.push(tokio::spawn(every(MEMORY_CAP_INTERVAL, app, move |app| {
@@ -65,6 +81,39 @@ async fn every(
         let app = app.clone();
         if let Err(error) = tokio::task::spawn_blocking(move || work(&app)).await {
             tracing::error!(%error, "maintenance task failed");
+        }
+    }
+}
+
+/// Takes a snapshot when the interval has passed or the WAL has grown past its bound.
+async fn snapshots(app: Arc<App>, schedule: Schedule) {
+    let mut last = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(SNAPSHOT_CHECK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let due = last.elapsed() >= schedule.snapshot_interval
+            || app.durability.wal_bytes_since_snapshot() >= schedule.snapshot_wal_bytes;
+        if !due {
+            continue;
+        }
+        last = tokio::time::Instant::now();
+        match app.durability.snapshot(&app.store, crate::now_s()).await {
+            Ok(report) => {
+                app.telemetry.record_snapshot(&report);
+                tracing::info!(
+                    generation = report.generation,
+                    hosts = report.hosts,
+                    bytes = report.bytes,
+                    segments_deleted = report.segments_deleted,
+                    seconds = report.seconds,
+                    "snapshot written"
+                );
+            }
+            Err(error) => {
+                app.telemetry.snapshot_failures.inc();
+                tracing::error!(%error, "snapshot failed; the WAL keeps everything until one succeeds");
+            }
         }
     }
 }

@@ -50,6 +50,14 @@ pub struct Telemetry {
     pub responses: Family<ResponseLabel, Counter>,
     pub request_seconds: HistogramFamily,
     pub retention_freed_buffers: Counter,
+    snapshots: Counter,
+    pub snapshot_failures: Counter,
+    snapshot_bytes: Gauge,
+    snapshot_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    wal_bytes: Gauge,
+    wal_records: Gauge,
+    wal_fsyncs: Gauge,
+    wal_segment: Gauge,
     pub memory_cap_freed_buffers: Counter,
     store_hosts: Gauge,
     store_series: Gauge,
@@ -79,6 +87,14 @@ impl Telemetry {
             responses: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             retention_freed_buffers: Counter::default(),
+            snapshots: Counter::default(),
+            snapshot_failures: Counter::default(),
+            snapshot_bytes: Gauge::default(),
+            snapshot_seconds: Gauge::default(),
+            wal_bytes: Gauge::default(),
+            wal_records: Gauge::default(),
+            wal_fsyncs: Gauge::default(),
+            wal_segment: Gauge::default(),
             memory_cap_freed_buffers: Counter::default(),
             store_hosts: Gauge::default(),
             store_series: Gauge::default(),
@@ -194,8 +210,20 @@ impl Telemetry {
         }
     }
 
-    /// Renders every metric, refreshing the ones read from the store first.
-    pub fn render(&self, store: &Store) -> String {
+    pub fn record_snapshot(&self, report: &crate::durability::SnapshotReport) {
+        self.snapshots.inc();
+        self.snapshot_bytes.set(report.bytes as i64);
+        self.snapshot_seconds.set(report.seconds);
+    }
+
+    /// Renders every metric, refreshing the ones read from the store and the WAL first.
+    pub fn render(&self, store: &Store, wal: Option<strata_wal::WalStats>) -> String {
+        if let Some(wal) = wal {
+            self.wal_bytes.set(wal.bytes as i64);
+            self.wal_records.set(wal.records as i64);
+            self.wal_fsyncs.set(wal.fsyncs as i64);
+            self.wal_segment.set(wal.position.segment as i64);
+        }
         let stats = store.stats();
         self.store_hosts.set(stats.hosts as i64);
         self.store_series.set(stats.series as i64);
@@ -282,7 +310,7 @@ mod tests {
             future: 3,
             ..DropCounts::default()
         });
-        let text = telemetry.render(&store);
+        let text = telemetry.render(&store, None);
         assert!(
             text.contains("strata_ingest_samples_dropped_total{reason=\"future\"} 3"),
             "{text}"

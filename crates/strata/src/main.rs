@@ -9,7 +9,9 @@ use config::{CleanupMode, Config, FsyncPolicy};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata_server::durability::{Durability, DurabilityConfig};
 use strata_server::ingest::IngestLimits;
+use strata_server::maintenance::Schedule;
 use strata_server::{App, ServerConfig};
 use strata_store::{Store, StoreConfig};
 
@@ -113,11 +115,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let store = Arc::new(Store::new(store_config));
-    let app = Arc::new(App::new(store, server_config)?);
+    let durability = recover(&config, &store)?;
+    let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
     let listener = tokio::net::TcpListener::bind(&config.main.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.main.addr))?;
-    let maintenance = strata_server::maintenance::start(app.clone(), config.store.memory_cap_bytes);
+    let schedule = Schedule {
+        memory_cap_bytes: config.store.memory_cap_bytes,
+        snapshot_interval: config.store.checkpoint_interval,
+        snapshot_wal_bytes: SNAPSHOT_WAL_BYTES,
+    };
+    let maintenance = strata_server::maintenance::start(app.clone(), schedule);
     tracing::info!(
         addr = %listener.local_addr().map_or(config.main.addr.clone(), |a| a.to_string()),
         config = %config.source.as_ref().map_or("embedded default".into(), |p| p.display().to_string()),
@@ -133,8 +141,62 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for task in maintenance {
         task.abort();
     }
+    // Requests have finished: a final snapshot covers everything, so the next start
+    // replays nothing.
+    let report = durability
+        .snapshot(&store, strata_server::now_s())
+        .await
+        .context("writing the final snapshot")?;
+    tracing::info!(
+        hosts = report.hosts,
+        bytes = report.bytes,
+        seconds = report.seconds,
+        "final snapshot written"
+    );
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// WAL growth after which a snapshot is taken even before `checkpoint-interval`: at ~5 bytes
+/// per sample, 512 MiB is ~100 M samples, which bounds the replay at startup to seconds.
+const SNAPSHOT_WAL_BYTES: u64 = 512 << 20;
+
+/// Opens the data directory and brings the store back to where it was.
+fn recover(config: &Config, store: &Store) -> anyhow::Result<Arc<Durability>> {
+    let wal = &config.store.wal;
+    let fsync = match wal.fsync {
+        FsyncPolicy::Off => None,
+        FsyncPolicy::Always => Some(strata_wal::FsyncPolicy::Always),
+        FsyncPolicy::Batch => Some(strata_wal::FsyncPolicy::Batch(wal.fsync_interval)),
+        FsyncPolicy::Never => Some(strata_wal::FsyncPolicy::Never),
+    };
+    let durability_config = DurabilityConfig {
+        directory: config.store.checkpoints.directory.clone(),
+        fsync,
+        segment_bytes: wal.segment_bytes,
+        workers: config.store.num_workers,
+    };
+    let (durability, report) =
+        Durability::recover(durability_config, store, strata_server::now_s())?;
+    let stats = store.stats();
+    tracing::info!(
+        directory = %config.store.checkpoints.directory.display(),
+        fsync = %wal.fsync,
+        snapshot_generation = ?report.generation,
+        snapshot_hosts = report.hosts,
+        snapshot_samples = report.snapshot_samples,
+        wal_segments = report.replay.segments,
+        wal_records = report.replay.records,
+        wal_samples = report.replay.samples,
+        wal_samples_stored = report.replayed_samples_stored,
+        torn_tail_bytes = report.replay.torn_tail.map_or(0, |(_, bytes)| bytes),
+        damaged_segments = report.replay.damage.len(),
+        damaged_snapshots = report.damaged_snapshots.len(),
+        samples_in_memory = stats.samples,
+        seconds = report.seconds,
+        "recovered"
+    );
+    Ok(Arc::new(durability))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -163,12 +225,6 @@ fn warn_about_unimplemented(config: &Config) {
     if config.nats.is_some() || !config.store.nats_subscriptions.is_empty() {
         tracing::warn!(
             "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
-        );
-    }
-    if config.store.wal.fsync != FsyncPolicy::Off {
-        tracing::warn!(
-            directory = %config.store.checkpoints.directory.display(),
-            "the write-ahead log and snapshots are not implemented yet: data lives in memory only and is lost on restart"
         );
     }
     if config.store.cleanup.mode == CleanupMode::Archive {

@@ -1,0 +1,439 @@
+//! Durability wiring: recovery at startup, the WAL in the commit path, snapshots, shutdown.
+//!
+//! Data directory (`metric-store.checkpoints.directory`):
+//!
+//! ```text
+//! STRATA          format marker: a directory from a newer Strata is refused, not misread
+//! LOCK            held while a process uses the directory
+//! wal/            segments (see strata_wal::format)
+//! snapshots/      generations of per-host snapshots (see strata_wal::snapshot)
+//! ```
+//!
+//! Commit order is decode → WAL append → apply to memory → acknowledge. A snapshot must
+//! contain every record of the segments it covers, so it first takes the *apply gate*
+//! exclusively: no commit is between its append and its apply at that moment. It rotates the
+//! WAL there (generation G = the new segment), releases the gate, and copies hosts one at a
+//! time while ingest goes on; records applied meanwhile are also replayed from segment G after
+//! a crash, which is harmless because writing a slot again with the same value changes nothing.
+
+use std::fs;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use strata_store::{Store, WriteBatch, WriteReport};
+use strata_wal::{FsyncPolicy, Position, Wal, WalConfig, snapshot};
+use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
+
+/// The data directory format this build reads and writes.
+const DATA_FORMAT: u32 = 1;
+
+/// Appends allowed in flight at once; more wait (backpressure to the HTTP clients).
+const APPENDS_IN_FLIGHT_MAX: usize = 1024;
+
+/// How the durability layer is set up.
+#[derive(Debug, Clone)]
+pub struct DurabilityConfig {
+    pub directory: PathBuf,
+    /// `None` = no WAL (`fsync: off`): memory plus snapshots only.
+    pub fsync: Option<FsyncPolicy>,
+    pub segment_bytes: u64,
+    /// Threads loading snapshots at startup.
+    pub workers: usize,
+}
+
+/// What startup recovery did.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub generation: Option<u64>,
+    pub hosts: usize,
+    pub snapshot_samples: u64,
+    pub damaged_snapshots: Vec<String>,
+    pub replay: strata_wal::ReplayReport,
+    pub replayed_samples_stored: u64,
+    pub seconds: f64,
+}
+
+/// What one snapshot did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SnapshotReport {
+    pub generation: u64,
+    pub hosts: usize,
+    pub bytes: u64,
+    pub segments_deleted: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DurabilityError {
+    #[error("data directory {path}: {reason}")]
+    Directory { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Wal(#[from] strata_wal::Error),
+    #[error("{0}")]
+    Task(String),
+}
+
+pub struct Durability {
+    config: DurabilityConfig,
+    wal: Option<Wal>,
+    /// Held shared from WAL append to apply; exclusively by a snapshot to rotate the WAL.
+    gate: RwLock<()>,
+    appends: Semaphore,
+    /// One snapshot at a time.
+    snapshotting: Mutex<()>,
+    /// The generation of the newest complete snapshot (0 = none).
+    generation: AtomicU64,
+    /// WAL bytes written when the newest snapshot was taken.
+    wal_bytes_at_snapshot: AtomicU64,
+    _lock: fs::File,
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn directory_error(path: &Path, reason: impl std::fmt::Display) -> DurabilityError {
+    DurabilityError::Directory {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Durability {
+    /// Opens the data directory, restores the newest snapshot and replays the WAL into
+    /// `store`, then opens the WAL for appending.
+    pub fn recover(
+        config: DurabilityConfig,
+        store: &Store,
+        now_s: i64,
+    ) -> Result<(Self, RecoveryReport), DurabilityError> {
+        let started = Instant::now();
+        let directory = &config.directory;
+        fs::create_dir_all(directory).map_err(|e| directory_error(directory, e))?;
+        let lock = lock_directory(directory)?;
+        check_format(directory)?;
+        let snapshots = directory.join("snapshots");
+        let wal_directory = directory.join("wal");
+        let mut report = RecoveryReport::default();
+
+        let (latest, incomplete) = snapshot::latest_generation(&snapshots)?;
+        for path in incomplete {
+            tracing::warn!(path = %path.display(), "removing an incomplete snapshot generation");
+            fs::remove_dir_all(&path).map_err(|e| directory_error(&path, e))?;
+        }
+        let generation = latest.as_ref().map_or(0, |g| g.number);
+        if let Some(latest) = &latest {
+            report.generation = Some(latest.number);
+            load_generation(latest, store, config.workers.max(1), &mut report);
+        }
+
+        let progress = Progress::new("replaying WAL");
+        let mut stored = 0u64;
+        report.replay = strata_wal::replay(&wal_directory, generation, |batch| {
+            stored += store.write(batch, now_s).written as u64;
+            progress.add(batch.len() as u64);
+        })?;
+        progress.finish();
+        report.replayed_samples_stored = stored;
+        if let Some((position, bytes)) = report.replay.torn_tail {
+            tracing::warn!(%position, bytes, "WAL ends in a torn write (a crash during a write); cutting it off");
+            strata_wal::truncate_torn_tail(&wal_directory, position)?;
+        }
+        for damage in &report.replay.damage {
+            tracing::error!(
+                segment = damage.segment,
+                offset = damage.offset,
+                reason = %damage.reason,
+                records_lost = ?damage.records_lost,
+                "WAL damaged: records after this point in the segment were not replayed"
+            );
+        }
+
+        let next_segment = report
+            .replay
+            .last_segment
+            .map_or(generation.max(1), |s| s + 1);
+        let next_sequence = report.replay.last_sequence.map_or(0, |s| s + 1);
+        let wal = match config.fsync {
+            Some(fsync) => Some(Wal::open(
+                WalConfig {
+                    directory: wal_directory,
+                    fsync,
+                    segment_bytes: config.segment_bytes,
+                    queue_depth: APPENDS_IN_FLIGHT_MAX * 2,
+                },
+                next_segment,
+                next_sequence,
+            )?),
+            None => None,
+        };
+        report.seconds = started.elapsed().as_secs_f64();
+        let durability = Self {
+            config,
+            wal,
+            gate: RwLock::new(()),
+            appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
+            snapshotting: Mutex::new(()),
+            generation: AtomicU64::new(generation),
+            wal_bytes_at_snapshot: AtomicU64::new(0),
+            _lock: lock,
+        };
+        Ok((durability, report))
+    }
+
+    /// Appends `batch` to the WAL (under the fsync policy), then applies it to `store`.
+    /// Returns the batch for reuse; on a WAL failure nothing is applied.
+    pub async fn commit(
+        &self,
+        store: &Store,
+        batch: WriteBatch,
+        now_s: i64,
+    ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
+        let _gate = self.gate.read().await;
+        let Some(wal) = &self.wal else {
+            return (Ok(store.write(&batch, now_s)), batch);
+        };
+        let Ok(_permit) = self.appends.acquire().await else {
+            return (Err(strata_wal::Error::Closed), batch);
+        };
+        let (sender, receiver) = oneshot::channel();
+        wal.append(
+            batch,
+            Box::new(move |result, batch| {
+                // The receiver only goes away when the request was cancelled.
+                let _ = sender.send((result, batch));
+            }),
+        );
+        match receiver.await {
+            Ok((Ok(_), batch)) => (Ok(store.write(&batch, now_s)), batch),
+            Ok((Err(error), batch)) => (Err(error), batch),
+            Err(_) => (Err(strata_wal::Error::Closed), WriteBatch::new()),
+        }
+    }
+
+    /// WAL bytes written since the newest snapshot.
+    pub fn wal_bytes_since_snapshot(&self) -> u64 {
+        let written = self.wal.as_ref().map_or(0, |w| w.stats().bytes);
+        written.saturating_sub(self.wal_bytes_at_snapshot.load(Ordering::Relaxed))
+    }
+
+    pub fn wal_stats(&self) -> Option<strata_wal::WalStats> {
+        self.wal.as_ref().map(Wal::stats)
+    }
+
+    /// Writes a complete snapshot of `store` and deletes what it makes redundant.
+    pub async fn snapshot(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        now_s: i64,
+    ) -> Result<SnapshotReport, DurabilityError> {
+        let _one = self.snapshotting.lock().await;
+        let started = Instant::now();
+        let generation = {
+            let _exclusive = self.gate.write().await;
+            match &self.wal {
+                Some(wal) => {
+                    self.wal_bytes_at_snapshot
+                        .store(wal.stats().bytes, Ordering::Relaxed);
+                    let (sender, receiver) = oneshot::channel();
+                    wal.rotate(Box::new(move |result| {
+                        let _ = sender.send(result);
+                    }));
+                    let position: Position =
+                        receiver.await.map_err(|_| strata_wal::Error::Closed)??;
+                    position.segment
+                }
+                None => self.generation.load(Ordering::Relaxed) + 1,
+            }
+        };
+        let this = self.clone();
+        let store = store.clone();
+        let mut report =
+            tokio::task::spawn_blocking(move || this.write_generation(&store, generation, now_s))
+                .await
+                .map_err(|e| DurabilityError::Task(e.to_string()))??;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    fn write_generation(
+        &self,
+        store: &Store,
+        generation: u64,
+        now_s: i64,
+    ) -> Result<SnapshotReport, DurabilityError> {
+        let root = self.config.directory.join("snapshots");
+        let directory = snapshot::generation_directory(&root, generation);
+        let hosts = store.host_keys();
+        let mut report = SnapshotReport {
+            generation,
+            ..SnapshotReport::default()
+        };
+        for (cluster, host) in &hosts {
+            // A host can vanish between listing and copying (freed empty): nothing to write.
+            let Some(image) = store.export_host(cluster, host) else {
+                continue;
+            };
+            report.bytes += snapshot::write_host(&directory, &image)?;
+            report.hosts += 1;
+        }
+        fs::create_dir_all(&directory).map_err(|e| directory_error(&directory, e))?;
+        snapshot::finish_generation(&directory, generation, report.hosts, now_s)?;
+        self.generation.store(generation, Ordering::Relaxed);
+        snapshot::remove_generations_before(&root, generation)?;
+        // NOTE: the remote-write forwarder will also hold segments back until its cursor has
+        // passed them; today the snapshot is the only reader.
+        report.segments_deleted =
+            strata_wal::delete_segments_before(&self.config.directory.join("wal"), generation)?;
+        Ok(report)
+    }
+}
+
+/// Takes the directory's lock file so two processes never share a data directory.
+fn lock_directory(directory: &Path) -> Result<fs::File, DurabilityError> {
+    let path = directory.join("LOCK");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| directory_error(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(directory_error(
+            directory,
+            "in use by another Strata process (LOCK is held)",
+        )),
+        Err(fs::TryLockError::Error(error)) => Err(directory_error(&path, error)),
+    }
+}
+
+/// Checks or writes the format marker.
+fn check_format(directory: &Path) -> Result<(), DurabilityError> {
+    let path = directory.join("STRATA");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let format = text
+                .lines()
+                .find_map(|l| l.strip_prefix("format "))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .ok_or_else(|| directory_error(&path, "unreadable format marker"))?;
+            if format != DATA_FORMAT {
+                return Err(directory_error(
+                    directory,
+                    format!(
+                        "written by a Strata with data format {format}; this build reads format {DATA_FORMAT}"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut file = fs::File::create(&path).map_err(|e| directory_error(&path, e))?;
+            writeln!(file, "strata data directory\nformat {DATA_FORMAT}")
+                .and_then(|()| file.sync_all())
+                .map_err(|e| directory_error(&path, e))
+        }
+        Err(error) => Err(directory_error(&path, error)),
+    }
+}
+
+/// Loads every host file of a generation, `workers` at a time.
+fn load_generation(
+    generation: &snapshot::Generation,
+    store: &Store,
+    workers: usize,
+    report: &mut RecoveryReport,
+) {
+    let next = AtomicU64::new(0);
+    let samples = AtomicU64::new(0);
+    let damaged = std::sync::Mutex::new(Vec::new());
+    let progress = Progress::new("loading snapshots");
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(generation.files.len()).max(1) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(path) = generation.files.get(index) else {
+                        break;
+                    };
+                    match snapshot::load_host(path) {
+                        Ok(image) => {
+                            let imported = store.import_host(&image);
+                            samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
+                            progress.add(imported.slots as u64);
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "snapshot file damaged: this host's data up to the snapshot is lost");
+                            if let Ok(mut list) = damaged.lock() {
+                                list.push(error.to_string());
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    progress.finish();
+    report.hosts = generation.files.len();
+    report.snapshot_samples = samples.into_inner();
+    report.damaged_snapshots = damaged.into_inner().unwrap_or_default();
+    if generation.files.len() != generation.hosts {
+        tracing::error!(
+            expected = generation.hosts,
+            found = generation.files.len(),
+            "snapshot generation is missing host files"
+        );
+    }
+}
+
+/// A count of samples shown on a terminal while recovery runs; silent otherwise.
+struct Progress {
+    label: &'static str,
+    count: AtomicU64,
+    shown_at: std::sync::Mutex<Instant>,
+    started: Instant,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            count: AtomicU64::new(0),
+            shown_at: std::sync::Mutex::new(Instant::now()),
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn add(&self, samples: u64) {
+        let count = self.count.fetch_add(samples, Ordering::Relaxed) + samples;
+        if !self.terminal {
+            return;
+        }
+        if let Ok(mut shown) = self.shown_at.try_lock()
+            && shown.elapsed() > Duration::from_millis(200)
+        {
+            *shown = Instant::now();
+            let rate = count as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r{}: {count} samples ({:.1} M/s)   ",
+                self.label,
+                rate / 1e6
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal && self.count.load(Ordering::Relaxed) > 0 {
+            eprintln!();
+        }
+    }
+}
