@@ -16,12 +16,13 @@
 //! time while ingest goes on; records applied meanwhile are also replayed from segment G after
 //! a crash, which is harmless because writing a slot again with the same value changes nothing.
 
+use crate::progress::Progress;
 use std::fs;
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use strata_store::{Store, WriteBatch, WriteReport};
 use strata_wal::{FsyncPolicy, Position, Wal, WalConfig, snapshot};
 use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
@@ -390,50 +391,5 @@ fn load_generation(
             found = generation.files.len(),
             "snapshot generation is missing host files"
         );
-    }
-}
-
-/// A count of samples shown on a terminal while recovery runs; silent otherwise.
-struct Progress {
-    label: &'static str,
-    count: AtomicU64,
-    shown_at: std::sync::Mutex<Instant>,
-    started: Instant,
-    terminal: bool,
-}
-
-impl Progress {
-    fn new(label: &'static str) -> Self {
-        Self {
-            label,
-            count: AtomicU64::new(0),
-            shown_at: std::sync::Mutex::new(Instant::now()),
-            started: Instant::now(),
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn add(&self, samples: u64) {
-        let count = self.count.fetch_add(samples, Ordering::Relaxed) + samples;
-        if !self.terminal {
-            return;
-        }
-        if let Ok(mut shown) = self.shown_at.try_lock()
-            && shown.elapsed() > Duration::from_millis(200)
-        {
-            *shown = Instant::now();
-            let rate = count as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
-                "\r{}: {count} samples ({:.1} M/s)   ",
-                self.label,
-                rate / 1e6
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if self.terminal && self.count.load(Ordering::Relaxed) > 0 {
-            eprintln!();
-        }
     }
 }

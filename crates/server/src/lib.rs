@@ -23,6 +23,7 @@ pub mod durability;
 pub mod error;
 pub mod ingest;
 pub mod maintenance;
+pub mod progress;
 pub mod query;
 pub mod telemetry;
 

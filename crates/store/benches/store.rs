@@ -3,6 +3,9 @@
 //! The data has the shared workload's shape (../shared/bench/README.md): per host 20
 //! node-level metrics and 5 per-hwthread metrics × 64 hwthreads, 60 s apart.
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use strata_store::{LevelName, Query, ReadOptions, Resampler, Store, StoreConfig, WriteBatch};

@@ -1,6 +1,9 @@
 //! Writing, dropping, freeing, memory accounting and health (COMPAT.md §3, §8, decisions 3,
 //! 10, 16).
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use strata_store::{
     Aggregation, BUFFER_CAPACITY, HealthState, LevelName, MetricConfig, Query, ReadOptions,
     Resampler, Store, StoreConfig, WriteBatch,

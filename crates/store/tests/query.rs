@@ -2,6 +2,9 @@
 //! store's public API. Timestamps are small numbers; `now` is placed right after them so the
 //! retention window accepts them.
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use strata_store::{
     Aggregation, LevelName, MetricConfig, Query, QueryError, ReadOptions, Resampler, ResamplerKind,
     SeriesData, Stats, Store, StoreConfig, WriteBatch,

@@ -7,6 +7,9 @@
 //! `jitter < F/2`, which puts every sample of a series on the slot grid its first sample
 //! defines (grid start = first timestamp − F/2).
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use strata_store::{

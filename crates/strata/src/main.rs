@@ -1,7 +1,9 @@
 //! `strata`: the binary. Command line, configuration, logging, and the order in which the
 //! parts start and stop.
 
+mod check;
 mod config;
+mod import;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -46,23 +48,100 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Import a cc-metric-store checkpoint directory (<cluster>/<host>/*.json, *.bin,
+    /// current.wal) into the data directory of the configuration. Stop `strata serve` first.
+    Import {
+        /// The cc-metric-store checkpoint directory.
+        directory: PathBuf,
+        /// The configuration whose data directory, metrics and retention apply.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Verify every WAL segment and snapshot of a data directory; exits 1 when anything is
+    /// damaged. Read-only: safe while `strata serve` runs.
+    Check {
+        /// The data directory; default: the configuration's checkpoints directory.
+        directory: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format)?;
+    let load = |path: &Option<PathBuf>| match path {
+        Some(path) => Config::from_file(path),
+        None => Ok(Config::embedded_default()),
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    };
     match cli.command {
-        Command::Serve { config } => {
-            let config = match &config {
-                Some(path) => Config::from_file(path)?,
-                None => Config::embedded_default(),
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(serve(config))
+        Command::Serve { config } => runtime()?.block_on(serve(load(&config)?)),
+        Command::Import { directory, config } => {
+            let config = load(&config)?;
+            let store = Arc::new(Store::new(store_config(&config)));
+            let summary = runtime()?.block_on(import::import(
+                &directory,
+                store.clone(),
+                durability_config(&config),
+                config.store.retention_in_memory.as_secs() as i64,
+                strata_server::now_s(),
+            ))?;
+            print!("{summary}");
+            println!(
+                "into:                  {} ({} samples in memory)",
+                config.store.checkpoints.directory.display(),
+                store.stats().samples
+            );
+            Ok(())
         }
+        Command::Check { directory, config } => {
+            let directory = match directory {
+                Some(directory) => directory,
+                None => load(&config)?.store.checkpoints.directory,
+            };
+            let report = check::check(&directory)?;
+            print!("{}", report.text);
+            if report.damaged {
+                std::process::exit(1);
+            }
+            println!("no damage found in {}", directory.display());
+            Ok(())
+        }
+    }
+}
+
+fn store_config(config: &Config) -> StoreConfig {
+    StoreConfig {
+        metrics: config.metrics.clone(),
+        default_metric: strata_store::MetricConfig {
+            frequency_s: config.store.default_frequency_s,
+            aggregation: strata_store::Aggregation::Avg,
+        },
+        retention_s: config.store.retention_in_memory.as_secs() as i64,
+        future_tolerance_s: 24 * 3600,
+        pool_buffers_max: 16 * 1024,
+    }
+}
+
+fn durability_config(config: &Config) -> DurabilityConfig {
+    let wal = &config.store.wal;
+    let fsync = match wal.fsync {
+        FsyncPolicy::Off => None,
+        FsyncPolicy::Always => Some(strata_wal::FsyncPolicy::Always),
+        FsyncPolicy::Batch => Some(strata_wal::FsyncPolicy::Batch(wal.fsync_interval)),
+        FsyncPolicy::Never => Some(strata_wal::FsyncPolicy::Never),
+    };
+    DurabilityConfig {
+        directory: config.store.checkpoints.directory.clone(),
+        fsync,
+        segment_bytes: wal.segment_bytes,
+        workers: config.store.num_workers,
     }
 }
 
@@ -83,16 +162,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     warn_about_unimplemented(&config);
-    let store_config = StoreConfig {
-        metrics: config.metrics.clone(),
-        default_metric: strata_store::MetricConfig {
-            frequency_s: config.store.default_frequency_s,
-            aggregation: strata_store::Aggregation::Avg,
-        },
-        retention_s: config.store.retention_in_memory.as_secs() as i64,
-        future_tolerance_s: 24 * 3600,
-        pool_buffers_max: 16 * 1024,
-    };
+    let store_config = store_config(&config);
     let limits = &config.store.limits;
     let server_config = ServerConfig {
         jwt_public_key: config.main.jwt_public_key,
@@ -163,25 +233,12 @@ const SNAPSHOT_WAL_BYTES: u64 = 512 << 20;
 
 /// Opens the data directory and brings the store back to where it was.
 fn recover(config: &Config, store: &Store) -> anyhow::Result<Arc<Durability>> {
-    let wal = &config.store.wal;
-    let fsync = match wal.fsync {
-        FsyncPolicy::Off => None,
-        FsyncPolicy::Always => Some(strata_wal::FsyncPolicy::Always),
-        FsyncPolicy::Batch => Some(strata_wal::FsyncPolicy::Batch(wal.fsync_interval)),
-        FsyncPolicy::Never => Some(strata_wal::FsyncPolicy::Never),
-    };
-    let durability_config = DurabilityConfig {
-        directory: config.store.checkpoints.directory.clone(),
-        fsync,
-        segment_bytes: wal.segment_bytes,
-        workers: config.store.num_workers,
-    };
     let (durability, report) =
-        Durability::recover(durability_config, store, strata_server::now_s())?;
+        Durability::recover(durability_config(config), store, strata_server::now_s())?;
     let stats = store.stats();
     tracing::info!(
         directory = %config.store.checkpoints.directory.display(),
-        fsync = %wal.fsync,
+        fsync = %config.store.wal.fsync,
         snapshot_generation = ?report.generation,
         snapshot_hosts = report.hosts,
         snapshot_samples = report.snapshot_samples,

@@ -241,12 +241,11 @@ fn last_valid_sequence_after(bytes: &[u8], start: usize) -> Option<u64> {
         let rest = &bytes[offset..];
         if rest.get(format::RECORD_HEADER_BYTES as usize) == Some(&1)
             && let Frame::Record(payload) = format::read_frame(rest)
+            && let Some(Ok(sequence)) = payload.get(1..9).map(<[u8; 8]>::try_from)
         {
-            if let Some(Ok(sequence)) = payload.get(1..9).map(<[u8; 8]>::try_from) {
-                highest = Some(u64::from_le_bytes(sequence));
-                offset += format::RECORD_HEADER_BYTES as usize + payload.len();
-                continue;
-            }
+            highest = Some(u64::from_le_bytes(sequence));
+            offset += format::RECORD_HEADER_BYTES as usize + payload.len();
+            continue;
         }
         offset += 1;
     }

@@ -141,10 +141,10 @@ impl Wal {
             return done(Err(Error::Closed));
         };
         // Rotation waits for room: it is rare and must not be refused.
-        if let Err(error) = sender.send(Command::Rotate(done)) {
-            if let Command::Rotate(done) = error.0 {
-                done(Err(Error::Closed));
-            }
+        if let Err(error) = sender.send(Command::Rotate(done))
+            && let Command::Rotate(done) = error.0
+        {
+            done(Err(Error::Closed));
         }
     }
 

@@ -1,6 +1,9 @@
 //! The log end to end: append through the writer thread, read back with replay, and what
 //! replay does with torn tails and damage (the Vector `known_errors.rs` idea).
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;

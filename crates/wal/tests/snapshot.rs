@@ -1,5 +1,8 @@
 //! Snapshot files and generations: round trips, and every kind of damage is refused.
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use strata_store::{HostImage, LevelImage, Run, SeriesImage};
 use strata_wal::snapshot::{
