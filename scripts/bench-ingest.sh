@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end ingest benchmark with the shared workload (../shared/bench/README.md).
 #
-#   scripts/bench-ingest.sh [DATA_DIR] [LOADGEN_ARGS...]
+#   [FSYNC=off|never|batch|always] scripts/bench-ingest.sh [DATA_DIR] [LOADGEN_ARGS...]
 #
 # Builds strata and loadgen in release mode, generates the workload into DATA_DIR (default
 # /tmp/strata-bench, 256 nodes × 360 ticks ≈ 31 M samples) if it is missing, starts strata on
-# a free loopback port with the embedded default configuration, replays the whole workload
+# a free loopback port (WAL fsync policy $FSYNC, default off), replays the whole workload
 # with `loadgen http --format lp --batch 16 --conns 8` (override with LOADGEN_ARGS), then
-# prints loadgen's report, the server's CPU seconds, its resident memory and the bytes per
-# stored sample. Compare figures only within one run: the machine is shared and noisy.
+# prints one JSON object: loadgen's samples/s, the server's CPU seconds, its resident memory,
+# bytes per stored sample and WAL bytes per sample. For restart measurements: KEEP_DATA=DIR
+# keeps the server's data directory there, CHECKPOINT_INTERVAL sets `checkpoint-interval`,
+# and CRASH=1 ends the server with SIGKILL instead of SIGTERM (no final snapshot). Compare figures only within one run: the machine
+# is shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-/tmp/strata-bench}
@@ -34,12 +37,15 @@ cat > "$config" <<JSON
 {"main": {"addr": "127.0.0.1:$port"},
  "metrics": {},
  "metric-store": {"retention-in-memory": "48h", "memory-cap": 0,
-                  "checkpoints": {"directory": "$workdir/checkpoints"},
-                  "wal": {"fsync": "off"}}}
+                  "checkpoint-interval": "${CHECKPOINT_INTERVAL:-12h}",
+                  "checkpoints": {"directory": "${KEEP_DATA:-$workdir/checkpoints}"},
+                  "wal": {"fsync": "${FSYNC:-off}"}}}
 JSON
 target/release/strata --log-level warn serve --config "$config" 2> "$workdir/strata.log" &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$workdir"' EXIT
+signal=TERM
+[ "${CRASH:-0}" = 1 ] && signal=KILL
+trap 'kill -$signal $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$workdir"' EXIT
 for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
     sleep 0.1
@@ -50,17 +56,24 @@ rss_bytes() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$server/status"; }
 rss_start=$(rss_bytes)
 cpu_start=$(cpu_seconds)
 "$loadgen" http --url "http://127.0.0.1:$port/api/write?cluster=hpc1" --data "$data" \
-    --format lp "${loadgen_args[@]}"
+    --format lp "${loadgen_args[@]}" > "$workdir/loadgen.json" 2> "$workdir/loadgen.log"
 cpu_end=$(cpu_seconds)
 rss_end=$(rss_bytes)
 metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 samples=$(metric strata_store_samples)
 written=$(metric strata_ingest_samples_total)
 buffer_bytes=$(metric strata_store_buffer_bytes)
-python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" <<'PY'
+wal_bytes=$(metric strata_wal_bytes)
+python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
 import json, sys
-samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end = map(float, sys.argv[1:])
+samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes = map(float, sys.argv[1:9])
+loadgen = json.load(open(sys.argv[9]))
 print(json.dumps({
+    "fsync": sys.argv[10],
+    "samples_per_s": loadgen["samples_per_s"],
+    "failed_requests": loadgen["failed"],
+    "client_cores": loadgen["client_cores"],
+    "latency_ms": loadgen["lat_ms"],
     "server_cpu_seconds": round(cpu_end - cpu_start, 2),
     "samples_written": int(written),
     "samples_in_memory": int(samples),
@@ -69,6 +82,8 @@ print(json.dumps({
     "rss_bytes_before": int(rss_start),
     "rss_bytes_after": int(rss_end),
     "rss_bytes_per_sample": round(rss_end / samples, 3) if samples else None,
-}, indent=1))
+    "wal_bytes": int(wal_bytes),
+    "wal_bytes_per_sample": round(wal_bytes / written, 3) if written else None,
+}))
 PY
 grep -E "WARN|ERROR" "$workdir/strata.log" | grep -v "not implemented yet\|without authentication" | head -5 || true
