@@ -58,6 +58,13 @@ pub struct Telemetry {
     wal_records: Gauge,
     wal_fsyncs: Gauge,
     wal_segment: Gauge,
+    recovery_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    recovery_snapshot_samples: Gauge,
+    recovery_replayed_samples: Gauge,
+    recovery_torn_tail_bytes: Gauge,
+    recovery_damaged_segments: Gauge,
+    recovery_records_lost: Gauge,
+    recovery_damaged_snapshots: Gauge,
     pub memory_cap_freed_buffers: Counter,
     store_hosts: Gauge,
     store_series: Gauge,
@@ -95,6 +102,13 @@ impl Telemetry {
             wal_records: Gauge::default(),
             wal_fsyncs: Gauge::default(),
             wal_segment: Gauge::default(),
+            recovery_seconds: Gauge::default(),
+            recovery_snapshot_samples: Gauge::default(),
+            recovery_replayed_samples: Gauge::default(),
+            recovery_torn_tail_bytes: Gauge::default(),
+            recovery_damaged_segments: Gauge::default(),
+            recovery_records_lost: Gauge::default(),
+            recovery_damaged_snapshots: Gauge::default(),
             memory_cap_freed_buffers: Counter::default(),
             store_hosts: Gauge::default(),
             store_series: Gauge::default(),
@@ -191,6 +205,86 @@ impl Telemetry {
             "Resident set size of the process",
             telemetry.resident_bytes.clone(),
         );
+        let gauges = [
+            (
+                "wal_bytes",
+                "Bytes appended to the WAL since start",
+                &telemetry.wal_bytes,
+            ),
+            (
+                "wal_records",
+                "Records appended to the WAL since start",
+                &telemetry.wal_records,
+            ),
+            (
+                "wal_fsyncs",
+                "WAL fsyncs since start",
+                &telemetry.wal_fsyncs,
+            ),
+            (
+                "wal_segment",
+                "Number of the WAL segment being written",
+                &telemetry.wal_segment,
+            ),
+            (
+                "snapshot_bytes",
+                "Size of the newest snapshot",
+                &telemetry.snapshot_bytes,
+            ),
+            (
+                "recovery_snapshot_samples",
+                "Samples loaded from snapshots at startup",
+                &telemetry.recovery_snapshot_samples,
+            ),
+            (
+                "recovery_replayed_samples",
+                "Samples replayed from the WAL at startup",
+                &telemetry.recovery_replayed_samples,
+            ),
+            (
+                "recovery_torn_tail_bytes",
+                "Bytes of an unfinished WAL write cut off at startup",
+                &telemetry.recovery_torn_tail_bytes,
+            ),
+            (
+                "recovery_damaged_segments",
+                "WAL segments found damaged at startup",
+                &telemetry.recovery_damaged_segments,
+            ),
+            (
+                "recovery_records_lost",
+                "WAL records lost to damage found at startup",
+                &telemetry.recovery_records_lost,
+            ),
+            (
+                "recovery_damaged_snapshots",
+                "Snapshot files that could not be read at startup",
+                &telemetry.recovery_damaged_snapshots,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            r.register(name, help, gauge.clone());
+        }
+        r.register(
+            "snapshots",
+            "Snapshots written",
+            telemetry.snapshots.clone(),
+        );
+        r.register(
+            "snapshot_failures",
+            "Snapshots that failed",
+            telemetry.snapshot_failures.clone(),
+        );
+        r.register(
+            "snapshot_duration_seconds",
+            "Time the newest snapshot took",
+            telemetry.snapshot_seconds.clone(),
+        );
+        r.register(
+            "recovery_duration_seconds",
+            "Time the last startup recovery took",
+            telemetry.recovery_seconds.clone(),
+        );
         telemetry
     }
 
@@ -208,6 +302,28 @@ impl Telemetry {
                     .inc_by(count as u64);
             }
         }
+    }
+
+    /// Makes what startup recovery found visible (it is also logged).
+    pub fn record_recovery(&self, report: &crate::durability::RecoveryReport) {
+        self.recovery_seconds.set(report.seconds);
+        self.recovery_snapshot_samples
+            .set(report.snapshot_samples as i64);
+        self.recovery_replayed_samples
+            .set(report.replay.samples as i64);
+        self.recovery_torn_tail_bytes
+            .set(report.replay.torn_tail.map_or(0, |(_, bytes)| bytes) as i64);
+        self.recovery_damaged_segments
+            .set(report.replay.damage.len() as i64);
+        let lost: u64 = report
+            .replay
+            .damage
+            .iter()
+            .filter_map(|d| d.records_lost)
+            .sum();
+        self.recovery_records_lost.set(lost as i64);
+        self.recovery_damaged_snapshots
+            .set(report.damaged_snapshots.len() as i64);
     }
 
     pub fn record_snapshot(&self, report: &crate::durability::SnapshotReport) {
@@ -316,5 +432,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("strata_store_buffers 0"), "{text}");
+        // Every metric is registered (a field that is never registered is never exported).
+        for name in [
+            "strata_wal_bytes 0",
+            "strata_wal_segment 0",
+            "strata_snapshots_total 0",
+            "strata_snapshot_duration_seconds 0",
+            "strata_recovery_duration_seconds 0",
+            "strata_recovery_records_lost 0",
+            "strata_retention_freed_buffers_total 0",
+            "strata_process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use config::{CleanupMode, Config, FsyncPolicy};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_server::durability::{Durability, DurabilityConfig};
+use strata_server::durability::{Durability, DurabilityConfig, RecoveryReport};
 use strata_server::ingest::IngestLimits;
 use strata_server::maintenance::Schedule;
 use strata_server::{App, ServerConfig};
@@ -185,8 +185,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let store = Arc::new(Store::new(store_config));
-    let durability = recover(&config, &store)?;
+    let (durability, recovery) = recover(&config, &store)?;
     let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
+    app.telemetry.record_recovery(&recovery);
     let listener = tokio::net::TcpListener::bind(&config.main.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.main.addr))?;
@@ -232,7 +233,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 const SNAPSHOT_WAL_BYTES: u64 = 512 << 20;
 
 /// Opens the data directory and brings the store back to where it was.
-fn recover(config: &Config, store: &Store) -> anyhow::Result<Arc<Durability>> {
+fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, RecoveryReport)> {
     let (durability, report) =
         Durability::recover(durability_config(config), store, strata_server::now_s())?;
     let stats = store.stats();
@@ -253,7 +254,7 @@ fn recover(config: &Config, store: &Store) -> anyhow::Result<Arc<Durability>> {
         seconds = report.seconds,
         "recovered"
     );
-    Ok(Arc::new(durability))
+    Ok((Arc::new(durability), report))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -33,10 +33,22 @@ impl Hasher for FxHasher {
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 
+/// String equality with a fast path: consecutive samples of a batch share their names' bytes.
+fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
 /// The refs a writer has handed out in the current segment.
+///
+/// Two levels: hosts, then the series of a host. Samples of one host arrive together, so the
+/// host is looked up once per run of samples, and a host's table (a few hundred series) stays
+/// in cache while its samples are encoded. One flat table of every series costs a cache miss
+/// or two per sample instead (measured: a third of the server's CPU at 1.7 M samples/s).
 #[derive(Default)]
 pub(crate) struct SeriesTable {
-    refs: HashMap<Box<[u8]>, u32, FxBuild>,
+    host_index: HashMap<Box<[u8]>, usize, FxBuild>,
+    hosts: Vec<HashMap<Box<[u8]>, u32, FxBuild>>,
+    next_ref: u32,
     /// Scratch: the key being looked up.
     key: Vec<u8>,
     /// Scratch: refs of the batch being encoded.
@@ -48,7 +60,9 @@ pub(crate) struct SeriesTable {
 impl SeriesTable {
     /// Forgets every ref: a new segment defines its series again.
     pub(crate) fn clear(&mut self) {
-        self.refs.clear();
+        self.host_index.clear();
+        self.hosts.clear();
+        self.next_ref = 0;
     }
 
     /// Appends the payload of a batch record to `out`.
@@ -56,26 +70,48 @@ impl SeriesTable {
         self.batch_refs.clear();
         self.definitions.clear();
         let mut defined = 0u64;
+        let mut current: Option<(&str, &str, usize)> = None;
         for sample in batch.iter() {
             let key = &sample.key;
+            let host = match current {
+                Some((cluster, host, index))
+                    if same(cluster, key.cluster) && same(host, key.host) =>
+                {
+                    index
+                }
+                _ => {
+                    self.key.clear();
+                    format::put_str(&mut self.key, key.cluster);
+                    format::put_str(&mut self.key, key.host);
+                    let index = match self.host_index.get(self.key.as_slice()) {
+                        Some(&index) => index,
+                        None => {
+                            self.hosts.push(HashMap::default());
+                            self.host_index
+                                .insert(self.key.as_slice().into(), self.hosts.len() - 1);
+                            self.hosts.len() - 1
+                        }
+                    };
+                    current = Some((key.cluster, key.host, index));
+                    index
+                }
+            };
             self.key.clear();
-            for part in [
-                key.cluster,
-                key.host,
-                key.levels[0],
-                key.levels[1],
-                key.metric,
-            ] {
+            for part in [key.levels[0], key.levels[1], key.metric] {
                 format::put_str(&mut self.key, part);
             }
-            let next = self.refs.len() as u32;
-            let series = match self.refs.get(self.key.as_slice()) {
+            let table = &mut self.hosts[host];
+            let series = match table.get(self.key.as_slice()) {
                 Some(&series) => series,
                 None => {
-                    self.refs.insert(self.key.as_slice().into(), next);
+                    let series = self.next_ref;
+                    self.next_ref += 1;
+                    table.insert(self.key.as_slice().into(), series);
+                    format::put_str(&mut self.definitions, key.cluster);
+                    format::put_str(&mut self.definitions, key.host);
                     self.definitions.extend_from_slice(&self.key);
                     defined += 1;
-                    next
+                    series
                 }
             };
             self.batch_refs.push(series);
