@@ -6,7 +6,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 #[path = "../../ccms/tests/util/mod.rs"]
-#[allow(dead_code)]
 mod ccms_files;
 mod common;
 
