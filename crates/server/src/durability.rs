@@ -30,6 +30,9 @@ use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
 /// The data directory format this build reads and writes.
 const DATA_FORMAT: u32 = 1;
 
+/// Decoded batches waiting per applier during replay (a bound on replay memory).
+const REPLAY_BATCHES_IN_FLIGHT: usize = 4;
+
 /// Appends allowed in flight at once; more wait (backpressure to the HTTP clients).
 const APPENDS_IN_FLIGHT_MAX: usize = 1024;
 
@@ -53,6 +56,9 @@ pub struct RecoveryReport {
     pub damaged_snapshots: Vec<String>,
     pub replay: strata_wal::ReplayReport,
     pub replayed_samples_stored: u64,
+    /// Time spent loading snapshots, then replaying the WAL, and in all.
+    pub snapshot_seconds: f64,
+    pub replay_seconds: f64,
     pub seconds: f64,
 }
 
@@ -134,13 +140,53 @@ impl Durability {
             load_generation(latest, store, config.workers.max(1), &mut report);
         }
 
+        report.snapshot_seconds = started.elapsed().as_secs_f64();
+        // The reader decodes records on this thread and deals their samples out by host to the
+        // appliers (one thread fewer than `workers`, as the reader is busy too): a host always
+        // goes to the same applier, so each series is written in log order, and hosts are
+        // applied in parallel.
         let progress = Progress::new("replaying WAL");
-        let mut stored = 0u64;
-        report.replay = strata_wal::replay(&wal_directory, generation, |batch| {
-            stored += store.write(batch, now_s).written as u64;
-            progress.add(batch.len() as u64);
-        })?;
+        let appliers = config.workers.saturating_sub(1).max(1);
+        let (replay, stored) = std::thread::scope(|scope| {
+            let mut senders = Vec::with_capacity(appliers);
+            let mut handles = Vec::with_capacity(appliers);
+            for _ in 0..appliers {
+                let (sender, receiver) =
+                    std::sync::mpsc::sync_channel::<WriteBatch>(REPLAY_BATCHES_IN_FLIGHT);
+                senders.push(sender);
+                let progress = &progress;
+                handles.push(scope.spawn(move || {
+                    let mut stored = 0u64;
+                    for batch in receiver {
+                        stored += store.write(&batch, now_s).written as u64;
+                        progress.add(batch.len() as u64);
+                    }
+                    stored
+                }));
+            }
+            let mut parts: Vec<WriteBatch> = (0..appliers).map(|_| WriteBatch::new()).collect();
+            let replay = strata_wal::replay(&wal_directory, generation, |batch| {
+                if let [sender] = senders.as_slice() {
+                    let _ = sender.send(std::mem::take(batch));
+                    return;
+                }
+                split_by_host(batch, &mut parts);
+                for (part, sender) in parts.iter_mut().zip(&senders) {
+                    if !part.is_empty() {
+                        // An applier only goes away by panicking, which the join reports.
+                        let _ = sender.send(std::mem::take(part));
+                    }
+                }
+            });
+            drop(senders);
+            let stored: Result<u64, _> = handles.into_iter().map(|h| h.join()).sum();
+            (replay, stored)
+        });
+        report.replay = replay?;
+        let stored =
+            stored.map_err(|_| DurabilityError::Task("WAL replay applier panicked".into()))?;
         progress.finish();
+        report.replay_seconds = started.elapsed().as_secs_f64() - report.snapshot_seconds;
         report.replayed_samples_stored = stored;
         if let Some((position, bytes)) = report.replay.torn_tail {
             tracing::warn!(%position, bytes, "WAL ends in a torn write (a crash during a write); cutting it off");
@@ -181,7 +227,9 @@ impl Durability {
             gate: RwLock::new(()),
             appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
             snapshotting: Mutex::new(()),
-            generation: AtomicU64::new(generation),
+            // Under `off`, the next generation is numbered past every segment that exists, so
+            // that its snapshot deletes them all (they are in memory now, and in it).
+            generation: AtomicU64::new(generation.max(report.replay.last_segment.unwrap_or(0))),
             wal_bytes_at_snapshot: AtomicU64::new(0),
             _lock: lock,
         };
@@ -296,6 +344,41 @@ impl Durability {
     }
 }
 
+/// Deals the samples of `batch` out to `parts` by host.
+fn split_by_host(batch: &WriteBatch, parts: &mut [WriteBatch]) {
+    use std::hash::{Hash, Hasher};
+    let mut current: Option<(&str, &str, usize)> = None;
+    for sample in batch.iter() {
+        let key = sample.key;
+        let part = match current {
+            Some((cluster, host, part))
+                if std::ptr::eq(cluster, key.cluster) && std::ptr::eq(host, key.host) =>
+            {
+                part
+            }
+            _ => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                (key.cluster, key.host).hash(&mut hasher);
+                let part = (hasher.finish() % parts.len() as u64) as usize;
+                current = Some((key.cluster, key.host, part));
+                part
+            }
+        };
+        let levels = [
+            strata_store::LevelName::new(key.levels[0], ""),
+            strata_store::LevelName::new(key.levels[1], ""),
+        ];
+        parts[part].push(
+            key.cluster,
+            key.host,
+            levels,
+            key.metric,
+            sample.timestamp_s,
+            sample.value,
+        );
+    }
+}
+
 /// Takes the directory's lock file so two processes never share a data directory.
 fn lock_directory(directory: &Path) -> Result<fs::File, DurabilityError> {
     let path = directory.join("LOCK");
@@ -366,7 +449,7 @@ fn load_generation(
                     };
                     match snapshot::load_host(path) {
                         Ok(image) => {
-                            let imported = store.import_host(&image);
+                            let imported = store.import_host(image);
                             samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
                             progress.add(imported.slots as u64);
                         }

@@ -79,10 +79,11 @@ impl Store {
         })
     }
 
-    /// Adds a host's data. A series new to the store takes the runs as its buffers; a series
-    /// that exists gets the values written one by one (NaN slots skipped), so importing never
-    /// loses what the store already holds.
-    pub fn import_host(&self, image: &HostImage) -> ImportReport {
+    /// Adds a host's data. A series new to the store takes the runs as its buffers (runs of at
+    /// most [`BUFFER_CAPACITY`] values are moved in, not copied); a series that exists gets the
+    /// values written one by one (NaN slots skipped), so importing never loses what the store
+    /// already holds.
+    pub fn import_host(&self, image: HostImage) -> ImportReport {
         let mut report = ImportReport::default();
         let resolved: Vec<_> = {
             let mut registry = self.registry.write();
@@ -97,7 +98,7 @@ impl Store {
         let mut root = host.root.write();
         let mut bytes = 0usize;
         let mut buffers = 0usize;
-        import_level(&mut root, &image.root, &mut |level, series| {
+        import_level(&mut root, image.root, &mut |level, series| {
             let Some((_, Some((id, config)))) = resolved.iter().find(|(n, _)| *n == series.metric)
             else {
                 report.unknown_metric_series += 1;
@@ -157,14 +158,14 @@ fn collect_metric_names(level: &LevelImage, names: &mut Vec<String>) {
 
 fn import_level(
     target: &mut Level,
-    image: &LevelImage,
-    each: &mut dyn FnMut(&mut Level, &SeriesImage),
+    image: LevelImage,
+    each: &mut dyn FnMut(&mut Level, SeriesImage),
 ) {
-    for series in &image.series {
+    for series in image.series {
         each(target, series);
     }
-    for (name, child) in &image.children {
-        import_level(target.child_or_insert(name), child, each);
+    for (name, child) in image.children {
+        import_level(target.child_or_insert(&name), child, each);
     }
 }
 
@@ -173,7 +174,7 @@ impl Level {
     fn import_series(
         &mut self,
         metric: u32,
-        image: &SeriesImage,
+        image: SeriesImage,
         pool: &crate::pool::BufferPool,
     ) -> (usize, usize) {
         if image.frequency_s <= 0 || image.runs.iter().all(|r| r.values.is_empty()) {
@@ -197,7 +198,11 @@ impl Level {
             return (bytes.max(0) as usize, buffers.max(0) as usize);
         }
         let mut buffers = Vec::new();
-        for run in &image.runs {
+        for run in image.runs {
+            if run.values.len() <= BUFFER_CAPACITY {
+                buffers.push((run.start_s, run.values));
+                continue;
+            }
             for (k, chunk) in run.values.chunks(BUFFER_CAPACITY).enumerate() {
                 let start = run.start_s + (k * BUFFER_CAPACITY) as i64 * image.frequency_s;
                 buffers.push((start, chunk.to_vec()));

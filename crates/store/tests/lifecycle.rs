@@ -340,7 +340,7 @@ fn exported_hosts_import_into_a_fresh_store_identically() {
     source.write(&written, NOW);
     let image = source.export_host("c", "h").expect("host exists");
     let target = Store::new(config());
-    let report = target.import_host(&image);
+    let report = target.import_host(image.clone());
     assert_eq!(report.series, 2);
     assert_eq!(report.slots as u64, source.stats().samples);
     let (a, b) = (target.stats(), source.stats());
@@ -362,7 +362,7 @@ fn exported_hosts_import_into_a_fresh_store_identically() {
     // Importing into a store that holds the series merges: nothing already there is lost.
     let merged = Store::new(config());
     merged.write(&batch("h", "load", [(100_000 + 5000 * 10, 7.0)]), NOW);
-    merged.import_host(&image);
+    merged.import_host(image.clone());
     let values = read_all(&merged, "h", "load");
     assert_eq!(values[0], 0.0);
     assert_eq!(values.last(), Some(&7.0));

@@ -150,7 +150,7 @@ fn import_snapshot(
         ));
     }
     let image = host_image(cluster, host, &checkpoint);
-    let report = store.import_host(&image);
+    let report = store.import_host(image);
     let note = (report.unknown_metric_series > 0).then(|| {
         format!(
             "{}: {} series of metrics not in the configuration were left out",

@@ -229,8 +229,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// WAL growth after which a snapshot is taken even before `checkpoint-interval`: at ~5 bytes
-/// per sample, 512 MiB is ~100 M samples, which bounds the replay at startup to seconds.
-const SNAPSHOT_WAL_BYTES: u64 = 512 << 20;
+/// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.
+const SNAPSHOT_WAL_BYTES: u64 = 128 << 20;
 
 /// Opens the data directory and brings the store back to where it was.
 fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, RecoveryReport)> {
@@ -251,6 +251,8 @@ fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, R
         damaged_segments = report.replay.damage.len(),
         damaged_snapshots = report.damaged_snapshots.len(),
         samples_in_memory = stats.samples,
+        snapshot_seconds = report.snapshot_seconds,
+        replay_seconds = report.replay_seconds,
         seconds = report.seconds,
         "recovered"
     );

@@ -215,6 +215,22 @@ impl<'a> Cursor<'a> {
         Ok(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
+    /// `count` little-endian f32 values, read in one piece.
+    pub(crate) fn f32s(&mut self, count: usize) -> Result<Vec<f32>> {
+        let bytes = self.take(
+            count
+                .checked_mul(4)
+                .ok_or(Error::Malformed("length overflow"))?,
+        )?;
+        let mut values = Vec::with_capacity(count);
+        values.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        Ok(values)
+    }
+
     pub(crate) fn varint(&mut self) -> Result<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {

@@ -91,11 +91,12 @@ pub struct ReplayReport {
 }
 
 /// Reads every record of the segments numbered `from_segment` and later, oldest first, and
-/// hands each record's batch to `apply`. Damage is reported, never silently skipped.
+/// hands each record's batch to `apply` (which may take it: the reader continues with an
+/// empty one). Damage is reported, never silently skipped.
 pub fn replay(
     directory: &Path,
     from_segment: u64,
-    mut apply: impl FnMut(&WriteBatch),
+    mut apply: impl FnMut(&mut WriteBatch),
 ) -> Result<ReplayReport> {
     let segments: Vec<SegmentFile> = list_segments(directory)?
         .into_iter()
@@ -178,7 +179,7 @@ fn read_segment(
     newest: bool,
     definitions: &mut Definitions,
     batch: &mut WriteBatch,
-    mut apply: impl FnMut(&WriteBatch, u64),
+    mut apply: impl FnMut(&mut WriteBatch, u64),
 ) -> SegmentEnd {
     let header_ok =
         format::decode_segment_header(bytes).and_then(|number| match number == file.segment {

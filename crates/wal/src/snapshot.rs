@@ -137,9 +137,8 @@ fn decode_level(cursor: &mut Cursor<'_>, depth: usize) -> Result<LevelImage> {
         let mut runs = Vec::new();
         for _ in 0..cursor.count(2)? {
             let start_s = format::unzigzag(cursor.varint()?);
-            let values = (0..cursor.count(4)?)
-                .map(|_| cursor.f32())
-                .collect::<Result<Vec<f32>>>()?;
+            let count = cursor.count(4)?;
+            let values = cursor.f32s(count)?;
             runs.push(Run { start_s, values });
         }
         level.series.push(SeriesImage {
@@ -157,8 +156,13 @@ fn decode_level(cursor: &mut Cursor<'_>, depth: usize) -> Result<LevelImage> {
     Ok(level)
 }
 
+/// Longest file name written for a cluster or host (filesystems allow 255 bytes).
+const FILE_NAME_BYTES_MAX: usize = 200;
+
 /// A file name for a cluster or host name: bytes outside `[A-Za-z0-9_.-]`, and a leading
-/// dot, are %-escaped, so no name can climb out of its directory or hide.
+/// dot, are %-escaped, so no name can climb out of its directory or hide. A name that would
+/// be too long for the filesystem is cut and made unique with a hash of the whole name; the
+/// file's contents carry the real names, so loading never depends on file names.
 pub fn escape_name(name: &str) -> String {
     let mut escaped = String::with_capacity(name.len());
     for (i, byte) in name.bytes().enumerate() {
@@ -172,6 +176,13 @@ pub fn escape_name(name: &str) -> String {
     }
     if escaped.is_empty() {
         escaped.push_str("%00");
+    }
+    if escaped.len() > FILE_NAME_BYTES_MAX {
+        // Escaped text is ASCII, so any byte index is a character boundary.
+        let hash = u64::from(crc32c::crc32c(name.as_bytes())) << 32
+            | u64::from(crc32c::crc32c_append(0x5bd1_e995, name.as_bytes()));
+        escaped.truncate(FILE_NAME_BYTES_MAX - 17);
+        escaped.push_str(&format!("~{hash:016x}"));
     }
     escaped
 }

@@ -93,6 +93,28 @@ fn names_cannot_escape_their_directory() {
     assert_eq!(escape_name("a/b"), "a%2Fb");
     assert_eq!(escape_name("00000000:49:00.0"), "00000000%3A49%3A00.0");
     assert_eq!(escape_name(""), "%00");
+    // Names near the 256-byte limit, and non-ASCII ones that triple when escaped, stay
+    // within a file name and stay distinct.
+    let long = "x".repeat(256);
+    let other = format!("{}y", "x".repeat(255));
+    let wide = "ü".repeat(128);
+    for name in [&long, &other, &wide] {
+        assert!(escape_name(name).len() <= 200, "{name}");
+    }
+    assert_ne!(escape_name(&long), escape_name(&other));
+}
+
+#[test]
+fn hosts_with_the_longest_names_are_written_and_loaded_back() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 1);
+    let mut long = image(&"h".repeat(256));
+    long.cluster = "ü".repeat(128);
+    write_host(&dir, &long).unwrap();
+    finish_generation(&dir, 1, 1, 0).unwrap();
+    let (latest, _) = latest_generation(root.path()).unwrap();
+    let loaded = load_host(&latest.unwrap().files[0]).unwrap();
+    assert!(same(&loaded, &long));
 }
 
 #[test]

@@ -13,6 +13,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -286,6 +287,86 @@ impl Server {
         }
     }
 
+    /// Starts the server again with the same configuration, port and data directory, after
+    /// the previous process was stopped (signal it first; this waits up to
+    /// [`STARTUP_TIMEOUT`] for it to exit). The temp dir stays; the previous run's log moves
+    /// to [`Server::earlier_logs`], so [`Server::log`] shows the new run only. Should another
+    /// process have taken the port meanwhile, the server moves to a free one.
+    pub fn restart(&mut self) {
+        let mut last_log = String::new();
+        for attempt in 0..START_ATTEMPTS {
+            self.respawn();
+            match self.wait_ready() {
+                Ok(()) => return,
+                Err(Retry::PortTaken(log)) => {
+                    last_log = log;
+                    // The first retry keeps the port (it may be free again in a moment).
+                    if attempt == 0 {
+                        std::thread::sleep(Duration::from_millis(200));
+                    } else {
+                        self.move_to_free_port();
+                    }
+                }
+                Err(Retry::Fatal(message)) => panic!(
+                    "restart failed: {message}\nearlier runs:\n{}",
+                    self.earlier_logs()
+                ),
+            }
+        }
+        panic!(
+            "strata could not bind a port on restart in {START_ATTEMPTS} attempts; last log:\n{last_log}"
+        );
+    }
+
+    /// Like [`Server::restart`] but does not wait for the server to be ready: for a start that
+    /// is expected to fail (then [`Server::wait_exit`] and [`Server::log`]).
+    pub fn respawn(&mut self) {
+        if self.wait_exit(STARTUP_TIMEOUT).is_none() {
+            panic!(
+                "cannot restart: strata (pid {}) is still running; log:\n{}",
+                self.pid(),
+                self.log()
+            );
+        }
+        let mut earlier = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("earlier-runs.log"))
+            .expect("opening earlier-runs.log");
+        writeln!(earlier, "----- run ended -----\n{}", self.log()).expect("archiving the log");
+        let config = self.dir.path().join("config.json");
+        self.child = spawn_serve(self.dir.path(), &config);
+    }
+
+    /// The logs of the runs before the latest [`Server::restart`] or [`Server::respawn`].
+    pub fn earlier_logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("earlier-runs.log")).unwrap_or_default()
+    }
+
+    /// The data directory (`metric-store.checkpoints.directory`): WAL, snapshots, `STRATA`,
+    /// `LOCK`. It lives as long as the `Server`, across restarts.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("checkpoints")
+    }
+
+    /// The configuration file the server runs with (as completed by the harness).
+    pub fn config(&self) -> Value {
+        let text = std::fs::read(self.dir.path().join("config.json")).expect("reading config");
+        serde_json::from_slice(&text).expect("parsing config")
+    }
+
+    /// Rewrites the configuration with a newly picked free port, for the next start.
+    fn move_to_free_port(&mut self) {
+        let mut config = self.config();
+        self.addr = format!("127.0.0.1:{}", free_port());
+        config["main"]["addr"] = json!(self.addr);
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&config).expect("serialising config"),
+        )
+        .expect("writing config");
+    }
+
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -316,6 +397,12 @@ impl Server {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// SIGKILL through the std API: no `kill(1)` process to spawn, so the signal leaves at
+    /// once (for crash tests that aim at a moment). Reap it with [`Server::wait_exit`].
+    pub fn kill_now(&mut self) {
+        self.child.kill().expect("sending SIGKILL");
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -544,6 +631,23 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
             let value = line.strip_prefix(series)?.strip_prefix(' ')?;
             value.split_whitespace().next()?.parse().ok()
         })
+}
+
+/// The `key=value` fields of the last log line with `message` (text log format), e.g. the
+/// `recovered` line: `… INFO strata: recovered directory=… wal_records=0 …`. Panics with the
+/// log when there is no such line.
+pub fn log_fields(log: &str, message: &str) -> HashMap<String, String> {
+    let needle = format!(" {message} ");
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no {message:?} line in the log:\n{log}"));
+    let rest = &line[line.find(&needle).unwrap_or(0) + needle.len()..];
+    rest.split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// A deterministic xorshift64 byte stream, for garbage input.
