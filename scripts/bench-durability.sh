@@ -16,7 +16,7 @@ data=${1:-/tmp/strata-bench}
 restart_data=${RESTART_DATA:-/tmp/strata-bench-100m}
 results=$(mktemp)
 
-for round in 1 2; do
+for round in $(seq "${ROUNDS:-2}"); do
     for policy in off batch never; do
         FSYNC=$policy scripts/bench-ingest.sh "$data" --batch 16 --conns 8 | tail -1 >> "$results"
     done
@@ -29,10 +29,14 @@ by = {}
 for row in rows:
     by.setdefault(row["fsync"], []).append(row)
 off = sum(r["samples_per_s"] for r in by["off"]) / len(by["off"])
+off_cpu = sum(r["server_cpu_seconds"] / r["samples_written"] for r in by["off"]) / len(by["off"])
 for policy, rows in by.items():
     rate = sum(r["samples_per_s"] for r in rows) / len(rows)
+    cpu = sum(r["server_cpu_seconds"] / r["samples_written"] for r in rows) / len(rows)
     print(json.dumps({"fsync": policy, "runs": [r["samples_per_s"] for r in rows],
                       "mean_samples_per_s": round(rate), "ratio_to_off": round(rate / off, 3),
+                      "server_cpu_ns_per_sample": round(cpu * 1e9),
+                      "cpu_ratio_off_over_policy": round(off_cpu / cpu, 3),
                       "wal_bytes_per_sample": rows[0]["wal_bytes_per_sample"],
                       "failed_requests": sum(r["failed_requests"] for r in rows)}))
 PY

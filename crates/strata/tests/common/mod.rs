@@ -538,16 +538,28 @@ fn spawn_serve(dir: &Path, config: &Path) -> Child {
 pub fn spawn_strata(dir: &Path, args: &[&std::ffi::OsStr]) -> Child {
     let stdout = std::fs::File::create(dir.join("stdout.log")).expect("creating stdout.log");
     let stderr = std::fs::File::create(dir.join("stderr.log")).expect("creating stderr.log");
-    Command::new(STRATA)
+    strata_command(dir, args, stdout, stderr)
+        .spawn()
+        .expect("spawning strata")
+}
+
+/// `strata <args>` in `dir`, output to the given files, colours off, `RUST_LOG` unset.
+fn strata_command(
+    dir: &Path,
+    args: &[impl AsRef<std::ffi::OsStr>],
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+) -> Command {
+    let mut command = Command::new(STRATA);
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .expect("spawning strata")
+        .stderr(stderr);
+    command
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
@@ -575,14 +587,7 @@ pub fn run_strata(dir: &Path, args: &[&str], timeout: Duration) -> Output {
     let stderr_path = dir.join("run-stderr.log");
     let stdout = std::fs::File::create(&stdout_path).expect("creating stdout file");
     let stderr = std::fs::File::create(&stderr_path).expect("creating stderr file");
-    let mut child = Command::new(STRATA)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+    let mut child = strata_command(dir, args, stdout, stderr)
         .spawn()
         .expect("spawning strata");
     let deadline = Instant::now() + timeout;
