@@ -25,6 +25,8 @@ done
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+if not rows:
+    sys.exit(0)
 by = {}
 for row in rows:
     by.setdefault(row["fsync"], []).append(row)
