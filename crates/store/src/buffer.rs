@@ -101,11 +101,17 @@ pub(crate) struct MemoryDelta {
 }
 
 /// The chain of buffers of one metric on one level.
+///
+/// The head is kept inline: nearly every write goes to it, and with hundreds of thousands of
+/// series a write is a chain of cache misses (level → series → data); an inline head removes
+/// one link of that chain, and a series with one buffer needs no second allocation.
 #[derive(Debug)]
 pub(crate) struct Series {
     frequency_s: i64,
-    /// Sorted by start, non-overlapping; never empty.
-    buffers: Vec<Buffer>,
+    /// Buffers before the head, sorted by start, non-overlapping.
+    older: Vec<Buffer>,
+    /// The newest buffer; it starts after every older one.
+    head: Buffer,
 }
 
 impl Series {
@@ -117,15 +123,16 @@ impl Series {
         pool: &BufferPool,
     ) -> (Self, MemoryDelta) {
         assert!(frequency_s > 0, "frequency must be positive");
-        let mut buffer = Buffer {
+        let mut head = Buffer {
             start: timestamp_s - frequency_s / 2,
             data: pool.take(),
         };
-        let reused = buffer.heap_bytes();
-        let grown = buffer.put(0, value);
+        let reused = head.heap_bytes();
+        let grown = head.put(0, value);
         let series = Self {
             frequency_s,
-            buffers: vec![buffer],
+            older: Vec::new(),
+            head,
         };
         let delta = MemoryDelta {
             bytes: (reused + grown) as isize,
@@ -141,27 +148,21 @@ impl Series {
     pub(crate) fn adopt(frequency_s: i64, runs: Vec<(i64, Vec<f32>)>, pool: &BufferPool) -> Self {
         assert!(frequency_s > 0, "frequency must be positive");
         let mut runs = runs.into_iter().filter(|(_, values)| !values.is_empty());
-        let Some((start, data)) = runs.next() else {
-            return Self {
-                frequency_s,
-                buffers: vec![Buffer {
-                    start: 0,
-                    data: Vec::new(),
-                }],
-            };
-        };
+        let (start, data) = runs.next().unwrap_or((0, Vec::new()));
         assert!(data.len() <= BUFFER_CAPACITY, "run longer than a buffer");
         let mut series = Self {
             frequency_s,
-            buffers: vec![Buffer { start, data }],
+            older: Vec::new(),
+            head: Buffer { start, data },
         };
         for (start, data) in runs {
-            let head = series.head();
+            let head = &series.head;
             let fits = data.len() <= BUFFER_CAPACITY
                 && start >= head.data_end(frequency_s)
                 && (start - head.start) % frequency_s == 0;
             if fits {
-                series.buffers.push(Buffer { start, data });
+                let previous = std::mem::replace(&mut series.head, Buffer { start, data });
+                series.older.push(previous);
                 continue;
             }
             for (i, value) in data.into_iter().enumerate() {
@@ -181,74 +182,57 @@ impl Series {
         self.frequency_s
     }
 
-    pub(crate) fn buffers(&self) -> &[Buffer] {
-        &self.buffers
+    /// Every buffer, oldest first.
+    pub(crate) fn buffers(&self) -> impl DoubleEndedIterator<Item = &Buffer> {
+        self.older.iter().chain(std::iter::once(&self.head))
     }
 
-    fn head(&self) -> &Buffer {
-        // NOTE: `buffers` is never empty: a series is created with one buffer and a free that
-        // would empty it drops the whole series instead.
-        &self.buffers[self.buffers.len() - 1]
+    fn first(&self) -> &Buffer {
+        self.older.first().unwrap_or(&self.head)
     }
 
     /// Writes one sample; the last write to a slot wins.
     pub(crate) fn write(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
         let f = self.frequency_s;
-        let head = self.head();
-        if timestamp_s >= head.start {
-            let index = ((timestamp_s - head.start) / f) as usize;
-            let head_index = self.buffers.len() - 1;
+        if timestamp_s >= self.head.start {
+            let index = ((timestamp_s - self.head.start) / f) as usize;
             if index < BUFFER_CAPACITY {
-                let grown = self.buffers[head_index].put(index, value);
                 return MemoryDelta {
-                    bytes: grown as isize,
+                    bytes: self.head.put(index, value) as isize,
                     buffers: 0,
                 };
             }
-            let start = head.start + index as i64 * f;
-            return self.insert_buffer(head_index + 1, start, value, pool);
+            // Past the head's last slot: a new head at the slot of this sample.
+            let start = self.head.start + index as i64 * f;
+            let (head, delta) = new_buffer(start, value, pool);
+            let previous = std::mem::replace(&mut self.head, head);
+            self.older.push(previous);
+            return delta;
         }
-        // A late sample: the last buffer starting at or before it.
-        let position = self.buffers.partition_point(|b| b.start <= timestamp_s);
+        // A late sample: the last older buffer starting at or before it.
+        let position = self.older.partition_point(|b| b.start <= timestamp_s);
         if position == 0 {
             // Before the first buffer: a new first buffer at the grid slot holding the sample.
-            let first = self.buffers[0].start;
+            let first = self.first().start;
             let slots_back = (first - timestamp_s + f - 1) / f;
-            return self.insert_buffer(0, first - slots_back * f, value, pool);
+            let (buffer, delta) = new_buffer(first - slots_back * f, value, pool);
+            self.older.insert(0, buffer);
+            return delta;
         }
         let i = position - 1;
-        let start = self.buffers[i].start;
-        let next_start = self.buffers[i + 1].start;
-        let index = ((timestamp_s - start) / f) as usize;
-        let slots_before_next = ((next_start - start) / f) as usize;
+        let next_start = self.older.get(i + 1).map_or(self.head.start, |b| b.start);
+        let buffer = &mut self.older[i];
+        let index = ((timestamp_s - buffer.start) / f) as usize;
+        let slots_before_next = ((next_start - buffer.start) / f) as usize;
         if index < BUFFER_CAPACITY.min(slots_before_next) {
-            let grown = self.buffers[i].put(index, value);
             return MemoryDelta {
-                bytes: grown as isize,
+                bytes: buffer.put(index, value) as isize,
                 buffers: 0,
             };
         }
-        self.insert_buffer(i + 1, start + index as i64 * f, value, pool)
-    }
-
-    fn insert_buffer(
-        &mut self,
-        position: usize,
-        start: i64,
-        value: f32,
-        pool: &BufferPool,
-    ) -> MemoryDelta {
-        let mut buffer = Buffer {
-            start,
-            data: pool.take(),
-        };
-        let reused = buffer.heap_bytes();
-        let grown = buffer.put(0, value);
-        self.buffers.insert(position, buffer);
-        MemoryDelta {
-            bytes: (reused + grown) as isize,
-            buffers: 1,
-        }
+        let (gap, delta) = new_buffer(buffer.start + index as i64 * f, value, pool);
+        self.older.insert(i + 1, gap);
+        delta
     }
 
     /// Where a read of `[from, to)` starts and where its data ends: `from` clamped to the first
@@ -256,8 +240,8 @@ impl Series {
     /// nothing is in range.
     pub(crate) fn extent(&self, from: i64, to: i64) -> Option<(i64, i64)> {
         let f = self.frequency_s;
-        let from = from.max(self.buffers[0].first_write(f));
-        let last = self.buffers.iter().rev().find(|b| b.start < to)?;
+        let from = from.max(self.first().first_write(f));
+        let last = self.buffers().rev().find(|b| b.start < to)?;
         let end = to.min(last.data_end(f));
         (end > from).then_some((from, end))
     }
@@ -269,7 +253,7 @@ impl Series {
         match self.extent(from, to) {
             Some((from, end)) => (from, from + (end - from + f - 1) / f * f),
             None => {
-                let from = from.max(self.buffers[0].first_write(f));
+                let from = from.max(self.first().first_write(f));
                 (from, from)
             }
         }
@@ -292,7 +276,7 @@ impl Series {
         out.reserve(count);
         let mut t = from;
         let mut remaining = count;
-        let mut buffers = self.buffers.iter().peekable();
+        let mut buffers = self.buffers().peekable();
         while remaining > 0 {
             // Skip buffers that end before `t`.
             while buffers.peek().is_some_and(|b| b.data_end(f) <= t) {
@@ -320,20 +304,27 @@ impl Series {
         }
     }
 
-    /// Removes every buffer whose `end() < before` and returns them. The head is never removed
-    /// here; a series whose head would go is reported with `all = true` so the caller drops it.
+    /// Removes every buffer whose `end() < before`. When that includes the head, the series
+    /// is reported with `all = true` and its owner drops it.
     pub(crate) fn free_before(&mut self, before: i64, pool: &BufferPool) -> FreeOutcome {
         let f = self.frequency_s;
-        let count = self.buffers.partition_point(|b| b.end(f) < before);
+        let count = self.older.partition_point(|b| b.end(f) < before);
         let mut outcome = FreeOutcome::default();
-        if count == self.buffers.len() {
-            outcome.all = true;
-        }
-        for buffer in self.buffers.drain(..count) {
-            outcome.buffers += 1;
-            outcome.bytes += buffer.heap_bytes();
-            outcome.samples += buffer.len();
+        for buffer in self.older.drain(..count) {
+            outcome.add(&buffer);
             pool.give(buffer.data);
+        }
+        if self.older.is_empty() && self.head.end(f) < before {
+            outcome.all = true;
+            let head = std::mem::replace(
+                &mut self.head,
+                Buffer {
+                    start: 0,
+                    data: Vec::new(),
+                },
+            );
+            outcome.add(&head);
+            pool.give(head.data);
         }
         outcome
     }
@@ -341,11 +332,9 @@ impl Series {
     /// Drops the oldest buffer unless it is the head (the emergency path of the memory cap).
     pub(crate) fn free_oldest(&mut self, pool: &BufferPool) -> FreeOutcome {
         let mut outcome = FreeOutcome::default();
-        if self.buffers.len() > 1 {
-            let buffer = self.buffers.remove(0);
-            outcome.buffers = 1;
-            outcome.bytes = buffer.heap_bytes();
-            outcome.samples = buffer.len();
+        if !self.older.is_empty() {
+            let buffer = self.older.remove(0);
+            outcome.add(&buffer);
             pool.give(buffer.data);
         }
         outcome
@@ -353,13 +342,28 @@ impl Series {
 
     /// The newest buffer's data end, for health checks: `start + len·f`.
     pub(crate) fn newest_data_end(&self) -> i64 {
-        self.head().data_end(self.frequency_s)
+        self.head.data_end(self.frequency_s)
     }
 
     /// Number of samples held (including NaN-filled slots).
     pub(crate) fn slot_count(&self) -> usize {
-        self.buffers.iter().map(Buffer::len).sum()
+        self.buffers().map(Buffer::len).sum()
     }
+}
+
+/// A new buffer whose first slot holds `value`, and what it costs.
+fn new_buffer(start: i64, value: f32, pool: &BufferPool) -> (Buffer, MemoryDelta) {
+    let mut buffer = Buffer {
+        start,
+        data: pool.take(),
+    };
+    let reused = buffer.heap_bytes();
+    let grown = buffer.put(0, value);
+    let delta = MemoryDelta {
+        bytes: (reused + grown) as isize,
+        buffers: 1,
+    };
+    (buffer, delta)
 }
 
 /// What a free pass removed.
@@ -370,6 +374,14 @@ pub(crate) struct FreeOutcome {
     pub samples: usize,
     /// The series has no buffers left and must be dropped by its owner.
     pub all: bool,
+}
+
+impl FreeOutcome {
+    fn add(&mut self, buffer: &Buffer) {
+        self.buffers += 1;
+        self.bytes += buffer.heap_bytes();
+        self.samples += buffer.len();
+    }
 }
 
 impl std::ops::AddAssign for FreeOutcome {
@@ -389,6 +401,10 @@ mod tests {
 
     fn pool() -> BufferPool {
         BufferPool::new(16)
+    }
+
+    fn all(series: &Series) -> Vec<&Buffer> {
+        series.buffers().collect()
     }
 
     fn series(runs: Vec<(i64, Vec<f32>)>) -> Series {
@@ -413,7 +429,7 @@ mod tests {
     fn end_and_first_write() {
         // TestBufferEndFirstWrite: start 90, freq 10, len 4 → firstWrite 95, end 135.
         let series = series(vec![(90, vec![1.0, 2.0, 3.0, 4.0])]);
-        let buffer = &series.buffers()[0];
+        let buffer = &all(&series)[0];
         assert_eq!(buffer.first_write(10), 95);
         assert_eq!(buffer.end(10), 135);
     }
@@ -422,8 +438,8 @@ mod tests {
     fn first_write_lands_in_slot_zero() {
         // TestBufferWrite: the first write creates start = ts − f/2 and fills slot 0.
         let (series, delta) = Series::new(10, 100, 1.0, &pool());
-        assert_eq!(series.buffers()[0].start(), 95);
-        assert_eq!(series.buffers()[0].values(), &[1.0]);
+        assert_eq!(all(&series)[0].start(), 95);
+        assert_eq!(all(&series)[0].values(), &[1.0]);
         assert_eq!(delta.buffers, 1);
         assert_eq!(delta.bytes, (GROWTH_SLOTS * 4) as isize);
     }
@@ -435,7 +451,7 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(130, 4.0, &pool);
         assert!(same(
-            series.buffers()[0].values(),
+            all(&series)[0].values(),
             &[1.0, f32::NAN, f32::NAN, 4.0]
         ));
     }
@@ -447,7 +463,7 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(110, 2.0, &pool);
         series.write(112, 5.0, &pool);
-        assert_eq!(series.buffers()[0].values(), &[1.0, 5.0]);
+        assert_eq!(all(&series)[0].values(), &[1.0, 5.0]);
     }
 
     #[test]
@@ -458,13 +474,10 @@ mod tests {
         for i in 1..=BUFFER_CAPACITY as i64 {
             series.write(100 + i * 10, i as f32, &pool);
         }
-        assert_eq!(series.buffers().len(), 2);
-        assert_eq!(series.buffers()[0].len(), BUFFER_CAPACITY);
-        assert_eq!(
-            series.buffers()[1].start(),
-            95 + BUFFER_CAPACITY as i64 * 10
-        );
-        assert_eq!(series.buffers()[1].values(), &[BUFFER_CAPACITY as f32]);
+        assert_eq!(all(&series).len(), 2);
+        assert_eq!(all(&series)[0].len(), BUFFER_CAPACITY);
+        assert_eq!(all(&series)[1].start(), 95 + BUFFER_CAPACITY as i64 * 10);
+        assert_eq!(all(&series)[1].values(), &[BUFFER_CAPACITY as f32]);
     }
 
     #[test]
@@ -472,7 +485,7 @@ mod tests {
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(100_000, 2.0, &pool);
-        assert_eq!(series.buffers().len(), 2);
+        assert_eq!(all(&series).len(), 2);
         let (data, from, to) = read(&series, 100, 100_010);
         assert_eq!((from, to), (100, 100_010));
         assert_eq!(data.len(), 9991);
@@ -488,12 +501,12 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(100 + 600 * 10, 2.0, &pool);
         series.write(150, 3.0, &pool);
-        assert_eq!(series.buffers().len(), 2);
-        assert_eq!(series.buffers()[0].values()[5], 3.0);
+        assert_eq!(all(&series).len(), 2);
+        assert_eq!(all(&series)[0].values()[5], 3.0);
         // A late sample in the gap past the old buffer's capacity gets its own buffer.
         series.write(100 + 550 * 10, 4.0, &pool);
-        assert_eq!(series.buffers().len(), 3);
-        assert_eq!(series.buffers()[1].start(), 95 + 550 * 10);
+        assert_eq!(all(&series).len(), 3);
+        assert_eq!(all(&series)[1].start(), 95 + 550 * 10);
         let (data, _, _) = read(&series, 100 + 550 * 10, 100 + 551 * 10);
         assert_eq!(data, vec![4.0]);
     }
@@ -506,10 +519,10 @@ mod tests {
         series.write(100 + 995 * 10, 3.0, &pool); // gap buffer at slot 995
         // Slots 995..999 belong to the gap buffer; 1000 is the head's first slot.
         series.write(100 + 999 * 10, 4.0, &pool);
-        assert_eq!(series.buffers().len(), 3);
-        assert_eq!(series.buffers()[1].len(), 5);
+        assert_eq!(all(&series).len(), 3);
+        assert_eq!(all(&series)[1].len(), 5);
         series.write(100 + 1000 * 10, 5.0, &pool);
-        assert_eq!(series.buffers()[2].values(), &[5.0]);
+        assert_eq!(all(&series)[2].values(), &[5.0]);
     }
 
     #[test]
@@ -518,12 +531,12 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(90, 2.0, &pool);
         series.write(61, 3.0, &pool);
-        assert_eq!(series.buffers().len(), 3);
-        assert_eq!(series.buffers()[0].start(), 55);
-        assert_eq!(series.buffers()[1].start(), 85);
+        assert_eq!(all(&series).len(), 3);
+        assert_eq!(all(&series)[0].start(), 55);
+        assert_eq!(all(&series)[1].start(), 85);
         // The buffer at 55 may only fill slots 55..85 and never overlaps the one at 85.
         series.write(75, 4.0, &pool);
-        assert_eq!(series.buffers()[0].len(), 3);
+        assert_eq!(all(&series)[0].len(), 3);
         let (data, from, to) = read(&series, 0, 200);
         assert!(same(&data, &[3.0, f32::NAN, 4.0, 2.0, 1.0]));
         assert_eq!((from, to), (60, 110));
@@ -626,7 +639,7 @@ mod tests {
         let outcome = series.free_before(206, &pool);
         assert_eq!(outcome.buffers, 2);
         assert!(!outcome.all);
-        assert_eq!(series.buffers().len(), 1);
+        assert_eq!(all(&series).len(), 1);
         assert_eq!(series.free_before(205, &pool).buffers, 0);
     }
 
@@ -646,9 +659,9 @@ mod tests {
         let pool = pool();
         let mut series = series(vec![(0, vec![1.0; 10]), (100, vec![2.0; 10])]);
         assert_eq!(series.free_oldest(&pool).buffers, 1);
-        assert_eq!(series.buffers()[0].start(), 100);
+        assert_eq!(all(&series)[0].start(), 100);
         assert_eq!(series.free_oldest(&pool).buffers, 0);
-        assert_eq!(series.buffers().len(), 1);
+        assert_eq!(all(&series).len(), 1);
     }
 
     #[test]
@@ -660,7 +673,7 @@ mod tests {
             (105, vec![f32::NAN, 9.0]),
             (195, vec![4.0]),
         ]);
-        assert_eq!(merged.buffers().len(), 2);
+        assert_eq!(all(&merged).len(), 2);
         let (data, from, to) = read(&merged, 0, 1000);
         let nan = f32::NAN;
         assert!(same(
@@ -687,7 +700,7 @@ mod tests {
         for t in 1..BUFFER_CAPACITY as i64 {
             delta.bytes += series.write(t, 1.0, &pool).bytes;
         }
-        assert_eq!(series.buffers()[0].heap_bytes(), BUFFER_CAPACITY * 4);
+        assert_eq!(all(&series)[0].heap_bytes(), BUFFER_CAPACITY * 4);
         assert_eq!(delta.bytes, (BUFFER_CAPACITY * 4) as isize);
     }
 }

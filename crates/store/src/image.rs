@@ -129,7 +129,6 @@ fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> Level
                     frequency_s: series.frequency_s(),
                     runs: series
                         .buffers()
-                        .iter()
                         .map(|b| Run {
                             start_s: b.start(),
                             values: b.values().to_vec(),
@@ -209,12 +208,8 @@ impl Level {
             }
         }
         let series = Series::adopt(image.frequency_s, buffers, pool);
-        let added = series
-            .buffers()
-            .iter()
-            .map(|b| b.heap_bytes())
-            .sum::<usize>();
-        let count = series.buffers().len();
+        let added = series.buffers().map(|b| b.heap_bytes()).sum::<usize>();
+        let count = series.buffers().count();
         self.insert_series(metric, series);
         (added, count)
     }

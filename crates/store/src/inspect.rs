@@ -185,7 +185,6 @@ fn dump(level: &Level, registry: &Registry) -> DebugLevel {
             let f = series.frequency_s();
             let buffers = series
                 .buffers()
-                .iter()
                 .map(|b| DebugBuffer {
                     start: b.start(),
                     len: b.len(),

@@ -18,6 +18,7 @@
 
 mod batch;
 mod buffer;
+mod fxhash;
 mod image;
 mod inspect;
 mod level;
@@ -29,6 +30,7 @@ mod store;
 
 pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;
+pub use fxhash::{FxBuildHasher, FxHasher, same_text};
 pub use image::{HostImage, ImportReport, LevelImage, Run, SeriesImage};
 pub use inspect::{DebugBuffer, DebugLevel, HealthState, HostHealth, MetricHealth};
 pub use metric::{Aggregation, MetricConfig, UnknownAggregation};

@@ -59,7 +59,7 @@ pub(crate) type MetricId = u32;
 /// one, they are registered on first sight with a default configuration (COMPAT.md decision 3).
 #[derive(Debug)]
 pub(crate) struct Registry {
-    by_name: std::collections::HashMap<Box<str>, MetricId>,
+    by_name: std::collections::HashMap<Box<str>, MetricId, crate::fxhash::FxBuildHasher>,
     metrics: Vec<(Box<str>, MetricConfig)>,
     /// The configuration given to metrics registered on first sight; `None` = refuse them.
     auto_register: Option<MetricConfig>,

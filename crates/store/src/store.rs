@@ -7,6 +7,7 @@
 
 use crate::batch::WriteBatch;
 use crate::buffer::{FreeOutcome, MemoryDelta};
+use crate::fxhash::same_text;
 use crate::level::Level;
 use crate::metric::{MetricConfig, MetricId, Registry};
 use crate::pool::BufferPool;
@@ -228,7 +229,7 @@ impl Store {
             for sample in batch.iter() {
                 let name = sample.key.metric;
                 let found = match last {
-                    Some((last_name, found)) if last_name == name => found,
+                    Some((last_name, found)) if same_text(last_name, name) => found,
                     _ => registry.get(name).map(|(id, c)| (id, c.frequency_s)),
                 };
                 missing |= found.is_none();
@@ -446,10 +447,4 @@ pub struct MemoryCapOutcome {
     pub steps: usize,
     /// The cap could not be met without dropping live head buffers.
     pub still_over: bool,
-}
-
-/// String equality with a fast path for the common case: consecutive samples of one host
-/// share the batch's span, so their names are the very same bytes.
-fn same_text(a: &str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
 }

@@ -3,40 +3,7 @@
 use crate::format::{self, Cursor};
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use strata_store::{LevelName, SeriesKey, WriteBatch};
-
-/// A fast, non-cryptographic hash (the Firefox/rustc "Fx" hash) for series keys: the writer
-/// looks up every sample's series, and SipHash would be a third of that cost. Keys are not
-/// attacker-chosen in a way that matters here: a collision costs a comparison, not safety.
-#[derive(Default)]
-pub(crate) struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
-        }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(SEED);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxBuild = BuildHasherDefault<FxHasher>;
-
-/// String equality with a fast path: consecutive samples of a batch share their names' bytes.
-fn same(a: &str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
-}
+use strata_store::{FxBuildHasher as FxBuild, LevelName, SeriesKey, WriteBatch, same_text as same};
 
 /// The refs a writer has handed out in the current segment.
 ///
