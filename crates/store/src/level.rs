@@ -180,7 +180,9 @@ mod tests {
         let mut level = Level::default();
         let names: Vec<String> = (0..40).rev().map(|i| format!("hwthread{i}")).collect();
         for (i, name) in names.iter().enumerate() {
-            level.child_or_insert(name).write(0, 10, 1000 + i as i64, 1.0, &pool);
+            level
+                .child_or_insert(name)
+                .write(0, 10, 1000 + i as i64, 1.0, &pool);
         }
         assert!(level.index.is_some());
         let listed: Vec<&str> = level.children().map(|(name, _)| name).collect();
