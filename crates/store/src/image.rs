@@ -94,8 +94,7 @@ impl Store {
                 .map(|name| (name.clone(), registry.register(&name)))
                 .collect()
         };
-        let host = self.host_or_insert(&image.cluster, &image.host);
-        let mut root = host.root.write();
+        let mut root = self.lock_host(&image.cluster, &image.host);
         let mut bytes = 0usize;
         let mut buffers = 0usize;
         import_level(&mut root, image.root, &mut |level, series| {

@@ -106,6 +106,10 @@ pub(crate) struct Cluster {
 pub(crate) struct Host {
     /// Behind its own `Arc` so a writer can hold the lock while it walks a batch.
     pub(crate) root: Arc<RwLock<Level>>,
+    /// Set, under the write lock, when pruning removes the host from its cluster. A writer
+    /// that found the host before that checks it once it holds the lock, and starts over,
+    /// so no sample is written into a host that is no longer in the tree.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// A point-in-time view of the store's size.
@@ -192,7 +196,7 @@ impl Store {
                 // Release the previous host before locking the next one: a writer holds at most
                 // one host lock, so two writers can never wait for each other.
                 drop(host.take());
-                host = Some(self.host_or_insert(key.0, key.1).root.write_arc());
+                host = Some(self.lock_host(key.0, key.1));
                 host_key = key;
             }
             let Some(root) = host.as_mut() else {
@@ -281,7 +285,22 @@ impl Store {
         });
     }
 
-    pub(crate) fn host_or_insert(&self, cluster: &str, host: &str) -> Arc<Host> {
+    /// The write lock of a host's tree, creating the host if needed; never of a retired host.
+    pub(crate) fn lock_host(
+        &self,
+        cluster: &str,
+        host: &str,
+    ) -> ArcRwLockWriteGuard<RawRwLock, Level> {
+        loop {
+            let found = self.host_or_insert(cluster, host);
+            let root = found.root.write_arc();
+            if !found.retired.load(Ordering::Acquire) {
+                return root;
+            }
+        }
+    }
+
+    fn host_or_insert(&self, cluster: &str, host: &str) -> Arc<Host> {
         if let Some(found) = self.host(cluster, host) {
             return found;
         }
@@ -410,7 +429,14 @@ impl Store {
             let mut hosts = cluster.hosts.write();
             hosts.retain(|_, host| {
                 // A host being written right now is kept; it is not empty for long.
-                host.root.try_read().is_none_or(|root| !root.is_empty())
+                let Some(root) = host.root.try_write() else {
+                    return true;
+                };
+                if !root.is_empty() {
+                    return true;
+                }
+                host.retired.store(true, Ordering::Release);
+                false
             });
             !hosts.is_empty()
         });
