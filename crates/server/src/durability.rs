@@ -145,7 +145,12 @@ impl Durability {
         // appliers (one thread fewer than `workers`, as the reader is busy too): a host always
         // goes to the same applier, so each series is written in log order, and hosts are
         // applied in parallel.
-        let progress = Progress::new("replaying WAL");
+        let wal_bytes: u64 = strata_wal::list_segments(&wal_directory)?
+            .iter()
+            .filter(|s| s.segment >= generation)
+            .map(|s| s.bytes)
+            .sum();
+        let progress = Progress::new("replaying WAL", wal_bytes);
         let appliers = config.workers.saturating_sub(1).max(1);
         let (replay, stored) = std::thread::scope(|scope| {
             let mut senders = Vec::with_capacity(appliers);
@@ -159,13 +164,14 @@ impl Durability {
                     let mut stored = 0u64;
                     for batch in receiver {
                         stored += store.write(&batch, now_s).written as u64;
-                        progress.add(batch.len() as u64);
+                        progress.advance(0, batch.len() as u64);
                     }
                     stored
                 }));
             }
             let mut parts: Vec<WriteBatch> = (0..appliers).map(|_| WriteBatch::new()).collect();
-            let replay = strata_wal::replay(&wal_directory, generation, |batch| {
+            let replay = strata_wal::replay(&wal_directory, generation, |batch, size| {
+                progress.advance(size, 0);
                 if let [sender] = senders.as_slice() {
                     let _ = sender.send(std::mem::take(batch));
                     return;
@@ -438,7 +444,7 @@ fn load_generation(
     let next = AtomicU64::new(0);
     let samples = AtomicU64::new(0);
     let damaged = std::sync::Mutex::new(Vec::new());
-    let progress = Progress::new("loading snapshots");
+    let progress = Progress::new("loading snapshots", generation.files.len() as u64);
     std::thread::scope(|scope| {
         for _ in 0..workers.min(generation.files.len()).max(1) {
             scope.spawn(|| {
@@ -451,7 +457,7 @@ fn load_generation(
                         Ok(image) => {
                             let imported = store.import_host(image);
                             samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
-                            progress.add(imported.slots as u64);
+                            progress.advance(1, imported.slots as u64);
                         }
                         Err(error) => {
                             tracing::error!(%error, "snapshot file damaged: this host's data up to the snapshot is lost");

@@ -16,7 +16,7 @@ pub fn check(directory: &Path) -> anyhow::Result<CheckReport> {
     let out = &mut report.text;
     let wal = directory.join("wal");
     let segments = strata_wal::list_segments(&wal)?;
-    let replay = strata_wal::replay(&wal, 0, |_| {})?;
+    let replay = strata_wal::replay(&wal, 0, |_, _| {})?;
     writeln!(
         out,
         "WAL: {} segments, {} records, {} samples",

@@ -67,7 +67,7 @@ pub async fn import(
     let (durability, _) = Durability::recover(durability_config, &store, now_s)?;
     let durability = Arc::new(durability);
     let cutoff_s = now_s - retention_s;
-    let progress = Progress::new("importing");
+    let progress = Progress::new("importing", scan.hosts.len() as u64);
     for host in &scan.hosts {
         let mut imported = false;
         for file in strata_ccms::select_snapshots(&host.snapshots, cutoff_s) {
@@ -76,7 +76,7 @@ pub async fn import(
                     summary.snapshot_files += 1;
                     summary.snapshot_slots += slots;
                     summary.skipped.extend(note);
-                    progress.add(slots);
+                    progress.advance(0, slots);
                     imported = true;
                 }
                 Err(reason) => summary.skipped.push(reason),
@@ -106,7 +106,7 @@ pub async fn import(
                 summary.wal_records += wal.records.len() as u64;
                 let report = store.write(&batch, now_s);
                 summary.wal_samples_stored += report.written as u64;
-                progress.add(report.written as u64);
+                progress.advance(0, report.written as u64);
                 imported |= report.written > 0;
                 if let WalEnd::TornTail { offset, reason } = wal.end {
                     summary.skipped.push(format!(
@@ -121,6 +121,7 @@ pub async fn import(
             )),
         }
         summary.hosts += usize::from(imported);
+        progress.advance(1, 0);
     }
     progress.finish();
     durability

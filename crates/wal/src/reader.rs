@@ -91,12 +91,12 @@ pub struct ReplayReport {
 }
 
 /// Reads every record of the segments numbered `from_segment` and later, oldest first, and
-/// hands each record's batch to `apply` (which may take it: the reader continues with an
-/// empty one). Damage is reported, never silently skipped.
+/// hands each record's batch and size in bytes to `apply` (which may take the batch: the
+/// reader continues with an empty one). Damage is reported, never silently skipped.
 pub fn replay(
     directory: &Path,
     from_segment: u64,
-    mut apply: impl FnMut(&mut WriteBatch),
+    mut apply: impl FnMut(&mut WriteBatch, u64),
 ) -> Result<ReplayReport> {
     let segments: Vec<SegmentFile> = list_segments(directory)?
         .into_iter()
@@ -119,14 +119,14 @@ pub fn replay(
             newest,
             &mut definitions,
             &mut batch,
-            |batch, sequence| {
+            |batch, sequence, size| {
                 if let (Some(damage), Some(last)) = (pending_loss.take(), report.last_sequence) {
                     report.damage[damage].records_lost = Some(sequence.saturating_sub(last + 1));
                 }
                 report.records += 1;
                 report.samples += batch.len() as u64;
                 report.last_sequence = Some(sequence);
-                apply(batch);
+                apply(batch, size);
             },
         );
         match outcome {
@@ -179,7 +179,7 @@ fn read_segment(
     newest: bool,
     definitions: &mut Definitions,
     batch: &mut WriteBatch,
-    mut apply: impl FnMut(&mut WriteBatch, u64),
+    mut apply: impl FnMut(&mut WriteBatch, u64, u64),
 ) -> SegmentEnd {
     let header_ok =
         format::decode_segment_header(bytes).and_then(|number| match number == file.segment {
@@ -208,8 +208,9 @@ fn read_segment(
                 batch.clear();
                 match definitions.decode(payload, batch) {
                     Ok(sequence) => {
-                        apply(batch, sequence);
-                        offset += format::RECORD_HEADER_BYTES as usize + payload.len();
+                        let size = format::RECORD_HEADER_BYTES + payload.len() as u64;
+                        apply(batch, sequence, size);
+                        offset += size as usize;
                         continue;
                     }
                     Err(error) => error.to_string(),

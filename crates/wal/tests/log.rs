@@ -62,7 +62,7 @@ fn rotate(wal: &Wal) -> Position {
 
 fn replay_all(directory: &Path) -> (Vec<String>, ReplayReport) {
     let mut seen = Vec::new();
-    let report = replay(directory, 0, |batch| {
+    let report = replay(directory, 0, |batch, _| {
         for sample in batch.iter() {
             seen.push(format!(
                 "{:?}@{}={}",
@@ -140,7 +140,7 @@ fn segments_rotate_at_their_size_and_each_is_self_contained() {
     // Reading from a later segment works: it defines its own series.
     let second = segments[1].segment;
     let mut samples = 0;
-    let report = replay(dir.path(), second, |b| samples += b.len()).unwrap();
+    let report = replay(dir.path(), second, |b, _| samples += b.len()).unwrap();
     assert!(report.damage.is_empty());
     assert_eq!(report.segments, segments.len() - 1);
     assert!(samples > 0);
