@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
 /// The data directory format this build reads and writes.
 const DATA_FORMAT: u32 = 1;
 
-/// Decoded batches waiting per applier during replay (a bound on replay memory).
+/// Decoded batches waiting per applier thread during replay (a bound on replay memory).
 const REPLAY_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Appends allowed in flight at once; more wait (backpressure to the HTTP clients).
@@ -141,21 +141,21 @@ impl Durability {
         }
 
         report.snapshot_seconds = started.elapsed().as_secs_f64();
-        // The reader decodes records on this thread and deals their samples out by host to the
-        // appliers (one thread fewer than `workers`, as the reader is busy too): a host always
-        // goes to the same applier, so each series is written in log order, and hosts are
-        // applied in parallel.
+        // The reader decodes records on this thread and deals their samples out by host to
+        // `workers` partitions: it applies the first partition itself and hands the others
+        // to applier threads. A host always lands in the same partition, so each series is
+        // written in log order, and hosts are applied in parallel.
         let wal_bytes: u64 = strata_wal::list_segments(&wal_directory)?
             .iter()
             .filter(|s| s.segment >= generation)
             .map(|s| s.bytes)
             .sum();
         let progress = Progress::new("replaying WAL", wal_bytes);
-        let appliers = config.workers.saturating_sub(1).max(1);
+        let partitions = config.workers.max(1);
         let (replay, stored) = std::thread::scope(|scope| {
-            let mut senders = Vec::with_capacity(appliers);
-            let mut handles = Vec::with_capacity(appliers);
-            for _ in 0..appliers {
+            let mut senders = Vec::with_capacity(partitions - 1);
+            let mut handles = Vec::with_capacity(partitions - 1);
+            for _ in 1..partitions {
                 let (sender, receiver) =
                     std::sync::mpsc::sync_channel::<WriteBatch>(REPLAY_BATCHES_IN_FLIGHT);
                 senders.push(sender);
@@ -169,24 +169,33 @@ impl Durability {
                     stored
                 }));
             }
-            let mut parts: Vec<WriteBatch> = (0..appliers).map(|_| WriteBatch::new()).collect();
+            let mut parts: Vec<WriteBatch> = (0..partitions).map(|_| WriteBatch::new()).collect();
+            let mut stored_here = 0u64;
             let replay = strata_wal::replay(&wal_directory, generation, |batch, size| {
                 progress.advance(size, 0);
-                if let [sender] = senders.as_slice() {
-                    let _ = sender.send(std::mem::take(batch));
+                if partitions == 1 {
+                    stored_here += store.write(batch, now_s).written as u64;
+                    progress.advance(0, batch.len() as u64);
                     return;
                 }
                 split_by_host(batch, &mut parts);
-                for (part, sender) in parts.iter_mut().zip(&senders) {
+                let Some((own, others)) = parts.split_first_mut() else {
+                    return;
+                };
+                // Hand out the others first, so the appliers work while this thread applies.
+                for (part, sender) in others.iter_mut().zip(&senders) {
                     if !part.is_empty() {
                         // An applier only goes away by panicking, which the join reports.
                         let _ = sender.send(std::mem::take(part));
                     }
                 }
+                stored_here += store.write(own, now_s).written as u64;
+                progress.advance(0, own.len() as u64);
+                own.clear();
             });
             drop(senders);
             let stored: Result<u64, _> = handles.into_iter().map(|h| h.join()).sum();
-            (replay, stored)
+            (replay, stored.map(|s| s + stored_here))
         });
         report.replay = replay?;
         let stored =
