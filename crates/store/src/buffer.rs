@@ -100,6 +100,13 @@ pub(crate) struct MemoryDelta {
     pub buffers: isize,
 }
 
+impl std::ops::AddAssign for MemoryDelta {
+    fn add_assign(&mut self, other: Self) {
+        self.bytes += other.bytes;
+        self.buffers += other.buffers;
+    }
+}
+
 /// The chain of buffers of one metric on one level.
 ///
 /// The head is kept inline: nearly every write goes to it, and with hundreds of thousands of
@@ -165,15 +172,7 @@ impl Series {
                 series.older.push(previous);
                 continue;
             }
-            for (i, value) in data.into_iter().enumerate() {
-                if !value.is_nan() {
-                    series.write(
-                        start + i as i64 * frequency_s + frequency_s / 2,
-                        value,
-                        pool,
-                    );
-                }
-            }
+            series.merge_run(start, frequency_s, &data, pool);
         }
         series
     }
@@ -232,6 +231,26 @@ impl Series {
         }
         let (gap, delta) = new_buffer(buffer.start + index as i64 * f, value, pool);
         self.older.insert(i + 1, gap);
+        delta
+    }
+
+    /// Writes a run of slots `start_s, start_s + f, …` (at `frequency_s`) value by value,
+    /// skipping NaN, so a run that overlaps or is off this series' grid merges into it.
+    pub(crate) fn merge_run(
+        &mut self,
+        start_s: i64,
+        frequency_s: i64,
+        values: &[f32],
+        pool: &BufferPool,
+    ) -> MemoryDelta {
+        let mut delta = MemoryDelta::default();
+        for (i, &value) in values.iter().enumerate() {
+            if !value.is_nan() {
+                // The sample time of slot i: its middle, as a first write places it.
+                let t = start_s + i as i64 * frequency_s + frequency_s / 2;
+                delta += self.write(t, value, pool);
+            }
+        }
         delta
     }
 

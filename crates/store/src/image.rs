@@ -1,7 +1,7 @@
 //! Copies of a host's data in and out of the store: what snapshots write and restore, and
 //! what `strata import` brings in from cc-metric-store checkpoints.
 
-use crate::buffer::{BUFFER_CAPACITY, Series};
+use crate::buffer::{BUFFER_CAPACITY, MemoryDelta, Series};
 use crate::level::Level;
 use crate::store::Store;
 
@@ -179,21 +179,11 @@ impl Level {
             return (0, 0);
         }
         if let Some(existing) = self.series_mut(metric) {
-            let mut bytes = 0isize;
-            let mut buffers = 0isize;
+            let mut delta = MemoryDelta::default();
             for run in &image.runs {
-                for (i, &value) in run.values.iter().enumerate() {
-                    if value.is_nan() {
-                        continue;
-                    }
-                    // The sample time of slot i: the middle of the slot, as written originally.
-                    let t = run.start_s + i as i64 * image.frequency_s + image.frequency_s / 2;
-                    let change = existing.write(t, value, pool);
-                    bytes += change.bytes;
-                    buffers += change.buffers;
-                }
+                delta += existing.merge_run(run.start_s, image.frequency_s, &run.values, pool);
             }
-            return (bytes.max(0) as usize, buffers.max(0) as usize);
+            return (delta.bytes.max(0) as usize, delta.buffers.max(0) as usize);
         }
         let mut buffers = Vec::new();
         for run in image.runs {

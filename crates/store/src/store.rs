@@ -214,8 +214,7 @@ impl Store {
                 &self.pool,
             );
             report.written += 1;
-            delta.bytes += change.bytes;
-            delta.buffers += change.buffers;
+            delta += change;
         }
         drop(host);
         self.memory.apply(delta);

@@ -19,17 +19,6 @@ fn read(server: &Server, host: &str, metric: &str, from: i64, to: i64) -> Value 
     body["results"][0][0].clone()
 }
 
-#[track_caller]
-fn assert_error_json(response: &common::Response, status: u16, needle: &str) {
-    response.assert_status(status);
-    let error = response.json();
-    assert_eq!(error["status"], json!("Bad Request"), "{error}");
-    assert!(
-        error["error"].as_str().is_some_and(|e| e.contains(needle)),
-        "{error} does not mention {needle:?}"
-    );
-}
-
 #[test]
 fn free_drops_buffers_that_ended_before_to_and_reports_the_count() {
     // Goal: `POST /api/free?to=T` with selectors frees exactly the buffers below each selector
@@ -110,17 +99,13 @@ fn free_without_an_integer_to_or_with_a_bad_body_is_a_400() {
     let server = Server::start();
     let body = json!([[C, "h1"]]).to_string();
     for target in ["/api/free", "/api/free/", "/api/free?cluster=x"] {
-        assert_error_json(
-            &server.post(target, &body),
-            400,
-            "'to' is a required query parameter",
-        );
+        server
+            .post(target, &body)
+            .assert_error(400, "'to' is a required query parameter");
     }
-    assert_error_json(
-        &server.post("/api/free?to=abc", &body),
-        400,
-        "'to' is not an integer",
-    );
+    server
+        .post("/api/free?to=abc", &body)
+        .assert_error(400, "'to' is not an integer");
     for bad in ["", "{}", "[\"fritz\"]", "[[1]]"] {
         let response = server.post("/api/free?to=100", bad);
         assert_eq!(response.status, 400, "body {bad:?}: {}", response.text());
@@ -166,7 +151,7 @@ fn debug_dumps_the_tree_as_valid_json_and_selector_narrows_it() {
     }
     for selector in ["nocluster", "fritz:nohost", "fritz:h1:socket9"] {
         let response = server.get(&format!("/api/debug?selector={selector}"));
-        assert_error_json(&response, 400, "not found");
+        response.assert_error(400, "not found");
     }
 }
 
@@ -244,7 +229,7 @@ fn healthcheck_rejects_unknown_keys_and_invalid_bodies() {
         json!({"cluster":C,"nodes":"h1","metric-names":[]}).to_string(),
     ] {
         let response = server.request("GET", "/api/healthcheck", &[], body.as_bytes());
-        assert_error_json(&response, 400, "parsing request body failed");
+        response.assert_error(400, "parsing request body failed");
     }
 }
 

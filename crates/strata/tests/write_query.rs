@@ -521,15 +521,7 @@ fn precision_parameter_overrides_magnitude_detection() {
         &format!("/api/write?cluster={C}&precision=h"),
         format!("p,host=h1 value=1 {t}\n"),
     );
-    response.assert_status(400);
-    let error = response.json();
-    assert_eq!(error["status"], json!("Bad Request"));
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("unknown precision")),
-        "{error}"
-    );
+    response.assert_error(400, "unknown precision");
 }
 
 #[test]

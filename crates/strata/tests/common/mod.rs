@@ -96,6 +96,24 @@ impl Response {
         );
         self
     }
+
+    /// Asserts cc-metric-store's error JSON: `status` with its reason phrase, and an `error`
+    /// text that contains `needle`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, needle: &str) {
+        self.assert_status(status);
+        let reason = match status {
+            400 => "Bad Request",
+            413 => "Payload Too Large",
+            other => panic!("no reason phrase known for {other}"),
+        };
+        let error = self.json();
+        assert_eq!(error["status"], json!(reason), "{error}");
+        assert!(
+            error["error"].as_str().is_some_and(|e| e.contains(needle)),
+            "{error} does not mention {needle:?}"
+        );
+    }
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole response.
