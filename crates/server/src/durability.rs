@@ -291,6 +291,11 @@ impl Durability {
         self.wal.as_ref().map(Wal::stats)
     }
 
+    /// Why the WAL refuses writes, if it does.
+    pub fn wal_poisoned(&self) -> Option<String> {
+        self.wal.as_ref().and_then(Wal::poisoned)
+    }
+
     /// Writes a complete snapshot of `store` and deletes what it makes redundant.
     pub async fn snapshot(
         self: &Arc<Self>,

@@ -28,6 +28,7 @@ mod codec;
 pub mod format;
 pub mod reader;
 pub mod snapshot;
+mod storage;
 pub mod writer;
 
 pub use reader::{
@@ -86,6 +87,8 @@ pub enum Error {
     Snapshot(&'static str),
     #[error("{path}: {source}")]
     InFile { path: PathBuf, source: Box<Error> },
+    #[error("a record of {0} bytes is larger than the format allows")]
+    RecordTooLarge(usize),
     #[error("malformed record: {0}")]
     Malformed(&'static str),
     #[error("the write-ahead log refuses writes after an earlier failure ({0}); restart Strata")]
