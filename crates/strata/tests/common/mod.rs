@@ -105,6 +105,7 @@ impl Response {
         let reason = match status {
             400 => "Bad Request",
             413 => "Payload Too Large",
+            503 => "Service Unavailable",
             other => panic!("no reason phrase known for {other}"),
         };
         let error = self.json();
