@@ -27,6 +27,7 @@
 mod codec;
 pub mod format;
 pub mod reader;
+pub mod recovery;
 pub mod snapshot;
 mod storage;
 pub mod writer;
@@ -38,6 +39,9 @@ pub use writer::{Appended, Completion, Wal, WalConfig, WalStats, delete_segments
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The number of the first segment of a new log.
+pub const FIRST_SEGMENT: u64 = 1;
 
 /// A place in the log: the byte offset in a segment just after a record.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
