@@ -90,8 +90,9 @@ pub struct Durability {
     /// Held shared from WAL append to apply; exclusively by a snapshot to rotate the WAL.
     gate: RwLock<()>,
     appends: Semaphore,
-    /// One snapshot at a time.
-    snapshotting: Mutex<()>,
+    /// One snapshot at a time. Its guard moves into the blocking work that writes the files,
+    /// so a snapshot whose task is aborted (shutdown) holds it until its writer has finished.
+    snapshotting: Arc<Mutex<()>>,
     /// The generation of the newest complete snapshot (0 = none).
     generation: AtomicU64,
     /// WAL bytes written when the newest snapshot was taken.
@@ -266,7 +267,7 @@ impl Durability {
             wal,
             gate: RwLock::new(()),
             appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
-            snapshotting: Mutex::new(()),
+            snapshotting: Arc::new(Mutex::new(())),
             // Under `off`, the next generation is numbered past every segment that exists, so
             // that its snapshot deletes them all (they are in memory now, and in it).
             generation: AtomicU64::new(generation.max(report.replay.last_segment.unwrap_or(0))),
@@ -327,7 +328,7 @@ impl Durability {
         store: &Arc<Store>,
         now_s: i64,
     ) -> Result<SnapshotReport, DurabilityError> {
-        let _one = self.snapshotting.lock().await;
+        let one = self.snapshotting.clone().lock_owned().await;
         let started = Instant::now();
         let generation = {
             let _exclusive = self.gate.write().await;
@@ -348,10 +349,12 @@ impl Durability {
         };
         let this = self.clone();
         let store = store.clone();
-        let mut report =
-            tokio::task::spawn_blocking(move || this.write_generation(&store, generation, now_s))
-                .await
-                .map_err(|e| DurabilityError::Task(e.to_string()))??;
+        let mut report = tokio::task::spawn_blocking(move || {
+            let _one = one;
+            this.write_generation(&store, generation, now_s)
+        })
+        .await
+        .map_err(|e| DurabilityError::Task(e.to_string()))??;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -580,5 +583,75 @@ fn load_generation(
             generation.number,
             generation.files.len()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::{LevelName, StoreConfig};
+
+    const HOSTS: usize = 400;
+
+    /// A store of `HOSTS` hosts with a few hours of one metric each, so that writing a
+    /// snapshot takes long enough to be interrupted.
+    fn store(now_s: i64) -> Arc<Store> {
+        let store = Store::new(StoreConfig::auto(60));
+        let mut batch = WriteBatch::new();
+        for host in 0..HOSTS {
+            let name = format!("node{host:05}");
+            for minute in 0..240 {
+                let t = now_s - 60 * minute;
+                batch.push("c", &name, [LevelName::NONE; 2], "load", t, minute as f32);
+            }
+        }
+        store.write(&batch, now_s);
+        Arc::new(store)
+    }
+
+    fn open(directory: &Path, store: &Store, now_s: i64) -> Arc<Durability> {
+        let config = DurabilityConfig {
+            directory: directory.to_owned(),
+            fsync: None,
+            segment_bytes: 1 << 20,
+            workers: 1,
+        };
+        Arc::new(Durability::recover(config, store, now_s).unwrap().0)
+    }
+
+    /// Issue 6 item 6: shutdown aborts the periodic snapshot task. The abort used to release
+    /// the snapshot lock while the blocking writer went on, so the final snapshot ran beside
+    /// it — under `fsync: off` with the same generation number and the same temporary files.
+    /// Now the final snapshot waits for the aborted one's writer, and both complete.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_aborted_snapshot_finishes_before_the_next_one_starts() {
+        let directory = tempfile::tempdir().unwrap();
+        let now_s = crate::now_s();
+        let store = store(now_s);
+        let durability = open(directory.path(), &store, now_s);
+        for delay_ms in [0, 1, 3, 10] {
+            let periodic = {
+                let (durability, store) = (durability.clone(), store.clone());
+                tokio::spawn(async move { durability.snapshot(&store, now_s).await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            periodic.abort();
+            let last = durability.snapshot(&store, now_s).await.unwrap();
+            assert_eq!(last.hosts, HOSTS, "delay {delay_ms} ms");
+        }
+        // What recovery finds is one complete generation with every host.
+        let plan = recovery::plan(
+            &directory.path().join("snapshots"),
+            &directory.path().join("wal"),
+        )
+        .unwrap();
+        let generation = plan.generation.unwrap();
+        assert_eq!(generation.manifest, Manifest::Valid { hosts: HOSTS });
+        assert!(plan.set_aside.is_empty());
+        drop(durability);
+        let reloaded = Store::new(StoreConfig::auto(60));
+        drop(open(directory.path(), &reloaded, now_s));
+        assert_eq!(reloaded.stats().hosts, HOSTS);
+        assert_eq!(reloaded.stats().samples, store.stats().samples);
     }
 }
