@@ -26,7 +26,7 @@ use std::time::Instant;
 use strata_store::{Store, WriteBatch, WriteReport};
 use strata_wal::recovery;
 use strata_wal::snapshot::Manifest;
-use strata_wal::{FsyncPolicy, Position, Wal, WalConfig, snapshot};
+use strata_wal::{Free, FsyncPolicy, Position, Record, Wal, WalConfig, snapshot};
 use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
 
 /// The data directory format this build reads and writes.
@@ -167,27 +167,49 @@ impl Durability {
             .sum();
         let progress = Progress::new("replaying WAL", wal_bytes);
         let partitions = config.workers.max(1);
+        // A free must see exactly the writes logged before it: the appliers meet at a
+        // barrier (every batch handed out before it applied), then this thread frees.
+        let barrier = std::sync::Barrier::new(partitions);
         let (replay, stored) = std::thread::scope(|scope| {
             let mut senders = Vec::with_capacity(partitions - 1);
             let mut handles = Vec::with_capacity(partitions - 1);
             for _ in 1..partitions {
                 let (sender, receiver) =
-                    std::sync::mpsc::sync_channel::<WriteBatch>(REPLAY_BATCHES_IN_FLIGHT);
+                    std::sync::mpsc::sync_channel::<ReplayJob>(REPLAY_BATCHES_IN_FLIGHT);
                 senders.push(sender);
-                let progress = &progress;
+                let (progress, barrier) = (&progress, &barrier);
                 handles.push(scope.spawn(move || {
                     let mut stored = 0u64;
-                    for batch in receiver {
-                        stored += store.write(&batch, now_s).written as u64;
-                        progress.advance(0, batch.len() as u64);
+                    for job in receiver {
+                        match job {
+                            ReplayJob::Apply(batch) => {
+                                stored += store.write(&batch, now_s).written as u64;
+                                progress.advance(0, batch.len() as u64);
+                            }
+                            ReplayJob::Meet => {
+                                barrier.wait();
+                            }
+                        }
                     }
                     stored
                 }));
             }
             let mut parts: Vec<WriteBatch> = (0..partitions).map(|_| WriteBatch::new()).collect();
             let mut stored_here = 0u64;
-            let replay = strata_wal::replay(&wal_directory, plan.replay_from, |batch, size| {
+            let replay = strata_wal::replay(&wal_directory, plan.replay_from, |record, size| {
                 progress.advance(size, 0);
+                let batch = match record {
+                    Record::Batch(batch) => batch,
+                    Record::Free(free) => {
+                        for sender in &senders {
+                            // An applier only goes away by panicking, which the join reports.
+                            let _ = sender.send(ReplayJob::Meet);
+                        }
+                        barrier.wait();
+                        apply_free(store, free);
+                        return;
+                    }
+                };
                 if partitions == 1 {
                     stored_here += store.write(batch, now_s).written as u64;
                     progress.advance(0, batch.len() as u64);
@@ -200,8 +222,7 @@ impl Durability {
                 // Hand out the others first, so the appliers work while this thread applies.
                 for (part, sender) in others.iter_mut().zip(&senders) {
                     if !part.is_empty() {
-                        // An applier only goes away by panicking, which the join reports.
-                        let _ = sender.send(std::mem::take(part));
+                        let _ = sender.send(ReplayJob::Apply(std::mem::take(part)));
                     }
                 }
                 stored_here += store.write(own, now_s).written as u64;
@@ -307,6 +328,27 @@ impl Durability {
         }
     }
 
+    /// Makes a free durable (a WAL record, under the fsync policy), then applies it to
+    /// `store` on a blocking thread. Returns the number of buffers freed. Run it as a task of
+    /// its own: once the record is in the WAL, the free must also reach memory.
+    pub async fn free(&self, store: &Arc<Store>, free: Free) -> Result<usize, DurabilityError> {
+        let _gate = self.gate.read().await;
+        if let Some(wal) = &self.wal {
+            let (sender, receiver) = oneshot::channel();
+            wal.free(
+                free.clone(),
+                Box::new(move |result| {
+                    let _ = sender.send(result);
+                }),
+            );
+            receiver.await.map_err(|_| strata_wal::Error::Closed)??;
+        }
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || apply_free(&store, &free))
+            .await
+            .map_err(|e| DurabilityError::Task(e.to_string()))
+    }
+
     /// WAL bytes written since the newest snapshot.
     pub fn wal_bytes_since_snapshot(&self) -> u64 {
         let written = self.wal.as_ref().map_or(0, |w| w.stats().bytes);
@@ -390,6 +432,24 @@ impl Durability {
             strata_wal::delete_segments_before(&self.config.directory.join("wal"), generation)?;
         Ok(report)
     }
+}
+
+/// Work for a replay applier thread.
+enum ReplayJob {
+    Apply(WriteBatch),
+    /// Wait at the barrier: a free is next.
+    Meet,
+}
+
+/// Frees what `free` selects; returns the number of buffers freed.
+fn apply_free(store: &Store, free: &Free) -> usize {
+    free.selectors
+        .iter()
+        .map(|selector| {
+            let path: Vec<&str> = selector.iter().map(String::as_str).collect();
+            store.free(&path, free.before_s)
+        })
+        .sum()
 }
 
 /// Deals the samples of `batch` out to `parts` by host.

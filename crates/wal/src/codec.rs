@@ -1,7 +1,7 @@
 //! Batch records: [`WriteBatch`] ↔ payload bytes, with the series table of a segment.
 
-use crate::format::{self, Cursor};
-use crate::{Error, Result};
+use crate::format::{self, Cursor, Kind};
+use crate::{Error, Free, Result};
 use std::collections::HashMap;
 use strata_store::{FxBuildHasher as FxBuild, LevelName, SeriesKey, WriteBatch, same_text as same};
 
@@ -185,12 +185,35 @@ impl Definitions {
         self.series.clear();
     }
 
-    /// Decodes a batch payload into `batch` (appending) and returns its sequence number. On
-    /// error nothing of the record is kept in `batch`, but definitions read before the error
-    /// stay (the segment is abandoned after a malformed record anyway).
-    pub(crate) fn decode(&mut self, payload: &[u8], batch: &mut WriteBatch) -> Result<u64> {
+    /// Decodes a payload: a batch's samples into `batch` (appending), or a free. Returns the
+    /// sequence number, and the free if it was one. On error nothing of the record is kept in
+    /// `batch`, but definitions read before the error stay (the segment is abandoned after a
+    /// malformed record anyway).
+    pub(crate) fn decode_record(
+        &mut self,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) -> Result<(u64, Option<Free>)> {
         let mut cursor = Cursor::new(payload);
-        let sequence = format::read_batch_start(&mut cursor)?;
+        match format::read_record_start(&mut cursor)? {
+            (Kind::Batch, sequence) => {
+                self.decode_batch(&mut cursor, batch)?;
+                Ok((sequence, None))
+            }
+            (Kind::Free, sequence) => Ok((sequence, Some(format::read_free(&mut cursor)?))),
+        }
+    }
+
+    /// Decodes a batch payload into `batch` and returns its sequence number.
+    #[cfg(test)]
+    pub(crate) fn decode(&mut self, payload: &[u8], batch: &mut WriteBatch) -> Result<u64> {
+        match self.decode_record(payload, batch)? {
+            (sequence, None) => Ok(sequence),
+            (_, Some(_)) => Err(Error::Malformed("a free record, not a batch")),
+        }
+    }
+
+    fn decode_batch(&mut self, cursor: &mut Cursor<'_>, batch: &mut WriteBatch) -> Result<()> {
         // A definition is at least five one-byte lengths.
         for _ in 0..cursor.count(5)? {
             let mut parts: [String; 5] = Default::default();
@@ -200,7 +223,7 @@ impl Definitions {
             self.series.push(parts);
         }
         let rollback = batch.mark();
-        let result = self.decode_samples(&mut cursor, batch);
+        let result = self.decode_samples(cursor, batch);
         if result.is_err() {
             batch.truncate(rollback);
         }
@@ -209,7 +232,7 @@ impl Definitions {
             batch.truncate(rollback);
             return Err(Error::Malformed("bytes after the last sample"));
         }
-        Ok(sequence)
+        Ok(())
     }
 
     fn decode_samples(&self, cursor: &mut Cursor<'_>, batch: &mut WriteBatch) -> Result<()> {

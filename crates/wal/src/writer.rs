@@ -22,7 +22,7 @@ use crate::codec::SeriesTable;
 use crate::format;
 use crate::reader::segment_file_name;
 use crate::storage::{Disk, Storage};
-use crate::{Error, FsyncPolicy, Position, Result};
+use crate::{Error, Free, FsyncPolicy, Position, Result};
 use std::fs;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
@@ -56,8 +56,12 @@ pub struct Appended {
 /// Called once per append, from the writer thread, with the outcome and the batch back.
 pub type Completion = Box<dyn FnOnce(Result<Appended>, WriteBatch) + Send>;
 
+/// Called once per free, from the writer thread, with the outcome.
+pub type FreeCompletion = Box<dyn FnOnce(Result<Appended>) + Send>;
+
 enum Command {
     Append(WriteBatch, Completion),
+    Free(Free, FreeCompletion),
     /// Close the current segment and start the next; completes with the new segment's start.
     Rotate(Box<dyn FnOnce(Result<Position>) + Send>),
 }
@@ -162,6 +166,20 @@ impl Wal {
         }
     }
 
+    /// Queues a free for the log; `done` runs on the writer thread once it is committed under
+    /// the fsync policy (or has failed). Like rotation, it waits for room: it is rare and must
+    /// not be refused for a busy queue.
+    pub fn free(&self, free: Free, done: FreeCompletion) {
+        let Some(sender) = &self.sender else {
+            return done(Err(Error::Closed));
+        };
+        if let Err(error) = sender.send(Command::Free(free, done))
+            && let Command::Free(_, done) = error.0
+        {
+            done(Err(Error::Closed));
+        }
+    }
+
     /// Starts a new segment; `done` gets the position where it begins. Every record appended
     /// before the call is in an older segment.
     pub fn rotate(&self, done: Box<dyn FnOnce(Result<Position>) + Send>) {
@@ -227,6 +245,21 @@ pub fn delete_segments_before(directory: &Path, segment: u64) -> Result<usize> {
         sync_directory(directory)?;
     }
     Ok(deleted)
+}
+
+/// An encoded command waiting for its group to be written.
+enum Pending {
+    Batch(WriteBatch, Completion),
+    Free(FreeCompletion),
+}
+
+impl Pending {
+    fn complete(self, result: Result<Appended>) {
+        match self {
+            Self::Batch(batch, done) => done(result, batch),
+            Self::Free(done) => done(result),
+        }
+    }
 }
 
 /// Most appends committed in one group, so that completions are not held back indefinitely
@@ -298,7 +331,7 @@ impl<S: Storage> Writer<S> {
 
     /// Writes a group: appends up to each rotation are written and synced together.
     fn commit_group(&mut self, group: Vec<Command>) {
-        let mut waiting: Vec<(WriteBatch, Completion, Appended)> = Vec::new();
+        let mut waiting: Vec<(Pending, Appended)> = Vec::new();
         for command in group {
             match command {
                 Command::Append(batch, done) => {
@@ -307,11 +340,24 @@ impl<S: Storage> Writer<S> {
                         continue;
                     }
                     match self.encode(&batch) {
-                        Ok(appended) => waiting.push((batch, done, appended)),
+                        Ok(appended) => waiting.push((Pending::Batch(batch, done), appended)),
                         Err(error) => {
                             // Records of this group already encoded are still written.
                             self.poison(error.to_string());
                             done(Err(error), batch);
+                        }
+                    }
+                }
+                Command::Free(free, done) => {
+                    if let Some(reason) = &self.poisoned {
+                        done(Err(Error::Poisoned(reason.clone())));
+                        continue;
+                    }
+                    match self.encode_free(&free) {
+                        Ok(appended) => waiting.push((Pending::Free(done), appended)),
+                        Err(error) => {
+                            self.poison(error.to_string());
+                            done(Err(error));
                         }
                     }
                 }
@@ -367,8 +413,28 @@ impl<S: Storage> Writer<S> {
         })
     }
 
+    /// Encodes a free record into the group buffer.
+    fn encode_free(&mut self, free: &Free) -> Result<Appended> {
+        let start = self.buffer.len();
+        self.buffer
+            .extend_from_slice(&[0; format::RECORD_HEADER_BYTES as usize]);
+        format::put_free(&mut self.buffer, self.sequence, free);
+        if let Err(error) = format::finish_record(&mut self.buffer, start) {
+            self.buffer.truncate(start);
+            return Err(error);
+        }
+        self.sequence += 1;
+        Ok(Appended {
+            position: Position {
+                segment: self.position.segment,
+                offset: self.position.offset + self.buffer.len() as u64,
+            },
+            sequence: self.sequence - 1,
+        })
+    }
+
     /// Writes the group buffer, syncs under `always`, then completes the waiting appends.
-    fn flush(&mut self, waiting: &mut Vec<(WriteBatch, Completion, Appended)>) {
+    fn flush(&mut self, waiting: &mut Vec<(Pending, Appended)>) {
         if waiting.is_empty() {
             self.buffer.clear();
             return;
@@ -395,15 +461,15 @@ impl<S: Storage> Writer<S> {
                     s.writes += 1;
                     s.position = position;
                 });
-                for (batch, done, appended) in waiting.drain(..) {
-                    done(Ok(appended), batch);
+                for (pending, appended) in waiting.drain(..) {
+                    pending.complete(Ok(appended));
                 }
             }
             Err(error) => {
                 let reason = format!("writing segment {}: {error}", self.position.segment);
                 self.poison(reason.clone());
-                for (batch, done, _) in waiting.drain(..) {
-                    done(Err(Error::Poisoned(reason.clone())), batch);
+                for (pending, _) in waiting.drain(..) {
+                    pending.complete(Err(Error::Poisoned(reason.clone())));
                 }
             }
         }

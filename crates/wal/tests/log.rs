@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 use strata_store::{LevelName, WriteBatch};
 use strata_wal::{
-    Appended, FIRST_SEGMENT, FsyncPolicy, Position, ReplayReport, Wal, WalConfig, format,
-    list_segments, replay, truncate_torn_tail,
+    Appended, FIRST_SEGMENT, Free, FsyncPolicy, Position, Record, ReplayReport, Wal, WalConfig,
+    format, list_segments, replay, truncate_torn_tail,
 };
 
 fn config(directory: &Path, fsync: FsyncPolicy) -> WalConfig {
@@ -62,7 +62,10 @@ fn rotate(wal: &Wal) -> Position {
 
 fn replay_all(directory: &Path) -> (Vec<String>, ReplayReport) {
     let mut seen = Vec::new();
-    let report = replay(directory, FIRST_SEGMENT, |batch, _| {
+    let report = replay(directory, FIRST_SEGMENT, |record, _| {
+        let Record::Batch(batch) = record else {
+            return;
+        };
         for sample in batch.iter() {
             seen.push(format!(
                 "{:?}@{}={}",
@@ -140,7 +143,12 @@ fn segments_rotate_at_their_size_and_each_is_self_contained() {
     // Reading from a later segment works: it defines its own series.
     let second = segments[1].segment;
     let mut samples = 0;
-    let report = replay(dir.path(), second, |b, _| samples += b.len()).unwrap();
+    let report = replay(dir.path(), second, |record, _| {
+        if let Record::Batch(batch) = record {
+            samples += batch.len();
+        }
+    })
+    .unwrap();
     assert!(report.damage.is_empty());
     assert_eq!(report.segments, segments.len() - 1);
     assert!(samples > 0);
@@ -293,6 +301,42 @@ fn damage_in_one_segment_does_not_stop_the_next() {
     assert_eq!(report.records, 2 + 4);
     assert_eq!(seen.len(), 6 * 20);
     assert_eq!(report.damage[0].records_lost, Some(2));
+}
+
+/// Frees are records of the log, read back in order with the batches around them.
+#[test]
+fn frees_are_replayed_in_order_with_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path(), FsyncPolicy::Never), 1, 0).unwrap();
+    append(&wal, batch(0, 5)).unwrap();
+    let free = Free {
+        selectors: vec![vec!["c".into(), "h1".into()], vec![]],
+        before_s: -42,
+    };
+    let (sender, receiver) = mpsc::channel();
+    wal.free(
+        free.clone(),
+        Box::new(move |result| {
+            let _ = sender.send(result);
+        }),
+    );
+    assert_eq!(receiver.recv().unwrap().unwrap().sequence, 1);
+    append(&wal, batch(1, 5)).unwrap();
+    wal.close();
+    let mut seen = Vec::new();
+    let report = replay(dir.path(), FIRST_SEGMENT, |record, _| {
+        seen.push(match record {
+            Record::Batch(batch) => format!("batch of {}", batch.len()),
+            Record::Free(found) => {
+                assert_eq!(found, &free);
+                "free".to_owned()
+            }
+        })
+    })
+    .unwrap();
+    assert_eq!(seen, ["batch of 5", "free", "batch of 5"]);
+    assert_eq!((report.records, report.samples), (3, 10));
+    assert!(report.damage.is_empty());
 }
 
 /// Issue 6 item 9: a segment missing from the middle of the sequence used to be skipped
