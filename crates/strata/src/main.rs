@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
                 store.clone(),
                 durability_config(&config),
                 config.store.retention_in_memory.as_secs() as i64,
+                config.store.limits.name_bytes_max,
                 strata_server::now_s(),
             ))?;
             print!("{summary}");
@@ -289,5 +290,18 @@ fn warn_about_unimplemented(config: &Config) {
     }
     if config.store.cleanup.mode == CleanupMode::Archive {
         tracing::warn!("cleanup.mode \"archive\" is not implemented yet: nothing is archived");
+    }
+    let checkpoints = &config.store.checkpoints;
+    if let Some(format) = &checkpoints.file_format {
+        tracing::warn!(
+            "checkpoints.file-format {format:?} is ignored: Strata always writes its own \
+             write-ahead log and snapshots (strata import reads cc-metric-store's files)"
+        );
+    }
+    if let Some(bytes) = checkpoints.max_wal_size {
+        tracing::warn!(
+            "checkpoints.max-wal-size {bytes} is ignored: Strata's log rotates at \
+             metric-store.wal.segment-size and is truncated by snapshots"
+        );
     }
 }

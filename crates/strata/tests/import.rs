@@ -232,3 +232,93 @@ fn walk(directory: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn import_refuses_the_names_and_frequencies_ingest_refuses() {
+    // Goal: one name rule for every door: a cluster directory `..evil` (which ingest rejects)
+    // is skipped and reported, not imported; a series whose frequency is beyond one day is
+    // left out instead of making its buffer ends overflow. Before: `..evil` was imported.
+    let start = minutes_ago(120) / 60 * 60;
+    let source = tempfile::tempdir().unwrap();
+    for (cluster, host) in [("..evil", "h1"), ("good", "h1"), ("good", "bad\u{1}host")] {
+        let directory = source.path().join(cluster).join(host);
+        std::fs::create_dir_all(&directory).unwrap();
+        let level = ccms_files::level(
+            vec![
+                ccms_files::metric("cpu_load", 60, start, &[1.0, 2.0]),
+                ccms_files::metric("huge_step", i64::MAX, start, &[3.0]),
+            ],
+            vec![],
+        );
+        std::fs::write(
+            directory.join(format!("{start}.bin")),
+            ccms_files::encode_binary(start, start + 120, &level),
+        )
+        .unwrap();
+    }
+    let mut server = Server::start_with_config(&json!({}));
+    server.signal("TERM");
+    server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server stops");
+    let config = server.dir().join("config.json");
+    let output = run_strata(
+        server.dir(),
+        &[
+            "import",
+            source.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        output.stdout,
+        output.stderr
+    );
+    let summary = &output.stdout;
+    assert!(summary.contains("hosts imported:        1"), "{summary}");
+    assert!(
+        summary.contains("..evil/h1: cluster \"..evil\" contains '/', '\\' or '..'"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("host \"bad\\u{1}host\" contains a control character"),
+        "{summary}"
+    );
+
+    server.restart();
+    let debug = server.get("/api/debug").json();
+    let clusters: Vec<&String> = debug["data"].as_object().unwrap().keys().collect();
+    assert_eq!(clusters, ["good"], "{debug}");
+    let hosts: Vec<&String> = debug["data"]["good"].as_object().unwrap().keys().collect();
+    assert_eq!(hosts, ["h1"], "{debug}");
+    assert_eq!(
+        data_of(&server, "good", "cpu_load", start),
+        [Some(1.0), Some(2.0)]
+    );
+    let huge = server.query(
+        &json!({"cluster": "good", "from": start, "to": start + 3600,
+                                    "queries": [{"metric": "huge_step", "host": "h1"}]}),
+    );
+    assert_eq!(
+        huge["results"][0][0]["error"],
+        json!("unknown metric: huge_step"),
+        "{huge}"
+    );
+}
+
+fn data_of(server: &Server, cluster: &str, metric: &str, from: i64) -> Vec<Option<f64>> {
+    let response = server.query(&json!({
+        "cluster": cluster, "from": from, "to": from + 3600, "with-padding": false,
+        "queries": [{"metric": metric, "host": "h1"}]
+    }));
+    response["results"][0][0]["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data in {response}"))
+        .iter()
+        .map(serde_json::Value::as_f64)
+        .collect()
+}

@@ -253,7 +253,7 @@ impl Server {
 
     /// A server with `config` (any subset of the configuration file). The harness fills in
     /// `main.addr` (a free loopback port), `metric-store.checkpoints.directory` (inside a temp
-    /// dir) and, unless given, `retention-in-memory: "48h"` and `memory-cap: 0`.
+    /// dir) and, unless given, `retention-in-memory: "48h"` (`memory-cap` is optional).
     pub fn start_with_config(config: &Value) -> Server {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -532,7 +532,6 @@ fn write_config(dir: &Path, config: &Value, addr: &str) -> PathBuf {
     store
         .entry("retention-in-memory")
         .or_insert_with(|| json!("48h"));
-    store.entry("memory-cap").or_insert_with(|| json!(0));
     let checkpoints = store.entry("checkpoints").or_insert_with(|| json!({}));
     checkpoints["directory"] = json!(dir.join("checkpoints").display().to_string());
     let path = dir.join("config.json");
