@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Response, Server, assert_data, assert_number, metric_value, minutes_ago};
+use common::{Server, assert_data, assert_number, metric_value, minutes_ago};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Value, json};
@@ -30,25 +30,6 @@ fn read(server: &Server, metric: &str, from: i64, to: i64, scale_by: Option<f64>
     let body = server.query(&json!({"cluster": C, "from": from, "to": to,
                                     "with-padding": false, "queries": [query]}));
     body["results"][0][0].clone()
-}
-
-/// Asserts cc-metric-store's error JSON with `status`, its reason phrase and an error text
-/// containing `needle` (any status, unlike `Response::assert_error`).
-#[track_caller]
-fn assert_json_error(response: &Response, status: u16, reason: &str, needle: &str) {
-    assert_eq!(response.status, status, "body: {}", response.text());
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/json"),
-        "{:?}",
-        response.headers
-    );
-    let error = response.json();
-    assert_eq!(error["status"], json!(reason), "{error}");
-    assert!(
-        error["error"].as_str().is_some_and(|e| e.contains(needle)),
-        "{error} does not mention {needle:?}"
-    );
 }
 
 #[test]
@@ -143,27 +124,27 @@ fn every_error_response_has_the_json_error_shape() {
     let line = format!("m,host=h1 value=1 {t}\n");
 
     let response = server.post(&format!("/api/write?cluster={C}&cluster=other"), &line);
-    assert_json_error(&response, 400, "Bad Request", "more than once");
+    response.assert_error(400, "more than once");
     let response = server.post(&format!("/api/free?to={t}&to={t}"), "[]");
-    assert_json_error(&response, 400, "Bad Request", "query string");
+    response.assert_error(400, "query string");
     let response = server.get("/api/debug?selector=a&selector=b");
-    assert_json_error(&response, 400, "Bad Request", "query string");
+    response.assert_error(400, "query string");
 
     let response = server.get("/api/nope");
-    assert_json_error(&response, 404, "Not Found", "/api/nope");
+    response.assert_error(404, "/api/nope");
     let response = server.get("/");
-    assert_json_error(&response, 404, "Not Found", "GET /");
+    response.assert_error(404, "GET /");
 
     let response = server.request("DELETE", "/api/write", &[], b"");
-    assert_json_error(&response, 405, "Method Not Allowed", "DELETE");
+    response.assert_error(405, "DELETE");
     assert_eq!(response.header("allow"), Some("POST"));
     let response = server.get("/api/free");
-    assert_json_error(&response, 405, "Method Not Allowed", "/api/free");
+    response.assert_error(405, "/api/free");
 
     // The query body limit (64 MiB) of axum's `DefaultBodyLimit`.
     let huge = vec![b' '; (64 << 20) + 1];
     let response = server.request("POST", "/api/query", &[], &huge);
-    assert_json_error(&response, 413, "Payload Too Large", "length limit");
+    response.assert_error(413, "length limit");
 
     // The 401 of authentication stays plain text, as cc-metric-store sends it (auth.rs).
     // Nothing above was stored.
@@ -188,7 +169,7 @@ fn cluster_query_parameter_is_held_to_the_name_rule() {
         ("%zz", "%-escape"),
     ] {
         let response = server.post(&format!("/api/write?cluster={cluster}"), &line);
-        assert_json_error(&response, 400, "Bad Request", needle);
+        response.assert_error(400, needle);
     }
     // A long name is not echoed back whole.
     let response = server.post(&format!("/api/write?cluster={long}"), &line);

@@ -74,6 +74,7 @@ fn checkpoint_directory(root: &Path, start: i64) {
 
 fn data(
     server: &Server,
+    cluster: &str,
     host: &str,
     metric: &str,
     kind: Option<&str>,
@@ -85,7 +86,7 @@ fn data(
         query["type-ids"] = json!(["0"]);
     }
     let response = server.query(&json!({
-        "cluster": "fritz", "from": from, "to": from + 3600, "with-padding": false, "queries": [query]
+        "cluster": cluster, "from": from, "to": from + 3600, "with-padding": false, "queries": [query]
     }));
     response["results"][0][0]["data"]
         .as_array()
@@ -95,11 +96,9 @@ fn data(
         .collect()
 }
 
-#[test]
-fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
-    let start = minutes_ago(120) / 60 * 60;
-    let source = tempfile::tempdir().unwrap();
-    checkpoint_directory(source.path(), start);
+/// Starts and stops a server (so that its data directory exists), then runs `strata import
+/// <source>` with its configuration; restart the server to see the result.
+fn import_into_stopped_server(source: &Path) -> (Server, common::Output) {
     let mut server = Server::start_with_config(&json!({}));
     server.signal("TERM");
     server
@@ -110,12 +109,21 @@ fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
         server.dir(),
         &[
             "import",
-            source.path().to_str().unwrap(),
+            source.to_str().unwrap(),
             "--config",
             config.to_str().unwrap(),
         ],
         Duration::from_secs(30),
     );
+    (server, output)
+}
+
+#[test]
+fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
+    let start = minutes_ago(120) / 60 * 60;
+    let source = tempfile::tempdir().unwrap();
+    checkpoint_directory(source.path(), start);
+    let (mut server, output) = import_into_stopped_server(source.path());
     assert!(
         output.status.success(),
         "import failed: {}\n{}",
@@ -148,7 +156,7 @@ fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
     );
 
     server.restart();
-    let cpu = data(&server, "f0201", "cpu_load", None, start);
+    let cpu = data(&server, "fritz", "f0201", "cpu_load", None, start);
     assert_eq!(
         cpu,
         [
@@ -163,11 +171,11 @@ fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
         ]
     );
     assert_eq!(
-        data(&server, "f0201", "mem_bw", Some("socket"), start),
+        data(&server, "fritz", "f0201", "mem_bw", Some("socket"), start),
         [Some(10.0), Some(11.0), None, None, None, None, Some(12.0)]
     );
     assert_eq!(
-        data(&server, "f0202", "cpu_load", None, start),
+        data(&server, "fritz", "f0202", "cpu_load", None, start),
         [Some(0.5); 3]
     );
     assert!(
@@ -256,22 +264,7 @@ fn import_refuses_the_names_and_frequencies_ingest_refuses() {
         )
         .unwrap();
     }
-    let mut server = Server::start_with_config(&json!({}));
-    server.signal("TERM");
-    server
-        .wait_exit(Duration::from_secs(10))
-        .expect("server stops");
-    let config = server.dir().join("config.json");
-    let output = run_strata(
-        server.dir(),
-        &[
-            "import",
-            source.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
+    let (mut server, output) = import_into_stopped_server(source.path());
     assert!(
         output.status.success(),
         "{}\n{}",
@@ -296,7 +289,7 @@ fn import_refuses_the_names_and_frequencies_ingest_refuses() {
     let hosts: Vec<&String> = debug["data"]["good"].as_object().unwrap().keys().collect();
     assert_eq!(hosts, ["h1"], "{debug}");
     assert_eq!(
-        data_of(&server, "good", "cpu_load", start),
+        data(&server, "good", "h1", "cpu_load", None, start),
         [Some(1.0), Some(2.0)]
     );
     let huge = server.query(
@@ -308,17 +301,4 @@ fn import_refuses_the_names_and_frequencies_ingest_refuses() {
         json!("unknown metric: huge_step"),
         "{huge}"
     );
-}
-
-fn data_of(server: &Server, cluster: &str, metric: &str, from: i64) -> Vec<Option<f64>> {
-    let response = server.query(&json!({
-        "cluster": cluster, "from": from, "to": from + 3600, "with-padding": false,
-        "queries": [{"metric": metric, "host": "h1"}]
-    }));
-    response["results"][0][0]["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no data in {response}"))
-        .iter()
-        .map(serde_json::Value::as_f64)
-        .collect()
 }

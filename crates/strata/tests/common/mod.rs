@@ -104,9 +104,17 @@ impl Response {
         self.assert_status(status);
         let reason = match status {
             400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
             413 => "Payload Too Large",
             other => panic!("no reason phrase known for {other}"),
         };
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{:?}",
+            self.headers
+        );
         let error = self.json();
         assert_eq!(error["status"], json!(reason), "{error}");
         assert!(
