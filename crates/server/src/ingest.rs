@@ -37,7 +37,8 @@ const GZIP_INPUT_STEP_BYTES: usize = 4 * 1024;
 /// Limits of the write endpoint.
 #[derive(Debug, Clone)]
 pub struct IngestLimits {
-    /// Largest body, counted after decompression; the rest of a larger body is refused with 413.
+    /// Largest body, counted after decompression (and before: a gzip body may not be larger
+    /// either); the rest of a larger body is refused with 413.
     pub body_bytes_max: u64,
     pub line: strata_lineproto::Limits,
     /// Longest time to receive a whole body.
@@ -428,8 +429,11 @@ fn percent_decode(text: &str) -> Result<String, ApiError> {
         bytes.push(match byte {
             b'+' => b' ',
             b'%' => {
-                let hex = rest.get(..2).ok_or_else(invalid)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
+                let hex = rest
+                    .get(..2)
+                    .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .ok_or_else(invalid)?;
                 rest = &rest[2..];
                 u8::from_str_radix(hex, 16).map_err(|_| invalid())?
             }
@@ -501,7 +505,10 @@ pub async fn write(
     decoder.batch = app.take_batch();
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let mut body = body;
+    // Decoded bytes (what the limit is about) and bytes received: the limit holds for both,
+    // or a stream of empty gzip members, which inflates to nothing, would never end.
     let mut body_bytes: u64 = 0;
+    let mut received_bytes: u64 = 0;
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => break Err(Failure::Timeout),
@@ -512,12 +519,13 @@ pub async fn write(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        received_bytes += data.len() as u64;
+        if received_bytes > limits.body_bytes_max {
+            break Err(Failure::TooLarge);
+        }
         let step = match &mut encoding {
             Encoding::Identity => {
                 body_bytes += data.len() as u64;
-                if body_bytes > limits.body_bytes_max {
-                    break Err(Failure::TooLarge);
-                }
                 decoder.feed(&data);
                 Ok(())
             }
@@ -757,6 +765,7 @@ m,host=h value=2 1700000060\r
             "cluster=%FF",
             "cluster=%4",
             "cluster=%zz",
+            "cluster=%+1",
         ] {
             assert!(WriteParams::parse(bad).is_err(), "{bad}");
         }

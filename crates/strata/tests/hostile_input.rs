@@ -64,6 +64,28 @@ fn multi_member_and_upper_case_gzip_bodies_are_accepted() {
 }
 
 #[test]
+fn gzip_members_that_inflate_to_nothing_are_bounded_by_the_body_limit() {
+    // Goal: with several members allowed, `limits.body-size` also bounds the compressed
+    // bytes, so a stream of empty members cannot hold a request open until the timeout.
+    let server = Server::start_with_config(&json!({
+        "metric-store": {"limits": {"body-size": 1000}}
+    }));
+    let empty = gzip(b"");
+    let body = empty.repeat(2000 / empty.len() + 1);
+    let target = format!("/api/write?cluster={C}");
+    let response = server.request("POST", &target, &[("Content-Encoding", "gzip")], &body);
+    response.assert_error(413, "exceeds the limit of 1000 bytes");
+    // Under the limit, empty members are a successful no-op.
+    let response = server.request(
+        "POST",
+        &target,
+        &[("Content-Encoding", "gzip")],
+        &empty.repeat(3),
+    );
+    response.assert_status(200);
+}
+
+#[test]
 fn values_beyond_float32_are_rejected_per_line_and_scaling_stays_finite() {
     // Goal: a value that float32 cannot hold is a rejected line with its reason, not a 200
     // that reads back as null; `scale-by` never turns data or statistics into null: where
