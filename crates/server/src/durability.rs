@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use strata_store::{Store, WriteBatch, WriteReport};
+use strata_wal::recovery;
+use strata_wal::snapshot::Manifest;
 use strata_wal::{FsyncPolicy, Position, Wal, WalConfig, snapshot};
 use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
 
@@ -129,15 +131,27 @@ impl Durability {
         let wal_directory = directory.join("wal");
         let mut report = RecoveryReport::default();
 
-        let (latest, incomplete) = snapshot::latest_generation(&snapshots)?;
-        for path in incomplete {
-            tracing::warn!(path = %path.display(), "removing an incomplete snapshot generation");
-            fs::remove_dir_all(&path).map_err(|e| directory_error(&path, e))?;
-        }
-        let generation = latest.as_ref().map_or(0, |g| g.number);
-        if let Some(latest) = &latest {
-            report.generation = Some(latest.number);
-            load_generation(latest, store, config.workers.max(1), &mut report);
+        let plan = recovery::plan(&snapshots, &wal_directory)?;
+        set_aside(directory, &plan.set_aside)?;
+        let generation = plan.generation.as_ref().map_or(0, |g| g.number);
+        if let Some(loaded) = &plan.generation {
+            report.generation = Some(loaded.number);
+            if let Some(damage) = manifest_damage(&loaded.manifest) {
+                tracing::error!(
+                    generation = loaded.number,
+                    damage,
+                    "snapshot MANIFEST damaged, but the generation was completed (the WAL it \
+                     covers is gone): loading every host file by its own checksum"
+                );
+                report
+                    .damaged_snapshots
+                    .push(format!("generation {}: MANIFEST {damage}", loaded.number));
+                let manifest = loaded.directory.join("MANIFEST");
+                if manifest.exists() {
+                    quarantine(directory, &manifest);
+                }
+            }
+            load_generation(loaded, store, config.workers.max(1), &mut report, directory);
         }
 
         report.snapshot_seconds = started.elapsed().as_secs_f64();
@@ -147,7 +161,7 @@ impl Durability {
         // written in log order, and hosts are applied in parallel.
         let wal_bytes: u64 = strata_wal::list_segments(&wal_directory)?
             .iter()
-            .filter(|s| s.segment >= generation)
+            .filter(|s| s.segment >= plan.replay_from)
             .map(|s| s.bytes)
             .sum();
         let progress = Progress::new("replaying WAL", wal_bytes);
@@ -171,7 +185,7 @@ impl Durability {
             }
             let mut parts: Vec<WriteBatch> = (0..partitions).map(|_| WriteBatch::new()).collect();
             let mut stored_here = 0u64;
-            let replay = strata_wal::replay(&wal_directory, generation, |batch, size| {
+            let replay = strata_wal::replay(&wal_directory, plan.replay_from, |batch, size| {
                 progress.advance(size, 0);
                 if partitions == 1 {
                     stored_here += store.write(batch, now_s).written as u64;
@@ -215,12 +229,23 @@ impl Durability {
                 records_lost = ?damage.records_lost,
                 "WAL damaged: records after this point in the segment were not replayed"
             );
+            let path = wal_directory.join(strata_wal::segment_file_name(damage.segment));
+            if path.exists() {
+                quarantine(directory, &path);
+            }
         }
 
-        let next_segment = report
-            .replay
-            .last_segment
-            .map_or(generation.max(1), |s| s + 1);
+        // A newest segment cut off inside its header was removed: its number is free again,
+        // and reusing it keeps the numbers without a gap.
+        let next_segment = match report.replay.torn_tail {
+            Some((position, _)) if position.offset < strata_wal::format::SEGMENT_HEADER_BYTES => {
+                position.segment
+            }
+            _ => report
+                .replay
+                .last_segment
+                .map_or(plan.replay_from, |s| s + 1),
+        };
         let next_sequence = report.replay.last_sequence.map_or(0, |s| s + 1);
         let wal = match config.fsync {
             Some(fsync) => Some(Wal::open(
@@ -289,6 +314,11 @@ impl Durability {
 
     pub fn wal_stats(&self) -> Option<strata_wal::WalStats> {
         self.wal.as_ref().map(Wal::stats)
+    }
+
+    /// Why the WAL refuses writes, if it does.
+    pub fn wal_poisoned(&self) -> Option<String> {
+        self.wal.as_ref().and_then(Wal::poisoned)
     }
 
     /// Writes a complete snapshot of `store` and deletes what it makes redundant.
@@ -443,12 +473,63 @@ fn check_format(directory: &Path) -> Result<(), DurabilityError> {
     }
 }
 
-/// Loads every host file of a generation, `workers` at a time.
+/// Removes generations that were cut off, and quarantines those with a damaged MANIFEST;
+/// neither is needed (see `strata_wal::recovery`).
+fn set_aside(
+    directory: &Path,
+    generations: &[snapshot::Generation],
+) -> Result<(), DurabilityError> {
+    for generation in generations {
+        let path = &generation.directory;
+        match &generation.manifest {
+            Manifest::Valid { .. } | Manifest::Missing => {
+                tracing::warn!(path = %path.display(), "removing a snapshot generation that was cut off before it was complete");
+                fs::remove_dir_all(path).map_err(|e| directory_error(path, e))?;
+            }
+            Manifest::Damaged(damage) => {
+                tracing::error!(
+                    path = %path.display(),
+                    damage,
+                    "snapshot generation with a damaged MANIFEST is not needed (an older \
+                     generation and the WAL hold its data)"
+                );
+                quarantine(directory, path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a MANIFEST, if anything.
+fn manifest_damage(manifest: &Manifest) -> Option<&str> {
+    match manifest {
+        Manifest::Valid { .. } => None,
+        Manifest::Missing => Some("missing"),
+        Manifest::Damaged(reason) => Some(reason),
+    }
+}
+
+/// Keeps a damaged file or directory in the data directory's quarantine, and says so. A
+/// failure to do so is logged, not fatal: recovery goes on with what it can read.
+fn quarantine(directory: &Path, path: &Path) {
+    match recovery::quarantine(directory, path) {
+        Ok(kept) => tracing::error!(
+            path = %path.display(),
+            quarantine = %kept.display(),
+            "damaged file kept in quarantine"
+        ),
+        Err(error) => tracing::error!(%error, "cannot quarantine a damaged file"),
+    }
+}
+
+/// Loads every host file of a generation, `workers` at a time; damaged ones are reported and
+/// quarantined.
 fn load_generation(
     generation: &snapshot::Generation,
     store: &Store,
     workers: usize,
     report: &mut RecoveryReport,
+    directory: &Path,
 ) {
     let next = AtomicU64::new(0);
     let samples = AtomicU64::new(0);
@@ -470,6 +551,7 @@ fn load_generation(
                         }
                         Err(error) => {
                             tracing::error!(%error, "snapshot file damaged: this host's data up to the snapshot is lost");
+                            quarantine(directory, path);
                             if let Ok(mut list) = damaged.lock() {
                                 list.push(error.to_string());
                             }
@@ -482,12 +564,21 @@ fn load_generation(
     progress.finish();
     report.hosts = generation.files.len();
     report.snapshot_samples = samples.into_inner();
-    report.damaged_snapshots = damaged.into_inner().unwrap_or_default();
-    if generation.files.len() != generation.hosts {
+    report
+        .damaged_snapshots
+        .extend(damaged.into_inner().unwrap_or_default());
+    if let Manifest::Valid { hosts } = generation.manifest
+        && generation.files.len() != hosts
+    {
         tracing::error!(
-            expected = generation.hosts,
+            expected = hosts,
             found = generation.files.len(),
             "snapshot generation is missing host files"
         );
+        report.damaged_snapshots.push(format!(
+            "generation {}: {} of {hosts} host files found",
+            generation.number,
+            generation.files.len()
+        ));
     }
 }

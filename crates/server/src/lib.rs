@@ -212,7 +212,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
@@ -324,8 +324,24 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
     }
 }
 
+/// Liveness that includes the WAL: a log that refuses writes makes every write fail, so the
+/// process is not healthy even though it answers.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.durability.wal_poisoned() {
+        None => "ok\n".into_response(),
+        Some(reason) => ApiError::Unavailable(format!(
+            "the write-ahead log refuses writes until restart: {reason}"
+        ))
+        .into_response(),
+    }
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app.telemetry.render(&app.store, app.durability.wal_stats());
+    let durability = &app.durability;
+    let healthy = durability.wal_poisoned().is_none();
+    let text = app
+        .telemetry
+        .render(&app.store, durability.wal_stats(), healthy);
     (
         [(
             header::CONTENT_TYPE,

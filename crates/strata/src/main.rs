@@ -163,6 +163,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     warn_about_unimplemented(&config);
+    handle_file_size_signal();
     let store_config = store_config(&config);
     let limits = &config.store.limits;
     let server_config = ServerConfig {
@@ -258,6 +259,24 @@ fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, R
         "recovered"
     );
     Ok((Arc::new(durability), report))
+}
+
+/// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills
+/// the process. Handled, the write fails with EFBIG instead: the WAL turns that into a
+/// poisoned log (writes answer 503, `/healthz` says why) and the process stays up to serve
+/// queries and take a final snapshot, instead of vanishing.
+fn handle_file_size_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut received) => {
+            tokio::spawn(async move {
+                while received.recv().await.is_some() {
+                    tracing::error!("a write went past the file size limit (ulimit -f)");
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "cannot handle SIGXFSZ"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

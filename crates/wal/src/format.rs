@@ -100,16 +100,26 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64> {
     Ok(segment)
 }
 
-/// Appends a framed record (length, CRC, payload) to `out`. `payload` must already be in
-/// `out` from `payload_start` on, after eight reserved bytes; this fills them in.
-pub fn finish_record(out: &mut [u8], record_start: usize) {
+/// Payload size at which the writer starts a new record for the rest of a batch, far below
+/// [`RECORD_BYTES_MAX`] so that a reader never holds a huge record.
+pub const RECORD_PAYLOAD_TARGET_BYTES: usize = 4 << 20;
+
+const _: () = assert!(RECORD_PAYLOAD_TARGET_BYTES * 4 < RECORD_BYTES_MAX as usize);
+
+/// Frames a record (length, CRC, payload) in `out`. The payload must already be in `out`
+/// after eight reserved bytes at `record_start`; this fills them in. A payload longer than
+/// [`RECORD_BYTES_MAX`] is refused: no reader would accept it.
+pub fn finish_record(out: &mut [u8], record_start: usize) -> Result<()> {
     let payload_start = record_start + RECORD_HEADER_BYTES as usize;
-    let length = (out.len() - payload_start) as u32;
-    assert!(length <= RECORD_BYTES_MAX, "record of {length} bytes");
+    let length = u32::try_from(out.len() - payload_start)
+        .ok()
+        .filter(|length| *length <= RECORD_BYTES_MAX)
+        .ok_or(Error::RecordTooLarge(out.len() - payload_start))?;
     let length_bytes = length.to_le_bytes();
     let crc = crc32c::crc32c_append(crc32c::crc32c(&length_bytes), &out[payload_start..]);
     out[record_start..record_start + 4].copy_from_slice(&length_bytes);
     out[record_start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// What is at a position of a segment.
@@ -312,7 +322,7 @@ mod tests {
     fn frames_detect_truncation_and_corruption() {
         let mut out = vec![0u8; 8];
         out.extend_from_slice(b"hello");
-        finish_record(&mut out, 0);
+        finish_record(&mut out, 0).unwrap();
         assert_eq!(read_frame(&out), Frame::Record(b"hello"));
         for cut in 1..out.len() {
             assert_eq!(read_frame(&out[..cut]), Frame::Truncated, "cut {cut}");

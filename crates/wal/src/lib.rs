@@ -27,7 +27,9 @@
 mod codec;
 pub mod format;
 pub mod reader;
+pub mod recovery;
 pub mod snapshot;
+mod storage;
 pub mod writer;
 
 pub use reader::{
@@ -37,6 +39,9 @@ pub use writer::{Appended, Completion, Wal, WalConfig, WalStats, delete_segments
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The number of the first segment of a new log.
+pub const FIRST_SEGMENT: u64 = 1;
 
 /// A place in the log: the byte offset in a segment just after a record.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,6 +91,8 @@ pub enum Error {
     Snapshot(&'static str),
     #[error("{path}: {source}")]
     InFile { path: PathBuf, source: Box<Error> },
+    #[error("a record of {0} bytes is larger than the format allows")]
+    RecordTooLarge(usize),
     #[error("malformed record: {0}")]
     Malformed(&'static str),
     #[error("the write-ahead log refuses writes after an earlier failure ({0}); restart Strata")]

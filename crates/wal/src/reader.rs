@@ -6,6 +6,7 @@
 //!   newest segment. That is what a crash during a write leaves; the records in it were never
 //!   acknowledged (under `always`) or are within the fsync window (under `batch`). Replay drops
 //!   it and [`truncate_torn_tail`] cuts the file back to the last good record;
+//! - a missing segment: a gap in the numbers, reported like damage;
 //! - corruption anywhere else: a damaged record in a sealed segment, or with valid records
 //!   after it. Replay reports the segment, the offset and how many records were lost (from
 //!   the sequence numbers), and goes on with the next segment: the rest of a damaged segment
@@ -92,7 +93,8 @@ pub struct ReplayReport {
 
 /// Reads every record of the segments numbered `from_segment` and later, oldest first, and
 /// hands each record's batch and size in bytes to `apply` (which may take the batch: the
-/// reader continues with an empty one). Damage is reported, never silently skipped.
+/// reader continues with an empty one). Damage is reported, never silently skipped: a missing
+/// segment (a gap in the numbers from `from_segment` on) is damage too.
 pub fn replay(
     directory: &Path,
     from_segment: u64,
@@ -107,7 +109,22 @@ pub fn replay(
     let mut definitions = Definitions::default();
     // A damaged segment whose lost records are counted when the next good record shows up.
     let mut pending_loss: Option<usize> = None;
+    let mut expected = from_segment;
     for (index, file) in segments.iter().enumerate() {
+        if file.segment > expected {
+            let reason = match file.segment - expected {
+                1 => format!("segment {expected} is missing"),
+                _ => format!("segments {expected} to {} are missing", file.segment - 1),
+            };
+            report.damage.push(Damage {
+                segment: expected,
+                offset: 0,
+                reason,
+                records_lost: None,
+            });
+            pending_loss = Some(report.damage.len() - 1);
+        }
+        expected = file.segment + 1;
         let newest = index + 1 == segments.len();
         let bytes = fs::read(&file.path).map_err(|e| Error::io("reading", &file.path, e))?;
         report.segments += 1;

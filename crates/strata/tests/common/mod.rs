@@ -107,6 +107,7 @@ impl Response {
             404 => "Not Found",
             405 => "Method Not Allowed",
             413 => "Payload Too Large",
+            503 => "Service Unavailable",
             other => panic!("no reason phrase known for {other}"),
         };
         assert_eq!(
