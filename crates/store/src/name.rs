@@ -1,6 +1,6 @@
 //! The one rule for cluster and host names, checked wherever a name enters Strata: line
-//! protocol tags, the `cluster` query parameter of `/api/write`, and the directory names of
-//! `strata import`. cc-metric-store turns these names into directories
+//! protocol tags, the `cluster` query parameter of `/api/write`, a NATS subscription's
+//! `cluster-tag`, and the directory names of `strata import`. cc-metric-store turns these names into directories
 //! (`<root>/<cluster>/<host>/`), so a name must be usable as one path component
 //! (COMPAT.md decision 12).
 

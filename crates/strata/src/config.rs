@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use strata_store::{Aggregation, FREQUENCY_S, MetricConfig, Resampler, ResamplerKind};
+use strata_store::{Aggregation, FREQUENCY_S, MetricConfig, Resampler, ResamplerKind, check_name};
 
 use self::duration::parse_go_duration;
 use self::size::parse_size;
@@ -1122,7 +1122,11 @@ fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigError> {
             directory: None,
         },
     };
-    let nats_subscriptions = parse_subscriptions(section)?;
+    let limits = match section.section("limits", LIMITS_KEYS)? {
+        Some(sub) => parse_limits(&sub)?,
+        None => LimitsSection::default(),
+    };
+    let nats_subscriptions = parse_subscriptions(section, limits.name_bytes_max)?;
     if let Some(debug) = section.section("debug", DEBUG_KEYS)? {
         parse_debug(&debug)?;
     }
@@ -1136,10 +1140,6 @@ fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigError> {
     let resampling = match section.section("resampling", RESAMPLING_KEYS)? {
         Some(sub) => parse_resampling(&sub)?,
         None => Resampler::default(),
-    };
-    let limits = match section.section("limits", LIMITS_KEYS)? {
-        Some(sub) => parse_limits(&sub)?,
-        None => LimitsSection::default(),
     };
 
     Ok(StoreSection {
@@ -1191,7 +1191,12 @@ fn parse_cleanup(section: &Section<'_>) -> Result<CleanupSection, ConfigError> {
     Ok(CleanupSection { mode, directory })
 }
 
-fn parse_subscriptions(section: &Section<'_>) -> Result<Vec<NatsSubscription>, ConfigError> {
+/// The subscriptions; a `cluster-tag` is held to the cluster name rule of ingest
+/// ([`check_name`]), since it becomes the cluster of the lines received.
+fn parse_subscriptions(
+    section: &Section<'_>,
+    name_bytes_max: usize,
+) -> Result<Vec<NatsSubscription>, ConfigError> {
     let key = "nats-subscriptions";
     let entries = match section.get(key) {
         None => return Ok(Vec::new()),
@@ -1204,9 +1209,14 @@ fn parse_subscriptions(section: &Section<'_>) -> Result<Vec<NatsSubscription>, C
         let entry = Section::new(section.file, path, entry, SUBSCRIPTION_KEYS)?;
         let subscribe_to =
             entry.required("subscribe-to", entry.non_empty_string("subscribe-to")?)?;
+        let cluster_tag = entry.non_empty_string("cluster-tag")?;
+        if let Some(tag) = cluster_tag {
+            check_name("cluster", tag, name_bytes_max)
+                .map_err(|error| entry.invalid("cluster-tag", error.to_string()))?;
+        }
         subscriptions.push(NatsSubscription {
             subscribe_to: subscribe_to.to_owned(),
-            cluster_tag: entry.non_empty_string("cluster-tag")?.map(str::to_owned),
+            cluster_tag: cluster_tag.map(str::to_owned),
             queue_group: entry.non_empty_string("queue-group")?.map(str::to_owned),
         });
     }

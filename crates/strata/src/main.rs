@@ -178,7 +178,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             request_timeout: limits.request_timeout,
         },
         query_series_max: limits.query_series_max,
-        request_body_bytes_max: 64 << 20,
+        request_body_bytes_max: REQUEST_BODY_BYTES_MAX,
         resampler: config.store.resampling,
     };
     if server_config.jwt_public_key.is_none() {
@@ -229,6 +229,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// Largest query, free or healthcheck body (axum's `DefaultBodyLimit`; 413 with the JSON
+/// error beyond it). A query for thousands of series is a few hundred KiB.
+const REQUEST_BODY_BYTES_MAX: usize = 64 << 20;
 
 /// WAL growth after which a snapshot is taken even before `checkpoint-interval`: at ~5 bytes
 /// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.

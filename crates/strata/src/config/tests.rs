@@ -734,6 +734,14 @@ fn invalid_store_values() {
             "expected an array, found an object",
         ),
         (
+            // A cluster-tag becomes the cluster of the lines received: ingest's name rule.
+            "/metric-store/nats-subscriptions",
+            json!([{"subscribe-to": "x", "cluster-tag": "..evil"}]),
+            "metric-store.nats-subscriptions[0]",
+            "cluster-tag",
+            "cluster \"..evil\" contains '/', '\\' or '..', or is '.'",
+        ),
+        (
             "/metric-store/wal/fsync",
             json!("sometimes"),
             "metric-store.wal",
