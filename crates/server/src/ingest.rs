@@ -323,7 +323,7 @@ impl LineDecoder {
                 FieldValue::Float(v) if !(v as f32).is_finite() => {
                     return Err((
                         RejectReason::ValueRange,
-                        format!("value {v} is outside the float32 range (±{:e})", f32::MAX),
+                        format!("value {v:e} is outside the float32 range (±{:e})", f32::MAX),
                     ));
                 }
                 FieldValue::Float(v) => v as f32,
