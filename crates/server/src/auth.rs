@@ -148,8 +148,10 @@ fn time_claim(
     match claims.get(name) {
         None => Ok(None),
         Some(serde_json::Value::Number(number)) => {
-            let seconds = number.as_f64().ok_or(())?.floor();
-            if seconds == 0.0 {
+            let value = number.as_f64().ok_or(())?;
+            // v4 tests the float for 0 before cutting the fraction: 0.5 is the epoch.
+            let seconds = value.floor();
+            if value == 0.0 {
                 Ok(None)
             } else if (i64::MIN as f64..i64::MAX as f64).contains(&seconds) {
                 Ok(Some(seconds as i64))
@@ -304,6 +306,7 @@ mod tests {
         assert_eq!(check(r#"{"exp":1000}"#, 999), Ok(()));
         assert_eq!(check(r#"{"exp":1000}"#, 1000), Err(AuthError::Expired));
         assert_eq!(check(r#"{"exp":1000.9}"#, 1000), Err(AuthError::Expired));
+        assert_eq!(check(r#"{"exp":0.5}"#, 1000), Err(AuthError::Expired));
         assert_eq!(check(r#"{"nbf":1000,"iat":1000.5}"#, 1000), Ok(()));
         assert_eq!(check(r#"{"nbf":1001}"#, 1000), Err(AuthError::NotYetValid));
     }
