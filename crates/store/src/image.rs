@@ -175,7 +175,9 @@ impl Level {
         image: SeriesImage,
         pool: &crate::pool::BufferPool,
     ) -> (usize, usize) {
-        if image.frequency_s <= 0 || image.runs.iter().all(|r| r.values.is_empty()) {
+        if !crate::FREQUENCY_S.contains(&image.frequency_s)
+            || image.runs.iter().all(|r| r.values.is_empty())
+        {
             return (0, 0);
         }
         if let Some(existing) = self.series_mut(metric) {

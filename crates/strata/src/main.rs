@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
                 store.clone(),
                 durability_config(&config),
                 config.store.retention_in_memory.as_secs() as i64,
+                config.store.limits.name_bytes_max,
                 strata_server::now_s(),
             ))?;
             print!("{summary}");
@@ -177,7 +178,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             request_timeout: limits.request_timeout,
         },
         query_series_max: limits.query_series_max,
-        request_body_bytes_max: 64 << 20,
+        request_body_bytes_max: REQUEST_BODY_BYTES_MAX,
         resampler: config.store.resampling,
     };
     if server_config.jwt_public_key.is_none() {
@@ -228,6 +229,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// Largest query, free or healthcheck body (axum's `DefaultBodyLimit`; 413 with the JSON
+/// error beyond it). A query for thousands of series is a few hundred KiB.
+const REQUEST_BODY_BYTES_MAX: usize = 64 << 20;
 
 /// WAL growth after which a snapshot is taken even before `checkpoint-interval`: at ~5 bytes
 /// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.
@@ -308,5 +313,18 @@ fn warn_about_unimplemented(config: &Config) {
     }
     if config.store.cleanup.mode == CleanupMode::Archive {
         tracing::warn!("cleanup.mode \"archive\" is not implemented yet: nothing is archived");
+    }
+    let checkpoints = &config.store.checkpoints;
+    if let Some(format) = &checkpoints.file_format {
+        tracing::warn!(
+            "checkpoints.file-format {format:?} is ignored: Strata always writes its own \
+             write-ahead log and snapshots (strata import reads cc-metric-store's files)"
+        );
+    }
+    if let Some(bytes) = checkpoints.max_wal_size {
+        tracing::warn!(
+            "checkpoints.max-wal-size {bytes} is ignored: Strata's log rotates at \
+             metric-store.wal.segment-size and is truncated by snapshots"
+        );
     }
 }
