@@ -106,6 +106,11 @@ impl<'a> Parser<'a> {
         self.lines_consumed
     }
 
+    /// Bytes of the input consumed so far: the next line starts here.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The longest valid UTF-8 prefix of `input[start..end]`, which is all of it unless the
     /// line contains invalid UTF-8. Lines are requested in increasing order.
     #[inline]

@@ -23,9 +23,14 @@ use std::time::Duration;
 use strata_lineproto::{ErrorKind, FieldValue, Line, Parser};
 use strata_store::{LevelName, WriteBatch, check_name};
 
-/// Samples decoded before a batch is committed. Bounds the memory of a batch (~64 bytes per
+/// Samples decoded before a batch is committed. Bounds the memory of a batch (56 bytes per
 /// sample plus names) and lets big bodies become visible while they stream in.
 pub const BATCH_SAMPLES_MAX: usize = 16 * 1024;
+
+/// Bytes of names decoded before a batch is committed. Names are shared only between
+/// consecutive samples, so lines that alternate between a `cluster` tag and a long default
+/// cluster add the whole name per line: bounded by samples alone, a batch grew to gigabytes.
+pub const BATCH_TEXT_BYTES_MAX: usize = 256 * 1024;
 
 /// Rejected lines listed in a 400 response; the rest are only counted.
 pub const REJECTED_LINES_LISTED_MAX: usize = 10;
@@ -189,38 +194,56 @@ impl LineDecoder {
         self.rejected.iter().sum()
     }
 
-    /// Decodes every complete line of `chunk` (and of what was pending before it).
-    pub fn feed(&mut self, mut chunk: &[u8]) {
+    /// Decodes the complete lines of `chunk` (and of what was pending before it) until the
+    /// batch is [full](LineDecoder::batch_full). Returns the bytes of `chunk` consumed: all of
+    /// them unless the batch filled up; the caller then commits the batch and feeds the rest.
+    pub fn feed(&mut self, chunk: &[u8]) -> usize {
+        if self.batch_full() {
+            return 0;
+        }
+        let mut used = 0;
         if self.skipping {
             let Some(end) = memchr::memchr(b'\n', chunk) else {
-                return;
+                return chunk.len();
             };
             self.skipping = false;
             self.next_line += 1;
-            chunk = &chunk[end + 1..];
+            used = end + 1;
         }
         if !self.pending.is_empty() {
-            let Some(end) = memchr::memchr(b'\n', chunk) else {
-                self.pending.extend_from_slice(chunk);
+            let rest = &chunk[used..];
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.pending.extend_from_slice(rest);
                 self.bound_pending();
-                return;
+                return chunk.len();
             };
             let mut line = std::mem::take(&mut self.pending);
-            line.extend_from_slice(&chunk[..=end]);
+            line.extend_from_slice(&rest[..=end]);
             self.parse(&line);
             line.clear();
             self.pending = line;
-            chunk = &chunk[end + 1..];
-        }
-        let tail = match memchr::memrchr(b'\n', chunk) {
-            Some(end) => {
-                self.parse(&chunk[..=end]);
-                &chunk[end + 1..]
+            used += end + 1;
+            if self.batch_full() {
+                return used;
             }
-            None => chunk,
-        };
-        self.pending.extend_from_slice(tail);
+        }
+        let rest = &chunk[used..];
+        if let Some(end) = memchr::memrchr(b'\n', rest) {
+            let parsed = self.parse(&rest[..=end]);
+            used += parsed;
+            if parsed <= end {
+                return used;
+            }
+        }
+        self.pending.extend_from_slice(&chunk[used..]);
         self.bound_pending();
+        chunk.len()
+    }
+
+    /// The batch has reached [`BATCH_SAMPLES_MAX`] samples or [`BATCH_TEXT_BYTES_MAX`] bytes
+    /// of names and must be committed before more is decoded.
+    pub fn batch_full(&self) -> bool {
+        self.batch.len() >= BATCH_SAMPLES_MAX || self.batch.text_bytes() >= BATCH_TEXT_BYTES_MAX
     }
 
     /// Decodes the last line if the body did not end with a newline.
@@ -252,9 +275,11 @@ impl LineDecoder {
         }
     }
 
-    fn parse(&mut self, bytes: &[u8]) {
+    /// Decodes the lines of `bytes` until the batch is full; returns the bytes consumed.
+    fn parse(&mut self, bytes: &[u8]) -> usize {
         let limits = self.limits.clone();
         let mut parser = Parser::with_first_line(bytes, &limits, self.next_line);
+        // At least one line, so that a line completed by a later chunk is never lost.
         for item in parser.by_ref() {
             self.lines += 1;
             match item {
@@ -269,8 +294,12 @@ impl LineDecoder {
                     error.kind.to_string(),
                 ),
             }
+            if self.batch_full() {
+                break;
+            }
         }
         self.next_line += parser.lines_consumed();
+        parser.position()
     }
 
     fn reject(&mut self, line: u64, reason: RejectReason, message: String) {
@@ -526,38 +555,39 @@ pub async fn write(
         let step = match &mut encoding {
             Encoding::Identity => {
                 body_bytes += data.len() as u64;
-                decoder.feed(&data);
-                Ok(())
+                decode(&app, &mut decoder, &data, now_s).await
             }
-            Encoding::Gzip(gzip) => inflate(gzip, &data, &mut decoder, &mut body_bytes, limits),
+            Encoding::Gzip(gzip) => {
+                inflate(&app, gzip, &data, &mut decoder, &mut body_bytes, now_s).await
+            }
         };
         if let Err(failure) = step {
             break Err(failure);
         }
-        if decoder.batch.len() >= BATCH_SAMPLES_MAX {
-            match app.commit(std::mem::take(&mut decoder.batch), now_s).await {
-                Ok(batch) => decoder.batch = batch,
-                Err((error, batch)) => {
-                    app.give_batch(batch);
-                    return Err(error);
-                }
+    };
+    let outcome = match (outcome, &mut encoding) {
+        (Ok(()), Encoding::Gzip(gzip)) => {
+            let result = gzip.try_finish();
+            let inflated = std::mem::take(gzip.get_mut());
+            match decode(&app, &mut decoder, &inflated, now_s).await {
+                Ok(()) => result.map_err(|e| Failure::Read(format!("invalid gzip data: {e}"))),
+                Err(failure) => Err(failure),
             }
         }
+        (outcome, _) => outcome,
     };
-    let outcome = outcome.and_then(|()| match &mut encoding {
-        Encoding::Identity => Ok(()),
-        Encoding::Gzip(gzip) => {
-            let result = gzip.try_finish();
-            decoder.feed(gzip.get_ref());
-            result.map_err(|e| Failure::Read(format!("invalid gzip data: {e}")))
+    let outcome = match outcome {
+        Err(Failure::Commit(error)) => {
+            app.give_batch(std::mem::take(&mut decoder.batch));
+            return Err(error);
         }
-    });
+        outcome => outcome,
+    };
     // Whatever the outcome, every complete line received is kept (decision 2).
     if outcome.is_ok() {
         decoder.finish();
     }
-    let committed = app.commit(std::mem::take(&mut decoder.batch), now_s).await;
-    let committed = match committed {
+    let committed = match app.commit(std::mem::take(&mut decoder.batch), now_s).await {
         Ok(batch) => {
             app.give_batch(batch);
             Ok(())
@@ -584,7 +614,7 @@ pub async fn write(
                 "reading request body failed: {message}; the first {lines_stored} lines were stored"
             )));
         }
-        Ok(()) => {}
+        Err(Failure::Commit(_)) | Ok(()) => {}
     }
     if decoder.rejected_total() > 0 {
         return Err(ApiError::LinesRejected {
@@ -600,26 +630,54 @@ enum Failure {
     Timeout,
     TooLarge,
     Read(String),
+    /// A full batch could not be committed (the WAL refuses writes).
+    Commit(ApiError),
+}
+
+/// Decodes `input`, committing the batch whenever it fills up, so that its memory stays
+/// bounded however the input is shaped.
+async fn decode(
+    app: &App,
+    decoder: &mut LineDecoder,
+    mut input: &[u8],
+    now_s: i64,
+) -> Result<(), Failure> {
+    loop {
+        input = input.get(decoder.feed(input)..).unwrap_or_default();
+        if decoder.batch_full() {
+            match app.commit(std::mem::take(&mut decoder.batch), now_s).await {
+                Ok(batch) => decoder.batch = batch,
+                Err((error, batch)) => {
+                    app.give_batch(batch);
+                    return Err(Failure::Commit(error));
+                }
+            }
+        }
+        if input.is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 /// Feeds compressed bytes through the gzip decoder in small steps, checking the body limit
 /// on the inflated size after each.
-fn inflate(
+async fn inflate(
+    app: &App,
     gzip: &mut flate2::write::MultiGzDecoder<Vec<u8>>,
     data: &[u8],
     decoder: &mut LineDecoder,
     body_bytes: &mut u64,
-    limits: &IngestLimits,
+    now_s: i64,
 ) -> Result<(), Failure> {
     for step in data.chunks(GZIP_INPUT_STEP_BYTES) {
         gzip.write_all(step)
             .map_err(|e| Failure::Read(format!("invalid gzip data: {e}")))?;
         let inflated = gzip.get_mut();
         *body_bytes += inflated.len() as u64;
-        if *body_bytes > limits.body_bytes_max {
+        if *body_bytes > app.config.ingest.body_bytes_max {
             return Err(Failure::TooLarge);
         }
-        decoder.feed(inflated);
+        decode(app, decoder, inflated, now_s).await?;
         inflated.clear();
     }
     Ok(())
@@ -804,6 +862,30 @@ m,host=h value=2 1700000060\r
         decoder.feed(b"m,host=h value=1 1\n");
         assert_eq!(decoder.rejected_total(), 1);
         assert!(decoder.first_rejected[0].reason.contains("missing cluster"));
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_name_budget_and_decoding_resumes_after_a_commit() {
+        // Issue 6 item 12: lines alternating a `cluster` tag with a long default cluster add
+        // the whole default name per line; one chunk of them grew a batch to gigabytes.
+        let cluster = "d".repeat(250);
+        let mut decoder = LineDecoder::new(&cluster, Precision::Auto, 0, Default::default());
+        let body = "m,cluster=x,host=h value=1 1\nm,host=h value=1 1\n".repeat(20_000);
+        let mut input = body.as_bytes();
+        let (mut samples, mut commits) = (0, 0);
+        while !input.is_empty() {
+            input = &input[decoder.feed(input)..];
+            assert!(decoder.batch.text_bytes() < BATCH_TEXT_BYTES_MAX + 300);
+            if decoder.batch_full() {
+                samples += decoder.batch.len();
+                commits += 1;
+                decoder.batch.clear();
+            }
+        }
+        decoder.finish();
+        samples += decoder.batch.len();
+        assert_eq!((samples, decoder.rejected_total()), (40_000, 0));
+        assert!(commits >= 10, "{commits} commits");
     }
 
     #[test]

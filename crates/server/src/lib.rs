@@ -65,14 +65,40 @@ pub struct App {
     auth: Option<Authenticator>,
     reject_log: LogLimiter,
     drop_log: LogLimiter,
-    /// Emptied batches kept for the next requests: a batch holds up to
-    /// [`ingest::BATCH_SAMPLES_MAX`] samples (~1 MiB), and allocating that afresh for every
-    /// request costs page faults on the hot path.
-    spare_batches: parking_lot::Mutex<Vec<WriteBatch>>,
+    spare_batches: BatchPool,
 }
 
 /// Most spare batches kept (one per concurrent request is enough).
 const SPARE_BATCHES_MAX: usize = 64;
+
+/// Largest batch kept for reuse, spare capacity included. A full batch is
+/// [`ingest::BATCH_SAMPLES_MAX`] samples of 56 bytes (~0.9 MiB) plus up to twice
+/// [`ingest::BATCH_TEXT_BYTES_MAX`] of names after the arena's last doubling; anything larger
+/// was not built by ingest's bounds and is freed rather than kept for good.
+const SPARE_BATCH_BYTES_MAX: usize = 2 << 20;
+
+/// Emptied batches kept for the next requests: a batch holds up to
+/// [`ingest::BATCH_SAMPLES_MAX`] samples, and allocating that afresh for every request costs
+/// page faults on the hot path.
+#[derive(Debug, Default)]
+struct BatchPool(parking_lot::Mutex<Vec<WriteBatch>>);
+
+impl BatchPool {
+    fn take(&self) -> WriteBatch {
+        self.0.lock().pop().unwrap_or_default()
+    }
+
+    fn give(&self, mut batch: WriteBatch) {
+        if batch.capacity_bytes() > SPARE_BATCH_BYTES_MAX {
+            return;
+        }
+        batch.clear();
+        let mut spare = self.0.lock();
+        if spare.len() < SPARE_BATCHES_MAX {
+            spare.push(batch);
+        }
+    }
+}
 
 /// The configured key is not an Ed25519 public key.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +123,7 @@ impl App {
             auth,
             reject_log: LogLimiter::new(10),
             drop_log: LogLimiter::new(10),
-            spare_batches: parking_lot::Mutex::new(Vec::new()),
+            spare_batches: BatchPool::default(),
         })
     }
 
@@ -137,16 +163,12 @@ impl App {
 
     /// An empty batch, reused if one is spare.
     pub fn take_batch(&self) -> WriteBatch {
-        self.spare_batches.lock().pop().unwrap_or_default()
+        self.spare_batches.take()
     }
 
-    /// Keeps an emptied batch for reuse.
-    pub fn give_batch(&self, mut batch: WriteBatch) {
-        batch.clear();
-        let mut spare = self.spare_batches.lock();
-        if spare.len() < SPARE_BATCHES_MAX {
-            spare.push(batch);
-        }
+    /// Keeps an emptied batch for reuse, unless it is too large to keep.
+    pub fn give_batch(&self, batch: WriteBatch) {
+        self.spare_batches.give(batch);
     }
 
     fn record_rejections(&self, decoder: &LineDecoder, now_s: i64) {
@@ -350,4 +372,28 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::LevelName;
+
+    #[test]
+    fn oversized_batches_are_not_kept_for_reuse() {
+        let pool = BatchPool::default();
+        let mut small = WriteBatch::new();
+        small.push("c", "h", [LevelName::NONE; 2], "m", 1, 1.0);
+        pool.give(small);
+        let mut large = WriteBatch::new();
+        let name = "x".repeat(SPARE_BATCH_BYTES_MAX);
+        large.push(&name, "h", [LevelName::NONE; 2], "m", 1, 1.0);
+        pool.give(large);
+        let kept = pool.0.lock();
+        assert_eq!(kept.len(), 1);
+        assert!(
+            kept.iter()
+                .all(|b| b.is_empty() && b.capacity_bytes() <= SPARE_BATCH_BYTES_MAX)
+        );
+    }
 }

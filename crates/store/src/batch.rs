@@ -85,6 +85,11 @@ impl WriteBatch {
         self.text.len()
     }
 
+    /// Heap bytes the batch holds, its spare capacity included: what keeping it costs.
+    pub fn capacity_bytes(&self) -> usize {
+        self.text.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+
     pub fn clear(&mut self) {
         self.text.clear();
         self.entries.clear();
