@@ -302,13 +302,14 @@ impl Durability {
     /// Returns the batch for reuse; on a WAL failure nothing is applied.
     pub async fn commit(
         &self,
-        store: &Store,
+        store: &Arc<Store>,
         batch: WriteBatch,
         now_s: i64,
     ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
         let _gate = self.gate.read().await;
         let Some(wal) = &self.wal else {
-            return (Ok(store.write(&batch, now_s)), batch);
+            let (report, batch) = apply(store, batch, now_s).await;
+            return (Ok(report), batch);
         };
         let Ok(_permit) = self.appends.acquire().await else {
             return (Err(strata_wal::Error::Closed), batch);
@@ -322,7 +323,10 @@ impl Durability {
             }),
         );
         match receiver.await {
-            Ok((Ok(_), batch)) => (Ok(store.write(&batch, now_s)), batch),
+            Ok((Ok(_), batch)) => {
+                let (report, batch) = apply(store, batch, now_s).await;
+                (Ok(report), batch)
+            }
             Ok((Err(error), batch)) => (Err(error), batch),
             Err(_) => (Err(strata_wal::Error::Closed), WriteBatch::new()),
         }
@@ -643,6 +647,28 @@ fn load_generation(
             generation.number,
             generation.files.len()
         ));
+    }
+}
+
+/// Batches of at least this many samples are applied to the store on a blocking thread: a
+/// full batch takes milliseconds, too long to hold an async worker that also answers
+/// `/healthz`; for a small one the thread hop would cost more than the write.
+const BLOCKING_WRITE_SAMPLES: usize = 1024;
+
+/// Applies a logged batch to `store`, on a blocking thread if it is large. Once started it
+/// finishes even if the request is cancelled.
+async fn apply(store: &Arc<Store>, batch: WriteBatch, now_s: i64) -> (WriteReport, WriteBatch) {
+    if batch.len() < BLOCKING_WRITE_SAMPLES {
+        return (store.write(&batch, now_s), batch);
+    }
+    let store = store.clone();
+    let task = tokio::task::spawn_blocking(move || (store.write(&batch, now_s), batch));
+    match task.await {
+        Ok(applied) => applied,
+        // A panic in the store is a bug: it propagates as it would have inline.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Only when the runtime shuts down under the write.
+        Err(_) => (WriteReport::default(), WriteBatch::new()),
     }
 }
 

@@ -29,6 +29,10 @@ pub enum ApiError {
     Unavailable(String),
     /// 408: the body did not arrive within the request timeout.
     Timeout { lines_stored: u64 },
+    /// 503: too much work in progress; the request was not started.
+    Busy(String),
+    /// 500: a computation failed unexpectedly (a bug).
+    Internal(String),
 }
 
 #[derive(Serialize)]
@@ -134,6 +138,12 @@ impl IntoResponse for ApiError {
                     "request body not received within the request timeout; \
                      the first {lines_stored} lines were stored"
                 ),
+                None,
+            ),
+            Self::Busy(reason) => error_json(StatusCode::SERVICE_UNAVAILABLE, &reason, None),
+            Self::Internal(reason) => error_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("internal error: {reason}"),
                 None,
             ),
             Self::Unauthorized(reason) => (

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod durability;
 pub mod error;
 pub mod ingest;
+pub mod listen;
 pub mod maintenance;
 pub mod progress;
 pub mod query;
@@ -50,6 +51,11 @@ pub struct ServerConfig {
     pub ingest: IngestLimits,
     /// Most result entries one query request may produce.
     pub query_series_max: usize,
+    /// Most data points one query request may return, counted before any work.
+    pub query_points_max: usize,
+    /// Most query, healthcheck and debug computations running at once (on blocking threads);
+    /// more wait up to the request timeout and are then refused with 503.
+    pub concurrent_queries: usize,
     /// Largest query, free or healthcheck body.
     pub request_body_bytes_max: usize,
     pub resampler: Resampler,
@@ -66,6 +72,8 @@ pub struct App {
     reject_log: LogLimiter,
     drop_log: LogLimiter,
     spare_batches: BatchPool,
+    /// Permits for CPU-heavy read work, [`ServerConfig::concurrent_queries`] of them.
+    cpu: Arc<tokio::sync::Semaphore>,
 }
 
 /// Most spare batches kept (one per concurrent request is enough).
@@ -118,6 +126,9 @@ impl App {
         Ok(Self {
             store,
             durability,
+            cpu: Arc::new(tokio::sync::Semaphore::new(
+                config.concurrent_queries.max(1),
+            )),
             config,
             telemetry: Telemetry::new(),
             auth,
@@ -159,6 +170,40 @@ impl App {
             }
         }
         Ok(batch)
+    }
+
+    /// Runs CPU-heavy read work (a query, a healthcheck, a dump) on a blocking thread, so
+    /// that it never holds an async worker, at most [`ServerConfig::concurrent_queries`] at a
+    /// time. Waits for a turn until `deadline`, then answers 503.
+    pub async fn compute<T: Send + 'static>(
+        &self,
+        deadline: tokio::time::Instant,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = match tokio::time::timeout_at(deadline, self.cpu.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => {
+                self.telemetry.compute_refused.inc();
+                return Err(ApiError::Busy(format!(
+                    "{} queries are being computed and none finished within the request \
+                     timeout (limits.concurrent-queries); retry later",
+                    self.config.concurrent_queries
+                )));
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))
+    }
+
+    /// The deadline of a request that starts now.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.config.ingest.request_timeout
     }
 
     /// An empty batch, reused if one is spare.

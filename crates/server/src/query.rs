@@ -1,15 +1,17 @@
 //! `GET /api/query` (and POST): cc-metric-store's JSON query API (COMPAT.md §1.5, §2, §9.1).
 
 use crate::App;
-use crate::error::{ApiError, decode_json, json_response};
-use axum::body::Bytes;
+use crate::error::{ApiError, decode_json};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use strata_store::{Query, ReadOptions, ResamplerKind, SeriesResult};
+use strata_store::{Query, ReadOptions, ResamplerKind, SeriesResult, Store};
+use tokio::sync::mpsc;
 
 fn yes() -> bool {
     true
@@ -85,23 +87,52 @@ impl From<Resampler> for ResamplerKind {
     }
 }
 
+/// Response bytes serialized per turn on a blocking thread before they are sent: the memory
+/// a query response holds at a time, whatever its size.
+const RESPONSE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks waiting between the computation and a client that reads slowly.
+const RESPONSE_CHUNKS_QUEUED: usize = 2;
+
+/// Answers a query request. Everything is counted before anything is built (entries against
+/// `series-per-query`, points against `points-per-query`, arithmetically); the response is
+/// then computed on blocking threads a chunk at a time and streamed, so that its size does
+/// not decide the memory it takes.
 pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: QueryRequest = decode_json(&body)
+    let deadline = app.deadline();
+    let plan = {
+        let app = app.clone();
+        app.clone()
+            .compute(deadline, move || plan(&app, &body))
+            .await??
+    };
+    let plan = Arc::new(plan);
+    let (sender, receiver) = mpsc::channel(RESPONSE_CHUNKS_QUEUED);
+    tokio::spawn(respond(app, plan, sender, deadline));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(ChunkBody {
+            receiver,
+            complete: false,
+        }),
+    )
+        .into_response())
+}
+
+/// A request checked against the limits, with `for-all-nodes` expanded.
+struct Plan {
+    cluster: String,
+    /// The request's queries, then the generated ones.
+    queries: Vec<ApiQuery>,
+    /// How many of `queries`, at the end, `for-all-nodes` generated.
+    generated: usize,
+    options: ReadOptions,
+}
+
+fn plan(app: &App, body: &[u8]) -> Result<Plan, ApiError> {
+    let request: QueryRequest = decode_json(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid query request: {e}")))?;
-    let generated = generated_queries(&app, &request);
-    let queries: Vec<&ApiQuery> = request
-        .queries
-        .iter()
-        .flatten()
-        .chain(generated.iter())
-        .collect();
-    let series: usize = queries.iter().map(|q| expected_entries(q)).sum();
-    let series_max = app.config.query_series_max;
-    if series > series_max {
-        return Err(ApiError::BadRequest(format!(
-            "query asks for {series} series; the limit is {series_max}"
-        )));
-    }
     let mut options = ReadOptions {
         from_s: request.from,
         to_s: request.to,
@@ -113,48 +144,228 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
     if let Some(kind) = request.resampler {
         options.resampler.kind = kind.into();
     }
-    let results: Vec<Vec<SeriesResult>> = queries
+    let mut queries = request.queries.unwrap_or_default();
+    let metrics = request.for_all_nodes.unwrap_or_default();
+    let hosts = if metrics.is_empty() {
+        Vec::new()
+    } else {
+        app.store.hosts(&request.cluster)
+    };
+    // `for-all-nodes` stands for every host × every listed metric, one entry each.
+    let series = queries.iter().map(expected_entries).fold(
+        hosts.len().saturating_mul(metrics.len()),
+        usize::saturating_add,
+    );
+    let series_max = app.config.query_series_max;
+    if series > series_max {
+        return Err(ApiError::BadRequest(format!(
+            "query asks for {series} series; the limit is {series_max} (limits.series-per-query)"
+        )));
+    }
+    let points_of = |query: &ApiQuery| {
+        expected_entries(query).saturating_mul(app.store.points_bound(&query.read(), &options))
+    };
+    let generated_points = metrics
         .iter()
-        .map(|q| {
-            let query = Query {
-                host: &q.host,
-                metric: &q.metric,
-                kind: q.kind.as_deref(),
-                kind_ids: q.type_ids.as_deref().unwrap_or_default(),
-                subkind: q.subtype.as_deref(),
-                subkind_ids: q.subtype_ids.as_deref().unwrap_or_default(),
-                aggregate: q.aggreg,
-                resolution_s: q.resolution,
-                scale_by: q.scale_by,
-                resampler: q.resampler.map(Into::into),
-            };
-            app.store.query(&request.cluster, &query, &options)
-        })
-        .collect();
-    let response = QueryResponse {
-        // `omitempty` in cc-metric-store: only present when queries were generated (§1.5).
-        queries: (!generated.is_empty()).then_some(&generated),
-        results: &results,
-    };
-    Ok(json_response(StatusCode::OK, &response))
-}
-
-/// The queries `for-all-nodes` stands for: every host of the cluster × every listed metric.
-fn generated_queries(app: &App, request: &QueryRequest) -> Vec<ApiQuery> {
-    let Some(metrics) = &request.for_all_nodes else {
-        return Vec::new();
-    };
-    let mut generated = Vec::new();
-    for host in app.store.hosts(&request.cluster) {
-        for metric in metrics {
-            generated.push(ApiQuery {
-                metric: metric.clone(),
-                host: host.clone(),
-                ..ApiQuery::default()
-            });
+        .map(|metric| points_of(&ApiQuery::for_host(metric, "")))
+        .fold(0, usize::saturating_add)
+        .saturating_mul(hosts.len());
+    let points = queries
+        .iter()
+        .map(points_of)
+        .fold(generated_points, usize::saturating_add);
+    let points_max = app.config.query_points_max;
+    if points > points_max {
+        return Err(ApiError::BadRequest(format!(
+            "query may return up to {points} points; the limit is {points_max} \
+             (limits.points-per-query): narrow the time range, ask for a coarser resolution \
+             or fewer series, or turn off with-padding"
+        )));
+    }
+    let explicit = queries.len();
+    for host in &hosts {
+        for metric in &metrics {
+            queries.push(ApiQuery::for_host(metric, host));
         }
     }
-    generated
+    Ok(Plan {
+        cluster: request.cluster,
+        generated: queries.len() - explicit,
+        queries,
+        options,
+    })
+}
+
+/// Where the next chunk of a response starts.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    query: usize,
+    entry: usize,
+}
+
+/// Computes and sends the response a chunk at a time. A failure part-way (no turn before
+/// the deadline, a client that stops reading) ends the stream without its last chunk, which
+/// the client sees as a broken response rather than a short one.
+async fn respond(
+    app: Arc<App>,
+    plan: Arc<Plan>,
+    sender: mpsc::Sender<Chunk>,
+    deadline: tokio::time::Instant,
+) {
+    let mut cursor = Some(Cursor::default());
+    while let Some(at) = cursor {
+        let step = {
+            let (app, plan) = (app.clone(), plan.clone());
+            app.clone()
+                .compute(deadline, move || fill(&app.store, &plan, at))
+                .await
+        };
+        let Ok((bytes, next)) = step else {
+            return;
+        };
+        cursor = next;
+        let chunk = Chunk {
+            bytes: bytes.into(),
+            last: next.is_none(),
+        };
+        if !matches!(
+            tokio::time::timeout_at(deadline, sender.send(chunk)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+    }
+}
+
+/// Serializes the response from `at` on until about [`RESPONSE_CHUNK_BYTES`] are ready;
+/// returns them and where the next chunk starts (`None`: this was the last one).
+fn fill(store: &Store, plan: &Plan, at: Cursor) -> (Vec<u8>, Option<Cursor>) {
+    let mut out = Vec::with_capacity(RESPONSE_CHUNK_BYTES * 2);
+    let mut cursor = at;
+    if cursor.query == 0 && cursor.entry == 0 {
+        out.extend_from_slice(b"{");
+        // `omitempty` in cc-metric-store: only present when queries were generated (§1.5).
+        if plan.generated > 0 {
+            let generated = plan.queries.get(plan.queries.len() - plan.generated..);
+            out.extend_from_slice(b"\"queries\":");
+            write_json(&mut out, &generated.unwrap_or_default());
+            out.extend_from_slice(b",");
+        }
+        out.extend_from_slice(b"\"results\":[");
+    }
+    while let Some(query) = plan.queries.get(cursor.query) {
+        if cursor.entry == 0 {
+            if cursor.query > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+        }
+        let mut entry = cursor.entry;
+        let stopped = store.query_each(
+            &plan.cluster,
+            &query.read(),
+            &plan.options,
+            cursor.entry,
+            |result| {
+                if entry > 0 {
+                    out.push(b',');
+                }
+                entry += 1;
+                write_json(&mut out, &Entry(&result));
+                if out.len() >= RESPONSE_CHUNK_BYTES {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        if let Some(entry) = stopped {
+            cursor.entry = entry;
+            return (out, Some(cursor));
+        }
+        out.push(b']');
+        cursor = Cursor {
+            query: cursor.query + 1,
+            entry: 0,
+        };
+        if out.len() >= RESPONSE_CHUNK_BYTES {
+            return (out, Some(cursor));
+        }
+    }
+    // cc-metric-store's trailing newline.
+    out.extend_from_slice(b"]}\n");
+    (out, None)
+}
+
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    // NOTE: serializing these types into memory cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// A piece of a streamed response.
+struct Chunk {
+    bytes: Bytes,
+    last: bool,
+}
+
+/// A response body fed by [`respond`]: ends cleanly after the last chunk, with an error (the
+/// connection is closed mid-response) if the sender gave up before it.
+struct ChunkBody {
+    receiver: mpsc::Receiver<Chunk>,
+    complete: bool,
+}
+
+impl http_body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.complete {
+            return std::task::Poll::Ready(None);
+        }
+        self.receiver.poll_recv(cx).map(|chunk| match chunk {
+            Some(chunk) => {
+                self.complete = chunk.last;
+                Some(Ok(http_body::Frame::data(chunk.bytes)))
+            }
+            None => Some(Err(std::io::Error::other(
+                "the query response could not be completed within the request timeout",
+            ))),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.complete
+    }
+}
+
+impl ApiQuery {
+    /// A query of `metric` on the host level of `host`, as `for-all-nodes` generates them.
+    fn for_host(metric: &str, host: &str) -> Self {
+        Self {
+            metric: metric.to_owned(),
+            host: host.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn read(&self) -> Query<'_> {
+        Query {
+            host: &self.host,
+            metric: &self.metric,
+            kind: self.kind.as_deref(),
+            kind_ids: self.type_ids.as_deref().unwrap_or_default(),
+            subkind: self.subtype.as_deref(),
+            subkind_ids: self.subtype_ids.as_deref().unwrap_or_default(),
+            aggregate: self.aggreg,
+            resolution_s: self.resolution,
+            scale_by: self.scale_by,
+            resampler: self.resampler.map(Into::into),
+        }
+    }
 }
 
 /// Result entries a query will produce, to enforce the series limit before any work.
@@ -164,30 +375,9 @@ fn expected_entries(query: &ApiQuery) -> usize {
     if query.aggreg || query.kind.is_none() {
         1
     } else if query.subtype.is_some() {
-        ids * subids
+        ids.saturating_mul(subids)
     } else {
         ids
-    }
-}
-
-struct QueryResponse<'a> {
-    queries: Option<&'a Vec<ApiQuery>>,
-    results: &'a [Vec<SeriesResult>],
-}
-
-impl Serialize for QueryResponse<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        if let Some(queries) = self.queries {
-            map.serialize_entry("queries", queries)?;
-        }
-        let results: Vec<Vec<Entry<'_>>> = self
-            .results
-            .iter()
-            .map(|entries| entries.iter().map(Entry).collect())
-            .collect();
-        map.serialize_entry("results", &results)?;
-        map.end()
     }
 }
 
@@ -290,20 +480,84 @@ mod tests {
             },
         });
         let error: SeriesResult = Err(QueryError::NotFound);
-        let results = vec![vec![ok, empty, error]];
-        let text = serde_json::to_string(&QueryResponse {
-            queries: None,
-            results: &results,
-        })
-        .unwrap();
+        let text: Vec<String> = [ok, empty, error]
+            .iter()
+            .map(|result| serde_json::to_string(&Entry(result)).unwrap())
+            .collect();
         assert_eq!(
-            text,
+            text.join(","),
             concat!(
-                r#"{"results":[[{"data":[0.52,null,0.7],"from":100,"to":280,"resolution":60,"avg":0.61,"min":0.52,"max":0.7},"#,
+                r#"{"data":[0.52,null,0.7],"from":100,"to":280,"resolution":60,"avg":0.61,"min":0.52,"max":0.7},"#,
                 r#"{"from":5,"to":5,"resolution":60,"avg":null,"min":null,"max":null},"#,
-                r#"{"error":"metric or host not found","from":0,"to":0,"resolution":0,"avg":null,"min":null,"max":null}]]}"#
+                r#"{"error":"metric or host not found","from":0,"to":0,"resolution":0,"avg":null,"min":null,"max":null}"#
             )
         );
+    }
+
+    #[test]
+    fn a_response_streamed_in_chunks_is_the_whole_response() {
+        // Chunks end inside a query (many type-ids) and between queries; joined, they must
+        // be exactly the JSON of every entry in order.
+        let store = Store::new(strata_store::StoreConfig::auto(60));
+        let mut batch = strata_store::WriteBatch::new();
+        let ids: Vec<String> = (0..5).map(|id| id.to_string()).collect();
+        for id in &ids {
+            let level = [
+                strata_store::LevelName::new("hwthread", id),
+                Default::default(),
+            ];
+            for step in 0..4000 {
+                batch.push("c", "h", level, "m", 60 * step, step as f32 / 7.0);
+            }
+        }
+        store.write(&batch, 60 * 4000);
+        let by_thread = ApiQuery {
+            kind: Some("hwthread".into()),
+            type_ids: Some(ids),
+            ..ApiQuery::for_host("m", "h")
+        };
+        let plan = Plan {
+            cluster: "c".into(),
+            queries: vec![by_thread.clone(), ApiQuery::for_host("m", "h"), by_thread],
+            generated: 1,
+            options: ReadOptions {
+                from_s: 0,
+                to_s: 60 * 4000,
+                with_stats: true,
+                with_data: true,
+                with_padding: true,
+                resampler: Default::default(),
+            },
+        };
+        let (mut text, mut cursor, mut chunks) = (Vec::new(), Some(Cursor::default()), 0);
+        while let Some(at) = cursor {
+            let (bytes, next) = fill(&store, &plan, at);
+            text.extend(bytes);
+            cursor = next;
+            chunks += 1;
+        }
+        assert!(chunks >= 4, "{chunks} chunks");
+        let results: Vec<Vec<String>> = plan
+            .queries
+            .iter()
+            .map(|q| {
+                let entries = store.query("c", &q.read(), &plan.options);
+                entries
+                    .iter()
+                    .map(|e| serde_json::to_string(&Entry(e)).unwrap())
+                    .collect()
+            })
+            .collect();
+        let results: Vec<String> = results
+            .iter()
+            .map(|r| format!("[{}]", r.join(",")))
+            .collect();
+        let expected = format!(
+            "{{\"queries\":[{}],\"results\":[{}]}}\n",
+            serde_json::to_string(&plan.queries[2]).unwrap(),
+            results.join(",")
+        );
+        assert_eq!(String::from_utf8(text).unwrap(), expected);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Telemetry {
     pub samples_dropped: Family<ReasonLabel, Counter>,
     unknown_metric_samples: Family<MetricLabel, Counter>,
     pub body_bytes: Counter,
+    pub compute_refused: Counter,
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
+    pub accept_errors: Counter,
     pub responses: Family<ResponseLabel, Counter>,
     pub request_seconds: HistogramFamily,
     pub retention_freed_buffers: Counter,
@@ -92,6 +96,10 @@ impl Telemetry {
             samples_dropped: Family::default(),
             unknown_metric_samples: Family::default(),
             body_bytes: Counter::default(),
+            compute_refused: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            accept_errors: Counter::default(),
             responses: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             retention_freed_buffers: Counter::default(),
@@ -146,6 +154,27 @@ impl Telemetry {
             "ingest_body_bytes",
             "Request body bytes read by /api/write, after decompression",
             telemetry.body_bytes.clone(),
+        );
+        r.register(
+            "http_compute_refused",
+            "Query, healthcheck and debug requests refused with 503: no turn within the \
+             request timeout (limits.concurrent-queries)",
+            telemetry.compute_refused.clone(),
+        );
+        r.register(
+            "http_connections",
+            "Open client connections",
+            telemetry.connections_open.clone(),
+        );
+        r.register(
+            "http_connections_refused",
+            "Connections answered 503 and closed because limits.connections were open",
+            telemetry.connections_refused.clone(),
+        );
+        r.register(
+            "http_accept_errors",
+            "Failed accepts (e.g. out of file descriptors)",
+            telemetry.accept_errors.clone(),
         );
         r.register(
             "http_responses",

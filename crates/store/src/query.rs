@@ -12,8 +12,9 @@ use crate::level::Level;
 use crate::metric::{Aggregation, MetricConfig, MetricId};
 use crate::resample::{NotAMultiple, Resampler, ResamplerKind};
 use crate::store::Store;
+use std::ops::ControlFlow;
 
-/// Most points one result may hold. Front padding is what can exceed it: a query with
+/// Most points one result may hold. Front padding is what usually exceeds it: a query with
 /// `from: 0` (the default) would otherwise pad tens of millions of nulls.
 pub const POINTS_PER_SERIES_MAX: usize = 1 << 20;
 
@@ -164,30 +165,93 @@ impl Store {
         query: &Query<'_>,
         options: &ReadOptions,
     ) -> Vec<SeriesResult> {
+        let mut results = Vec::new();
+        self.query_each(cluster, query, options, 0, |result| {
+            results.push(result);
+            ControlFlow::Continue(())
+        });
+        results
+    }
+
+    /// Answers one query entry by entry, starting at entry `first`, so that a caller can
+    /// stream a response without holding more than one entry: `each` gets every entry in
+    /// order until it breaks. Returns the index of the next entry if `each` broke before
+    /// the end, `None` when every entry was delivered. The host is locked for the call only.
+    pub fn query_each(
+        &self,
+        cluster: &str,
+        query: &Query<'_>,
+        options: &ReadOptions,
+        first: usize,
+        mut each: impl FnMut(SeriesResult) -> ControlFlow<()>,
+    ) -> Option<usize> {
         let selectors = selectors(query);
-        let fail = |error: QueryError| selectors.iter().map(|_| Err(error.clone())).collect();
-        if options.from_s > options.to_s {
-            return fail(QueryError::InvalidTimeRange);
-        }
-        let Some((metric, config)) = self.registry.read().get(query.metric) else {
-            return fail(QueryError::UnknownMetric(query.metric.to_owned()));
+        let selectors = selectors.get(first..).unwrap_or_default();
+        let mut deliver = |index: usize, result: SeriesResult| match each(result) {
+            ControlFlow::Continue(()) => None,
+            ControlFlow::Break(()) => Some(first + index + 1),
         };
-        let Some(host) = self.host(cluster, query.host) else {
-            return fail(QueryError::NotFound);
+        let found = if options.from_s > options.to_s {
+            Err(QueryError::InvalidTimeRange)
+        } else {
+            self.registry
+                .read()
+                .get(query.metric)
+                .ok_or_else(|| QueryError::UnknownMetric(query.metric.to_owned()))
+                .and_then(|metric| {
+                    let host = self.host(cluster, query.host).ok_or(QueryError::NotFound)?;
+                    Ok((metric, host))
+                })
+        };
+        let ((metric, config), host) = match found {
+            Ok(found) => found,
+            Err(error) => {
+                return (0..selectors.len()).find_map(|index| deliver(index, Err(error.clone())));
+            }
         };
         let root = host.root.read();
         let mut resampler = options.resampler;
         if let Some(kind) = query.resampler {
             resampler.kind = kind;
         }
-        selectors
-            .iter()
-            .map(|selector| {
-                let mut found = Vec::new();
-                collect(&root, selector, metric, &mut found);
-                read_series(&found, config, query, options, resampler)
-            })
-            .collect()
+        selectors.iter().enumerate().find_map(|(index, selector)| {
+            let mut found = Vec::new();
+            collect(&root, selector, metric, &mut found);
+            deliver(
+                index,
+                read_series(&found, config, query, options, resampler),
+            )
+        })
+    }
+
+    /// Most points one entry of `query` can hold, from the time range, the metric's
+    /// frequency and the resolution alone, before anything is read or allocated: what a
+    /// per-request points budget is checked against. 0 when no data is returned.
+    pub fn points_bound(&self, query: &Query<'_>, options: &ReadOptions) -> usize {
+        if !options.with_data || options.from_s > options.to_s {
+            return 0;
+        }
+        let Some((_, config)) = self.registry.read().get(query.metric) else {
+            return 0;
+        };
+        let frequency_s = config.frequency_s.max(1);
+        let window_s = options.to_s.saturating_sub(options.from_s);
+        // One point per step of the window, plus a partial step at either end.
+        let native = (window_s / frequency_s).saturating_add(2);
+        let resolution_s = query.resolution_s;
+        // Resampled data has one point per step of the resolution, or stays as it is when it
+        // is shorter than the resampler's minimum. Padding is not bounded that way: a series
+        // too short to resample is padded in native steps.
+        let points = if !options.with_padding
+            && resolution_s > frequency_s
+            && resolution_s % frequency_s == 0
+        {
+            let resampled = (window_s / resolution_s).saturating_add(2);
+            native.min(resampled.max(options.resampler.minimum_points as i64))
+        } else {
+            native
+        };
+        usize::try_from(points).map_or(POINTS_PER_SERIES_MAX, |p| p.min(POINTS_PER_SERIES_MAX))
     }
 }
 
@@ -282,6 +346,12 @@ fn read_series(
     };
     let (resampled, resolution_s) = resampler.resample(&data, frequency_s, query.resolution_s)?;
     let mut data = resampled.unwrap_or(data);
+    if data.len() > POINTS_PER_SERIES_MAX {
+        return Err(QueryError::TooManyPoints {
+            points: data.len(),
+            max: POINTS_PER_SERIES_MAX,
+        });
+    }
     let mut stats = if options.with_stats {
         Stats::of(&data)
     } else {
@@ -293,7 +363,7 @@ fn read_series(
             *value = scale(*value, factor)?;
         }
     }
-    if options.with_padding {
+    if options.with_padding && options.with_data {
         // NOTE: cc-metric-store counts padding in native steps even for resampled data, which
         // misplaces resampled series; Strata pads in steps of the returned resolution.
         let padding = from_s.div_euclid(resolution_s) - options.from_s.div_euclid(resolution_s);

@@ -91,6 +91,15 @@ pub const DEFAULT_NAME_BYTES_MAX: usize = 256;
 pub const DEFAULT_QUERY_SERIES_MAX: usize = 100_000;
 /// Default `limits.request-timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `limits.points-per-query`: ~ a week at 60 s for 64 nodes × 20 metrics, padded,
+/// with room to spare; a few hundred MB of JSON, streamed.
+pub const DEFAULT_QUERY_POINTS_MAX: usize = 50_000_000;
+/// Default `limits.concurrent-queries`.
+pub const DEFAULT_CONCURRENT_QUERIES: usize = 8;
+/// Default `limits.header-timeout` (cc-metric-store's read timeout is 30 s).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `limits.connections`.
+pub const DEFAULT_CONNECTIONS_MAX: usize = 1024;
 
 /// Largest configuration (or `<name>-file`) file read: 16 MiB. Real files are a few KiB even
 /// with thousands of metrics; the cap only stops a wrong path (a device, a log file) from
@@ -155,6 +164,10 @@ const LIMITS_KEYS: &[&str] = &[
     "name-length",
     "series-per-query",
     "request-timeout",
+    "points-per-query",
+    "concurrent-queries",
+    "header-timeout",
+    "connections",
 ];
 
 const TLS_NOT_SUPPORTED: &str = "TLS is not supported yet; terminate TLS in a reverse proxy";
@@ -307,6 +320,15 @@ pub struct LimitsSection {
     pub query_series_max: usize,
     /// `request-timeout`: longest time one HTTP request may take.
     pub request_timeout: Duration,
+    /// `points-per-query`: most data points one query request may return.
+    pub query_points_max: usize,
+    /// `concurrent-queries`: most query, healthcheck and debug computations at once.
+    pub concurrent_queries: usize,
+    /// `header-timeout`: longest wait for a request's headers, also between the requests
+    /// of a kept-alive connection.
+    pub header_timeout: Duration,
+    /// `connections`: most open client connections.
+    pub connections_max: usize,
 }
 
 impl Default for CheckpointsSection {
@@ -338,6 +360,10 @@ impl Default for LimitsSection {
             name_bytes_max: DEFAULT_NAME_BYTES_MAX,
             query_series_max: DEFAULT_QUERY_SERIES_MAX,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            query_points_max: DEFAULT_QUERY_POINTS_MAX,
+            concurrent_queries: DEFAULT_CONCURRENT_QUERIES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            connections_max: DEFAULT_CONNECTIONS_MAX,
         }
     }
 }
@@ -1286,5 +1312,17 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
         request_timeout: section
             .duration("request-timeout")?
             .unwrap_or(defaults.request_timeout),
+        query_points_max: section
+            .count("points-per-query")?
+            .unwrap_or(defaults.query_points_max),
+        concurrent_queries: section
+            .count("concurrent-queries")?
+            .unwrap_or(defaults.concurrent_queries),
+        header_timeout: section
+            .duration("header-timeout")?
+            .unwrap_or(defaults.header_timeout),
+        connections_max: section
+            .count("connections")?
+            .unwrap_or(defaults.connections_max),
     })
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use strata_server::durability::{Durability, DurabilityConfig, RecoveryReport};
 use strata_server::ingest::IngestLimits;
+use strata_server::listen::ConnectionLimits;
 use strata_server::maintenance::Schedule;
 use strata_server::{App, ServerConfig};
 use strata_store::{Store, StoreConfig};
@@ -178,6 +179,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             request_timeout: limits.request_timeout,
         },
         query_series_max: limits.query_series_max,
+        query_points_max: limits.query_points_max,
+        concurrent_queries: limits.concurrent_queries,
         request_body_bytes_max: REQUEST_BODY_BYTES_MAX,
         resampler: config.store.resampling,
     };
@@ -207,10 +210,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         memory_cap_bytes = config.store.memory_cap_bytes.unwrap_or(0),
         "strata listening"
     );
-    axum::serve(listener, strata_server::router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let connections = ConnectionLimits {
+        connections_max: connections_max(limits.connections_max),
+        header_timeout: limits.header_timeout,
+    };
+    strata_server::listen::serve(listener, app, connections, shutdown_signal()).await;
     for task in maintenance {
         task.abort();
     }
@@ -233,6 +237,41 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// Largest query, free or healthcheck body (axum's `DefaultBodyLimit`; 413 with the JSON
 /// error beyond it). A query for thousands of series is a few hundred KiB.
 const REQUEST_BODY_BYTES_MAX: usize = 64 << 20;
+
+/// File descriptors kept free of client connections: WAL segments, snapshot files (one per
+/// host file written at a time), the listener, and room for the operator's tools.
+const RESERVED_DESCRIPTORS: usize = 64;
+
+/// `limits.connections`, lowered to what the open-files limit (`ulimit -n`) leaves after
+/// [`RESERVED_DESCRIPTORS`]: beyond it, connections would take the descriptors a snapshot
+/// needs ("Too many open files").
+fn connections_max(configured: usize) -> usize {
+    let Some(open_files) = open_files_limit() else {
+        return configured;
+    };
+    let available = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    if configured > available {
+        tracing::warn!(
+            configured,
+            open_files,
+            effective = available,
+            "limits.connections is lowered to fit the open-files limit (ulimit -n)"
+        );
+    }
+    configured.min(available)
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` when unknown or
+/// unlimited.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
 
 /// WAL growth after which a snapshot is taken even before `checkpoint-interval`: at ~5 bytes
 /// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.

@@ -173,6 +173,10 @@ fn compat_example_parses_to_expected_values() {
                 name_bytes_max: 256,
                 query_series_max: 100_000,
                 request_timeout: Duration::from_secs(60),
+                query_points_max: 50_000_000,
+                concurrent_queries: 8,
+                header_timeout: Duration::from_secs(30),
+                connections_max: 1024,
             },
         },
     };
@@ -248,7 +252,8 @@ fn strata_keys_parse() {
         "/metric-store/limits",
         json!({
             "body-size": "1GB", "line-length": 1024, "tags-per-line": 8, "name-length": "1KiB",
-            "series-per-query": 5, "request-timeout": "2m30s"
+            "series-per-query": 5, "request-timeout": "2m30s", "points-per-query": 7,
+            "concurrent-queries": 2, "header-timeout": "1s", "connections": 9
         }),
     );
     set(&mut document, "/metric-store/num-workers", json!(3));
@@ -302,6 +307,10 @@ fn strata_keys_parse() {
             name_bytes_max: 1024,
             query_series_max: 5,
             request_timeout: Duration::from_secs(150),
+            query_points_max: 7,
+            concurrent_queries: 2,
+            header_timeout: Duration::from_secs(1),
+            connections_max: 9,
         }
     );
     assert_eq!(store.num_workers, 3);
@@ -818,6 +827,34 @@ fn invalid_store_values() {
             "metric-store.limits",
             "request-timeout",
             "must be greater than zero, found \"0s\"",
+        ),
+        (
+            "/metric-store/limits/points-per-query",
+            json!(0),
+            "metric-store.limits",
+            "points-per-query",
+            "must be greater than 0",
+        ),
+        (
+            "/metric-store/limits/concurrent-queries",
+            json!(0),
+            "metric-store.limits",
+            "concurrent-queries",
+            "must be greater than 0",
+        ),
+        (
+            "/metric-store/limits/header-timeout",
+            json!("0s"),
+            "metric-store.limits",
+            "header-timeout",
+            "must be greater than zero, found \"0s\"",
+        ),
+        (
+            "/metric-store/limits/connections",
+            json!(0),
+            "metric-store.limits",
+            "connections",
+            "must be greater than 0",
         ),
     ];
     for (pointer, value, expected_section, expected_key, expected_reason) in cases {
