@@ -4,7 +4,8 @@
 //! The body is streamed: each chunk is parsed as it arrives, complete lines at once and a
 //! partial last line carried to the next chunk, so memory per request is bounded by the
 //! chunk size plus one line, whatever the body size. Decoded samples collect in a
-//! [`WriteBatch`] that is committed every [`BATCH_SAMPLES_MAX`] samples and at the end.
+//! [`WriteBatch`] that is committed every [`BATCH_SAMPLES_MAX`] samples or
+//! [`BATCH_TEXT_BYTES_MAX`] bytes of names, mid-chunk if need be, and at the end.
 //!
 //! Every valid line is stored. Invalid lines are counted and the first few reported with
 //! their line number in a 400 response (decision 2); they never stop the rest of the body.

@@ -14,6 +14,10 @@
 //!
 //! With a JWT public key configured, every `/api/` route requires an EdDSA bearer token.
 //!
+//! [`listen::serve`] accepts the connections (header timeout, connection limit, graceful
+//! shutdown). Queries, healthchecks and dumps are computed on blocking threads, a bounded
+//! number at a time ([`App::compute`]).
+//!
 //! Ingest order is decode → [`App::commit`] (WAL append, then apply to memory) → acknowledge.
 //! `commit` is the one place a batch enters the store.
 
