@@ -100,24 +100,32 @@ const RESPONSE_CHUNKS_QUEUED: usize = 2;
 /// not decide the memory it takes.
 pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let deadline = app.deadline();
-    let plan = {
+    let (plan, first, next) = {
         let app = app.clone();
         app.clone()
-            .compute(deadline, move || plan(&app, &body))
+            .compute(deadline, move || {
+                let plan = plan(&app, &body)?;
+                let (first, next) = fill(&app.store, &plan, Cursor::default());
+                Ok::<_, ApiError>((plan, first, next))
+            })
             .await??
     };
-    let plan = Arc::new(plan);
+    let headers = [(header::CONTENT_TYPE, "application/json")];
+    let Some(next) = next else {
+        // It fit in one chunk: an ordinary response with a length.
+        return Ok((StatusCode::OK, headers, first).into_response());
+    };
     let (sender, receiver) = mpsc::channel(RESPONSE_CHUNKS_QUEUED);
-    tokio::spawn(respond(app, plan, sender, deadline));
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::new(ChunkBody {
-            receiver,
-            complete: false,
-        }),
-    )
-        .into_response())
+    let first = Chunk {
+        bytes: first.into(),
+        last: false,
+    };
+    tokio::spawn(respond(app, Arc::new(plan), sender, deadline, first, next));
+    let body = Body::new(ChunkBody {
+        receiver,
+        complete: false,
+    });
+    Ok((StatusCode::OK, headers, body).into_response())
 }
 
 /// A request checked against the limits, with `for-all-nodes` expanded.
@@ -203,17 +211,30 @@ struct Cursor {
     entry: usize,
 }
 
-/// Computes and sends the response a chunk at a time. A failure part-way (no turn before
-/// the deadline, a client that stops reading) ends the stream without its last chunk, which
-/// the client sees as a broken response rather than a short one.
+/// Sends `first`, then computes and sends the rest of the response a chunk at a time from
+/// `next`. A failure part-way (no turn before the deadline, a client that stops reading)
+/// ends the stream without its last chunk, which the client sees as a broken response
+/// rather than a short one.
 async fn respond(
     app: Arc<App>,
     plan: Arc<Plan>,
     sender: mpsc::Sender<Chunk>,
     deadline: tokio::time::Instant,
+    first: Chunk,
+    next: Cursor,
 ) {
-    let mut cursor = Some(Cursor::default());
-    while let Some(at) = cursor {
+    let mut chunk = first;
+    let mut cursor = Some(next);
+    loop {
+        if !matches!(
+            tokio::time::timeout_at(deadline, sender.send(chunk)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        let Some(at) = cursor else {
+            return;
+        };
         let step = {
             let (app, plan) = (app.clone(), plan.clone());
             app.clone()
@@ -224,16 +245,10 @@ async fn respond(
             return;
         };
         cursor = next;
-        let chunk = Chunk {
+        chunk = Chunk {
             bytes: bytes.into(),
             last: next.is_none(),
         };
-        if !matches!(
-            tokio::time::timeout_at(deadline, sender.send(chunk)).await,
-            Ok(Ok(()))
-        ) {
-            return;
-        }
     }
 }
 

@@ -148,7 +148,8 @@ impl Connection {
         }
     }
 
-    /// Sends `GET target` with a JSON body and reads one response with a Content-Length.
+    /// Sends `GET target` with a JSON body and reads one response, with a Content-Length
+    /// or chunked (large query responses are streamed).
     fn get(&mut self, target: &str, body: &str) -> (u16, String) {
         let request = format!(
             "GET {target} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -166,20 +167,40 @@ impl Connection {
             .and_then(|s| s.parse().ok())
             .expect("status code");
         let mut length = 0usize;
+        let mut chunked = false;
         loop {
             line.clear();
             self.reader.read_line(&mut line).expect("header line");
             if line == "\r\n" {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().expect("content length");
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("content length");
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = value.trim().eq_ignore_ascii_case("chunked");
+                }
             }
         }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).expect("response body");
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.reader.read_exact(&mut body[start..]).expect("chunk");
+                line.clear();
+                self.reader.read_line(&mut line).expect("chunk end");
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body).expect("response body");
+        }
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 }
