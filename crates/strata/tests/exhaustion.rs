@@ -385,3 +385,40 @@ fn heavy_reads_wait_for_a_turn_off_the_async_workers() {
     let count = metric_value(&server.metrics(), "strata_http_compute_refused_total");
     assert_eq!(count, Some(f64::from(refused)));
 }
+
+#[test]
+fn sigterm_finishes_a_streamed_response_and_closes_idle_connections() {
+    // Goal (item 11): the accept loop keeps the shutdown order main relies on: on SIGTERM it
+    // stops accepting, closes idle connections, lets a response in flight finish (here a
+    // streamed one of ~50 MB), and only then is the final snapshot written.
+    let mut server = Server::start();
+    let t = minutes_ago(5);
+    server.write_ok(C, &format!("m,hostname=h1 value=1 {t}\n"));
+    let mut idle = connect(&server, Duration::from_secs(20));
+    let query = json!({"metric": "m", "host": "h1"});
+    let request = json!({"cluster": C, "from": t - 1_000_000 * 60, "to": t + 60,
+                         "queries": vec![query; 10]});
+    let addr = server.addr.clone();
+    let reader = std::thread::spawn(move || {
+        common::http(
+            &addr,
+            "POST",
+            "/api/query",
+            &[],
+            request.to_string().as_bytes(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    read_until_closed(&mut idle);
+    let response = reader.join().expect("reader");
+    response.assert_status(200);
+    let body = response.json();
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(10));
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("strata ignored SIGTERM; log:\n{}", server.log()));
+    let log = server.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("final snapshot written"), "{log}");
+}
