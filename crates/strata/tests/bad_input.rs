@@ -7,11 +7,8 @@
 
 mod common;
 
-use common::{Server, assert_data, minutes_ago, send_raw, xorshift_bytes};
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use common::{Server, assert_data, gzip, minutes_ago, send_raw, xorshift_bytes};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::time::Duration;
 
 const C: &str = "alex";
@@ -199,12 +196,6 @@ fn crlf_line_endings_comments_and_blank_lines_are_accepted() {
     assert_data(&stored["data"], &[Some(1.0), Some(2.0), Some(3.0)]);
     // A body of only comments and blank lines is a successful no-op.
     server.write_ok(C, "# nothing here\r\n\r\n\n");
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).expect("gzip");
-    encoder.finish().expect("gzip")
 }
 
 #[test]

@@ -7,9 +7,7 @@
 
 mod common;
 
-use common::{Server, metric_value, minutes_ago};
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use common::{Server, gzip, metric_value, minutes_ago};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,12 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const C: &str = "alex";
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).expect("gzip");
-    encoder.finish().expect("gzip")
-}
 
 fn resident_bytes(server: &Server) -> f64 {
     metric_value(&server.metrics(), "strata_process_resident_memory_bytes")

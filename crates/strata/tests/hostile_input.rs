@@ -7,19 +7,10 @@
 
 mod common;
 
-use common::{Server, assert_data, assert_number, metric_value, minutes_ago};
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use common::{Server, assert_data, assert_number, gzip, metric_value, minutes_ago};
 use serde_json::{Value, json};
-use std::io::Write;
 
 const C: &str = "alex";
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).expect("gzip");
-    encoder.finish().expect("gzip")
-}
 
 /// Queries `metric` on host `h1` over `[from, to)` without padding and returns the entry.
 fn read(server: &Server, metric: &str, from: i64, to: i64, scale_by: Option<f64>) -> Value {

@@ -681,6 +681,13 @@ pub fn log_fields(log: &str, message: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// `bytes` gzip-compressed, as a write body with `Content-Encoding: gzip`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
 /// A deterministic xorshift64 byte stream, for garbage input.
 pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.max(1);
