@@ -76,7 +76,7 @@ pub async fn debug(
     Query(params): Query<DebugParams>,
 ) -> Result<Response, ApiError> {
     let store = app.store.clone();
-    app.compute(app.deadline(), move || {
+    app.compute(app.turn_deadline(), move || {
         let selector = params.selector.unwrap_or_default();
         let path: Vec<&str> = selector.split(':').filter(|s| !s.is_empty()).collect();
         let tree = store
@@ -142,7 +142,7 @@ pub const HEALTH_CHECKS_MAX: usize = 1_000_000;
 /// Health of each requested node for the expected metrics (v1.5 form), on a blocking thread.
 pub async fn healthcheck(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let store = app.store.clone();
-    app.compute(app.deadline(), move || {
+    app.compute(app.turn_deadline(), move || {
         let mut request: HealthRequest = decode_json(&body)
             .map_err(|e| ApiError::BadRequest(format!("parsing request body failed: {e}")))?;
         // Each node is answered once anyway (the answer is keyed by node); a metric named

@@ -178,7 +178,7 @@ impl App {
 
     /// Runs CPU-heavy read work (a query, a healthcheck, a dump) on a blocking thread, so
     /// that it never holds an async worker, at most [`ServerConfig::concurrent_queries`] at a
-    /// time. Waits for a turn until `deadline`, then answers 503.
+    /// time. Waits for a turn until `deadline` (see [`App::turn_deadline`]), then answers 503.
     pub async fn compute<T: Send + 'static>(
         &self,
         deadline: tokio::time::Instant,
@@ -190,8 +190,8 @@ impl App {
             Ok(Err(_)) | Err(_) => {
                 self.telemetry.compute_refused.inc();
                 return Err(ApiError::Busy(format!(
-                    "{} queries are being computed and none finished within the request \
-                     timeout (limits.concurrent-queries); retry later",
+                    "{} queries are being computed and none finished within half the \
+                     request timeout (limits.concurrent-queries); retry later",
                     self.config.concurrent_queries
                 )));
             }
@@ -208,6 +208,13 @@ impl App {
     /// The deadline of a request that starts now.
     pub fn deadline(&self) -> tokio::time::Instant {
         tokio::time::Instant::now() + self.config.ingest.request_timeout
+    }
+
+    /// How long a request that starts now waits for a turn to [`App::compute`]: half the
+    /// request timeout, so that a request refused for want of a turn is told so (503, retry)
+    /// rather than timing out (408).
+    pub fn turn_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.config.ingest.request_timeout / 2
     }
 
     /// An empty batch, reused if one is spare.
@@ -262,9 +269,8 @@ pub fn now_s() -> i64 {
 /// All routes, with authentication and request metrics.
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = axum::extract::DefaultBodyLimit::max(app.config.request_body_bytes_max);
-    let api = Router::new()
-        .route("/api/write", post(ingest::write))
-        .route("/api/write/", post(ingest::write))
+    // The write handler keeps its own deadline (its 408 says how many lines were stored).
+    let reads = Router::new()
         .route("/api/query", get(query::query).post(query::query))
         .route("/api/query/", get(query::query).post(query::query))
         .route("/api/free", post(admin::free))
@@ -279,6 +285,11 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/healthcheck/",
             get(admin::healthcheck).post(admin::healthcheck),
         )
+        .layer(middleware::from_fn_with_state(app.clone(), within_deadline));
+    let api = Router::new()
+        .route("/api/write", post(ingest::write))
+        .route("/api/write/", post(ingest::write))
+        .merge(reads)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .merge(api)
@@ -303,6 +314,21 @@ async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next)
         }
     }
     next.run(request).await
+}
+
+/// Answers 408 when a request has not produced its response (body received, turn waited
+/// for, answer computed) within `request-timeout`: a body sent a byte at a time held its
+/// connection for as long as the client liked. A streamed response, once started, has its own
+/// deadline.
+async fn within_deadline(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let timeout = app.config.ingest.request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("request not completed within {timeout:?} (limits.request-timeout)"),
+        ),
+    }
 }
 
 /// Longest error text taken over from a response that axum or a handler produced as plain

@@ -103,7 +103,7 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
     let (plan, first, next) = {
         let app = app.clone();
         app.clone()
-            .compute(deadline, move || {
+            .compute(app.turn_deadline(), move || {
                 let plan = plan(&app, &body)?;
                 let (first, next) = fill(&app.store, &plan, Cursor::default());
                 Ok::<_, ApiError>((plan, first, next))
