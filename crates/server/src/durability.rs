@@ -414,15 +414,16 @@ impl Durability {
             generation,
             ..SnapshotReport::default()
         };
+        let mut packs = snapshot::PackWriter::new(&directory)?;
         for (cluster, host) in &hosts {
             // A host can vanish between listing and copying (freed empty): nothing to write.
             let Some(image) = store.export_host(cluster, host) else {
                 continue;
             };
-            report.bytes += snapshot::write_host(&directory, &image)?;
+            packs.add(&image)?;
             report.hosts += 1;
         }
-        fs::create_dir_all(&directory).map_err(|e| directory_error(&directory, e))?;
+        report.bytes = packs.finish()?;
         snapshot::finish_generation(&directory, generation, report.hosts, now_s)?;
         self.generation.store(generation, Ordering::Relaxed);
         snapshot::remove_generations_before(&root, generation)?;
@@ -585,8 +586,8 @@ fn quarantine(directory: &Path, path: &Path) {
     }
 }
 
-/// Loads every host file of a generation, `workers` at a time; damaged ones are reported and
-/// quarantined.
+/// Loads every snapshot file of a generation, `workers` at a time; damaged ones are reported
+/// and quarantined (the intact hosts before the damage in a file are loaded).
 fn load_generation(
     generation: &snapshot::Generation,
     store: &Store,
@@ -596,6 +597,7 @@ fn load_generation(
 ) {
     let next = AtomicU64::new(0);
     let samples = AtomicU64::new(0);
+    let hosts = AtomicU64::new(0);
     let damaged = std::sync::Mutex::new(Vec::new());
     let progress = Progress::new("loading snapshots", generation.files.len() as u64);
     std::thread::scope(|scope| {
@@ -606,18 +608,18 @@ fn load_generation(
                     let Some(path) = generation.files.get(index) else {
                         break;
                     };
-                    match snapshot::load_host(path) {
-                        Ok(image) => {
-                            let imported = store.import_host(image);
-                            samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
-                            progress.advance(1, imported.slots as u64);
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "snapshot file damaged: this host's data up to the snapshot is lost");
-                            quarantine(directory, path);
-                            if let Ok(mut list) = damaged.lock() {
-                                list.push(error.to_string());
-                            }
+                    let loaded = snapshot::load_file(path, |image| {
+                        let imported = store.import_host(image);
+                        hosts.fetch_add(1, Ordering::Relaxed);
+                        samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
+                        progress.advance(0, imported.slots as u64);
+                    });
+                    progress.advance(1, 0);
+                    if let Err(error) = loaded {
+                        tracing::error!(%error, "snapshot file damaged: the data of the hosts from the damage on, up to the snapshot, is lost");
+                        quarantine(directory, path);
+                        if let Ok(mut list) = damaged.lock() {
+                            list.push(error.to_string());
                         }
                     }
                 }
@@ -625,23 +627,22 @@ fn load_generation(
         }
     });
     progress.finish();
-    report.hosts = generation.files.len();
+    report.hosts = hosts.into_inner() as usize;
     report.snapshot_samples = samples.into_inner();
     report
         .damaged_snapshots
         .extend(damaged.into_inner().unwrap_or_default());
     if let Manifest::Valid { hosts } = generation.manifest
-        && generation.files.len() != hosts
+        && report.hosts != hosts
     {
         tracing::error!(
             expected = hosts,
-            found = generation.files.len(),
-            "snapshot generation is missing host files"
+            loaded = report.hosts,
+            "snapshot generation is missing hosts"
         );
         report.damaged_snapshots.push(format!(
-            "generation {}: {} of {hosts} host files found",
-            generation.number,
-            generation.files.len()
+            "generation {}: {} of {hosts} hosts loaded",
+            generation.number, report.hosts
         ));
     }
 }

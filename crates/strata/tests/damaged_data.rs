@@ -115,7 +115,7 @@ fn a_damaged_manifest_loses_nothing_and_check_fails() {
             report.stdout
         );
         assert!(
-            report.stdout.contains("2 of 2 host files readable"),
+            report.stdout.contains("2 hosts readable"),
             "{damage}: {}",
             report.stdout
         );
