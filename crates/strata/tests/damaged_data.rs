@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{Server, minutes_ago, run_strata};
+use common::{Server, files_under, minutes_ago, run_strata};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 const CLUSTER: &str = "dmg";
@@ -65,22 +65,6 @@ fn manifest(server: &Server) -> PathBuf {
         .collect();
     assert_eq!(generations.len(), 1, "{generations:?}");
     generations[0].join("MANIFEST")
-}
-
-fn files_under(directory: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(directory) else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// Issue 6 item 1: one damaged byte in the MANIFEST (or a cut-off or deleted one) made
