@@ -266,8 +266,12 @@ pub struct PackWriter {
 }
 
 impl PackWriter {
-    /// Starts generation directory `directory` (created if missing).
+    /// Starts generation directory `directory`. What an earlier, failed attempt left there is
+    /// removed first: its packs must not be loaded with this generation's.
     pub fn new(directory: &Path) -> Result<Self> {
+        if directory.exists() {
+            remove_generation(directory)?;
+        }
         fs::create_dir_all(directory).map_err(|e| Error::io("creating", directory, e))?;
         Ok(Self {
             directory: directory.to_owned(),
@@ -499,8 +503,7 @@ pub fn remove_generations_before(root: &Path, generation: u64) -> Result<usize> 
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n < generation);
         if older {
-            fs::remove_dir_all(entry.path())
-                .map_err(|e| Error::io("removing", &entry.path(), e))?;
+            remove_generation(&entry.path())?;
             removed += 1;
         }
     }
@@ -508,6 +511,18 @@ pub fn remove_generations_before(root: &Path, generation: u64) -> Result<usize> 
         sync_directory(root)?;
     }
     Ok(removed)
+}
+
+/// Removes a generation directory, its MANIFEST first and durably: a removal cut off half-way
+/// must not leave a generation that looks complete but lacks packs.
+fn remove_generation(directory: &Path) -> Result<()> {
+    let manifest = directory.join(MANIFEST);
+    match fs::remove_file(&manifest) {
+        Ok(()) => sync_directory(directory)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(Error::io("removing", &manifest, error)),
+    }
+    fs::remove_dir_all(directory).map_err(|e| Error::io("removing", directory, e))
 }
 
 /// Writes `bytes` to `path` through a temporary file: write, fsync, rename, fsync directory

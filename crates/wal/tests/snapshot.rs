@@ -278,6 +278,76 @@ fn a_damaged_manifest_that_nothing_depends_on_is_set_aside() {
     assert_eq!(plan.generation.map(|g| g.number), Some(3));
 }
 
+/// Writes an empty WAL segment file for each of `segments` under `root/wal`.
+fn segments(root: &std::path::Path, segments: impl IntoIterator<Item = u64>) -> std::path::PathBuf {
+    let wal = root.join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    for segment in segments {
+        std::fs::write(wal.join(strata_wal::segment_file_name(segment)), b"").unwrap();
+    }
+    wal
+}
+
+/// Writes generation `number`, complete or cut off before its MANIFEST.
+fn generation(root: &std::path::Path, number: u64, complete: bool) {
+    let dir = generation_directory(root, number);
+    let mut packs = PackWriter::new(&dir).unwrap();
+    packs.add(&image("h1")).unwrap();
+    packs.finish().unwrap();
+    if complete {
+        finish_generation(&dir, number, 1, 0).unwrap();
+    }
+}
+
+/// Sequences of snapshots, crashes and damage, and what recovery must load (found in review).
+#[test]
+fn recovery_plans_over_several_generations() {
+    // A generation that was loaded with a damaged MANIFEST got a new one; a later snapshot
+    // cut off above it is passed over, and its WAL replayed.
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 40, true);
+    generation(root.path(), 57, false);
+    let wal = segments(root.path(), 40..=57);
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(40));
+    assert_eq!(plan.replay_from, 40);
+
+    // The removal of the older generation was cut off after its MANIFEST went: the newer one
+    // had been completed, even if its own MANIFEST is damaged now.
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 5, false);
+    damaged_generation(root.path(), 9);
+    let wal = segments(root.path(), 5..=9);
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(9));
+
+    // A first snapshot cut off while a segment of the log is lost: the log is replayed from
+    // its start (the lost segment is damage the replay reports), not the partial snapshot.
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 12, false);
+    let wal = segments(root.path(), (1..12).filter(|&s| s != 5));
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation, None);
+    assert_eq!(plan.replay_from, 1);
+    assert_eq!(plan.set_aside.len(), 1);
+}
+
+/// Under `fsync: off` a failed snapshot can leave packs in a generation directory; the next
+/// attempt at that directory must not load them with its own (found in review).
+#[test]
+fn a_new_generation_clears_what_a_failed_attempt_left() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 9);
+    generation(root.path(), 9, false);
+    std::fs::write(dir.join("000007.snap"), b"stale").unwrap();
+    let mut packs = PackWriter::new(&dir).unwrap();
+    packs.add(&image("h2")).unwrap();
+    packs.finish().unwrap();
+    finish_generation(&dir, 9, 1, 0).unwrap();
+    let files = &list_generations(root.path()).unwrap()[0].files;
+    assert_eq!(files.len(), 1, "{files:?}");
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
