@@ -28,7 +28,7 @@ use strata_store::{Store, WriteBatch, WriteReport};
 use strata_wal::recovery;
 use strata_wal::snapshot::Manifest;
 use strata_wal::{Free, FsyncPolicy, Position, Record, Wal, WalConfig, snapshot};
-use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
+use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock, Semaphore, oneshot};
 
 /// The data directory format this build reads and writes.
 const DATA_FORMAT: u32 = 1;
@@ -89,7 +89,9 @@ pub struct Durability {
     config: DurabilityConfig,
     wal: Option<Wal>,
     /// Held shared from WAL append to apply; exclusively by a snapshot to rotate the WAL.
-    gate: RwLock<()>,
+    /// In an `Arc` so that a write applied on a blocking thread keeps it until it is done,
+    /// even if its request is cancelled meanwhile.
+    gate: Arc<RwLock<()>>,
     appends: Semaphore,
     /// One snapshot at a time. Its guard moves into the blocking work that writes the files,
     /// so a snapshot whose task is aborted (shutdown) holds it until its writer has finished.
@@ -307,7 +309,7 @@ impl Durability {
         let durability = Self {
             config,
             wal,
-            gate: RwLock::new(()),
+            gate: Arc::new(RwLock::new(())),
             appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
             snapshotting: Arc::new(Mutex::new(())),
             // Under `off`, the next generation is numbered past every segment that exists, so
@@ -327,9 +329,9 @@ impl Durability {
         batch: WriteBatch,
         now_s: i64,
     ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
-        let _gate = self.gate.read().await;
+        let gate = self.gate.clone().read_owned().await;
         let Some(wal) = &self.wal else {
-            let (report, batch) = apply(store, batch, now_s).await;
+            let (report, batch) = apply(store, batch, now_s, gate).await;
             return (Ok(report), batch);
         };
         let Ok(_permit) = self.appends.acquire().await else {
@@ -345,7 +347,7 @@ impl Durability {
         );
         match receiver.await {
             Ok((Ok(_), batch)) => {
-                let (report, batch) = apply(store, batch, now_s).await;
+                let (report, batch) = apply(store, batch, now_s, gate).await;
                 (Ok(report), batch)
             }
             Ok((Err(error), batch)) => (Err(error), batch),
@@ -694,14 +696,24 @@ fn load_generation(
 /// `/healthz`; for a small one the thread hop would cost more than the write.
 const BLOCKING_WRITE_SAMPLES: usize = 1024;
 
-/// Applies a logged batch to `store`, on a blocking thread if it is large. Once started it
-/// finishes even if the request is cancelled.
-async fn apply(store: &Arc<Store>, batch: WriteBatch, now_s: i64) -> (WriteReport, WriteBatch) {
+/// Applies a logged batch to `store`, on a blocking thread if it is large, under the apply
+/// gate. Once started it finishes, gate held, even if the request is cancelled: a snapshot
+/// must not rotate the WAL between a logged batch and its application.
+async fn apply(
+    store: &Arc<Store>,
+    batch: WriteBatch,
+    now_s: i64,
+    gate: OwnedRwLockReadGuard<()>,
+) -> (WriteReport, WriteBatch) {
     if batch.len() < BLOCKING_WRITE_SAMPLES {
         return (store.write(&batch, now_s), batch);
     }
     let store = store.clone();
-    let task = tokio::task::spawn_blocking(move || (store.write(&batch, now_s), batch));
+    let task = tokio::task::spawn_blocking(move || {
+        let applied = (store.write(&batch, now_s), batch);
+        drop(gate);
+        applied
+    });
     match task.await {
         Ok(applied) => applied,
         // A panic in the store is a bug: it propagates as it would have inline.
