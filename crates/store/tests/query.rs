@@ -616,3 +616,86 @@ fn children_sampled_a_few_seconds_apart_add_no_phantom_step() {
     assert_eq!(data(&result), [Some(3.0), Some(3.0)]);
     assert_eq!((result.from_s, result.to_s), (100, 120));
 }
+
+#[test]
+fn points_bound_is_never_below_what_a_query_returns() {
+    // The per-request points budget of the server is checked against `points_bound` before
+    // anything is read: it must hold for every window, resolution and padding.
+    let store = store(&[("m", 10, Aggregation::Avg)]);
+    let samples: Vec<(i64, f32)> = (0..3000)
+        .map(|i| (NOW - 40_000 + i * 10, i as f32))
+        .collect();
+    write(&store, "h", hw("0"), "m", &samples);
+    write(&store, "h", hw("1"), "m", &samples[100..2000]);
+    let resampler = Resampler {
+        minimum_points: 50,
+        ..Resampler::default()
+    };
+    for aggregate in [false, true] {
+        for (from, to) in [
+            (NOW - 45_000, NOW),
+            (NOW - 39_995, NOW - 20_003),
+            (NOW - 30_000, NOW - 29_990),
+            (0, NOW),
+            (NOW - 10_000, NOW + 500),
+        ] {
+            for resolution_s in [0, 10, 20, 60, 600, 35] {
+                for with_padding in [false, true] {
+                    let options = ReadOptions {
+                        with_padding,
+                        resampler,
+                        ..options(from, to)
+                    };
+                    let ids = ["0".to_owned(), "1".to_owned()];
+                    let query = Query {
+                        host: "h",
+                        metric: "m",
+                        kind: Some("hwthread"),
+                        kind_ids: &ids,
+                        aggregate,
+                        resolution_s,
+                        ..Query::default()
+                    };
+                    let bound = store.points_bound(&query, &options);
+                    for result in store.query("c", &query, &options).into_iter().flatten() {
+                        let points = result.data.map_or(0, |d| d.len());
+                        assert!(
+                            points <= bound,
+                            "{points} > {bound} for {from}..{to} at {resolution_s}, \
+                             padding {with_padding}, aggregate {aggregate}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn query_each_resumes_where_the_caller_stopped() {
+    let store = store(&[("m", 10, Aggregation::Avg)]);
+    for id in ["0", "1", "2"] {
+        write(&store, "h", hw(id), "m", &[(NOW - 100, id.len() as f32)]);
+    }
+    let ids: Vec<String> = ["0", "x", "1", "2"].iter().map(|s| s.to_string()).collect();
+    let query = Query {
+        host: "h",
+        metric: "m",
+        kind: Some("hwthread"),
+        kind_ids: &ids,
+        ..Query::default()
+    };
+    let all = store.query("c", &query, &options(NOW - 200, NOW));
+    let mut pieces = Vec::new();
+    let mut next = Some(0);
+    while let Some(first) = next {
+        // One entry per call.
+        next = store.query_each("c", &query, &options(NOW - 200, NOW), first, |result| {
+            pieces.push(result);
+            std::ops::ControlFlow::Break(())
+        });
+    }
+    assert_eq!(pieces, all);
+    assert_eq!(all.len(), 4);
+    assert!(matches!(all[1], Err(QueryError::NotFound)));
+}
