@@ -270,6 +270,8 @@ pub struct Server {
     pub addr: String,
     /// Holds the configuration, the logs and the data directory.
     dir: tempfile::TempDir,
+    /// The open-files limit the server runs under, if the test set one.
+    open_files: Option<u32>,
 }
 
 impl Server {
@@ -282,13 +284,28 @@ impl Server {
     /// `main.addr` (a free loopback port), `metric-store.checkpoints.directory` (inside a temp
     /// dir) and, unless given, `retention-in-memory: "48h"` (`memory-cap` is optional).
     pub fn start_with_config(config: &Value) -> Server {
+        Server::start_with(config, None)
+    }
+
+    /// Like [`Server::start_with_config`], with the open-files limit (`ulimit -n`) of the
+    /// server process (and its restarts) set to `open_files`.
+    pub fn start_with_open_files(config: &Value, open_files: u32) -> Server {
+        Server::start_with(config, Some(open_files))
+    }
+
+    fn start_with(config: &Value, open_files: Option<u32>) -> Server {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("creating a temp dir");
             let addr = format!("127.0.0.1:{}", free_port());
             let config_path = write_config(dir.path(), config, &addr);
-            let child = spawn_serve(dir.path(), &config_path);
-            let mut server = Server { child, addr, dir };
+            let child = spawn_serve(dir.path(), &config_path, open_files);
+            let mut server = Server {
+                child,
+                addr,
+                dir,
+                open_files,
+            };
             match server.wait_ready() {
                 Ok(()) => return server,
                 // Another process took the port between picking and binding: try another.
@@ -380,7 +397,7 @@ impl Server {
             .expect("opening earlier-runs.log");
         writeln!(earlier, "----- run ended -----\n{}", self.log()).expect("archiving the log");
         let config = self.dir.path().join("config.json");
-        self.child = spawn_serve(self.dir.path(), &config);
+        self.child = spawn_serve(self.dir.path(), &config, self.open_files);
     }
 
     /// The logs of the runs before the latest [`Server::restart`] or [`Server::respawn`].
@@ -570,11 +587,25 @@ fn write_config(dir: &Path, config: &Value, addr: &str) -> PathBuf {
     path
 }
 
-fn spawn_serve(dir: &Path, config: &Path) -> Child {
-    spawn_strata(
-        dir,
-        &["serve".as_ref(), "--config".as_ref(), config.as_os_str()],
-    )
+fn spawn_serve(dir: &Path, config: &Path, open_files: Option<u32>) -> Child {
+    let args = ["serve".as_ref(), "--config".as_ref(), config.as_os_str()];
+    let Some(open_files) = open_files else {
+        return spawn_strata(dir, &args);
+    };
+    // A shell that sets the limit and then becomes strata (same pid, for signals).
+    let limit = open_files.to_string();
+    let mut shell: Vec<&std::ffi::OsStr> = vec![
+        "-c".as_ref(),
+        "ulimit -n \"$0\" && exec \"$@\"".as_ref(),
+        limit.as_ref(),
+        STRATA.as_ref(),
+    ];
+    shell.extend(args);
+    let stdout = std::fs::File::create(dir.join("stdout.log")).expect("creating stdout.log");
+    let stderr = std::fs::File::create(dir.join("stderr.log")).expect("creating stderr.log");
+    logged_command("sh", dir, &shell, stdout, stderr)
+        .spawn()
+        .expect("spawning strata under sh")
 }
 
 /// Starts `strata <args>` in `dir` with stdout and stderr going to `stdout.log` and
@@ -594,7 +625,18 @@ fn strata_command(
     stdout: std::fs::File,
     stderr: std::fs::File,
 ) -> Command {
-    let mut command = Command::new(STRATA);
+    logged_command(STRATA, dir, args, stdout, stderr)
+}
+
+/// `program <args>` in `dir`, output to the given files, colours off, `RUST_LOG` unset.
+fn logged_command(
+    program: &str,
+    dir: &Path,
+    args: &[impl AsRef<std::ffi::OsStr>],
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+) -> Command {
+    let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(dir)
