@@ -7,6 +7,7 @@
 
 use crate::App;
 use crate::error::error_response;
+use crate::telemetry::LogLimiter;
 use axum::http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -42,6 +43,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.connections_max));
     let refusal = refusal(limits.connections_max).await;
     let graceful = GracefulShutdown::new();
+    let refusal_log = LogLimiter::new(10);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -63,6 +65,14 @@ pub async fn serve(
             app.telemetry.connections_refused.inc();
             // Best effort and never waiting: the socket's send buffer is empty.
             let _ = stream.try_write(&refusal);
+            if let Some(suppressed) = refusal_log.allow(crate::now_s()) {
+                tracing::warn!(
+                    connections_max = limits.connections_max,
+                    suppressed,
+                    "connection refused: limits.connections are open \
+                     (counted in strata_http_connections_refused_total)"
+                );
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

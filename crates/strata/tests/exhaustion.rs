@@ -165,6 +165,13 @@ fn connections_over_the_limit_are_answered_503_and_counted() {
     };
     let count = metric_value(&metrics, "strata_http_connections_refused_total");
     assert!(count.is_some_and(|c| c >= 1.0), "{count:?}");
+    assert!(
+        server
+            .log()
+            .contains("connection refused: limits.connections are open"),
+        "{}",
+        server.log()
+    );
 }
 
 /// Polls the server's resident memory every 20 ms on a thread of its own until `stop` is
