@@ -58,7 +58,7 @@ pub struct ServerConfig {
     /// Most data points one query request may return, counted before any work.
     pub query_points_max: usize,
     /// Most query, healthcheck and debug computations running at once (on blocking threads);
-    /// more wait up to the request timeout and are then refused with 503.
+    /// more wait up to half the request timeout and are then refused with 503.
     pub concurrent_queries: usize,
     /// Largest query, free or healthcheck body.
     pub request_body_bytes_max: usize,

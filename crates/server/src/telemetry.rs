@@ -157,8 +157,8 @@ impl Telemetry {
         );
         r.register(
             "http_compute_refused",
-            "Query, healthcheck and debug requests refused with 503: no turn within the \
-             request timeout (limits.concurrent-queries)",
+            "Query, healthcheck and debug requests refused with 503: no turn within half \
+             the request timeout (limits.concurrent-queries)",
             telemetry.compute_refused.clone(),
         );
         r.register(
