@@ -80,6 +80,18 @@ fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// `/metrics`, as soon as closed connections have freed a place for it (within 10 s).
+fn metrics_once_places_free(server: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match common::try_http(&server.addr, "GET", "/metrics", &[], b"") {
+            Ok(response) if response.status == 200 => return response.text(),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("/metrics not answered after the connections closed: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn idle_and_slow_header_connections_are_closed_after_the_header_timeout() {
     // Goal (item 11): before, an idle socket stayed open for over 95 s and headers sent at a
@@ -155,14 +167,7 @@ fn connections_over_the_limit_are_answered_503_and_counted() {
     response.assert_error(503, "too many open connections (limits.connections is 3)");
     drop(held);
     // Closed connections free their places.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        match common::try_http(&server.addr, "GET", "/metrics", &[], b"") {
-            Ok(response) if response.status == 200 => break response.text(),
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            other => panic!("/metrics not answered after the connections closed: {other:?}"),
-        }
-    };
+    let metrics = metrics_once_places_free(&server);
     let count = metric_value(&metrics, "strata_http_connections_refused_total");
     assert!(count.is_some_and(|c| c >= 1.0), "{count:?}");
     assert!(
@@ -472,14 +477,7 @@ fn many_connections_under_a_low_open_files_limit_leave_descriptors_for_snapshots
     assert!(held.len() > 200, "{} connections made", held.len());
     std::thread::sleep(Duration::from_secs(6));
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        match common::try_http(&server.addr, "GET", "/metrics", &[], b"") {
-            Ok(response) if response.status == 200 => break response.text(),
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            other => panic!("/metrics not answered after the connections closed: {other:?}"),
-        }
-    };
+    let metrics = metrics_once_places_free(&server);
     let value = |name: &str| metric_value(&metrics, name).unwrap_or(-1.0);
     assert!(
         value("strata_http_connections_refused_total") >= 200.0,
