@@ -2,7 +2,7 @@
 //!
 //! Locking: each host's tree has its own `RwLock`, so writers and readers of different hosts
 //! never wait for each other. The cluster and host maps are read-locked only to find a host
-//! (and write-locked only to add one). The metric registry is read once per batch, before any
+//! (and write-locked only to add one, both at once, as pruning locks them). The metric registry is read once per batch, before any
 //! host lock is taken, so the lock order is always registry → maps → host.
 
 use crate::batch::WriteBatch;
@@ -303,10 +303,10 @@ impl Store {
         if let Some(found) = self.host(cluster, host) {
             return found;
         }
-        let cluster = {
-            let mut clusters = self.clusters.write();
-            clusters.entry(cluster.into()).or_default().clone()
-        };
+        // Cluster and host are created under the cluster map's write lock, which pruning also
+        // holds: a cluster is never seen empty (and removed) between the two inserts.
+        let mut clusters = self.clusters.write();
+        let cluster = clusters.entry(cluster.into()).or_default();
         let mut hosts = cluster.hosts.write();
         hosts.entry(host.into()).or_default().clone()
     }

@@ -401,3 +401,45 @@ fn writes_racing_with_pruning_never_land_in_a_removed_host() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn writes_racing_with_pruning_never_land_in_a_removed_cluster() {
+    // Stress, like the test above but for clusters: every write creates its cluster, so a
+    // prune between creating a cluster and inserting its host would orphan the host and its
+    // buffers (issue 6, item 5). Creating both under the cluster map's lock closes it.
+    let store = std::sync::Arc::new(Store::new(config()));
+    let writers: Vec<_> = (0..2i64)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut written = 0;
+                for i in 0..20_000i64 {
+                    let mut one = WriteBatch::new();
+                    let cluster = format!("c{w}-{}", i % 8);
+                    one.push(&cluster, "h", [LevelName::NONE; 2], "m", 100_000 + i, 1.0);
+                    written += store.write(&one, NOW).written;
+                    store.free(&[], i64::MAX);
+                }
+                written
+            })
+        })
+        .collect();
+    for _ in 0..4_000 {
+        store.free(&[], i64::MAX);
+    }
+    for writer in writers {
+        assert_eq!(writer.join().expect("writer thread"), 20_000);
+    }
+    store.free(&[], i64::MAX);
+    let stats = store.stats();
+    assert_eq!(
+        (
+            stats.clusters,
+            stats.hosts,
+            stats.buffers,
+            stats.buffer_bytes
+        ),
+        (0, 0, 0, 0),
+        "{stats:?}"
+    );
+}
