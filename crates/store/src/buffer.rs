@@ -266,12 +266,8 @@ impl Series {
         pool: &BufferPool,
     ) -> MemoryDelta {
         let mut delta = MemoryDelta::default();
-        for (i, &value) in values.iter().enumerate() {
-            if !value.is_nan() {
-                // The sample time of slot i: its middle, as a first write places it.
-                let t = start_s + i as i64 * frequency_s + frequency_s / 2;
-                delta += self.write(t, value, pool);
-            }
+        for (t, value) in run_samples(start_s, frequency_s, values) {
+            delta += self.write(t, value, pool);
         }
         delta
     }
@@ -390,6 +386,19 @@ impl Series {
     pub(crate) fn slot_count(&self) -> usize {
         self.buffers().map(Buffer::len).sum()
     }
+}
+
+/// The samples of a run of slots `start_s, start_s + f, …` (at `frequency_s`): each value not
+/// NaN at its sample time, the middle of its slot, where a first write places it.
+pub(crate) fn run_samples(
+    start_s: i64,
+    frequency_s: i64,
+    values: &[f32],
+) -> impl Iterator<Item = (i64, f32)> + '_ {
+    (0i64..)
+        .zip(values)
+        .filter(|(_, value)| !value.is_nan())
+        .map(move |(i, &value)| (start_s + i * frequency_s + frequency_s / 2, value))
 }
 
 /// A new buffer whose slot `index` holds `value` (the slots before it NaN), and what it costs.

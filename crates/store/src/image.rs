@@ -1,7 +1,7 @@
 //! Copies of a host's data in and out of the store: what snapshots write and restore, and
 //! what `strata import` brings in from cc-metric-store checkpoints.
 
-use crate::buffer::{BUFFER_CAPACITY, MemoryDelta, Series};
+use crate::buffer::{BUFFER_CAPACITY, MemoryDelta, Series, run_samples};
 use crate::level::Level;
 use crate::store::Store;
 
@@ -43,7 +43,8 @@ pub struct ImportReport {
     pub slots: usize,
     /// Series of metrics the configuration does not know.
     pub unknown_metric_series: usize,
-    /// Series whose frequency differs from the configured one; kept at their own frequency.
+    /// Series stored at a frequency other than the configured one; resampled onto it (see
+    /// [`Store::import_host`]).
     pub frequency_mismatches: usize,
 }
 
@@ -83,6 +84,14 @@ impl Store {
     /// most [`BUFFER_CAPACITY`] values are moved in, not copied); a series that exists gets the
     /// values written one by one (NaN slots skipped), so importing never loses what the store
     /// already holds.
+    ///
+    /// A series stored at another frequency than its metric's configured one (the
+    /// configuration changed since the snapshot) is resampled onto the configured frequency:
+    /// each value is written at its sample time, as if it arrived again. Going finer leaves
+    /// the new slots between old samples empty; going coarser keeps the last value of each
+    /// new slot, as repeated writes to one slot do. So every series of a metric has the
+    /// metric's frequency, which is what queries read it with and aggregate it at, and new
+    /// samples land on the new grid.
     pub fn import_host(&self, image: HostImage) -> ImportReport {
         let mut report = ImportReport::default();
         let resolved: Vec<_> = {
@@ -95,8 +104,7 @@ impl Store {
                 .collect()
         };
         let mut root = self.lock_host(&image.cluster, &image.host);
-        let mut bytes = 0usize;
-        let mut buffers = 0usize;
+        let mut delta = MemoryDelta::default();
         import_level(&mut root, image.root, &mut |level, series| {
             let Some((_, Some((id, config)))) = resolved.iter().find(|(n, _)| *n == series.metric)
             else {
@@ -108,12 +116,10 @@ impl Store {
             }
             report.series += 1;
             report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
-            let change = level.import_series(*id, series, &self.pool);
-            bytes += change.0;
-            buffers += change.1;
+            delta += level.import_series(*id, config.frequency_s, series, &self.pool);
         });
         drop(root);
-        self.add_memory(bytes, buffers);
+        self.add_memory(delta);
         report
     }
 }
@@ -168,22 +174,28 @@ fn import_level(
 }
 
 impl Level {
-    /// Takes over or merges one series; returns the bytes and buffers added.
+    /// Takes over or merges one series of a metric configured at `frequency_s`; returns the
+    /// memory added.
     fn import_series(
         &mut self,
         metric: u32,
+        frequency_s: i64,
         image: SeriesImage,
         pool: &crate::pool::BufferPool,
-    ) -> (usize, usize) {
+    ) -> MemoryDelta {
+        let mut delta = MemoryDelta::default();
         if image.frequency_s <= 0 || image.runs.iter().all(|r| r.values.is_empty()) {
-            return (0, 0);
+            return delta;
         }
-        if let Some(existing) = self.series_mut(metric) {
-            let mut delta = MemoryDelta::default();
+        if image.frequency_s != frequency_s || self.series(metric).is_some() {
+            // Value by value at the configured frequency: merges into an existing series,
+            // resamples one stored at another frequency.
             for run in &image.runs {
-                delta += existing.merge_run(run.start_s, image.frequency_s, &run.values, pool);
+                for (t, value) in run_samples(run.start_s, image.frequency_s, &run.values) {
+                    delta += self.write(metric, frequency_s, t, value, pool);
+                }
             }
-            return (delta.bytes.max(0) as usize, delta.buffers.max(0) as usize);
+            return delta;
         }
         let mut buffers = Vec::new();
         for run in image.runs {
@@ -197,9 +209,9 @@ impl Level {
             }
         }
         let series = Series::adopt(image.frequency_s, buffers, pool);
-        let added = series.buffers().map(|b| b.heap_bytes()).sum::<usize>();
-        let count = series.buffers().count();
+        delta.bytes = series.buffers().map(|b| b.heap_bytes()).sum::<usize>() as isize;
+        delta.buffers = series.buffers().count() as isize;
         self.insert_series(metric, series);
-        (added, count)
+        delta
     }
 }

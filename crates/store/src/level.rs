@@ -88,13 +88,6 @@ impl Level {
             .map(|(_, series)| series)
     }
 
-    pub(crate) fn series_mut(&mut self, metric: MetricId) -> Option<&mut Series> {
-        self.series
-            .iter_mut()
-            .find(|(id, _)| *id == metric)
-            .map(|(_, series)| series)
-    }
-
     /// Adds a series; the metric must not have one here yet.
     pub(crate) fn insert_series(&mut self, metric: MetricId, series: Series) {
         debug_assert!(self.series(metric).is_none());

@@ -248,7 +248,10 @@ fn read_series(
     options: &ReadOptions,
     resampler: Resampler,
 ) -> SeriesResult {
+    // Every series of a metric has the metric's frequency: writes create them at it and
+    // loading resamples series stored at another one (`Store::import_host`).
     let frequency_s = config.frequency_s;
+    debug_assert!(found.iter().all(|s| s.frequency_s() == frequency_s));
     let (data, from_s, to_s) = match found {
         [] => return Err(QueryError::NotFound),
         [series] => {

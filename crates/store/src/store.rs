@@ -277,11 +277,8 @@ impl Store {
         counts
     }
 
-    pub(crate) fn add_memory(&self, bytes: usize, buffers: usize) {
-        self.memory.apply(MemoryDelta {
-            bytes: bytes as isize,
-            buffers: buffers as isize,
-        });
+    pub(crate) fn add_memory(&self, delta: MemoryDelta) {
+        self.memory.apply(delta);
     }
 
     /// The write lock of a host's tree, creating the host if needed; never of a retired host.

@@ -512,3 +512,78 @@ fn newest_first_writes_use_about_as_many_buffers_as_oldest_first() {
         read_all(&ascending, "h", "m0")
     );
 }
+
+#[test]
+fn a_snapshot_at_another_frequency_is_resampled_onto_the_configured_one() {
+    // Issue 6, item 7: the configuration changed a metric from 60 s to 10 s between the
+    // snapshot and the restart.
+    let at = |frequency_s| {
+        let mut config = config();
+        config.metrics.insert(
+            "m".into(),
+            MetricConfig {
+                frequency_s,
+                aggregation: Aggregation::Sum,
+            },
+        );
+        Store::new(config)
+    };
+    let hwthread = |id| [LevelName::new("hwthread", id), LevelName::NONE];
+    let before = at(60);
+    let mut written = WriteBatch::new();
+    for i in 0..10i64 {
+        written.push("c", "h", hwthread("0"), "m", 600_000 + i * 60, i as f32);
+    }
+    before.write(&written, NOW);
+    let image = before.export_host("c", "h").expect("host exists");
+    let after = at(10);
+    assert_eq!(after.import_host(image).frequency_mismatches, 1);
+    // New samples at 10 s, on both children, after the snapshot's data.
+    let mut new = WriteBatch::new();
+    for i in 0..6i64 {
+        let t = 600_000 + 600 + i * 10;
+        new.push("c", "h", hwthread("0"), "m", t, 100.0 + i as f32);
+        new.push("c", "h", hwthread("1"), "m", t, 1.0);
+    }
+    after.write(&new, NOW);
+    let options = ReadOptions {
+        from_s: 600_000,
+        to_s: 600_660,
+        with_stats: false,
+        with_data: true,
+        with_padding: false,
+        resampler: Resampler::default(),
+    };
+    let ids = ["0".to_string()];
+    let one = Query {
+        host: "h",
+        metric: "m",
+        kind: Some("hwthread"),
+        kind_ids: &ids,
+        ..Query::default()
+    };
+    let result = after.query("c", &one, &options).remove(0).expect("data");
+    assert_eq!((result.resolution_s, result.from_s), (10, 600_000));
+    let data = result.data.expect("with data");
+    // The 60 s values sit at their own times, with empty 10 s slots between them, and the
+    // six new samples are six slots, not one.
+    assert_eq!(data.len(), 66);
+    for i in 0..10 {
+        assert_eq!(data[i * 6], i as f32);
+        assert!(data[i * 6 + 1..i * 6 + 6].iter().all(|v| v.is_nan()));
+    }
+    assert_eq!(&data[60..], &[100.0, 101.0, 102.0, 103.0, 104.0, 105.0]);
+    // The node-level sum over both hwthreads is aligned on the same 10 s grid.
+    let node = Query {
+        host: "h",
+        metric: "m",
+        ..Query::default()
+    };
+    let sum = after.query("c", &node, &options).remove(0).expect("data");
+    let sum_data = sum.data.expect("with data");
+    assert_eq!(
+        (sum.resolution_s, sum.from_s, sum_data.len()),
+        (10, 600_000, 66)
+    );
+    assert_eq!(&sum_data[60..], &[101.0, 102.0, 103.0, 104.0, 105.0, 106.0]);
+}
