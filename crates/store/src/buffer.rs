@@ -422,6 +422,8 @@ pub(crate) struct FreeOutcome {
     pub buffers: usize,
     pub bytes: usize,
     pub samples: usize,
+    /// Series dropped because they had no buffers left.
+    pub series: usize,
     /// The series has no buffers left and must be dropped by its owner.
     pub all: bool,
 }
@@ -439,6 +441,7 @@ impl std::ops::AddAssign for FreeOutcome {
         self.buffers += other.buffers;
         self.bytes += other.bytes;
         self.samples += other.samples;
+        self.series += other.series;
     }
 }
 

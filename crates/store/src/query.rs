@@ -221,7 +221,8 @@ fn collect<'l>(
         None => match level.series(metric) {
             Some(series) => found.push(series),
             None => {
-                for (_, child) in level.children() {
+                // By name: the order of aggregation must not depend on insertion order.
+                for (_, child) in level.children_by_name() {
                     collect(child, &[], metric, found);
                 }
             }

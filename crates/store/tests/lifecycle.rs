@@ -6,7 +6,7 @@
 
 use strata_store::{
     Aggregation, BUFFER_CAPACITY, HealthState, LevelName, MetricConfig, Query, ReadOptions,
-    Resampler, Store, StoreConfig, WriteBatch,
+    Resampler, Store, StoreConfig, StoreLimits, WriteBatch,
 };
 
 const NOW: i64 = 10_000_000;
@@ -586,4 +586,58 @@ fn a_snapshot_at_another_frequency_is_resampled_onto_the_configured_one() {
         (10, 600_000, 66)
     );
     assert_eq!(&sum_data[60..], &[101.0, 102.0, 103.0, 104.0, 105.0, 106.0]);
+}
+
+#[test]
+fn cardinality_limits_drop_new_names_and_count_them_by_reason() {
+    // Issue 6, item 14: metrics, hosts per cluster, series per host and children per level
+    // are bounded; what already exists keeps being written.
+    let mut config = config();
+    config.limits = StoreLimits {
+        metrics_max: 3,
+        hosts_per_cluster_max: 2,
+        series_per_host_max: 3,
+        children_per_level_max: 2,
+    };
+    let store = Store::new(config);
+    let core = |id| [LevelName::new("core", id), LevelName::NONE];
+    let mut first = WriteBatch::new();
+    for metric in ["a", "b", "c", "d"] {
+        first.push("c", "h1", [LevelName::NONE; 2], metric, 100, 1.0);
+    }
+    let report = store.write(&first, NOW);
+    assert_eq!((report.written, report.dropped.too_many_metrics), (3, 1));
+    // h1 has three series now: a new one there is refused, on another host accepted.
+    let mut more = WriteBatch::new();
+    more.push("c", "h1", core("0"), "a", 100, 1.0);
+    more.push("c", "h1", [LevelName::NONE; 2], "a", 110, 2.0);
+    more.push("c", "h2", core("0"), "a", 100, 1.0);
+    more.push("c", "h2", core("1"), "a", 100, 1.0);
+    more.push("c", "h2", core("2"), "a", 100, 1.0);
+    more.push("c", "h3", [LevelName::NONE; 2], "a", 100, 1.0);
+    more.push("c", "h3", [LevelName::NONE; 2], "a", 110, 1.0);
+    more.push("other", "h3", [LevelName::NONE; 2], "a", 100, 1.0);
+    let report = store.write(&more, NOW);
+    let dropped = report.dropped;
+    assert_eq!(
+        (
+            dropped.too_many_series,
+            dropped.too_many_children,
+            dropped.too_many_hosts
+        ),
+        (1, 1, 2),
+        "{report:?}"
+    );
+    assert_eq!(report.written, 4);
+    assert_eq!(dropped.total(), 4);
+    assert_eq!(dropped.over_limits(), 4);
+    assert_eq!(read_all(&store, "h1", "a"), [1.0, 2.0]);
+    assert_eq!(store.hosts("c"), ["h1", "h2"]);
+    assert_eq!(store.stats().series, 3 + 2 + 1);
+    // Freeing series makes room again.
+    store.free(&["c", "h1"], i64::MAX);
+    let report = store.write(&batch("h1", "d", [(100, 1.0)]), NOW);
+    assert_eq!(report.dropped.too_many_metrics, 1);
+    let report = store.write(&batch("h1", "b", [(100, 1.0)]), NOW);
+    assert_eq!(report.written, 1);
 }

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use strata_store::{Aggregation, MetricConfig, Resampler, ResamplerKind};
+use strata_store::{Aggregation, MetricConfig, Resampler, ResamplerKind, StoreLimits};
 
 use self::duration::parse_go_duration;
 use self::size::parse_size;
@@ -154,6 +154,10 @@ const LIMITS_KEYS: &[&str] = &[
     "name-length",
     "series-per-query",
     "request-timeout",
+    "metrics",
+    "hosts-per-cluster",
+    "series-per-host",
+    "children-per-level",
 ];
 
 const TLS_NOT_SUPPORTED: &str = "TLS is not supported yet; terminate TLS in a reverse proxy";
@@ -302,6 +306,9 @@ pub struct LimitsSection {
     pub query_series_max: usize,
     /// `request-timeout`: longest time one HTTP request may take.
     pub request_timeout: Duration,
+    /// `metrics` (auto-registered), `hosts-per-cluster`, `series-per-host`,
+    /// `children-per-level`: what writes may create; samples beyond are dropped and counted.
+    pub store: StoreLimits,
 }
 
 impl Default for CheckpointsSection {
@@ -333,6 +340,7 @@ impl Default for LimitsSection {
             name_bytes_max: DEFAULT_NAME_BYTES_MAX,
             query_series_max: DEFAULT_QUERY_SERIES_MAX,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            store: StoreLimits::DEFAULT,
         }
     }
 }
@@ -1269,5 +1277,19 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
         request_timeout: section
             .duration("request-timeout")?
             .unwrap_or(defaults.request_timeout),
+        store: StoreLimits {
+            metrics_max: section
+                .count("metrics")?
+                .unwrap_or(defaults.store.metrics_max),
+            hosts_per_cluster_max: section
+                .count("hosts-per-cluster")?
+                .unwrap_or(defaults.store.hosts_per_cluster_max),
+            series_per_host_max: section
+                .count("series-per-host")?
+                .unwrap_or(defaults.store.series_per_host_max),
+            children_per_level_max: section
+                .count("children-per-level")?
+                .unwrap_or(defaults.store.children_per_level_max),
+        },
     })
 }

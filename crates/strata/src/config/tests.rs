@@ -173,6 +173,7 @@ fn compat_example_parses_to_expected_values() {
                 name_bytes_max: 256,
                 query_series_max: 100_000,
                 request_timeout: Duration::from_secs(60),
+                store: StoreLimits::DEFAULT,
             },
         },
     };
@@ -248,7 +249,8 @@ fn strata_keys_parse() {
         "/metric-store/limits",
         json!({
             "body-size": "1GB", "line-length": 1024, "tags-per-line": 8, "name-length": "1KiB",
-            "series-per-query": 5, "request-timeout": "2m30s"
+            "series-per-query": 5, "request-timeout": "2m30s", "metrics": 7,
+            "hosts-per-cluster": 8, "series-per-host": 9, "children-per-level": 10
         }),
     );
     set(&mut document, "/metric-store/num-workers", json!(3));
@@ -302,6 +304,12 @@ fn strata_keys_parse() {
             name_bytes_max: 1024,
             query_series_max: 5,
             request_timeout: Duration::from_secs(150),
+            store: StoreLimits {
+                metrics_max: 7,
+                hosts_per_cluster_max: 8,
+                series_per_host_max: 9,
+                children_per_level_max: 10,
+            },
         }
     );
     assert_eq!(store.num_workers, 3);
