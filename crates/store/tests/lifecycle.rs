@@ -145,16 +145,16 @@ fn free_of_everything_prunes_hosts_and_clusters() {
     assert_eq!(store.free(&["c", "nope"], NOW), 0);
     assert_eq!(store.free(&[], NOW), 2);
     assert!(store.hosts("c").is_empty());
+    assert_empty(&store);
+}
+
+/// Nothing left in the store, and every count agrees.
+#[track_caller]
+fn assert_empty(store: &Store) {
     let stats = store.stats();
-    assert_eq!(
-        (
-            stats.clusters,
-            stats.hosts,
-            stats.buffers,
-            stats.buffer_bytes
-        ),
-        (0, 0, 0, 0)
-    );
+    let counts = (stats.clusters, stats.hosts, stats.series);
+    let memory = (stats.buffers, stats.buffer_bytes);
+    assert_eq!((counts, memory), ((0, 0, 0), (0, 0)), "{stats:?}");
 }
 
 #[test]
@@ -394,12 +394,7 @@ fn writes_racing_with_pruning_never_land_in_a_removed_host() {
     }
     assert_eq!(writer.join().expect("writer thread"), 20_000);
     store.free(&[], i64::MAX);
-    let stats = store.stats();
-    assert_eq!(
-        (stats.hosts, stats.buffers, stats.buffer_bytes),
-        (0, 0, 0),
-        "{stats:?}"
-    );
+    assert_empty(&store);
 }
 
 #[test]
@@ -431,17 +426,7 @@ fn writes_racing_with_pruning_never_land_in_a_removed_cluster() {
         assert_eq!(writer.join().expect("writer thread"), 20_000);
     }
     store.free(&[], i64::MAX);
-    let stats = store.stats();
-    assert_eq!(
-        (
-            stats.clusters,
-            stats.hosts,
-            stats.buffers,
-            stats.buffer_bytes
-        ),
-        (0, 0, 0, 0),
-        "{stats:?}"
-    );
+    assert_empty(&store);
 }
 
 #[test]

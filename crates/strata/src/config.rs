@@ -1256,6 +1256,19 @@ fn parse_resampling(section: &Section<'_>) -> Result<Resampler, ConfigError> {
     })
 }
 
+fn parse_store_limits(
+    section: &Section<'_>,
+    defaults: StoreLimits,
+) -> Result<StoreLimits, ConfigError> {
+    let count = |key, default| Ok::<_, ConfigError>(section.count(key)?.unwrap_or(default));
+    Ok(StoreLimits {
+        metrics_max: count("metrics", defaults.metrics_max)?,
+        hosts_per_cluster_max: count("hosts-per-cluster", defaults.hosts_per_cluster_max)?,
+        series_per_host_max: count("series-per-host", defaults.series_per_host_max)?,
+        children_per_level_max: count("children-per-level", defaults.children_per_level_max)?,
+    })
+}
+
 fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
     let defaults = LimitsSection::default();
     Ok(LimitsSection {
@@ -1277,19 +1290,6 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
         request_timeout: section
             .duration("request-timeout")?
             .unwrap_or(defaults.request_timeout),
-        store: StoreLimits {
-            metrics_max: section
-                .count("metrics")?
-                .unwrap_or(defaults.store.metrics_max),
-            hosts_per_cluster_max: section
-                .count("hosts-per-cluster")?
-                .unwrap_or(defaults.store.hosts_per_cluster_max),
-            series_per_host_max: section
-                .count("series-per-host")?
-                .unwrap_or(defaults.store.series_per_host_max),
-            children_per_level_max: section
-                .count("children-per-level")?
-                .unwrap_or(defaults.store.children_per_level_max),
-        },
+        store: parse_store_limits(section, defaults.store)?,
     })
 }
