@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_store::{DebugLevel, HostHealth};
+use strata_wal::Free;
+
+/// Most distinct selectors in one `/api/free` request (a cluster has a few thousand hosts; each
+/// selector is a walk of its subtree under the host lock).
+const FREE_SELECTORS_MAX: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 pub struct FreeParams {
@@ -29,19 +34,32 @@ pub async fn free(
     let to: i64 = to
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("'to' is not an integer: {e}")))?;
-    let selectors: Vec<Vec<String>> = serde_json::from_slice(&body)
+    let mut selectors: Vec<Vec<String>> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid selector list: {e}")))?;
-    let mut freed = 0;
-    for selector in &selectors {
-        let path: Vec<&str> = selector.iter().map(String::as_str).collect();
-        freed += app.store.free(&path, to);
+    selectors.sort_unstable();
+    selectors.dedup();
+    if selectors.len() > FREE_SELECTORS_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "{} distinct selectors; at most {FREE_SELECTORS_MAX} per request",
+            selectors.len()
+        )));
     }
-    tracing::info!(
-        selectors = selectors.len(),
-        to,
-        freed,
-        "freed buffers on request"
-    );
+    let count = selectors.len();
+    // Logged before it is applied, so a crash cannot bring freed data back; a task of its
+    // own, so a client that hangs up cannot leave a logged free unapplied.
+    let free = Free {
+        selectors,
+        before_s: to,
+    };
+    let task = {
+        let app = app.clone();
+        tokio::spawn(async move { app.durability.free(&app.store, free).await })
+    };
+    let freed = task
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tracing::info!(selectors = count, to, freed, "freed buffers on request");
     Ok((StatusCode::OK, format!("buffers freed: {freed}\n")).into_response())
 }
 

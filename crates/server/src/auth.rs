@@ -1,6 +1,7 @@
 //! JWT authentication as cc-metric-store does it (COMPAT.md §1.2): `Authorization: Bearer`
 //! tokens signed with EdDSA (Ed25519), checked against one configured public key; `exp`, `nbf`
-//! and `iat` are validated when present; other claims are ignored.
+//! and `iat` are validated when present, exactly as golang-jwt v4's `MapClaims` does (see
+//! [`time_claim`]); other claims are ignored.
 //!
 //! Only verification is needed, so this is the JWS compact form verified directly with
 //! `ed25519-dalek` rather than a general JWT library.
@@ -70,14 +71,14 @@ impl Authenticator {
             .trim();
         if let Some(expiry) = self.cache.lock().get(token) {
             return match expiry {
-                Some(exp) if now_s > *exp => Err(AuthError::Expired),
+                Some(exp) if is_expired(*exp, now_s) => Err(AuthError::Expired),
                 _ => Ok(()),
             };
         }
         let expiry = self.verify(token, now_s)?;
         let mut cache = self.cache.lock();
         if cache.len() >= CACHE_TOKENS_MAX {
-            cache.retain(|_, exp| exp.is_none_or(|exp| exp >= now_s));
+            cache.retain(|_, exp| exp.is_none_or(|exp| !is_expired(exp, now_s)));
             if cache.len() >= CACHE_TOKENS_MAX {
                 cache.clear();
             }
@@ -109,24 +110,56 @@ impl Authenticator {
         self.key
             .verify(signed.as_bytes(), &signature)
             .map_err(|_| AuthError::BadSignature)?;
-        let claims: serde_json::Value = decode_json(payload)?;
-        let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
-        if let Some(exp) = claim("exp")
-            && (now_s as f64) > exp
-        {
-            return Err(AuthError::Expired);
-        }
-        if let Some(nbf) = claim("nbf")
-            && (now_s as f64) < nbf
-        {
+        let claims = match decode_json(payload)? {
+            serde_json::Value::Object(claims) => claims,
+            // Go decodes `null` into MapClaims without an error: no claims.
+            serde_json::Value::Null => serde_json::Map::new(),
+            _ => return Err(AuthError::Malformed),
+        };
+        // golang-jwt v4 checks exp, iat, nbf in this order and reports the last failure.
+        let reached = |name| time_claim(&claims, name).is_ok_and(|t| t.is_none_or(|t| now_s >= t));
+        if !reached("nbf") {
             return Err(AuthError::NotYetValid);
         }
-        if let Some(iat) = claim("iat")
-            && (now_s as f64) < iat
-        {
+        if !reached("iat") {
             return Err(AuthError::IssuedInFuture);
         }
-        Ok(claim("exp").map(|exp| exp as i64))
+        let exp = time_claim(&claims, "exp").map_err(|()| AuthError::Expired)?;
+        if exp.is_some_and(|exp| is_expired(exp, now_s)) {
+            return Err(AuthError::Expired);
+        }
+        Ok(exp)
+    }
+}
+
+/// golang-jwt v4: a token is valid strictly before its `exp` second (`now.Before(exp)`).
+fn is_expired(exp: i64, now_s: i64) -> bool {
+    now_s >= exp
+}
+
+/// A time claim as golang-jwt v4's `MapClaims` reads it: absent or `0` is unset; a number is
+/// that second (a fraction is cut off, as `NumericDate` truncates to seconds); any other JSON
+/// value (`"never"`, `null`, `true`, …) fails the claim. A number outside the `i64` range
+/// fails it too (Go's float-to-int conversion is platform-dependent there).
+fn time_claim(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<i64>, ()> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(serde_json::Value::Number(number)) => {
+            let value = number.as_f64().ok_or(())?;
+            // v4 tests the float for 0 before cutting the fraction: 0.5 is the epoch.
+            let seconds = value.floor();
+            if value == 0.0 {
+                Ok(None)
+            } else if (i64::MIN as f64..i64::MAX as f64).contains(&seconds) {
+                Ok(Some(seconds as i64))
+            } else {
+                Err(())
+            }
+        }
+        Some(_) => Err(()),
     }
 }
 
@@ -239,6 +272,43 @@ mod tests {
             auth.check(Some(&format!("Bearer {future}")), 2000),
             Err(AuthError::IssuedInFuture)
         );
+    }
+
+    /// golang-jwt v4 `MapClaims` (what cc-metric-store uses): a time claim must be a JSON
+    /// number; `0` means unset; `exp` is valid strictly before its second, `nbf` and `iat`
+    /// from theirs; the claims must be a JSON object (`null` decodes to no claims).
+    #[test]
+    fn time_claims_follow_golang_jwt_v4_map_claims() {
+        let (signing, auth) = own_key();
+        let check = |claims: &str, now_s: i64| {
+            let token = sign(&signing, EDDSA, claims);
+            auth.check(Some(&format!("Bearer {token}")), now_s)
+        };
+        for exp in [r#""never""#, "null", "true", "[1]", r#"{"a":1}"#, "1e300"] {
+            let claims = format!(r#"{{"exp":{exp}}}"#);
+            assert_eq!(check(&claims, 1000), Err(AuthError::Expired), "{claims}");
+        }
+        assert_eq!(check(r#"{"nbf":"x"}"#, 1000), Err(AuthError::NotYetValid));
+        assert_eq!(
+            check(r#"{"iat":null}"#, 1000),
+            Err(AuthError::IssuedInFuture)
+        );
+        // Of several failures the last one checked (nbf) is reported, as v4 does.
+        assert_eq!(
+            check(r#"{"exp":1,"iat":"x","nbf":"y"}"#, 1000),
+            Err(AuthError::NotYetValid)
+        );
+        for payload in ["[]", "[1]", "42", r#""claims""#, "true"] {
+            assert_eq!(check(payload, 1000), Err(AuthError::Malformed), "{payload}");
+        }
+        assert_eq!(check("null", 1000), Ok(()));
+        assert_eq!(check(r#"{"exp":0,"nbf":0,"iat":0}"#, 1000), Ok(()));
+        assert_eq!(check(r#"{"exp":1000}"#, 999), Ok(()));
+        assert_eq!(check(r#"{"exp":1000}"#, 1000), Err(AuthError::Expired));
+        assert_eq!(check(r#"{"exp":1000.9}"#, 1000), Err(AuthError::Expired));
+        assert_eq!(check(r#"{"exp":0.5}"#, 1000), Err(AuthError::Expired));
+        assert_eq!(check(r#"{"nbf":1000,"iat":1000.5}"#, 1000), Ok(()));
+        assert_eq!(check(r#"{"nbf":1001}"#, 1000), Err(AuthError::NotYetValid));
     }
 
     #[test]

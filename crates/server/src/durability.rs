@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use strata_store::{Store, WriteBatch, WriteReport};
-use strata_wal::{FsyncPolicy, Position, Wal, WalConfig, snapshot};
+use strata_wal::recovery;
+use strata_wal::snapshot::Manifest;
+use strata_wal::{Free, FsyncPolicy, Position, Record, Wal, WalConfig, snapshot};
 use tokio::sync::{Mutex, RwLock, Semaphore, oneshot};
 
 /// The data directory format this build reads and writes.
@@ -88,8 +90,9 @@ pub struct Durability {
     /// Held shared from WAL append to apply; exclusively by a snapshot to rotate the WAL.
     gate: RwLock<()>,
     appends: Semaphore,
-    /// One snapshot at a time.
-    snapshotting: Mutex<()>,
+    /// One snapshot at a time. Its guard moves into the blocking work that writes the files,
+    /// so a snapshot whose task is aborted (shutdown) holds it until its writer has finished.
+    snapshotting: Arc<Mutex<()>>,
     /// The generation of the newest complete snapshot (0 = none).
     generation: AtomicU64,
     /// WAL bytes written when the newest snapshot was taken.
@@ -129,15 +132,27 @@ impl Durability {
         let wal_directory = directory.join("wal");
         let mut report = RecoveryReport::default();
 
-        let (latest, incomplete) = snapshot::latest_generation(&snapshots)?;
-        for path in incomplete {
-            tracing::warn!(path = %path.display(), "removing an incomplete snapshot generation");
-            fs::remove_dir_all(&path).map_err(|e| directory_error(&path, e))?;
-        }
-        let generation = latest.as_ref().map_or(0, |g| g.number);
-        if let Some(latest) = &latest {
-            report.generation = Some(latest.number);
-            load_generation(latest, store, config.workers.max(1), &mut report);
+        let plan = recovery::plan(&snapshots, &wal_directory)?;
+        set_aside(directory, &plan.set_aside)?;
+        let generation = plan.generation.as_ref().map_or(0, |g| g.number);
+        if let Some(loaded) = &plan.generation {
+            report.generation = Some(loaded.number);
+            if let Some(damage) = manifest_damage(&loaded.manifest) {
+                tracing::error!(
+                    generation = loaded.number,
+                    damage,
+                    "snapshot MANIFEST damaged, but the generation was completed (the WAL it \
+                     covers is gone): loading every host file by its own checksum"
+                );
+                report
+                    .damaged_snapshots
+                    .push(format!("generation {}: MANIFEST {damage}", loaded.number));
+                let manifest = loaded.directory.join("MANIFEST");
+                if manifest.exists() {
+                    quarantine(directory, &manifest);
+                }
+            }
+            load_generation(loaded, store, config.workers.max(1), &mut report, directory);
         }
 
         report.snapshot_seconds = started.elapsed().as_secs_f64();
@@ -147,32 +162,54 @@ impl Durability {
         // written in log order, and hosts are applied in parallel.
         let wal_bytes: u64 = strata_wal::list_segments(&wal_directory)?
             .iter()
-            .filter(|s| s.segment >= generation)
+            .filter(|s| s.segment >= plan.replay_from)
             .map(|s| s.bytes)
             .sum();
         let progress = Progress::new("replaying WAL", wal_bytes);
         let partitions = config.workers.max(1);
+        // A free must see exactly the writes logged before it: the appliers meet at a
+        // barrier (every batch handed out before it applied), then this thread frees.
+        let barrier = std::sync::Barrier::new(partitions);
         let (replay, stored) = std::thread::scope(|scope| {
             let mut senders = Vec::with_capacity(partitions - 1);
             let mut handles = Vec::with_capacity(partitions - 1);
             for _ in 1..partitions {
                 let (sender, receiver) =
-                    std::sync::mpsc::sync_channel::<WriteBatch>(REPLAY_BATCHES_IN_FLIGHT);
+                    std::sync::mpsc::sync_channel::<ReplayJob>(REPLAY_BATCHES_IN_FLIGHT);
                 senders.push(sender);
-                let progress = &progress;
+                let (progress, barrier) = (&progress, &barrier);
                 handles.push(scope.spawn(move || {
                     let mut stored = 0u64;
-                    for batch in receiver {
-                        stored += store.write(&batch, now_s).written as u64;
-                        progress.advance(0, batch.len() as u64);
+                    for job in receiver {
+                        match job {
+                            ReplayJob::Apply(batch) => {
+                                stored += store.write(&batch, now_s).written as u64;
+                                progress.advance(0, batch.len() as u64);
+                            }
+                            ReplayJob::Meet => {
+                                barrier.wait();
+                            }
+                        }
                     }
                     stored
                 }));
             }
             let mut parts: Vec<WriteBatch> = (0..partitions).map(|_| WriteBatch::new()).collect();
             let mut stored_here = 0u64;
-            let replay = strata_wal::replay(&wal_directory, generation, |batch, size| {
+            let replay = strata_wal::replay(&wal_directory, plan.replay_from, |record, size| {
                 progress.advance(size, 0);
+                let batch = match record {
+                    Record::Batch(batch) => batch,
+                    Record::Free(free) => {
+                        for sender in &senders {
+                            // An applier only goes away by panicking, which the join reports.
+                            let _ = sender.send(ReplayJob::Meet);
+                        }
+                        barrier.wait();
+                        apply_free(store, free);
+                        return;
+                    }
+                };
                 if partitions == 1 {
                     stored_here += store.write(batch, now_s).written as u64;
                     progress.advance(0, batch.len() as u64);
@@ -185,8 +222,7 @@ impl Durability {
                 // Hand out the others first, so the appliers work while this thread applies.
                 for (part, sender) in others.iter_mut().zip(&senders) {
                     if !part.is_empty() {
-                        // An applier only goes away by panicking, which the join reports.
-                        let _ = sender.send(std::mem::take(part));
+                        let _ = sender.send(ReplayJob::Apply(std::mem::take(part)));
                     }
                 }
                 stored_here += store.write(own, now_s).written as u64;
@@ -215,12 +251,23 @@ impl Durability {
                 records_lost = ?damage.records_lost,
                 "WAL damaged: records after this point in the segment were not replayed"
             );
+            let path = wal_directory.join(strata_wal::segment_file_name(damage.segment));
+            if path.exists() {
+                quarantine(directory, &path);
+            }
         }
 
-        let next_segment = report
-            .replay
-            .last_segment
-            .map_or(generation.max(1), |s| s + 1);
+        // A newest segment cut off inside its header was removed: its number is free again,
+        // and reusing it keeps the numbers without a gap.
+        let next_segment = match report.replay.torn_tail {
+            Some((position, _)) if position.offset < strata_wal::format::SEGMENT_HEADER_BYTES => {
+                position.segment
+            }
+            _ => report
+                .replay
+                .last_segment
+                .map_or(plan.replay_from, |s| s + 1),
+        };
         let next_sequence = report.replay.last_sequence.map_or(0, |s| s + 1);
         let wal = match config.fsync {
             Some(fsync) => Some(Wal::open(
@@ -241,7 +288,7 @@ impl Durability {
             wal,
             gate: RwLock::new(()),
             appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
-            snapshotting: Mutex::new(()),
+            snapshotting: Arc::new(Mutex::new(())),
             // Under `off`, the next generation is numbered past every segment that exists, so
             // that its snapshot deletes them all (they are in memory now, and in it).
             generation: AtomicU64::new(generation.max(report.replay.last_segment.unwrap_or(0))),
@@ -281,6 +328,27 @@ impl Durability {
         }
     }
 
+    /// Makes a free durable (a WAL record, under the fsync policy), then applies it to
+    /// `store` on a blocking thread. Returns the number of buffers freed. Run it as a task of
+    /// its own: once the record is in the WAL, the free must also reach memory.
+    pub async fn free(&self, store: &Arc<Store>, free: Free) -> Result<usize, DurabilityError> {
+        let _gate = self.gate.read().await;
+        if let Some(wal) = &self.wal {
+            let (sender, receiver) = oneshot::channel();
+            wal.free(
+                free.clone(),
+                Box::new(move |result| {
+                    let _ = sender.send(result);
+                }),
+            );
+            receiver.await.map_err(|_| strata_wal::Error::Closed)??;
+        }
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || apply_free(&store, &free))
+            .await
+            .map_err(|e| DurabilityError::Task(e.to_string()))
+    }
+
     /// WAL bytes written since the newest snapshot.
     pub fn wal_bytes_since_snapshot(&self) -> u64 {
         let written = self.wal.as_ref().map_or(0, |w| w.stats().bytes);
@@ -291,13 +359,18 @@ impl Durability {
         self.wal.as_ref().map(Wal::stats)
     }
 
+    /// Why the WAL refuses writes, if it does.
+    pub fn wal_poisoned(&self) -> Option<String> {
+        self.wal.as_ref().and_then(Wal::poisoned)
+    }
+
     /// Writes a complete snapshot of `store` and deletes what it makes redundant.
     pub async fn snapshot(
         self: &Arc<Self>,
         store: &Arc<Store>,
         now_s: i64,
     ) -> Result<SnapshotReport, DurabilityError> {
-        let _one = self.snapshotting.lock().await;
+        let one = self.snapshotting.clone().lock_owned().await;
         let started = Instant::now();
         let generation = {
             let _exclusive = self.gate.write().await;
@@ -318,10 +391,12 @@ impl Durability {
         };
         let this = self.clone();
         let store = store.clone();
-        let mut report =
-            tokio::task::spawn_blocking(move || this.write_generation(&store, generation, now_s))
-                .await
-                .map_err(|e| DurabilityError::Task(e.to_string()))??;
+        let mut report = tokio::task::spawn_blocking(move || {
+            let _one = one;
+            this.write_generation(&store, generation, now_s)
+        })
+        .await
+        .map_err(|e| DurabilityError::Task(e.to_string()))??;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -357,6 +432,24 @@ impl Durability {
             strata_wal::delete_segments_before(&self.config.directory.join("wal"), generation)?;
         Ok(report)
     }
+}
+
+/// Work for a replay applier thread.
+enum ReplayJob {
+    Apply(WriteBatch),
+    /// Wait at the barrier: a free is next.
+    Meet,
+}
+
+/// Frees what `free` selects; returns the number of buffers freed.
+fn apply_free(store: &Store, free: &Free) -> usize {
+    free.selectors
+        .iter()
+        .map(|selector| {
+            let path: Vec<&str> = selector.iter().map(String::as_str).collect();
+            store.free(&path, free.before_s)
+        })
+        .sum()
 }
 
 /// Deals the samples of `batch` out to `parts` by host.
@@ -443,12 +536,63 @@ fn check_format(directory: &Path) -> Result<(), DurabilityError> {
     }
 }
 
-/// Loads every host file of a generation, `workers` at a time.
+/// Removes generations that were cut off, and quarantines those with a damaged MANIFEST;
+/// neither is needed (see `strata_wal::recovery`).
+fn set_aside(
+    directory: &Path,
+    generations: &[snapshot::Generation],
+) -> Result<(), DurabilityError> {
+    for generation in generations {
+        let path = &generation.directory;
+        match &generation.manifest {
+            Manifest::Valid { .. } | Manifest::Missing => {
+                tracing::warn!(path = %path.display(), "removing a snapshot generation that was cut off before it was complete");
+                fs::remove_dir_all(path).map_err(|e| directory_error(path, e))?;
+            }
+            Manifest::Damaged(damage) => {
+                tracing::error!(
+                    path = %path.display(),
+                    damage,
+                    "snapshot generation with a damaged MANIFEST is not needed (an older \
+                     generation and the WAL hold its data)"
+                );
+                quarantine(directory, path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a MANIFEST, if anything.
+fn manifest_damage(manifest: &Manifest) -> Option<&str> {
+    match manifest {
+        Manifest::Valid { .. } => None,
+        Manifest::Missing => Some("missing"),
+        Manifest::Damaged(reason) => Some(reason),
+    }
+}
+
+/// Keeps a damaged file or directory in the data directory's quarantine, and says so. A
+/// failure to do so is logged, not fatal: recovery goes on with what it can read.
+fn quarantine(directory: &Path, path: &Path) {
+    match recovery::quarantine(directory, path) {
+        Ok(kept) => tracing::error!(
+            path = %path.display(),
+            quarantine = %kept.display(),
+            "damaged file kept in quarantine"
+        ),
+        Err(error) => tracing::error!(%error, "cannot quarantine a damaged file"),
+    }
+}
+
+/// Loads every host file of a generation, `workers` at a time; damaged ones are reported and
+/// quarantined.
 fn load_generation(
     generation: &snapshot::Generation,
     store: &Store,
     workers: usize,
     report: &mut RecoveryReport,
+    directory: &Path,
 ) {
     let next = AtomicU64::new(0);
     let samples = AtomicU64::new(0);
@@ -470,6 +614,7 @@ fn load_generation(
                         }
                         Err(error) => {
                             tracing::error!(%error, "snapshot file damaged: this host's data up to the snapshot is lost");
+                            quarantine(directory, path);
                             if let Ok(mut list) = damaged.lock() {
                                 list.push(error.to_string());
                             }
@@ -482,12 +627,91 @@ fn load_generation(
     progress.finish();
     report.hosts = generation.files.len();
     report.snapshot_samples = samples.into_inner();
-    report.damaged_snapshots = damaged.into_inner().unwrap_or_default();
-    if generation.files.len() != generation.hosts {
+    report
+        .damaged_snapshots
+        .extend(damaged.into_inner().unwrap_or_default());
+    if let Manifest::Valid { hosts } = generation.manifest
+        && generation.files.len() != hosts
+    {
         tracing::error!(
-            expected = generation.hosts,
+            expected = hosts,
             found = generation.files.len(),
             "snapshot generation is missing host files"
         );
+        report.damaged_snapshots.push(format!(
+            "generation {}: {} of {hosts} host files found",
+            generation.number,
+            generation.files.len()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::{LevelName, StoreConfig};
+
+    const HOSTS: usize = 400;
+
+    /// A store of `HOSTS` hosts with a few hours of one metric each, so that writing a
+    /// snapshot takes long enough to be interrupted.
+    fn store(now_s: i64) -> Arc<Store> {
+        let store = Store::new(StoreConfig::auto(60));
+        let mut batch = WriteBatch::new();
+        for host in 0..HOSTS {
+            let name = format!("node{host:05}");
+            for minute in 0..240 {
+                let t = now_s - 60 * minute;
+                batch.push("c", &name, [LevelName::NONE; 2], "load", t, minute as f32);
+            }
+        }
+        store.write(&batch, now_s);
+        Arc::new(store)
+    }
+
+    fn open(directory: &Path, store: &Store, now_s: i64) -> Arc<Durability> {
+        let config = DurabilityConfig {
+            directory: directory.to_owned(),
+            fsync: None,
+            segment_bytes: 1 << 20,
+            workers: 1,
+        };
+        Arc::new(Durability::recover(config, store, now_s).unwrap().0)
+    }
+
+    /// Issue 6 item 6: shutdown aborts the periodic snapshot task. The abort used to release
+    /// the snapshot lock while the blocking writer went on, so the final snapshot ran beside
+    /// it — under `fsync: off` with the same generation number and the same temporary files.
+    /// Now the final snapshot waits for the aborted one's writer, and both complete.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_aborted_snapshot_finishes_before_the_next_one_starts() {
+        let directory = tempfile::tempdir().unwrap();
+        let now_s = crate::now_s();
+        let store = store(now_s);
+        let durability = open(directory.path(), &store, now_s);
+        for delay_ms in [0, 1, 3, 10] {
+            let periodic = {
+                let (durability, store) = (durability.clone(), store.clone());
+                tokio::spawn(async move { durability.snapshot(&store, now_s).await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            periodic.abort();
+            let last = durability.snapshot(&store, now_s).await.unwrap();
+            assert_eq!(last.hosts, HOSTS, "delay {delay_ms} ms");
+        }
+        // What recovery finds is one complete generation with every host.
+        let plan = recovery::plan(
+            &directory.path().join("snapshots"),
+            &directory.path().join("wal"),
+        )
+        .unwrap();
+        let generation = plan.generation.unwrap();
+        assert_eq!(generation.manifest, Manifest::Valid { hosts: HOSTS });
+        assert!(plan.set_aside.is_empty());
+        drop(durability);
+        let reloaded = Store::new(StoreConfig::auto(60));
+        drop(open(directory.path(), &reloaded, now_s));
+        assert_eq!(reloaded.stats().hosts, HOSTS);
+        assert_eq!(reloaded.stats().samples, store.stats().samples);
     }
 }

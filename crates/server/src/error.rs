@@ -80,6 +80,16 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
         .into_response()
 }
 
+/// cc-metric-store's error JSON (`{"status":"Bad Request","error":"…"}`) for any status.
+pub fn error_response(status: StatusCode, error: &str) -> Response {
+    error_json(status, error, None)
+}
+
+/// Marks an error response whose plain-text body is deliberate (401, as cc-metric-store
+/// answers it), so that [`crate::json_errors`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainTextError;
+
 fn error_json(status: StatusCode, error: &str, rejected: Option<&[RejectedLine]>) -> Response {
     let body = ErrorBody {
         status: status.canonical_reason().unwrap_or("Error"),
@@ -132,6 +142,7 @@ impl IntoResponse for ApiError {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 )],
+                axum::Extension(PlainTextError),
                 format!("{reason}\n"),
             )
                 .into_response(),

@@ -12,17 +12,16 @@
 use crate::App;
 use crate::error::{ApiError, RejectedLine};
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_lineproto::{ErrorKind, FieldValue, Line, Parser};
-use strata_store::{LevelName, WriteBatch};
+use strata_store::{LevelName, WriteBatch, check_name};
 
 /// Samples decoded before a batch is committed. Bounds the memory of a batch (~64 bytes per
 /// sample plus names) and lets big bodies become visible while they stream in.
@@ -38,7 +37,8 @@ const GZIP_INPUT_STEP_BYTES: usize = 4 * 1024;
 /// Limits of the write endpoint.
 #[derive(Debug, Clone)]
 pub struct IngestLimits {
-    /// Largest body, counted after decompression; the rest of a larger body is refused with 413.
+    /// Largest body, counted after decompression (and before: a gzip body may not be larger
+    /// either); the rest of a larger body is refused with 413.
     pub body_bytes_max: u64,
     pub line: strata_lineproto::Limits,
     /// Longest time to receive a whole body.
@@ -94,19 +94,21 @@ pub enum RejectReason {
     NameTooLong,
     UnknownField,
     ValueType,
+    ValueRange,
     MissingHost,
     MissingCluster,
     InvalidName,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         Self::Syntax,
         Self::LineTooLong,
         Self::TooManyTags,
         Self::NameTooLong,
         Self::UnknownField,
         Self::ValueType,
+        Self::ValueRange,
         Self::MissingHost,
         Self::MissingCluster,
         Self::InvalidName,
@@ -120,6 +122,7 @@ impl RejectReason {
             Self::NameTooLong => "name_too_long",
             Self::UnknownField => "unknown_field",
             Self::ValueType => "value_type",
+            Self::ValueRange => "value_range",
             Self::MissingHost => "missing_host",
             Self::MissingCluster => "missing_cluster",
             Self::InvalidName => "invalid_name",
@@ -315,6 +318,14 @@ impl LineDecoder {
                 ));
             }
             value = Some(match field {
+                // In-memory values are float32 (decision 5): a larger magnitude would be
+                // stored as infinity and read back as null.
+                FieldValue::Float(v) if !(v as f32).is_finite() => {
+                    return Err((
+                        RejectReason::ValueRange,
+                        format!("value {v:e} is outside the float32 range (±{:e})", f32::MAX),
+                    ));
+                }
                 FieldValue::Float(v) => v as f32,
                 FieldValue::Int(v) => v as f32,
                 FieldValue::UInt(v) => v as f32,
@@ -345,12 +356,8 @@ impl LineDecoder {
             ));
         }
         for (what, name) in [("cluster", &cluster), ("host", &host)] {
-            if name.contains(['/', '\\']) || name.contains("..") {
-                return Err((
-                    RejectReason::InvalidName,
-                    format!("{what} {name:?} contains '/', '\\' or '..'"),
-                ));
-            }
+            check_name(what, name, self.limits.name_bytes_max)
+                .map_err(|error| (RejectReason::InvalidName, error.to_string()))?;
         }
         // `type=node` means the host itself (decision 4).
         let kind = kind.filter(|k| k != "node");
@@ -380,25 +387,101 @@ impl LineDecoder {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `/api/write`.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct WriteParams {
     cluster: Option<String>,
     precision: Option<String>,
 }
 
+impl WriteParams {
+    /// Parses the raw query string. Unknown parameters are ignored, as cc-metric-store does;
+    /// a known one given twice, a bad `%` escape or a value that is not UTF-8 is a 400
+    /// (decoding such bytes lossily would turn `%FF` into a different name than was sent).
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut params = Self::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(key)?;
+            let slot = match key.as_str() {
+                "cluster" => &mut params.cluster,
+                "precision" => &mut params.precision,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter {key:?} is given more than once"
+                )));
+            }
+            *slot = Some(percent_decode(value)?);
+        }
+        Ok(params)
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XY` a byte.
+fn percent_decode(text: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::BadRequest("invalid %-escape in the query string".to_owned());
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        bytes.push(match byte {
+            b'+' => b' ',
+            b'%' => {
+                let hex = rest
+                    .get(..2)
+                    .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .ok_or_else(invalid)?;
+                rest = &rest[2..];
+                u8::from_str_radix(hex, 16).map_err(|_| invalid())?
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::BadRequest("query string is not valid UTF-8 after %-decoding".to_owned())
+    })
+}
+
 /// The body decoding a request asked for.
 enum Encoding {
     Identity,
-    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
+    /// `MultiGz`: a gzip body may consist of several members (RFC 1952 §2.2), e.g. the
+    /// concatenation of separately compressed batches.
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+}
+
+impl Encoding {
+    /// From `Content-Encoding`, whose codings are case-insensitive (RFC 9110 §8.4.1).
+    fn from_header(value: Option<&axum::http::HeaderValue>) -> Result<Self, ApiError> {
+        let Some(value) = value else {
+            return Ok(Self::Identity);
+        };
+        let text = value.to_str().unwrap_or("?").trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+            Ok(Self::Identity)
+        } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+            Ok(Self::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                Vec::new(),
+            ))))
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "unsupported Content-Encoding {text:?} (expected gzip or none)"
+            )))
+        }
+    }
 }
 
 pub async fn write(
     State(app): State<Arc<App>>,
-    Query(params): Query<WriteParams>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let now_s = crate::now_s();
+    let params = WriteParams::parse(query.as_deref().unwrap_or(""))?;
     let precision = match params.precision.as_deref() {
         None | Some("") => Precision::Auto,
         Some(text) => Precision::parse(text).ok_or_else(|| {
@@ -407,31 +490,25 @@ pub async fn write(
             ))
         })?,
     };
-    let mut encoding = match headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"))
-    {
-        None | Some("identity") | Some("") => Encoding::Identity,
-        Some("gzip") | Some("x-gzip") => {
-            Encoding::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))
-        }
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "unsupported Content-Encoding {other:?} (expected gzip or none)"
-            )));
-        }
-    };
+    let mut encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING))?;
+    let default_cluster = params.cluster.as_deref().unwrap_or("");
+    if !default_cluster.is_empty() {
+        check_name(
+            "cluster",
+            default_cluster,
+            app.config.ingest.line.name_bytes_max,
+        )
+        .map_err(|error| ApiError::BadRequest(format!("query parameter: {error}")))?;
+    }
     let limits = &app.config.ingest;
-    let mut decoder = LineDecoder::new(
-        params.cluster.as_deref().unwrap_or(""),
-        precision,
-        now_s,
-        limits.line.clone(),
-    );
+    let mut decoder = LineDecoder::new(default_cluster, precision, now_s, limits.line.clone());
     decoder.batch = app.take_batch();
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let mut body = body;
+    // Decoded bytes (what the limit is about) and bytes received: the limit holds for both,
+    // or a stream of empty gzip members, which inflates to nothing, would never end.
     let mut body_bytes: u64 = 0;
+    let mut received_bytes: u64 = 0;
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => break Err(Failure::Timeout),
@@ -442,12 +519,13 @@ pub async fn write(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        received_bytes += data.len() as u64;
+        if received_bytes > limits.body_bytes_max {
+            break Err(Failure::TooLarge);
+        }
         let step = match &mut encoding {
             Encoding::Identity => {
                 body_bytes += data.len() as u64;
-                if body_bytes > limits.body_bytes_max {
-                    break Err(Failure::TooLarge);
-                }
                 decoder.feed(&data);
                 Ok(())
             }
@@ -527,7 +605,7 @@ enum Failure {
 /// Feeds compressed bytes through the gzip decoder in small steps, checking the body limit
 /// on the inflated size after each.
 fn inflate(
-    gzip: &mut flate2::write::GzDecoder<Vec<u8>>,
+    gzip: &mut flate2::write::MultiGzDecoder<Vec<u8>>,
     data: &[u8],
     decoder: &mut LineDecoder,
     body_bytes: &mut u64,
@@ -650,6 +728,74 @@ m,host=h value=2 1700000060\r
         );
         assert!(decoder.first_rejected[2].reason.contains("missing host"));
         assert!(decoder.first_rejected[3].reason.contains("'..'"));
+    }
+
+    #[test]
+    fn values_beyond_float32_are_rejected_per_line() {
+        let decoder = decode(
+            "m,host=h value=1e39 1\nm,host=h value=-3.5e38 2\nm,host=h value=3.4e38 3\n",
+            100,
+        );
+        assert_eq!(
+            keys(&decoder),
+            ["dflt/h///m@3=340000000000000000000000000000000000000"]
+        );
+        let lines: Vec<u64> = decoder.first_rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [1, 2]);
+        assert!(
+            decoder.first_rejected[0]
+                .reason
+                .contains("outside the float32 range")
+        );
+        let at = RejectReason::ALL
+            .iter()
+            .position(|r| *r == RejectReason::ValueRange)
+            .unwrap();
+        assert_eq!(decoder.rejected[at], 2, "counted as value_range");
+    }
+
+    #[test]
+    fn write_params_are_percent_decoded_and_must_be_unambiguous() {
+        let params = WriteParams::parse("cluster=a%20b+c&precision=s&other=1&other=2").unwrap();
+        assert_eq!(params.cluster.as_deref(), Some("a b c"));
+        assert_eq!(params.precision.as_deref(), Some("s"));
+        assert_eq!(WriteParams::parse("").unwrap(), WriteParams::default());
+        for bad in [
+            "cluster=a&cluster=b",
+            "cluster=%FF",
+            "cluster=%4",
+            "cluster=%zz",
+            "cluster=%+1",
+        ] {
+            assert!(WriteParams::parse(bad).is_err(), "{bad}");
+        }
+        // `%00` decodes; the name check refuses it afterwards.
+        assert_eq!(
+            WriteParams::parse("cluster=%00")
+                .unwrap()
+                .cluster
+                .as_deref(),
+            Some("\0")
+        );
+    }
+
+    #[test]
+    fn content_codings_are_case_insensitive() {
+        use axum::http::HeaderValue;
+        for gzip in ["gzip", "GZIP", "x-Gzip", " gzip "] {
+            let value = HeaderValue::from_static(gzip);
+            assert!(matches!(
+                Encoding::from_header(Some(&value)),
+                Ok(Encoding::Gzip(_))
+            ));
+        }
+        let value = HeaderValue::from_static("Identity");
+        assert!(matches!(
+            Encoding::from_header(Some(&value)),
+            Ok(Encoding::Identity)
+        ));
+        let value = HeaderValue::from_static("br");
+        assert!(Encoding::from_header(Some(&value)).is_err());
     }
 
     #[test]

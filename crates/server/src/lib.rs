@@ -29,12 +29,12 @@ pub mod telemetry;
 
 use crate::auth::Authenticator;
 use crate::durability::Durability;
-use crate::error::ApiError;
+use crate::error::{ApiError, PlainTextError, error_response};
 use crate::ingest::{IngestLimits, LineDecoder, RejectReason};
 use crate::telemetry::{LogLimiter, ReasonLabel, ResponseLabel, RouteLabel, Telemetry};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -213,7 +213,9 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(body_limit)
         .with_state(app)
@@ -231,6 +233,62 @@ async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next)
         }
     }
     next.run(request).await
+}
+
+/// Longest error text taken over from a response that axum or a handler produced as plain
+/// text (axum's rejection messages are one line).
+const ERROR_TEXT_BYTES_MAX: usize = 4096;
+
+/// Longest part of a request path echoed in a 404 or 405 message.
+const PATH_ECHO_BYTES_MAX: usize = 128;
+
+/// Gives every error response cc-metric-store's JSON error shape (COMPAT.md §1.3): unknown
+/// routes (404), wrong methods (405) and axum's own extractor rejections (a query string that
+/// does not deserialize, a body over [`ServerConfig::request_body_bytes_max`]) come out of
+/// axum as plain text or empty. The 401 of authentication stays plain text on purpose
+/// ([`error::PlainTextError`]). Other headers (`Allow` on a 405) are kept.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || response.extensions().get::<PlainTextError>().is_some()
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_BYTES_MAX)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let mut path = path;
+    if path.len() > PATH_ECHO_BYTES_MAX {
+        let mut end = PATH_ECHO_BYTES_MAX;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        path.truncate(end);
+        path.push('…');
+    }
+    let message = match (text.trim(), status) {
+        ("", StatusCode::NOT_FOUND) => format!("no endpoint {method} {path}"),
+        ("", StatusCode::METHOD_NOT_ALLOWED) => format!("method {method} not allowed on {path}"),
+        ("", _) => status.canonical_reason().unwrap_or("error").to_owned(),
+        (text, _) => text.to_owned(),
+    };
+    let mut json = error_response(status, &message);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 /// Counts responses and their latency per route.
@@ -267,8 +325,24 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
     }
 }
 
+/// Liveness that includes the WAL: a log that refuses writes makes every write fail, so the
+/// process is not healthy even though it answers.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.durability.wal_poisoned() {
+        None => "ok\n".into_response(),
+        Some(reason) => ApiError::Unavailable(format!(
+            "the write-ahead log refuses writes until restart: {reason}"
+        ))
+        .into_response(),
+    }
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app.telemetry.render(&app.store, app.durability.wal_stats());
+    let durability = &app.durability;
+    let healthy = durability.wal_poisoned().is_none();
+    let text = app
+        .telemetry
+        .render(&app.store, durability.wal_stats(), healthy);
     (
         [(
             header::CONTENT_TYPE,

@@ -58,6 +58,7 @@ pub struct Telemetry {
     wal_records: Gauge,
     wal_fsyncs: Gauge,
     wal_segment: Gauge,
+    wal_healthy: Gauge,
     recovery_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     recovery_snapshot_samples: Gauge,
     recovery_replayed_samples: Gauge,
@@ -102,6 +103,7 @@ impl Telemetry {
             wal_records: Gauge::default(),
             wal_fsyncs: Gauge::default(),
             wal_segment: Gauge::default(),
+            wal_healthy: Gauge::default(),
             recovery_seconds: Gauge::default(),
             recovery_snapshot_samples: Gauge::default(),
             recovery_replayed_samples: Gauge::default(),
@@ -227,6 +229,11 @@ impl Telemetry {
                 &telemetry.wal_segment,
             ),
             (
+                "wal_healthy",
+                "1 while the WAL takes writes; 0 once a failed write or fsync made it refuse them until restart",
+                &telemetry.wal_healthy,
+            ),
+            (
                 "snapshot_bytes",
                 "Size of the newest snapshot",
                 &telemetry.snapshot_bytes,
@@ -328,7 +335,13 @@ impl Telemetry {
     }
 
     /// Renders every metric, refreshing the ones read from the store and the WAL first.
-    pub fn render(&self, store: &Store, wal: Option<strata_wal::WalStats>) -> String {
+    pub fn render(
+        &self,
+        store: &Store,
+        wal: Option<strata_wal::WalStats>,
+        wal_healthy: bool,
+    ) -> String {
+        self.wal_healthy.set(i64::from(wal_healthy));
         if let Some(wal) = wal {
             self.wal_bytes.set(wal.bytes as i64);
             self.wal_records.set(wal.records as i64);
@@ -421,7 +434,7 @@ mod tests {
             future: 3,
             ..DropCounts::default()
         });
-        let text = telemetry.render(&store, None);
+        let text = telemetry.render(&store, None, true);
         assert!(
             text.contains("strata_ingest_samples_dropped_total{reason=\"future\"} 3"),
             "{text}"
@@ -431,6 +444,7 @@ mod tests {
         for name in [
             "strata_wal_bytes 0",
             "strata_wal_segment 0",
+            "strata_wal_healthy 1",
             "strata_snapshots_total 0",
             "strata_snapshot_duration_seconds 0",
             "strata_recovery_duration_seconds 0",

@@ -200,7 +200,9 @@ impl Level {
             memory: MemoryDelta::default(),
             new_series: false,
         };
-        if image.frequency_s <= 0 || image.runs.iter().all(|r| r.values.is_empty()) {
+        if !crate::FREQUENCY_S.contains(&image.frequency_s)
+            || image.runs.iter().all(|r| r.values.is_empty())
+        {
             return done;
         }
         if image.frequency_s != frequency_s || self.series(metric).is_some() {

@@ -23,6 +23,7 @@ mod image;
 mod inspect;
 mod level;
 mod metric;
+mod name;
 mod pool;
 mod query;
 mod resample;
@@ -33,7 +34,8 @@ pub use buffer::BUFFER_CAPACITY;
 pub use fxhash::{FxBuildHasher, FxHasher, same_text};
 pub use image::{HostImage, ImportReport, LevelImage, Run, SeriesImage};
 pub use inspect::{DebugBuffer, DebugLevel, HealthState, HostHealth, MetricHealth};
-pub use metric::{Aggregation, MetricConfig, UnknownAggregation};
+pub use metric::{Aggregation, FREQUENCY_S, MetricConfig, UnknownAggregation};
+pub use name::{InvalidName, NameError, check_name};
 pub use query::{
     POINTS_PER_SERIES_MAX, Query, QueryError, ReadOptions, SeriesData, SeriesResult, Stats,
 };

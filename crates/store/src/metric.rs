@@ -1,6 +1,7 @@
 //! Metric configuration: how often a metric is sampled and how its sub-levels combine.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 /// How a query at a coarser level combines the series of the levels below it.
@@ -44,10 +45,16 @@ impl fmt::Display for Aggregation {
 #[error("unknown aggregation {0:?} (expected \"sum\", \"avg\" or null)")]
 pub struct UnknownAggregation(pub String);
 
+/// The frequencies (seconds) a metric may have, from configuration or from a snapshot: at
+/// least one second, at most one day. The upper bound keeps buffer arithmetic
+/// (`start + slots × frequency`) far from `i64` overflow; a larger frequency made every
+/// buffer end overflow and queries return nothing.
+pub const FREQUENCY_S: RangeInclusive<i64> = 1..=86_400;
+
 /// The configuration of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricConfig {
-    /// Sampling interval in seconds; always > 0.
+    /// Sampling interval in seconds; always within [`FREQUENCY_S`].
     pub frequency_s: i64,
     pub aggregation: Aggregation,
 }
@@ -96,8 +103,8 @@ impl Registry {
 
     fn insert(&mut self, name: &str, config: MetricConfig) -> MetricId {
         assert!(
-            config.frequency_s > 0,
-            "metric {name}: frequency must be > 0"
+            FREQUENCY_S.contains(&config.frequency_s),
+            "metric {name}: frequency out of range"
         );
         let id = self.metrics.len() as MetricId;
         self.metrics.push((name.into(), config));

@@ -89,12 +89,26 @@ impl Stats {
         }
     }
 
-    fn scaled(self, factor: f32) -> Self {
-        Stats {
-            avg: self.avg * factor,
-            min: self.min * factor,
-            max: self.max * factor,
-        }
+    fn scaled(self, factor: f64) -> Result<Self, QueryError> {
+        let (a, b) = (scale(self.min, factor)?, scale(self.max, factor)?);
+        Ok(Stats {
+            avg: scale(self.avg, factor)?,
+            // A negative factor swaps the extremes.
+            min: a.min(b),
+            max: a.max(b),
+        })
+    }
+}
+
+/// `value × factor` as float32, computed in f64 so that a factor beyond float32 (`1e-40`,
+/// `1e39`) still works where the product fits. NaN (no value) stays NaN; a product beyond
+/// float32 is an error rather than infinity, which JSON can only show as null.
+fn scale(value: f32, factor: f64) -> Result<f32, QueryError> {
+    let scaled = (f64::from(value) * factor) as f32;
+    if scaled.is_finite() || !value.is_finite() {
+        Ok(scaled)
+    } else {
+        Err(QueryError::ScaleOverflow { factor })
     }
 }
 
@@ -110,7 +124,7 @@ pub struct SeriesData {
 }
 
 /// Why an entry has no data.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueryError {
     /// The host, the level or the metric's series does not exist (decision 7: reported in place
     /// so result arrays stay aligned with the query's ids).
@@ -125,6 +139,9 @@ pub enum QueryError {
     InvalidAggregation,
     #[error(transparent)]
     Resample(#[from] NotAMultiple),
+    /// `scale-by` would take a value beyond float32 (±3.4e38).
+    #[error("scale-by {factor:e} takes values beyond the float32 range (±3.4e38)")]
+    ScaleOverflow { factor: f64 },
     #[error("result of {points} points exceeds the limit of {max} points per series")]
     TooManyPoints { points: usize, max: usize },
 }
@@ -275,9 +292,10 @@ fn read_series(
         Stats::ZERO
     };
     if let Some(factor) = query.scale_by.filter(|&f| f != 0.0 && f != 1.0) {
-        let factor = factor as f32;
-        data.iter_mut().for_each(|v| *v *= factor);
-        stats = stats.scaled(factor);
+        stats = stats.scaled(factor)?;
+        for value in &mut data {
+            *value = scale(*value, factor)?;
+        }
     }
     if options.with_padding {
         // NOTE: cc-metric-store counts padding in native steps even for resampled data, which

@@ -1,8 +1,11 @@
 //! `strata check DIR`: verifies every WAL segment and every snapshot file of a data
-//! directory without changing anything, and says what is damaged.
+//! directory without changing anything, and says what is damaged. It reads the directory the
+//! way recovery does (`strata_wal::recovery::plan`), so it reports what a start would load.
 
+use anyhow::bail;
 use std::fmt::Write as _;
 use std::path::Path;
+use strata_wal::snapshot::{Generation, Manifest};
 
 /// The findings; `damaged` decides the exit code.
 #[derive(Debug, Default)]
@@ -11,16 +14,103 @@ pub struct CheckReport {
     pub damaged: bool,
 }
 
+/// Checks `directory`; an error when it is not a Strata data directory at all.
 pub fn check(directory: &Path) -> anyhow::Result<CheckReport> {
+    if !directory.is_dir() {
+        bail!("{}: no such directory", directory.display());
+    }
+    if !directory.join("STRATA").is_file() {
+        bail!(
+            "{}: not a Strata data directory (no STRATA format marker)",
+            directory.display()
+        );
+    }
     let mut report = CheckReport::default();
-    let out = &mut report.text;
     let wal = directory.join("wal");
-    let segments = strata_wal::list_segments(&wal)?;
-    let replay = strata_wal::replay(&wal, 0, |_, _| {})?;
+    let plan = strata_wal::recovery::plan(&directory.join("snapshots"), &wal)?;
+    for generation in &plan.set_aside {
+        check_set_aside(generation, &mut report)?;
+    }
+    match &plan.generation {
+        None => writeln!(report.text, "snapshots: none")?,
+        Some(generation) => check_generation(generation, &mut report)?,
+    }
+    check_wal(&wal, plan.replay_from, &mut report)?;
+    Ok(report)
+}
+
+fn check_set_aside(generation: &Generation, report: &mut CheckReport) -> anyhow::Result<()> {
+    let path = generation.directory.display();
+    match &generation.manifest {
+        Manifest::Damaged(reason) => {
+            report.damaged = true;
+            writeln!(
+                report.text,
+                "DAMAGED snapshot generation {path}: MANIFEST {reason} (not needed: an older \
+                 generation and the WAL hold its data; quarantined at the next start)"
+            )?;
+        }
+        Manifest::Missing | Manifest::Valid { .. } => writeln!(
+            report.text,
+            "snapshot generation {path} was cut off before it was complete (not needed; removed \
+             at the next start)"
+        )?,
+    }
+    Ok(())
+}
+
+fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow::Result<()> {
+    let out = &mut report.text;
+    let mut good = 0;
+    for file in &generation.files {
+        match strata_wal::snapshot::load_host(file) {
+            Ok(_) => good += 1,
+            Err(error) => {
+                report.damaged = true;
+                writeln!(out, "  DAMAGED {error}")?;
+            }
+        }
+    }
     writeln!(
         out,
-        "WAL: {} segments, {} records, {} samples",
-        segments.len(),
+        "snapshots: generation {} with {good} of {} host files readable",
+        generation.number,
+        generation.files.len(),
+    )?;
+    match &generation.manifest {
+        Manifest::Valid { hosts } if *hosts == generation.files.len() => {}
+        Manifest::Valid { hosts } => {
+            report.damaged = true;
+            writeln!(
+                out,
+                "  DAMAGED: the MANIFEST lists {hosts} host files; {} are there",
+                generation.files.len()
+            )?;
+        }
+        Manifest::Missing | Manifest::Damaged(_) => {
+            report.damaged = true;
+            let what = match &generation.manifest {
+                Manifest::Damaged(reason) => reason.as_str(),
+                _ => "missing",
+            };
+            writeln!(
+                out,
+                "  DAMAGED: MANIFEST {what}; the generation was completed (the WAL it covers is \
+                 gone), so a start loads every readable host file"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn check_wal(wal: &Path, replay_from: u64, report: &mut CheckReport) -> anyhow::Result<()> {
+    let segments = strata_wal::list_segments(wal)?;
+    let replay = strata_wal::replay(wal, replay_from, |_, _| {})?;
+    let out = &mut report.text;
+    writeln!(
+        out,
+        "WAL: {} segments from segment {replay_from} on, {} records, {} samples",
+        segments.iter().filter(|s| s.segment >= replay_from).count(),
         replay.records,
         replay.samples
     )?;
@@ -42,40 +132,5 @@ pub fn check(directory: &Path) -> anyhow::Result<CheckReport> {
             damage.segment, damage.offset, damage.reason
         )?;
     }
-    let snapshots = directory.join("snapshots");
-    let (latest, incomplete) = strata_wal::snapshot::latest_generation(&snapshots)?;
-    for path in &incomplete {
-        writeln!(
-            out,
-            "snapshot generation {} is incomplete (no valid MANIFEST; removed at the next start)",
-            path.display()
-        )?;
-    }
-    match latest {
-        None => writeln!(out, "snapshots: none")?,
-        Some(generation) => {
-            let mut good = 0;
-            for file in &generation.files {
-                match strata_wal::snapshot::load_host(file) {
-                    Ok(_) => good += 1,
-                    Err(error) => {
-                        report.damaged = true;
-                        writeln!(out, "  DAMAGED {error}")?;
-                    }
-                }
-            }
-            writeln!(
-                out,
-                "snapshots: generation {} with {good} of {} host files readable (manifest lists {})",
-                generation.number,
-                generation.files.len(),
-                generation.hosts
-            )?;
-            if generation.files.len() != generation.hosts {
-                report.damaged = true;
-                writeln!(out, "  DAMAGED: host files are missing from the generation")?;
-            }
-        }
-    }
-    Ok(report)
+    Ok(())
 }

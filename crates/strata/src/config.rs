@@ -38,7 +38,8 @@
 //!   name the file, the section path (`metric-store.wal`) and the key, and serde's messages
 //!   carry neither the file nor the path.
 //! - **Validated once.** Everything is checked here, so the rest of the program can rely on
-//!   the invariants documented on each field (durations positive, frequencies > 0, …).
+//!   the invariants documented on each field (durations positive, frequencies from 1 s to
+//!   1 day, …).
 //! - **`null` means unset.** An explicit `null` for an optional key behaves like an absent
 //!   key, as Go's decoder treats it; for a required key it is reported as missing.
 
@@ -57,7 +58,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use strata_store::{Aggregation, MetricConfig, Resampler, ResamplerKind, StoreLimits};
+use strata_store::{
+    Aggregation, FREQUENCY_S, MetricConfig, Resampler, ResamplerKind, StoreLimits, check_name,
+};
 
 use self::duration::parse_go_duration;
 use self::size::parse_size;
@@ -208,7 +211,7 @@ pub struct StoreSection {
     /// How long samples stay in memory; also the cleanup interval and cutoff. Always > 0.
     pub retention_in_memory: Duration,
     /// Cap on the bytes held by the store's buffers (`memory-cap` × 10⁹); `None` when the
-    /// file says 0 (Decision 10: unlimited, unlike cc-metric-store).
+    /// file says 0 or leaves the key out (Decision 10: unlimited, unlike cc-metric-store).
     pub memory_cap_bytes: Option<u64>,
     /// Parallelism of checkpointing, loading and NATS decoding. Always ≥ 1: a 0 in the file
     /// becomes `min(ncpus / 2 + 1, 10)` as in cc-metric-store.
@@ -219,7 +222,8 @@ pub struct StoreSection {
     pub cleanup: CleanupSection,
     pub nats_subscriptions: Vec<NatsSubscription>,
     pub wal: WalSection,
-    /// Frequency in seconds of metrics registered on first sight (Decision 3). Always > 0.
+    /// Frequency in seconds of metrics registered on first sight (Decision 3). Always within
+    /// [`FREQUENCY_S`].
     pub default_frequency_s: i64,
     /// `metric-store.resampling` (Strata only, Decision 8).
     pub resampling: Resampler,
@@ -229,13 +233,16 @@ pub struct StoreSection {
 /// `metric-store.checkpoints`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointsSection {
-    /// `"wal"` or `"json"`; nothing else is accepted (cc-metric-store treats other strings as
-    /// json with idle WAL workers, which is never what was meant).
-    pub file_format: String,
+    /// `"wal"` or `"json"` if given; nothing else is accepted (cc-metric-store treats other
+    /// strings as json with idle WAL workers, which is never what was meant). Parsed for
+    /// compatibility and otherwise ignored, with a warning at startup (Decision 17): Strata
+    /// always writes its own WAL and snapshots.
+    pub file_format: Option<String>,
     /// Data directory: Strata's WAL and snapshots, or cc-metric-store's checkpoints to import.
     pub directory: PathBuf,
-    /// Per-host WAL size that forces a rotation, in bytes; 0 = unlimited.
-    pub max_wal_size: u64,
+    /// cc-metric-store's per-host WAL size that forces a rotation, in bytes, if given.
+    /// Ignored with a warning at startup: Strata's WAL rotates at `wal.segment-size`.
+    pub max_wal_size: Option<u64>,
 }
 
 /// `metric-store.cleanup`: what happens to data older than the retention window.
@@ -314,9 +321,9 @@ pub struct LimitsSection {
 impl Default for CheckpointsSection {
     fn default() -> Self {
         Self {
-            file_format: "wal".to_owned(),
+            file_format: None,
             directory: PathBuf::from(DEFAULT_CHECKPOINT_DIRECTORY),
-            max_wal_size: 0,
+            max_wal_size: None,
         }
     }
 }
@@ -753,6 +760,21 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A metric frequency: an integer number of seconds within [`FREQUENCY_S`].
+    fn frequency(&self, key: &str) -> Result<Option<i64>, ConfigError> {
+        match self.integer(key)? {
+            Some(seconds) if !FREQUENCY_S.contains(&seconds) => Err(self.invalid(
+                key,
+                format!(
+                    "must be a number of seconds from {} to {} (one day), found {seconds}",
+                    FREQUENCY_S.start(),
+                    FREQUENCY_S.end()
+                ),
+            )),
+            other => Ok(other),
+        }
+    }
+
     /// A JSON integer ≥ 0.
     fn unsigned(&self, key: &str) -> Result<Option<u64>, ConfigError> {
         match self.get(key) {
@@ -1042,13 +1064,7 @@ fn parse_metrics(
 }
 
 fn parse_metric(section: &Section<'_>) -> Result<MetricConfig, ConfigError> {
-    let frequency_s = section.required("frequency", section.integer("frequency")?)?;
-    if frequency_s <= 0 {
-        return Err(section.invalid(
-            "frequency",
-            format!("must be a number of seconds greater than 0, found {frequency_s}"),
-        ));
-    }
+    let frequency_s = section.required("frequency", section.frequency("frequency")?)?;
     // NOTE: `aggregation` is required but may be null; `get` would treat null as absent.
     let aggregation = match section.map.get("aggregation") {
         None => return Err(section.missing("aggregation")),
@@ -1083,7 +1099,9 @@ fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigError> {
         "retention-in-memory",
         section.duration("retention-in-memory")?,
     )?;
-    let memory_cap_gb = section.required("memory-cap", section.unsigned("memory-cap")?)?;
+    // Required by cc-metric-store's schema; optional here, absent meaning unlimited as `0` does
+    // (Decision 10), so that the embedded default and a minimal file agree.
+    let memory_cap_gb = section.unsigned("memory-cap")?.unwrap_or(0);
     let memory_cap_bytes = match memory_cap_gb {
         0 => None,
         gigabytes => Some(
@@ -1114,7 +1132,11 @@ fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigError> {
             directory: None,
         },
     };
-    let nats_subscriptions = parse_subscriptions(section)?;
+    let limits = match section.section("limits", LIMITS_KEYS)? {
+        Some(sub) => parse_limits(&sub)?,
+        None => LimitsSection::default(),
+    };
+    let nats_subscriptions = parse_subscriptions(section, limits.name_bytes_max)?;
     if let Some(debug) = section.section("debug", DEBUG_KEYS)? {
         parse_debug(&debug)?;
     }
@@ -1122,23 +1144,12 @@ fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigError> {
         Some(sub) => parse_wal(&sub)?,
         None => WalSection::default(),
     };
-    let default_frequency_s = match section.integer("default-frequency")? {
-        None => DEFAULT_FREQUENCY_S,
-        Some(seconds) if seconds > 0 => seconds,
-        Some(seconds) => {
-            return Err(section.invalid(
-                "default-frequency",
-                format!("must be a number of seconds greater than 0, found {seconds}"),
-            ));
-        }
-    };
+    let default_frequency_s = section
+        .frequency("default-frequency")?
+        .unwrap_or(DEFAULT_FREQUENCY_S);
     let resampling = match section.section("resampling", RESAMPLING_KEYS)? {
         Some(sub) => parse_resampling(&sub)?,
         None => Resampler::default(),
-    };
-    let limits = match section.section("limits", LIMITS_KEYS)? {
-        Some(sub) => parse_limits(&sub)?,
-        None => LimitsSection::default(),
     };
 
     Ok(StoreSection {
@@ -1160,13 +1171,11 @@ fn parse_checkpoints(section: &Section<'_>) -> Result<CheckpointsSection, Config
     let defaults = CheckpointsSection::default();
     let file_format = section
         .choice("file-format", &[("wal", "wal"), ("json", "json")])?
-        .map_or(defaults.file_format, str::to_owned);
+        .map(str::to_owned);
     let directory = section
         .non_empty_string("directory")?
         .map_or(defaults.directory, PathBuf::from);
-    let max_wal_size = section
-        .size("max-wal-size")?
-        .unwrap_or(defaults.max_wal_size);
+    let max_wal_size = section.size("max-wal-size")?;
     Ok(CheckpointsSection {
         file_format,
         directory,
@@ -1192,7 +1201,12 @@ fn parse_cleanup(section: &Section<'_>) -> Result<CleanupSection, ConfigError> {
     Ok(CleanupSection { mode, directory })
 }
 
-fn parse_subscriptions(section: &Section<'_>) -> Result<Vec<NatsSubscription>, ConfigError> {
+/// The subscriptions; a `cluster-tag` is held to the cluster name rule of ingest
+/// ([`check_name`]), since it becomes the cluster of the lines received.
+fn parse_subscriptions(
+    section: &Section<'_>,
+    name_bytes_max: usize,
+) -> Result<Vec<NatsSubscription>, ConfigError> {
     let key = "nats-subscriptions";
     let entries = match section.get(key) {
         None => return Ok(Vec::new()),
@@ -1205,9 +1219,14 @@ fn parse_subscriptions(section: &Section<'_>) -> Result<Vec<NatsSubscription>, C
         let entry = Section::new(section.file, path, entry, SUBSCRIPTION_KEYS)?;
         let subscribe_to =
             entry.required("subscribe-to", entry.non_empty_string("subscribe-to")?)?;
+        let cluster_tag = entry.non_empty_string("cluster-tag")?;
+        if let Some(tag) = cluster_tag {
+            check_name("cluster", tag, name_bytes_max)
+                .map_err(|error| entry.invalid("cluster-tag", error.to_string()))?;
+        }
         subscriptions.push(NatsSubscription {
             subscribe_to: subscribe_to.to_owned(),
-            cluster_tag: entry.non_empty_string("cluster-tag")?.map(str::to_owned),
+            cluster_tag: cluster_tag.map(str::to_owned),
             queue_group: entry.non_empty_string("queue-group")?.map(str::to_owned),
         });
     }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use strata_ccms::{Checkpoint, Level, SnapshotFile, WalEnd};
 use strata_server::durability::{Durability, DurabilityConfig};
 use strata_server::progress::Progress;
-use strata_store::{HostImage, LevelImage, LevelName, Run, SeriesImage, Store, WriteBatch};
+use strata_store::{
+    FREQUENCY_S, HostImage, LevelImage, LevelName, Run, SeriesImage, Store, WriteBatch, check_name,
+};
 
 /// What an import did, printed at the end.
 #[derive(Debug, Default)]
@@ -50,12 +52,14 @@ impl std::fmt::Display for ImportSummary {
 }
 
 /// Imports `source` into the data directory of `durability_config`, keeping what falls in
-/// the last `retention_s` seconds before `now_s`.
+/// the last `retention_s` seconds before `now_s`. Clusters and hosts whose names ingest would
+/// refuse (longer than `name_bytes_max`, `..`, …) are skipped and listed.
 pub async fn import(
     source: &Path,
     store: Arc<Store>,
     durability_config: DurabilityConfig,
     retention_s: i64,
+    name_bytes_max: usize,
     now_s: i64,
 ) -> anyhow::Result<ImportSummary> {
     let scan =
@@ -69,6 +73,19 @@ pub async fn import(
     let cutoff_s = now_s - retention_s;
     let progress = Progress::new("importing", scan.hosts.len() as u64);
     for host in &scan.hosts {
+        // The names ingest would refuse are refused here too: they become directory names
+        // in cc-metric-store and reach the store through no other door.
+        let valid = check_name("cluster", &host.cluster, name_bytes_max)
+            .and_then(|()| check_name("host", &host.host, name_bytes_max));
+        if let Err(error) = valid {
+            summary.skipped.push(format!(
+                "{}/{}: {error}; not imported",
+                host.cluster.escape_debug(),
+                host.host.escape_debug()
+            ));
+            progress.advance(1, 0);
+            continue;
+        }
         let mut imported = false;
         for file in strata_ccms::select_snapshots(&host.snapshots, cutoff_s) {
             match import_snapshot(&store, &host.cluster, &host.host, file, cutoff_s) {
@@ -170,7 +187,7 @@ fn host_image(cluster: &str, host: &str, checkpoint: &Checkpoint) -> HostImage {
             series: source
                 .metrics
                 .iter()
-                .filter(|m| m.frequency_s > 0 && !m.name.is_empty())
+                .filter(|m| FREQUENCY_S.contains(&m.frequency_s) && !m.name.is_empty())
                 .map(|m| SeriesImage {
                     metric: m.name.clone(),
                     frequency_s: m.frequency_s,

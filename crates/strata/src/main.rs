@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
                 store.clone(),
                 durability_config(&config),
                 config.store.retention_in_memory.as_secs() as i64,
+                config.store.limits.name_bytes_max,
                 strata_server::now_s(),
             ))?;
             print!("{summary}");
@@ -163,6 +164,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     warn_about_unimplemented(&config);
+    handle_file_size_signal();
     let store_config = store_config(&config);
     let limits = &config.store.limits;
     let server_config = ServerConfig {
@@ -177,7 +179,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             request_timeout: limits.request_timeout,
         },
         query_series_max: limits.query_series_max,
-        request_body_bytes_max: 64 << 20,
+        request_body_bytes_max: REQUEST_BODY_BYTES_MAX,
         resampler: config.store.resampling,
     };
     if server_config.jwt_public_key.is_none() {
@@ -229,6 +231,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Largest query, free or healthcheck body (axum's `DefaultBodyLimit`; 413 with the JSON
+/// error beyond it). A query for thousands of series is a few hundred KiB.
+const REQUEST_BODY_BYTES_MAX: usize = 64 << 20;
+
 /// WAL growth after which a snapshot is taken even before `checkpoint-interval`: at ~5 bytes
 /// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.
 const SNAPSHOT_WAL_BYTES: u64 = 128 << 20;
@@ -258,6 +264,24 @@ fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, R
         "recovered"
     );
     Ok((Arc::new(durability), report))
+}
+
+/// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills
+/// the process. Handled, the write fails with EFBIG instead: the WAL turns that into a
+/// poisoned log (writes answer 503, `/healthz` says why) and the process stays up to serve
+/// queries and take a final snapshot, instead of vanishing.
+fn handle_file_size_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut received) => {
+            tokio::spawn(async move {
+                while received.recv().await.is_some() {
+                    tracing::error!("a write went past the file size limit (ulimit -f)");
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "cannot handle SIGXFSZ"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -290,5 +314,18 @@ fn warn_about_unimplemented(config: &Config) {
     }
     if config.store.cleanup.mode == CleanupMode::Archive {
         tracing::warn!("cleanup.mode \"archive\" is not implemented yet: nothing is archived");
+    }
+    let checkpoints = &config.store.checkpoints;
+    if let Some(format) = &checkpoints.file_format {
+        tracing::warn!(
+            "checkpoints.file-format {format:?} is ignored: Strata always writes its own \
+             write-ahead log and snapshots (strata import reads cc-metric-store's files)"
+        );
+    }
+    if let Some(bytes) = checkpoints.max_wal_size {
+        tracing::warn!(
+            "checkpoints.max-wal-size {bytes} is ignored: Strata's log rotates at \
+             metric-store.wal.segment-size and is truncated by snapshots"
+        );
     }
 }

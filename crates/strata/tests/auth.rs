@@ -207,3 +207,67 @@ fn without_a_configured_key_no_token_is_needed() {
         }
     }
 }
+
+/// A compact JWS of `claims` signed with the key of `seed`, and that key's public half as
+/// `main.jwt-public-key` wants it.
+fn signed_token(seed: u8, claims: &str) -> (String, String) {
+    use base64::engine::general_purpose::STANDARD;
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()).to_bytes());
+    let public = STANDARD.encode(key.verifying_key().as_bytes());
+    (format!("{signed}.{signature}"), public)
+}
+
+#[test]
+fn claims_are_checked_as_golang_jwt_v4_map_claims_checks_them() {
+    // Goal: correctly signed tokens whose claims golang-jwt v4 (cc-metric-store) refuses are
+    // refused: an `exp` that is a string or null, and claims that are not a JSON object.
+    // Before: all accepted (a non-number `exp` was treated as absent).
+    let (_, public) = signed_token(7, "{}");
+    let server = Server::start_with_config(&json!({"main": {"jwt-public-key": public}}));
+    let t = minutes_ago(10);
+    let refused = [
+        (r#"{"exp":"never"}"#, "token is expired"),
+        (r#"{"exp":null}"#, "token is expired"),
+        (r#"{"nbf":"now"}"#, "token is not valid yet"),
+        (r#"["admin"]"#, "token is malformed"),
+        ("42", "token is malformed"),
+        (&format!(r#"{{"exp":{}}}"#, now_s() - 1), "token is expired"),
+    ];
+    for (claims, reason) in refused {
+        let (token, _) = signed_token(7, claims);
+        let auth = bearer(&token);
+        for (method, target, body) in api_requests(t) {
+            let response =
+                server.request(method, &target, &[("Authorization", auth.as_str())], &body);
+            assert_unauthorized(&response, &format!("claims {claims} on {method} {target}"));
+            assert_eq!(response.text().trim(), reason, "claims {claims}");
+        }
+    }
+    // The same key with acceptable claims works: a numeric future `exp`, `exp: 0` (unset in
+    // v4), and `null` claims (Go decodes them to an empty map).
+    for claims in [
+        format!(r#"{{"exp":{}}}"#, now_s() + 3600),
+        r#"{"exp":0}"#.to_owned(),
+        "null".to_owned(),
+    ] {
+        let (token, _) = signed_token(7, &claims);
+        let auth = bearer(&token);
+        for (method, target, body) in api_requests(t) {
+            let response =
+                server.request(method, &target, &[("Authorization", auth.as_str())], &body);
+            assert_eq!(
+                response.status,
+                200,
+                "claims {claims} on {method} {target}: {}",
+                response.text()
+            );
+        }
+    }
+}

@@ -254,3 +254,48 @@ fn serve_without_config_uses_the_embedded_default() {
         }
     }
 }
+
+#[test]
+fn frequencies_beyond_one_day_stop_startup() {
+    // Goal: a metric frequency (configured or the default for auto-registered metrics)
+    // outside 1 s – 1 day is refused at startup. Before: 9223372036854775807 was accepted,
+    // buffer ends overflowed and queries returned nothing.
+    let mut config = valid_config();
+    config["metrics"] = json!({"cpu_load": {"frequency": i64::MAX, "aggregation": "avg"}});
+    let (stderr, _) = refused(&config);
+    assert!(
+        stderr.contains("metrics.cpu_load") && stderr.contains("from 1 to 86400"),
+        "{stderr}"
+    );
+    let mut config = valid_config();
+    config["metric-store"]["default-frequency"] = json!(86_401);
+    let (stderr, _) = refused(&config);
+    assert!(
+        stderr.contains("default-frequency") && stderr.contains("from 1 to 86400"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn memory_cap_is_optional_and_ignored_checkpoint_keys_are_warned_about() {
+    // Goal: the README's optional keys are optional (`memory-cap` absent = unlimited), and
+    // `checkpoints.file-format` / `max-wal-size`, parsed but without effect, say so at
+    // startup (COMPAT.md decision 17). Before: refused without `memory-cap`; silent.
+    let server = Server::start_with_config(&json!({
+        "metric-store": {"checkpoints": {"file-format": "json", "max-wal-size": "1GiB"}}
+    }));
+    assert!(server.config()["metric-store"].get("memory-cap").is_none());
+    let log = server.log();
+    assert!(log.contains("memory_cap_bytes=0"), "{log}");
+    assert!(
+        log.contains("checkpoints.file-format \"json\" is ignored"),
+        "{log}"
+    );
+    assert!(
+        log.contains("checkpoints.max-wal-size 1073741824 is ignored"),
+        "{log}"
+    );
+    // Without the keys, no warning.
+    let quiet = Server::start();
+    assert!(!quiet.log().contains("is ignored"), "{}", quiet.log());
+}

@@ -523,7 +523,7 @@ fn crash_rounds(plan: &Plan) -> Outcome {
             // generation and falls back to the previous one plus the WAL.
             outcome.killed_during_snapshot += 1;
             assert!(
-                log.contains("removing an incomplete snapshot generation"),
+                log.contains("removing a snapshot generation that was cut off"),
                 "{log}"
             );
             for path in &incomplete {

@@ -74,6 +74,7 @@ fn checkpoint_directory(root: &Path, start: i64) {
 
 fn data(
     server: &Server,
+    cluster: &str,
     host: &str,
     metric: &str,
     kind: Option<&str>,
@@ -85,7 +86,7 @@ fn data(
         query["type-ids"] = json!(["0"]);
     }
     let response = server.query(&json!({
-        "cluster": "fritz", "from": from, "to": from + 3600, "with-padding": false, "queries": [query]
+        "cluster": cluster, "from": from, "to": from + 3600, "with-padding": false, "queries": [query]
     }));
     response["results"][0][0]["data"]
         .as_array()
@@ -95,11 +96,9 @@ fn data(
         .collect()
 }
 
-#[test]
-fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
-    let start = minutes_ago(120) / 60 * 60;
-    let source = tempfile::tempdir().unwrap();
-    checkpoint_directory(source.path(), start);
+/// Starts and stops a server (so that its data directory exists), then runs `strata import
+/// <source>` with its configuration; restart the server to see the result.
+fn import_into_stopped_server(source: &Path) -> (Server, common::Output) {
     let mut server = Server::start_with_config(&json!({}));
     server.signal("TERM");
     server
@@ -110,12 +109,21 @@ fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
         server.dir(),
         &[
             "import",
-            source.path().to_str().unwrap(),
+            source.to_str().unwrap(),
             "--config",
             config.to_str().unwrap(),
         ],
         Duration::from_secs(30),
     );
+    (server, output)
+}
+
+#[test]
+fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
+    let start = minutes_ago(120) / 60 * 60;
+    let source = tempfile::tempdir().unwrap();
+    checkpoint_directory(source.path(), start);
+    let (mut server, output) = import_into_stopped_server(source.path());
     assert!(
         output.status.success(),
         "import failed: {}\n{}",
@@ -148,7 +156,7 @@ fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
     );
 
     server.restart();
-    let cpu = data(&server, "f0201", "cpu_load", None, start);
+    let cpu = data(&server, "fritz", "f0201", "cpu_load", None, start);
     assert_eq!(
         cpu,
         [
@@ -163,11 +171,11 @@ fn import_brings_snapshots_and_wal_of_cc_metric_store_into_strata() {
         ]
     );
     assert_eq!(
-        data(&server, "f0201", "mem_bw", Some("socket"), start),
+        data(&server, "fritz", "f0201", "mem_bw", Some("socket"), start),
         [Some(10.0), Some(11.0), None, None, None, None, Some(12.0)]
     );
     assert_eq!(
-        data(&server, "f0202", "cpu_load", None, start),
+        data(&server, "fritz", "f0202", "cpu_load", None, start),
         [Some(0.5); 3]
     );
     assert!(
@@ -231,4 +239,66 @@ fn walk(directory: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[test]
+fn import_refuses_the_names_and_frequencies_ingest_refuses() {
+    // Goal: one name rule for every door: a cluster directory `..evil` (which ingest rejects)
+    // is skipped and reported, not imported; a series whose frequency is beyond one day is
+    // left out instead of making its buffer ends overflow. Before: `..evil` was imported.
+    let start = minutes_ago(120) / 60 * 60;
+    let source = tempfile::tempdir().unwrap();
+    for (cluster, host) in [("..evil", "h1"), ("good", "h1"), ("good", "bad\u{1}host")] {
+        let directory = source.path().join(cluster).join(host);
+        std::fs::create_dir_all(&directory).unwrap();
+        let level = ccms_files::level(
+            vec![
+                ccms_files::metric("cpu_load", 60, start, &[1.0, 2.0]),
+                ccms_files::metric("huge_step", i64::MAX, start, &[3.0]),
+            ],
+            vec![],
+        );
+        std::fs::write(
+            directory.join(format!("{start}.bin")),
+            ccms_files::encode_binary(start, start + 120, &level),
+        )
+        .unwrap();
+    }
+    let (mut server, output) = import_into_stopped_server(source.path());
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        output.stdout,
+        output.stderr
+    );
+    let summary = &output.stdout;
+    assert!(summary.contains("hosts imported:        1"), "{summary}");
+    assert!(
+        summary.contains("..evil/h1: cluster \"..evil\" contains '/', '\\' or '..'"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("host \"bad\\u{1}host\" contains a control character"),
+        "{summary}"
+    );
+
+    server.restart();
+    let debug = server.get("/api/debug").json();
+    let clusters: Vec<&String> = debug["data"].as_object().unwrap().keys().collect();
+    assert_eq!(clusters, ["good"], "{debug}");
+    let hosts: Vec<&String> = debug["data"]["good"].as_object().unwrap().keys().collect();
+    assert_eq!(hosts, ["h1"], "{debug}");
+    assert_eq!(
+        data(&server, "good", "h1", "cpu_load", None, start),
+        [Some(1.0), Some(2.0)]
+    );
+    let huge = server.query(
+        &json!({"cluster": "good", "from": start, "to": start + 3600,
+                                    "queries": [{"metric": "huge_step", "host": "h1"}]}),
+    );
+    assert_eq!(
+        huge["results"][0][0]["error"],
+        json!("unknown metric: huge_step"),
+        "{huge}"
+    );
 }

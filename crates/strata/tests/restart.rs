@@ -291,6 +291,32 @@ fn fsync_off_keeps_data_across_graceful_restart_only() {
     assert_series_gone(&server, "c", &lost_second);
 }
 
+/// Issue 6 item 8: data freed with `/api/free` came back after a SIGKILL, replayed from the
+/// WAL. A free is logged before it is answered, and replayed in order: writes before it stay
+/// freed, writes after it (into the freed range, here) stay written.
+#[test]
+fn freed_data_stays_freed_after_a_crash() {
+    for workers in [1, 2] {
+        let mut server = Server::start_with_config(&json!({"metric-store": {
+            "num-workers": workers, "wal": {"fsync": "batch"}}}));
+        let start = minutes_ago(60);
+        let freed = write_series(&server, "a", start, 10, 1.0);
+        let kept = write_series(&server, "b", start, 10, 1.0);
+        // Past the end of the 512-slot buffer that holds the samples.
+        let to = start + 600 * 60;
+        let response = server.post(&format!("/api/free?to={to}"), r#"[["restart","a"]]"#);
+        response.assert_status(200);
+        assert_series_gone(&server, "a", &freed);
+        let rewritten = write_series(&server, "a", start + 20 * 60, 5, 7.0);
+        kill(&mut server);
+
+        server.restart();
+        assert_series_gone(&server, "a", &freed);
+        assert_series(&server, "a", &rewritten);
+        assert_series(&server, "b", &kept);
+    }
+}
+
 #[test]
 fn periodic_snapshot_then_crash_recovers_from_snapshot_and_wal() {
     // Goal: a snapshot taken while running (checkpoint-interval; the schedule looks every

@@ -1,9 +1,13 @@
 //! Batch records: [`WriteBatch`] ↔ payload bytes, with the series table of a segment.
 
-use crate::format::{self, Cursor};
-use crate::{Error, Result};
+use crate::format::{self, Cursor, Kind};
+use crate::{Error, Free, Result};
 use std::collections::HashMap;
 use strata_store::{FxBuildHasher as FxBuild, LevelName, SeriesKey, WriteBatch, same_text as same};
+
+/// Most bytes one sample takes in a payload: a ref delta (≤ 6 bytes for a 32-bit ref, zigzag and
+/// shifted), a timestamp delta (≤ 10) and the value (4).
+const SAMPLE_BYTES_MAX: usize = 20;
 
 /// The refs a writer has handed out in the current segment.
 ///
@@ -64,14 +68,30 @@ impl SeriesTable {
         self.keys.clear();
     }
 
-    /// Appends the payload of a batch record to `out`.
-    pub(crate) fn encode(&mut self, batch: &WriteBatch, sequence: u64, out: &mut Vec<u8>) {
+    /// Appends the payload of a batch record to `out`, holding the samples of `batch` from
+    /// `from` on until the payload would pass `payload_bytes_target` (at least one sample),
+    /// and returns where the next record must start. A huge request becomes several records
+    /// instead of one that no reader could hold.
+    pub(crate) fn encode(
+        &mut self,
+        batch: &WriteBatch,
+        from: usize,
+        sequence: u64,
+        payload_bytes_target: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
         self.batch_refs.clear();
         self.definitions.clear();
         let mut defined = 0u64;
         let mut current: Option<(&str, &str, usize)> = None;
         let mut position = 0usize;
-        for sample in batch.iter() {
+        for sample in batch.iter().skip(from) {
+            let taken = self.batch_refs.len();
+            if taken > 0
+                && self.definitions.len() + (taken + 1) * SAMPLE_BYTES_MAX > payload_bytes_target
+            {
+                break;
+            }
             let key = &sample.key;
             let host = match current {
                 Some((cluster, host, index))
@@ -137,9 +157,9 @@ impl SeriesTable {
         format::put_batch_start(out, sequence);
         format::put_varint(out, defined);
         out.extend_from_slice(&self.definitions);
-        format::put_varint(out, batch.len() as u64);
+        format::put_varint(out, self.batch_refs.len() as u64);
         let (mut previous_ref, mut previous_timestamp) = (0i64, 0i64);
-        for (sample, &series) in batch.iter().zip(&self.batch_refs) {
+        for (sample, &series) in batch.iter().skip(from).zip(&self.batch_refs) {
             let delta = format::zigzag(i64::from(series) - previous_ref);
             let changed = sample.timestamp_s != previous_timestamp;
             format::put_varint(out, delta << 1 | u64::from(changed));
@@ -150,6 +170,7 @@ impl SeriesTable {
             previous_ref = i64::from(series);
             previous_timestamp = sample.timestamp_s;
         }
+        from + self.batch_refs.len()
     }
 }
 
@@ -164,12 +185,35 @@ impl Definitions {
         self.series.clear();
     }
 
-    /// Decodes a batch payload into `batch` (appending) and returns its sequence number. On
-    /// error nothing of the record is kept in `batch`, but definitions read before the error
-    /// stay (the segment is abandoned after a malformed record anyway).
-    pub(crate) fn decode(&mut self, payload: &[u8], batch: &mut WriteBatch) -> Result<u64> {
+    /// Decodes a payload: a batch's samples into `batch` (appending), or a free. Returns the
+    /// sequence number, and the free if it was one. On error nothing of the record is kept in
+    /// `batch`, but definitions read before the error stay (the segment is abandoned after a
+    /// malformed record anyway).
+    pub(crate) fn decode_record(
+        &mut self,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) -> Result<(u64, Option<Free>)> {
         let mut cursor = Cursor::new(payload);
-        let sequence = format::read_batch_start(&mut cursor)?;
+        match format::read_record_start(&mut cursor)? {
+            (Kind::Batch, sequence) => {
+                self.decode_batch(&mut cursor, batch)?;
+                Ok((sequence, None))
+            }
+            (Kind::Free, sequence) => Ok((sequence, Some(format::read_free(&mut cursor)?))),
+        }
+    }
+
+    /// Decodes a batch payload into `batch` and returns its sequence number.
+    #[cfg(test)]
+    pub(crate) fn decode(&mut self, payload: &[u8], batch: &mut WriteBatch) -> Result<u64> {
+        match self.decode_record(payload, batch)? {
+            (sequence, None) => Ok(sequence),
+            (_, Some(_)) => Err(Error::Malformed("a free record, not a batch")),
+        }
+    }
+
+    fn decode_batch(&mut self, cursor: &mut Cursor<'_>, batch: &mut WriteBatch) -> Result<()> {
         // A definition is at least five one-byte lengths.
         for _ in 0..cursor.count(5)? {
             let mut parts: [String; 5] = Default::default();
@@ -179,7 +223,7 @@ impl Definitions {
             self.series.push(parts);
         }
         let rollback = batch.mark();
-        let result = self.decode_samples(&mut cursor, batch);
+        let result = self.decode_samples(cursor, batch);
         if result.is_err() {
             batch.truncate(rollback);
         }
@@ -188,7 +232,7 @@ impl Definitions {
             batch.truncate(rollback);
             return Err(Error::Malformed("bytes after the last sample"));
         }
-        Ok(sequence)
+        Ok(())
     }
 
     fn decode_samples(&self, cursor: &mut Cursor<'_>, batch: &mut WriteBatch) -> Result<()> {
@@ -263,9 +307,9 @@ mod tests {
         let mut definitions = Definitions::default();
         let batch = sample_batch();
         let mut first = Vec::new();
-        table.encode(&batch, 7, &mut first);
+        table.encode(&batch, 0, 7, usize::MAX, &mut first);
         let mut second = Vec::new();
-        table.encode(&batch, 8, &mut second);
+        table.encode(&batch, 0, 8, usize::MAX, &mut second);
         // The second record only refers to series defined by the first.
         assert!(
             second.len() < first.len() / 2,
@@ -299,11 +343,38 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        table.encode(&batch, 1, &mut out);
+        table.encode(&batch, 0, 1, usize::MAX, &mut out);
         out.clear();
-        table.encode(&batch, 2, &mut out);
+        table.encode(&batch, 0, 2, usize::MAX, &mut out);
         let per_sample = out.len() as f64 / batch.len() as f64;
         assert!(per_sample < 5.01, "{per_sample} bytes per sample");
+    }
+
+    #[test]
+    fn a_large_batch_is_cut_into_records_that_read_back_as_the_whole() {
+        let mut table = SeriesTable::default();
+        let mut definitions = Definitions::default();
+        let mut batch = WriteBatch::new();
+        for id in 0..5_000 {
+            let name = format!("{id:0>200}");
+            let level = [LevelName::new("accelerator", &name), LevelName::NONE];
+            batch.push("c", "h", level, "power", 1_700_000_000, id as f32);
+        }
+        let target = 64 << 10;
+        let (mut from, mut sequence, mut decoded) = (0, 0, WriteBatch::new());
+        while from < batch.len() {
+            let mut payload = Vec::new();
+            from = table.encode(&batch, from, sequence, target, &mut payload);
+            // The target may be passed by one series definition and the record head.
+            assert!(payload.len() <= target + 1024, "{} bytes", payload.len());
+            assert_eq!(
+                definitions.decode(&payload, &mut decoded).unwrap(),
+                sequence
+            );
+            sequence += 1;
+        }
+        assert!(sequence > 10, "{sequence} records");
+        assert_eq!(keys(&decoded), keys(&batch));
     }
 
     #[test]
@@ -352,7 +423,7 @@ mod tests {
         }
         for (batch, sequence) in [(&forward, 1), (&backward, 2), (&forward, 3)] {
             let mut payload = Vec::new();
-            table.encode(batch, sequence, &mut payload);
+            table.encode(batch, 0, sequence, usize::MAX, &mut payload);
             let mut decoded = WriteBatch::new();
             definitions.decode(&payload, &mut decoded).unwrap();
             assert_eq!(keys(&decoded), keys(batch));
@@ -365,10 +436,10 @@ mod tests {
     fn undefined_refs_and_garbage_are_errors_not_panics() {
         let mut table = SeriesTable::default();
         let mut payload = Vec::new();
-        table.encode(&sample_batch(), 1, &mut payload);
+        table.encode(&sample_batch(), 0, 1, usize::MAX, &mut payload);
         let mut fresh = Definitions::default();
         let mut second = Vec::new();
-        table.encode(&sample_batch(), 2, &mut second);
+        table.encode(&sample_batch(), 0, 2, usize::MAX, &mut second);
         let mut batch = WriteBatch::new();
         assert!(fresh.decode(&second, &mut batch).is_err());
         assert!(batch.is_empty());

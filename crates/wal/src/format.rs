@@ -31,6 +31,15 @@
 //! | definitions | varint n, then n × 5 strings | series first used in this segment, refs assigned in order |
 //! | samples | varint n, then n × sample | |
 //!
+//! Payload of a free record (kind 2, `POST /api/free`; segment version 2 on):
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | kind | u8 | 2 = free |
+//! | sequence | u64 | as in a batch record |
+//! | before | zigzag varint | buffers that ended before this time (Unix s) are freed |
+//! | selectors | varint n, then n × (varint m, m strings) | cluster, host, levels (empty = all) |
+//!
 //! A string is a varint length and UTF-8 bytes: cluster, host, level 1, level 2 (empty when
 //! absent), metric. A sample is `varint(zigzag(ref − previous ref) << 1 | timestamp changed)`,
 //! then `zigzag varint(timestamp − previous timestamp)` if it changed, then the value as f32.
@@ -38,13 +47,17 @@
 //! definitions: any reader can start at any segment boundary. In a steady stream the refs of
 //! consecutive samples differ by one and timestamps repeat, so a sample costs five bytes.
 
-use crate::{Error, Result};
+use crate::{Error, Free, Result};
 
 /// Magic at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATAWL";
 
-/// The segment format this build writes and reads.
-pub const SEGMENT_VERSION: u32 = 1;
+/// The segment format this build writes. Version 2 added free records (kind 2); version 1
+/// segments (batch records only) are read as before.
+pub const SEGMENT_VERSION: u32 = 2;
+
+/// The oldest segment format this build reads.
+pub const SEGMENT_VERSION_OLDEST: u32 = 1;
 
 /// Bytes of the segment header.
 pub const SEGMENT_HEADER_BYTES: u64 = 24;
@@ -56,6 +69,7 @@ pub const RECORD_HEADER_BYTES: u64 = 8;
 pub const RECORD_BYTES_MAX: u32 = 256 << 20;
 
 const KIND_BATCH: u8 = 1;
+const KIND_FREE: u8 = 2;
 
 /// The CRC32C of a segment header's other fields.
 fn header_crc(version: u32, segment: u64) -> u32 {
@@ -90,7 +104,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64> {
     if crc != header_crc(version, segment) {
         return Err(Error::SegmentHeader("header checksum mismatch"));
     }
-    if version != SEGMENT_VERSION {
+    if !(SEGMENT_VERSION_OLDEST..=SEGMENT_VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion {
             what: "WAL segment",
             found: version,
@@ -100,16 +114,26 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64> {
     Ok(segment)
 }
 
-/// Appends a framed record (length, CRC, payload) to `out`. `payload` must already be in
-/// `out` from `payload_start` on, after eight reserved bytes; this fills them in.
-pub fn finish_record(out: &mut [u8], record_start: usize) {
+/// Payload size at which the writer starts a new record for the rest of a batch, far below
+/// [`RECORD_BYTES_MAX`] so that a reader never holds a huge record.
+pub const RECORD_PAYLOAD_TARGET_BYTES: usize = 4 << 20;
+
+const _: () = assert!(RECORD_PAYLOAD_TARGET_BYTES * 4 < RECORD_BYTES_MAX as usize);
+
+/// Frames a record (length, CRC, payload) in `out`. The payload must already be in `out`
+/// after eight reserved bytes at `record_start`; this fills them in. A payload longer than
+/// [`RECORD_BYTES_MAX`] is refused: no reader would accept it.
+pub fn finish_record(out: &mut [u8], record_start: usize) -> Result<()> {
     let payload_start = record_start + RECORD_HEADER_BYTES as usize;
-    let length = (out.len() - payload_start) as u32;
-    assert!(length <= RECORD_BYTES_MAX, "record of {length} bytes");
+    let length = u32::try_from(out.len() - payload_start)
+        .ok()
+        .filter(|length| *length <= RECORD_BYTES_MAX)
+        .ok_or(Error::RecordTooLarge(out.len() - payload_start))?;
     let length_bytes = length.to_le_bytes();
     let crc = crc32c::crc32c_append(crc32c::crc32c(&length_bytes), &out[payload_start..]);
     out[record_start..record_start + 4].copy_from_slice(&length_bytes);
     out[record_start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// What is at a position of a segment.
@@ -274,12 +298,54 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads the kind and sequence of a batch payload.
-pub(crate) fn read_batch_start(cursor: &mut Cursor<'_>) -> Result<u64> {
-    match cursor.u8()? {
-        KIND_BATCH => cursor.u64(),
-        _ => Err(Error::Malformed("unknown record kind")),
+/// Appends the payload of a free record.
+pub(crate) fn put_free(out: &mut Vec<u8>, sequence: u64, free: &Free) {
+    out.push(KIND_FREE);
+    out.extend_from_slice(&sequence.to_le_bytes());
+    put_varint(out, zigzag(free.before_s));
+    put_varint(out, free.selectors.len() as u64);
+    for selector in &free.selectors {
+        put_varint(out, selector.len() as u64);
+        for part in selector {
+            put_str(out, part);
+        }
     }
+}
+
+/// The kind of a record, read from the start of its payload with its sequence number.
+pub(crate) enum Kind {
+    Batch,
+    Free,
+}
+
+/// Reads the kind and sequence of a payload.
+pub(crate) fn read_record_start(cursor: &mut Cursor<'_>) -> Result<(Kind, u64)> {
+    let kind = match cursor.u8()? {
+        KIND_BATCH => Kind::Batch,
+        KIND_FREE => Kind::Free,
+        _ => return Err(Error::Malformed("unknown record kind")),
+    };
+    Ok((kind, cursor.u64()?))
+}
+
+/// Reads the rest of a free payload.
+pub(crate) fn read_free(cursor: &mut Cursor<'_>) -> Result<Free> {
+    let before_s = unzigzag(cursor.varint()?);
+    let mut selectors = Vec::new();
+    for _ in 0..cursor.count(1)? {
+        let mut selector = Vec::new();
+        for _ in 0..cursor.count(1)? {
+            selector.push(cursor.str()?.to_owned());
+        }
+        selectors.push(selector);
+    }
+    if !cursor.is_empty() {
+        return Err(Error::Malformed("bytes after the last selector"));
+    }
+    Ok(Free {
+        selectors,
+        before_s,
+    })
 }
 
 #[cfg(test)]
@@ -300,19 +366,29 @@ mod tests {
 
     #[test]
     fn newer_versions_are_refused_by_name() {
+        let newer = SEGMENT_VERSION + 1;
         let mut header = encode_segment_header(7);
-        header[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = header_crc(2, 7);
+        header[8..12].copy_from_slice(&newer.to_le_bytes());
+        let crc = header_crc(newer, 7);
         header[12..16].copy_from_slice(&crc.to_le_bytes());
         let error = decode_segment_header(&header).unwrap_err();
-        assert!(error.to_string().contains("version 2"), "{error}");
+        assert!(
+            error.to_string().contains(&format!("version {newer}")),
+            "{error}"
+        );
+        // Older versions this build still reads.
+        for version in SEGMENT_VERSION_OLDEST..=SEGMENT_VERSION {
+            header[8..12].copy_from_slice(&version.to_le_bytes());
+            header[12..16].copy_from_slice(&header_crc(version, 7).to_le_bytes());
+            assert_eq!(decode_segment_header(&header).unwrap(), 7);
+        }
     }
 
     #[test]
     fn frames_detect_truncation_and_corruption() {
         let mut out = vec![0u8; 8];
         out.extend_from_slice(b"hello");
-        finish_record(&mut out, 0);
+        finish_record(&mut out, 0).unwrap();
         assert_eq!(read_frame(&out), Frame::Record(b"hello"));
         for cut in 1..out.len() {
             assert_eq!(read_frame(&out[..cut]), Frame::Truncated, "cut {cut}");

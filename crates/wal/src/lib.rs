@@ -27,16 +27,24 @@
 mod codec;
 pub mod format;
 pub mod reader;
+pub mod recovery;
 pub mod snapshot;
+mod storage;
 pub mod writer;
 
 pub use reader::{
     Damage, ReplayReport, SegmentFile, list_segments, replay, segment_file_name, truncate_torn_tail,
 };
-pub use writer::{Appended, Completion, Wal, WalConfig, WalStats, delete_segments_before};
+pub use writer::{
+    Appended, Completion, FreeCompletion, Wal, WalConfig, WalStats, delete_segments_before,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use strata_store::WriteBatch;
+
+/// The number of the first segment of a new log.
+pub const FIRST_SEGMENT: u64 = 1;
 
 /// A place in the log: the byte offset in a segment just after a record.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,6 +57,24 @@ impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.segment, self.offset)
     }
+}
+
+/// A `POST /api/free` made durable: replayed in order with the writes around it, so freed
+/// data stays freed after a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Free {
+    /// Each a path: cluster, host, sub-levels; an empty one selects everything.
+    pub selectors: Vec<Vec<String>>,
+    /// Buffers that ended before this time (Unix seconds) are freed.
+    pub before_s: i64,
+}
+
+/// A record handed to a replay's callback.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// Samples to write; the callback may take them (the reader goes on with an empty batch).
+    Batch(&'a mut WriteBatch),
+    Free(&'a Free),
 }
 
 /// When appended records are made durable with fsync.
@@ -86,6 +112,8 @@ pub enum Error {
     Snapshot(&'static str),
     #[error("{path}: {source}")]
     InFile { path: PathBuf, source: Box<Error> },
+    #[error("a record of {0} bytes is larger than the format allows")]
+    RecordTooLarge(usize),
     #[error("malformed record: {0}")]
     Malformed(&'static str),
     #[error("the write-ahead log refuses writes after an earlier failure ({0}); restart Strata")]

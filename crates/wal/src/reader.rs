@@ -6,6 +6,7 @@
 //!   newest segment. That is what a crash during a write leaves; the records in it were never
 //!   acknowledged (under `always`) or are within the fsync window (under `batch`). Replay drops
 //!   it and [`truncate_torn_tail`] cuts the file back to the last good record;
+//! - a missing segment: a gap in the numbers, reported like damage;
 //! - corruption anywhere else: a damaged record in a sealed segment, or with valid records
 //!   after it. Replay reports the segment, the offset and how many records were lost (from
 //!   the sequence numbers), and goes on with the next segment: the rest of a damaged segment
@@ -13,7 +14,7 @@
 
 use crate::codec::Definitions;
 use crate::format::{self, Frame};
-use crate::{Error, Position, Result};
+use crate::{Error, Position, Record, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 use strata_store::WriteBatch;
@@ -91,12 +92,13 @@ pub struct ReplayReport {
 }
 
 /// Reads every record of the segments numbered `from_segment` and later, oldest first, and
-/// hands each record's batch and size in bytes to `apply` (which may take the batch: the
-/// reader continues with an empty one). Damage is reported, never silently skipped.
+/// hands each record and its size in bytes to `apply` (which may take a record's batch: the
+/// reader continues with an empty one). Damage is reported, never silently skipped: a missing
+/// segment (a gap in the numbers from `from_segment` on) is damage too.
 pub fn replay(
     directory: &Path,
     from_segment: u64,
-    mut apply: impl FnMut(&mut WriteBatch, u64),
+    mut apply: impl FnMut(Record<'_>, u64),
 ) -> Result<ReplayReport> {
     let segments: Vec<SegmentFile> = list_segments(directory)?
         .into_iter()
@@ -107,7 +109,22 @@ pub fn replay(
     let mut definitions = Definitions::default();
     // A damaged segment whose lost records are counted when the next good record shows up.
     let mut pending_loss: Option<usize> = None;
+    let mut expected = from_segment;
     for (index, file) in segments.iter().enumerate() {
+        if file.segment > expected {
+            let reason = match file.segment - expected {
+                1 => format!("segment {expected} is missing"),
+                _ => format!("segments {expected} to {} are missing", file.segment - 1),
+            };
+            report.damage.push(Damage {
+                segment: expected,
+                offset: 0,
+                reason,
+                records_lost: None,
+            });
+            pending_loss = Some(report.damage.len() - 1);
+        }
+        expected = file.segment + 1;
         let newest = index + 1 == segments.len();
         let bytes = fs::read(&file.path).map_err(|e| Error::io("reading", &file.path, e))?;
         report.segments += 1;
@@ -119,14 +136,16 @@ pub fn replay(
             newest,
             &mut definitions,
             &mut batch,
-            |batch, sequence, size| {
+            |record, sequence, size| {
                 if let (Some(damage), Some(last)) = (pending_loss.take(), report.last_sequence) {
                     report.damage[damage].records_lost = Some(sequence.saturating_sub(last + 1));
                 }
                 report.records += 1;
-                report.samples += batch.len() as u64;
+                if let Record::Batch(batch) = &record {
+                    report.samples += batch.len() as u64;
+                }
                 report.last_sequence = Some(sequence);
-                apply(batch, size);
+                apply(record, size);
             },
         );
         match outcome {
@@ -179,7 +198,7 @@ fn read_segment(
     newest: bool,
     definitions: &mut Definitions,
     batch: &mut WriteBatch,
-    mut apply: impl FnMut(&mut WriteBatch, u64, u64),
+    mut apply: impl FnMut(Record<'_>, u64, u64),
 ) -> SegmentEnd {
     let header_ok =
         format::decode_segment_header(bytes).and_then(|number| match number == file.segment {
@@ -206,10 +225,14 @@ fn read_segment(
             Frame::End => return SegmentEnd::Clean,
             Frame::Record(payload) => {
                 batch.clear();
-                match definitions.decode(payload, batch) {
-                    Ok(sequence) => {
+                match definitions.decode_record(payload, batch) {
+                    Ok((sequence, free)) => {
                         let size = format::RECORD_HEADER_BYTES + payload.len() as u64;
-                        apply(batch, sequence, size);
+                        let record = match &free {
+                            Some(free) => Record::Free(free),
+                            None => Record::Batch(batch),
+                        };
+                        apply(record, sequence, size);
                         offset += size as usize;
                         continue;
                     }
@@ -241,7 +264,7 @@ fn last_valid_sequence_after(bytes: &[u8], start: usize) -> Option<u64> {
     let mut offset = start;
     while offset + format::RECORD_HEADER_BYTES as usize + 9 <= bytes.len() {
         let rest = &bytes[offset..];
-        if rest.get(format::RECORD_HEADER_BYTES as usize) == Some(&1)
+        if matches!(rest.get(format::RECORD_HEADER_BYTES as usize), Some(1 | 2))
             && let Frame::Record(payload) = format::read_frame(rest)
             && let Some(Ok(sequence)) = payload.get(1..9).map(<[u8; 8]>::try_from)
         {

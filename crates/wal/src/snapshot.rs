@@ -10,8 +10,11 @@
 //! ```
 //!
 //! Every file is written to a temporary name, synced, renamed, and its directory synced, so a
-//! crash leaves either the old file or the new one. A generation without a MANIFEST is
-//! incomplete and ignored.
+//! crash leaves either the old file or the new one. The MANIFEST is written last, but it is
+//! not the only evidence that a generation was completed: once one was, the WAL segments it
+//! covers are deleted, and a MANIFEST damaged after that must not make the generation look
+//! unfinished (see [`crate::recovery`]). Every host file carries its own checksum, so it is
+//! readable without the MANIFEST.
 //!
 //! # Warning
 //! The host file layout is on disk; changing it needs a new `SNAPSHOT_VERSION` and a fixture.
@@ -221,22 +224,46 @@ pub fn finish_generation(
         "strata snapshot\nformat {SNAPSHOT_VERSION}\nwal-segment {generation}\nhosts {hosts}\ncreated {created_s}\n"
     );
     let text = format!("{body}crc {}\n", crc32c::crc32c(body.as_bytes()));
-    write_atomically(&generation_dir.join(MANIFEST), text.as_bytes(), true)
+    write_atomically(&generation_dir.join(MANIFEST), text.as_bytes(), true)?;
+    for directory in directories_above(generation_dir) {
+        sync_directory(directory)?;
+    }
+    Ok(())
 }
 
-/// A complete generation found on disk.
+/// The directories whose entries must be durable for a generation to be found after a power
+/// loss: the snapshots root (which holds the generation's directory) and the data directory
+/// (which holds the root, created by the first snapshot). The caller deletes WAL segments
+/// on the strength of the generation, so these are synced before it returns.
+fn directories_above(generation_dir: &Path) -> impl Iterator<Item = &Path> {
+    generation_dir.ancestors().skip(1).take(2)
+}
+
+/// The state of a generation's MANIFEST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifest {
+    /// Present and intact: the generation was completed, with this many hosts.
+    Valid { hosts: usize },
+    /// Absent: the snapshot was cut off before it finished — or the file was lost since.
+    Missing,
+    /// Present but unreadable (checksum, fields), with why.
+    Damaged(String),
+}
+
+/// A generation directory found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {
     pub number: u64,
     pub directory: PathBuf,
-    pub hosts: usize,
-    /// Host files, in directory order.
+    pub manifest: Manifest,
+    /// Host files, in name order. Each carries its own checksum, so they are readable
+    /// whatever the state of the MANIFEST.
     pub files: Vec<PathBuf>,
 }
 
-/// The newest complete generation under `root`, if any. Incomplete generations (no valid
-/// MANIFEST) are skipped and returned separately so they can be removed.
-pub fn latest_generation(root: &Path) -> Result<(Option<Generation>, Vec<PathBuf>)> {
+/// Every generation directory under `root`, newest first. A MANIFEST written by a newer
+/// format is an error (never guessed at).
+pub fn list_generations(root: &Path) -> Result<Vec<Generation>> {
     let mut numbered = Vec::new();
     match fs::read_dir(root) {
         Ok(entries) => {
@@ -252,44 +279,39 @@ pub fn latest_generation(root: &Path) -> Result<(Option<Generation>, Vec<PathBuf
                 }
             }
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((None, Vec::new()));
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(Error::io("listing", root, error)),
     }
     numbered.sort();
-    let mut incomplete = Vec::new();
-    while let Some((number, directory)) = numbered.pop() {
-        match read_manifest(&directory, number)? {
-            Some(hosts) => {
-                let files = host_files(&directory)?;
-                return Ok((
-                    Some(Generation {
-                        number,
-                        directory,
-                        hosts,
-                        files,
-                    }),
-                    incomplete,
-                ));
-            }
-            None => incomplete.push(directory),
-        }
-    }
-    Ok((None, incomplete))
+    numbered
+        .into_iter()
+        .rev()
+        .map(|(number, directory)| {
+            Ok(Generation {
+                number,
+                manifest: read_manifest(&directory, number)?,
+                files: host_files(&directory)?,
+                directory,
+            })
+        })
+        .collect()
 }
 
-/// The host count of a valid MANIFEST, `None` when it is missing or damaged.
-fn read_manifest(directory: &Path, number: u64) -> Result<Option<usize>> {
+/// The state of a generation's MANIFEST.
+fn read_manifest(directory: &Path, number: u64) -> Result<Manifest> {
     let path = directory.join(MANIFEST);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Ok(None),
+    let text = match fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => return Ok(Manifest::Damaged("not UTF-8 text".into())),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Manifest::Missing);
+        }
         Err(error) => return Err(Error::io("reading", &path, error)),
     };
     let Some((body, crc_line)) = text.trim_end().rsplit_once('\n') else {
-        return Ok(None);
+        return Ok(Manifest::Damaged("cut off".into()));
     };
     let body = format!("{body}\n");
     if crc_line
@@ -297,7 +319,7 @@ fn read_manifest(directory: &Path, number: u64) -> Result<Option<usize>> {
         .and_then(|c| c.parse::<u32>().ok())
         != Some(crc32c::crc32c(body.as_bytes()))
     {
-        return Ok(None);
+        return Ok(Manifest::Damaged("checksum mismatch".into()));
     }
     let field = |key: &str| {
         body.lines()
@@ -314,9 +336,16 @@ fn read_manifest(directory: &Path, number: u64) -> Result<Option<usize>> {
         });
     }
     if field("wal-segment ") != Some(number) {
-        return Ok(None);
+        return Ok(Manifest::Damaged(
+            "names another WAL segment than its directory".into(),
+        ));
     }
-    Ok(field("hosts ").map(|h| h as usize))
+    Ok(match field("hosts ") {
+        Some(hosts) => Manifest::Valid {
+            hosts: hosts as usize,
+        },
+        None => Manifest::Damaged("no host count".into()),
+    })
 }
 
 fn host_files(directory: &Path) -> Result<Vec<PathBuf>> {
@@ -390,4 +419,22 @@ fn write_atomically(path: &Path, bytes: &[u8], sync_parent: bool) -> Result<()> 
         sync_directory(parent)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 6 item 10: the first snapshot creates `snapshots/` and its generation directory;
+    /// both entries must be synced before WAL segments are deleted.
+    #[test]
+    fn a_generation_makes_the_snapshots_root_and_the_data_directory_durable() {
+        let generation = generation_directory(Path::new("/data/snapshots"), 7);
+        let synced: Vec<&Path> = directories_above(&generation).collect();
+        assert_eq!(
+            synced,
+            [Path::new("/data/snapshots"), Path::new("/data")],
+            "{generation:?}"
+        );
+    }
 }

@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use strata_store::{HostImage, LevelImage, Run, SeriesImage};
 use strata_wal::snapshot::{
-    decode_host, encode_host, escape_name, finish_generation, generation_directory,
-    latest_generation, load_host, remove_generations_before, write_host,
+    Manifest, decode_host, encode_host, escape_name, finish_generation, generation_directory,
+    list_generations, load_host, remove_generations_before, write_host,
 };
 
 fn image(host: &str) -> HostImage {
@@ -112,13 +112,18 @@ fn hosts_with_the_longest_names_are_written_and_loaded_back() {
     long.cluster = "ü".repeat(128);
     write_host(&dir, &long).unwrap();
     finish_generation(&dir, 1, 1, 0).unwrap();
-    let (latest, _) = latest_generation(root.path()).unwrap();
-    let loaded = load_host(&latest.unwrap().files[0]).unwrap();
+    let generations = list_generations(root.path()).unwrap();
+    let loaded = load_host(&generations[0].files[0]).unwrap();
     assert!(same(&loaded, &long));
 }
 
+/// The plan when there is no WAL at all (`fsync: off`, or every segment deleted).
+fn plan(root: &std::path::Path) -> strata_wal::recovery::Plan {
+    strata_wal::recovery::plan(root, &root.join("no-wal")).unwrap()
+}
+
 #[test]
-fn the_newest_complete_generation_is_found_and_incomplete_ones_are_not() {
+fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
     let root = tempfile::tempdir().unwrap();
     for (generation, complete) in [(3u64, true), (5, true), (9, false)] {
         let dir = generation_directory(root.path(), generation);
@@ -129,30 +134,84 @@ fn the_newest_complete_generation_is_found_and_incomplete_ones_are_not() {
             finish_generation(&dir, generation, 2, 1_700_000_000).unwrap();
         }
     }
-    let (latest, incomplete) = latest_generation(root.path()).unwrap();
-    let latest = latest.expect("a complete generation");
-    assert_eq!((latest.number, latest.hosts, latest.files.len()), (5, 2, 2));
-    assert_eq!(incomplete, vec![generation_directory(root.path(), 9)]);
+    let plan = plan(root.path());
+    let latest = plan.generation.expect("a complete generation");
+    assert_eq!(latest.number, 5);
+    assert_eq!(latest.manifest, Manifest::Valid { hosts: 2 });
+    assert_eq!(latest.files.len(), 2);
+    assert_eq!(plan.replay_from, 5);
+    let set_aside: Vec<u64> = plan.set_aside.iter().map(|g| g.number).collect();
+    assert_eq!(set_aside, [9]);
+    assert_eq!(plan.set_aside[0].manifest, Manifest::Missing);
     let loaded = load_host(&latest.files[0]).unwrap();
     assert!(same(&loaded, &image("h1")));
     assert_eq!(remove_generations_before(root.path(), 5).unwrap(), 1);
     assert!(!generation_directory(root.path(), 3).exists());
 }
 
-#[test]
-fn a_damaged_manifest_makes_the_generation_incomplete() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = generation_directory(root.path(), 4);
+/// Writes generation `number` with one host and damages its MANIFEST.
+fn damaged_generation(root: &std::path::Path, number: u64) {
+    let dir = generation_directory(root, number);
     write_host(&dir, &image("h1")).unwrap();
-    finish_generation(&dir, 4, 1, 0).unwrap();
+    finish_generation(&dir, number, 1, 0).unwrap();
     let manifest = dir.join("MANIFEST");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
         .replace("hosts 1", "hosts 7");
     std::fs::write(&manifest, text).unwrap();
-    let (latest, incomplete) = latest_generation(root.path()).unwrap();
-    assert!(latest.is_none());
-    assert_eq!(incomplete.len(), 1);
+}
+
+/// Issue 6 item 1: one damaged byte in a MANIFEST used to make the whole generation count as
+/// incomplete, and startup deleted it. When its WAL segments are gone, it was completed:
+/// it is loaded, with the damage named.
+#[test]
+fn a_damaged_manifest_of_a_completed_generation_still_loads_it() {
+    let root = tempfile::tempdir().unwrap();
+    damaged_generation(root.path(), 4);
+    let plan = plan(root.path());
+    let generation = plan.generation.expect("the damaged generation is loaded");
+    assert_eq!(generation.number, 4);
+    assert_eq!(
+        generation.manifest,
+        Manifest::Damaged("checksum mismatch".into())
+    );
+    assert_eq!(generation.files.len(), 1);
+    assert!(plan.set_aside.is_empty());
+
+    // Deleted instead of damaged: the same.
+    std::fs::remove_file(generation.directory.join("MANIFEST")).unwrap();
+    let generation = self::plan(root.path()).generation.expect("still loaded");
+    assert_eq!(generation.manifest, Manifest::Missing);
+}
+
+/// A generation without an intact MANIFEST that nothing depends on is set aside: a complete
+/// older generation exists, or the WAL still holds every segment before it.
+#[test]
+fn a_damaged_manifest_that_nothing_depends_on_is_set_aside() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 2);
+    write_host(&dir, &image("h1")).unwrap();
+    finish_generation(&dir, 2, 1, 0).unwrap();
+    damaged_generation(root.path(), 6);
+    let plan = plan(root.path());
+    assert_eq!(plan.generation.map(|g| g.number), Some(2));
+    assert_eq!(plan.set_aside.len(), 1);
+
+    let root = tempfile::tempdir().unwrap();
+    damaged_generation(root.path(), 3);
+    let wal = root.path().join("wal");
+    std::fs::create_dir(&wal).unwrap();
+    for segment in 1..=3 {
+        std::fs::write(wal.join(strata_wal::segment_file_name(segment)), b"").unwrap();
+    }
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation, None);
+    assert_eq!(plan.replay_from, 1);
+    assert_eq!(plan.set_aside.len(), 1);
+    // Once segment 1 is gone, the generation is the only copy of its data.
+    std::fs::remove_file(wal.join(strata_wal::segment_file_name(1))).unwrap();
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(3));
 }
 
 proptest! {

@@ -143,9 +143,9 @@ fn compat_example_parses_to_expected_values() {
             num_workers: default_num_workers(),
             checkpoint_interval: 12 * HOUR,
             checkpoints: CheckpointsSection {
-                file_format: "wal".to_owned(),
+                file_format: Some("wal".to_owned()),
                 directory: PathBuf::from("./var/checkpoints"),
-                max_wal_size: 0,
+                max_wal_size: None,
             },
             cleanup: CleanupSection {
                 mode: CleanupMode::Archive,
@@ -195,12 +195,12 @@ fn embedded_default_values() {
     assert_eq!(store.num_workers, default_num_workers());
     assert!((1..=10).contains(&store.num_workers));
     assert_eq!(store.checkpoint_interval, Duration::from_secs(43_200));
-    assert_eq!(store.checkpoints.file_format, "wal");
+    assert_eq!(store.checkpoints.file_format, None);
     assert_eq!(
         store.checkpoints.directory,
         PathBuf::from("./var/checkpoints")
     );
-    assert_eq!(store.checkpoints.max_wal_size, 0);
+    assert_eq!(store.checkpoints.max_wal_size, None);
     assert_eq!(store.cleanup.mode, CleanupMode::Delete);
     assert_eq!(store.cleanup.directory, None);
     assert!(store.nats_subscriptions.is_empty());
@@ -318,9 +318,9 @@ fn strata_keys_parse() {
     assert_eq!(
         store.checkpoints,
         CheckpointsSection {
-            file_format: "json".to_owned(),
+            file_format: Some("json".to_owned()),
             directory: PathBuf::from("/data/strata"),
-            max_wal_size: 1_073_741_824,
+            max_wal_size: Some(1_073_741_824),
         }
     );
     assert_eq!(
@@ -463,11 +463,6 @@ fn missing_required_keys() {
         "retention-in-memory",
     );
     missing_key(
-        &without("/metric-store/memory-cap"),
-        "metric-store",
-        "memory-cap",
-    );
-    missing_key(
         &with("/metrics/cpu_load", json!({"aggregation": "avg"})),
         "metrics.cpu_load",
         "frequency",
@@ -499,9 +494,12 @@ fn missing_required_keys() {
         "subscribe-to",
     );
 
+    // The README lists `memory-cap` as optional: leaving it out means unlimited.
     assert_eq!(
-        message_of(&without("/metric-store/memory-cap")),
-        "config.json: missing required key \"memory-cap\" in section \"metric-store\""
+        parse_ok(&without("/metric-store/memory-cap"))
+            .store
+            .memory_cap_bytes,
+        None
     );
     assert_eq!(
         message_of(&without("/main")),
@@ -566,12 +564,23 @@ fn invalid_metric_entries() {
         (
             json!({"frequency": 0, "aggregation": "sum"}),
             "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
-             must be a number of seconds greater than 0, found 0",
+             must be a number of seconds from 1 to 86400 (one day), found 0",
         ),
         (
             json!({"frequency": -60, "aggregation": "sum"}),
             "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
-             must be a number of seconds greater than 0, found -60",
+             must be a number of seconds from 1 to 86400 (one day), found -60",
+        ),
+        (
+            // Buffer ends (start + slots × frequency) overflowed: queries returned nothing.
+            json!({"frequency": i64::MAX, "aggregation": "sum"}),
+            "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
+             must be a number of seconds from 1 to 86400 (one day), found 9223372036854775807",
+        ),
+        (
+            json!({"frequency": 86_401, "aggregation": "sum"}),
+            "config.json: invalid value for key \"frequency\" in section \"metrics.mem_bw\": \
+             must be a number of seconds from 1 to 86400 (one day), found 86401",
         ),
         (
             json!({"frequency": 60.5, "aggregation": "sum"}),
@@ -695,7 +704,14 @@ fn invalid_store_values() {
             json!(0),
             "metric-store",
             "default-frequency",
-            "must be a number of seconds greater than 0, found 0",
+            "must be a number of seconds from 1 to 86400 (one day), found 0",
+        ),
+        (
+            "/metric-store/default-frequency",
+            json!(i64::MAX),
+            "metric-store",
+            "default-frequency",
+            "must be a number of seconds from 1 to 86400 (one day), found 9223372036854775807",
         ),
         (
             "/metric-store/checkpoints/file-format",
@@ -724,6 +740,14 @@ fn invalid_store_values() {
             "metric-store",
             "nats-subscriptions",
             "expected an array, found an object",
+        ),
+        (
+            // A cluster-tag becomes the cluster of the lines received: ingest's name rule.
+            "/metric-store/nats-subscriptions",
+            json!([{"subscribe-to": "x", "cluster-tag": "..evil"}]),
+            "metric-store.nats-subscriptions[0]",
+            "cluster-tag",
+            "cluster \"..evil\" contains '/', '\\' or '..', or is '.'",
         ),
         (
             "/metric-store/wal/fsync",

@@ -104,9 +104,18 @@ impl Response {
         self.assert_status(status);
         let reason = match status {
             400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
             413 => "Payload Too Large",
+            503 => "Service Unavailable",
             other => panic!("no reason phrase known for {other}"),
         };
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{:?}",
+            self.headers
+        );
         let error = self.json();
         assert_eq!(error["status"], json!(reason), "{error}");
         assert!(
@@ -253,7 +262,7 @@ impl Server {
 
     /// A server with `config` (any subset of the configuration file). The harness fills in
     /// `main.addr` (a free loopback port), `metric-store.checkpoints.directory` (inside a temp
-    /// dir) and, unless given, `retention-in-memory: "48h"` and `memory-cap: 0`.
+    /// dir) and, unless given, `retention-in-memory: "48h"` (`memory-cap` is optional).
     pub fn start_with_config(config: &Value) -> Server {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -538,7 +547,6 @@ fn write_config(dir: &Path, config: &Value, addr: &str) -> PathBuf {
     store
         .entry("retention-in-memory")
         .or_insert_with(|| json!("48h"));
-    store.entry("memory-cap").or_insert_with(|| json!(0));
     let checkpoints = store.entry("checkpoints").or_insert_with(|| json!({}));
     checkpoints["directory"] = json!(dir.join("checkpoints").display().to_string());
     let path = dir.join("config.json");

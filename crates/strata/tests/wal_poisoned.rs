@@ -1,0 +1,123 @@
+//! A write-ahead log that can no longer write, black-box: the running server is given a file
+//! size limit (`prlimit --fsize`) just above its current segment, so that its next appends
+//! fail with EFBIG as on a full disk. The log must be poisoned, not dead and not silent:
+//! writes answer 503, `/healthz` answers 503 with the reason, `/metrics` shows
+//! `strata_wal_healthy 0`, and every sample acknowledged before survives a SIGKILL.
+
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::{Server, metric_value, minutes_ago};
+use serde_json::json;
+use std::process::Command;
+
+const CLUSTER: &str = "poison";
+
+/// Lines per request: enough for a request to pass the head room in a few tries.
+const LINES: i64 = 2_000;
+
+/// Bytes a segment may still grow once the limit is set.
+const HEADROOM_BYTES: u64 = 64 << 10;
+
+/// Lines of `host`, one sample per minute from `start`, with values `base + i`.
+fn lines(host: &str, start: i64, base: i64) -> String {
+    (0..LINES)
+        .map(|i| {
+            format!(
+                "load,hostname={host},type=node value={} {}\n",
+                base + i,
+                start + 60 * i
+            )
+        })
+        .collect()
+}
+
+/// Bytes of the largest file under `directory`.
+fn largest_file_bytes(directory: &std::path::Path) -> u64 {
+    let mut largest = 0;
+    for entry in std::fs::read_dir(directory).unwrap() {
+        let entry = entry.unwrap();
+        let metadata = entry.metadata().unwrap();
+        largest = largest.max(if metadata.is_dir() {
+            largest_file_bytes(&entry.path())
+        } else {
+            metadata.len()
+        });
+    }
+    largest
+}
+
+#[test]
+fn a_wal_that_cannot_write_is_reported_and_loses_nothing_acknowledged() {
+    let mut server = Server::start_with_config(&json!({
+        "metric-store": {"wal": {"fsync": "batch"}}
+    }));
+    let start = minutes_ago(LINES + 10);
+    server.write_ok(CLUSTER, &lines("n0", start, 0));
+
+    let limit = largest_file_bytes(server.dir()) + HEADROOM_BYTES;
+    let status = Command::new("prlimit")
+        .args([
+            format!("--pid={}", server.pid()),
+            format!("--fsize={limit}:{limit}"),
+        ])
+        .status()
+        .expect("running prlimit (util-linux)");
+    assert!(status.success(), "prlimit failed: {status}");
+
+    let mut acknowledged = vec!["n0".to_owned()];
+    let mut refused = None;
+    for request in 1..50 {
+        let host = format!("n{request}");
+        let response = server.write_lines(CLUSTER, &lines(&host, start, request * LINES));
+        if response.status != 200 {
+            refused = Some(response);
+            break;
+        }
+        acknowledged.push(host);
+    }
+    let refused = refused.expect("the WAL never hit the file size limit");
+    refused.assert_error(503, "write-ahead log");
+    assert!(server.is_running(), "SIGXFSZ killed the server");
+
+    server
+        .get("/healthz")
+        .assert_error(503, "refuses writes until restart");
+    let metrics = server.metrics();
+    assert_eq!(
+        metric_value(&metrics, "strata_wal_healthy"),
+        Some(0.0),
+        "{metrics}"
+    );
+    // Still refused: the log stays poisoned, it does not pick up writing half-way.
+    server
+        .write_lines(CLUSTER, &lines("late", start, 0))
+        .assert_error(503, "write-ahead log");
+
+    server.kill_now();
+    server.restart();
+    assert_eq!(
+        metric_value(&server.metrics(), "strata_wal_healthy"),
+        Some(1.0)
+    );
+    for (index, host) in acknowledged.iter().enumerate() {
+        let body = server.query(&json!({
+            "cluster": CLUSTER, "from": start, "to": start + 60 * LINES,
+            "with-padding": false, "with-stats": false,
+            "queries": [{"metric": "load", "host": host}]}));
+        let data = body["results"][0][0]["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("host {host}: {body}; log:\n{}", server.log()));
+        let base = index as i64 * LINES;
+        let expected: Vec<f64> = (0..LINES).map(|i| (base + i) as f64).collect();
+        let found: Vec<f64> = data.iter().filter_map(|v| v.as_f64()).collect();
+        assert_eq!(
+            found,
+            expected,
+            "host {host}; log:\n{}",
+            server.earlier_logs()
+        );
+    }
+}
