@@ -72,8 +72,15 @@ impl Stats {
         for &value in data.iter().filter(|v| !v.is_nan()) {
             sum += f64::from(value);
             count += 1;
-            min = min.min(value);
-            max = max.max(value);
+            // NOTE: plain comparisons, not `f32::min`/`max`: NaN is filtered out already, and
+            // their NaN handling made this loop (most of a query's time) depend on how the
+            // compiler happened to inline it, up to 40 % slower.
+            if value < min {
+                min = value;
+            }
+            if value > max {
+                max = value;
+            }
         }
         if count == 0 {
             return Stats {
