@@ -2,8 +2,9 @@
 //!
 //! Locking: each host's tree has its own `RwLock`, so writers and readers of different hosts
 //! never wait for each other. The cluster and host maps are read-locked only to find a host
-//! (and write-locked only to add one, both at once, as pruning locks them). The metric registry is read once per batch, before any
-//! host lock is taken, so the lock order is always registry → maps → host.
+//! (and write-locked only to add one: both at once, as pruning locks them). The metric
+//! registry is read once per batch, before any host lock is taken, so the lock order is always
+//! registry → maps → host.
 
 use crate::batch::WriteBatch;
 use crate::buffer::{FreeOutcome, MemoryDelta};
