@@ -19,6 +19,7 @@
 use crate::progress::Progress;
 use std::fs;
 use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +94,8 @@ pub struct Durability {
     /// One snapshot at a time. Its guard moves into the blocking work that writes the files,
     /// so a snapshot whose task is aborted (shutdown) holds it until its writer has finished.
     snapshotting: Arc<Mutex<()>>,
-    /// The generation of the newest complete snapshot (0 = none).
+    /// Under `fsync: off`, where no WAL rotation numbers generations: the newest generation
+    /// number used (the next snapshot takes the one after).
     generation: AtomicU64,
     /// WAL bytes written when the newest snapshot was taken.
     wal_bytes_at_snapshot: AtomicU64,
@@ -153,6 +155,15 @@ impl Durability {
                 }
             }
             load_generation(loaded, store, config.workers.max(1), &mut report, directory);
+            if !matches!(loaded.manifest, Manifest::Valid { .. }) {
+                // Complete again: a later cut-off snapshot must not make recovery pass it over.
+                snapshot::finish_generation(&loaded.directory, loaded.number, report.hosts, now_s)?;
+                tracing::warn!(
+                    generation = loaded.number,
+                    hosts = report.hosts,
+                    "wrote a new MANIFEST for the generation"
+                );
+            }
         }
 
         report.snapshot_seconds = started.elapsed().as_secs_f64();
@@ -179,11 +190,18 @@ impl Durability {
                 senders.push(sender);
                 let (progress, barrier) = (&progress, &barrier);
                 handles.push(scope.spawn(move || {
-                    let mut stored = 0u64;
+                    // A panic stops this applier's writes but not its part in the barrier:
+                    // the reader would otherwise wait there forever. The join reports it.
+                    let mut stored = Some(0u64);
                     for job in receiver {
                         match job {
                             ReplayJob::Apply(batch) => {
-                                stored += store.write(&batch, now_s).written as u64;
+                                let Some(count) = stored else { continue };
+                                stored = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                    store.write(&batch, now_s).written as u64
+                                }))
+                                .ok()
+                                .map(|written| count + written);
                                 progress.advance(0, batch.len() as u64);
                             }
                             ReplayJob::Meet => {
@@ -191,7 +209,7 @@ impl Durability {
                             }
                         }
                     }
-                    stored
+                    stored.ok_or(())
                 }));
             }
             let mut parts: Vec<WriteBatch> = (0..partitions).map(|_| WriteBatch::new()).collect();
@@ -230,7 +248,10 @@ impl Durability {
                 own.clear();
             });
             drop(senders);
-            let stored: Result<u64, _> = handles.into_iter().map(|h| h.join()).sum();
+            let stored: Result<u64, ()> = handles
+                .into_iter()
+                .map(|h| h.join().map_err(|_| ()).and_then(|s| s))
+                .sum();
             (replay, stored.map(|s| s + stored_here))
         });
         report.replay = replay?;
@@ -329,24 +350,34 @@ impl Durability {
     }
 
     /// Makes a free durable (a WAL record, under the fsync policy), then applies it to
-    /// `store` on a blocking thread. Returns the number of buffers freed. Run it as a task of
+    /// `store`, on a blocking thread. Returns the number of buffers freed. Run it as a task of
     /// its own: once the record is in the WAL, the free must also reach memory.
-    pub async fn free(&self, store: &Arc<Store>, free: Free) -> Result<usize, DurabilityError> {
-        let _gate = self.gate.read().await;
-        if let Some(wal) = &self.wal {
-            let (sender, receiver) = oneshot::channel();
-            wal.free(
-                free.clone(),
-                Box::new(move |result| {
-                    let _ = sender.send(result);
-                }),
-            );
-            receiver.await.map_err(|_| strata_wal::Error::Closed)??;
-        }
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || apply_free(&store, &free))
-            .await
-            .map_err(|e| DurabilityError::Task(e.to_string()))
+    ///
+    /// The free holds the gate exclusively: every write logged before it is applied before it,
+    /// none logged after it is applied before it, so memory is what a replay rebuilds. Ingest
+    /// waits for the free (frees are rare, operator-driven).
+    pub async fn free(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        free: Free,
+    ) -> Result<usize, DurabilityError> {
+        let _exclusive = self.gate.write().await;
+        let (this, store) = (self.clone(), store.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Some(wal) = &this.wal {
+                let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+                wal.free(
+                    free.clone(),
+                    Box::new(move |result| {
+                        let _ = sender.send(result);
+                    }),
+                );
+                receiver.recv().map_err(|_| strata_wal::Error::Closed)??;
+            }
+            Ok(apply_free(&store, &free))
+        })
+        .await
+        .map_err(|e| DurabilityError::Task(e.to_string()))?
     }
 
     /// WAL bytes written since the newest snapshot.
@@ -372,22 +403,29 @@ impl Durability {
     ) -> Result<SnapshotReport, DurabilityError> {
         let one = self.snapshotting.clone().lock_owned().await;
         let started = Instant::now();
-        let generation = {
-            let _exclusive = self.gate.write().await;
-            match &self.wal {
-                Some(wal) => {
-                    self.wal_bytes_at_snapshot
-                        .store(wal.stats().bytes, Ordering::Relaxed);
-                    let (sender, receiver) = oneshot::channel();
-                    wal.rotate(Box::new(move |result| {
-                        let _ = sender.send(result);
-                    }));
-                    let position: Position =
-                        receiver.await.map_err(|_| strata_wal::Error::Closed)??;
-                    position.segment
-                }
-                None => self.generation.load(Ordering::Relaxed) + 1,
+        let generation = match &self.wal {
+            Some(wal) => {
+                let _exclusive = self.gate.write().await;
+                self.wal_bytes_at_snapshot
+                    .store(wal.stats().bytes, Ordering::Relaxed);
+                // The rotation waits for room in the writer's queue: off the async workers.
+                let this = self.clone();
+                let rotated = tokio::task::spawn_blocking(move || {
+                    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+                    if let Some(wal) = &this.wal {
+                        wal.rotate(Box::new(move |result| {
+                            let _ = sender.send(result);
+                        }));
+                    }
+                    receiver.recv().map_err(|_| strata_wal::Error::Closed)?
+                })
+                .await
+                .map_err(|e| DurabilityError::Task(e.to_string()))?;
+                let position: Position = rotated?;
+                position.segment
             }
+            // A number of its own even when an earlier attempt failed half-way.
+            None => self.generation.fetch_add(1, Ordering::Relaxed) + 1,
         };
         let this = self.clone();
         let store = store.clone();
@@ -414,17 +452,18 @@ impl Durability {
             generation,
             ..SnapshotReport::default()
         };
+        let mut packs = snapshot::PackWriter::new(&directory)?;
         for (cluster, host) in &hosts {
             // A host can vanish between listing and copying (freed empty): nothing to write.
             let Some(image) = store.export_host(cluster, host) else {
                 continue;
             };
-            report.bytes += snapshot::write_host(&directory, &image)?;
+            packs.add(&image)?;
             report.hosts += 1;
         }
-        fs::create_dir_all(&directory).map_err(|e| directory_error(&directory, e))?;
+        report.bytes = packs.finish()?;
         snapshot::finish_generation(&directory, generation, report.hosts, now_s)?;
-        self.generation.store(generation, Ordering::Relaxed);
+        self.generation.fetch_max(generation, Ordering::Relaxed);
         snapshot::remove_generations_before(&root, generation)?;
         // NOTE: the remote-write forwarder will also hold segments back until its cursor has
         // passed them; today the snapshot is the only reader.
@@ -585,8 +624,8 @@ fn quarantine(directory: &Path, path: &Path) {
     }
 }
 
-/// Loads every host file of a generation, `workers` at a time; damaged ones are reported and
-/// quarantined.
+/// Loads every snapshot file of a generation, `workers` at a time; damaged ones are reported
+/// and quarantined (the intact hosts before the damage in a file are loaded).
 fn load_generation(
     generation: &snapshot::Generation,
     store: &Store,
@@ -596,6 +635,7 @@ fn load_generation(
 ) {
     let next = AtomicU64::new(0);
     let samples = AtomicU64::new(0);
+    let hosts = AtomicU64::new(0);
     let damaged = std::sync::Mutex::new(Vec::new());
     let progress = Progress::new("loading snapshots", generation.files.len() as u64);
     std::thread::scope(|scope| {
@@ -606,18 +646,18 @@ fn load_generation(
                     let Some(path) = generation.files.get(index) else {
                         break;
                     };
-                    match snapshot::load_host(path) {
-                        Ok(image) => {
-                            let imported = store.import_host(image);
-                            samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
-                            progress.advance(1, imported.slots as u64);
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "snapshot file damaged: this host's data up to the snapshot is lost");
-                            quarantine(directory, path);
-                            if let Ok(mut list) = damaged.lock() {
-                                list.push(error.to_string());
-                            }
+                    let loaded = snapshot::load_file(path, |image| {
+                        let imported = store.import_host(image);
+                        hosts.fetch_add(1, Ordering::Relaxed);
+                        samples.fetch_add(imported.slots as u64, Ordering::Relaxed);
+                        progress.advance(0, imported.slots as u64);
+                    });
+                    progress.advance(1, 0);
+                    if let Err(error) = loaded {
+                        tracing::error!(%error, "snapshot file damaged: the data of the hosts from the damage on, up to the snapshot, is lost");
+                        quarantine(directory, path);
+                        if let Ok(mut list) = damaged.lock() {
+                            list.push(error.to_string());
                         }
                     }
                 }
@@ -625,23 +665,22 @@ fn load_generation(
         }
     });
     progress.finish();
-    report.hosts = generation.files.len();
+    report.hosts = hosts.into_inner() as usize;
     report.snapshot_samples = samples.into_inner();
     report
         .damaged_snapshots
         .extend(damaged.into_inner().unwrap_or_default());
     if let Manifest::Valid { hosts } = generation.manifest
-        && generation.files.len() != hosts
+        && report.hosts != hosts
     {
         tracing::error!(
             expected = hosts,
-            found = generation.files.len(),
-            "snapshot generation is missing host files"
+            loaded = report.hosts,
+            "snapshot generation is missing hosts"
         );
         report.damaged_snapshots.push(format!(
-            "generation {}: {} of {hosts} host files found",
-            generation.number,
-            generation.files.len()
+            "generation {}: {} of {hosts} hosts loaded",
+            generation.number, report.hosts
         ));
     }
 }

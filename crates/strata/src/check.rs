@@ -61,10 +61,10 @@ fn check_set_aside(generation: &Generation, report: &mut CheckReport) -> anyhow:
 
 fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow::Result<()> {
     let out = &mut report.text;
-    let mut good = 0;
+    let mut hosts = 0;
     for file in &generation.files {
-        match strata_wal::snapshot::load_host(file) {
-            Ok(_) => good += 1,
+        match strata_wal::snapshot::load_file(file, |_| hosts += 1) {
+            Ok(_) => {}
             Err(error) => {
                 report.damaged = true;
                 writeln!(out, "  DAMAGED {error}")?;
@@ -73,32 +73,27 @@ fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow
     }
     writeln!(
         out,
-        "snapshots: generation {} with {good} of {} host files readable",
+        "snapshots: generation {} with {hosts} hosts readable in {} files",
         generation.number,
         generation.files.len(),
     )?;
-    match &generation.manifest {
-        Manifest::Valid { hosts } if *hosts == generation.files.len() => {}
-        Manifest::Valid { hosts } => {
+    let manifest_damage = match &generation.manifest {
+        Manifest::Valid { hosts: listed } if *listed == hosts => None,
+        Manifest::Valid { hosts: listed } => {
             report.damaged = true;
-            writeln!(
-                out,
-                "  DAMAGED: the MANIFEST lists {hosts} host files; {} are there",
-                generation.files.len()
-            )?;
+            writeln!(out, "  DAMAGED: the MANIFEST lists {listed} hosts")?;
+            None
         }
-        Manifest::Missing | Manifest::Damaged(_) => {
-            report.damaged = true;
-            let what = match &generation.manifest {
-                Manifest::Damaged(reason) => reason.as_str(),
-                _ => "missing",
-            };
-            writeln!(
-                out,
-                "  DAMAGED: MANIFEST {what}; the generation was completed (the WAL it covers is \
-                 gone), so a start loads every readable host file"
-            )?;
-        }
+        Manifest::Missing => Some("missing"),
+        Manifest::Damaged(reason) => Some(reason.as_str()),
+    };
+    if let Some(damage) = manifest_damage {
+        report.damaged = true;
+        writeln!(
+            out,
+            "  DAMAGED: MANIFEST {damage}; the generation was completed (the WAL it covers is \
+             gone), so a start loads every readable host"
+        )?;
     }
     Ok(())
 }

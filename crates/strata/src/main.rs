@@ -268,8 +268,9 @@ fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, R
 
 /// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills
 /// the process. Handled, the write fails with EFBIG instead: the WAL turns that into a
-/// poisoned log (writes answer 503, `/healthz` says why) and the process stays up to serve
-/// queries and take a final snapshot, instead of vanishing.
+/// poisoned log (writes answer 503, `/healthz` says why, what was acknowledged is synced) and
+/// the process stays up to answer queries until the operator restarts it; recovery then reads
+/// the log as it is.
 fn handle_file_size_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::from_raw(libc::SIGXFSZ)) {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Server, metric_value, minutes_ago};
+use common::{Server, files_under, metric_value, minutes_ago};
 use serde_json::json;
 use std::process::Command;
 
@@ -34,21 +34,6 @@ fn lines(host: &str, start: i64, base: i64) -> String {
         .collect()
 }
 
-/// Bytes of the largest file under `directory`.
-fn largest_file_bytes(directory: &std::path::Path) -> u64 {
-    let mut largest = 0;
-    for entry in std::fs::read_dir(directory).unwrap() {
-        let entry = entry.unwrap();
-        let metadata = entry.metadata().unwrap();
-        largest = largest.max(if metadata.is_dir() {
-            largest_file_bytes(&entry.path())
-        } else {
-            metadata.len()
-        });
-    }
-    largest
-}
-
 #[test]
 fn a_wal_that_cannot_write_is_reported_and_loses_nothing_acknowledged() {
     let mut server = Server::start_with_config(&json!({
@@ -57,7 +42,12 @@ fn a_wal_that_cannot_write_is_reported_and_loses_nothing_acknowledged() {
     let start = minutes_ago(LINES + 10);
     server.write_ok(CLUSTER, &lines("n0", start, 0));
 
-    let limit = largest_file_bytes(server.dir()) + HEADROOM_BYTES;
+    let largest = files_under(server.dir())
+        .iter()
+        .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
+        .max()
+        .unwrap_or(0);
+    let limit = largest + HEADROOM_BYTES;
     let status = Command::new("prlimit")
         .args([
             format!("--pid={}", server.pid()),

@@ -1,22 +1,30 @@
 //! Where recovery starts: which snapshot generation to load and which segment to replay from.
 //!
-//! A snapshot writes its host files, then its MANIFEST, then removes older generations, then
-//! deletes the WAL segments below its number. So a MANIFEST is not the only evidence that a
-//! generation was completed, and losing one must never lose the generation:
+//! A snapshot of generation `G` (see [`crate::snapshot`]) goes through four steps: S1 writes
+//! its packs, S2 its MANIFEST, S3 removes the older generations (each MANIFEST first), S4
+//! deletes the WAL segments below `G`, oldest first. A crash can stop it between any two, and
+//! a MANIFEST can be damaged or lost at any time after S2. Losing a MANIFEST must never lose
+//! the generation, so the MANIFEST is not the only evidence that a generation was completed.
+//! For a generation without an intact MANIFEST, recovery looks at what is older:
 //!
-//! - the newest generation with an intact MANIFEST is complete; newer ones without one were
-//!   cut off, and everything they hold is also in it and the WAL after it;
-//! - a generation without an intact MANIFEST and no complete generation before it was cut off
-//!   only if the WAL still holds every segment from the first one up to it (a first snapshot
-//!   that never finished). Otherwise segments it covers were deleted on the strength of it:
-//!   it *was* completed and its MANIFEST was damaged or lost since. It is loaded host file by
-//!   host file (each has its own checksum) and reported as damage.
+//! - an older generation with an intact MANIFEST: S3 has not begun, so S4 has not either. The
+//!   older generation and the WAL after it hold everything: this one is set aside;
+//! - an older generation without one: S3 was cut off after it removed that MANIFEST, so this
+//!   generation had passed S2. It is loaded;
+//! - no older generation, and the log still has its first segment: nothing was ever deleted
+//!   on the strength of this generation (S4 deletes the oldest first). It is set aside and the
+//!   whole log replayed;
+//! - no older generation and no first segment: it is the only copy of what the deleted
+//!   segments held (or, under `fsync: off`, the only copy there is). It is loaded.
+//!
+//! A generation loaded without an intact MANIFEST is reported as damage, and recovery writes
+//! it a new one, so that the next crash finds it complete (the third case above, repeated
+//! with a newer cut-off generation, would otherwise pass it over).
 
 use crate::reader::list_segments;
 use crate::snapshot::{Generation, Manifest, list_generations};
 use crate::writer::sync_directory;
 use crate::{Error, FIRST_SEGMENT, Result};
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -34,23 +42,20 @@ pub struct Plan {
 /// Decides what to load from the snapshots under `snapshots` and the segments in `wal`.
 pub fn plan(snapshots: &Path, wal: &Path) -> Result<Plan> {
     let generations = list_generations(snapshots)?;
-    let segments: BTreeSet<u64> = list_segments(wal)?.iter().map(|s| s.segment).collect();
-    let complete_exists = generations
+    let first_segment_kept = list_segments(wal)?
         .iter()
-        .any(|g| matches!(g.manifest, Manifest::Valid { .. }));
+        .any(|s| s.segment == FIRST_SEGMENT);
     let mut plan = Plan {
         replay_from: FIRST_SEGMENT,
         ..Plan::default()
     };
-    // Newest first; older generations than the one loaded are left to the next snapshot.
-    for generation in generations {
-        let load = match generation.manifest {
-            Manifest::Valid { .. } => true,
-            Manifest::Missing | Manifest::Damaged(_) if complete_exists => false,
-            Manifest::Missing | Manifest::Damaged(_) => {
-                let needed = FIRST_SEGMENT..generation.number;
-                needed.is_empty() || !needed.clone().all(|s| segments.contains(&s))
-            }
+    // Newest first; generations older than the one loaded are left to the next snapshot.
+    let mut generations = generations.into_iter().peekable();
+    while let Some(generation) = generations.next() {
+        let load = match (&generation.manifest, generations.peek()) {
+            (Manifest::Valid { .. }, _) => true,
+            (_, Some(older)) => !matches!(older.manifest, Manifest::Valid { .. }),
+            (_, None) => !first_segment_kept,
         };
         if load {
             plan.replay_from = generation.number;
@@ -66,7 +71,7 @@ pub fn plan(snapshots: &Path, wal: &Path) -> Result<Plan> {
 /// relative to the data directory, and returns where. A file is hard-linked: it stays in
 /// place as long as recovery may still need its readable part, and when a later snapshot
 /// deletes it, the quarantined link remains. A directory is moved. Quarantining the same
-/// file twice (damage found again at the next start) keeps the first copy.
+/// file twice (damage found again at the next start) keeps the first link.
 pub fn quarantine(data_directory: &Path, path: &Path) -> Result<PathBuf> {
     let relative = path
         .strip_prefix(data_directory)
@@ -74,9 +79,21 @@ pub fn quarantine(data_directory: &Path, path: &Path) -> Result<PathBuf> {
         .map(Path::to_owned)
         .or_else(|| path.file_name().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("unnamed"));
-    let target = data_directory.join(QUARANTINE).join(relative);
+    let mut target = data_directory.join(QUARANTINE).join(relative);
     if target.exists() {
-        return Ok(target);
+        if !path.is_dir() {
+            return Ok(target);
+        }
+        // A directory is moved, so the same name twice is two directories: keep both.
+        let name = target.as_os_str().to_owned();
+        target = (1..)
+            .map(|n| {
+                let mut numbered = name.clone();
+                numbered.push(format!(".{n}"));
+                PathBuf::from(numbered)
+            })
+            .find(|candidate| !candidate.exists())
+            .unwrap_or(target);
     }
     let parent = target.parent().unwrap_or(data_directory);
     fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;

@@ -132,6 +132,7 @@ impl Wal {
             buffer: Vec::new(),
             dirty_since: None,
             poisoned: None,
+            sync_failed: false,
             shared: shared.clone(),
         };
         writer.count(|s| s.segments_created += 1);
@@ -278,6 +279,9 @@ struct Writer<S: Storage> {
     /// Under `batch`: when the oldest unsynced write happened.
     dirty_since: Option<Instant>,
     poisoned: Option<String>,
+    /// An fsync failed: the kernel may have dropped dirty pages, so no later sync can be
+    /// trusted to mean anything. Other failures still sync what was acknowledged.
+    sync_failed: bool,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -324,7 +328,7 @@ impl<S: Storage> Writer<S> {
             self.sync_if_due();
         }
         // Closing: everything acknowledged is written; make it durable unless told never to.
-        if self.config.fsync != FsyncPolicy::Never && self.poisoned.is_none() {
+        if self.config.fsync != FsyncPolicy::Never && !self.sync_failed {
             self.sync();
         }
     }
@@ -383,6 +387,8 @@ impl<S: Storage> Writer<S> {
     /// Encodes one batch into the group buffer: one record, or several for a batch whose
     /// record would pass [`format::RECORD_PAYLOAD_TARGET_BYTES`].
     fn encode(&mut self, batch: &WriteBatch) -> Result<Appended> {
+        // A refused batch leaves none of its records behind.
+        let (batch_start, sequence_start) = (self.buffer.len(), self.sequence);
         let mut from = 0;
         loop {
             let start = self.buffer.len();
@@ -396,7 +402,8 @@ impl<S: Storage> Writer<S> {
                 &mut self.buffer,
             );
             if let Err(error) = format::finish_record(&mut self.buffer, start) {
-                self.buffer.truncate(start);
+                self.buffer.truncate(batch_start);
+                self.sequence = sequence_start;
                 return Err(error);
             }
             self.sequence += 1;
@@ -442,6 +449,7 @@ impl<S: Storage> Writer<S> {
         let mut result = self.file.write_all(&self.buffer);
         if result.is_ok() && self.config.fsync == FsyncPolicy::Always {
             result = self.storage.sync_data(&mut self.file);
+            self.sync_failed |= result.is_err();
             self.count(|s| s.fsyncs += 1);
         }
         let bytes = self.buffer.len() as u64;
@@ -480,7 +488,7 @@ impl<S: Storage> Writer<S> {
     fn sync_if_due(&mut self) {
         if let (FsyncPolicy::Batch(interval), Some(since)) = (self.config.fsync, self.dirty_since)
             && since.elapsed() >= interval
-            && self.poisoned.is_none()
+            && !self.sync_failed
         {
             self.sync();
         }
@@ -489,6 +497,7 @@ impl<S: Storage> Writer<S> {
     fn sync(&mut self) {
         self.dirty_since = None;
         if let Err(error) = self.storage.sync_data(&mut self.file) {
+            self.sync_failed = true;
             self.poison(format!(
                 "syncing segment {}: {error}",
                 self.position.segment
@@ -516,6 +525,7 @@ impl<S: Storage> Writer<S> {
         if self.config.fsync != FsyncPolicy::Never {
             if let Err(error) = self.storage.sync_data(&mut self.file) {
                 let error = Error::io("syncing", &self.segment_path(), error);
+                self.sync_failed = true;
                 self.poison(error.to_string());
                 return Err(error);
             }

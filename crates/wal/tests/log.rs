@@ -392,3 +392,26 @@ fn a_segment_from_a_newer_format_is_refused_by_name() {
         report.damage
     );
 }
+
+/// Issue 6 item 3: one request of long names built a ~300 MB record and a size assertion
+/// killed the writer. A batch past the record target is cut into records that replay as the
+/// whole batch.
+#[test]
+fn a_huge_batch_becomes_several_records_that_replay_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path(), FsyncPolicy::Never), 1, 0).unwrap();
+    let mut huge = WriteBatch::new();
+    let long = "x".repeat(1000);
+    for id in 0..6_000 {
+        let id = format!("{long}{id}");
+        let level = [LevelName::new("accelerator", &id), LevelName::NONE];
+        huge.push("c", "h", level, "power", 1_700_000_000, id.len() as f32);
+    }
+    let expected = describe(std::slice::from_ref(&huge));
+    let appended = append(&wal, huge).unwrap();
+    wal.close();
+    let (seen, report) = replay_all(dir.path());
+    assert!(report.records >= 2, "{report:?}");
+    assert_eq!(appended.sequence, report.records - 1);
+    assert_eq!(seen, expected);
+}

@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use strata_store::{HostImage, LevelImage, Run, SeriesImage};
 use strata_wal::snapshot::{
-    Manifest, decode_host, encode_host, escape_name, finish_generation, generation_directory,
-    list_generations, load_host, remove_generations_before, write_host,
+    Manifest, PACK_BYTES_TARGET, PackWriter, decode_file, encode_pack, finish_generation,
+    generation_directory, list_generations, load_file, remove_generations_before,
 };
 
 fn image(host: &str) -> HostImage {
@@ -52,56 +52,93 @@ fn same(a: &HostImage, b: &HostImage) -> bool {
     format!("{a:?}") == format!("{b:?}")
 }
 
-#[test]
-fn host_files_round_trip_with_full_precision() {
-    let original = image("f0201");
-    let decoded = decode_host(&encode_host(&original)).unwrap();
-    assert!(same(&decoded, &original));
+/// Every host of a pack, decoded.
+fn decode_all(bytes: &[u8]) -> Result<Vec<HostImage>, strata_wal::Error> {
+    let mut hosts = Vec::new();
+    decode_file(bytes, |image| hosts.push(image))?;
+    Ok(hosts)
+}
+
+/// Writes a generation of `hosts` and completes it.
+fn write_generation(directory: &std::path::Path, number: u64, hosts: &[HostImage]) {
+    let mut packs = PackWriter::new(directory).unwrap();
+    for host in hosts {
+        packs.add(host).unwrap();
+    }
+    packs.finish().unwrap();
+    finish_generation(directory, number, hosts.len(), 0).unwrap();
+}
+
+/// Every host of every file of a generation, loaded.
+fn load_generation(directory: &std::path::Path) -> Vec<HostImage> {
+    let mut hosts = Vec::new();
+    for file in list_generations(directory).unwrap()[0].files.iter() {
+        load_file(file, |image| hosts.push(image)).unwrap();
+    }
+    hosts
 }
 
 #[test]
-fn a_cut_off_file_is_refused_at_every_length() {
-    let bytes = encode_host(&image("f0201"));
-    for cut in 0..bytes.len() {
-        assert!(decode_host(&bytes[..cut]).is_err(), "cut at {cut}");
+fn packs_round_trip_with_full_precision() {
+    let originals = [image("f0201"), image("f0202")];
+    let decoded = decode_all(&encode_pack(&originals)).unwrap();
+    assert_eq!(decoded.len(), 2);
+    for (decoded, original) in decoded.iter().zip(&originals) {
+        assert!(same(decoded, original));
     }
 }
 
+/// A generation written by Strata before packs (one file per host, version 1) is still read.
 #[test]
-fn a_flipped_bit_anywhere_is_refused() {
-    let bytes = encode_host(&image("f0201"));
+fn version_1_host_files_are_read() {
+    let bytes = include_bytes!("fixtures/snapshot-v1.snap");
+    let decoded = decode_all(bytes).unwrap();
+    assert_eq!(decoded.len(), 1);
+    assert!(same(&decoded[0], &image("f0201")));
+    let mut damaged = bytes.to_vec();
+    damaged[40] ^= 0x01;
+    assert!(decode_all(&damaged).is_err());
+}
+
+#[test]
+fn a_cut_off_pack_is_refused_at_every_length() {
+    let bytes = encode_pack(&[image("f0201"), image("f0202")]);
+    for cut in 0..bytes.len() {
+        assert!(decode_all(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+/// Any flipped bit is found; the hosts before the damaged entry are still handed out.
+#[test]
+fn a_flipped_bit_anywhere_is_refused_and_earlier_hosts_survive() {
+    let first = encode_pack(&[image("f0201")]);
+    // Where the second host's entry starts: after the first entry, before its end marker.
+    let second_at = first.len() - 16;
+    let bytes = encode_pack(&[image("f0201"), image("f0202")]);
     for i in 0..bytes.len() {
         let mut damaged = bytes.clone();
         damaged[i] ^= 0x04;
-        assert!(decode_host(&damaged).is_err(), "flip at {i}");
+        let mut hosts = Vec::new();
+        assert!(
+            decode_file(&damaged, |h| hosts.push(h)).is_err(),
+            "flip at {i}"
+        );
+        // Damage in the second entry loses it; in the end marker, nothing.
+        let expected = match i {
+            _ if i < second_at => 0,
+            _ if i < bytes.len() - 16 => 1,
+            _ => 2,
+        };
+        assert_eq!(hosts.len(), expected, "flip at {i}");
     }
 }
 
 #[test]
 fn a_newer_version_is_refused_by_name() {
-    let mut bytes = encode_host(&image("h"));
-    bytes[8] = 2;
-    let error = decode_host(&bytes).unwrap_err().to_string();
-    assert!(error.contains("version 2"), "{error}");
-}
-
-#[test]
-fn names_cannot_escape_their_directory() {
-    assert_eq!(escape_name("f0201"), "f0201");
-    assert_eq!(escape_name("a0603.cluster-x_1"), "a0603.cluster-x_1");
-    assert_eq!(escape_name(".."), "%2E.");
-    assert_eq!(escape_name("a/b"), "a%2Fb");
-    assert_eq!(escape_name("00000000:49:00.0"), "00000000%3A49%3A00.0");
-    assert_eq!(escape_name(""), "%00");
-    // Names near the 256-byte limit, and non-ASCII ones that triple when escaped, stay
-    // within a file name and stay distinct.
-    let long = "x".repeat(256);
-    let other = format!("{}y", "x".repeat(255));
-    let wide = "ü".repeat(128);
-    for name in [&long, &other, &wide] {
-        assert!(escape_name(name).len() <= 200, "{name}");
-    }
-    assert_ne!(escape_name(&long), escape_name(&other));
+    let mut bytes = encode_pack(&[image("h")]);
+    bytes[8] = 3;
+    let error = decode_all(&bytes).unwrap_err().to_string();
+    assert!(error.contains("version 3"), "{error}");
 }
 
 #[test]
@@ -110,11 +147,37 @@ fn hosts_with_the_longest_names_are_written_and_loaded_back() {
     let dir = generation_directory(root.path(), 1);
     let mut long = image(&"h".repeat(256));
     long.cluster = "ü".repeat(128);
-    write_host(&dir, &long).unwrap();
-    finish_generation(&dir, 1, 1, 0).unwrap();
-    let generations = list_generations(root.path()).unwrap();
-    let loaded = load_host(&generations[0].files[0]).unwrap();
-    assert!(same(&loaded, &long));
+    write_generation(&dir, 1, std::slice::from_ref(&long));
+    let loaded = load_generation(root.path());
+    assert!(same(&loaded[0], &long));
+}
+
+/// Issue 6 item 16: a file per host made a store of a million single-sample hosts write a
+/// million files (362 s, 3.9 GB of disk for 63 MB of data). Small hosts share packs; a pack
+/// is closed past its target, so a large store still spreads over several.
+#[test]
+fn many_small_hosts_share_a_few_packs() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 2);
+    let small: Vec<HostImage> = (0..20_000).map(|i| image(&format!("n{i:05}"))).collect();
+    write_generation(&dir, 2, &small);
+    let generation = &list_generations(root.path()).unwrap()[0];
+    assert_eq!(generation.files.len(), 1, "{:?}", generation.files);
+    let loaded = load_generation(root.path());
+    assert_eq!(loaded.len(), small.len());
+    assert!(same(&loaded[12_345], &small[12_345]));
+
+    // Hosts of ~20 MiB each: a pack closes once past the target.
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 3);
+    let mut big = image("big");
+    big.root.series[0].runs[0].values = vec![1.0; 5 << 20];
+    let bigs: Vec<HostImage> = (0..7).map(|_| big.clone()).collect();
+    write_generation(&dir, 3, &bigs);
+    let files = list_generations(root.path()).unwrap()[0].files.clone();
+    let per_pack = (PACK_BYTES_TARGET / (20 << 20)) as usize + 1;
+    assert_eq!(files.len(), bigs.len().div_ceil(per_pack), "{files:?}");
+    assert_eq!(load_generation(root.path()).len(), bigs.len());
 }
 
 /// The plan when there is no WAL at all (`fsync: off`, or every segment deleted).
@@ -127,9 +190,11 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
     let root = tempfile::tempdir().unwrap();
     for (generation, complete) in [(3u64, true), (5, true), (9, false)] {
         let dir = generation_directory(root.path(), generation);
+        let mut packs = PackWriter::new(&dir).unwrap();
         for host in ["h1", "h2"] {
-            write_host(&dir, &image(host)).unwrap();
+            packs.add(&image(host)).unwrap();
         }
+        packs.finish().unwrap();
         if complete {
             finish_generation(&dir, generation, 2, 1_700_000_000).unwrap();
         }
@@ -138,13 +203,14 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
     let latest = plan.generation.expect("a complete generation");
     assert_eq!(latest.number, 5);
     assert_eq!(latest.manifest, Manifest::Valid { hosts: 2 });
-    assert_eq!(latest.files.len(), 2);
+    assert_eq!(latest.files.len(), 1);
     assert_eq!(plan.replay_from, 5);
     let set_aside: Vec<u64> = plan.set_aside.iter().map(|g| g.number).collect();
     assert_eq!(set_aside, [9]);
     assert_eq!(plan.set_aside[0].manifest, Manifest::Missing);
-    let loaded = load_host(&latest.files[0]).unwrap();
-    assert!(same(&loaded, &image("h1")));
+    let mut loaded = Vec::new();
+    load_file(&latest.files[0], |h| loaded.push(h)).unwrap();
+    assert!(same(&loaded[0], &image("h1")));
     assert_eq!(remove_generations_before(root.path(), 5).unwrap(), 1);
     assert!(!generation_directory(root.path(), 3).exists());
 }
@@ -152,8 +218,7 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
 /// Writes generation `number` with one host and damages its MANIFEST.
 fn damaged_generation(root: &std::path::Path, number: u64) {
     let dir = generation_directory(root, number);
-    write_host(&dir, &image("h1")).unwrap();
-    finish_generation(&dir, number, 1, 0).unwrap();
+    write_generation(&dir, number, &[image("h1")]);
     let manifest = dir.join("MANIFEST");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
@@ -190,8 +255,7 @@ fn a_damaged_manifest_of_a_completed_generation_still_loads_it() {
 fn a_damaged_manifest_that_nothing_depends_on_is_set_aside() {
     let root = tempfile::tempdir().unwrap();
     let dir = generation_directory(root.path(), 2);
-    write_host(&dir, &image("h1")).unwrap();
-    finish_generation(&dir, 2, 1, 0).unwrap();
+    write_generation(&dir, 2, &[image("h1")]);
     damaged_generation(root.path(), 6);
     let plan = plan(root.path());
     assert_eq!(plan.generation.map(|g| g.number), Some(2));
@@ -214,13 +278,86 @@ fn a_damaged_manifest_that_nothing_depends_on_is_set_aside() {
     assert_eq!(plan.generation.map(|g| g.number), Some(3));
 }
 
+/// Writes an empty WAL segment file for each of `segments` under `root/wal`.
+fn segments(root: &std::path::Path, segments: impl IntoIterator<Item = u64>) -> std::path::PathBuf {
+    let wal = root.join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    for segment in segments {
+        std::fs::write(wal.join(strata_wal::segment_file_name(segment)), b"").unwrap();
+    }
+    wal
+}
+
+/// Writes generation `number`, complete or cut off before its MANIFEST.
+fn generation(root: &std::path::Path, number: u64, complete: bool) {
+    let dir = generation_directory(root, number);
+    let mut packs = PackWriter::new(&dir).unwrap();
+    packs.add(&image("h1")).unwrap();
+    packs.finish().unwrap();
+    if complete {
+        finish_generation(&dir, number, 1, 0).unwrap();
+    }
+}
+
+/// Sequences of snapshots, crashes and damage, and what recovery must load (found in review).
+#[test]
+fn recovery_plans_over_several_generations() {
+    // A generation that was loaded with a damaged MANIFEST got a new one; a later snapshot
+    // cut off above it is passed over, and its WAL replayed.
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 40, true);
+    generation(root.path(), 57, false);
+    let wal = segments(root.path(), 40..=57);
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(40));
+    assert_eq!(plan.replay_from, 40);
+
+    // The removal of the older generation was cut off after its MANIFEST went: the newer one
+    // had been completed, even if its own MANIFEST is damaged now.
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 5, false);
+    damaged_generation(root.path(), 9);
+    let wal = segments(root.path(), 5..=9);
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(9));
+
+    // A first snapshot cut off while a segment of the log is lost: the log is replayed from
+    // its start (the lost segment is damage the replay reports), not the partial snapshot.
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 12, false);
+    let wal = segments(root.path(), (1..12).filter(|&s| s != 5));
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation, None);
+    assert_eq!(plan.replay_from, 1);
+    assert_eq!(plan.set_aside.len(), 1);
+}
+
+/// Under `fsync: off` a failed snapshot can leave packs in a generation directory; the next
+/// attempt at that directory must not load them with its own (found in review).
+#[test]
+fn a_new_generation_clears_what_a_failed_attempt_left() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = generation_directory(root.path(), 9);
+    generation(root.path(), 9, false);
+    std::fs::write(dir.join("000007.snap"), b"stale").unwrap();
+    let mut packs = PackWriter::new(&dir).unwrap();
+    packs.add(&image("h2")).unwrap();
+    packs.finish().unwrap();
+    finish_generation(&dir, 9, 1, 0).unwrap();
+    let files = &list_generations(root.path()).unwrap()[0].files;
+    assert_eq!(files.len(), 1, "{files:?}");
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode_host(&bytes);
-        let mut framed = b"STRATASN\x01\x00\x00\x00\x00\x00\x00\x00".to_vec();
-        framed.extend_from_slice(&bytes);
-        let _ = decode_host(&framed);
+        let _ = decode_all(&bytes);
+        for version in [1u8, 2] {
+            let mut framed = b"STRATASN\x00\x00\x00\x00\x00\x00\x00\x00".to_vec();
+            framed[8] = version;
+            framed.extend_from_slice(&bytes);
+            let _ = decode_all(&framed);
+        }
     }
 
     #[test]
@@ -232,7 +369,7 @@ proptest! {
         let mut original = image("h");
         original.root.series[0].frequency_s = frequency;
         original.root.series[0].runs = vec![Run { start_s: start, values }];
-        let decoded = decode_host(&encode_host(&original)).unwrap();
-        prop_assert!(same(&decoded, &original));
+        let decoded = decode_all(&encode_pack([&original])).unwrap();
+        prop_assert!(same(&decoded[0], &original));
     }
 }

@@ -125,6 +125,24 @@ impl Response {
     }
 }
 
+/// Every file below `directory`, at any depth; none when it does not exist.
+pub fn files_under(directory: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.expect("listing a directory").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole response.
 pub fn http(
     addr: &str,
