@@ -697,3 +697,32 @@ fn a_frequency_changed_between_runs_reads_and_writes_at_the_new_one() {
         &[101.0, 102.0, 103.0, 104.0, 105.0, 106.0].map(Some),
     );
 }
+
+#[test]
+fn samples_written_newest_first_fill_full_buffers_before_and_after_a_restart() {
+    // Issue 6, item 17: newest-first writes made one buffer per sample, and the snapshot kept
+    // them all. 3 series × 1200 samples need 3 × 3 buffers oldest-first; newest-first may
+    // need one more per series, never thousands.
+    let mut server = Server::start();
+    let start = minutes_ago(1300) / 60 * 60;
+    let lines: String = (0..1200)
+        .rev()
+        .flat_map(|i| {
+            let t = start + 60 * i;
+            (0..3).map(move |s| format!("temp,host=n{s} value={i} {t}\n"))
+        })
+        .collect();
+    server.write_ok(CLUSTER, &lines);
+    let buffers = |server: &Server| {
+        let metrics = server.metrics();
+        metric_value(&metrics, "strata_store_buffers").unwrap_or_else(|| panic!("{metrics}"))
+    };
+    assert!(buffers(&server) <= 12.0, "{}", server.metrics());
+    stop_gracefully(&mut server);
+    server.restart();
+    assert!(buffers(&server) <= 12.0, "{}", server.metrics());
+    let samples: Vec<(i64, f64)> = (0..1200).map(|i| (start + 60 * i, i as f64)).collect();
+    for host in ["n0", "n2"] {
+        assert_series(&server, host, &samples);
+    }
+}
