@@ -168,6 +168,7 @@ impl App {
                     unknown_metric = report.dropped.unknown_metric,
                     outside_retention = report.dropped.outside_retention,
                     future = report.dropped.future,
+                    over_limits = report.dropped.over_limits(),
                     suppressed,
                     "samples not stored (counted in strata_ingest_samples_dropped_total)"
                 );

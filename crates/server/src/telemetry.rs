@@ -326,12 +326,7 @@ impl Telemetry {
 
     /// Counts what the store refused to keep.
     pub fn record_drops(&self, dropped: &DropCounts) {
-        let counts = [
-            ("unknown_metric", dropped.unknown_metric),
-            ("outside_retention", dropped.outside_retention),
-            ("future", dropped.future),
-        ];
-        for (reason, count) in counts {
+        for (reason, count) in dropped.reasons() {
             if count > 0 {
                 self.samples_dropped
                     .get_or_create(&ReasonLabel { reason })

@@ -12,11 +12,17 @@
 //!
 //! Late samples (COMPAT.md decision 16) go into the older buffer whose range holds them. A
 //! buffer's writable range ends at its capacity or at the next buffer's start, whichever comes
-//! first; a late sample that falls into a gap no buffer covers gets a new buffer in that gap.
-//! A sample older than the first buffer gets a new first buffer, on the same grid: decision 16
-//! allows dropping it, but with concurrent writers the first two samples of a new series
-//! routinely arrive out of order, and the store must not lose the first one. (Samples outside
-//! the retention window are refused before they reach a series.)
+//! first. A late sample that no buffer's range holds — in a gap, or older than the first buffer
+//! (decision 16 allows dropping that one, but with concurrent writers the first two samples of
+//! a new series routinely arrive out of order, and the store must not lose the first one) —
+//! gets a new buffer on the grid whose full range ends at the next buffer's start, or as close
+//! to it as the previous buffer's range allows. So samples written newest-first fill full-size
+//! buffers backwards instead of starting one buffer per sample; the slots before the sample
+//! read as NaN, and reads start at the first value, not at the buffer's start. (Samples
+//! outside the retention window are refused before they reach a series.)
+//!
+//! Runs loaded from snapshots are coalesced into full-size buffers the same way
+//! ([`Series::adopt`]), so a chain fragmented by an older version is compacted on restart.
 
 use crate::pool::BufferPool;
 
@@ -72,6 +78,24 @@ impl Buffer {
         self.start + self.len() as i64 * frequency_s
     }
 
+    /// The sample time of the first slot that holds a value (not NaN): where reads start.
+    fn first_value(&self, frequency_s: i64) -> i64 {
+        let index = self.data.iter().position(|v| !v.is_nan()).unwrap_or(0);
+        self.first_write(frequency_s) + index as i64 * frequency_s
+    }
+
+    /// Grows the allocation to hold `len` slots, in steps of [`GROWTH_SLOTS`]. Returns the
+    /// growth in bytes.
+    fn reserve_slots(&mut self, len: usize) -> usize {
+        debug_assert!(len <= BUFFER_CAPACITY);
+        let before = self.data.capacity();
+        if len > before {
+            let target = len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY);
+            self.data.reserve_exact(target - self.data.len());
+        }
+        (self.data.capacity() - before) * size_of::<f32>()
+    }
+
     /// Writes `value` into slot `index`, NaN-filling skipped slots. Returns the growth of the
     /// heap allocation in bytes.
     fn put(&mut self, index: usize, value: f32) -> usize {
@@ -80,16 +104,10 @@ impl Buffer {
             *slot = value;
             return 0;
         }
-        let before = self.data.capacity();
-        if index >= before {
-            let target = (index + 1)
-                .next_multiple_of(GROWTH_SLOTS)
-                .min(BUFFER_CAPACITY);
-            self.data.reserve_exact(target - self.data.len());
-        }
+        let grown = self.reserve_slots(index + 1);
         self.data.resize(index, f32::NAN);
         self.data.push(value);
-        (self.data.capacity() - before) * size_of::<f32>()
+        grown
     }
 }
 
@@ -130,28 +148,20 @@ impl Series {
         pool: &BufferPool,
     ) -> (Self, MemoryDelta) {
         assert!(frequency_s > 0, "frequency must be positive");
-        let mut head = Buffer {
-            start: timestamp_s - frequency_s / 2,
-            data: pool.take(),
-        };
-        let reused = head.heap_bytes();
-        let grown = head.put(0, value);
+        let (head, delta) = new_buffer(timestamp_s - frequency_s / 2, 0, value, pool);
         let series = Self {
             frequency_s,
             older: Vec::new(),
             head,
-        };
-        let delta = MemoryDelta {
-            bytes: (reused + grown) as isize,
-            buffers: 1,
         };
         (series, delta)
     }
 
     /// A series made of runs loaded from elsewhere (snapshots, imports): `(start, values)`,
     /// each at most [`BUFFER_CAPACITY`] long. Runs that are on the first run's grid and after
-    /// the previous one become buffers as they are; any other run is written value by value
-    /// (NaN slots skipped), so overlapping or misaligned input is merged, never misread.
+    /// the previous one are appended to the newest buffer while they fit in its capacity
+    /// (gaps NaN-filled), else become buffers as they are; any other run is written value by
+    /// value (NaN slots skipped), so overlapping or misaligned input is merged, never misread.
     pub(crate) fn adopt(frequency_s: i64, runs: Vec<(i64, Vec<f32>)>, pool: &BufferPool) -> Self {
         assert!(frequency_s > 0, "frequency must be positive");
         let mut runs = runs.into_iter().filter(|(_, values)| !values.is_empty());
@@ -163,16 +173,24 @@ impl Series {
             head: Buffer { start, data },
         };
         for (start, data) in runs {
-            let head = &series.head;
-            let fits = data.len() <= BUFFER_CAPACITY
+            let head = &mut series.head;
+            let follows = data.len() <= BUFFER_CAPACITY
                 && start >= head.data_end(frequency_s)
                 && (start - head.start) % frequency_s == 0;
-            if fits {
-                let previous = std::mem::replace(&mut series.head, Buffer { start, data });
-                series.older.push(previous);
+            if !follows {
+                series.merge_run(start, frequency_s, &data, pool);
                 continue;
             }
-            series.merge_run(start, frequency_s, &data, pool);
+            // Slot of the run in the head; the run follows the head's data, so it is past it.
+            let slot = ((start - head.start) / frequency_s) as usize;
+            if slot + data.len() <= BUFFER_CAPACITY {
+                head.reserve_slots(slot + data.len());
+                head.data.resize(slot, f32::NAN);
+                head.data.extend_from_slice(&data);
+                continue;
+            }
+            let previous = std::mem::replace(&mut series.head, Buffer { start, data });
+            series.older.push(previous);
         }
         series
     }
@@ -203,34 +221,38 @@ impl Series {
             }
             // Past the head's last slot: a new head at the slot of this sample.
             let start = self.head.start + index as i64 * f;
-            let (head, delta) = new_buffer(start, value, pool);
+            let (head, delta) = new_buffer(start, 0, value, pool);
             let previous = std::mem::replace(&mut self.head, head);
             self.older.push(previous);
             return delta;
         }
-        // A late sample: the last older buffer starting at or before it.
+        // A late sample: the last older buffer starting at or before it, if any.
         let position = self.older.partition_point(|b| b.start <= timestamp_s);
-        if position == 0 {
-            // Before the first buffer: a new first buffer at the grid slot holding the sample.
-            let first = self.first().start;
-            let slots_back = (first - timestamp_s + f - 1) / f;
-            let (buffer, delta) = new_buffer(first - slots_back * f, value, pool);
-            self.older.insert(0, buffer);
-            return delta;
+        let next_start = self
+            .older
+            .get(position)
+            .map_or(self.head.start, |b| b.start);
+        let mut floor = i64::MIN;
+        if let Some(previous) = position.checked_sub(1).map(|i| &mut self.older[i]) {
+            let index = ((timestamp_s - previous.start) / f) as usize;
+            let slots_before_next = ((next_start - previous.start) / f) as usize;
+            if index < BUFFER_CAPACITY.min(slots_before_next) {
+                return MemoryDelta {
+                    bytes: previous.put(index, value) as isize,
+                    buffers: 0,
+                };
+            }
+            // Past the previous buffer's capacity: the new buffer starts no earlier than that.
+            floor = previous.start + BUFFER_CAPACITY as i64 * f;
         }
-        let i = position - 1;
-        let next_start = self.older.get(i + 1).map_or(self.head.start, |b| b.start);
-        let buffer = &mut self.older[i];
-        let index = ((timestamp_s - buffer.start) / f) as usize;
-        let slots_before_next = ((next_start - buffer.start) / f) as usize;
-        if index < BUFFER_CAPACITY.min(slots_before_next) {
-            return MemoryDelta {
-                bytes: buffer.put(index, value) as isize,
-                buffers: 0,
-            };
-        }
-        let (gap, delta) = new_buffer(buffer.start + index as i64 * f, value, pool);
-        self.older.insert(i + 1, gap);
+        // No buffer's range holds the sample: a new buffer whose full range ends at the next
+        // buffer's start (a whole number of buffer lengths before it), so that further late
+        // samples fill it instead of each starting a buffer of its own.
+        let span = BUFFER_CAPACITY as i64 * f;
+        let buffers_back = (next_start - timestamp_s + span - 1) / span;
+        let start = (next_start - buffers_back * span).max(floor);
+        let (buffer, delta) = new_buffer(start, ((timestamp_s - start) / f) as usize, value, pool);
+        self.older.insert(position, buffer);
         delta
     }
 
@@ -244,12 +266,8 @@ impl Series {
         pool: &BufferPool,
     ) -> MemoryDelta {
         let mut delta = MemoryDelta::default();
-        for (i, &value) in values.iter().enumerate() {
-            if !value.is_nan() {
-                // The sample time of slot i: its middle, as a first write places it.
-                let t = start_s + i as i64 * frequency_s + frequency_s / 2;
-                delta += self.write(t, value, pool);
-            }
+        for (t, value) in run_samples(start_s, frequency_s, values) {
+            delta += self.write(t, value, pool);
         }
         delta
     }
@@ -259,7 +277,7 @@ impl Series {
     /// nothing is in range.
     pub(crate) fn extent(&self, from: i64, to: i64) -> Option<(i64, i64)> {
         let f = self.frequency_s;
-        let from = from.max(self.first().first_write(f));
+        let from = from.max(self.first().first_value(f));
         let last = self.buffers().rev().find(|b| b.start < to)?;
         let end = to.min(last.data_end(f));
         (end > from).then_some((from, end))
@@ -272,7 +290,7 @@ impl Series {
         match self.extent(from, to) {
             Some((from, end)) => (from, from + (end - from + f - 1) / f * f),
             None => {
-                let from = from.max(self.first().first_write(f));
+                let from = from.max(self.first().first_value(f));
                 (from, from)
             }
         }
@@ -370,14 +388,27 @@ impl Series {
     }
 }
 
-/// A new buffer whose first slot holds `value`, and what it costs.
-fn new_buffer(start: i64, value: f32, pool: &BufferPool) -> (Buffer, MemoryDelta) {
+/// The samples of a run of slots `start_s, start_s + f, …` (at `frequency_s`): each value not
+/// NaN at its sample time, the middle of its slot, where a first write places it.
+pub(crate) fn run_samples(
+    start_s: i64,
+    frequency_s: i64,
+    values: &[f32],
+) -> impl Iterator<Item = (i64, f32)> + '_ {
+    (0i64..)
+        .zip(values)
+        .filter(|(_, value)| !value.is_nan())
+        .map(move |(i, &value)| (start_s + i * frequency_s + frequency_s / 2, value))
+}
+
+/// A new buffer whose slot `index` holds `value` (the slots before it NaN), and what it costs.
+fn new_buffer(start: i64, index: usize, value: f32, pool: &BufferPool) -> (Buffer, MemoryDelta) {
     let mut buffer = Buffer {
         start,
         data: pool.take(),
     };
     let reused = buffer.heap_bytes();
-    let grown = buffer.put(0, value);
+    let grown = buffer.put(index, value);
     let delta = MemoryDelta {
         bytes: (reused + grown) as isize,
         buffers: 1,
@@ -391,6 +422,8 @@ pub(crate) struct FreeOutcome {
     pub buffers: usize,
     pub bytes: usize,
     pub samples: usize,
+    /// Series dropped because they had no buffers left.
+    pub series: usize,
     /// The series has no buffers left and must be dropped by its owner.
     pub all: bool,
 }
@@ -408,6 +441,7 @@ impl std::ops::AddAssign for FreeOutcome {
         self.buffers += other.buffers;
         self.bytes += other.bytes;
         self.samples += other.samples;
+        self.series += other.series;
     }
 }
 
@@ -426,8 +460,18 @@ mod tests {
         series.buffers().collect()
     }
 
+    /// A series at 10 s whose buffers are exactly `runs` (sorted, not overlapping).
     fn series(runs: Vec<(i64, Vec<f32>)>) -> Series {
-        Series::adopt(10, runs, &pool())
+        let mut buffers: Vec<Buffer> = runs
+            .into_iter()
+            .map(|(start, data)| Buffer { start, data })
+            .collect();
+        let head = buffers.pop().expect("at least one run");
+        Series {
+            frequency_s: 10,
+            older: buffers,
+            head,
+        }
     }
 
     fn read(series: &Series, from: i64, to: i64) -> (Vec<f32>, i64, i64) {
@@ -522,10 +566,11 @@ mod tests {
         series.write(150, 3.0, &pool);
         assert_eq!(all(&series).len(), 2);
         assert_eq!(all(&series)[0].values()[5], 3.0);
-        // A late sample in the gap past the old buffer's capacity gets its own buffer.
+        // A late sample in the gap past the old buffer's capacity gets its own buffer, starting
+        // where the old buffer's range ends.
         series.write(100 + 550 * 10, 4.0, &pool);
         assert_eq!(all(&series).len(), 3);
-        assert_eq!(all(&series)[1].start(), 95 + 550 * 10);
+        assert_eq!(all(&series)[1].start(), 95 + 512 * 10);
         let (data, _, _) = read(&series, 100 + 550 * 10, 100 + 551 * 10);
         assert_eq!(data, vec![4.0]);
     }
@@ -535,13 +580,41 @@ mod tests {
         let pool = pool();
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(100 + 1000 * 10, 2.0, &pool);
-        series.write(100 + 995 * 10, 3.0, &pool); // gap buffer at slot 995
-        // Slots 995..999 belong to the gap buffer; 1000 is the head's first slot.
+        series.write(100 + 995 * 10, 3.0, &pool); // gap buffer from slot 512
+        // Slots 512..999 belong to the gap buffer; 1000 is the head's first slot.
         series.write(100 + 999 * 10, 4.0, &pool);
         assert_eq!(all(&series).len(), 3);
-        assert_eq!(all(&series)[1].len(), 5);
+        assert_eq!(all(&series)[1].start(), 95 + 512 * 10);
+        assert_eq!(all(&series)[1].len(), 488);
         series.write(100 + 1000 * 10, 5.0, &pool);
         assert_eq!(all(&series)[2].values(), &[5.0]);
+        let (data, _, _) = read(&series, 100 + 995 * 10, 100 + 1001 * 10);
+        let nan = f32::NAN;
+        assert!(same(&data, &[3.0, nan, nan, nan, 4.0, 5.0]));
+    }
+
+    #[test]
+    fn samples_written_newest_first_fill_full_size_buffers() {
+        // Issue 6, item 17: one buffer per sample before.
+        let pool = pool();
+        let count = 3 * BUFFER_CAPACITY as i64;
+        let newest = 100 + count * 10;
+        let (mut series, _) = Series::new(10, newest, 0.0, &pool);
+        for i in 1..=count {
+            series.write(newest - i * 10, i as f32, &pool);
+        }
+        // The head holds the first sample; three full buffers hold the rest.
+        let lens: Vec<usize> = series.buffers().map(Buffer::len).collect();
+        assert_eq!(
+            lens,
+            [BUFFER_CAPACITY; 3]
+                .into_iter()
+                .chain([1])
+                .collect::<Vec<_>>()
+        );
+        let (data, from, _) = read(&series, 0, i64::MAX / 2);
+        assert_eq!((data.len(), from), (count as usize + 1, 100));
+        assert_eq!((data[0], data[count as usize]), (count as f32, 0.0));
     }
 
     #[test]
@@ -550,15 +623,20 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(90, 2.0, &pool);
         series.write(61, 3.0, &pool);
-        assert_eq!(all(&series).len(), 3);
-        assert_eq!(all(&series)[0].start(), 55);
-        assert_eq!(all(&series)[1].start(), 85);
-        // The buffer at 55 may only fill slots 55..85 and never overlaps the one at 85.
+        // One buffer whose range ends where the head starts, at 95.
+        let span = BUFFER_CAPACITY as i64 * 10;
+        assert_eq!(all(&series).len(), 2);
+        assert_eq!(all(&series)[0].start(), 95 - span);
         series.write(75, 4.0, &pool);
-        assert_eq!(all(&series)[0].len(), 3);
+        assert_eq!(all(&series)[0].len(), BUFFER_CAPACITY);
+        // Reads start at the first value, not at the buffer's start.
         let (data, from, to) = read(&series, 0, 200);
         assert!(same(&data, &[3.0, f32::NAN, 4.0, 2.0, 1.0]));
         assert_eq!((from, to), (60, 110));
+        // A sample more than a buffer's span before gets a buffer on the same tiling.
+        series.write(95 - span - 1, 5.0, &pool);
+        assert_eq!(all(&series)[0].start(), 95 - 2 * span);
+        assert_eq!(all(&series)[0].len(), BUFFER_CAPACITY);
     }
 
     #[test]
@@ -686,14 +764,18 @@ mod tests {
     #[test]
     fn adopting_overlapping_runs_merges_them() {
         // The second run overlaps the first: written value by value (NaN skipped); the third
-        // is on the grid after the data: taken as a buffer.
-        let merged = series(vec![
+        // is on the grid after the data and fits: appended to the buffer; the fourth does not
+        // fit: taken as a buffer.
+        let adopt = |runs| Series::adopt(10, runs, &pool());
+        let merged = adopt(vec![
             (95, vec![1.0, 2.0, 3.0]),
             (105, vec![f32::NAN, 9.0]),
             (195, vec![4.0]),
+            (95 + 510 * 10, vec![5.0, 6.0, 7.0]),
         ]);
         assert_eq!(all(&merged).len(), 2);
-        let (data, from, to) = read(&merged, 0, 1000);
+        assert_eq!(all(&merged)[0].len(), 11);
+        let (data, from, to) = read(&merged, 0, 220);
         let nan = f32::NAN;
         assert!(same(
             &data,
@@ -701,7 +783,7 @@ mod tests {
         ));
         assert_eq!((from, to), (100, 210));
         // A run off the grid lands in the slots holding its sample times.
-        let misaligned = series(vec![(95, vec![1.0]), (103, vec![7.0])]);
+        let misaligned = adopt(vec![(95, vec![1.0]), (103, vec![7.0])]);
         assert_eq!(read(&misaligned, 0, 1000).0, vec![1.0, 7.0]);
     }
 

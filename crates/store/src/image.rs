@@ -1,9 +1,12 @@
 //! Copies of a host's data in and out of the store: what snapshots write and restore, and
 //! what `strata import` brings in from cc-metric-store checkpoints.
 
-use crate::buffer::{BUFFER_CAPACITY, MemoryDelta, Series};
-use crate::level::Level;
+use crate::buffer::{BUFFER_CAPACITY, MemoryDelta, Series, run_samples};
+use crate::fxhash::FxBuildHasher;
+use crate::level::{Level, Written};
+use crate::metric::{MetricConfig, MetricId};
 use crate::store::Store;
+use std::collections::HashMap;
 
 /// One host's data.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -43,7 +46,8 @@ pub struct ImportReport {
     pub slots: usize,
     /// Series of metrics the configuration does not know.
     pub unknown_metric_series: usize,
-    /// Series whose frequency differs from the configured one; kept at their own frequency.
+    /// Series stored at a frequency other than the configured one; resampled onto it (see
+    /// [`Store::import_host`]).
     pub frequency_mismatches: usize,
 }
 
@@ -83,23 +87,32 @@ impl Store {
     /// most [`BUFFER_CAPACITY`] values are moved in, not copied); a series that exists gets the
     /// values written one by one (NaN slots skipped), so importing never loses what the store
     /// already holds.
+    ///
+    /// A series stored at another frequency than its metric's configured one (the
+    /// configuration changed since the snapshot) is resampled onto the configured frequency:
+    /// each value is written at its sample time, as if it arrived again. Going finer leaves
+    /// the new slots between old samples empty; going coarser keeps the last value of each
+    /// new slot, as repeated writes to one slot do. So every series of a metric has the
+    /// metric's frequency, which is what queries read it with and aggregate it at, and new
+    /// samples land on the new grid.
     pub fn import_host(&self, image: HostImage) -> ImportReport {
         let mut report = ImportReport::default();
-        let resolved: Vec<_> = {
+        let mut resolved = HashMap::default();
+        collect_metric_names(&image.root, &mut resolved);
+        {
             let mut registry = self.registry.write();
-            let mut names = Vec::new();
-            collect_metric_names(&image.root, &mut names);
-            names
-                .into_iter()
-                .map(|name| (name.clone(), registry.register(&name)))
-                .collect()
+            for (name, slot) in &mut resolved {
+                *slot = registry.register(name, false).ok();
+            }
+        }
+        // Loading data accepted before is not limited (see `StoreLimits`).
+        let Some(mut guard) = self.lock_host(&image.cluster, &image.host, usize::MAX) else {
+            return report;
         };
-        let mut root = self.lock_host(&image.cluster, &image.host);
-        let mut bytes = 0usize;
-        let mut buffers = 0usize;
-        import_level(&mut root, image.root, &mut |level, series| {
-            let Some((_, Some((id, config)))) = resolved.iter().find(|(n, _)| *n == series.metric)
-            else {
+        let mut delta = MemoryDelta::default();
+        let mut new_series = 0;
+        import_level(&mut guard.root, image.root, &mut |level, series| {
+            let Some(&Some((id, config))) = resolved.get(series.metric.as_str()) else {
                 report.unknown_metric_series += 1;
                 return;
             };
@@ -108,12 +121,13 @@ impl Store {
             }
             report.series += 1;
             report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
-            let change = level.import_series(*id, series, &self.pool);
-            bytes += change.0;
-            buffers += change.1;
+            let written = level.import_series(id, config.frequency_s, series, &self.pool);
+            delta += written.memory;
+            new_series += usize::from(written.new_series);
         });
-        drop(root);
-        self.add_memory(bytes, buffers);
+        guard.add_series(new_series);
+        drop(guard);
+        self.add_memory(delta);
         report
     }
 }
@@ -137,16 +151,20 @@ fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> Level
             })
             .collect(),
         children: level
-            .children()
+            .children_by_name()
+            .into_iter()
             .map(|(name, child)| (name.to_owned(), export_level(child, name_of)))
             .collect(),
     }
 }
 
-fn collect_metric_names(level: &LevelImage, names: &mut Vec<String>) {
+/// Metric names of an image, each once (unresolved).
+type Resolved = HashMap<String, Option<(MetricId, MetricConfig)>, FxBuildHasher>;
+
+fn collect_metric_names(level: &LevelImage, names: &mut Resolved) {
     for series in &level.series {
-        if !names.contains(&series.metric) {
-            names.push(series.metric.clone());
+        if !names.contains_key(&series.metric) {
+            names.insert(series.metric.clone(), None);
         }
     }
     for (_, child) in &level.children {
@@ -163,29 +181,42 @@ fn import_level(
         each(target, series);
     }
     for (name, child) in image.children {
-        import_level(target.child_or_insert(&name), child, each);
+        if let Some(target) = target.child_or_insert(&name, usize::MAX) {
+            import_level(target, child, each);
+        }
     }
 }
 
 impl Level {
-    /// Takes over or merges one series; returns the bytes and buffers added.
+    /// Takes over or merges one series of a metric configured at `frequency_s`.
     fn import_series(
         &mut self,
         metric: u32,
+        frequency_s: i64,
         image: SeriesImage,
         pool: &crate::pool::BufferPool,
-    ) -> (usize, usize) {
+    ) -> Written {
+        let mut done = Written {
+            memory: MemoryDelta::default(),
+            new_series: false,
+        };
         if !crate::FREQUENCY_S.contains(&image.frequency_s)
             || image.runs.iter().all(|r| r.values.is_empty())
         {
-            return (0, 0);
+            return done;
         }
-        if let Some(existing) = self.series_mut(metric) {
-            let mut delta = MemoryDelta::default();
+        if image.frequency_s != frequency_s || self.series(metric).is_some() {
+            // Value by value at the configured frequency: merges into an existing series,
+            // resamples one stored at another frequency.
             for run in &image.runs {
-                delta += existing.merge_run(run.start_s, image.frequency_s, &run.values, pool);
+                for (t, value) in run_samples(run.start_s, image.frequency_s, &run.values) {
+                    if let Some(written) = self.write(metric, frequency_s, t, value, pool, true) {
+                        done.memory += written.memory;
+                        done.new_series |= written.new_series;
+                    }
+                }
             }
-            return (delta.bytes.max(0) as usize, delta.buffers.max(0) as usize);
+            return done;
         }
         let mut buffers = Vec::new();
         for run in image.runs {
@@ -199,9 +230,10 @@ impl Level {
             }
         }
         let series = Series::adopt(image.frequency_s, buffers, pool);
-        let added = series.buffers().map(|b| b.heap_bytes()).sum::<usize>();
-        let count = series.buffers().count();
+        done.memory.bytes = series.buffers().map(|b| b.heap_bytes()).sum::<usize>() as isize;
+        done.memory.buffers = series.buffers().count() as isize;
+        done.new_series = true;
         self.insert_series(metric, series);
-        (added, count)
+        done
     }
 }

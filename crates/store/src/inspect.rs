@@ -196,7 +196,8 @@ fn dump(level: &Level, registry: &Registry) -> DebugLevel {
         .collect();
     metrics.sort_by(|a, b| a.0.cmp(&b.0));
     let children = level
-        .children()
+        .children_by_name()
+        .into_iter()
         .map(|(name, child)| (name.to_owned(), dump(child, registry)))
         .collect();
     DebugLevel { metrics, children }

@@ -1,111 +1,194 @@
 //! A level of the tree below a host: its series and its child levels.
 //!
-//! Levels are small and numerous (one per hwthread of every host), so they are two vectors:
-//! series are found by a linear scan over a handful of metric ids, children by binary search
-//! over names kept sorted (which also makes every listing deterministic). A level with many
-//! children (a host with 64–256 hwthreads) also gets a hash index of their names: names like
-//! `hwthread0`…`hwthread127` share a prefix, so each step of a binary search is a string
-//! comparison of a dozen bytes, and a write would pay about seven of them.
+//! Levels are small and numerous (one per hwthread of every host), so series and children are
+//! vectors in insertion order, found by a linear scan while there are few of them. A level
+//! with many (a host with 64–256 hwthreads, or a level with many metrics) also gets a hash
+//! index. Appending keeps the index valid, so adding n entries costs O(n): keeping children
+//! sorted and re-indexing them on every insert made a write with 40 000 new type-ids take
+//! minutes under the host's lock. Listings that must be deterministic sort by name
+//! ([`Level::children_by_name`]).
 
 use crate::buffer::{FreeOutcome, MemoryDelta, Series};
 use crate::fxhash::FxBuildHasher;
 use crate::metric::MetricId;
 use crate::pool::BufferPool;
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 
-/// Levels with more children than this get a name index.
-const CHILDREN_INDEXED_MIN: usize = 16;
+/// Collections with more entries than this get an index.
+const INDEXED_MIN: usize = 16;
 
-#[derive(Debug, Default)]
-pub(crate) struct Level {
-    series: Vec<(MetricId, Series)>,
-    /// Sorted by name.
-    children: Vec<(Box<str>, Level)>,
-    /// Position of each child by name, when there are many children.
-    // NOTE: boxed so that the many levels without an index (every hwthread) pay 8 bytes for
-    // this field instead of an empty map's ~40.
+/// Entries in insertion order with unique keys, and a key index once there are many.
+#[derive(Debug)]
+struct Entries<K, V> {
+    items: Vec<(K, V)>,
+    /// Position of each entry by key, when there are more than [`INDEXED_MIN`].
+    // NOTE: boxed so that the many collections without an index (every hwthread) pay 8 bytes
+    // for this field instead of an empty map's ~40.
     #[allow(clippy::box_collection)]
-    index: Option<Box<HashMap<Box<str>, u32, FxBuildHasher>>>,
+    index: Option<Box<HashMap<K, u32, FxBuildHasher>>>,
+    /// Entries indexed by full rebuilds, for tests that count work.
+    #[cfg(test)]
+    reindexed: usize,
 }
 
-impl Level {
-    /// The position of the child named `name`, or where it would be inserted.
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        if let Some(index) = &self.index {
-            return match index.get(name) {
-                Some(&i) => Ok(i as usize),
-                None => Err(self.children.partition_point(|(child, _)| **child < *name)),
-            };
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            index: None,
+            #[cfg(test)]
+            reindexed: 0,
         }
-        self.children
-            .binary_search_by(|(child, _)| (**child).cmp(name))
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Entries<K, V> {
+    fn position<Q>(&self, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match &self.index {
+            Some(index) => index.get(key).map(|&i| i as usize),
+            None => self.items.iter().position(|(k, _)| k.borrow() == key),
+        }
     }
 
-    /// Rebuilds the name index after children were added or removed.
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.position(key)?;
+        self.items.get(i).map(|(_, value)| value)
+    }
+
+    fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.position(key)?;
+        self.items.get_mut(i).map(|(_, value)| value)
+    }
+
+    /// Appends an entry whose key is not present yet; O(1) amortised.
+    fn push(&mut self, key: K, value: V) -> &mut V {
+        debug_assert!(self.position(&key).is_none());
+        let i = self.items.len();
+        match &mut self.index {
+            Some(index) => {
+                index.insert(key.clone(), i as u32);
+            }
+            None if i >= INDEXED_MIN => {
+                self.items.push((key, value));
+                self.reindex();
+                return &mut self.items[i].1;
+            }
+            None => {}
+        }
+        self.items.push((key, value));
+        &mut self.items[i].1
+    }
+
+    /// Keeps the entries for which `keep` is true; re-indexes if any were removed (a pass
+    /// over every entry anyway).
+    fn retain_mut(&mut self, keep: impl FnMut(&mut (K, V)) -> bool) {
+        let before = self.items.len();
+        self.items.retain_mut(keep);
+        if self.items.len() != before {
+            self.reindex();
+        }
+    }
+
     fn reindex(&mut self) {
-        if self.children.len() < CHILDREN_INDEXED_MIN {
+        if self.items.len() <= INDEXED_MIN {
             self.index = None;
             return;
         }
+        #[cfg(test)]
+        {
+            self.reindexed += self.items.len();
+        }
         let index = self.index.get_or_insert_with(Box::default);
         index.clear();
-        for (i, (name, _)) in self.children.iter().enumerate() {
-            index.insert(name.clone(), i as u32);
+        for (i, (key, _)) in self.items.iter().enumerate() {
+            index.insert(key.clone(), i as u32);
         }
     }
+}
 
+/// What [`Level::write`] did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    pub memory: MemoryDelta,
+    /// The write created the series.
+    pub new_series: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Level {
+    series: Entries<MetricId, Series>,
+    children: Entries<Box<str>, Level>,
+}
+
+impl Level {
     pub(crate) fn child(&self, name: &str) -> Option<&Level> {
-        let i = self.find(name).ok()?;
-        self.children.get(i).map(|(_, level)| level)
+        self.children.get(name)
     }
 
     pub(crate) fn child_mut(&mut self, name: &str) -> Option<&mut Level> {
-        let i = self.find(name).ok()?;
-        self.children.get_mut(i).map(|(_, level)| level)
+        self.children.get_mut(name)
     }
 
-    /// The child named `name`, created if missing.
-    pub(crate) fn child_or_insert(&mut self, name: &str) -> &mut Level {
-        let i = match self.find(name) {
-            Ok(i) => i,
-            Err(i) => {
-                self.children.insert(i, (name.into(), Level::default()));
-                self.reindex();
-                i
+    /// The child named `name`, created if missing and this level has fewer than
+    /// `children_max` children.
+    pub(crate) fn child_or_insert(
+        &mut self,
+        name: &str,
+        children_max: usize,
+    ) -> Option<&mut Level> {
+        match self.children.position(name) {
+            Some(i) => self.children.items.get_mut(i).map(|(_, level)| level),
+            None if self.children.items.len() < children_max => {
+                Some(self.children.push(name.into(), Level::default()))
             }
-        };
-        &mut self.children[i].1
+            None => None,
+        }
     }
 
+    /// The children in no particular order, for passes where order does not matter.
     pub(crate) fn children(&self) -> impl Iterator<Item = (&str, &Level)> {
-        self.children.iter().map(|(name, level)| (&**name, level))
+        self.children
+            .items
+            .iter()
+            .map(|(name, level)| (&**name, level))
+    }
+
+    /// The children sorted by name, for listings and reads that must be deterministic.
+    pub(crate) fn children_by_name(&self) -> Vec<(&str, &Level)> {
+        let mut children: Vec<_> = self.children().collect();
+        children.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        children
     }
 
     pub(crate) fn series(&self, metric: MetricId) -> Option<&Series> {
-        self.series
-            .iter()
-            .find(|(id, _)| *id == metric)
-            .map(|(_, series)| series)
-    }
-
-    pub(crate) fn series_mut(&mut self, metric: MetricId) -> Option<&mut Series> {
-        self.series
-            .iter_mut()
-            .find(|(id, _)| *id == metric)
-            .map(|(_, series)| series)
+        self.series.get(&metric)
     }
 
     /// Adds a series; the metric must not have one here yet.
     pub(crate) fn insert_series(&mut self, metric: MetricId, series: Series) {
-        debug_assert!(self.series(metric).is_none());
-        self.series.push((metric, series));
+        self.series.push(metric, series);
     }
 
     pub(crate) fn all_series(&self) -> impl Iterator<Item = (MetricId, &Series)> {
-        self.series.iter().map(|(id, series)| (*id, series))
+        self.series.items.iter().map(|(id, series)| (*id, series))
     }
 
-    /// Writes one sample of `metric`, creating its series on first sight.
+    /// Writes one sample of `metric`, creating its series on first sight if `may_create`.
+    /// `None` when the series is missing and may not be created.
     pub(crate) fn write(
         &mut self,
         metric: MetricId,
@@ -113,17 +196,27 @@ impl Level {
         timestamp_s: i64,
         value: f32,
         pool: &BufferPool,
-    ) -> MemoryDelta {
-        if let Some((_, series)) = self.series.iter_mut().find(|(id, _)| *id == metric) {
-            return series.write(timestamp_s, value, pool);
+        may_create: bool,
+    ) -> Option<Written> {
+        if let Some(series) = self.series.get_mut(&metric) {
+            return Some(Written {
+                memory: series.write(timestamp_s, value, pool),
+                new_series: false,
+            });
         }
-        let (series, delta) = Series::new(frequency_s, timestamp_s, value, pool);
-        self.series.push((metric, series));
-        delta
+        if !may_create {
+            return None;
+        }
+        let (series, memory) = Series::new(frequency_s, timestamp_s, value, pool);
+        self.series.push(metric, series);
+        Some(Written {
+            memory,
+            new_series: true,
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.children.is_empty()
+        self.series.items.is_empty() && self.children.items.is_empty()
     }
 
     /// Frees every buffer in this subtree whose end is before `before`, drops series left
@@ -133,26 +226,23 @@ impl Level {
         self.series.retain_mut(|(_, series)| {
             let outcome = series.free_before(before, pool);
             total += outcome;
+            total.series += usize::from(outcome.all);
             !outcome.all
         });
-        let children = self.children.len();
         self.children.retain_mut(|(_, child)| {
             total += child.free_before(before, pool);
             !child.is_empty()
         });
-        if self.children.len() != children {
-            self.reindex();
-        }
         total
     }
 
     /// Drops the oldest buffer of every series in this subtree that has more than one.
     pub(crate) fn free_oldest(&mut self, pool: &BufferPool) -> FreeOutcome {
         let mut total = FreeOutcome::default();
-        for (_, series) in &mut self.series {
+        for (_, series) in &mut self.series.items {
             total += series.free_oldest(pool);
         }
-        for (_, child) in &mut self.children {
+        for (_, child) in &mut self.children.items {
             total += child.free_oldest(pool);
         }
         total
@@ -160,13 +250,14 @@ impl Level {
 
     /// Number of series and of slots (samples, NaN-filled ones included) in this subtree.
     pub(crate) fn census(&self) -> (usize, usize) {
-        let slots = self.series.iter().map(|(_, s)| s.slot_count()).sum();
-        self.children
-            .iter()
-            .fold((self.series.len(), slots), |(series, slots), (_, child)| {
+        let slots = self.series.items.iter().map(|(_, s)| s.slot_count()).sum();
+        self.children().fold(
+            (self.series.items.len(), slots),
+            |(series, slots), (_, child)| {
                 let (more_series, more_slots) = child.census();
                 (series + more_series, slots + more_slots)
-            })
+            },
+        )
     }
 }
 
@@ -175,20 +266,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn many_children_are_found_through_the_index_in_any_insert_order() {
+    fn many_children_are_found_through_the_index_and_listed_by_name() {
         let pool = BufferPool::new(4);
         let mut level = Level::default();
         let names: Vec<String> = (0..40).rev().map(|i| format!("hwthread{i}")).collect();
         for (i, name) in names.iter().enumerate() {
-            level
-                .child_or_insert(name)
-                .write(0, 10, 1000 + i as i64, 1.0, &pool);
+            let child = level.child_or_insert(name, usize::MAX).expect("no limit");
+            child.write(0, 10, 1000 + i as i64, 1.0, &pool, true);
         }
-        assert!(level.index.is_some());
-        let listed: Vec<&str> = level.children().map(|(name, _)| name).collect();
+        assert!(level.children.index.is_some());
+        let listed: Vec<&str> = level
+            .children_by_name()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
         let mut sorted = listed.clone();
         sorted.sort_unstable();
-        assert_eq!(listed, sorted);
+        assert_eq!((listed.len(), listed), (40, sorted));
         for name in &names {
             assert!(level.child(name).is_some(), "{name}");
         }
@@ -200,10 +294,63 @@ mod tests {
         }
         level.free_before(0, &pool);
         assert_eq!(level.children().count(), 10);
-        assert!(level.index.is_none());
+        assert!(level.children.index.is_none());
         for name in names.iter().skip(30) {
             assert!(level.child(name).is_some(), "{name}");
         }
         assert!(level.child(&names[0]).is_none());
+        // Growing past the threshold again builds the index again, appended entries included.
+        for i in 100..120 {
+            level.child_or_insert(&format!("hwthread{i}"), usize::MAX);
+        }
+        assert!(level.children.index.is_some());
+        assert!(level.child("hwthread119").is_some() && level.child(&names[35]).is_some());
+    }
+
+    #[test]
+    fn adding_children_and_series_is_linear_work() {
+        // Issue 6, item 14: every new child used to rebuild the whole name index, so adding
+        // n children indexed n²/2 names. Now only crossing the threshold builds it.
+        let pool = BufferPool::new(4);
+        let mut level = Level::default();
+        for i in 0..10_000 {
+            let child = level.child_or_insert(&format!("core{i}"), usize::MAX);
+            let child = child.expect("no limit");
+            child.write(0, 10, 100, 1.0, &pool, true);
+            level.write(i, 10, 100, 1.0, &pool, true);
+        }
+        assert_eq!(level.children.reindexed, INDEXED_MIN + 1);
+        assert_eq!(level.series.reindexed, INDEXED_MIN + 1);
+        assert!((0..10_000).all(|i| level.child(&format!("core{i}")).is_some()));
+    }
+
+    #[test]
+    fn limits_refuse_new_children_and_series_but_not_existing_ones() {
+        let pool = BufferPool::new(4);
+        let mut level = Level::default();
+        assert!(level.child_or_insert("a", 1).is_some());
+        assert!(level.child_or_insert("b", 1).is_none());
+        assert!(level.child_or_insert("a", 1).is_some());
+        assert!(level.write(7, 10, 100, 1.0, &pool, false).is_none());
+        let first = level.write(7, 10, 100, 1.0, &pool, true).expect("created");
+        assert!(first.new_series);
+        let again = level.write(7, 10, 110, 1.0, &pool, false).expect("exists");
+        assert!(!again.new_series);
+    }
+
+    #[test]
+    fn many_series_on_one_level_are_indexed() {
+        let pool = BufferPool::new(4);
+        let mut level = Level::default();
+        for metric in (0..100).rev() {
+            level.write(metric, 10, 100, metric as f32, &pool, true);
+        }
+        assert!(level.series.index.is_some());
+        for metric in 0..100 {
+            let series = level.series(metric).expect("exists");
+            let mut out = Vec::new();
+            series.read(0, 200, &mut out);
+            assert_eq!(out, [metric as f32]);
+        }
     }
 }

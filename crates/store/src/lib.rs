@@ -41,5 +41,6 @@ pub use query::{
 };
 pub use resample::{NotAMultiple, Resampler, ResamplerKind};
 pub use store::{
-    DropCounts, MemoryCapOutcome, OTHER_METRICS, Store, StoreConfig, StoreStats, WriteReport,
+    DropCounts, MemoryCapOutcome, OTHER_METRICS, Store, StoreConfig, StoreLimits, StoreStats,
+    WriteReport,
 };

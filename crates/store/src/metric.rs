@@ -70,17 +70,30 @@ pub(crate) struct Registry {
     metrics: Vec<(Box<str>, MetricConfig)>,
     /// The configuration given to metrics registered on first sight; `None` = refuse them.
     auto_register: Option<MetricConfig>,
+    /// Most metrics registration may reach ([`crate::StoreLimits::metrics_max`]).
+    metrics_max: usize,
+}
+
+/// Why a metric has no id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not configured, and auto-registration is off.
+    Unknown,
+    /// Auto-registration reached its limit.
+    TooMany,
 }
 
 impl Registry {
     pub(crate) fn new<'a>(
         configured: impl IntoIterator<Item = (&'a str, MetricConfig)>,
         auto_register: Option<MetricConfig>,
+        metrics_max: usize,
     ) -> Self {
         let mut registry = Self {
             by_name: Default::default(),
             metrics: Vec::new(),
             auto_register,
+            metrics_max,
         };
         for (name, config) in configured {
             registry.insert(name, config);
@@ -110,13 +123,21 @@ impl Registry {
             .map(|(name, config)| (&**name, *config))
     }
 
-    /// Registers `name` if auto-registration is on; `None` when the metric must be refused.
-    pub(crate) fn register(&mut self, name: &str) -> Option<(MetricId, MetricConfig)> {
+    /// Registers `name` if auto-registration is on, within the metrics limit if `limited`
+    /// (loading data accepted before is not limited).
+    pub(crate) fn register(
+        &mut self,
+        name: &str,
+        limited: bool,
+    ) -> Result<(MetricId, MetricConfig), Refusal> {
         if let Some(known) = self.get(name) {
-            return Some(known);
+            return Ok(known);
         }
-        let config = self.auto_register?;
-        Some((self.insert(name, config), config))
+        let config = self.auto_register.ok_or(Refusal::Unknown)?;
+        if limited && self.metrics.len() >= self.metrics_max {
+            return Err(Refusal::TooMany);
+        }
+        Ok((self.insert(name, config), config))
     }
 
     pub(crate) fn auto_registers(&self) -> bool {

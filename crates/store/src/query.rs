@@ -73,8 +73,15 @@ impl Stats {
         for &value in data.iter().filter(|v| !v.is_nan()) {
             sum += f64::from(value);
             count += 1;
-            min = min.min(value);
-            max = max.max(value);
+            // NOTE: plain comparisons, not `f32::min`/`max`: NaN is filtered out already, and
+            // their NaN handling made this loop (most of a query's time) depend on how the
+            // compiler happened to inline it, up to 40 % slower.
+            if value < min {
+                min = value;
+            }
+            if value > max {
+                max = value;
+            }
         }
         if count == 0 {
             return Stats {
@@ -302,7 +309,8 @@ fn collect<'l>(
         None => match level.series(metric) {
             Some(series) => found.push(series),
             None => {
-                for (_, child) in level.children() {
+                // By name: the order of aggregation must not depend on insertion order.
+                for (_, child) in level.children_by_name() {
                     collect(child, &[], metric, found);
                 }
             }
@@ -329,7 +337,10 @@ fn read_series(
     options: &ReadOptions,
     resampler: Resampler,
 ) -> SeriesResult {
+    // Every series of a metric has the metric's frequency: writes create them at it and
+    // loading resamples series stored at another one (`Store::import_host`).
     let frequency_s = config.frequency_s;
+    debug_assert!(found.iter().all(|s| s.frequency_s() == frequency_s));
     let (data, from_s, to_s) = match found {
         [] => return Err(QueryError::NotFound),
         [series] => {

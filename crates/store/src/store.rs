@@ -2,19 +2,20 @@
 //!
 //! Locking: each host's tree has its own `RwLock`, so writers and readers of different hosts
 //! never wait for each other. The cluster and host maps are read-locked only to find a host
-//! (and write-locked only to add one). The metric registry is read once per batch, before any
-//! host lock is taken, so the lock order is always registry → maps → host.
+//! (and write-locked only to add one: both at once, as pruning locks them). The metric
+//! registry is read once per batch, before any host lock is taken, so the lock order is always
+//! registry → maps → host.
 
 use crate::batch::WriteBatch;
 use crate::buffer::{FreeOutcome, MemoryDelta};
 use crate::fxhash::same_text;
 use crate::level::Level;
-use crate::metric::{MetricConfig, MetricId, Registry};
+use crate::metric::{MetricConfig, MetricId, Refusal, Registry};
 use crate::pool::BufferPool;
 use parking_lot::{ArcRwLockWriteGuard, RawRwLock, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 /// How the store is set up.
 #[derive(Debug, Clone)]
@@ -31,6 +32,38 @@ pub struct StoreConfig {
     pub future_tolerance_s: i64,
     /// Bound of the pool of freed buffers kept for reuse.
     pub pool_buffers_max: usize,
+    pub limits: StoreLimits,
+}
+
+/// Bounds on what writes may create, so that no client can make the tree, or the work done
+/// under its locks, grow without bound. Samples a limit refuses are dropped and counted by
+/// reason ([`DropCounts`]); data already in the store is never refused, and loading snapshots
+/// or importing is not limited (that data was accepted before). Every value is > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Metrics registered on first sight (auto-registration only).
+    pub metrics_max: usize,
+    pub hosts_per_cluster_max: usize,
+    pub series_per_host_max: usize,
+    /// Children of one level: type-ids under a host, or sub-levels under a type-id.
+    pub children_per_level_max: usize,
+}
+
+impl StoreLimits {
+    /// Far above real systems (a few hundred metrics, ~10 000 nodes, ~10 000 series on a
+    /// 256-hwthread node), low enough that a runaway client hits a limit before memory does.
+    pub const DEFAULT: StoreLimits = StoreLimits {
+        metrics_max: 10_000,
+        hosts_per_cluster_max: 100_000,
+        series_per_host_max: 100_000,
+        children_per_level_max: 10_000,
+    };
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl StoreConfig {
@@ -45,6 +78,7 @@ impl StoreConfig {
             retention_s: 48 * 3600,
             future_tolerance_s: 24 * 3600,
             pool_buffers_max: 4096,
+            limits: StoreLimits::DEFAULT,
         }
     }
 }
@@ -66,12 +100,50 @@ pub struct DropCounts {
     pub outside_retention: usize,
     /// Further ahead of the clock than the future tolerance.
     pub future: usize,
+    /// A new metric beyond [`StoreLimits::metrics_max`].
+    pub too_many_metrics: usize,
+    /// A new host beyond [`StoreLimits::hosts_per_cluster_max`].
+    pub too_many_hosts: usize,
+    /// A new series beyond [`StoreLimits::series_per_host_max`].
+    pub too_many_series: usize,
+    /// A new level beyond [`StoreLimits::children_per_level_max`].
+    pub too_many_children: usize,
 }
 
 impl DropCounts {
     pub fn total(&self) -> usize {
-        self.unknown_metric + self.outside_retention + self.future
+        self.reasons().iter().map(|(_, count)| count).sum()
     }
+
+    /// Samples refused by a [`StoreLimits`] limit.
+    pub fn over_limits(&self) -> usize {
+        self.too_many_metrics + self.too_many_hosts + self.too_many_series + self.too_many_children
+    }
+
+    /// Every count with its reason's name, as `/metrics` and the log show them.
+    pub fn reasons(&self) -> [(&'static str, usize); 7] {
+        [
+            ("unknown_metric", self.unknown_metric),
+            ("outside_retention", self.outside_retention),
+            ("future", self.future),
+            ("too_many_metrics", self.too_many_metrics),
+            ("too_many_hosts", self.too_many_hosts),
+            ("too_many_series", self.too_many_series),
+            ("too_many_children", self.too_many_children),
+        ]
+    }
+}
+
+/// The level at `path` below `root`, creating missing levels within the children limit.
+fn descend<'l, 'p>(
+    mut level: &'l mut Level,
+    path: impl Iterator<Item = &'p str>,
+    limits: StoreLimits,
+) -> Option<&'l mut Level> {
+    for name in path {
+        level = level.child_or_insert(name, limits.children_per_level_max)?;
+    }
+    Some(level)
 }
 
 /// Totals of the store's own memory, kept exact on every change.
@@ -110,6 +182,39 @@ pub(crate) struct Host {
     /// that found the host before that checks it once it holds the lock, and starts over,
     /// so no sample is written into a host that is no longer in the tree.
     retired: std::sync::atomic::AtomicBool,
+    /// Series in the tree, for [`StoreLimits::series_per_host_max`]; changed only under the
+    /// write lock.
+    series: AtomicUsize,
+}
+
+impl Host {
+    /// Runs a free pass on the level at `path` (if it exists) and keeps the series count.
+    fn free(&self, path: &[&str], action: impl FnOnce(&mut Level) -> FreeOutcome) -> FreeOutcome {
+        let mut root = self.root.write();
+        let mut level: &mut Level = &mut root;
+        for name in path {
+            match level.child_mut(name) {
+                Some(child) => level = child,
+                None => return FreeOutcome::default(),
+            }
+        }
+        let outcome = action(level);
+        self.series.fetch_sub(outcome.series, Ordering::Relaxed);
+        outcome
+    }
+}
+
+/// A host's write lock, with the host (for its series count).
+pub(crate) struct HostGuard {
+    host: Arc<Host>,
+    pub(crate) root: ArcRwLockWriteGuard<RawRwLock, Level>,
+}
+
+impl HostGuard {
+    /// Counts series that a write or import added.
+    pub(crate) fn add_series(&self, count: usize) {
+        self.host.series.fetch_add(count, Ordering::Relaxed);
+    }
 }
 
 /// A point-in-time view of the store's size.
@@ -153,6 +258,7 @@ impl Store {
         let registry = Registry::new(
             config.metrics.iter().map(|(name, c)| (name.as_str(), *c)),
             auto,
+            config.limits.metrics_max,
         );
         Self {
             registry: RwLock::new(registry),
@@ -173,15 +279,23 @@ impl Store {
         let metrics = self.resolve_metrics(batch);
         let oldest_s = now_s - self.config.retention_s;
         let newest_s = now_s + self.config.future_tolerance_s;
+        let limits = self.config.limits;
         let mut report = WriteReport::default();
         let mut delta = MemoryDelta::default();
-        let mut host: Option<ArcRwLockWriteGuard<RawRwLock, Level>> = None;
-        let mut host_key: (&str, &str) = ("", "");
+        // The host being written, by key; `None` inside when the host limit refused it.
+        let mut current: Option<((&str, &str), Option<HostGuard>)> = None;
         for (sample, metric) in batch.iter().zip(metrics) {
-            let Some((metric, frequency_s)) = metric else {
-                report.dropped.unknown_metric += 1;
-                self.count_unknown_metric(sample.key.metric);
-                continue;
+            let (metric, frequency_s) = match metric {
+                Ok(found) => found,
+                Err(Refusal::Unknown) => {
+                    report.dropped.unknown_metric += 1;
+                    self.count_unknown_metric(sample.key.metric);
+                    continue;
+                }
+                Err(Refusal::TooMany) => {
+                    report.dropped.too_many_metrics += 1;
+                    continue;
+                }
             };
             if sample.timestamp_s < oldest_s {
                 report.dropped.outside_retention += 1;
@@ -192,38 +306,45 @@ impl Store {
                 continue;
             }
             let key = (sample.key.cluster, sample.key.host);
-            if host.is_none() || !same_text(key.0, host_key.0) || !same_text(key.1, host_key.1) {
+            let same_host = current
+                .as_ref()
+                .is_some_and(|(k, _)| same_text(key.0, k.0) && same_text(key.1, k.1));
+            if !same_host {
                 // Release the previous host before locking the next one: a writer holds at most
                 // one host lock, so two writers can never wait for each other.
-                drop(host.take());
-                host = Some(self.lock_host(key.0, key.1));
-                host_key = key;
+                drop(current.take());
+                let guard = self.lock_host(key.0, key.1, limits.hosts_per_cluster_max);
+                current = Some((key, guard));
             }
-            let Some(root) = host.as_mut() else {
+            let Some((_, Some(guard))) = current.as_mut() else {
+                report.dropped.too_many_hosts += 1;
                 continue;
             };
-            let mut level: &mut Level = root;
-            for name in sample.key.path() {
-                level = level.child_or_insert(name);
-            }
-            let change = level.write(
-                metric,
-                frequency_s,
-                sample.timestamp_s,
-                sample.value,
-                &self.pool,
-            );
+            let Some(level) = descend(&mut guard.root, sample.key.path(), limits) else {
+                report.dropped.too_many_children += 1;
+                continue;
+            };
+            let series = guard.host.series.load(Ordering::Relaxed);
+            let may_create = series < limits.series_per_host_max;
+            let t = sample.timestamp_s;
+            let Some(written) =
+                level.write(metric, frequency_s, t, sample.value, &self.pool, may_create)
+            else {
+                report.dropped.too_many_series += 1;
+                continue;
+            };
+            guard.add_series(usize::from(written.new_series));
             report.written += 1;
-            delta += change;
+            delta += written.memory;
         }
-        drop(host);
+        drop(current);
         self.memory.apply(delta);
         report
     }
 
     /// Looks up the metric of every sample under one registry lock, registering new ones
     /// when auto-registration is on.
-    fn resolve_metrics(&self, batch: &WriteBatch) -> Vec<Option<(MetricId, i64)>> {
+    fn resolve_metrics(&self, batch: &WriteBatch) -> Vec<Result<(MetricId, i64), Refusal>> {
         let mut resolved = Vec::with_capacity(batch.len());
         let mut missing = false;
         {
@@ -237,7 +358,7 @@ impl Store {
                 };
                 missing |= found.is_none();
                 last = Some((name, found));
-                resolved.push(found);
+                resolved.push(found.ok_or(Refusal::Unknown));
             }
             if !missing || !registry.auto_registers() {
                 return resolved;
@@ -245,9 +366,9 @@ impl Store {
         }
         let mut registry = self.registry.write();
         for (sample, slot) in batch.iter().zip(resolved.iter_mut()) {
-            if slot.is_none() {
+            if slot.is_err() {
                 *slot = registry
-                    .register(sample.key.metric)
+                    .register(sample.key.metric, true)
                     .map(|(id, c)| (id, c.frequency_s));
             }
         }
@@ -277,38 +398,43 @@ impl Store {
         counts
     }
 
-    pub(crate) fn add_memory(&self, bytes: usize, buffers: usize) {
-        self.memory.apply(MemoryDelta {
-            bytes: bytes as isize,
-            buffers: buffers as isize,
-        });
+    pub(crate) fn add_memory(&self, delta: MemoryDelta) {
+        self.memory.apply(delta);
     }
 
-    /// The write lock of a host's tree, creating the host if needed; never of a retired host.
+    /// The write lock of a host's tree, creating the host if needed (unless its cluster has
+    /// `hosts_max` hosts: then `None`); never of a retired host.
     pub(crate) fn lock_host(
         &self,
         cluster: &str,
         host: &str,
-    ) -> ArcRwLockWriteGuard<RawRwLock, Level> {
+        hosts_max: usize,
+    ) -> Option<HostGuard> {
         loop {
-            let found = self.host_or_insert(cluster, host);
+            let found = self.host_or_insert(cluster, host, hosts_max)?;
             let root = found.root.write_arc();
             if !found.retired.load(Ordering::Acquire) {
-                return root;
+                return Some(HostGuard { host: found, root });
             }
         }
     }
 
-    fn host_or_insert(&self, cluster: &str, host: &str) -> Arc<Host> {
+    fn host_or_insert(&self, cluster: &str, host: &str, hosts_max: usize) -> Option<Arc<Host>> {
         if let Some(found) = self.host(cluster, host) {
-            return found;
+            return Some(found);
         }
-        let cluster = {
-            let mut clusters = self.clusters.write();
-            clusters.entry(cluster.into()).or_default().clone()
-        };
+        // Cluster and host are created under the cluster map's write lock, which pruning also
+        // holds: a cluster is never seen empty (and removed) between the two inserts.
+        let mut clusters = self.clusters.write();
+        let cluster = clusters.entry(cluster.into()).or_default();
         let mut hosts = cluster.hosts.write();
-        hosts.entry(host.into()).or_default().clone()
+        if let Some(found) = hosts.get(host) {
+            return Some(found.clone());
+        }
+        if hosts.len() >= hosts_max {
+            return None;
+        }
+        Some(hosts.entry(host.into()).or_default().clone())
     }
 
     pub(crate) fn cluster(&self, cluster: &str) -> Option<Arc<Cluster>> {
@@ -330,25 +456,14 @@ impl Store {
     /// = everything) whose end is before `before_s`, and prunes what is left empty. Returns
     /// the number of buffers freed. Unlike cc-metric-store, an unknown selector creates nothing.
     pub fn free(&self, selector: &[&str], before_s: i64) -> usize {
+        let free = |level: &mut Level| level.free_before(before_s, &self.pool);
         let freed = match selector {
-            [] => self.each_host(None, |level| level.free_before(before_s, &self.pool)),
-            [cluster] => self.each_host(Some(cluster), |level| {
-                level.free_before(before_s, &self.pool)
-            }),
-            [cluster, host, path @ ..] => {
-                let Some(found) = self.host(cluster, host) else {
-                    return 0;
-                };
-                let mut root = found.root.write();
-                let mut level: &mut Level = &mut root;
-                for name in path {
-                    match level.child_mut(name) {
-                        Some(child) => level = child,
-                        None => return 0,
-                    }
-                }
-                level.free_before(before_s, &self.pool)
-            }
+            [] => self.each_host(None, free),
+            [cluster] => self.each_host(Some(cluster), free),
+            [cluster, host, path @ ..] => match self.host(cluster, host) {
+                Some(found) => found.free(path, free),
+                None => return 0,
+            },
         };
         self.memory.release(freed);
         self.prune_empty_hosts();
@@ -415,7 +530,7 @@ impl Store {
         for cluster in clusters {
             let hosts: Vec<Arc<Host>> = cluster.hosts.read().values().cloned().collect();
             for host in hosts {
-                total += action(&mut host.root.write());
+                total += host.free(&[], &mut action);
             }
         }
         total
@@ -456,6 +571,7 @@ impl Store {
             stats.hosts += hosts.len();
             for host in hosts {
                 let (series, samples) = host.root.read().census();
+                debug_assert_eq!(series, host.series.load(Ordering::Relaxed), "series count");
                 stats.series += series;
                 stats.samples += samples as u64;
             }

@@ -6,7 +6,7 @@
 
 use strata_store::{
     Aggregation, BUFFER_CAPACITY, HealthState, LevelName, MetricConfig, Query, ReadOptions,
-    Resampler, Store, StoreConfig, WriteBatch,
+    Resampler, Store, StoreConfig, StoreLimits, WriteBatch,
 };
 
 const NOW: i64 = 10_000_000;
@@ -145,16 +145,16 @@ fn free_of_everything_prunes_hosts_and_clusters() {
     assert_eq!(store.free(&["c", "nope"], NOW), 0);
     assert_eq!(store.free(&[], NOW), 2);
     assert!(store.hosts("c").is_empty());
+    assert_empty(&store);
+}
+
+/// Nothing left in the store, and every count agrees.
+#[track_caller]
+fn assert_empty(store: &Store) {
     let stats = store.stats();
-    assert_eq!(
-        (
-            stats.clusters,
-            stats.hosts,
-            stats.buffers,
-            stats.buffer_bytes
-        ),
-        (0, 0, 0, 0)
-    );
+    let counts = (stats.clusters, stats.hosts, stats.series);
+    let memory = (stats.buffers, stats.buffer_bytes);
+    assert_eq!((counts, memory), ((0, 0, 0), (0, 0)), "{stats:?}");
 }
 
 #[test]
@@ -394,10 +394,235 @@ fn writes_racing_with_pruning_never_land_in_a_removed_host() {
     }
     assert_eq!(writer.join().expect("writer thread"), 20_000);
     store.free(&[], i64::MAX);
-    let stats = store.stats();
-    assert_eq!(
-        (stats.hosts, stats.buffers, stats.buffer_bytes),
-        (0, 0, 0),
-        "{stats:?}"
+    assert_empty(&store);
+}
+
+#[test]
+fn writes_racing_with_pruning_never_land_in_a_removed_cluster() {
+    // Stress, like the test above but for clusters: every write creates its cluster, so a
+    // prune between creating a cluster and inserting its host would orphan the host and its
+    // buffers (issue 6, item 5). Creating both under the cluster map's lock closes it.
+    let store = std::sync::Arc::new(Store::new(config()));
+    let writers: Vec<_> = (0..2i64)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut written = 0;
+                for i in 0..20_000i64 {
+                    let mut one = WriteBatch::new();
+                    let cluster = format!("c{w}-{}", i % 8);
+                    one.push(&cluster, "h", [LevelName::NONE; 2], "m", 100_000 + i, 1.0);
+                    written += store.write(&one, NOW).written;
+                    store.free(&[], i64::MAX);
+                }
+                written
+            })
+        })
+        .collect();
+    for _ in 0..4_000 {
+        store.free(&[], i64::MAX);
+    }
+    for writer in writers {
+        assert_eq!(writer.join().expect("writer thread"), 20_000);
+    }
+    store.free(&[], i64::MAX);
+    assert_empty(&store);
+}
+
+#[test]
+fn newest_first_writes_use_about_as_many_buffers_as_oldest_first() {
+    // Issue 6, item 17: writing newest-first made one buffer per sample (and a snapshot of it
+    // kept every one of them across a restart).
+    let series = 20;
+    let samples = 2_800i64;
+    let write = |descending: bool| {
+        let store = Store::new(config());
+        for s in 0..series {
+            let mut times: Vec<i64> = (0..samples).map(|i| 100_000 + i * 10).collect();
+            if descending {
+                times.reverse();
+            }
+            let metric = format!("m{s}");
+            store.write(
+                &batch("h", &metric, times.iter().map(|&t| (t, t as f32))),
+                NOW,
+            );
+        }
+        store
+    };
+    let (ascending, descending) = (write(false), write(true));
+    let (a, d) = (ascending.stats(), descending.stats());
+    // Ascending: 6 buffers per series (5 full + 240 slots); descending: the same or one more,
+    // since the buffers tile back from the first sample instead of forward.
+    assert_eq!(a.buffers, 6 * series);
+    assert!(d.buffers <= a.buffers + series, "{d:?} vs {a:?}");
+    assert!(
+        d.buffer_bytes <= a.buffer_bytes + series * 2048,
+        "{d:?} vs {a:?}"
     );
+    for s in [0, series - 1] {
+        let metric = format!("m{s}");
+        let read = read_all(&descending, "h", &metric);
+        assert_eq!(read, read_all(&ascending, "h", &metric));
+        assert_eq!(read.len(), samples as usize);
+    }
+    // A snapshot of a fragmented chain (one run per sample, as older versions wrote) is
+    // compacted when loaded.
+    let mut image = descending.export_host("c", "h").expect("host exists");
+    for series in &mut image.root.series {
+        series.runs = series
+            .runs
+            .iter()
+            .flat_map(|run| {
+                run.values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &value)| strata_store::Run {
+                        start_s: run.start_s + i as i64 * 10,
+                        values: vec![value],
+                    })
+            })
+            .filter(|run| !run.values[0].is_nan())
+            .collect();
+    }
+    let restored = Store::new(config());
+    restored.import_host(image);
+    assert!(
+        restored.stats().buffers <= a.buffers + series,
+        "{:?}",
+        restored.stats()
+    );
+    assert_eq!(
+        read_all(&restored, "h", "m0"),
+        read_all(&ascending, "h", "m0")
+    );
+}
+
+#[test]
+fn a_snapshot_at_another_frequency_is_resampled_onto_the_configured_one() {
+    // Issue 6, item 7: the configuration changed a metric from 60 s to 10 s between the
+    // snapshot and the restart.
+    let at = |frequency_s| {
+        let mut config = config();
+        config.metrics.insert(
+            "m".into(),
+            MetricConfig {
+                frequency_s,
+                aggregation: Aggregation::Sum,
+            },
+        );
+        Store::new(config)
+    };
+    let hwthread = |id| [LevelName::new("hwthread", id), LevelName::NONE];
+    let before = at(60);
+    let mut written = WriteBatch::new();
+    for i in 0..10i64 {
+        written.push("c", "h", hwthread("0"), "m", 600_000 + i * 60, i as f32);
+    }
+    before.write(&written, NOW);
+    let image = before.export_host("c", "h").expect("host exists");
+    let after = at(10);
+    assert_eq!(after.import_host(image).frequency_mismatches, 1);
+    // New samples at 10 s, on both children, after the snapshot's data.
+    let mut new = WriteBatch::new();
+    for i in 0..6i64 {
+        let t = 600_000 + 600 + i * 10;
+        new.push("c", "h", hwthread("0"), "m", t, 100.0 + i as f32);
+        new.push("c", "h", hwthread("1"), "m", t, 1.0);
+    }
+    after.write(&new, NOW);
+    let options = ReadOptions {
+        from_s: 600_000,
+        to_s: 600_660,
+        with_stats: false,
+        with_data: true,
+        with_padding: false,
+        resampler: Resampler::default(),
+    };
+    let ids = ["0".to_string()];
+    let one = Query {
+        host: "h",
+        metric: "m",
+        kind: Some("hwthread"),
+        kind_ids: &ids,
+        ..Query::default()
+    };
+    let result = after.query("c", &one, &options).remove(0).expect("data");
+    assert_eq!((result.resolution_s, result.from_s), (10, 600_000));
+    let data = result.data.expect("with data");
+    // The 60 s values sit at their own times, with empty 10 s slots between them, and the
+    // six new samples are six slots, not one.
+    assert_eq!(data.len(), 66);
+    for i in 0..10 {
+        assert_eq!(data[i * 6], i as f32);
+        assert!(data[i * 6 + 1..i * 6 + 6].iter().all(|v| v.is_nan()));
+    }
+    assert_eq!(&data[60..], &[100.0, 101.0, 102.0, 103.0, 104.0, 105.0]);
+    // The node-level sum over both hwthreads is aligned on the same 10 s grid.
+    let node = Query {
+        host: "h",
+        metric: "m",
+        ..Query::default()
+    };
+    let sum = after.query("c", &node, &options).remove(0).expect("data");
+    let sum_data = sum.data.expect("with data");
+    assert_eq!(
+        (sum.resolution_s, sum.from_s, sum_data.len()),
+        (10, 600_000, 66)
+    );
+    assert_eq!(&sum_data[60..], &[101.0, 102.0, 103.0, 104.0, 105.0, 106.0]);
+}
+
+#[test]
+fn cardinality_limits_drop_new_names_and_count_them_by_reason() {
+    // Issue 6, item 14: metrics, hosts per cluster, series per host and children per level
+    // are bounded; what already exists keeps being written.
+    let mut config = config();
+    config.limits = StoreLimits {
+        metrics_max: 3,
+        hosts_per_cluster_max: 2,
+        series_per_host_max: 3,
+        children_per_level_max: 2,
+    };
+    let store = Store::new(config);
+    let core = |id| [LevelName::new("core", id), LevelName::NONE];
+    let mut first = WriteBatch::new();
+    for metric in ["a", "b", "c", "d"] {
+        first.push("c", "h1", [LevelName::NONE; 2], metric, 100, 1.0);
+    }
+    let report = store.write(&first, NOW);
+    assert_eq!((report.written, report.dropped.too_many_metrics), (3, 1));
+    // h1 has three series now: a new one there is refused, on another host accepted.
+    let mut more = WriteBatch::new();
+    more.push("c", "h1", core("0"), "a", 100, 1.0);
+    more.push("c", "h1", [LevelName::NONE; 2], "a", 110, 2.0);
+    more.push("c", "h2", core("0"), "a", 100, 1.0);
+    more.push("c", "h2", core("1"), "a", 100, 1.0);
+    more.push("c", "h2", core("2"), "a", 100, 1.0);
+    more.push("c", "h3", [LevelName::NONE; 2], "a", 100, 1.0);
+    more.push("c", "h3", [LevelName::NONE; 2], "a", 110, 1.0);
+    more.push("other", "h3", [LevelName::NONE; 2], "a", 100, 1.0);
+    let report = store.write(&more, NOW);
+    let dropped = report.dropped;
+    assert_eq!(
+        (
+            dropped.too_many_series,
+            dropped.too_many_children,
+            dropped.too_many_hosts
+        ),
+        (1, 1, 2),
+        "{report:?}"
+    );
+    assert_eq!(report.written, 4);
+    assert_eq!(dropped.total(), 4);
+    assert_eq!(dropped.over_limits(), 4);
+    assert_eq!(read_all(&store, "h1", "a"), [1.0, 2.0]);
+    assert_eq!(store.hosts("c"), ["h1", "h2"]);
+    assert_eq!(store.stats().series, 3 + 2 + 1);
+    // Freeing series makes room again.
+    store.free(&["c", "h1"], i64::MAX);
+    let report = store.write(&batch("h1", "d", [(100, 1.0)]), NOW);
+    assert_eq!(report.dropped.too_many_metrics, 1);
+    let report = store.write(&batch("h1", "b", [(100, 1.0)]), NOW);
+    assert_eq!(report.written, 1);
 }

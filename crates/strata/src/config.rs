@@ -58,7 +58,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use strata_store::{Aggregation, FREQUENCY_S, MetricConfig, Resampler, ResamplerKind, check_name};
+use strata_store::{
+    Aggregation, FREQUENCY_S, MetricConfig, Resampler, ResamplerKind, StoreLimits, check_name,
+};
 
 use self::duration::parse_go_duration;
 use self::size::parse_size;
@@ -168,6 +170,10 @@ const LIMITS_KEYS: &[&str] = &[
     "concurrent-queries",
     "header-timeout",
     "connections",
+    "metrics",
+    "hosts-per-cluster",
+    "series-per-host",
+    "children-per-level",
 ];
 
 const TLS_NOT_SUPPORTED: &str = "TLS is not supported yet; terminate TLS in a reverse proxy";
@@ -329,6 +335,9 @@ pub struct LimitsSection {
     pub header_timeout: Duration,
     /// `connections`: most open client connections.
     pub connections_max: usize,
+    /// `metrics` (auto-registered), `hosts-per-cluster`, `series-per-host`,
+    /// `children-per-level`: what writes may create; samples beyond are dropped and counted.
+    pub store: StoreLimits,
 }
 
 impl Default for CheckpointsSection {
@@ -364,6 +373,7 @@ impl Default for LimitsSection {
             concurrent_queries: DEFAULT_CONCURRENT_QUERIES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             connections_max: DEFAULT_CONNECTIONS_MAX,
+            store: StoreLimits::DEFAULT,
         }
     }
 }
@@ -1291,6 +1301,19 @@ fn parse_resampling(section: &Section<'_>) -> Result<Resampler, ConfigError> {
     })
 }
 
+fn parse_store_limits(
+    section: &Section<'_>,
+    defaults: StoreLimits,
+) -> Result<StoreLimits, ConfigError> {
+    let count = |key, default| Ok::<_, ConfigError>(section.count(key)?.unwrap_or(default));
+    Ok(StoreLimits {
+        metrics_max: count("metrics", defaults.metrics_max)?,
+        hosts_per_cluster_max: count("hosts-per-cluster", defaults.hosts_per_cluster_max)?,
+        series_per_host_max: count("series-per-host", defaults.series_per_host_max)?,
+        children_per_level_max: count("children-per-level", defaults.children_per_level_max)?,
+    })
+}
+
 fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
     let defaults = LimitsSection::default();
     Ok(LimitsSection {
@@ -1324,5 +1347,6 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
         connections_max: section
             .count("connections")?
             .unwrap_or(defaults.connections_max),
+        store: parse_store_limits(section, defaults.store)?,
     })
 }

@@ -128,6 +128,7 @@ fn store_config(config: &Config) -> StoreConfig {
         retention_s: config.store.retention_in_memory.as_secs() as i64,
         future_tolerance_s: 24 * 3600,
         pool_buffers_max: 16 * 1024,
+        limits: config.store.limits.store,
     }
 }
 

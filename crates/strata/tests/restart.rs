@@ -624,3 +624,105 @@ fn host_names_near_the_length_limit_do_not_break_snapshots() {
         );
     }
 }
+
+#[test]
+fn a_frequency_changed_between_runs_reads_and_writes_at_the_new_one() {
+    // Issue 6, item 7: `temp` goes from 60 s to 10 s across a graceful restart. The snapshot's
+    // 60 s data must come back at its own times (not relabelled as 10 s steps), new 10 s
+    // samples must not collapse into 60 s slots, and the node-level sum must stay aligned.
+    let metric =
+        |frequency| json!({"metrics": {"temp": {"frequency": frequency, "aggregation": "sum"}}});
+    let mut server = Server::start_with_config(&metric(60));
+    let start = minutes_ago(60) / 60 * 60;
+    let lines: String = (0..10)
+        .map(|i| {
+            format!(
+                "temp,host=a,type=hwthread,type-id=0 value={i} {}\n",
+                start + 60 * i
+            )
+        })
+        .collect();
+    server.write_ok(CLUSTER, &lines);
+    stop_gracefully(&mut server);
+    let mut config = server.config();
+    config["metrics"]["temp"]["frequency"] = json!(10);
+    server.set_config(&config);
+    server.restart();
+
+    let after = start + 600;
+    let lines: String = (0..6)
+        .flat_map(|i| {
+            let t = after + 10 * i;
+            [
+                format!(
+                    "temp,host=a,type=hwthread,type-id=0 value={} {t}\n",
+                    100 + i
+                ),
+                format!("temp,host=a,type=hwthread,type-id=1 value=1 {t}\n"),
+            ]
+        })
+        .collect();
+    server.write_ok(CLUSTER, &lines);
+    let query = |selector: Value| {
+        let mut query = json!({"metric": "temp", "host": "a"});
+        if let (Some(query), Some(selector)) = (query.as_object_mut(), selector.as_object()) {
+            query.extend(selector.clone());
+        }
+        let body = server.query(&json!({
+            "cluster": CLUSTER, "from": start, "to": after + 60, "with-padding": true,
+            "queries": [query]}));
+        body["results"][0][0].clone()
+    };
+    let hwthread = query(json!({"type": "hwthread", "type-ids": ["0"]}));
+    assert_eq!(hwthread["resolution"], 10, "{hwthread}");
+    assert_eq!(hwthread["from"], start, "{hwthread}");
+    // Old values every sixth 10 s slot, then six new samples in six slots.
+    let mut expected: Vec<Option<f64>> = Vec::new();
+    for i in 0..10 {
+        expected.push(Some(f64::from(i)));
+        expected.extend([None; 5]);
+    }
+    expected.extend((100..106).map(|v| Some(f64::from(v))));
+    common::assert_data(&hwthread["data"], &expected);
+    let node = query(json!({}));
+    assert_eq!(
+        (&node["resolution"], &node["from"]),
+        (&json!(10), &json!(start)),
+        "{node}"
+    );
+    let sums = node["data"].as_array().expect("data");
+    assert_eq!(sums.len(), 66, "{node}");
+    common::assert_data(
+        &json!(sums[60..]),
+        &[101.0, 102.0, 103.0, 104.0, 105.0, 106.0].map(Some),
+    );
+}
+
+#[test]
+fn samples_written_newest_first_fill_full_buffers_before_and_after_a_restart() {
+    // Issue 6, item 17: newest-first writes made one buffer per sample, and the snapshot kept
+    // them all. 3 series × 1200 samples need 3 × 3 buffers oldest-first; newest-first may
+    // need one more per series, never thousands.
+    let mut server = Server::start();
+    let start = minutes_ago(1300) / 60 * 60;
+    let lines: String = (0..1200)
+        .rev()
+        .flat_map(|i| {
+            let t = start + 60 * i;
+            (0..3).map(move |s| format!("temp,host=n{s} value={i} {t}\n"))
+        })
+        .collect();
+    server.write_ok(CLUSTER, &lines);
+    let buffers = |server: &Server| {
+        let metrics = server.metrics();
+        metric_value(&metrics, "strata_store_buffers").unwrap_or_else(|| panic!("{metrics}"))
+    };
+    assert!(buffers(&server) <= 12.0, "{}", server.metrics());
+    stop_gracefully(&mut server);
+    server.restart();
+    assert!(buffers(&server) <= 12.0, "{}", server.metrics());
+    let samples: Vec<(i64, f64)> = (0..1200).map(|i| (start + 60 * i, i as f64)).collect();
+    for host in ["n0", "n2"] {
+        assert_series(&server, host, &samples);
+    }
+}

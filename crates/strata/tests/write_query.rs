@@ -687,6 +687,48 @@ fn unknown_metric_with_a_configured_list_is_dropped_but_the_write_succeeds() {
 }
 
 #[test]
+fn cardinality_limits_drop_new_names_and_count_them() {
+    // Goal: issue 6 item 14 — `metric-store.limits` bounds auto-registered metrics, hosts per
+    // cluster, series per host and children per level; refused samples are dropped (the
+    // write is still 200) and counted by reason, and existing names keep working.
+    let server = Server::start_with_config(&json!({"metric-store": {"limits": {
+        "metrics": 2, "hosts-per-cluster": 2, "series-per-host": 2, "children-per-level": 1
+    }}}));
+    let t = minutes_ago(10);
+    let lines = [
+        "a,host=h1 value=1",
+        "b,host=h1 value=1",
+        "c,host=h1 value=1",
+        "a,host=h2,type=core,type-id=0 value=1",
+        "a,host=h2,type=core,type-id=1 value=1",
+        "a,host=h3 value=1",
+        "b,host=h2,type=core,type-id=0 value=1",
+        "a,host=h2 value=1",
+    ];
+    let body: String = lines.iter().map(|line| format!("{line} {t}\n")).collect();
+    server.write_ok(C, &body);
+    server.write_ok(C, &format!("a,host=h1 value=2 {}\n", t + 60));
+    let metrics = server.metrics();
+    for reason in ["metrics", "hosts", "series", "children"] {
+        let series =
+            format!(r#"strata_ingest_samples_dropped_total{{reason="too_many_{reason}"}}"#);
+        assert_eq!(
+            metric_value(&metrics, &series),
+            Some(1.0),
+            "{reason}: {metrics}"
+        );
+    }
+    assert_eq!(
+        metric_value(&metrics, "strata_ingest_samples_total"),
+        Some(5.0),
+        "{metrics}"
+    );
+    let body = server.query(&json!({"cluster": C, "from": t, "to": t + 120,
+        "queries": [{"metric": "a", "host": "h1"}]}));
+    assert_data(&entry(&body, 0)["data"], &[Some(1.0), Some(2.0)]);
+}
+
+#[test]
 fn configured_frequency_sets_the_slot_width() {
     // Goal: a metric configured at 10 s stores one slot per 10 s and reports resolution 10.
     let server = Server::start_with_config(&json!({

@@ -177,6 +177,7 @@ fn compat_example_parses_to_expected_values() {
                 concurrent_queries: 8,
                 header_timeout: Duration::from_secs(30),
                 connections_max: 1024,
+                store: StoreLimits::DEFAULT,
             },
         },
     };
@@ -253,7 +254,9 @@ fn strata_keys_parse() {
         json!({
             "body-size": "1GB", "line-length": 1024, "tags-per-line": 8, "name-length": "1KiB",
             "series-per-query": 5, "request-timeout": "2m30s", "points-per-query": 7,
-            "concurrent-queries": 2, "header-timeout": "1s", "connections": 9
+            "concurrent-queries": 2, "header-timeout": "1s", "connections": 9,
+            "series-per-query": 5, "request-timeout": "2m30s", "metrics": 7,
+            "hosts-per-cluster": 8, "series-per-host": 9, "children-per-level": 10
         }),
     );
     set(&mut document, "/metric-store/num-workers", json!(3));
@@ -311,6 +314,12 @@ fn strata_keys_parse() {
             concurrent_queries: 2,
             header_timeout: Duration::from_secs(1),
             connections_max: 9,
+            store: StoreLimits {
+                metrics_max: 7,
+                hosts_per_cluster_max: 8,
+                series_per_host_max: 9,
+                children_per_level_max: 10,
+            },
         }
     );
     assert_eq!(store.num_workers, 3);

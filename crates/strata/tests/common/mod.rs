@@ -417,16 +417,22 @@ impl Server {
         serde_json::from_slice(&text).expect("parsing config")
     }
 
+    /// Replaces the configuration file (as [`Server::config`] returned it, changed), for the
+    /// next [`Server::restart`].
+    pub fn set_config(&self, config: &Value) {
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(config).expect("serialising config"),
+        )
+        .expect("writing config");
+    }
+
     /// Rewrites the configuration with a newly picked free port, for the next start.
     fn move_to_free_port(&mut self) {
         let mut config = self.config();
         self.addr = format!("127.0.0.1:{}", free_port());
         config["main"]["addr"] = json!(self.addr);
-        std::fs::write(
-            self.dir.path().join("config.json"),
-            serde_json::to_vec_pretty(&config).expect("serialising config"),
-        )
-        .expect("writing config");
+        self.set_config(&config);
     }
 
     /// The process id, for signals.
