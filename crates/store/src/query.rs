@@ -182,7 +182,8 @@ impl Store {
         let Some(host) = self.host(cluster, query.host) else {
             return fail(QueryError::NotFound);
         };
-        let root = host.root.read();
+        let tree = host.read();
+        let root = &tree.root;
         let mut resampler = options.resampler;
         if let Some(kind) = query.resampler {
             resampler.kind = kind;
@@ -191,7 +192,7 @@ impl Store {
             .iter()
             .map(|selector| {
                 let mut found = Vec::new();
-                collect(&root, selector, metric, &mut found);
+                collect(root, selector, metric, &mut found);
                 read_series(&found, config, query, options, resampler)
             })
             .collect()
