@@ -35,6 +35,11 @@ pub const BUFFER_CAPACITY: usize = 512;
 /// `GROWTH_SLOTS − 1` slots instead of up to 511.
 const GROWTH_SLOTS: usize = 16;
 
+/// The first allocation of a buffer is this small: a series that gets one sample (a host
+/// that reported once) costs 16 bytes of data instead of 64, and one that keeps growing pays
+/// one more reallocation per buffer.
+const FIRST_SLOTS: usize = 4;
+
 const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(GROWTH_SLOTS));
 
 /// One run of slots of a series.
@@ -85,13 +90,17 @@ impl Buffer {
         self.first_write(frequency_s) + index as i64 * frequency_s
     }
 
-    /// Grows the allocation to hold `len` slots, in steps of [`GROWTH_SLOTS`]. Returns the
-    /// growth in bytes.
+    /// Grows the allocation to hold `len` slots: [`FIRST_SLOTS`], then in steps of
+    /// [`GROWTH_SLOTS`]. Returns the growth in bytes.
     fn reserve_slots(&mut self, len: usize) -> usize {
         debug_assert!(len <= BUFFER_CAPACITY);
         let before = self.data.capacity();
         if len > before {
-            let target = len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY);
+            let target = if len <= FIRST_SLOTS {
+                FIRST_SLOTS
+            } else {
+                len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY)
+            };
             self.data.reserve_exact(target - self.data.len());
         }
         (self.data.capacity() - before) * size_of::<f32>()
@@ -529,7 +538,7 @@ mod tests {
         assert_eq!(all(&series)[0].start(), 95);
         assert_eq!(all(&series)[0].values(), &[1.0]);
         assert_eq!(delta.buffers, 1);
-        assert_eq!(delta.bytes, (GROWTH_SLOTS * 4) as isize);
+        assert_eq!(delta.bytes, (FIRST_SLOTS * 4) as isize);
     }
 
     #[test]

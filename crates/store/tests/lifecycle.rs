@@ -772,3 +772,17 @@ fn memory_cap_counts_structure_and_refuses_new_hosts_when_tiny_hosts_fill_it() {
     let report = store.write(&tiny_hosts("new", 0..1, t1), t1);
     assert_eq!(report.written, 1);
 }
+
+#[test]
+fn a_host_with_one_sample_costs_little_structure() {
+    // Issue 6, item 16: ~1 KB per single-sample host. The host's lock and counts are one
+    // allocation, a level's first series entry no longer reserves four, and the first
+    // buffer allocation holds four slots: 528 bytes of structure and 64 of data before.
+    let store = Store::new(configured(1));
+    let registry = store.structure_bytes();
+    store.write(&tiny_hosts("node", 0..1000, NOW), NOW);
+    let stats = store.stats();
+    let structure = (stats.structure_bytes - registry) / 1000;
+    assert!(structure <= 300, "{structure} bytes per host");
+    assert_eq!(stats.buffer_bytes, 1000 * 16);
+}
