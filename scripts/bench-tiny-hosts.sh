@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Many tiny hosts (issue 6, item 16): HOSTS hosts (default 1 000 000) with one sample each,
-# written over HTTP in requests of 100 000 lines to a release server on a free loopback port;
+# written over HTTP in requests of PER_REQUEST lines (default 100 000) to a release server on a free loopback port;
 # then the server's resident memory and store gauges, the final snapshot at SIGTERM (time,
 # files, bytes), and the restart (time to a server that answers, recovery time, memory).
 # MEMORY_CAP sets `memory-cap` (GB, default 0 = unlimited); KEEP=1 keeps the data directory.
@@ -15,7 +15,7 @@ import json, os, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 binary = sys.argv[1]
 hosts = int(os.environ.get("HOSTS", "1000000"))
-per_request = 100_000
+per_request = int(os.environ.get("PER_REQUEST", "100000"))
 workdir = tempfile.mkdtemp(prefix="strata-tiny-hosts-")
 checkpoints = os.path.join(workdir, "checkpoints")
 

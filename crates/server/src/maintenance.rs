@@ -42,13 +42,12 @@ pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
     if let Some(cap) = memory_cap_bytes {
         app.telemetry.memory_cap_bytes.set(cap as i64);
         tasks.push(tokio::spawn(every(MEMORY_CAP_INTERVAL, app, move |app| {
-            let was_full = app.store.memory_full();
             let outcome = app.store.enforce_memory_cap(cap, crate::now_s());
             app.telemetry
                 .memory_cap_freed_buffers
                 .inc_by(outcome.buffers as u64);
             // The full state is logged when it begins and ends, not on every pass.
-            if outcome.still_over && !was_full {
+            if outcome.still_over && !outcome.was_over {
                 tracing::error!(
                     cap,
                     bytes = app.store.memory_bytes(),
@@ -57,7 +56,7 @@ pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
                      alone exceed it; new hosts, levels and series are dropped (reason \
                      memory_cap) until the store fits"
                 );
-            } else if !outcome.still_over && was_full {
+            } else if !outcome.still_over && outcome.was_over {
                 tracing::info!(
                     cap,
                     bytes = app.store.memory_bytes(),

@@ -16,7 +16,7 @@ use crate::pool::BufferPool;
 use parking_lot::{ArcRwLockWriteGuard, RawRwLock, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// How the store is set up.
 #[derive(Debug, Clone)]
@@ -161,10 +161,21 @@ struct Memory {
     buffers: AtomicI64,
     /// Clusters, hosts and their trees (the registry is counted on demand).
     structure_bytes: AtomicI64,
-    /// The last memory-cap pass could not get under the cap: new hosts, levels and series
-    /// are refused until one does ([`Store::memory_full`]).
+    /// The last memory-cap pass could not get under the cap, or writes took the store past
+    /// the ceiling: new hosts, levels and series are refused until a pass finds the store
+    /// under the cap ([`Store::memory_full`]).
     full: AtomicBool,
+    /// The last pass could not meet the cap (what [`MemoryCapOutcome::was_over`] reports).
+    pass_over: AtomicBool,
+    /// The memory cap, for the ceiling checked by writes; 0 = none.
+    cap_bytes: AtomicU64,
 }
+
+/// Between two memory-cap passes, writes that create names check the store against the cap
+/// plus this fraction of it (the ceiling) and make it full once it is past: a flood of new
+/// hosts outgrows the cap by at most a tenth and one batch, not by whatever arrives until the
+/// next pass. Buffers filling up in steady state grow far slower than that between passes.
+const CEILING_DIVISOR: u64 = 10;
 
 impl Memory {
     fn apply(&self, delta: MemoryDelta) {
@@ -409,7 +420,18 @@ impl Store {
         }
         drop(current);
         self.memory.apply(delta);
+        if delta.structure > 0 {
+            self.check_ceiling();
+        }
         report
+    }
+
+    /// Makes the store full if it is past the ceiling ([`CEILING_DIVISOR`]).
+    fn check_ceiling(&self) {
+        let cap = self.memory.cap_bytes.load(Ordering::Relaxed);
+        if cap > 0 && self.memory_bytes() > cap.saturating_add(cap / CEILING_DIVISOR) {
+            self.memory.full.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Looks up the metric of every sample under one registry lock, registering new ones
@@ -567,11 +589,19 @@ impl Store {
     /// exceed the cap, e.g. a million tiny hosts), the store is *full* until a later pass
     /// finds it under the cap: new hosts, levels and series are refused, counted as dropped
     /// for `memory_cap`, while the series it holds still take samples. Returns what was freed.
+    ///
+    /// Between passes, a write that creates names makes the store full as soon as it is a
+    /// tenth over the cap ([`CEILING_DIVISOR`]), so that the next pass decides.
     pub fn enforce_memory_cap(&self, cap_bytes: u64, now_s: i64) -> MemoryCapOutcome {
-        let outcome = self.free_to_cap(cap_bytes, now_s);
+        self.memory.cap_bytes.store(cap_bytes, Ordering::Relaxed);
+        let mut outcome = self.free_to_cap(cap_bytes, now_s);
         self.memory
             .full
             .store(outcome.still_over, Ordering::Relaxed);
+        outcome.was_over = self
+            .memory
+            .pass_over
+            .swap(outcome.still_over, Ordering::Relaxed);
         outcome
     }
 
@@ -707,6 +737,8 @@ pub struct MemoryCapOutcome {
     pub buffers: usize,
     /// Free passes made (0 = under the cap already).
     pub steps: usize,
-    /// The cap could not be met without dropping live head buffers.
+    /// The cap could not be met without dropping live head buffers: the store is full.
     pub still_over: bool,
+    /// The previous pass could not meet the cap either (so a change of `still_over` is news).
+    pub was_over: bool,
 }

@@ -786,3 +786,26 @@ fn a_host_with_one_sample_costs_little_structure() {
     assert!(structure <= 300, "{structure} bytes per host");
     assert_eq!(stats.buffer_bytes, 1000 * 16);
 }
+
+#[test]
+fn writes_past_the_ceiling_make_the_store_full_before_the_next_pass() {
+    // Passes run every few seconds; a flood of new hosts between two of them must not
+    // outgrow the cap by whatever arrives meanwhile (4 M hosts got in under a 1 GB cap).
+    let store = Store::new(configured(1));
+    store.write(&tiny_hosts("a", 0..1000, NOW), NOW);
+    let cap = store.memory_bytes();
+    assert_eq!(store.enforce_memory_cap(cap, NOW).steps, 0);
+    // Up to a tenth over the cap, new hosts are taken (the next pass will free or refuse)…
+    store.write(&tiny_hosts("b", 0..50, NOW), NOW);
+    assert!(!store.memory_full());
+    // …past it, the store is full at once, and the next batch's new hosts are refused.
+    store.write(&tiny_hosts("c", 0..100, NOW), NOW);
+    assert!(store.memory_full());
+    let report = store.write(&tiny_hosts("d", 0..10, NOW), NOW);
+    assert_eq!((report.written, report.dropped.memory_cap), (0, 10));
+    // The pass decides: nothing old to free, so the store stays full; a change is news once.
+    let outcome = store.enforce_memory_cap(cap, NOW);
+    assert!(outcome.still_over && !outcome.was_over, "{outcome:?}");
+    assert!(store.enforce_memory_cap(cap, NOW).was_over);
+    assert_eq!(store.stats().hosts, 1150);
+}
