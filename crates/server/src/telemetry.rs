@@ -472,6 +472,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("strata_memory_cap_full 0"), "{text}");
+        // A cap the tree alone exceeds makes the store full, and new hosts are counted.
+        assert!(store.enforce_memory_cap(1, 1000).still_over);
+        let mut batch = strata_store::WriteBatch::new();
+        batch.push(
+            "c",
+            "new",
+            [strata_store::LevelName::NONE; 2],
+            "m",
+            1000,
+            1.0,
+        );
+        telemetry.record_drops(&store.write(&batch, 1000).dropped);
+        let text = telemetry.render(&store, None, true);
+        assert!(text.contains("strata_memory_cap_full 1"), "{text}");
+        let dropped = "strata_ingest_samples_dropped_total{reason=\"memory_cap\"} 1";
+        assert!(text.contains(dropped), "{text}");
         // Every metric is registered (a field that is never registered is never exported).
         for name in [
             "strata_wal_bytes 0",
