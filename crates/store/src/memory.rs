@@ -26,6 +26,12 @@ pub(crate) const fn allocation(bytes: usize) -> usize {
     if chunk < 32 { 32 } else { chunk }
 }
 
+/// What the allocator adds to an allocation whose size is a multiple of 16, as every
+/// buffer's is (16 slots at a time, or 4): its header and alignment. Counted per buffer as
+/// structure, since the buffers' own figure is their data (`buffer_bytes`). Buffers loaded
+/// from snapshots have exact sizes and often pay more; this is the lower bound.
+pub(crate) const BUFFER_ALLOCATION_OVERHEAD: usize = 16;
+
 /// Heap bytes of a boxed name.
 pub(crate) const fn boxed_str(name: &str) -> usize {
     allocation(name.len())
@@ -68,6 +74,9 @@ mod tests {
         assert_eq!(allocation(24), 32);
         assert_eq!(allocation(25), 48);
         assert_eq!(allocation(72), 80);
+        for buffer in [16, 64, 2048] {
+            assert_eq!(allocation(buffer), buffer + BUFFER_ALLOCATION_OVERHEAD);
+        }
         // 4 buckets of 8 bytes + 4 control bytes + 16.
         assert_eq!(hash_index(3, 7), allocation(4 * 8 + 16));
         // 28 usable of 32 buckets.

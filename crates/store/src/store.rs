@@ -10,7 +10,7 @@ use crate::batch::WriteBatch;
 use crate::buffer::{FreeOutcome, MemoryDelta};
 use crate::fxhash::same_text;
 use crate::level::Level;
-use crate::memory::map_entry;
+use crate::memory::{BUFFER_ALLOCATION_OVERHEAD, map_entry};
 use crate::metric::{MetricConfig, MetricId, Refusal, Registry};
 use crate::pool::BufferPool;
 use parking_lot::{ArcRwLockWriteGuard, RawRwLock, RwLock};
@@ -649,11 +649,14 @@ impl Store {
 
     /// Heap bytes of the tree itself: the cluster and host maps, each host's lock and levels,
     /// the levels' vectors, names and indexes, the series (their inline head buffer
-    /// included, not its data) and the metric registry. Kept incrementally as each part is
+    /// included, not its data), the allocator's overhead of every buffer and the metric
+    /// registry. Kept incrementally as each part is
     /// created or removed; an estimate of what the allocator holds ([`crate::memory`]).
     pub fn structure_bytes(&self) -> u64 {
         let tree = self.memory.structure_bytes.load(Ordering::Relaxed).max(0) as u64;
-        tree + self.registry.read().heap_bytes() as u64
+        let buffers = self.memory.buffers.load(Ordering::Relaxed).max(0) as u64;
+        let headers = buffers * BUFFER_ALLOCATION_OVERHEAD as u64;
+        tree + headers + self.registry.read().heap_bytes() as u64
     }
 
     /// Runs `action` on the root level of every host (of one cluster, or of all).
