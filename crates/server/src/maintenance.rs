@@ -43,19 +43,26 @@ pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
         app.telemetry.memory_cap_bytes.set(cap as i64);
         tasks.push(tokio::spawn(every(MEMORY_CAP_INTERVAL, app, move |app| {
             let outcome = app.store.enforce_memory_cap(cap, crate::now_s());
-            if outcome.steps == 0 {
-                return;
-            }
             app.telemetry
                 .memory_cap_freed_buffers
                 .inc_by(outcome.buffers as u64);
-            if outcome.still_over {
+            // The full state is logged when it begins and ends, not on every pass.
+            if outcome.still_over && !outcome.was_over {
                 tracing::error!(
                     cap,
                     bytes = app.store.memory_bytes(),
-                    "memory cap cannot be met: the newest buffer of every series alone exceeds it"
+                    structure_bytes = app.store.structure_bytes(),
+                    "memory cap cannot be met: the newest buffer of every series and the tree \
+                     alone exceed it; new hosts, levels and series are dropped (reason \
+                     memory_cap) until the store fits"
                 );
-            } else {
+            } else if !outcome.still_over && outcome.was_over {
+                tracing::info!(
+                    cap,
+                    bytes = app.store.memory_bytes(),
+                    "memory cap met again: new hosts, levels and series are accepted"
+                );
+            } else if outcome.steps > 0 && !outcome.still_over {
                 tracing::warn!(
                     cap,
                     freed = outcome.buffers,

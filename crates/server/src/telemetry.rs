@@ -77,7 +77,9 @@ pub struct Telemetry {
     store_buffers: Gauge,
     store_buffer_bytes: Gauge,
     store_pool_bytes: Gauge,
+    store_structure_bytes: Gauge,
     pub memory_cap_bytes: Gauge,
+    memory_full: Gauge,
     resident_bytes: Gauge,
 }
 
@@ -126,7 +128,9 @@ impl Telemetry {
             store_buffers: Gauge::default(),
             store_buffer_bytes: Gauge::default(),
             store_pool_bytes: Gauge::default(),
+            store_structure_bytes: Gauge::default(),
             memory_cap_bytes: Gauge::default(),
+            memory_full: Gauge::default(),
             resident_bytes: Gauge::default(),
         };
         let r = &mut telemetry.registry;
@@ -227,9 +231,19 @@ impl Telemetry {
             telemetry.store_pool_bytes.clone(),
         );
         r.register(
+            "store_structure_bytes",
+            "Heap bytes of the tree itself (hosts, levels, series, indexes, metric names), estimated",
+            telemetry.store_structure_bytes.clone(),
+        );
+        r.register(
             "memory_cap_bytes",
-            "Configured memory cap for buffers; 0 = unlimited",
+            "Configured memory cap for buffers, pooled buffers and structure; 0 = unlimited",
             telemetry.memory_cap_bytes.clone(),
+        );
+        r.register(
+            "memory_cap_full",
+            "1 while the memory cap cannot be met by freeing old data: new hosts, levels and series are dropped (reason memory_cap)",
+            telemetry.memory_full.clone(),
         );
         r.register(
             "process_resident_memory_bytes",
@@ -384,6 +398,8 @@ impl Telemetry {
         self.store_buffers.set(stats.buffers as i64);
         self.store_buffer_bytes.set(stats.buffer_bytes as i64);
         self.store_pool_bytes.set(stats.pool_bytes as i64);
+        self.store_structure_bytes.set(stats.structure_bytes as i64);
+        self.memory_full.set(i64::from(stats.memory_full));
         if let Some(bytes) = resident_bytes() {
             self.resident_bytes.set(bytes as i64);
         }
@@ -469,6 +485,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("strata_store_buffers 0"), "{text}");
+        // The tree's structure is counted: an empty store holds only its metric registry.
+        let structure = format!("strata_store_structure_bytes {}", store.structure_bytes());
+        assert!(
+            text.contains(&structure),
+            "{structure} missing from:\n{text}"
+        );
+        let mut batch = strata_store::WriteBatch::new();
+        batch.push("c", "h", [strata_store::LevelName::NONE; 2], "m", 1000, 1.0);
+        store.write(&batch, 1000);
+        let text = telemetry.render(&store, None, true);
+        let structure = format!("strata_store_structure_bytes {}", store.structure_bytes());
+        assert!(
+            store.structure_bytes() > 0 && text.contains(&structure),
+            "{text}"
+        );
+        assert!(text.contains("strata_memory_cap_full 0"), "{text}");
+        // A cap the tree alone exceeds makes the store full, and new hosts are counted.
+        assert!(store.enforce_memory_cap(1, 1000).still_over);
+        let mut batch = strata_store::WriteBatch::new();
+        batch.push(
+            "c",
+            "new",
+            [strata_store::LevelName::NONE; 2],
+            "m",
+            1000,
+            1.0,
+        );
+        telemetry.record_drops(&store.write(&batch, 1000).dropped);
+        let text = telemetry.render(&store, None, true);
+        assert!(text.contains("strata_memory_cap_full 1"), "{text}");
+        let dropped = "strata_ingest_samples_dropped_total{reason=\"memory_cap\"} 1";
+        assert!(text.contains(dropped), "{text}");
         // Every metric is registered (a field that is never registered is never exported).
         for name in [
             "strata_wal_bytes 0",

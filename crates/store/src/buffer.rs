@@ -24,6 +24,7 @@
 //! Runs loaded from snapshots are coalesced into full-size buffers the same way
 //! ([`Series::adopt`]), so a chain fragmented by an older version is compacted on restart.
 
+use crate::memory::allocation;
 use crate::pool::BufferPool;
 
 /// Slots per buffer (cc-metric-store's `BufferCap`). At 60 s that is 8.5 hours per buffer.
@@ -33,6 +34,11 @@ pub const BUFFER_CAPACITY: usize = 512;
 /// buffer (every head buffer, and every buffer of a short-lived series) wastes at most
 /// `GROWTH_SLOTS − 1` slots instead of up to 511.
 const GROWTH_SLOTS: usize = 16;
+
+/// The first allocation of a buffer is this small: a series that gets one sample (a host
+/// that reported once) costs 16 bytes of data instead of 64, and one that keeps growing pays
+/// one more reallocation per buffer.
+const FIRST_SLOTS: usize = 4;
 
 const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(GROWTH_SLOTS));
 
@@ -84,13 +90,17 @@ impl Buffer {
         self.first_write(frequency_s) + index as i64 * frequency_s
     }
 
-    /// Grows the allocation to hold `len` slots, in steps of [`GROWTH_SLOTS`]. Returns the
-    /// growth in bytes.
+    /// Grows the allocation to hold `len` slots: [`FIRST_SLOTS`], then in steps of
+    /// [`GROWTH_SLOTS`]. Returns the growth in bytes.
     fn reserve_slots(&mut self, len: usize) -> usize {
         debug_assert!(len <= BUFFER_CAPACITY);
         let before = self.data.capacity();
         if len > before {
-            let target = len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY);
+            let target = if len <= FIRST_SLOTS {
+                FIRST_SLOTS
+            } else {
+                len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY)
+            };
             self.data.reserve_exact(target - self.data.len());
         }
         (self.data.capacity() - before) * size_of::<f32>()
@@ -114,14 +124,18 @@ impl Buffer {
 /// Counts what a write did to the store's memory, so the store can keep exact totals.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryDelta {
+    /// Buffer data.
     pub bytes: isize,
     pub buffers: isize,
+    /// The tree's own allocations ([`crate::memory`]).
+    pub structure: isize,
 }
 
 impl std::ops::AddAssign for MemoryDelta {
     fn add_assign(&mut self, other: Self) {
         self.bytes += other.bytes;
         self.buffers += other.buffers;
+        self.structure += other.structure;
     }
 }
 
@@ -199,6 +213,11 @@ impl Series {
         self.frequency_s
     }
 
+    /// Heap bytes of the chain itself (the vector of older buffers), not of their data.
+    pub(crate) fn structure_bytes(&self) -> usize {
+        allocation(self.older.capacity() * size_of::<Buffer>())
+    }
+
     /// Every buffer, oldest first.
     pub(crate) fn buffers(&self) -> impl DoubleEndedIterator<Item = &Buffer> {
         self.older.iter().chain(std::iter::once(&self.head))
@@ -210,13 +229,24 @@ impl Series {
 
     /// Writes one sample; the last write to a slot wins.
     pub(crate) fn write(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
+        let before = self.older.capacity();
+        let mut delta = self.put(timestamp_s, value, pool);
+        if self.older.capacity() != before {
+            let grown = self.structure_bytes() - allocation(before * size_of::<Buffer>());
+            delta.structure += grown as isize;
+        }
+        delta
+    }
+
+    /// [`Series::write`] without counting the chain's own growth.
+    fn put(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
         let f = self.frequency_s;
         if timestamp_s >= self.head.start {
             let index = ((timestamp_s - self.head.start) / f) as usize;
             if index < BUFFER_CAPACITY {
                 return MemoryDelta {
                     bytes: self.head.put(index, value) as isize,
-                    buffers: 0,
+                    ..MemoryDelta::default()
                 };
             }
             // Past the head's last slot: a new head at the slot of this sample.
@@ -239,7 +269,7 @@ impl Series {
             if index < BUFFER_CAPACITY.min(slots_before_next) {
                 return MemoryDelta {
                     bytes: previous.put(index, value) as isize,
-                    buffers: 0,
+                    ..MemoryDelta::default()
                 };
             }
             // Past the previous buffer's capacity: the new buffer starts no earlier than that.
@@ -412,6 +442,7 @@ fn new_buffer(start: i64, index: usize, value: f32, pool: &BufferPool) -> (Buffe
     let delta = MemoryDelta {
         bytes: (reused + grown) as isize,
         buffers: 1,
+        structure: 0,
     };
     (buffer, delta)
 }
@@ -424,6 +455,8 @@ pub(crate) struct FreeOutcome {
     pub samples: usize,
     /// Series dropped because they had no buffers left.
     pub series: usize,
+    /// Bytes of the tree's own structure freed ([`crate::memory`]).
+    pub structure: usize,
     /// The series has no buffers left and must be dropped by its owner.
     pub all: bool,
 }
@@ -442,6 +475,7 @@ impl std::ops::AddAssign for FreeOutcome {
         self.bytes += other.bytes;
         self.samples += other.samples;
         self.series += other.series;
+        self.structure += other.structure;
     }
 }
 
@@ -504,7 +538,7 @@ mod tests {
         assert_eq!(all(&series)[0].start(), 95);
         assert_eq!(all(&series)[0].values(), &[1.0]);
         assert_eq!(delta.buffers, 1);
-        assert_eq!(delta.bytes, (GROWTH_SLOTS * 4) as isize);
+        assert_eq!(delta.bytes, (FIRST_SLOTS * 4) as isize);
     }
 
     #[test]

@@ -73,11 +73,12 @@ impl Store {
     pub fn export_host(&self, cluster: &str, host: &str) -> Option<HostImage> {
         let found = self.host(cluster, host)?;
         let registry = self.registry.read();
-        let root = found.root.read();
+        let tree = found.read();
+        let root = &tree.root;
         Some(HostImage {
             cluster: cluster.to_owned(),
             host: host.to_owned(),
-            root: export_level(&root, &|id| {
+            root: export_level(root, &|id| {
                 registry.config(id).map(|(name, _)| name.to_owned())
             }),
         })
@@ -111,21 +112,27 @@ impl Store {
         };
         let mut delta = MemoryDelta::default();
         let mut new_series = 0;
-        import_level(&mut guard.root, image.root, &mut |level, series| {
-            let Some(&Some((id, config))) = resolved.get(series.metric.as_str()) else {
-                report.unknown_metric_series += 1;
-                return;
-            };
-            if config.frequency_s != series.frequency_s {
-                report.frequency_mismatches += 1;
-            }
-            report.series += 1;
-            report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
-            let written = level.import_series(id, config.frequency_s, series, &self.pool);
-            delta += written.memory;
-            new_series += usize::from(written.new_series);
-        });
-        guard.add_series(new_series);
+        import_level(
+            &mut guard.root,
+            image.root,
+            &mut delta,
+            &mut |level, series, delta| {
+                let Some(&Some((id, config))) = resolved.get(series.metric.as_str()) else {
+                    report.unknown_metric_series += 1;
+                    return;
+                };
+                if config.frequency_s != series.frequency_s {
+                    report.frequency_mismatches += 1;
+                }
+                report.series += 1;
+                report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
+                let written = level.import_series(id, config.frequency_s, series, &self.pool);
+                *delta += written.memory;
+                new_series += usize::from(written.new_series);
+            },
+        );
+        guard.series += new_series;
+        guard.add_structure(delta);
         drop(guard);
         self.add_memory(delta);
         report
@@ -172,17 +179,20 @@ fn collect_metric_names(level: &LevelImage, names: &mut Resolved) {
     }
 }
 
+/// Walks `image` into `target`, creating levels (their bytes added to `delta`) and handing
+/// each series to `each`.
 fn import_level(
     target: &mut Level,
     image: LevelImage,
-    each: &mut dyn FnMut(&mut Level, SeriesImage),
+    delta: &mut MemoryDelta,
+    each: &mut dyn FnMut(&mut Level, SeriesImage, &mut MemoryDelta),
 ) {
     for series in image.series {
-        each(target, series);
+        each(target, series, delta);
     }
     for (name, child) in image.children {
-        if let Some(target) = target.child_or_insert(&name, usize::MAX) {
-            import_level(target, child, each);
+        if let Some(target) = target.child_or_insert(&name, usize::MAX, delta) {
+            import_level(target, child, delta, each);
         }
     }
 }
@@ -233,7 +243,7 @@ impl Level {
         done.memory.bytes = series.buffers().map(|b| b.heap_bytes()).sum::<usize>() as isize;
         done.memory.buffers = series.buffers().count() as isize;
         done.new_series = true;
-        self.insert_series(metric, series);
+        done.memory.structure = self.insert_series(metric, series) as isize;
         done
     }
 }

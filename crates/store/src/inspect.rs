@@ -77,12 +77,13 @@ impl Store {
             };
         };
         let registry = self.registry.read();
-        let root = found.root.read();
+        let tree = found.read();
+        let root = &tree.root;
         let mut report = MetricHealth::default();
         for name in expected {
             let freshness = match registry.get(name) {
                 None => Freshness::Missing,
-                Some((id, _)) => freshness(&root, id, now_s),
+                Some((id, _)) => freshness(root, id, now_s),
             };
             match freshness {
                 Freshness::Missing => report.missing.push(name.clone()),
@@ -128,8 +129,8 @@ impl Store {
             [cluster] => self.debug_cluster(cluster, &registry),
             [cluster, host, path @ ..] => {
                 let found = self.host(cluster, host)?;
-                let root = found.root.read();
-                let mut level: &Level = &root;
+                let tree = found.read();
+                let mut level: &Level = &tree.root;
                 for name in path {
                     level = level.child(name)?;
                 }
@@ -148,7 +149,7 @@ impl Store {
             .collect();
         let children = hosts
             .into_iter()
-            .map(|(name, host)| (name, dump(&host.root.read(), registry)))
+            .map(|(name, host)| (name, dump(&host.read().root, registry)))
             .collect();
         Some(DebugLevel {
             metrics: Vec::new(),

@@ -10,6 +10,7 @@
 
 use crate::buffer::{FreeOutcome, MemoryDelta, Series};
 use crate::fxhash::FxBuildHasher;
+use crate::memory::{allocation, boxed_str, hash_index};
 use crate::metric::MetricId;
 use crate::pool::BufferPool;
 use std::borrow::Borrow;
@@ -74,10 +75,26 @@ impl<K: Hash + Eq + Clone, V> Entries<K, V> {
         self.items.get_mut(i).map(|(_, value)| value)
     }
 
+    /// Heap bytes of the entry vector and the index, as the allocator holds them (keys' own
+    /// allocations are the owner's to count).
+    fn heap_bytes(&self) -> usize {
+        let items = allocation(self.items.capacity() * size_of::<(K, V)>());
+        let index = self.index.as_ref().map_or(0, |index| {
+            allocation(size_of::<HashMap<K, u32, FxBuildHasher>>())
+                + hash_index(index.capacity(), size_of::<(K, u32)>())
+        });
+        items + index
+    }
+
     /// Appends an entry whose key is not present yet; O(1) amortised.
     fn push(&mut self, key: K, value: V) -> &mut V {
         debug_assert!(self.position(&key).is_none());
         let i = self.items.len();
+        if i == self.items.capacity() {
+            // Doubling from one instead of `Vec`'s minimum of four: most levels hold one or
+            // a few series (a host with one metric paid for four 72-byte entries).
+            self.items.reserve_exact(i.max(1));
+        }
         match &mut self.index {
             Some(index) => {
                 index.insert(key.clone(), i as u32);
@@ -94,11 +111,16 @@ impl<K: Hash + Eq + Clone, V> Entries<K, V> {
     }
 
     /// Keeps the entries for which `keep` is true; re-indexes if any were removed (a pass
-    /// over every entry anyway).
+    /// over every entry anyway), and gives back the vector's spare room once it is mostly
+    /// empty, so a level that lost most of its entries does not keep their memory.
     fn retain_mut(&mut self, keep: impl FnMut(&mut (K, V)) -> bool) {
         let before = self.items.len();
         self.items.retain_mut(keep);
-        if self.items.len() != before {
+        let len = self.items.len();
+        if len != before {
+            if self.items.capacity() > 2 * len {
+                self.items.shrink_to_fit();
+            }
             self.reindex();
         }
     }
@@ -144,19 +166,46 @@ impl Level {
     }
 
     /// The child named `name`, created if missing and this level has fewer than
-    /// `children_max` children.
+    /// `children_max` children; a creation adds its bytes to `delta.structure`.
     pub(crate) fn child_or_insert(
         &mut self,
         name: &str,
         children_max: usize,
+        delta: &mut MemoryDelta,
     ) -> Option<&mut Level> {
         match self.children.position(name) {
             Some(i) => self.children.items.get_mut(i).map(|(_, level)| level),
             None if self.children.items.len() < children_max => {
-                Some(self.children.push(name.into(), Level::default()))
+                let before = self.children.heap_bytes();
+                let name: Box<str> = name.into();
+                let grown = boxed_str(&name);
+                self.children.push(name, Level::default());
+                delta.structure += (self.children.heap_bytes() + grown) as isize - before as isize;
+                self.children.items.last_mut().map(|(_, level)| level)
             }
             None => None,
         }
+    }
+
+    /// Heap bytes of this level's own vectors and indexes (not of its series or children).
+    fn own_bytes(&self) -> usize {
+        self.series.heap_bytes() + self.children.heap_bytes()
+    }
+
+    /// Heap bytes of this subtree's structure, found by walking it: what the store's
+    /// incremental count must equal (checked in debug builds by [`crate::Store::stats`]).
+    pub(crate) fn structure_bytes(&self) -> usize {
+        let series: usize = self
+            .series
+            .items
+            .iter()
+            .map(|(_, s)| s.structure_bytes())
+            .sum();
+        let children: usize = self
+            .children()
+            .map(|(name, child)| boxed_str(name) + child.structure_bytes())
+            .sum();
+        self.own_bytes() + series + children
     }
 
     /// The children in no particular order, for passes where order does not matter.
@@ -178,9 +227,13 @@ impl Level {
         self.series.get(&metric)
     }
 
-    /// Adds a series; the metric must not have one here yet.
-    pub(crate) fn insert_series(&mut self, metric: MetricId, series: Series) {
+    /// Adds a series; the metric must not have one here yet. Returns the structure bytes
+    /// it added.
+    pub(crate) fn insert_series(&mut self, metric: MetricId, series: Series) -> usize {
+        let before = self.series.heap_bytes();
+        let own = series.structure_bytes();
         self.series.push(metric, series);
+        self.series.heap_bytes() + own - before
     }
 
     pub(crate) fn all_series(&self) -> impl Iterator<Item = (MetricId, &Series)> {
@@ -207,8 +260,8 @@ impl Level {
         if !may_create {
             return None;
         }
-        let (series, memory) = Series::new(frequency_s, timestamp_s, value, pool);
-        self.series.push(metric, series);
+        let (series, mut memory) = Series::new(frequency_s, timestamp_s, value, pool);
+        memory.structure += self.insert_series(metric, series) as isize;
         Some(Written {
             memory,
             new_series: true,
@@ -223,16 +276,26 @@ impl Level {
     /// without buffers and prunes children left empty.
     pub(crate) fn free_before(&mut self, before: i64, pool: &BufferPool) -> FreeOutcome {
         let mut total = FreeOutcome::default();
+        let own_before = self.own_bytes();
         self.series.retain_mut(|(_, series)| {
             let outcome = series.free_before(before, pool);
             total += outcome;
             total.series += usize::from(outcome.all);
+            if outcome.all {
+                total.structure += series.structure_bytes();
+            }
             !outcome.all
         });
-        self.children.retain_mut(|(_, child)| {
+        self.children.retain_mut(|(name, child)| {
             total += child.free_before(before, pool);
-            !child.is_empty()
+            if !child.is_empty() {
+                return true;
+            }
+            total.structure += boxed_str(name) + child.own_bytes();
+            false
         });
+        // Vectors shrink and indexes go when entries are removed.
+        total.structure += own_before.saturating_sub(self.own_bytes());
         total
     }
 
@@ -271,7 +334,9 @@ mod tests {
         let mut level = Level::default();
         let names: Vec<String> = (0..40).rev().map(|i| format!("hwthread{i}")).collect();
         for (i, name) in names.iter().enumerate() {
-            let child = level.child_or_insert(name, usize::MAX).expect("no limit");
+            let child = level
+                .child_or_insert(name, usize::MAX, &mut MemoryDelta::default())
+                .expect("no limit");
             child.write(0, 10, 1000 + i as i64, 1.0, &pool, true);
         }
         assert!(level.children.index.is_some());
@@ -301,7 +366,11 @@ mod tests {
         assert!(level.child(&names[0]).is_none());
         // Growing past the threshold again builds the index again, appended entries included.
         for i in 100..120 {
-            level.child_or_insert(&format!("hwthread{i}"), usize::MAX);
+            level.child_or_insert(
+                &format!("hwthread{i}"),
+                usize::MAX,
+                &mut MemoryDelta::default(),
+            );
         }
         assert!(level.children.index.is_some());
         assert!(level.child("hwthread119").is_some() && level.child(&names[35]).is_some());
@@ -314,7 +383,8 @@ mod tests {
         let pool = BufferPool::new(4);
         let mut level = Level::default();
         for i in 0..10_000 {
-            let child = level.child_or_insert(&format!("core{i}"), usize::MAX);
+            let child =
+                level.child_or_insert(&format!("core{i}"), usize::MAX, &mut MemoryDelta::default());
             let child = child.expect("no limit");
             child.write(0, 10, 100, 1.0, &pool, true);
             level.write(i, 10, 100, 1.0, &pool, true);
@@ -328,9 +398,21 @@ mod tests {
     fn limits_refuse_new_children_and_series_but_not_existing_ones() {
         let pool = BufferPool::new(4);
         let mut level = Level::default();
-        assert!(level.child_or_insert("a", 1).is_some());
-        assert!(level.child_or_insert("b", 1).is_none());
-        assert!(level.child_or_insert("a", 1).is_some());
+        assert!(
+            level
+                .child_or_insert("a", 1, &mut MemoryDelta::default())
+                .is_some()
+        );
+        assert!(
+            level
+                .child_or_insert("b", 1, &mut MemoryDelta::default())
+                .is_none()
+        );
+        assert!(
+            level
+                .child_or_insert("a", 1, &mut MemoryDelta::default())
+                .is_some()
+        );
         assert!(level.write(7, 10, 100, 1.0, &pool, false).is_none());
         let first = level.write(7, 10, 100, 1.0, &pool, true).expect("created");
         assert!(first.new_series);

@@ -10,9 +10,10 @@
 //!   is what the write-ahead log records, so ingest is decode → log → [`Store::write`].
 //! - **Reads** ([`Store::query`]) expand a query into selectors, collect the series they reach,
 //!   aggregate over the union of their windows, resample ([`Resampler`]), and compute stats.
-//! - **Memory.** Exact byte and buffer counts are kept on every change
-//!   ([`Store::memory_bytes`]); retention ([`Store::free_before`]) and the memory cap
-//!   ([`Store::enforce_memory_cap`]) free the oldest buffers first, into a bounded pool.
+//! - **Memory.** Exact buffer counts, and an estimate of the tree's own allocations, are kept
+//!   on every change ([`Store::memory_bytes`], [`Store::structure_bytes`]); retention
+//!   ([`Store::free_before`]) and the memory cap ([`Store::enforce_memory_cap`]) free the
+//!   oldest buffers first, into a bounded pool.
 //!
 //! No I/O, no async: the server crate drives this.
 
@@ -22,6 +23,7 @@ mod fxhash;
 mod image;
 mod inspect;
 mod level;
+mod memory;
 mod metric;
 mod name;
 mod pool;

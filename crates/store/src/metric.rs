@@ -72,6 +72,8 @@ pub(crate) struct Registry {
     auto_register: Option<MetricConfig>,
     /// Most metrics registration may reach ([`crate::StoreLimits::metrics_max`]).
     metrics_max: usize,
+    /// Heap bytes of one copy of every name.
+    name_bytes: usize,
 }
 
 /// Why a metric has no id.
@@ -94,6 +96,7 @@ impl Registry {
             metrics: Vec::new(),
             auto_register,
             metrics_max,
+            name_bytes: 0,
         };
         for (name, config) in configured {
             registry.insert(name, config);
@@ -109,7 +112,16 @@ impl Registry {
         let id = self.metrics.len() as MetricId;
         self.metrics.push((name.into(), config));
         self.by_name.insert(name.into(), id);
+        self.name_bytes += crate::memory::boxed_str(name);
         id
+    }
+
+    /// Heap bytes of the registry: both tables and two copies of every name.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use crate::memory::{allocation, hash_index};
+        let table = self.metrics.capacity() * size_of::<(Box<str>, MetricConfig)>();
+        let index = hash_index(self.by_name.capacity(), size_of::<(Box<str>, MetricId)>());
+        allocation(table) + index + 2 * self.name_bytes
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<(MetricId, MetricConfig)> {

@@ -216,14 +216,15 @@ impl Store {
                 return (0..selectors.len()).find_map(|index| deliver(index, Err(error.clone())));
             }
         };
-        let root = host.root.read();
+        let tree = host.read();
+        let root = &tree.root;
         let mut resampler = options.resampler;
         if let Some(kind) = query.resampler {
             resampler.kind = kind;
         }
         selectors.iter().enumerate().find_map(|(index, selector)| {
             let mut found = Vec::new();
-            collect(&root, selector, metric, &mut found);
+            collect(root, selector, metric, &mut found);
             deliver(
                 index,
                 read_series(&found, config, query, options, resampler),

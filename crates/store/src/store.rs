@@ -10,12 +10,13 @@ use crate::batch::WriteBatch;
 use crate::buffer::{FreeOutcome, MemoryDelta};
 use crate::fxhash::same_text;
 use crate::level::Level;
+use crate::memory::{BUFFER_ALLOCATION_OVERHEAD, map_entry};
 use crate::metric::{MetricConfig, MetricId, Refusal, Registry};
 use crate::pool::BufferPool;
 use parking_lot::{ArcRwLockWriteGuard, RawRwLock, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// How the store is set up.
 #[derive(Debug, Clone)]
@@ -108,6 +109,9 @@ pub struct DropCounts {
     pub too_many_series: usize,
     /// A new level beyond [`StoreLimits::children_per_level_max`].
     pub too_many_children: usize,
+    /// A new host, level or series while the memory cap cannot be met
+    /// ([`Store::memory_full`]).
+    pub memory_cap: usize,
 }
 
 impl DropCounts {
@@ -121,7 +125,7 @@ impl DropCounts {
     }
 
     /// Every count with its reason's name, as `/metrics` and the log show them.
-    pub fn reasons(&self) -> [(&'static str, usize); 7] {
+    pub fn reasons(&self) -> [(&'static str, usize); 8] {
         [
             ("unknown_metric", self.unknown_metric),
             ("outside_retention", self.outside_retention),
@@ -130,28 +134,48 @@ impl DropCounts {
             ("too_many_hosts", self.too_many_hosts),
             ("too_many_series", self.too_many_series),
             ("too_many_children", self.too_many_children),
+            ("memory_cap", self.memory_cap),
         ]
     }
 }
 
-/// The level at `path` below `root`, creating missing levels within the children limit.
+/// The level at `path` below `root`, creating missing levels (their bytes added to
+/// `delta`) while a level has fewer than `children_max` children.
 fn descend<'l, 'p>(
     mut level: &'l mut Level,
     path: impl Iterator<Item = &'p str>,
-    limits: StoreLimits,
+    children_max: usize,
+    delta: &mut MemoryDelta,
 ) -> Option<&'l mut Level> {
     for name in path {
-        level = level.child_or_insert(name, limits.children_per_level_max)?;
+        level = level.child_or_insert(name, children_max, delta)?;
     }
     Some(level)
 }
 
-/// Totals of the store's own memory, kept exact on every change.
+/// Totals of the store's own memory, kept on every change: buffers exactly, the tree's
+/// structure as the estimate [`crate::memory`] describes.
 #[derive(Debug, Default)]
 struct Memory {
     buffer_bytes: AtomicI64,
     buffers: AtomicI64,
+    /// Clusters, hosts and their trees (the registry is counted on demand).
+    structure_bytes: AtomicI64,
+    /// The last memory-cap pass could not get under the cap, or writes took the store past
+    /// the ceiling: new hosts, levels and series are refused until a pass finds the store
+    /// under the cap ([`Store::memory_full`]).
+    full: AtomicBool,
+    /// The last pass could not meet the cap (what [`MemoryCapOutcome::was_over`] reports).
+    pass_over: AtomicBool,
+    /// The memory cap, for the ceiling checked by writes; 0 = none.
+    cap_bytes: AtomicU64,
 }
+
+/// Between two memory-cap passes, writes that create names check the store against the cap
+/// plus this fraction of it (the ceiling) and make it full once it is past: a flood of new
+/// hosts outgrows the cap by at most a tenth and one batch, not by whatever arrives until the
+/// next pass. Buffers filling up in steady state grow far slower than that between passes.
+const CEILING_DIVISOR: u64 = 10;
 
 impl Memory {
     fn apply(&self, delta: MemoryDelta) {
@@ -159,6 +183,8 @@ impl Memory {
             .fetch_add(delta.bytes as i64, Ordering::Relaxed);
         self.buffers
             .fetch_add(delta.buffers as i64, Ordering::Relaxed);
+        self.structure_bytes
+            .fetch_add(delta.structure as i64, Ordering::Relaxed);
     }
 
     fn release(&self, freed: FreeOutcome) {
@@ -166,55 +192,84 @@ impl Memory {
             .fetch_sub(freed.bytes as i64, Ordering::Relaxed);
         self.buffers
             .fetch_sub(freed.buffers as i64, Ordering::Relaxed);
+        self.release_structure(freed.structure);
+    }
+
+    fn add_structure(&self, bytes: usize) {
+        self.structure_bytes
+            .fetch_add(bytes as i64, Ordering::Relaxed);
+    }
+
+    fn release_structure(&self, bytes: usize) {
+        self.structure_bytes
+            .fetch_sub(bytes as i64, Ordering::Relaxed);
     }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Cluster {
-    pub(crate) hosts: RwLock<BTreeMap<Box<str>, Arc<Host>>>,
+    pub(crate) hosts: RwLock<BTreeMap<Box<str>, Host>>,
 }
+
+/// A host's tree behind its lock; shared so a writer can hold the lock while it walks a
+/// batch. One allocation per host: the lock and the counts live beside the root level.
+pub(crate) type Host = Arc<RwLock<HostTree>>;
+
+/// A host's write lock.
+pub(crate) type HostGuard = ArcRwLockWriteGuard<RawRwLock, HostTree>;
 
 #[derive(Debug, Default)]
-pub(crate) struct Host {
-    /// Behind its own `Arc` so a writer can hold the lock while it walks a batch.
-    pub(crate) root: Arc<RwLock<Level>>,
-    /// Set, under the write lock, when pruning removes the host from its cluster. A writer
-    /// that found the host before that checks it once it holds the lock, and starts over,
-    /// so no sample is written into a host that is no longer in the tree.
-    retired: std::sync::atomic::AtomicBool,
-    /// Series in the tree, for [`StoreLimits::series_per_host_max`]; changed only under the
-    /// write lock.
-    series: AtomicUsize,
+pub(crate) struct HostTree {
+    pub(crate) root: Level,
+    /// Series in the tree, for [`StoreLimits::series_per_host_max`].
+    pub(crate) series: usize,
+    /// Heap bytes of the tree's structure ([`Level::structure_bytes`] of the root).
+    structure: usize,
+    /// Set when pruning removes the host from its cluster. A writer that found the host
+    /// before that checks it once it holds the lock, and starts over, so no sample is written
+    /// into a host that is no longer in the tree.
+    retired: bool,
 }
 
-impl Host {
-    /// Runs a free pass on the level at `path` (if it exists) and keeps the series count.
-    fn free(&self, path: &[&str], action: impl FnOnce(&mut Level) -> FreeOutcome) -> FreeOutcome {
-        let mut root = self.root.write();
-        let mut level: &mut Level = &mut root;
-        for name in path {
-            match level.child_mut(name) {
-                Some(child) => level = child,
-                None => return FreeOutcome::default(),
-            }
+impl HostTree {
+    /// Counts structure that a write or import added.
+    pub(crate) fn add_structure(&mut self, delta: MemoryDelta) {
+        self.structure = self.structure.saturating_add_signed(delta.structure);
+    }
+}
+
+/// Runs a free pass on the level at `path` of `host` (if it exists) and keeps its counts.
+fn free_host(
+    host: &Host,
+    path: &[&str],
+    action: impl FnOnce(&mut Level) -> FreeOutcome,
+) -> FreeOutcome {
+    let mut guard = host.write();
+    let tree = &mut *guard;
+    let mut level = &mut tree.root;
+    for name in path {
+        match level.child_mut(name) {
+            Some(child) => level = child,
+            None => return FreeOutcome::default(),
         }
-        let outcome = action(level);
-        self.series.fetch_sub(outcome.series, Ordering::Relaxed);
-        outcome
     }
+    let outcome = action(level);
+    tree.series -= outcome.series;
+    tree.structure = tree.structure.saturating_sub(outcome.structure);
+    outcome
 }
 
-/// A host's write lock, with the host (for its series count).
-pub(crate) struct HostGuard {
-    host: Arc<Host>,
-    pub(crate) root: ArcRwLockWriteGuard<RawRwLock, Level>,
-}
+/// The count of one [`StoreLimits`] limit's refusals.
+type Limit = fn(&mut DropCounts) -> &mut usize;
 
-impl HostGuard {
-    /// Counts series that a write or import added.
-    pub(crate) fn add_series(&self, count: usize) {
-        self.host.series.fetch_add(count, Ordering::Relaxed);
-    }
+/// Where a sample refused by a limit is counted: under that limit, or under `memory_cap`
+/// while the store is full (every limit is then 0).
+fn count_refusal(dropped: &mut DropCounts, full: bool, limit: Limit) {
+    *if full {
+        &mut dropped.memory_cap
+    } else {
+        limit(dropped)
+    } += 1;
 }
 
 /// A point-in-time view of the store's size.
@@ -231,6 +286,11 @@ pub struct StoreStats {
     pub buffer_bytes: u64,
     /// Heap bytes of freed buffers kept for reuse.
     pub pool_bytes: u64,
+    /// Heap bytes of the tree itself: clusters, hosts, levels, series, the metric registry
+    /// (an estimate, see [`Store::structure_bytes`]).
+    pub structure_bytes: u64,
+    /// New hosts, levels and series are refused because the memory cap cannot be met.
+    pub memory_full: bool,
 }
 
 /// The in-memory metric store.
@@ -279,7 +339,18 @@ impl Store {
         let metrics = self.resolve_metrics(batch);
         let oldest_s = now_s - self.config.retention_s;
         let newest_s = now_s + self.config.future_tolerance_s;
-        let limits = self.config.limits;
+        let full = self.memory_full();
+        let limits = if full {
+            // Nothing new, but data already in the store still takes samples.
+            StoreLimits {
+                hosts_per_cluster_max: 0,
+                series_per_host_max: 0,
+                children_per_level_max: 0,
+                ..self.config.limits
+            }
+        } else {
+            self.config.limits
+        };
         let mut report = WriteReport::default();
         let mut delta = MemoryDelta::default();
         // The host being written, by key; `None` inside when the host limit refused it.
@@ -317,29 +388,50 @@ impl Store {
                 current = Some((key, guard));
             }
             let Some((_, Some(guard))) = current.as_mut() else {
-                report.dropped.too_many_hosts += 1;
+                count_refusal(&mut report.dropped, full, |d| &mut d.too_many_hosts);
                 continue;
             };
-            let Some(level) = descend(&mut guard.root, sample.key.path(), limits) else {
-                report.dropped.too_many_children += 1;
-                continue;
-            };
-            let series = guard.host.series.load(Ordering::Relaxed);
-            let may_create = series < limits.series_per_host_max;
+            let may_create = guard.series < limits.series_per_host_max;
+            let mut created = MemoryDelta::default();
+            let path = sample.key.path();
             let t = sample.timestamp_s;
-            let Some(written) =
-                level.write(metric, frequency_s, t, sample.value, &self.pool, may_create)
-            else {
-                report.dropped.too_many_series += 1;
-                continue;
+            let children_max = limits.children_per_level_max;
+            let written: Result<_, Limit> =
+                match descend(&mut guard.root, path, children_max, &mut created) {
+                    None => Err(|d| &mut d.too_many_children),
+                    Some(level) => level
+                        .write(metric, frequency_s, t, sample.value, &self.pool, may_create)
+                        .ok_or(|d| &mut d.too_many_series),
+                };
+            // Levels created on the way count even when the sample is refused.
+            guard.add_structure(created);
+            delta += created;
+            let written = match written {
+                Ok(written) => written,
+                Err(limit) => {
+                    count_refusal(&mut report.dropped, full, limit);
+                    continue;
+                }
             };
-            guard.add_series(usize::from(written.new_series));
+            guard.series += usize::from(written.new_series);
+            guard.add_structure(written.memory);
             report.written += 1;
             delta += written.memory;
         }
         drop(current);
         self.memory.apply(delta);
+        if delta.structure > 0 {
+            self.check_ceiling();
+        }
         report
+    }
+
+    /// Makes the store full if it is past the ceiling ([`CEILING_DIVISOR`]).
+    fn check_ceiling(&self) {
+        let cap = self.memory.cap_bytes.load(Ordering::Relaxed);
+        if cap > 0 && self.memory_bytes() > cap.saturating_add(cap / CEILING_DIVISOR) {
+            self.memory.full.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Looks up the metric of every sample under one registry lock, registering new ones
@@ -412,21 +504,31 @@ impl Store {
     ) -> Option<HostGuard> {
         loop {
             let found = self.host_or_insert(cluster, host, hosts_max)?;
-            let root = found.root.write_arc();
-            if !found.retired.load(Ordering::Acquire) {
-                return Some(HostGuard { host: found, root });
+            let guard = found.write_arc();
+            if !guard.retired {
+                return Some(guard);
             }
         }
     }
 
-    fn host_or_insert(&self, cluster: &str, host: &str, hosts_max: usize) -> Option<Arc<Host>> {
+    fn host_or_insert(&self, cluster: &str, host: &str, hosts_max: usize) -> Option<Host> {
         if let Some(found) = self.host(cluster, host) {
             return Some(found);
+        }
+        if hosts_max == 0 {
+            // Nothing may be created: not even the cluster.
+            return None;
         }
         // Cluster and host are created under the cluster map's write lock, which pruning also
         // holds: a cluster is never seen empty (and removed) between the two inserts.
         let mut clusters = self.clusters.write();
-        let cluster = clusters.entry(cluster.into()).or_default();
+        let cluster = match clusters.get(cluster) {
+            Some(found) => found,
+            None => {
+                self.memory.add_structure(map_entry::<Cluster>(cluster));
+                clusters.entry(cluster.into()).or_default()
+            }
+        };
         let mut hosts = cluster.hosts.write();
         if let Some(found) = hosts.get(host) {
             return Some(found.clone());
@@ -434,6 +536,8 @@ impl Store {
         if hosts.len() >= hosts_max {
             return None;
         }
+        self.memory
+            .add_structure(map_entry::<RwLock<HostTree>>(host));
         Some(hosts.entry(host.into()).or_default().clone())
     }
 
@@ -441,7 +545,7 @@ impl Store {
         self.clusters.read().get(cluster).cloned()
     }
 
-    pub(crate) fn host(&self, cluster: &str, host: &str) -> Option<Arc<Host>> {
+    pub(crate) fn host(&self, cluster: &str, host: &str) -> Option<Host> {
         self.cluster(cluster)?.hosts.read().get(host).cloned()
     }
 
@@ -461,7 +565,7 @@ impl Store {
             [] => self.each_host(None, free),
             [cluster] => self.each_host(Some(cluster), free),
             [cluster, host, path @ ..] => match self.host(cluster, host) {
-                Some(found) => found.free(path, free),
+                Some(found) => free_host(&found, path, free),
                 None => return 0,
             },
         };
@@ -478,10 +582,36 @@ impl Store {
         freed
     }
 
-    /// Enforces a memory cap on the store's own buffers (COMPAT.md §3.5, decision 10): frees
-    /// data older than 75 %, 50 %, then 25 % of the retention window, and as a last resort the
-    /// oldest buffer of every series, until the buffers fit. Returns what was freed.
+    /// Enforces a memory cap on the store's buffers and structure (COMPAT.md §3.5, decision
+    /// 10): frees data older than 75 %, 50 %, then 25 % of the retention window (hosts and
+    /// series left empty go with it), and as a last resort the oldest buffer of every series,
+    /// until the store fits. When it still does not (the head buffers and the tree alone
+    /// exceed the cap, e.g. a million tiny hosts), the store is *full* until a later pass
+    /// finds it under the cap: new hosts, levels and series are refused, counted as dropped
+    /// for `memory_cap`, while the series it holds still take samples. Returns what was freed.
+    ///
+    /// Between passes, a write that creates names makes the store full as soon as it is a
+    /// tenth over the cap ([`CEILING_DIVISOR`]), so that the next pass decides.
     pub fn enforce_memory_cap(&self, cap_bytes: u64, now_s: i64) -> MemoryCapOutcome {
+        self.memory.cap_bytes.store(cap_bytes, Ordering::Relaxed);
+        let mut outcome = self.free_to_cap(cap_bytes, now_s);
+        self.memory
+            .full
+            .store(outcome.still_over, Ordering::Relaxed);
+        outcome.was_over = self
+            .memory
+            .pass_over
+            .swap(outcome.still_over, Ordering::Relaxed);
+        outcome
+    }
+
+    /// Whether new hosts, levels and series are refused because the memory cap cannot be met
+    /// ([`Store::enforce_memory_cap`]).
+    pub fn memory_full(&self) -> bool {
+        self.memory.full.load(Ordering::Relaxed)
+    }
+
+    fn free_to_cap(&self, cap_bytes: u64, now_s: i64) -> MemoryCapOutcome {
         let mut outcome = MemoryCapOutcome::default();
         if self.memory_bytes() <= cap_bytes {
             return outcome;
@@ -501,7 +631,7 @@ impl Store {
             self.pool.shrink_to(0);
             outcome.steps += 1;
             if freed.buffers == 0 {
-                // Only head buffers are left: the live data alone exceeds the cap.
+                // Only head buffers and the tree are left: they alone exceed the cap.
                 outcome.still_over = true;
                 break;
             }
@@ -510,10 +640,23 @@ impl Store {
         outcome
     }
 
-    /// Heap bytes the store holds for samples: buffers plus pooled allocations.
+    /// Heap bytes the store holds: buffers, pooled allocations and the tree's structure —
+    /// what the memory cap bounds.
     pub fn memory_bytes(&self) -> u64 {
         let buffers = self.memory.buffer_bytes.load(Ordering::Relaxed).max(0) as u64;
-        buffers + self.pool.bytes() as u64
+        buffers + self.pool.bytes() as u64 + self.structure_bytes()
+    }
+
+    /// Heap bytes of the tree itself: the cluster and host maps, each host's lock and levels,
+    /// the levels' vectors, names and indexes, the series (their inline head buffer
+    /// included, not its data), the allocator's overhead of every buffer and the metric
+    /// registry. Kept incrementally as each part is
+    /// created or removed; an estimate of what the allocator holds ([`crate::memory`]).
+    pub fn structure_bytes(&self) -> u64 {
+        let tree = self.memory.structure_bytes.load(Ordering::Relaxed).max(0) as u64;
+        let buffers = self.memory.buffers.load(Ordering::Relaxed).max(0) as u64;
+        let headers = buffers * BUFFER_ALLOCATION_OVERHEAD as u64;
+        tree + headers + self.registry.read().heap_bytes() as u64
     }
 
     /// Runs `action` on the root level of every host (of one cluster, or of all).
@@ -528,9 +671,9 @@ impl Store {
         };
         let mut total = FreeOutcome::default();
         for cluster in clusters {
-            let hosts: Vec<Arc<Host>> = cluster.hosts.read().values().cloned().collect();
+            let hosts: Vec<Host> = cluster.hosts.read().values().cloned().collect();
             for host in hosts {
-                total += host.free(&[], &mut action);
+                total += free_host(&host, &[], &mut action);
             }
         }
         total
@@ -538,22 +681,29 @@ impl Store {
 
     /// Removes hosts left without data, and clusters left without hosts.
     fn prune_empty_hosts(&self) {
+        let mut freed = 0;
         let mut clusters = self.clusters.write();
-        clusters.retain(|_, cluster| {
+        clusters.retain(|name, cluster| {
             let mut hosts = cluster.hosts.write();
-            hosts.retain(|_, host| {
+            hosts.retain(|name, host| {
                 // A host being written right now is kept; it is not empty for long.
-                let Some(root) = host.root.try_write() else {
+                let Some(mut tree) = host.try_write() else {
                     return true;
                 };
-                if !root.is_empty() {
+                if !tree.root.is_empty() {
                     return true;
                 }
-                host.retired.store(true, Ordering::Release);
+                tree.retired = true;
+                freed += map_entry::<RwLock<HostTree>>(name) + tree.structure;
                 false
             });
-            !hosts.is_empty()
+            if !hosts.is_empty() {
+                return true;
+            }
+            freed += map_entry::<Cluster>(name);
+            false
         });
+        self.memory.release_structure(freed);
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -564,14 +714,18 @@ impl Store {
             buffers: self.memory.buffers.load(Ordering::Relaxed).max(0) as u64,
             buffer_bytes: self.memory.buffer_bytes.load(Ordering::Relaxed).max(0) as u64,
             pool_bytes: self.pool.bytes() as u64,
+            structure_bytes: self.structure_bytes(),
+            memory_full: self.memory_full(),
             ..StoreStats::default()
         };
         for cluster in clusters {
-            let hosts: Vec<Arc<Host>> = cluster.hosts.read().values().cloned().collect();
+            let hosts: Vec<Host> = cluster.hosts.read().values().cloned().collect();
             stats.hosts += hosts.len();
             for host in hosts {
-                let (series, samples) = host.root.read().census();
-                debug_assert_eq!(series, host.series.load(Ordering::Relaxed), "series count");
+                let tree = host.read();
+                let (series, samples) = tree.root.census();
+                debug_assert_eq!(series, tree.series, "series count");
+                debug_assert_eq!(tree.root.structure_bytes(), tree.structure, "structure");
                 stats.series += series;
                 stats.samples += samples as u64;
             }
@@ -586,6 +740,8 @@ pub struct MemoryCapOutcome {
     pub buffers: usize,
     /// Free passes made (0 = under the cap already).
     pub steps: usize,
-    /// The cap could not be met without dropping live head buffers.
+    /// The cap could not be met without dropping live head buffers: the store is full.
     pub still_over: bool,
+    /// The previous pass could not meet the cap either (so a change of `still_over` is news).
+    pub was_over: bool,
 }

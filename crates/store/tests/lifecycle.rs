@@ -172,7 +172,11 @@ fn memory_accounting_is_exact_and_pool_reuses_freed_buffers() {
     let stats = store.stats();
     assert_eq!(stats.buffers, 1);
     assert_eq!(stats.pool_bytes, BUFFER_CAPACITY as u64 * 4);
-    assert_eq!(store.memory_bytes(), 2 * BUFFER_CAPACITY as u64 * 4);
+    let structure = store.structure_bytes();
+    assert_eq!(
+        store.memory_bytes(),
+        2 * BUFFER_CAPACITY as u64 * 4 + structure
+    );
     // A new series takes the pooled allocation.
     store.write(&batch("h", "other", [(5000, 1.0)]), NOW);
     assert_eq!(store.stats().pool_bytes, 0);
@@ -625,4 +629,184 @@ fn cardinality_limits_drop_new_names_and_count_them_by_reason() {
     assert_eq!(report.dropped.too_many_metrics, 1);
     let report = store.write(&batch("h1", "b", [(100, 1.0)]), NOW);
     assert_eq!(report.written, 1);
+}
+
+/// A configuration whose metrics are all configured, so the registry never changes and
+/// `structure_bytes` of the empty store is the registry alone.
+fn configured(metrics: usize) -> StoreConfig {
+    let mut config = config();
+    for i in 0..metrics {
+        let metric = MetricConfig {
+            frequency_s: 10,
+            aggregation: Aggregation::Sum,
+        };
+        config.metrics.insert(format!("m{i}"), metric);
+    }
+    config
+}
+
+/// One sample of `m0` on each of `hosts` hosts named `{prefix}{i}`, at `t`.
+fn tiny_hosts(prefix: &str, hosts: std::ops::Range<usize>, t: i64) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for i in hosts {
+        batch.push(
+            "c",
+            &format!("{prefix}{i}"),
+            [LevelName::NONE; 2],
+            "m0",
+            t,
+            1.0,
+        );
+    }
+    batch
+}
+
+#[test]
+fn structure_accounting_follows_every_change_and_returns_to_zero() {
+    // Issue 6, item 16: the tree's own memory (hosts, levels, series, indexes) is counted,
+    // incrementally; `stats()` checks every host's count against a walk in debug builds.
+    let store = Store::new(configured(40));
+    let registry = store.structure_bytes();
+    assert!(registry > 0);
+    let mut batch = WriteBatch::new();
+    let ids: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    for host in 0..20 {
+        let host = format!("node{host}");
+        for (i, id) in ids.iter().enumerate() {
+            // 40 hwthreads with 40 metrics each: indexes on both children and series.
+            let level = [LevelName::new("hwthread", id), LevelName::NONE];
+            for metric in 0..40 {
+                batch.push(
+                    "c",
+                    &host,
+                    level,
+                    &format!("m{metric}"),
+                    NOW + i as i64,
+                    1.0,
+                );
+            }
+        }
+        batch.push("other", &host, [LevelName::NONE; 2], "m0", NOW, 1.0);
+    }
+    store.write(&batch, NOW);
+    let stats = store.stats();
+    assert_eq!((stats.hosts, stats.series), (40, 20 * 40 * 40 + 20));
+    // At least one series entry per series and a map entry per host.
+    let tree = stats.structure_bytes - registry;
+    assert!(tree > 20 * 40 * 40 * 64 + 40 * 100, "{stats:?}");
+    assert_eq!(
+        store.memory_bytes(),
+        stats.buffer_bytes + stats.structure_bytes
+    );
+    // Freeing part of the tree gives back part of the structure, and the counts agree.
+    store.free(&["c", "node0"], i64::MAX);
+    store.free(&["c", "node1", "hwthread3"], i64::MAX);
+    store.free(&["other"], i64::MAX);
+    let partly = store.stats();
+    assert!(partly.structure_bytes < stats.structure_bytes);
+    assert_eq!(partly.hosts, 19);
+    // A host brought back by import is counted as one written.
+    let image = store.export_host("c", "node2").expect("exists");
+    store.free(&["c", "node2"], i64::MAX);
+    store.import_host(image);
+    store.stats();
+    store.free(&[], i64::MAX);
+    assert_eq!(store.structure_bytes(), registry);
+    assert_eq!(store.memory_bytes(), registry);
+}
+
+#[test]
+fn memory_cap_counts_structure_and_refuses_new_hosts_when_tiny_hosts_fill_it() {
+    // Issue 6, item 16: one million single-sample hosts held 1 GB with 64 MB of buffers and
+    // the cap, which counted buffers only, never acted. Now the cap bounds buffers and
+    // structure; old tiny hosts are freed whole, and when what is left still exceeds the cap
+    // new hosts are refused (counted) until it fits again.
+    let retention = 10_000;
+    let mut config = configured(1);
+    config.retention_s = retention;
+    let store = Store::new(config);
+    let t0 = NOW;
+    store.write(&tiny_hosts("a", 0..2000, t0), t0);
+    let group = store.memory_bytes();
+    let stats = store.stats();
+    assert!(stats.structure_bytes > 2 * stats.buffer_bytes, "{stats:?}");
+    let cap = group * 3 / 2;
+    assert_eq!(store.enforce_memory_cap(cap, t0).steps, 0);
+    // A second group half a retention later: over the cap, and the first group (older than a
+    // quarter of the retention) is freed whole, hosts included.
+    let t1 = t0 + retention / 2;
+    store.write(&tiny_hosts("b", 0..2000, t1), t1);
+    assert!(store.memory_bytes() > cap);
+    let outcome = store.enforce_memory_cap(cap, t1);
+    assert!(
+        !outcome.still_over && outcome.buffers == 2000,
+        "{outcome:?}"
+    );
+    assert!(store.memory_bytes() <= cap);
+    assert_eq!(store.stats().hosts, 2000);
+    assert!(!store.memory_full());
+    // A third group at the same time: nothing old is left to free, so the store is full.
+    store.write(&tiny_hosts("c", 0..2000, t1), t1);
+    let outcome = store.enforce_memory_cap(cap, t1);
+    assert!(outcome.still_over, "{outcome:?}");
+    assert!(store.memory_full() && store.stats().memory_full);
+    // A new host is refused and counted; the hosts in the store still take samples.
+    let mut batch = tiny_hosts("new", 0..1, t1);
+    batch.push("c", "b0", [LevelName::NONE; 2], "m0", t1 + 10, 2.0);
+    batch.push(
+        "c",
+        "b0",
+        [LevelName::new("socket", "0"), LevelName::NONE],
+        "m0",
+        t1,
+        2.0,
+    );
+    let report = store.write(&batch, t1);
+    assert_eq!((report.written, report.dropped.memory_cap), (1, 2));
+    assert_eq!(report.dropped.total(), 2);
+    assert_eq!(store.stats().hosts, 4000);
+    // Once the store fits again (here: after a free), the next pass lets new hosts in.
+    store.free(&["c"], i64::MAX);
+    assert_eq!(store.enforce_memory_cap(cap, t1).steps, 0);
+    assert!(!store.memory_full());
+    let report = store.write(&tiny_hosts("new", 0..1, t1), t1);
+    assert_eq!(report.written, 1);
+}
+
+#[test]
+fn a_host_with_one_sample_costs_little_structure() {
+    // Issue 6, item 16: ~1 KB per single-sample host. The host's lock and counts are one
+    // allocation, a level's first series entry no longer reserves four, and the first
+    // buffer allocation holds four slots: 544 bytes of structure (the buffer's allocation
+    // header included) and 64 of data before, 304 and 16 now.
+    let store = Store::new(configured(1));
+    let registry = store.structure_bytes();
+    store.write(&tiny_hosts("node", 0..1000, NOW), NOW);
+    let stats = store.stats();
+    let structure = (stats.structure_bytes - registry) / 1000;
+    assert!(structure <= 304, "{structure} bytes per host");
+    assert_eq!(stats.buffer_bytes, 1000 * 16);
+}
+
+#[test]
+fn writes_past_the_ceiling_make_the_store_full_before_the_next_pass() {
+    // Passes run every few seconds; a flood of new hosts between two of them must not
+    // outgrow the cap by whatever arrives meanwhile (4 M hosts got in under a 1 GB cap).
+    let store = Store::new(configured(1));
+    store.write(&tiny_hosts("a", 0..1000, NOW), NOW);
+    let cap = store.memory_bytes();
+    assert_eq!(store.enforce_memory_cap(cap, NOW).steps, 0);
+    // Up to a tenth over the cap, new hosts are taken (the next pass will free or refuse)…
+    store.write(&tiny_hosts("b", 0..50, NOW), NOW);
+    assert!(!store.memory_full());
+    // …past it, the store is full at once, and the next batch's new hosts are refused.
+    store.write(&tiny_hosts("c", 0..100, NOW), NOW);
+    assert!(store.memory_full());
+    let report = store.write(&tiny_hosts("d", 0..10, NOW), NOW);
+    assert_eq!((report.written, report.dropped.memory_cap), (0, 10));
+    // The pass decides: nothing old to free, so the store stays full; a change is news once.
+    let outcome = store.enforce_memory_cap(cap, NOW);
+    assert!(outcome.still_over && !outcome.was_over, "{outcome:?}");
+    assert!(store.enforce_memory_cap(cap, NOW).was_over);
+    assert_eq!(store.stats().hosts, 1150);
 }

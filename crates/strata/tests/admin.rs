@@ -290,6 +290,10 @@ fn metrics_endpoint_counts_what_the_requests_did() {
     assert_eq!(value("strata_store_buffers"), Some(3.0));
     assert_eq!(value("strata_store_hosts"), Some(2.0));
     assert_eq!(value("strata_store_series"), Some(3.0));
+    // The tree's own memory is counted beside the buffers (issue 6, item 16).
+    let structure = value("strata_store_structure_bytes").unwrap_or(0.0);
+    assert!(structure > 3.0 * 64.0, "{text}");
+    assert_eq!(value("strata_memory_cap_full"), Some(0.0));
     assert_eq!(
         value(r#"strata_http_request_duration_seconds_count{route="write"}"#),
         Some(2.0)
