@@ -169,6 +169,7 @@ impl App {
                     outside_retention = report.dropped.outside_retention,
                     future = report.dropped.future,
                     over_limits = report.dropped.over_limits(),
+                    memory_cap = report.dropped.memory_cap,
                     suppressed,
                     "samples not stored (counted in strata_ingest_samples_dropped_total)"
                 );
