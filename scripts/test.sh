@@ -12,6 +12,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The poisoned-WAL test sets a file size limit on a running server with prlimit (util-linux).
+if ! command -v prlimit >/dev/null 2>&1; then
+    sudo_if_needed=""
+    [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
+    $sudo_if_needed apt-get update -qq && $sudo_if_needed apt-get install -y -qq util-linux
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
