@@ -139,6 +139,11 @@ pub struct HealthRequest {
 /// for millions used to hold a thread for 41 s.
 pub const HEALTH_CHECKS_MAX: usize = 1_000_000;
 
+/// Most distinct nodes in one `/api/healthcheck` request, whatever the metric list: each one
+/// is an entry of the answer (found in review: 5 M nodes with no metric names passed the check
+/// count and built a 244 MB answer). A cluster's default host limit.
+pub const HEALTH_NODES_MAX: usize = 100_000;
+
 /// Health of each requested node for the expected metrics (v1.5 form), on a blocking thread.
 pub async fn healthcheck(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let store = app.store.clone();
@@ -153,6 +158,12 @@ pub async fn healthcheck(State(app): State<Arc<App>>, body: Bytes) -> Result<Res
         request
             .metric_names
             .retain(|name| seen.insert(name.clone()));
+        if request.nodes.len() > HEALTH_NODES_MAX {
+            return Err(ApiError::BadRequest(format!(
+                "{} nodes; at most {HEALTH_NODES_MAX} per request",
+                request.nodes.len()
+            )));
+        }
         let checks = request
             .nodes
             .len()

@@ -681,7 +681,7 @@ fn load_generation(
                     });
                     progress.advance(1, 0);
                     if let Err(error) = loaded {
-                        tracing::error!(%error, "snapshot file damaged: the data of the hosts from the damage on, up to the snapshot, is lost");
+                        tracing::error!(%error, "snapshot file damaged: the damaged hosts' data up to the snapshot is lost (the others were loaded)");
                         quarantine(directory, path);
                         if let Ok(mut list) = damaged.lock() {
                             list.push(error.to_string());

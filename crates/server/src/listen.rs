@@ -32,7 +32,8 @@ pub struct ConnectionLimits {
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, closes idle
-/// connections, and returns once every request in flight has been answered.
+/// connections, and returns once every request in flight has been answered, or after
+/// [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -92,8 +93,22 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = app.telemetry.connections_open.get(),
+            "connections still open after the shutdown grace period; shutting down without them"
+        );
+    }
 }
+
+/// Longest wait at shutdown for requests in flight. A client that sends its header or body
+/// slowly would otherwise hold the shutdown for up to `header-timeout` or `request-timeout`,
+/// past a service manager's stop timeout, and the final snapshot would never be written
+/// (found in review). What such a request had not committed was never acknowledged.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The whole HTTP response to a connection over the limit: cc-metric-store's JSON error.
 async fn refusal(connections_max: usize) -> Vec<u8> {

@@ -25,6 +25,37 @@ pub fn check(directory: &Path) -> anyhow::Result<CheckReport> {
             directory.display()
         );
     }
+    // A running server deletes segments and generations that a new snapshot made redundant;
+    // one that vanishes under the check is not damage: the check starts over.
+    let mut attempts = 0;
+    loop {
+        match check_once(directory) {
+            Err(error)
+                if error
+                    .downcast_ref::<strata_wal::Error>()
+                    .is_some_and(vanished)
+                    && attempts < VANISHED_RETRIES =>
+            {
+                attempts += 1
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Times a check starts over because a snapshot removed files under it.
+const VANISHED_RETRIES: usize = 5;
+
+/// Whether `error` is a file that disappeared while it was read.
+fn vanished(error: &strata_wal::Error) -> bool {
+    match error {
+        strata_wal::Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        strata_wal::Error::InFile { source, .. } => vanished(source),
+        _ => false,
+    }
+}
+
+fn check_once(directory: &Path) -> anyhow::Result<CheckReport> {
     let mut report = CheckReport::default();
     let wal = directory.join("wal");
     let plan = strata_wal::recovery::plan(&directory.join("snapshots"), &wal)?;
@@ -65,6 +96,7 @@ fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow
     for file in &generation.files {
         match strata_wal::snapshot::load_file(file, |_| hosts += 1) {
             Ok(_) => {}
+            Err(error) if vanished(&error) => return Err(error.into()),
             Err(error) => {
                 report.damaged = true;
                 writeln!(out, "  DAMAGED {error}")?;

@@ -307,6 +307,11 @@ fn a_healthcheck_is_bounded_and_deduplicated() {
         400,
         "1001 nodes × 1000 metric names are 1001000 checks; at most 1000000 per request",
     );
+    // Without metric names a node is still an entry of the answer: nodes are capped too.
+    let nodes: Vec<String> = (0..100_001).map(|n| format!("n{n}")).collect();
+    let request = json!({"cluster": C, "nodes": nodes, "metric-names": []});
+    let response = server.get_json("/api/healthcheck", &request);
+    response.assert_error(400, "100001 nodes; at most 100000 per request");
     // The same node and metric a million times is one check.
     let request = json!({"cluster": C, "nodes": vec!["n1"; 1000],
                          "metric-names": vec!["m"; 1001]});
@@ -430,6 +435,32 @@ fn sigterm_finishes_a_streamed_response_and_closes_idle_connections() {
     let log = server.log();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("final snapshot written"), "{log}");
+}
+
+#[test]
+fn a_slow_client_cannot_hold_the_shutdown_past_its_grace_period() {
+    // Goal (found in review): a request whose body never completes held SIGTERM for the
+    // whole `request-timeout` (60 s), past a service manager's stop timeout, so the final
+    // snapshot was never written. Shutdown waits at most 10 s for requests in flight.
+    let mut server = Server::start();
+    let t = minutes_ago(5);
+    server.write_ok(C, &format!("m,hostname=h1 value=1 {t}\n"));
+    let mut slow = connect(&server, Duration::from_secs(60));
+    slow.write_all(b"POST /api/write?cluster=alex HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nm,hostname=h2 value=2")
+        .expect("sending the start of a body");
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let status = server
+        .wait_exit(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("the slow client held the shutdown; log:\n{}", server.log()));
+    let waited = signalled.elapsed();
+    let log = server.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(waited < Duration::from_secs(20), "{waited:?}; log:\n{log}");
+    assert!(log.contains("shutdown grace period"), "{log}");
+    assert!(log.contains("final snapshot written"), "{log}");
+    drop(slow);
 }
 
 #[test]

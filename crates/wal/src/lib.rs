@@ -110,6 +110,17 @@ pub enum Error {
     },
     #[error("snapshot: {0}")]
     Snapshot(&'static str),
+    #[error(
+        "snapshot: {entries} host entries damaged (checksum mismatch or undecodable) and skipped, \
+         the first at byte {offset}{}",
+        rest.as_ref().map(|r| format!("; then {r}")).unwrap_or_default()
+    )]
+    DamagedEntries {
+        entries: usize,
+        offset: u64,
+        /// What ended the pack early, if it did not end at its end marker.
+        rest: Option<String>,
+    },
     #[error("{path}: {source}")]
     InFile { path: PathBuf, source: Box<Error> },
     #[error("a record of {0} bytes is larger than the format allows")]

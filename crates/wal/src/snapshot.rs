@@ -131,7 +131,7 @@ fn put_pack_end(out: &mut Vec<u8>) {
 
 /// Decodes a snapshot file of any readable version, handing every intact host to `each`.
 /// Damage stops the file: the hosts before it are handed out, then the error says where.
-pub fn decode_file(bytes: &[u8], mut each: impl FnMut(HostImage)) -> Result<()> {
+pub fn decode_file(bytes: &[u8], each: impl FnMut(HostImage)) -> Result<()> {
     let header = bytes
         .get(..HEADER_BYTES)
         .ok_or(Error::Snapshot("shorter than a header"))?;
@@ -144,40 +144,65 @@ pub fn decode_file(bytes: &[u8], mut each: impl FnMut(HostImage)) -> Result<()> 
     }
     match version {
         1 => decode_host_v1(bytes).map(each),
-        SNAPSHOT_VERSION => {
-            let mut offset = HEADER_BYTES;
-            loop {
-                let rest = &bytes[offset..];
-                let length = rest
-                    .get(..8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_le_bytes)
-                    .ok_or(Error::Snapshot("cut off (no end marker)"))?;
-                if length == 0 {
-                    return match &rest[8..] {
-                        end if end == SNAPSHOT_END => Ok(()),
-                        _ => Err(Error::Snapshot("damaged end marker")),
-                    };
-                }
-                let entry = usize::try_from(length)
-                    .ok()
-                    .and_then(|l| l.checked_add(ENTRY_HEADER_BYTES))
-                    .and_then(|end| rest.get(..end))
-                    .ok_or(Error::Snapshot("host entry cut off or impossibly long"))?;
-                let crc = u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]);
-                let payload = &entry[ENTRY_HEADER_BYTES..];
-                if crc32c::crc32c(payload) != crc {
-                    return Err(Error::Snapshot("host entry checksum mismatch"));
-                }
-                each(decode_payload(payload)?);
-                offset += entry.len();
-            }
-        }
+        SNAPSHOT_VERSION => decode_pack(bytes, each),
         found => Err(Error::UnsupportedVersion {
             what: "snapshot",
             found,
             supported: SNAPSHOT_VERSION,
         }),
+    }
+}
+
+/// Decodes the host entries of a pack. An entry whose checksum fails is skipped (its length
+/// still leads to the next one), so one damaged host does not take the rest of the pack with
+/// it; a length that leads nowhere ends the pack. Damage is reported after every readable
+/// host was handed out.
+fn decode_pack(bytes: &[u8], mut each: impl FnMut(HostImage)) -> Result<()> {
+    let mut offset = HEADER_BYTES;
+    let mut damaged: Option<(usize, usize)> = None;
+    let end = loop {
+        let rest = &bytes[offset..];
+        let Some(length) = rest
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+        else {
+            break Err(Error::Snapshot("cut off (no end marker)"));
+        };
+        if length == 0 {
+            break match &rest[8..] {
+                end if end == SNAPSHOT_END => Ok(()),
+                _ => Err(Error::Snapshot("damaged end marker")),
+            };
+        }
+        let Some(entry) = usize::try_from(length)
+            .ok()
+            .and_then(|l| l.checked_add(ENTRY_HEADER_BYTES))
+            .and_then(|end| rest.get(..end))
+        else {
+            break Err(Error::Snapshot("host entry cut off or impossibly long"));
+        };
+        let crc = u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]);
+        let payload = &entry[ENTRY_HEADER_BYTES..];
+        match (crc32c::crc32c(payload) == crc)
+            .then(|| decode_payload(payload))
+            .and_then(Result::ok)
+        {
+            Some(image) => each(image),
+            None => {
+                let (count, _) = damaged.get_or_insert((0, offset));
+                *count += 1;
+            }
+        }
+        offset += entry.len();
+    };
+    match damaged {
+        Some((entries, at)) => Err(Error::DamagedEntries {
+            entries,
+            offset: at as u64,
+            rest: end.err().map(|e| e.to_string()),
+        }),
+        None => end,
     }
 }
 
