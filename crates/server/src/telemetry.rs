@@ -63,6 +63,7 @@ pub struct Telemetry {
     wal_fsyncs: Gauge,
     wal_segment: Gauge,
     wal_healthy: Gauge,
+    wal_series_table_bytes: Gauge,
     recovery_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     recovery_snapshot_samples: Gauge,
     recovery_replayed_samples: Gauge,
@@ -114,6 +115,7 @@ impl Telemetry {
             wal_fsyncs: Gauge::default(),
             wal_segment: Gauge::default(),
             wal_healthy: Gauge::default(),
+            wal_series_table_bytes: Gauge::default(),
             recovery_seconds: Gauge::default(),
             recovery_snapshot_samples: Gauge::default(),
             recovery_replayed_samples: Gauge::default(),
@@ -277,6 +279,11 @@ impl Telemetry {
                 &telemetry.wal_healthy,
             ),
             (
+                "wal_series_table_bytes",
+                "Estimated memory of the WAL writer's series refs for the current segment (a new segment starts past 256 MiB)",
+                &telemetry.wal_series_table_bytes,
+            ),
+            (
                 "snapshot_bytes",
                 "Size of the newest snapshot",
                 &telemetry.snapshot_bytes,
@@ -390,6 +397,8 @@ impl Telemetry {
             self.wal_records.set(wal.records as i64);
             self.wal_fsyncs.set(wal.fsyncs as i64);
             self.wal_segment.set(wal.position.segment as i64);
+            self.wal_series_table_bytes
+                .set(wal.series_table_bytes as i64);
         }
         let stats = store.stats();
         self.store_hosts.set(stats.hosts as i64);

@@ -31,7 +31,14 @@ pub(crate) struct SeriesTable {
     batch_refs: Vec<u32>,
     /// Scratch: definitions of the batch being encoded.
     definitions: Vec<u8>,
+    /// Heap bytes of the refs, estimated as entries are added: the writer starts a new segment
+    /// (which forgets them) once this passes its bound.
+    bytes: usize,
 }
+
+/// Estimated heap bytes of one entry besides its key bytes: a boxed key (16), a map slot with
+/// its control byte and load factor (~40), and its ref in the order and key vectors (~24).
+const ENTRY_OVERHEAD_BYTES: usize = 80;
 
 #[derive(Default)]
 struct HostRefs {
@@ -66,6 +73,12 @@ impl SeriesTable {
         self.host_index.clear();
         self.hosts.clear();
         self.keys.clear();
+        self.bytes = 0;
+    }
+
+    /// Estimated heap bytes held for the refs of the current segment.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Appends the payload of a batch record to `out`, holding the samples of `batch` from
@@ -109,6 +122,7 @@ impl SeriesTable {
                             self.hosts.push(HostRefs::default());
                             self.host_index
                                 .insert(self.key.as_slice().into(), self.hosts.len() - 1);
+                            self.bytes += self.key.len() + ENTRY_OVERHEAD_BYTES;
                             self.hosts.len() - 1
                         }
                     };
@@ -137,6 +151,7 @@ impl SeriesTable {
                             let series = self.keys.len() as u32;
                             self.keys.push(self.key.as_slice().into());
                             table.refs.insert(self.key.as_slice().into(), series);
+                            self.bytes += 2 * self.key.len() + ENTRY_OVERHEAD_BYTES;
                             format::put_str(&mut self.definitions, key.cluster);
                             format::put_str(&mut self.definitions, key.host);
                             self.definitions.extend_from_slice(&self.key);

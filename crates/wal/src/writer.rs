@@ -74,6 +74,8 @@ pub struct WalStats {
     pub writes: u64,
     pub fsyncs: u64,
     pub segments_created: u64,
+    /// Estimated heap bytes of the current segment's table of series refs.
+    pub series_table_bytes: u64,
     /// The newest position written.
     pub position: Position,
 }
@@ -263,6 +265,16 @@ impl Pending {
     }
 }
 
+/// Most memory the writer's table of series refs may hold: a segment defines each series it
+/// uses once, so the table grows with the series written since the segment began (~300 B
+/// each; a million single-sample hosts held ~370 MB, outside the memory cap). Past this bound
+/// the writer starts a new segment, which forgets them all. Each new segment defines its
+/// series again (~40 B each), so the bound is set above a large cluster's series (~800 k).
+#[cfg(not(test))]
+const SERIES_TABLE_BYTES_MAX: usize = 256 << 20;
+#[cfg(test)]
+const SERIES_TABLE_BYTES_MAX: usize = 64 << 10;
+
 /// Most appends committed in one group, so that completions are not held back indefinitely
 /// under a flood.
 const GROUP_APPENDS_MAX: usize = 256;
@@ -376,7 +388,10 @@ impl<S: Storage> Writer<S> {
             }
         }
         self.flush(&mut waiting);
-        if self.position.offset >= self.config.segment_bytes
+        self.count(|s| s.series_table_bytes = self.table.bytes() as u64);
+        let full = self.position.offset >= self.config.segment_bytes
+            || self.table.bytes() >= SERIES_TABLE_BYTES_MAX;
+        if full
             && self.poisoned.is_none()
             && let Err(error) = self.start_next_segment()
         {
@@ -551,6 +566,7 @@ impl<S: Storage> Writer<S> {
             offset: format::SEGMENT_HEADER_BYTES,
         };
         self.table.clear();
+        self.count(|s| s.series_table_bytes = 0);
         let position = self.position;
         self.count(|s| {
             s.segments_created += 1;
@@ -766,6 +782,37 @@ mod tests {
         let reason = wal.poisoned().expect("poisoned");
         assert!(reason.contains("injected writer bug"), "{reason}");
         wal.close();
+    }
+
+    /// Found in review: the table of series refs grew with every series of the segment (a
+    /// million hosts held ~370 MB outside the memory cap). Past its bound (64 KiB in tests)
+    /// the writer starts a new segment, and every record still replays.
+    #[test]
+    fn the_series_table_is_bounded_by_starting_a_new_segment() {
+        let directory = tempfile::tempdir().unwrap();
+        let config = config(directory.path(), FsyncPolicy::Never, 1 << 30);
+        let wal = Wal::open_on(Disk, config, 1, 0).unwrap();
+        for round in 0..20 {
+            let mut batch = WriteBatch::new();
+            for host in 0..100 {
+                let name = format!("host{round:02}-{host:03}");
+                batch.push("c", &name, [LevelName::NONE; 2], "load", 1_700_000_000, 1.0);
+            }
+            append(&wal, batch).unwrap().unwrap();
+            // Read while the writer may be between a group and its rotation: at most one
+            // batch (100 hosts, ~10 KB) past the bound.
+            let stats = wal.stats();
+            assert!(
+                stats.series_table_bytes < 2 * SERIES_TABLE_BYTES_MAX as u64,
+                "{stats:?}"
+            );
+        }
+        let stats = wal.stats();
+        assert!(stats.segments_created > 2, "{stats:?}");
+        wal.close();
+        let report = crate::replay(directory.path(), 1, |_, _| {}).unwrap();
+        assert_eq!((report.records, report.samples), (20, 2_000));
+        assert!(report.damage.is_empty(), "{:?}", report.damage);
     }
 
     /// Issue 6 item 2: under a sustained load the writer always finds the next append queued,
