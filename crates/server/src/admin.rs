@@ -63,6 +63,10 @@ pub async fn free(
     Ok((StatusCode::OK, format!("buffers freed: {freed}\n")).into_response())
 }
 
+/// Most hosts one `/api/debug` dump covers: the dump is built whole (~60 B per buffer), and
+/// 1 M hosts made 64 MB answers that took ~430 MB each while built (found in review).
+pub const DEBUG_HOSTS_MAX: usize = 10_000;
+
 #[derive(Debug, Deserialize)]
 pub struct DebugParams {
     selector: Option<String>,
@@ -79,6 +83,15 @@ pub async fn debug(
     app.compute(app.turn_deadline(), move || {
         let selector = params.selector.unwrap_or_default();
         let path: Vec<&str> = selector.split(':').filter(|s| !s.is_empty()).collect();
+        if path.len() < 2 {
+            let hosts = store.host_count(path.first().copied());
+            if hosts > DEBUG_HOSTS_MAX {
+                return Err(ApiError::BadRequest(format!(
+                    "the dump would cover {hosts} hosts; at most {DEBUG_HOSTS_MAX} without a \
+                     host in the selector (?selector=cluster:host)"
+                )));
+            }
+        }
         let tree = store
             .debug(&path)
             .ok_or_else(|| ApiError::BadRequest(format!("not found: {path:?}")))?;

@@ -556,6 +556,15 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// How many hosts `cluster` has, or all clusters together; cheap (no host is visited).
+    pub fn host_count(&self, cluster: Option<&str>) -> usize {
+        let clusters: Vec<Arc<Cluster>> = match cluster {
+            Some(name) => self.cluster(name).into_iter().collect(),
+            None => self.clusters.read().values().cloned().collect(),
+        };
+        clusters.iter().map(|c| c.hosts.read().len()).sum()
+    }
+
     /// `POST /api/free`: frees every buffer below `selector` (cluster, host, sub-levels; empty
     /// = everything) whose end is before `before_s`, and prunes what is left empty. Returns
     /// the number of buffers freed. Unlike cc-metric-store, an unknown selector creates nothing.

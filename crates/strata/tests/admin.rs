@@ -156,6 +156,26 @@ fn debug_dumps_the_tree_as_valid_json_and_selector_narrows_it() {
 }
 
 #[test]
+fn a_debug_dump_of_more_than_ten_thousand_hosts_needs_a_host_selector() {
+    // Goal (found in review): the dump is built whole; 1 M hosts made 64 MB answers that took
+    // ~430 MB each. Beyond 10,000 hosts a dump needs a host in its selector.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    let lines: String = (0..10_001)
+        .map(|h| format!("mem,host=n{h:05} value=1 {t}\n"))
+        .collect();
+    server.write_ok(C, &lines);
+    for target in ["/api/debug".to_owned(), format!("/api/debug?selector={C}")] {
+        server
+            .get(&target)
+            .assert_error(400, "the dump would cover 10001 hosts; at most 10000");
+    }
+    let response = server.get(&format!("/api/debug?selector={C}:n00042"));
+    response.assert_status(200);
+    assert_eq!(response.json()["data"]["mem"][0]["len"], json!(1));
+}
+
+#[test]
 fn healthcheck_reports_full_partial_and_failed_per_node() {
     // Goal: COMPAT.md §1.8/§3.6 — per node, metrics with a fresh buffer anywhere in the
     // subtree are healthy, stale ones (> 5 intervals old) degraded, absent ones missing; the
