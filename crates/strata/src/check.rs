@@ -25,26 +25,37 @@ pub fn check(directory: &Path) -> anyhow::Result<CheckReport> {
             directory.display()
         );
     }
-    // A running server deletes segments and generations that a new snapshot made redundant;
-    // one that vanishes under the check is not damage: the check starts over.
+    // A running server deletes segments and generations that a new snapshot made redundant.
+    // One that vanishes under the check, or a gap that appears because the check read the
+    // log after an older plan, is not damage: if a snapshot completed meanwhile, the check
+    // starts over.
     let mut attempts = 0;
     loop {
-        match check_once(directory) {
+        let before = replay_from(directory).ok();
+        let result = check_once(directory);
+        let after = replay_from(directory).ok();
+        let moved = attempts < SNAPSHOT_RETRIES && (before.is_none() || after != before);
+        match result {
             Err(error)
-                if error
-                    .downcast_ref::<strata_wal::Error>()
-                    .is_some_and(vanished)
-                    && attempts < VANISHED_RETRIES =>
-            {
-                attempts += 1
-            }
+                if moved
+                    && error
+                        .downcast_ref::<strata_wal::Error>()
+                        .is_some_and(vanished) => {}
+            Ok(report) if moved && report.damaged => {}
             result => return result,
         }
+        attempts += 1;
     }
 }
 
-/// Times a check starts over because a snapshot removed files under it.
-const VANISHED_RETRIES: usize = 5;
+/// Times a check starts over because a snapshot completed under it.
+const SNAPSHOT_RETRIES: usize = 5;
+
+/// Where recovery would start replaying now.
+fn replay_from(directory: &Path) -> anyhow::Result<u64> {
+    let plan = strata_wal::recovery::plan(&directory.join("snapshots"), &directory.join("wal"))?;
+    Ok(plan.replay_from)
+}
 
 /// Whether `error` is a file that disappeared while it was read.
 fn vanished(error: &strata_wal::Error) -> bool {
