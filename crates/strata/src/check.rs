@@ -34,22 +34,24 @@ pub fn check(directory: &Path) -> anyhow::Result<CheckReport> {
         let before = replay_from(directory).ok();
         let result = check_once(directory);
         let after = replay_from(directory).ok();
-        let moved = attempts < SNAPSHOT_RETRIES && (before.is_none() || after != before);
-        match result {
-            Err(error)
-                if moved
-                    && error
-                        .downcast_ref::<strata_wal::Error>()
-                        .is_some_and(vanished) => {}
-            Ok(report) if moved && report.damaged => {}
-            result => return result,
+        let moved = before.is_none() || after != before;
+        let retry = attempts < SNAPSHOT_RETRIES
+            && match &result {
+                // Only the server removes files, and only those a snapshot made redundant.
+                Err(error) => error
+                    .downcast_ref::<strata_wal::Error>()
+                    .is_some_and(vanished),
+                Ok(report) => moved && report.damaged,
+            };
+        if !retry {
+            return result;
         }
         attempts += 1;
     }
 }
 
 /// Times a check starts over because a snapshot completed under it.
-const SNAPSHOT_RETRIES: usize = 5;
+const SNAPSHOT_RETRIES: usize = 10;
 
 /// Where recovery would start replaying now.
 fn replay_from(directory: &Path) -> anyhow::Result<u64> {
