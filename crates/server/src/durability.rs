@@ -141,7 +141,7 @@ impl Durability {
         let generation = plan.generation.as_ref().map_or(0, |g| g.number);
         if let Some(loaded) = &plan.generation {
             report.generation = Some(loaded.number);
-            if let Some(damage) = manifest_damage(&loaded.manifest) {
+            if let Some(damage) = loaded.manifest.damage() {
                 tracing::error!(
                     generation = loaded.number,
                     damage,
@@ -627,15 +627,6 @@ fn set_aside(
         }
     }
     Ok(())
-}
-
-/// What is wrong with a MANIFEST, if anything.
-fn manifest_damage(manifest: &Manifest) -> Option<&str> {
-    match manifest {
-        Manifest::Valid { .. } => None,
-        Manifest::Missing => Some("missing"),
-        Manifest::Damaged(reason) => Some(reason),
-    }
 }
 
 /// Keeps a damaged file or directory in the data directory's quarantine, and says so. A

@@ -122,17 +122,13 @@ fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow
         generation.number,
         generation.files.len(),
     )?;
-    let manifest_damage = match &generation.manifest {
-        Manifest::Valid { hosts: listed } if *listed == hosts => None,
-        Manifest::Valid { hosts: listed } => {
-            report.damaged = true;
-            writeln!(out, "  DAMAGED: the MANIFEST lists {listed} hosts")?;
-            None
-        }
-        Manifest::Missing => Some("missing"),
-        Manifest::Damaged(reason) => Some(reason.as_str()),
-    };
-    if let Some(damage) = manifest_damage {
+    if let Manifest::Valid { hosts: listed } = generation.manifest
+        && listed != hosts
+    {
+        report.damaged = true;
+        writeln!(out, "  DAMAGED: the MANIFEST lists {listed} hosts")?;
+    }
+    if let Some(damage) = generation.manifest.damage() {
         report.damaged = true;
         writeln!(
             out,

@@ -374,6 +374,17 @@ pub enum Manifest {
     Damaged(String),
 }
 
+impl Manifest {
+    /// What is wrong with the MANIFEST, if anything.
+    pub fn damage(&self) -> Option<&str> {
+        match self {
+            Self::Valid { .. } => None,
+            Self::Missing => Some("missing"),
+            Self::Damaged(reason) => Some(reason),
+        }
+    }
+}
+
 /// A generation directory found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {

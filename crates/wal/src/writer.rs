@@ -426,13 +426,7 @@ impl<S: Storage> Writer<S> {
                 break;
             }
         }
-        Ok(Appended {
-            position: Position {
-                segment: self.position.segment,
-                offset: self.position.offset + self.buffer.len() as u64,
-            },
-            sequence: self.sequence - 1,
-        })
+        Ok(self.last_encoded())
     }
 
     /// Encodes a free record into the group buffer.
@@ -446,13 +440,18 @@ impl<S: Storage> Writer<S> {
             return Err(error);
         }
         self.sequence += 1;
-        Ok(Appended {
+        Ok(self.last_encoded())
+    }
+
+    /// Where the last record encoded into the group buffer will end, and its sequence number.
+    fn last_encoded(&self) -> Appended {
+        Appended {
             position: Position {
                 segment: self.position.segment,
                 offset: self.position.offset + self.buffer.len() as u64,
             },
             sequence: self.sequence - 1,
-        })
+        }
     }
 
     /// Writes the group buffer, syncs under `always`, then completes the waiting appends.
