@@ -1,0 +1,7 @@
+//! Forwarding to Prometheus remote-write receivers, straight from the write-ahead log.
+//!
+//! (Design note to be completed as the crate lands: cursor, shards, acknowledgements.)
+
+pub mod config;
+
+pub use config::{EndpointConfig, Protocol, QueueConfig, RelabelAction, RelabelRule};
