@@ -27,7 +27,9 @@ use std::time::Instant;
 use strata_store::{Store, WriteBatch, WriteReport};
 use strata_wal::recovery;
 use strata_wal::snapshot::Manifest;
-use strata_wal::{Free, FsyncPolicy, Position, Record, Wal, WalConfig, snapshot};
+use strata_wal::{
+    Committed, Free, FsyncPolicy, Position, Record, Retention, Wal, WalConfig, snapshot,
+};
 use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock, Semaphore, oneshot};
 
 /// The data directory format this build reads and writes.
@@ -35,6 +37,9 @@ const DATA_FORMAT: u32 = 1;
 
 /// Decoded batches waiting per applier thread during replay (a bound on replay memory).
 const REPLAY_BATCHES_IN_FLIGHT: usize = 4;
+
+/// The snapshot's hold on the WAL: recovery replays from its newest complete generation.
+const SNAPSHOT_HOLD: &str = "snapshot";
 
 /// Appends allowed in flight at once; more wait (backpressure to the HTTP clients).
 const APPENDS_IN_FLIGHT_MAX: usize = 1024;
@@ -88,6 +93,8 @@ pub enum DurabilityError {
 pub struct Durability {
     config: DurabilityConfig,
     wal: Option<Wal>,
+    /// Deletes WAL segments: below the snapshot's hold and every forwarder's.
+    retention: Arc<Retention>,
     /// Held shared from WAL append to apply; exclusively by a snapshot to rotate the WAL.
     /// In an `Arc` so that a write applied on a blocking thread keeps it until it is done,
     /// even if its request is cancelled meanwhile.
@@ -291,7 +298,18 @@ impl Durability {
                 .last_segment
                 .map_or(plan.replay_from, |s| s + 1),
         };
-        let next_sequence = report.replay.last_sequence.map_or(0, |s| s + 1);
+        // Past the last record, and past what the newest segment's header says: after a clean
+        // shutdown that segment has no records, and numbering must not start over.
+        let next_sequence = report.replay.next_sequence;
+        let retention = Retention::new(wal_directory.clone());
+        // What recovery would replay stays until a snapshot covers it.
+        retention.hold(
+            SNAPSHOT_HOLD,
+            Position {
+                segment: plan.replay_from,
+                offset: 0,
+            },
+        );
         let wal = match config.fsync {
             Some(fsync) => Some(Wal::open(
                 WalConfig {
@@ -305,10 +323,14 @@ impl Durability {
             )?),
             None => None,
         };
+        if let Some(wal) = &wal {
+            retention.set_writer(wal.committed());
+        }
         report.seconds = started.elapsed().as_secs_f64();
         let durability = Self {
             config,
             wal,
+            retention,
             gate: Arc::new(RwLock::new(())),
             appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
             snapshotting: Arc::new(Mutex::new(())),
@@ -422,6 +444,21 @@ impl Durability {
         self.wal.as_ref().and_then(Wal::poisoned)
     }
 
+    /// The registry that alone deletes WAL segments, for readers that need them kept (a
+    /// forwarder holds its cursor); `None` without a WAL.
+    pub fn retention(&self) -> Option<Arc<Retention>> {
+        self.wal.as_ref().map(|_| self.retention.clone())
+    }
+
+    /// The WAL writer's committed position, for readers that tail the log.
+    pub fn committed(&self) -> Option<Arc<Committed>> {
+        self.wal.as_ref().map(Wal::committed)
+    }
+
+    pub fn wal_directory(&self) -> PathBuf {
+        self.config.directory.join("wal")
+    }
+
     /// Writes a complete snapshot of `store` and deletes what it makes redundant.
     pub async fn snapshot(
         self: &Arc<Self>,
@@ -492,10 +529,15 @@ impl Durability {
         snapshot::finish_generation(&directory, generation, report.hosts, now_s)?;
         self.generation.fetch_max(generation, Ordering::Relaxed);
         snapshot::remove_generations_before(&root, generation)?;
-        // NOTE: the remote-write forwarder will also hold segments back until its cursor has
-        // passed them; today the snapshot is the only reader.
-        report.segments_deleted =
-            strata_wal::delete_segments_before(&self.config.directory.join("wal"), generation)?;
+        // Recovery now starts at this generation; what a forwarder still needs stays.
+        self.retention.hold(
+            SNAPSHOT_HOLD,
+            Position {
+                segment: generation,
+                offset: 0,
+            },
+        );
+        report.segments_deleted = self.retention.collect()?;
         Ok(report)
     }
 }
