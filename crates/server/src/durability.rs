@@ -811,6 +811,104 @@ mod tests {
         Arc::new(Durability::recover(config, store, now_s).unwrap().0)
     }
 
+    /// Opens with a WAL of `segment_bytes` segments under the `never` policy.
+    fn open_logged(directory: &Path, store: &Store, segment_bytes: u64) -> Arc<Durability> {
+        let config = DurabilityConfig {
+            directory: directory.to_owned(),
+            fsync: Some(FsyncPolicy::Never),
+            segment_bytes,
+            workers: 1,
+        };
+        Arc::new(
+            Durability::recover(config, store, crate::now_s())
+                .unwrap()
+                .0,
+        )
+    }
+
+    async fn commit_one(durability: &Arc<Durability>, store: &Arc<Store>, host: &str) {
+        let now_s = crate::now_s();
+        let mut batch = WriteBatch::new();
+        batch.push("c", host, [LevelName::NONE; 2], "load", now_s, 1.0);
+        durability.commit(store, batch, now_s).await.0.unwrap();
+    }
+
+    /// The sequence numbers of every record in the WAL directory.
+    fn logged_sequences(durability: &Durability) -> Vec<u64> {
+        let start = Position {
+            segment: 0,
+            offset: 0,
+        };
+        let mut reader =
+            strata_wal::LogReader::open(&durability.wal_directory(), start, None).unwrap();
+        let mut sequences = Vec::new();
+        while let Some(event) = reader.next(std::time::Duration::ZERO).unwrap() {
+            match event {
+                strata_wal::Event::Record(entry) => sequences.push(entry.sequence),
+                strata_wal::Event::Damage(damage) => panic!("{damage:?}"),
+            }
+        }
+        sequences
+    }
+
+    /// Issue 7 item 4: after a clean restart (the snapshot had rotated the log, so the newest
+    /// segment held no record) numbering started at 0 again: every run's first record was 0.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequence_numbers_go_on_across_clean_restarts() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut firsts = Vec::new();
+        for run in 0..3 {
+            let store = Arc::new(Store::new(StoreConfig::auto(60)));
+            let durability = open_logged(directory.path(), &store, 1 << 20);
+            commit_one(&durability, &store, &format!("run{run}")).await;
+            commit_one(&durability, &store, &format!("run{run}")).await;
+            let logged = logged_sequences(&durability);
+            firsts.extend(logged.first().copied());
+            // The shutdown snapshot: rotates, and deletes the segments it covers.
+            durability.snapshot(&store, crate::now_s()).await.unwrap();
+            assert!(logged_sequences(&durability).is_empty());
+        }
+        assert_eq!(firsts, [0, 2, 4]);
+    }
+
+    /// Issue 7 item 5: a snapshot deletes only the segments no hold needs. A forwarder's hold
+    /// lagging behind keeps its segments through snapshots; released, the next snapshot
+    /// deletes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_hold_keeps_its_segments_through_snapshots() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(StoreConfig::auto(60)));
+        let durability = open_logged(directory.path(), &store, 1 << 20);
+        let retention = durability.retention().unwrap();
+        let first = durability.committed().unwrap().position();
+        retention.hold("forward", first);
+        commit_one(&durability, &store, "a").await;
+        let segments = || strata_wal::list_segments(&durability.wal_directory()).unwrap();
+        for _ in 0..3 {
+            let report = durability.snapshot(&store, crate::now_s()).await.unwrap();
+            assert_eq!(report.segments_deleted, 0);
+            commit_one(&durability, &store, "a").await;
+        }
+        assert_eq!(segments().first().map(|s| s.segment), Some(first.segment));
+        assert_eq!(segments().len(), 4);
+        // Moved on by one segment: only the first one goes.
+        let second = Position {
+            segment: first.segment + 1,
+            offset: 0,
+        };
+        retention.hold("forward", second);
+        let report = durability.snapshot(&store, crate::now_s()).await.unwrap();
+        assert_eq!(report.segments_deleted, 1);
+        retention.release("forward");
+        // Segments 2 to 5: the last one was the writer's until this snapshot rotated.
+        let report = durability.snapshot(&store, crate::now_s()).await.unwrap();
+        assert_eq!(report.segments_deleted, 4);
+        // The writer's segment always stays.
+        let writer = durability.committed().unwrap().position().segment;
+        let left: Vec<u64> = segments().iter().map(|s| s.segment).collect();
+        assert_eq!(left, [writer]);
+    }
+
     /// A request cancelled while its batch was being logged used to leave the batch in the
     /// WAL but not in memory (found in review): the commit now finishes on its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -801,6 +801,35 @@ mod tests {
         wal.close();
     }
 
+    /// Segment version 3 bounds records at `RECORD_BYTES_MAX` (8 MiB), which a free's
+    /// selectors can pass (a 64 MiB request body). Such a free is refused alone: it must not
+    /// poison the log, and nothing of it is written.
+    #[test]
+    fn a_free_too_large_for_a_record_is_refused_alone() {
+        let directory = tempfile::tempdir().unwrap();
+        let config = config(directory.path(), FsyncPolicy::Never, 1 << 30);
+        let wal = Wal::open_on(Disk, config, 1, 0).unwrap();
+        let huge = Free {
+            selectors: vec![vec!["x".repeat(format::RECORD_BYTES_MAX as usize)]],
+            before_s: 0,
+        };
+        let (sender, receiver) = mpsc::channel();
+        wal.free(
+            huge,
+            Box::new(move |result| {
+                let _ = sender.send(result);
+            }),
+        );
+        let refused = receiver.recv().unwrap().unwrap_err();
+        assert!(matches!(refused, Error::RecordTooLarge(_)), "{refused}");
+        assert_eq!(wal.poisoned(), None);
+        assert_eq!(append(&wal, batch(3)).unwrap().unwrap().sequence, 0);
+        wal.close();
+        let report = crate::replay(directory.path(), 1, |_, _| {}).unwrap();
+        assert_eq!((report.records, report.samples), (1, 3));
+        assert!(report.damage.is_empty(), "{:?}", report.damage);
+    }
+
     /// Found in review: the table of series refs grew with every series of the segment (a
     /// million hosts held ~370 MB outside the memory cap). Past its bound (64 KiB in tests)
     /// the writer starts a new segment, and every record still replays.
