@@ -75,6 +75,22 @@ pub struct Damage {
     pub records_lost: Option<u64>,
 }
 
+impl Damage {
+    /// Segments `first` up to `next` (which exists) are missing.
+    pub(crate) fn missing(first: u64, next: u64) -> Self {
+        let reason = match next - first {
+            1 => format!("segment {first} is missing"),
+            _ => format!("segments {first} to {} are missing", next - 1),
+        };
+        Self {
+            segment: first,
+            offset: 0,
+            reason,
+            records_lost: None,
+        }
+    }
+}
+
 /// What a replay read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -113,16 +129,7 @@ pub fn replay(
     if let Some(oldest) = oldest
         && oldest > from_segment
     {
-        let reason = match oldest - from_segment {
-            1 => format!("segment {from_segment} is missing"),
-            _ => format!("segments {from_segment} to {} are missing", oldest - 1),
-        };
-        report.damage.push(Damage {
-            segment: from_segment,
-            offset: 0,
-            reason,
-            records_lost: None,
-        });
+        report.damage.push(Damage::missing(from_segment, oldest));
     }
     let from = Position {
         segment: from_segment,

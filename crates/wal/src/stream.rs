@@ -37,8 +37,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_store::WriteBatch;
 
-/// Bytes read from a segment file at a time.
+/// Bytes read from a segment file at a time, at least.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// Bytes the buffer grows by at a time, at most: a damaged length field of a version 1 or 2
+/// segment (up to 256 MiB) allocates no more than what the file holds and one step.
+const READ_STEP_BYTES_MAX: usize = 1 << 20;
 
 /// A record read from the log, owned.
 #[derive(Debug)]
@@ -97,13 +101,15 @@ impl Segment {
     /// `limit` or past it; returns the bytes buffered. Never reads at or past `limit`, so
     /// nothing of a group being written is ever buffered.
     fn fill(&mut self, want: usize, limit: Option<u64>) -> io::Result<usize> {
-        if self.head > 0 {
-            self.buffer.drain(..self.head);
-            self.head = 0;
+        if self.available() >= want {
+            return Ok(self.available());
         }
+        // Reading more: what is left (less than one frame) moves to the front first.
+        self.buffer.drain(..self.head);
+        self.head = 0;
         while self.buffer.len() < want {
             let end = self.offset + self.buffer.len() as u64;
-            let mut room = (want - self.buffer.len()).max(READ_CHUNK_BYTES);
+            let mut room = (want - self.buffer.len()).clamp(READ_CHUNK_BYTES, READ_STEP_BYTES_MAX);
             if let Some(limit) = limit {
                 room = room.min(usize::try_from(limit.saturating_sub(end)).unwrap_or(usize::MAX));
             }
@@ -337,7 +343,7 @@ impl LogReader {
                     Ok(Step::Progress)
                 }
             },
-            FrameRead::Bad(reason) => self.damaged(reason, limit),
+            FrameRead::Bad(reason) => self.damaged(reason, limit, true),
         }
     }
 
@@ -391,7 +397,7 @@ impl LogReader {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.spare = batch;
-                return self.damaged(error.to_string(), limit);
+                return self.damaged(error.to_string(), limit, false);
             }
         };
         let start = Position {
@@ -448,7 +454,8 @@ impl LogReader {
 
     /// The current segment is damaged at its offset: a torn tail (offline, newest segment,
     /// no valid record after) or damage, after which the reader goes on at the next segment.
-    fn damaged(&mut self, reason: String, limit: Option<u64>) -> Result<Step> {
+    /// `framing`: the frame itself was bad (cut off or corrupt), not its decoded payload.
+    fn damaged(&mut self, reason: String, limit: Option<u64>, framing: bool) -> Result<Step> {
         let Some(mut segment) = self.current.take() else {
             return Ok(Step::Progress);
         };
@@ -459,8 +466,23 @@ impl LogReader {
         let rest = segment
             .rest(limit)
             .map_err(|e| Error::io("reading", &segment_path(&self.directory, at.segment), e))?;
+        let offline_newest = segment.newest && self.committed.is_none();
+        // Offline, the newest segment may be written meanwhile (`strata check` beside a
+        // running server): a frame that is whole when read again was being written.
+        if framing
+            && offline_newest
+            && matches!(
+                format::read_frame(&rest, segment.record_bytes_max),
+                Frame::Record(_)
+            )
+        {
+            segment.buffer = rest;
+            segment.head = 0;
+            self.current = Some(segment);
+            return Ok(Step::Progress);
+        }
         let sequence_after = last_valid_sequence_after(&rest, 1, segment.record_bytes_max);
-        if segment.newest && self.committed.is_none() && sequence_after.is_none() {
+        if offline_newest && sequence_after.is_none() {
             self.torn_tail = Some((at, rest.len() as u64));
             self.next_segment = u64::MAX;
             return Ok(Step::End);
@@ -570,16 +592,7 @@ impl LogReader {
             }
         };
         if number > wanted && self.opened_any {
-            let reason = match number - wanted {
-                1 => format!("segment {wanted} is missing"),
-                _ => format!("segments {wanted} to {} are missing", number - 1),
-            };
-            self.report(Damage {
-                segment: wanted,
-                offset: 0,
-                reason,
-                records_lost: None,
-            });
+            self.report(Damage::missing(wanted, number));
         }
         self.opened_any = true;
         self.segments_read += 1;
