@@ -1,8 +1,13 @@
 //! Tests of the configuration loader. Each test states its goal; tables list the input and
 //! the exact value or error expected.
 
+use std::io;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strata_store::{Aggregation, ResamplerKind, StoreLimits};
+
 use super::*;
-use serde_json::json;
 
 const ORIGIN: &str = "config.json";
 
