@@ -11,10 +11,29 @@
 //! | `main`         | yes      | `addr`, `jwt-public-key`, (unsupported: TLS, `user`/`group`, `backend-url`, `debug.gops`) |
 //! | `metrics`      | no¹      | name → `{"frequency": seconds, "aggregation": "sum"\|"avg"\|null}` |
 //! | `nats`         | no       | `address`, `username`, `password`, `creds-file-path` |
-//! | `metric-store` | yes      | retention, memory cap, checkpoints, cleanup, NATS subscriptions, and Strata's `wal`, `default-frequency`, `resampling`, `limits` |
+//! | `metric-store` | yes      | retention, memory cap, checkpoints, cleanup, NATS subscriptions, and Strata's `wal`, `default-frequency`, `resampling`, `limits`, `remote-write`² |
 //!
 //! ¹ cc-metric-store requires `metrics`; in Strata a missing or empty `metrics` section means
 //! "register unknown metrics on first sight" (Decision 3).
+//!
+//! ² `metric-store.remote-write` is an array of Prometheus remote-write endpoints the
+//! write-ahead log is forwarded to (not allowed with `wal.fsync: "off"`); each an object of:
+//!
+//! | key                 | default             | contents |
+//! | ------------------- | ------------------- | -------- |
+//! | `url`               | required            | `http://` or `https://` URL with a host, no credentials |
+//! | `name`              | `rw-` + hash of url | unique, 1–64 of `A-Za-z0-9_.-`; names the cursor file and the `remote_name` label |
+//! | `protocol`          | `"1.0"`             | `"1.0"` or `"2.0"` (falls back to 1.0) |
+//! | `timeout`           | `"30s"`             | per HTTP attempt |
+//! | `headers`           | none                | name → value; not `authorization`, `host`, `content-*`, `user-agent`, remote-write version headers, hop-by-hop headers |
+//! | `basic-auth`        | none                | `{"username", "password-file"}`, both required; not with `bearer-token-file` |
+//! | `bearer-token-file` | none                | file holding the token |
+//! | `tls`               | system roots        | `ca-file`, `cert-file` + `key-file` (together), `insecure-skip-verify` |
+//! | `external-labels`   | none                | label name (not `__…`) → non-empty value, added unless a series has it |
+//! | `relabel`           | none                | Prometheus rules: `action` (`replace` default, `keep`, `drop`, `labeldrop`, `labelkeep`), `source-labels`, `separator` (`;`), `regex` (`(.*)`, anchored), `target-label` (required by `replace`), `replacement` (`$1`) |
+//! | `queue`             | Prometheus's        | `min-shards` (1), `max-shards` (50, ≥ min), `max-samples-per-send` (2000, ≤ 100 000), `batch-send-deadline` (5s), `min-backoff` (30ms), `max-backoff` (5s, ≥ min), `retry-on-http-429` (true) |
+//! | `max-backlog-bytes` | `"10GiB"`           | log bytes the endpoint may hold back from deletion |
+//! | `max-backlog-age`   | `"24h"`             | oldest log data the endpoint may hold back |
 //!
 //! A key `<name>-file` (for example `metrics-file`) loads section `<name>` from a separate
 //! JSON file; giving both `<name>` and `<name>-file` is an error. A relative path is looked
@@ -46,7 +65,7 @@
 //! # Layout
 //!
 //! One file per section (`main`, `metrics`, `nats`, `store` with its sub-sections,
-//! `cleanup`), the shared walker and file loading in `section`, the error type in `error`,
+//! `cleanup`, `remote_write`), the shared walker and file loading in `section`, the error type in `error`,
 //! and the value syntaxes in `duration` and `size`. This file ties them together.
 
 mod cleanup;
@@ -55,6 +74,7 @@ mod error;
 mod main;
 mod metrics;
 mod nats;
+mod remote_write;
 mod section;
 mod size;
 mod store;
@@ -133,6 +153,7 @@ impl Config {
                 default_frequency_s: DEFAULT_FREQUENCY_S,
                 resampling: Resampler::default(),
                 limits: LimitsSection::default(),
+                remote_write: Vec::new(),
             },
         }
     }

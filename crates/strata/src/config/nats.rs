@@ -1,6 +1,5 @@
 //! The `nats` section (the connection) and `metric-store.nats-subscriptions`.
 
-use serde_json::Value;
 use strata_store::check_name;
 
 use super::ConfigError;
@@ -50,16 +49,9 @@ pub(super) fn parse_subscriptions(
     section: &Section<'_>,
     name_bytes_max: usize,
 ) -> Result<Vec<NatsSubscription>, ConfigError> {
-    let key = "nats-subscriptions";
-    let entries = match section.get(key) {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(entries)) => entries,
-        Some(other) => return Err(section.wrong_type(key, "an array", other)),
-    };
+    let entries = section.objects("nats-subscriptions", SUBSCRIPTION_KEYS)?;
     let mut subscriptions = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
-        let path = format!("{}[{index}]", section.child_path(key));
-        let entry = Section::new(section.file, path, entry, SUBSCRIPTION_KEYS)?;
+    for entry in &entries {
         let subscribe_to =
             entry.required("subscribe-to", entry.non_empty_string("subscribe-to")?)?;
         let cluster_tag = entry.non_empty_string("cluster-tag")?;

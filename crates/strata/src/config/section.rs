@@ -330,6 +330,75 @@ impl<'a> Section<'a> {
             })
     }
 
+    /// The objects of the array `key`, each checked against `keys` and named `key[i]` in
+    /// errors; empty when the key is absent or `null`.
+    pub(super) fn objects(
+        &self,
+        key: &str,
+        keys: &'static [&'static str],
+    ) -> Result<Vec<Section<'a>>, ConfigError> {
+        let entries = match self.get(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(entries)) => entries,
+            Some(other) => return Err(self.wrong_type(key, "an array", other)),
+        };
+        let path = self.child_path(key);
+        entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| Section::new(self.file, format!("{path}[{index}]"), entry, keys))
+            .collect()
+    }
+
+    /// An array of strings.
+    pub(super) fn strings(&self, key: &str) -> Result<Option<Vec<&'a str>>, ConfigError> {
+        let entries = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::Array(entries)) => entries,
+            Some(other) => return Err(self.wrong_type(key, "an array of strings", other)),
+        };
+        entries
+            .iter()
+            .map(|entry| match entry {
+                Value::String(text) => Ok(text.as_str()),
+                other => Err(self.wrong_type(key, "an array of strings", other)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// An object whose values are all strings (`{"name": "value"}`), in key order.
+    pub(super) fn string_map(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<(&'a str, &'a str)>>, ConfigError> {
+        let entries = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::Object(entries)) => entries,
+            Some(other) => return Err(self.wrong_type(key, "an object of strings", other)),
+        };
+        entries
+            .iter()
+            .map(|(name, value)| match value {
+                Value::String(text) => Ok((name.as_str(), text.as_str())),
+                other => Err(self.invalid(
+                    key,
+                    format!(
+                        "the value of {} must be a string, found {}",
+                        quote(name),
+                        describe_value(other)
+                    ),
+                )),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// A file path; `""` means unset, like the other strings.
+    pub(super) fn path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        Ok(self.non_empty_string(key)?.map(PathBuf::from))
+    }
+
     pub(super) fn required<T>(&self, key: &str, value: Option<T>) -> Result<T, ConfigError> {
         value.ok_or_else(|| self.missing(key))
     }

@@ -1,16 +1,19 @@
 //! The `metric-store` section: retention, memory cap, checkpoints, and Strata's `wal`,
-//! `default-frequency`, `resampling` and `limits`.
+//! `default-frequency`, `resampling` and `limits` (`cleanup`, `nats-subscriptions` and
+//! `remote-write` have files of their own).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strata_forward::EndpointConfig;
 use strata_store::{Resampler, ResamplerKind, StoreLimits};
 
 use super::ConfigError;
 use super::cleanup::{CLEANUP_KEYS, CleanupMode, CleanupSection, parse_cleanup};
 use super::main::{DEBUG_KEYS, parse_debug};
 use super::nats::{NatsSubscription, parse_subscriptions};
+use super::remote_write::{REMOTE_WRITE_KEY, parse_remote_write};
 use super::section::Section;
 
 /// In-memory window of the embedded default (Decision 14).
@@ -82,6 +85,7 @@ pub(super) const STORE_KEYS: &[&str] = &[
     "default-frequency",
     "resampling",
     "limits",
+    "remote-write",
 ];
 
 const CHECKPOINTS_KEYS: &[&str] = &["file-format", "directory", "max-wal-size"];
@@ -130,6 +134,10 @@ pub struct StoreSection {
     /// `metric-store.resampling` (Strata only, Decision 8).
     pub resampling: Resampler,
     pub limits: LimitsSection,
+    /// `metric-store.remote-write` (Strata only): where the write-ahead log is forwarded,
+    /// validated (unique names, see `remote_write`). Empty = no forwarding; never non-empty
+    /// under [`FsyncPolicy::Off`], where there is no log to forward.
+    pub remote_write: Vec<EndpointConfig>,
 }
 
 /// `metric-store.checkpoints`.
@@ -313,6 +321,15 @@ pub(super) fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigE
         None => Resampler::default(),
     };
 
+    let remote_write = parse_remote_write(section)?;
+    if wal.fsync == FsyncPolicy::Off && !remote_write.is_empty() {
+        return Err(section.invalid(
+            REMOTE_WRITE_KEY,
+            "forwarding reads the write-ahead log, which fsync: off disables; set \
+             wal.fsync to always, batch or never, or remove remote-write",
+        ));
+    }
+
     Ok(StoreSection {
         retention_in_memory,
         memory_cap_bytes,
@@ -325,6 +342,7 @@ pub(super) fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigE
         default_frequency_s,
         resampling,
         limits,
+        remote_write,
     })
 }
 
