@@ -9,7 +9,12 @@
 //! snapshots/      generations of per-host snapshots (see strata_wal::snapshot)
 //! ```
 //!
-//! Commit order is decode → WAL append → apply to memory → acknowledge. A snapshot must
+//! Commit order is decode → admit → WAL append → apply to memory → acknowledge. Admission
+//! ([`Store::admit`]) removes the samples the store would drop for a reason that cannot
+//! change before the apply (unknown metric, outside the retention window or too far ahead,
+//! a new metric past a full registry), so that the log, which is replayed and forwarded,
+//! holds only accepted samples; a refusal by a limit of the tree (hosts, series, children,
+//! the memory cap) is decided at apply time and so is still logged (rare, counted). A snapshot must
 //! contain every record of the segments it covers, so it first takes the *apply gate*
 //! exclusively: no commit is between its append and its apply at that moment. It rotates the
 //! WAL there (generation G = the new segment), releases the gate, and copies hosts one at a
@@ -366,7 +371,32 @@ impl Durability {
         }
     }
 
+    /// Admits `batch` ([`Store::admit`]), then logs and applies what is left, if anything,
+    /// with the same `now_s`: the log holds only samples the store takes (it is replayed and
+    /// forwarded), except those refused by a limit of the tree at apply time (see `admit`).
+    /// The report counts the samples `admit` removed with those `write` dropped.
     async fn log_and_apply(
+        &self,
+        store: &Arc<Store>,
+        mut batch: WriteBatch,
+        now_s: i64,
+    ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
+        let refused = store.admit(&mut batch, now_s);
+        // NOTE: an emptied batch is not logged: an empty record would cost an append and an
+        // fsync for nothing, and every reader of the log would have to skip it.
+        let (result, batch) = if batch.is_empty() {
+            (Ok(WriteReport::default()), batch)
+        } else {
+            self.log_and_apply_admitted(store, batch, now_s).await
+        };
+        let result = result.map(|mut report| {
+            report.dropped += refused;
+            report
+        });
+        (result, batch)
+    }
+
+    async fn log_and_apply_admitted(
         &self,
         store: &Arc<Store>,
         batch: WriteBatch,
@@ -940,6 +970,75 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(durability.wal_stats().map(|s| s.records), Some(1));
+    }
+
+    /// Issue 7: samples the store drops for their metric or their time used to be logged
+    /// before `write` dropped them, so a replay (and a remote-write forwarder) read them. Now
+    /// the log holds exactly the accepted samples, and a batch left empty is not logged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_admitted_samples_are_logged() {
+        let directory = tempfile::tempdir().unwrap();
+        let now_s = crate::now_s();
+        let mut config = StoreConfig::auto(60);
+        let metric = strata_store::MetricConfig {
+            frequency_s: 60,
+            aggregation: strata_store::Aggregation::Avg,
+        };
+        config.metrics.insert("m".to_owned(), metric);
+        let (retention_s, future_s) = (config.retention_s, config.future_tolerance_s);
+        let store = Arc::new(Store::new(config));
+        let durability = Arc::new(
+            Durability::recover(
+                DurabilityConfig {
+                    directory: directory.path().to_owned(),
+                    fsync: Some(FsyncPolicy::Always),
+                    segment_bytes: 1 << 20,
+                    workers: 1,
+                },
+                &store,
+                now_s,
+            )
+            .unwrap()
+            .0,
+        );
+        let node = [LevelName::NONE; 2];
+        let mut mixed = WriteBatch::new();
+        mixed.push("c", "h1", node, "m", now_s, 1.0);
+        mixed.push("c", "h1", node, "unknown", now_s, 2.0);
+        mixed.push("c", "h1", node, "m", now_s - retention_s - 60, 3.0);
+        mixed.push("c", "h2", node, "m", now_s + future_s + 60, 4.0);
+        mixed.push("c", "h2", node, "m", now_s - 60, 5.0);
+        let (report, _) = durability.commit(&store, mixed, now_s).await;
+        let report = report.unwrap();
+        assert_eq!(report.written, 2);
+        let dropped = report.dropped;
+        let counts = (
+            dropped.unknown_metric,
+            dropped.outside_retention,
+            dropped.future,
+        );
+        assert_eq!(counts, (1, 1, 1), "{report:?}");
+        assert_eq!(store.unknown_metric_counts(), [("unknown".to_owned(), 1)]);
+
+        let mut junk = WriteBatch::new();
+        junk.push("c", "h1", node, "unknown", now_s, 6.0);
+        junk.push("c", "h1", node, "m", now_s - retention_s - 60, 7.0);
+        let (report, batch) = durability.commit(&store, junk, now_s).await;
+        let report = report.unwrap();
+        assert_eq!((report.written, report.dropped.total()), (0, 2));
+        assert!(batch.is_empty());
+        assert_eq!(durability.wal_stats().map(|s| s.records), Some(1));
+        drop(durability);
+
+        let mut logged = Vec::new();
+        let replay = strata_wal::replay(&directory.path().join("wal"), 0, |record, _| {
+            if let Record::Batch(batch) = record {
+                logged.extend(batch.iter().map(|s| (s.key.host.to_owned(), s.value)));
+            }
+        })
+        .unwrap();
+        assert_eq!(replay.records, 1);
+        assert_eq!(logged, [("h1".to_owned(), 1.0), ("h2".to_owned(), 5.0)]);
     }
 
     /// Issue 6 item 6: shutdown aborts the periodic snapshot task. The abort used to release
