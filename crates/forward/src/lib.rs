@@ -5,3 +5,7 @@
 pub mod config;
 
 pub use config::{EndpointConfig, Protocol, QueueConfig, RelabelAction, RelabelRule};
+pub mod error;
+pub mod labels;
+pub mod proto;
+pub mod relabel;
