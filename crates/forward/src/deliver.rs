@@ -91,6 +91,9 @@ pub struct Sender {
     dead_letter: DeadLetter,
     /// xorshift state for jitter.
     jitter: AtomicU64,
+    /// [`MISCONFIGURED_BACKOFF_MIN`] and [`MISCONFIGURED_BACKOFF_MAX`] unless a test shortens
+    /// them.
+    misconfigured_backoff: (Duration, Duration),
     misconfigured_log: RateLimit,
     drop_log: RateLimit,
     last_error: Mutex<Option<String>>,
@@ -117,10 +120,17 @@ impl Sender {
             metrics,
             dead_letter,
             jitter: AtomicU64::new(RandomState::new().hash_one(config.name.as_str()) | 1),
+            misconfigured_backoff: (MISCONFIGURED_BACKOFF_MIN, MISCONFIGURED_BACKOFF_MAX),
             misconfigured_log: RateLimit::new(MISCONFIGURED_LOG_INTERVAL),
             drop_log: RateLimit::new(DROP_LOG_INTERVAL),
             last_error: Mutex::new(None),
         })
+    }
+
+    /// Shortens the long backoff for 401/403/404, so a test of it takes seconds rather
+    /// than minutes.
+    pub fn set_misconfigured_backoff(&mut self, min: Duration, max: Duration) {
+        self.misconfigured_backoff = (min, max.max(min));
     }
 
     /// The protocol now in use (2.0 until a fallback, if configured).
@@ -357,8 +367,9 @@ impl Sender {
     }
 
     fn misconfigured_backoff(&self, streak: u32) -> Duration {
-        let floor = self.queue.max_backoff.max(MISCONFIGURED_BACKOFF_MIN);
-        let ceiling = backoff_ceiling(floor, MISCONFIGURED_BACKOFF_MAX.max(floor), streak);
+        let (min, max) = self.misconfigured_backoff;
+        let floor = self.queue.max_backoff.max(min);
+        let ceiling = backoff_ceiling(floor, max.max(floor), streak);
         // Half jitter: spread out, but never short.
         ceiling / 2 + self.jittered(ceiling / 2)
     }
