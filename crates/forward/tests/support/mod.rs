@@ -502,8 +502,10 @@ impl Process {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let err = std::fs::read_to_string(process.dir.path().join("err")).unwrap_or_default();
-            eprintln!("{binary} did not become ready on port {port}:\n{err}");
+            eprintln!(
+                "{binary} did not become ready on port {port}:\n{}",
+                process.log()
+            );
         }
         panic!("{binary} did not start");
     }
