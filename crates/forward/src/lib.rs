@@ -5,3 +5,11 @@
 pub mod config;
 
 pub use config::{EndpointConfig, Protocol, QueueConfig, RelabelAction, RelabelRule};
+pub mod client;
+pub mod deadletter;
+pub mod deliver;
+pub mod error;
+pub mod labels;
+pub mod metrics;
+pub mod proto;
+pub mod relabel;

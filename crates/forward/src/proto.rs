@@ -1,0 +1,317 @@
+//! Remote-write wire messages, hand-written `prost` derives (no protoc, no codegen): 1.0's
+//! `prometheus.WriteRequest` and 2.0's `io.prometheus.write.v2.Request`, with the spec's
+//! field numbers. Encoding produces the request body: protobuf, then snappy **block** format
+//! (receivers reject the framed format).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use prost::Message;
+
+use crate::labels::Labels;
+
+/// One sample as it leaves Strata, its labels already relabelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutSample {
+    pub labels: Labels,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct WriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Sample {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+/// 2.0: fields 1–3 are reserved, so a 2.0 body read as 1.0 is an empty `WriteRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RequestV2 {
+    /// `symbols[0]` is always "".
+    #[prost(string, repeated, tag = "4")]
+    pub symbols: Vec<String>,
+    #[prost(message, repeated, tag = "5")]
+    pub timeseries: Vec<TimeSeriesV2>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TimeSeriesV2 {
+    /// Name/value index pairs into `symbols`, in label order (packed).
+    #[prost(uint32, repeated, tag = "1")]
+    pub labels_refs: Vec<u32>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<SampleV2>,
+    #[prost(message, optional, tag = "5")]
+    pub metadata: Option<MetadataV2>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct SampleV2 {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+    /// 0 = unset (rc.4 moved it here from the series).
+    #[prost(int64, tag = "3")]
+    pub start_timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MetadataV2 {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(uint32, tag = "3")]
+    pub help_ref: u32,
+    #[prost(uint32, tag = "4")]
+    pub unit_ref: u32,
+}
+
+/// `Metadata.MetricType.METRIC_TYPE_GAUGE`: every cc-metric-store metric is a gauge.
+pub const METRIC_TYPE_GAUGE: i32 = 2;
+
+/// The request is larger than one snappy block can hold (4 GiB): split it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request too large for one snappy block")]
+pub struct EncodeTooLarge;
+
+/// 1.0 body. Samples of one series are gathered into one `TimeSeries` (order within the
+/// series kept), so a label set is written once per request rather than once per sample
+/// as Prometheus does; receivers accept both. Empty only in the impossible case of
+/// [`EncodeTooLarge`] (see [`try_encode_v1`]).
+pub fn encode_v1(samples: &[OutSample]) -> Vec<u8> {
+    try_encode_v1(samples).unwrap_or_default()
+}
+
+/// 2.0 body, with one symbol table per request. Empty only on [`EncodeTooLarge`].
+pub fn encode_v2(samples: &[OutSample]) -> Vec<u8> {
+    try_encode_v2(samples).unwrap_or_default()
+}
+
+pub fn try_encode_v1(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
+    let mut request = WriteRequest::default();
+    for (series, group) in group_by_series(samples) {
+        request.timeseries.push(TimeSeries {
+            labels: series
+                .iter()
+                .map(|(name, value)| Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            samples: group
+                .iter()
+                .map(|s| Sample {
+                    value: s.value,
+                    timestamp: s.timestamp_ms,
+                })
+                .collect(),
+        });
+    }
+    compress(&request)
+}
+
+pub fn try_encode_v2(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
+    let mut symbols: Vec<String> = vec![String::new()];
+    let mut refs: HashMap<&str, u32> = HashMap::new();
+    let mut symbol = |text| {
+        *refs.entry(text).or_insert_with(|| {
+            symbols.push(String::from(text));
+            // Bounded by the request's label strings, far below u32::MAX.
+            u32::try_from(symbols.len() - 1).unwrap_or(u32::MAX)
+        })
+    };
+    let mut timeseries = Vec::new();
+    for (series, group) in group_by_series(samples) {
+        let mut labels_refs = Vec::with_capacity(series.len() * 2);
+        for (name, value) in series.iter() {
+            labels_refs.push(symbol(name));
+            labels_refs.push(symbol(value));
+        }
+        timeseries.push(TimeSeriesV2 {
+            labels_refs,
+            samples: group
+                .iter()
+                .map(|s| SampleV2 {
+                    value: s.value,
+                    timestamp: s.timestamp_ms,
+                    start_timestamp: 0,
+                })
+                .collect(),
+            metadata: Some(MetadataV2 {
+                r#type: METRIC_TYPE_GAUGE,
+                help_ref: 0,
+                unit_ref: 0,
+            }),
+        });
+    }
+    compress(&RequestV2 {
+        symbols,
+        timeseries,
+    })
+}
+
+/// The samples of each series, in first-seen order of the series and original order within
+/// each. Consecutive samples of one series (the usual case) skip the hash lookup.
+fn group_by_series(samples: &[OutSample]) -> Vec<(&Labels, Vec<&OutSample>)> {
+    let mut groups: Vec<(&Labels, Vec<&OutSample>)> = Vec::new();
+    let mut index: HashMap<&Labels, usize> = HashMap::new();
+    let mut last: Option<(&Labels, usize)> = None;
+    for sample in samples {
+        let slot = match last {
+            Some((labels, slot)) if labels.ptr_eq(&sample.labels) => slot,
+            _ => *index.entry(&sample.labels).or_insert_with(|| {
+                groups.push((&sample.labels, Vec::new()));
+                groups.len() - 1
+            }),
+        };
+        if let Some((_, group)) = groups.get_mut(slot) {
+            group.push(sample);
+        }
+        last = Some((&sample.labels, slot));
+    }
+    groups
+}
+
+thread_local! {
+    /// The protobuf scratch buffer and snappy's hash table, reused across requests.
+    static SCRATCH: RefCell<(Vec<u8>, snap::raw::Encoder)> =
+        RefCell::new((Vec::new(), snap::raw::Encoder::new()));
+}
+
+fn compress(message: &impl Message) -> Result<Vec<u8>, EncodeTooLarge> {
+    SCRATCH.with(|scratch| {
+        let (buffer, encoder) = &mut *scratch.borrow_mut();
+        buffer.clear();
+        message.encode(buffer).map_err(|_| EncodeTooLarge)?;
+        let bound = snap::raw::max_compress_len(buffer.len());
+        if bound == 0 && !buffer.is_empty() {
+            return Err(EncodeTooLarge);
+        }
+        let mut out = vec![0; bound.max(1)];
+        let written = encoder
+            .compress(buffer, &mut out)
+            .map_err(|_| EncodeTooLarge)?;
+        out.truncate(written);
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(name: &str, host: &str) -> Labels {
+        Labels::new(vec![
+            ("__name__".to_string(), name.to_string()),
+            ("hostname".to_string(), host.to_string()),
+        ])
+    }
+
+    fn sample(labels: &Labels, t: i64, v: f64) -> OutSample {
+        OutSample {
+            labels: labels.clone(),
+            timestamp_ms: t,
+            value: v,
+        }
+    }
+
+    fn decompress(body: &[u8]) -> Vec<u8> {
+        snap::raw::Decoder::new()
+            .decompress_vec(body)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn v1_round_trip_groups_series_and_keeps_order() {
+        let a = labels("cpu_load", "h1");
+        let a_copy = labels("cpu_load", "h1"); // same series, another allocation
+        let b = labels("mem_used", "h1");
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let samples = vec![
+            sample(&a, 1000, 0.5),
+            sample(&a, 2000, 0.75),
+            sample(&b, 1000, 3.0),
+            sample(&a_copy, 3000, stale),
+        ];
+        let body = encode_v1(&samples);
+        // Snappy block format, not framed: no "sNaPpY" stream header.
+        assert_ne!(body.first(), Some(&0xff));
+        let request = WriteRequest::decode(decompress(&body).as_slice());
+        let request = request.unwrap_or_default();
+        assert_eq!(request.timeseries.len(), 2);
+        let first = &request.timeseries[0];
+        let names: Vec<(&str, &str)> = first
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(names, [("__name__", "cpu_load"), ("hostname", "h1")]);
+        let times: Vec<i64> = first.samples.iter().map(|s| s.timestamp).collect();
+        assert_eq!(times, [1000, 2000, 3000]);
+        // The stale marker keeps its exact bits.
+        assert_eq!(first.samples[2].value.to_bits(), 0x7ff0_0000_0000_0002);
+        assert_eq!(
+            request.timeseries[1].samples,
+            [Sample {
+                value: 3.0,
+                timestamp: 1000
+            }]
+        );
+    }
+
+    #[test]
+    fn v2_round_trip_dedups_symbols() {
+        let a = labels("cpu_load", "h1");
+        let b = labels("cpu_load", "h2");
+        let body = encode_v2(&[sample(&a, 1, 1.0), sample(&b, 2, 2.0)]);
+        let request = RequestV2::decode(decompress(&body).as_slice()).unwrap_or_default();
+        assert_eq!(request.symbols[0], "");
+        assert_eq!(
+            request.symbols,
+            ["", "__name__", "cpu_load", "hostname", "h1", "h2"]
+        );
+        assert_eq!(request.timeseries.len(), 2);
+        assert_eq!(request.timeseries[0].labels_refs, [1, 2, 3, 4]);
+        assert_eq!(request.timeseries[1].labels_refs, [1, 2, 3, 5]);
+        let second = &request.timeseries[1];
+        assert_eq!(second.samples[0].timestamp, 2);
+        assert_eq!(
+            second.metadata.as_ref().map(|m| m.r#type),
+            Some(METRIC_TYPE_GAUGE)
+        );
+        // A 2.0 body read as 1.0 is empty: what a 1.x receiver sees.
+        let as_v1 = WriteRequest::decode(decompress(&body).as_slice()).unwrap_or_default();
+        assert!(as_v1.timeseries.is_empty());
+    }
+
+    #[test]
+    fn empty_requests_encode() {
+        assert_eq!(encode_v1(&[]), [0]);
+        let v2 = RequestV2::decode(decompress(&encode_v2(&[])).as_slice()).unwrap_or_default();
+        assert_eq!(v2.symbols, [""]);
+    }
+}
