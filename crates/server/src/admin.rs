@@ -103,6 +103,27 @@ pub async fn debug(
     .await?
 }
 
+/// `GET /api/remote-write`: each forwarding endpoint's state.
+pub async fn remote_write(State(app): State<Arc<App>>) -> Response {
+    let endpoints: Vec<serde_json::Value> = app
+        .forwarding_status()
+        .into_iter()
+        .map(|status| {
+            serde_json::json!({
+                "name": status.name,
+                "url": status.url,
+                "cursor": {"segment": status.cursor.segment, "offset": status.cursor.offset},
+                "lag_bytes": status.lag_bytes,
+                "lag_seconds": status.lag_seconds,
+                "shards": status.shards,
+                "desired_shards": status.desired_shards,
+                "last_error": status.last_error,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &endpoints)
+}
+
 #[derive(Serialize)]
 struct DebugDump<'a> {
     data: Tree<'a>,

@@ -485,6 +485,11 @@ impl Durability {
         self.wal.as_ref().map(Wal::committed)
     }
 
+    /// The data directory (`checkpoints.directory`).
+    pub fn data_directory(&self) -> &Path {
+        &self.config.directory
+    }
+
     pub fn wal_directory(&self) -> PathBuf {
         self.config.directory.join("wal")
     }

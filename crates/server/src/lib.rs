@@ -78,6 +78,8 @@ pub struct App {
     spare_batches: BatchPool,
     /// Permits for CPU-heavy read work, [`ServerConfig::concurrent_queries`] of them.
     cpu: Arc<tokio::sync::Semaphore>,
+    /// Remote-write endpoints, once started.
+    forwarding: std::sync::OnceLock<strata_forward::Forwarding>,
 }
 
 /// Most spare batches kept (one per concurrent request is enough).
@@ -139,7 +141,50 @@ impl App {
             reject_log: LogLimiter::new(10),
             drop_log: LogLimiter::new(10),
             spare_batches: BatchPool::default(),
+            forwarding: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts forwarding to `endpoints` from the WAL (after recovery, before the first
+    /// snapshot could delete segments an endpoint still needs).
+    pub fn start_forwarding(
+        &self,
+        endpoints: &[strata_forward::EndpointConfig],
+    ) -> Result<(), strata_forward::Error> {
+        if endpoints.is_empty() {
+            return Ok(());
+        }
+        let (Some(committed), Some(retention)) =
+            (self.durability.committed(), self.durability.retention())
+        else {
+            return Err(strata_forward::Error::Io(
+                "remote write reads the write-ahead log, which is off (wal.fsync: off)".into(),
+            ));
+        };
+        let log = strata_forward::LogHandles {
+            directory: self.durability.wal_directory(),
+            committed,
+            retention,
+        };
+        let state = self.durability.data_directory().join("remote-write");
+        let forwarding =
+            strata_forward::Forwarding::start(endpoints, log, &state, &self.telemetry.remote)?;
+        let _ = self.forwarding.set(forwarding);
+        Ok(())
+    }
+
+    /// Stops forwarding, writing every endpoint's cursor.
+    pub async fn stop_forwarding(&self) {
+        if let Some(forwarding) = self.forwarding.get() {
+            forwarding.shutdown().await;
+        }
+    }
+
+    pub fn forwarding_status(&self) -> Vec<strata_forward::Status> {
+        self.forwarding
+            .get()
+            .map(strata_forward::Forwarding::status)
+            .unwrap_or_default()
     }
 
     /// Makes a decoded batch durable (WAL, under the fsync policy) and then part of the store.
@@ -279,6 +324,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/free/", post(admin::free))
         .route("/api/debug", get(admin::debug))
         .route("/api/debug/", get(admin::debug))
+        .route("/api/remote-write", get(admin::remote_write))
         .route(
             "/api/healthcheck",
             get(admin::healthcheck).post(admin::healthcheck),
