@@ -1,4 +1,5 @@
-//! Reading segments back: replay at startup, and `strata check`.
+//! Reading segments back: replay at startup, and `strata check`, both through the streaming
+//! [`LogReader`] (offline: without the writer's committed position).
 //!
 //! A segment is read from its header to its end. What stops a segment:
 //! - its clean end;
