@@ -484,3 +484,28 @@ fn version_1_and_2_segments_are_read() {
         assert_eq!(report.next_sequence, 40 + records);
     }
 }
+
+/// Found in review: a version 2 segment torn in its first record (a crash of the version 2
+/// writer, recovered by this one) is torn at offset 24, inside a version 3 header's length;
+/// cutting it off keeps its header instead of removing the file.
+#[test]
+fn a_torn_first_record_of_a_version_2_segment_keeps_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = include_bytes!("fixtures/segment-v2.wal");
+    let path = dir.path().join("00000000000000000007.wal");
+    std::fs::write(&path, &fixture[..30]).unwrap();
+    let report = replay(dir.path(), 7, |_, _| {}).unwrap();
+    let torn = Position {
+        segment: 7,
+        offset: format::SEGMENT_HEADER_BYTES_BEFORE_V3,
+    };
+    assert_eq!(report.torn_tail, Some((torn, 6)));
+    strata_wal::truncate_torn_tail(dir.path(), torn).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+    let report = replay(dir.path(), 7, |_, _| {}).unwrap();
+    assert_eq!(
+        (report.records, report.torn_tail, report.segments),
+        (0, None, 1)
+    );
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
