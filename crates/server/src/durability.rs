@@ -295,7 +295,9 @@ impl Durability {
         // A newest segment cut off inside its header was removed: its number is free again,
         // and reusing it keeps the numbers without a gap.
         let next_segment = match report.replay.torn_tail {
-            Some((position, _)) if position.offset < strata_wal::format::SEGMENT_HEADER_BYTES => {
+            Some((position, _))
+                if position.offset < strata_wal::format::SEGMENT_HEADER_BYTES_BEFORE_V3 =>
+            {
                 position.segment
             }
             _ => report
