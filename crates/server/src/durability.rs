@@ -14,12 +14,14 @@
 //! change before the apply (unknown metric, outside the retention window or too far ahead,
 //! a new metric past a full registry), so that the log, which is replayed and forwarded,
 //! holds only accepted samples; a refusal by a limit of the tree (hosts, series, children,
-//! the memory cap) is decided at apply time and so is still logged (rare, counted). A snapshot must
-//! contain every record of the segments it covers, so it first takes the *apply gate*
-//! exclusively: no commit is between its append and its apply at that moment. It rotates the
-//! WAL there (generation G = the new segment), releases the gate, and copies hosts one at a
-//! time while ingest goes on; records applied meanwhile are also replayed from segment G after
-//! a crash, which is harmless because writing a slot again with the same value changes nothing.
+//! the memory cap) is decided at apply time and so is still logged (rare, counted).
+//!
+//! A snapshot must contain every record of the segments it covers, so it first takes the
+//! *apply gate* exclusively: no commit is between its append and its apply at that moment.
+//! It rotates the WAL there (generation G = the new segment), releases the gate, and copies
+//! hosts one at a time while ingest goes on; records applied meanwhile are also replayed from
+//! segment G after a crash, which is harmless because writing a slot again with the same
+//! value changes nothing.
 
 use crate::progress::Progress;
 use std::fs;
