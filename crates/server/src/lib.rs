@@ -33,7 +33,7 @@ pub mod query;
 pub mod telemetry;
 
 use crate::auth::Authenticator;
-use crate::durability::Durability;
+use crate::durability::{Commit, Durability};
 use crate::error::{ApiError, PlainTextError, error_response};
 use crate::ingest::{IngestLimits, LineDecoder, RejectReason};
 use crate::telemetry::{LogLimiter, ReasonLabel, ResponseLabel, RouteLabel, Telemetry};
@@ -189,7 +189,9 @@ impl App {
 
     /// Makes a decoded batch durable (WAL, under the fsync policy) and then part of the store.
     /// Returns the emptied batch for reuse. A WAL failure applies nothing and is answered 503:
-    /// the client retries, and nothing unacknowledged was promised.
+    /// the client retries, and nothing unacknowledged was promised. Samples admission
+    /// removed before the WAL append are counted as dropped either way (a retry counts
+    /// them again, as it sends them again).
     pub async fn commit(
         &self,
         batch: WriteBatch,
@@ -198,12 +200,12 @@ impl App {
         if batch.is_empty() {
             return Ok(batch);
         }
-        let (result, mut batch) = self.durability.commit(&self.store, batch, now_s).await;
+        let Commit {
+            report,
+            error,
+            mut batch,
+        } = self.durability.commit(&self.store, batch, now_s).await;
         batch.clear();
-        let report = match result {
-            Ok(report) => report,
-            Err(error) => return Err((ApiError::Unavailable(error.to_string()), batch)),
-        };
         self.telemetry.samples_written.inc_by(report.written as u64);
         let dropped = report.dropped.total();
         if dropped > 0 {
@@ -220,7 +222,10 @@ impl App {
                 );
             }
         }
-        Ok(batch)
+        match error {
+            Some(error) => Err((ApiError::Unavailable(error.to_string()), batch)),
+            None => Ok(batch),
+        }
     }
 
     /// Runs CPU-heavy read work (a query, a healthcheck, a dump) on a blocking thread, so
