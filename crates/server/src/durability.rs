@@ -885,7 +885,8 @@ mod tests {
         let now_s = crate::now_s();
         let mut batch = WriteBatch::new();
         batch.push("c", host, [LevelName::NONE; 2], "load", now_s, 1.0);
-        durability.commit(store, batch, now_s).await.0.unwrap();
+        let commit = durability.commit(store, batch, now_s).await;
+        assert!(commit.error.is_none(), "{:?}", commit.error);
     }
 
     /// The sequence numbers of every record in the WAL directory.
