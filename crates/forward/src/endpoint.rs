@@ -8,8 +8,8 @@ use crate::metrics::{EndpointMetrics, reason};
 use crate::pipeline::{Epoch, EpochSetup, Progress};
 use crate::relabel::Relabeler;
 use crate::reshard::{Controller, Interval, RESHARD_INTERVAL};
+use crate::series::{EndpointSeries, SeriesTable, series_hash};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -59,7 +59,7 @@ pub struct Endpoint {
     files: CursorFiles,
     log: LogHandles,
     metrics: EndpointMetrics,
-    hint: Arc<Mutex<HashMap<u64, i64>>>,
+    series: Arc<Mutex<EndpointSeries>>,
     progress: Arc<Progress>,
     status: Mutex<Status>,
 }
@@ -80,8 +80,9 @@ impl Endpoint {
         files: CursorFiles,
         log: LogHandles,
         metrics: EndpointMetrics,
+        table: Arc<SeriesTable>,
     ) -> Self {
-        let hint = Arc::new(Mutex::new(files.load_hint()));
+        let series = Arc::new(Mutex::new(EndpointSeries::new(table, files.load_hint())));
         let status = Status {
             name: config.name.clone(),
             url: redact(&config.url),
@@ -94,7 +95,7 @@ impl Endpoint {
             files,
             log,
             metrics,
-            hint,
+            series,
             progress: Arc::new(Progress::default()),
             status: Mutex::new(status),
         }
@@ -138,7 +139,7 @@ impl Endpoint {
                 relabeler: self.relabeler.clone(),
                 sender: self.sender.clone(),
                 metrics: self.metrics.clone(),
-                hint: self.hint.clone(),
+                series: self.series.clone(),
                 progress: self.progress.clone(),
             });
             let mut epoch = match epoch {
@@ -164,7 +165,7 @@ impl Endpoint {
                     break Next::Restart;
                 }
                 let done = epoch.acks.lock().done();
-                let small = self.hint.lock().len() <= HINT_SERIES_WITH_CURSOR_MAX;
+                let small = self.series.lock().series_count() <= HINT_SERIES_WITH_CURSOR_MAX;
                 // The hint goes first: a hint newer than the cursor is harmless.
                 if (done != persisted && small) || hint_written.elapsed() >= HINT_INTERVAL {
                     self.write_hint().await;
@@ -245,10 +246,11 @@ impl Endpoint {
     }
 
     async fn write_hint(&self) {
-        let hint = self.hint.lock().clone();
+        let (cached, mut hint) = self.series.lock().acknowledged();
         let files = self.files.clone();
         let name = self.config.name.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            hint.extend(cached.iter().map(|(labels, acked)| (series_hash(labels), *acked)));
             if let Err(error) = files.store_hint(&hint) {
                 tracing::warn!(endpoint = %name, %error, "remote write: cannot write the acknowledged-timestamp hint");
             }

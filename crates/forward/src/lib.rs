@@ -26,7 +26,9 @@
 //!   Past the budget its cursor moves forward, and what it skipped is logged and counted
 //!   (`strata_remote_samples_dropped_total{reason="backlog_budget"}`).
 //! - **Bounded memory.** Samples read and not yet acknowledged are bounded per endpoint
-//!   (pending budget); the label cache is bounded ([`series::SERIES_CACHED_MAX`]).
+//!   (pending budget). Label sets live once in a table shared by all endpoints, bounded by
+//!   [`series::SERIES_CACHED_MAX`]; an endpoint keeps 24 bytes a series (its label set's
+//!   `Arc` and the acknowledged timestamp).
 //! - **Resharding loses nothing.** It stops the epoch, drops the in-memory queues and starts
 //!   again at the cursor (Prometheus drains or drops instead).
 //!
@@ -89,6 +91,7 @@ impl Forwarding {
         std::fs::create_dir_all(state_directory)
             .map_err(|e| Error::Io(format!("creating {}: {e}", state_directory.display())))?;
         let (shutdown, watcher) = watch::channel(false);
+        let table = series::SeriesTable::new();
         let mut endpoints = Vec::with_capacity(configs.len());
         let mut starts = Vec::with_capacity(configs.len());
         for config in configs {
@@ -112,6 +115,7 @@ impl Forwarding {
                 files,
                 log.clone(),
                 endpoint_metrics,
+                table.clone(),
             ));
             endpoint.hold(start);
             endpoints.push(endpoint);

@@ -9,9 +9,8 @@ use crate::deliver::Sender;
 use crate::metrics::{EndpointMetrics, reason};
 use crate::proto::OutSample;
 use crate::relabel::Relabeler;
-use crate::series::SeriesCache;
+use crate::series::{EndpointSeries, SeriesRef};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -32,7 +31,7 @@ const READ_WAIT: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub struct Item {
     pub sample: OutSample,
-    pub series: u64,
+    pub series: SeriesRef,
     pub ticket: Ticket,
 }
 
@@ -66,7 +65,8 @@ pub struct EpochSetup {
     pub relabeler: Arc<Relabeler>,
     pub sender: Arc<Sender>,
     pub metrics: EndpointMetrics,
-    pub hint: Arc<Mutex<HashMap<u64, i64>>>,
+    /// Label sets and acknowledged timestamps: they outlive epochs.
+    pub series: Arc<Mutex<EndpointSeries>>,
     pub progress: Arc<Progress>,
 }
 
@@ -97,7 +97,7 @@ impl Epoch {
                 receiver,
                 sender: setup.sender.clone(),
                 acks: acks.clone(),
-                hint: setup.hint.clone(),
+                series: setup.series.clone(),
                 permits: permits.clone(),
                 unbudgeted: unbudgeted.clone(),
                 cancelled: cancelled.clone(),
@@ -112,11 +112,10 @@ impl Epoch {
             .map_err(|e| e.to_string())?;
         let read = ReadLoop {
             reader,
-            series: SeriesCache::default(),
+            series: setup.series,
             relabeler: setup.relabeler,
             queues,
             acks: acks.clone(),
-            hint: setup.hint,
             replay_end,
             permits,
             unbudgeted: unbudgeted.clone(),
@@ -166,11 +165,10 @@ impl Epoch {
 
 struct ReadLoop {
     reader: LogReader,
-    series: SeriesCache,
+    series: Arc<Mutex<EndpointSeries>>,
     relabeler: Arc<Relabeler>,
     queues: Vec<mpsc::Sender<Vec<Item>>>,
     acks: Arc<Mutex<Acks>>,
-    hint: Arc<Mutex<HashMap<u64, i64>>>,
     /// Records that start before this were in the log when the epoch began, so they may have
     /// been sent before: their samples pass the acknowledged-timestamp hint first.
     replay_end: Position,
@@ -218,25 +216,26 @@ impl ReadLoop {
             let replayed = entry.start < self.replay_end;
             let mut count = 0u32;
             {
-                let hint = self.hint.lock();
+                let mut series = self.series.lock();
                 for sample in batch.iter() {
-                    let Some(series) = self.series.get(&sample.key, &self.relabeler) else {
+                    let resolved = series.resolve(&sample.key, &self.relabeler);
+                    let Some((shard_key, reference, labels)) = resolved.reference() else {
                         self.metrics.dropped(reason::DROPPED_SERIES, 1);
                         continue;
                     };
                     let timestamp_ms = sample.timestamp_s.saturating_mul(1000);
-                    if replayed && hint.get(&series.hash).is_some_and(|&t| t >= timestamp_ms) {
+                    if replayed && series.acked_ms(&resolved) >= timestamp_ms {
                         self.metrics.replay_skipped.inc();
                         continue;
                     }
-                    let shard = (series.hash % per_shard.len() as u64) as usize;
+                    let shard = (shard_key % per_shard.len() as u64) as usize;
                     per_shard[shard].push(Item {
                         sample: OutSample {
-                            labels: series.labels.clone(),
+                            labels: labels.clone(),
                             timestamp_ms,
                             value: f64::from(sample.value),
                         },
-                        series: series.hash,
+                        series: reference,
                         ticket: 0,
                     });
                     count += 1;
@@ -311,7 +310,7 @@ struct Shard {
     receiver: mpsc::Receiver<Vec<Item>>,
     sender: Arc<Sender>,
     acks: Arc<Mutex<Acks>>,
-    hint: Arc<Mutex<HashMap<u64, i64>>>,
+    series: Arc<Mutex<EndpointSeries>>,
     permits: Arc<Semaphore>,
     unbudgeted: Arc<AtomicUsize>,
     cancelled: watch::Receiver<bool>,
@@ -326,7 +325,7 @@ struct Shard {
 async fn run_shard(mut shard: Shard) {
     let mut carry: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
     let mut samples: Vec<OutSample> = Vec::with_capacity(shard.max_samples_per_send);
-    let mut origins: Vec<(Ticket, u64)> = Vec::with_capacity(shard.max_samples_per_send);
+    let mut origins: Vec<(Ticket, SeriesRef)> = Vec::with_capacity(shard.max_samples_per_send);
     loop {
         samples.clear();
         origins.clear();
@@ -378,13 +377,12 @@ async fn run_shard(mut shard: Shard) {
 
 /// Hands a delivered batch's samples back: tickets to the acknowledgements, timestamps to the
 /// hint, room to the pending budget.
-fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, u64)]) {
+fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, SeriesRef)]) {
     let mut highest = i64::MIN;
     {
-        let mut hint = shard.hint.lock();
-        for (sample, &(_, series)) in samples.iter().zip(origins) {
-            let acked = hint.entry(series).or_insert(i64::MIN);
-            *acked = (*acked).max(sample.timestamp_ms);
+        let mut series = shard.series.lock();
+        for (sample, &(_, reference)) in samples.iter().zip(origins) {
+            series.acknowledge(reference, sample.timestamp_ms);
             highest = highest.max(sample.timestamp_ms);
         }
     }

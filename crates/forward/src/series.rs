@@ -9,11 +9,14 @@
 
 use crate::labels::Labels;
 use crate::relabel::Relabeler;
-use std::collections::HashMap;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use strata_store::SeriesKey;
 
-/// Most series an endpoint remembers labels for. Past it the cache starts over (labels are
-/// rebuilt on next sight), so a cardinality explosion costs CPU, not unbounded memory.
+/// Most series given a shared id (and so a cached label set per endpoint). Beyond it, new
+/// series are labeled afresh at every sample: a cardinality explosion costs CPU, not
+/// unbounded memory.
 pub const SERIES_CACHED_MAX: usize = 4 << 20;
 
 /// Level kinds cc-metric-collector writes. A level name is stored as kind and id run
@@ -28,25 +31,84 @@ const KNOWN_KINDS: [&str; 7] = [
     "die",
 ];
 
-/// A series as an endpoint sends it.
-#[derive(Debug, Clone)]
-pub struct Series {
-    pub labels: Labels,
-    /// [`series_hash`] of the labels: picks the shard, keys the acknowledged-timestamp hint.
-    pub hash: u64,
+/// What every endpoint shares: an id per store series, and one copy of each distinct label
+/// set (endpoints whose relabeling gives the same labels share it). Per endpoint there is
+/// then only an index by id ([`EndpointSeries`]), so memory per series and endpoint stays
+/// small.
+#[derive(Debug, Default)]
+pub struct SeriesTable {
+    ids: RwLock<HashMap<Box<str>, u32>>,
+    interned: Mutex<HashSet<Labels>>,
 }
 
-/// Label sets by store series, for one endpoint (relabeling differs per endpoint).
-#[derive(Debug, Default)]
-pub struct SeriesCache {
-    /// `None`: the relabel rules drop the series.
-    series: HashMap<Box<str>, Option<Series>>,
+impl SeriesTable {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// The id of a store series (its key as text), assigned on first sight while there is
+    /// room.
+    fn id(&self, key: &str) -> Option<u32> {
+        if let Some(&id) = self.ids.read().get(key) {
+            return Some(id);
+        }
+        let mut ids = self.ids.write();
+        let next = ids.len();
+        if next >= SERIES_CACHED_MAX {
+            return ids.get(key).copied();
+        }
+        Some(*ids.entry(key.into()).or_insert(next as u32))
+    }
+
+    fn intern(&self, labels: Labels) -> Labels {
+        let mut interned = self.interned.lock();
+        if let Some(existing) = interned.get(&labels) {
+            return existing.clone();
+        }
+        interned.insert(labels.clone());
+        labels
+    }
+}
+
+/// A store series as one endpoint sends it.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// The endpoint's relabel rules drop it.
+    Dropped,
+    /// `id` picks its shard and its acknowledged timestamp.
+    Cached { id: u32, labels: Labels },
+    /// Beyond [`SERIES_CACHED_MAX`]: `hash` does what the id does.
+    Uncached { hash: u64, labels: Labels },
+}
+
+/// What an endpoint keeps per series: its label set (an `Arc` into the shared table) and the
+/// newest timestamp the receiver acknowledged — 24 bytes a series.
+#[derive(Debug)]
+pub struct EndpointSeries {
+    table: Arc<SeriesTable>,
+    /// By id; `None` until the endpoint first sees the series, an empty set when dropped.
+    labels: Vec<Option<Labels>>,
+    /// By id; `i64::MIN` when nothing was acknowledged.
+    acked_ms: Vec<i64>,
+    /// The hint read at startup (by [`series_hash`]), consumed as series are first seen, and
+    /// the acknowledged timestamps of uncached series.
+    by_hash: HashMap<u64, i64>,
     key: String,
 }
 
-impl SeriesCache {
-    /// The series for `key`, or `None` when relabeling drops it.
-    pub fn get(&mut self, key: &SeriesKey<'_>, relabeler: &Relabeler) -> Option<&Series> {
+impl EndpointSeries {
+    pub fn new(table: Arc<SeriesTable>, hint: HashMap<u64, i64>) -> Self {
+        Self {
+            table,
+            labels: Vec::new(),
+            acked_ms: Vec::new(),
+            by_hash: hint,
+            key: String::new(),
+        }
+    }
+
+    /// How the endpoint sends the series of `key`.
+    pub fn resolve(&mut self, key: &SeriesKey<'_>, relabeler: &Relabeler) -> Resolved {
         self.key.clear();
         for part in [
             key.cluster,
@@ -58,22 +120,103 @@ impl SeriesCache {
             self.key.push_str(part);
             self.key.push('\u{0}');
         }
-        if !self.series.contains_key(self.key.as_str()) {
-            if self.series.len() >= SERIES_CACHED_MAX {
-                self.series.clear();
-            }
-            let series = relabeler.apply(store_labels(key)).map(|labels| Series {
-                hash: series_hash(&labels),
-                labels,
-            });
-            self.series.insert(self.key.as_str().into(), series);
+        let Some(id) = self.table.id(&self.key) else {
+            return match relabeler.apply(store_labels(key)) {
+                None => Resolved::Dropped,
+                Some(labels) => Resolved::Uncached {
+                    hash: series_hash(&labels),
+                    labels,
+                },
+            };
+        };
+        let index = id as usize;
+        if index >= self.labels.len() {
+            self.labels.resize(index + 1, None);
+            self.acked_ms.resize(index + 1, i64::MIN);
         }
-        self.series.get(self.key.as_str()).and_then(Option::as_ref)
+        let labels = match &self.labels[index] {
+            Some(labels) => labels.clone(),
+            None => {
+                let labels = match relabeler.apply(store_labels(key)) {
+                    Some(labels) => {
+                        if let Some(acked) = self.by_hash.remove(&series_hash(&labels)) {
+                            self.acked_ms[index] = acked;
+                        }
+                        self.table.intern(labels)
+                    }
+                    None => Labels::new(Vec::new()),
+                };
+                self.labels[index] = Some(labels.clone());
+                labels
+            }
+        };
+        match labels.is_empty() {
+            true => Resolved::Dropped,
+            false => Resolved::Cached { id, labels },
+        }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.series.len()
+    /// The newest acknowledged timestamp of a resolved series.
+    pub fn acked_ms(&self, series: &Resolved) -> i64 {
+        match series {
+            Resolved::Cached { id, .. } => {
+                self.acked_ms.get(*id as usize).copied().unwrap_or(i64::MIN)
+            }
+            Resolved::Uncached { hash, .. } => self.by_hash.get(hash).copied().unwrap_or(i64::MIN),
+            Resolved::Dropped => i64::MIN,
+        }
+    }
+
+    /// The receiver acknowledged a sample at `timestamp_ms` of the series `reference`
+    /// ([`SeriesRef`]).
+    pub fn acknowledge(&mut self, reference: SeriesRef, timestamp_ms: i64) {
+        let acked = match reference {
+            SeriesRef::Id(id) => self.acked_ms.get_mut(id as usize),
+            SeriesRef::Hash(hash) => Some(self.by_hash.entry(hash).or_insert(i64::MIN)),
+        };
+        if let Some(acked) = acked {
+            *acked = (*acked).max(timestamp_ms);
+        }
+    }
+
+    /// Series with an acknowledged timestamp: what the hint file needs (hashed by the caller,
+    /// off the lock).
+    pub fn acknowledged(&self) -> (Vec<(Labels, i64)>, HashMap<u64, i64>) {
+        let cached = self
+            .labels
+            .iter()
+            .zip(&self.acked_ms)
+            .filter_map(|(labels, &acked)| match labels {
+                Some(labels) if acked != i64::MIN && !labels.is_empty() => {
+                    Some((labels.clone(), acked))
+                }
+                _ => None,
+            })
+            .collect();
+        (cached, self.by_hash.clone())
+    }
+
+    /// Series this endpoint keeps a place for.
+    pub fn series_count(&self) -> usize {
+        self.labels.len() + self.by_hash.len()
+    }
+}
+
+/// How a shard refers back to a sample's series when it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesRef {
+    Id(u32),
+    Hash(u64),
+}
+
+impl Resolved {
+    /// Shard key and acknowledgement reference; `None` for a dropped series.
+    pub fn reference(&self) -> Option<(u64, SeriesRef, &Labels)> {
+        match self {
+            Resolved::Dropped => None,
+            Resolved::Cached { id, labels } => Some((u64::from(*id), SeriesRef::Id(*id), labels)),
+            Resolved::Uncached { hash, labels } => Some((*hash, SeriesRef::Hash(*hash), labels)),
+        }
     }
 }
 
@@ -171,11 +314,14 @@ mod tests {
             metric: "mem.bw-total",
         };
         let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
-        let mut cache = SeriesCache::default();
-        let series = cache.get(&key, &relabeler).unwrap().clone();
-        let labels: Vec<(&str, &str)> = series.labels.iter().collect();
+        let table = SeriesTable::new();
+        let mut series = EndpointSeries::new(table.clone(), HashMap::new());
+        let Resolved::Cached { id, labels } = series.resolve(&key, &relabeler) else {
+            panic!("not cached");
+        };
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
         assert_eq!(
-            labels,
+            pairs,
             [
                 ("__name__", "mem_bw_total"),
                 ("cluster", "fritz"),
@@ -186,10 +332,73 @@ mod tests {
                 ("type_id", "1"),
             ]
         );
-        assert_eq!(series.hash, series_hash(&series.labels));
-        assert_eq!(cache.len(), 1);
-        cache.get(&key, &relabeler);
-        assert_eq!(cache.len(), 1, "the second sight is a cache hit");
         assert_eq!(metric_name("9lives"), "_9lives");
+        // A second endpoint with the same labels shares the label set.
+        let mut other = EndpointSeries::new(table, HashMap::new());
+        let Resolved::Cached {
+            id: same,
+            labels: shared,
+        } = other.resolve(&key, &relabeler)
+        else {
+            panic!("not cached");
+        };
+        assert_eq!(same, id);
+        assert!(shared.ptr_eq(&labels));
+    }
+
+    #[test]
+    fn the_hint_survives_a_restart_by_label_hash() {
+        let key = SeriesKey {
+            cluster: "c",
+            host: "h",
+            levels: ["", ""],
+            metric: "m",
+        };
+        let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
+        let mut series = EndpointSeries::new(SeriesTable::new(), HashMap::new());
+        let resolved = series.resolve(&key, &relabeler);
+        assert_eq!(series.acked_ms(&resolved), i64::MIN);
+        let (_, reference, _) = resolved.reference().unwrap();
+        series.acknowledge(reference, 5_000);
+        series.acknowledge(reference, 4_000);
+        assert_eq!(series.acked_ms(&resolved), 5_000);
+        let (cached, uncached) = series.acknowledged();
+        assert!(uncached.is_empty());
+        let hint: HashMap<u64, i64> = cached
+            .iter()
+            .map(|(labels, acked)| (series_hash(labels), *acked))
+            .collect();
+        // After a restart: a new table, ids assigned afresh, the hint found by hash.
+        let mut restarted = EndpointSeries::new(SeriesTable::new(), hint);
+        let resolved = restarted.resolve(&key, &relabeler);
+        assert_eq!(restarted.acked_ms(&resolved), 5_000);
+    }
+
+    #[test]
+    fn dropped_series_are_remembered_as_dropped() {
+        let rule = crate::config::RelabelRule {
+            action: crate::config::RelabelAction::Drop,
+            source_labels: vec!["hostname".into()],
+            separator: ";".into(),
+            regex: "h".into(),
+            target_label: None,
+            replacement: "$1".into(),
+        };
+        let relabeler = Relabeler::new(&[rule], &BTreeMap::new()).unwrap();
+        let mut series = EndpointSeries::new(SeriesTable::new(), HashMap::new());
+        let key = SeriesKey {
+            cluster: "c",
+            host: "h",
+            levels: ["", ""],
+            metric: "m",
+        };
+        assert!(matches!(
+            series.resolve(&key, &relabeler),
+            Resolved::Dropped
+        ));
+        assert!(matches!(
+            series.resolve(&key, &relabeler),
+            Resolved::Dropped
+        ));
     }
 }

@@ -525,3 +525,65 @@ fn a_dead_endpoint_slows_neither_ingest_nor_the_other_endpoint() {
     }
     assert!(stalled.requests() > 0);
 }
+
+#[test]
+fn after_a_lost_cursor_the_hint_keeps_resent_samples_from_a_strict_receiver() {
+    let prometheus = Prometheus::start(None);
+    let mut server = Server::start_with_config(&config(&prometheus.write_url()));
+    let first = round(1, 5, 10, 25);
+    server.write_ok("c1", &first.lines);
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    while !compare(
+        &prometheus.raw(r#"{cluster="c1"}"#, "2h", common::now_s() + 60),
+        &first.expected,
+    )
+    .0
+    .is_empty()
+    {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The hint reaches the disk with the cursor; then the cursor is lost, so the whole log
+    // is read again from its first segment.
+    std::thread::sleep(Duration::from_millis(2500));
+    server.kill_now();
+    server.wait_exit(Duration::from_secs(10));
+    let cursor = server.data_dir().join("remote-write").join("test.cursor");
+    std::fs::write(&cursor, b"damaged").unwrap();
+    server.restart();
+    assert!(
+        server.log().contains("cursor unreadable"),
+        "{}",
+        server.log()
+    );
+    let second = round(2, 5, 10, 10);
+    server.write_ok("c1", &second.lines);
+    let mut expected = first.expected.clone();
+    expected.extend(second.expected);
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let arrived = prometheus.raw(r#"{cluster="c1"}"#, "2h", common::now_s() + 60);
+        let (missing, wrong, _) = compare(&arrived, &expected);
+        if missing.is_empty() {
+            assert!(wrong.is_empty(), "{wrong:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} missing", missing.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = server.metrics();
+    let skipped = metric_value(
+        &metrics,
+        r#"strata_remote_replay_skipped_samples_total{remote_name="test"}"#,
+    );
+    assert_eq!(skipped, Some(first.expected.len() as f64), "{metrics}");
+    let rejected = metric_value(
+        &metrics,
+        r#"strata_remote_samples_dropped_total{remote_name="test",reason="rejected"}"#,
+    );
+    assert_eq!(rejected, Some(0.0), "{metrics}");
+    assert_eq!(
+        prometheus.self_metric("prometheus_tsdb_out_of_order_samples_total"),
+        0.0
+    );
+}
