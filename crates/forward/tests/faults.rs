@@ -8,9 +8,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use strata_forward::config::Protocol;
-use strata_forward::deliver::{Cancelled, Delivered, POISON_ATTEMPTS_MAX};
+use strata_forward::deliver::{Cancelled, POISON_ATTEMPTS_MAX};
 use strata_forward::metrics::reason;
-use support::{Got, Harness, Receiver, Reply, by_series, config, protocols, samples};
+use support::{
+    Got, Harness, Receiver, Reply, by_series, config, delivered, fail_first, protocols,
+    refuse_value, samples, without,
+};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -22,23 +25,10 @@ fn all(sample_list: &[strata_forward::proto::OutSample]) -> Vec<Got> {
 /// receiver takes the batch; nothing is dropped.
 #[tokio::test]
 async fn retries_5xx_with_the_same_body_until_written() {
-    let receiver = Receiver::start(|i, _| {
-        if i < 3 {
-            Reply::status(500, false)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let receiver = Receiver::start(fail_first(3, 500)).await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(100, 10, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 100,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(100, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     let requests = receiver.requests();
     assert_eq!(requests.len(), 4);
@@ -86,13 +76,7 @@ async fn honours_retry_after_and_429_is_not_poison() {
     let h = Harness::new(&endpoint);
     let batch = samples(20, 5, T0);
     let started = Instant::now();
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 20,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(20, 0));
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "{:?}",
@@ -115,13 +99,7 @@ async fn drops_on_429_when_told_not_to_retry() {
     let mut endpoint = config(&receiver.url());
     endpoint.queue.retry_on_http_429 = false;
     let h = Harness::new(&endpoint);
-    assert_eq!(
-        h.deliver(&samples(10, 2, T0)).await,
-        Delivered {
-            sent: 0,
-            dropped: 10
-        }
-    );
+    assert_eq!(h.deliver(&samples(10, 2, T0)).await, delivered(0, 10));
     assert_eq!(h.dropped(reason::THROTTLED), 10);
     assert_eq!(receiver.requests().len(), 1);
 }
@@ -133,28 +111,11 @@ async fn drops_on_429_when_told_not_to_retry() {
 async fn rejected_sample_is_isolated_by_bisection() {
     for status in [400, 409] {
         let poison = 137.0;
-        let receiver = Receiver::start(move |_, r| {
-            if r.contains_value(poison) {
-                Reply::status(status, false)
-            } else {
-                Reply::ok()
-            }
-        })
-        .await;
+        let receiver = Receiver::start(refuse_value(poison, status)).await;
         let h = Harness::new(&config(&receiver.url()));
         let batch = samples(200, 10, T0);
-        assert_eq!(
-            h.deliver(&batch).await,
-            Delivered {
-                sent: 199,
-                dropped: 1
-            }
-        );
-        let expected: Vec<Got> = batch
-            .iter()
-            .filter(|s| s.value != poison)
-            .map(Got::of)
-            .collect();
+        assert_eq!(h.deliver(&batch).await, delivered(199, 1));
+        let expected = without(&batch, poison);
         assert_eq!(by_series(&receiver.stored()), by_series(&expected));
         assert_eq!(receiver.stored().len(), 199);
         assert_eq!(h.dropped(reason::REJECTED), 1);
@@ -193,22 +154,12 @@ async fn too_large_splits_and_drops_only_a_single_oversized_sample() {
     .await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(100, 7, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 99,
-            dropped: 1
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(99, 1));
     assert_eq!(receiver.stored().len(), 99);
     assert!(!receiver.stored().iter().any(|s| s.value == 42.0));
     assert_eq!(h.dropped(reason::TOO_LARGE), 1);
     assert!(h.dead_letter().contains("# reason: too_large (HTTP 413)"));
-    let expected: Vec<Got> = batch
-        .iter()
-        .filter(|s| s.value != 42.0)
-        .map(Got::of)
-        .collect();
+    let expected = without(&batch, 42.0);
     assert_eq!(by_series(&receiver.stored()), by_series(&expected));
 }
 
@@ -218,23 +169,10 @@ async fn too_large_splits_and_drops_only_a_single_oversized_sample() {
 #[tokio::test]
 async fn poison_5xx_sample_is_isolated_and_dead_lettered() {
     let poison = 77.0;
-    let receiver = Receiver::start(move |_, r| {
-        if r.contains_value(poison) {
-            Reply::status(500, false)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let receiver = Receiver::start(refuse_value(poison, 500)).await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(100, 10, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 99,
-            dropped: 1
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(99, 1));
     assert_eq!(receiver.stored().len(), 99);
     assert_eq!(h.dropped(reason::POISON), 1);
     assert_eq!(h.endpoint.dead_lettered_samples.get(), 1);
@@ -261,23 +199,10 @@ async fn poison_5xx_sample_is_isolated_and_dead_lettered() {
 #[tokio::test]
 async fn an_outage_never_drops() {
     let failing = 5 * POISON_ATTEMPTS_MAX as usize;
-    let receiver = Receiver::start(move |i, _| {
-        if i < failing {
-            Reply::status(503, false)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let receiver = Receiver::start(fail_first(failing, 503)).await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(50, 5, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 50,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(50, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     assert_eq!(h.bisections(), 0);
     assert!(h.dead_letter().is_empty());
@@ -324,13 +249,7 @@ async fn unauthorized_retries_until_fixed() {
         .set_misconfigured_backoff(Duration::from_millis(20), Duration::from_millis(40));
     let batch = samples(30, 3, T0);
     let started = Instant::now();
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 30,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(30, 0));
     // Three long sleeps of at least half of 20, 40, 40 ms.
     assert!(
         started.elapsed() >= Duration::from_millis(50),
@@ -356,13 +275,7 @@ async fn a_lost_answer_is_resent() {
     .await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(40, 4, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 40,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(40, 0));
     let mut twice = all(&batch);
     twice.extend(all(&batch));
     assert_eq!(by_series(&receiver.stored()), by_series(&twice));
@@ -383,13 +296,7 @@ async fn a_stall_beyond_the_timeout_is_retried() {
     endpoint.timeout = Duration::from_millis(300);
     let h = Harness::new(&endpoint);
     let batch = samples(10, 2, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 10,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(10, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     assert!(
         h.sender
@@ -412,20 +319,8 @@ async fn v2_falls_back_to_v1_on_2xx_without_written_counts() {
     let h = Harness::new(&endpoint);
     assert_eq!(h.sender.protocol(), Protocol::V2);
     let batch = samples(30, 3, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 30,
-            dropped: 0
-        }
-    );
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 30,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(30, 0));
+    assert_eq!(h.deliver(&batch).await, delivered(30, 0));
     assert_eq!(h.sender.protocol(), Protocol::V1);
     assert_eq!(
         protocols(&receiver.requests()),
@@ -461,13 +356,7 @@ async fn v2_receiver_keeps_v2_and_415_falls_back() {
     endpoint.protocol = Protocol::V2;
     let h = Harness::new(&endpoint);
     let batch = samples(60, 6, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 60,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(60, 0));
     assert_eq!(h.sender.protocol(), Protocol::V2);
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
 
@@ -482,13 +371,7 @@ async fn v2_receiver_keeps_v2_and_415_falls_back() {
     let mut endpoint = config(&refusing.url());
     endpoint.protocol = Protocol::V2;
     let h = Harness::new(&endpoint);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 60,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(60, 0));
     assert_eq!(h.sender.protocol(), Protocol::V1);
     assert_eq!(by_series(&refusing.stored()), by_series(&all(&batch)));
 }

@@ -13,11 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_forward::config::Protocol;
-use strata_forward::deliver::Delivered;
 use strata_forward::metrics::reason;
 use strata_forward::proto::OutSample;
 use strata_forward::relabel::Relabeler;
-use support::{Harness, Process, config, encode_query, http_get};
+use support::{Harness, Process, config, delivered, encode_query, http_get};
 
 const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -82,13 +81,7 @@ fn expected(samples: &[OutSample]) -> BTreeMap<Key, Vec<(i64, f64)>> {
 /// Delivers in batches of `batch` samples, checking each was fully acknowledged.
 async fn deliver_all(h: &Harness, samples: &[OutSample], batch: usize) {
     for chunk in samples.chunks(batch) {
-        assert_eq!(
-            h.deliver(chunk).await,
-            Delivered {
-                sent: chunk.len(),
-                dropped: 0
-            }
-        );
+        assert_eq!(h.deliver(chunk).await, delivered(chunk.len(), 0));
     }
 }
 
@@ -102,6 +95,16 @@ fn wait_for<T: PartialEq>(want: &T, mut read: impl FnMut() -> T) -> T {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A query API's `"metric": {name: value…}` object.
+fn metric_key(metric: &serde_json::Value) -> Key {
+    metric
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// VictoriaMetrics' raw export: every stored sample, duplicates included.
@@ -118,12 +121,7 @@ fn vm_export(port: u16) -> BTreeMap<Key, Vec<(i64, f64)>> {
     let mut out: BTreeMap<Key, Vec<(i64, f64)>> = BTreeMap::new();
     for line in body.lines().filter(|l| !l.trim().is_empty()) {
         let json: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key: Key = json["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
+        let key = metric_key(&json["metric"]);
         let timestamps = json["timestamps"].as_array().unwrap();
         let values = json["values"].as_array().unwrap();
         let mut points: Vec<(i64, f64)> = timestamps
@@ -191,12 +189,7 @@ fn prometheus_samples(port: u16, at_ms: i64) -> BTreeMap<Key, Vec<(i64, f64)>> {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut out = BTreeMap::new();
     for series in json["data"]["result"].as_array().unwrap() {
-        let key: Key = series["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
+        let key = metric_key(&series["metric"]);
         let points: Vec<(i64, f64)> = series["values"]
             .as_array()
             .unwrap()
@@ -250,13 +243,7 @@ async fn prometheus_receives_everything_but_the_rejected_sample() {
         value: 4242.0,
     };
     mixed.insert(250, poison.clone());
-    assert_eq!(
-        h.deliver(&mixed).await,
-        Delivered {
-            sent: 600,
-            dropped: 1
-        }
-    );
+    assert_eq!(h.deliver(&mixed).await, delivered(600, 1));
     assert_eq!(h.dropped(reason::REJECTED), 1);
     assert!(h.bisections() >= 1);
     let dead = h.dead_letter();

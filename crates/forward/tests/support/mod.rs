@@ -577,3 +577,41 @@ pub fn encode_query(value: &str) -> String {
         })
         .collect()
 }
+
+// ---- common scripts and expectations ----
+
+/// Answers `status` (storing nothing) to the first `count` requests, then 204.
+pub fn fail_first(count: usize, status: u16) -> impl FnMut(usize, &Received) -> Reply {
+    move |i, _| {
+        if i < count {
+            Reply::status(status, false)
+        } else {
+            Reply::ok()
+        }
+    }
+}
+
+/// A rollback receiver: answers `status` and stores nothing for any request holding a
+/// sample with `value`; 204 otherwise.
+pub fn refuse_value(value: f64, status: u16) -> impl FnMut(usize, &Received) -> Reply {
+    move |_, r| {
+        if r.contains_value(value) {
+            Reply::status(status, false)
+        } else {
+            Reply::ok()
+        }
+    }
+}
+
+pub fn delivered(sent: usize, dropped: usize) -> strata_forward::deliver::Delivered {
+    strata_forward::deliver::Delivered { sent, dropped }
+}
+
+/// The batch as the receiver should have stored it, less the samples with `value`.
+pub fn without(batch: &[OutSample], value: f64) -> Vec<Got> {
+    batch
+        .iter()
+        .filter(|s| s.value != value)
+        .map(Got::of)
+        .collect()
+}
