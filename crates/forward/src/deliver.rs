@@ -15,13 +15,16 @@
 //! - 401/403/404 (and 3xx, and 415 to a 1.0 request): retried with a long backoff
 //!   ([`MISCONFIGURED_BACKOFF_MIN`]…[`MISCONFIGURED_BACKOFF_MAX`]) and a loud error, once a
 //!   minute; never dropped: an operator can fix a URL or a credential.
-//! - Poison: after [`POISON_ATTEMPTS_MAX`] retryable failures in a row (429 excepted), an
-//!   empty request probes the receiver. If it answers 2xx, the receiver is up and this
-//!   batch is what fails: it is bisected, and a single sample failing that often again is
-//!   dropped (`poison`) and dead-lettered, so one sample never blocks its endpoint (the
+//! - Poison: after [`POISON_ATTEMPTS_MAX`] retryable failures in a row (429 excepted), a
+//!   probe writes one sample of the series [`PROBE_METRIC`] (value 1, timestamp now, plus
+//!   the external labels). If the receiver takes it, the receiver is up and storing, and
+//!   this batch is what fails: it is bisected, and a single sample failing that often again
+//!   is dropped (`poison`) and dead-lettered, so one sample never blocks its endpoint (the
 //!   Prometheus 2.42 500 for duplicate label names, pre-2.50's 500 for "too old"). If the
 //!   probe fails too, the receiver is down for everyone, and the batch keeps retrying
-//!   whole: an outage never drops data.
+//!   whole: an outage never drops data. The probe is a real sample, not an empty request,
+//!   because some receivers answer an empty request without touching their storage
+//!   (a Cortex or Mimir distributor whose ingesters are down).
 //!
 //! Per-series order holds: halves go out in order, and a dropped sample only leaves a gap.
 
@@ -29,8 +32,8 @@ use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -40,6 +43,7 @@ use crate::client::{Client, Response};
 use crate::config::{EndpointConfig, Protocol, QueueConfig};
 use crate::deadletter::DeadLetter;
 use crate::error::Error;
+use crate::labels::Labels;
 use crate::metrics::{EndpointMetrics, reason};
 use crate::proto::{EncodeTooLarge, OutSample, try_encode_v1, try_encode_v2};
 
@@ -50,6 +54,9 @@ use crate::proto::{EncodeTooLarge, OutSample, try_encode_v1, try_encode_v2};
 /// about a minute rather than an hour. The probe (see the module doc) keeps an outage from
 /// ever being mistaken for poison, so a small value costs only a few extra requests.
 pub const POISON_ATTEMPTS_MAX: u32 = 8;
+
+/// The series the poison probe writes to (see the module doc).
+pub const PROBE_METRIC: &str = "strata_remote_write_probe";
 
 /// `Retry-After` is honoured up to this many times `max-backoff`, so a receiver that asks
 /// for a day does not stall an endpoint for a day.
@@ -89,6 +96,10 @@ pub struct Sender {
     queue: QueueConfig,
     metrics: EndpointMetrics,
     dead_letter: DeadLetter,
+    /// The probe's labels: [`PROBE_METRIC`] and the external labels.
+    probe_labels: Labels,
+    /// The last probe's timestamp, so probes never repeat one.
+    probe_timestamp_ms: AtomicI64,
     /// xorshift state for jitter.
     jitter: AtomicU64,
     /// [`MISCONFIGURED_BACKOFF_MIN`] and [`MISCONFIGURED_BACKOFF_MAX`] unless a test shortens
@@ -119,6 +130,8 @@ impl Sender {
             queue: config.queue.clone(),
             metrics,
             dead_letter,
+            probe_labels: probe_labels(config),
+            probe_timestamp_ms: AtomicI64::new(0),
             jitter: AtomicU64::new(RandomState::new().hash_one(config.name.as_str()) | 1),
             misconfigured_backoff: (MISCONFIGURED_BACKOFF_MIN, MISCONFIGURED_BACKOFF_MAX),
             misconfigured_log: RateLimit::new(MISCONFIGURED_LOG_INTERVAL),
@@ -243,7 +256,7 @@ impl Sender {
                     }
                     if failures >= POISON_ATTEMPTS_MAX {
                         failures = 0;
-                        if self.receiver_accepts_empty(protocol, cancel).await? {
+                        if self.receiver_stores_probe(protocol, cancel).await? {
                             let why = format!("{}: {why}", reason::POISON);
                             return Ok(self.split_or_drop(batch, reason::POISON, &why).await);
                         }
@@ -333,14 +346,28 @@ impl Sender {
         Outcome::Dropped
     }
 
-    /// Whether the receiver answers 2xx to an empty request: up, and not failing for
-    /// everyone.
-    async fn receiver_accepts_empty(
+    /// Whether the receiver stores a probe sample: up, and not failing for everyone.
+    async fn receiver_stores_probe(
         &self,
         protocol: Protocol,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<bool, Cancelled> {
-        let Ok(body) = encode(&[], protocol) else {
+        // Strictly increasing timestamps: a strict receiver refuses a repeated one.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let previous = self.probe_timestamp_ms.fetch_max(now, Ordering::Relaxed);
+        let timestamp_ms = if previous >= now {
+            self.probe_timestamp_ms.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            now
+        };
+        let probe = OutSample {
+            labels: self.probe_labels.clone(),
+            timestamp_ms,
+            value: 1.0,
+        };
+        let Ok(body) = encode(std::slice::from_ref(&probe), protocol) else {
             return Ok(false);
         };
         let response = cancellable(cancel, self.client.send(body, protocol, 0)).await?;
@@ -396,6 +423,16 @@ impl Sender {
         self.jitter.store(x, Ordering::Relaxed);
         jitter(ceiling, x)
     }
+}
+
+fn probe_labels(config: &EndpointConfig) -> Labels {
+    let mut pairs: Vec<(String, String)> = config
+        .external_labels
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    pairs.push(("__name__".to_string(), PROBE_METRIC.to_string()));
+    Labels::new(pairs)
 }
 
 /// The backoff ceiling before `attempt` (1 = first retry): `min` doubled per attempt, capped

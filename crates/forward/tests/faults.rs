@@ -8,10 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use strata_forward::config::Protocol;
-use strata_forward::deliver::{Cancelled, POISON_ATTEMPTS_MAX};
+use strata_forward::deliver::{Cancelled, POISON_ATTEMPTS_MAX, PROBE_METRIC};
 use strata_forward::metrics::reason;
 use support::{
-    Got, Harness, Receiver, Reply, by_series, config, delivered, fail_first, protocols,
+    Got, Harness, Received, Receiver, Reply, by_series, config, delivered, fail_first, protocols,
     refuse_value, samples, without,
 };
 
@@ -164,16 +164,23 @@ async fn too_large_splits_and_drops_only_a_single_oversized_sample() {
 }
 
 /// A sample the receiver answers 500 for, every time (Prometheus 2.42 and duplicate label
-/// names): after POISON_ATTEMPTS_MAX failures the empty probe succeeds, the batch is
+/// names): after POISON_ATTEMPTS_MAX failures a probe sample is stored, the batch is
 /// bisected, and only the poison sample is dropped (poison) and dead-lettered.
 #[tokio::test]
 async fn poison_5xx_sample_is_isolated_and_dead_lettered() {
     let poison = 77.0;
     let receiver = Receiver::start(refuse_value(poison, 500)).await;
-    let h = Harness::new(&config(&receiver.url()));
+    let mut endpoint = config(&receiver.url());
+    endpoint
+        .external_labels
+        .insert("site".to_string(), "fau".to_string());
+    let h = Harness::new(&endpoint);
     let batch = samples(100, 10, T0);
     assert_eq!(h.deliver(&batch).await, delivered(99, 1));
-    assert_eq!(receiver.stored().len(), 99);
+    assert_eq!(
+        by_series(&receiver.stored()),
+        by_series(&without(&batch, poison))
+    );
     assert_eq!(h.dropped(reason::POISON), 1);
     assert_eq!(h.endpoint.dead_lettered_samples.get(), 1);
     assert!(
@@ -181,30 +188,48 @@ async fn poison_5xx_sample_is_isolated_and_dead_lettered() {
         "{}",
         h.dead_letter()
     );
-    // Probes are empty requests, and every one was answered 2xx.
-    let probes = receiver
+    // One probe per bisection level (7 for 100 samples) and one before the drop.
+    assert_eq!(receiver.probes(), 8);
+    let probes: Vec<Received> = receiver
         .requests()
-        .iter()
-        .filter(|r| r.samples.is_empty())
-        .count();
+        .into_iter()
+        .filter(Received::is_probe)
+        .collect();
+    let labels = &probes[0].samples[0].labels;
     assert_eq!(
-        probes, 8,
-        "one probe per bisection level and one before the drop"
+        labels,
+        &[
+            ("__name__".to_string(), PROBE_METRIC.to_string()),
+            ("site".to_string(), "fau".to_string())
+        ]
     );
+    let times: Vec<i64> = probes.iter().map(|p| p.samples[0].timestamp_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
 }
 
-/// A receiver failing everything, empty requests included, is down, not poisoned: the
-/// batch keeps retrying whole, past many poison thresholds, and arrives complete once the
-/// receiver is back.
+/// A receiver failing every write is down, not poisoned, even when it answers an empty
+/// request 2xx without touching storage (as a Cortex or Mimir distributor does): the
+/// probe is a real sample and fails too, so the batch keeps retrying whole, past many
+/// poison thresholds, and arrives complete once the receiver is back.
 #[tokio::test]
 async fn an_outage_never_drops() {
     let failing = 5 * POISON_ATTEMPTS_MAX as usize;
-    let receiver = Receiver::start(fail_first(failing, 503)).await;
+    let receiver = Receiver::start(move |i, r| {
+        if r.samples.is_empty() {
+            Reply::ok()
+        } else if i < failing {
+            Reply::status(503, false)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(50, 5, T0);
     assert_eq!(h.deliver(&batch).await, delivered(50, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     assert_eq!(h.bisections(), 0);
+    assert!(receiver.probes() >= 4, "{}", receiver.probes());
     assert!(h.dead_letter().is_empty());
 }
 

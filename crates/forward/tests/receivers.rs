@@ -176,6 +176,24 @@ async fn victoria_metrics_receives_every_sample_exactly() {
     assert_eq!(got, want);
 }
 
+/// Prometheus 2.42 as a remote-write receiver, with `extra` appended to its configuration.
+fn start_prometheus(extra: &'static str) -> Process {
+    Process::start(
+        PROMETHEUS,
+        move |port, dir| {
+            let config = dir.join("prometheus.yml");
+            std::fs::write(&config, format!("global:\n  scrape_interval: 1h\n{extra}")).unwrap();
+            vec![
+                format!("--config.file={}", config.display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-remote-write-receiver".to_string(),
+            ]
+        },
+        "/-/ready",
+    )
+}
+
 /// Prometheus's range-vector query: every stored sample of the fwd_ series in the window.
 fn prometheus_samples(port: u16, at_ms: i64) -> BTreeMap<Key, Vec<(i64, f64)>> {
     let query = format!(
@@ -210,20 +228,7 @@ fn prometheus_samples(port: u16, at_ms: i64) -> BTreeMap<Key, Vec<(i64, f64)>> {
 /// other sample of that batch arrives, which the range query confirms sample by sample.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_receives_everything_but_the_rejected_sample() {
-    let prometheus = Process::start(
-        PROMETHEUS,
-        |port, dir| {
-            let config = dir.join("prometheus.yml");
-            std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-            vec![
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--web.enable-remote-write-receiver".to_string(),
-            ]
-        },
-        "/-/ready",
-    );
+    let prometheus = start_prometheus("");
     let h = Harness::new(&config(&format!(
         "http://127.0.0.1:{}/api/v1/write",
         prometheus.port
@@ -260,4 +265,46 @@ async fn prometheus_receives_everything_but_the_rejected_sample() {
     let names: BTreeSet<&String> = got.keys().filter_map(|k| k.get("__name__")).collect();
     assert_eq!(names.len(), 4, "{}", prometheus.log());
     assert_eq!(got, want);
+}
+
+/// A real poison sample: Prometheus 2.42 with an out-of-order window answers **500** "too
+/// old sample" (retryable by the spec, so a spec-following sender retries forever) for a
+/// sample older than the newest of its series by more than the window. The sender's probe
+/// is stored, the batch is bisected, the one sample is dropped as poison and
+/// dead-lettered, and every other sample of the batch arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_too_old_500_is_isolated_as_poison() {
+    let prometheus = start_prometheus("storage:\n  tsdb:\n    out_of_order_time_window: 10m\n");
+    let h = Harness::new(&config(&format!(
+        "http://127.0.0.1:{}/api/v1/write",
+        prometheus.port
+    )));
+    let now = now_ms();
+    let samples = workload(10, 30, now - 300_000, 10_000);
+    let (first, second) = samples.split_at(100);
+    deliver_all(&h, first, 100).await;
+    let mut mixed = second.to_vec();
+    // 20 minutes older than series 3's newest: beyond the 10-minute window.
+    let poison = OutSample {
+        labels: first[3].labels.clone(),
+        timestamp_ms: first[3].timestamp_ms - 1_200_000,
+        value: 4343.0,
+    };
+    mixed.insert(77, poison);
+    assert_eq!(h.deliver(&mixed).await, delivered(200, 1));
+    assert_eq!(h.dropped(reason::POISON), 1, "{}", h.dead_letter());
+    let dead = h.dead_letter();
+    assert!(
+        dead.contains("poison: HTTP 500") && dead.contains("too old sample"),
+        "{dead}"
+    );
+    assert!(dead.contains(" value=4343 "), "{dead}");
+
+    let want = expected(&samples);
+    let port = prometheus.port;
+    let at = now + 1000;
+    let got = tokio::task::spawn_blocking(move || wait_for(&want, || prometheus_samples(port, at)))
+        .await
+        .unwrap();
+    assert_eq!(got, expected(&samples));
 }

@@ -80,6 +80,12 @@ pub struct Got {
 }
 
 impl Got {
+    pub fn is_probe(&self) -> bool {
+        self.labels
+            .iter()
+            .any(|(n, v)| n == "__name__" && v == strata_forward::deliver::PROBE_METRIC)
+    }
+
     pub fn of(sample: &OutSample) -> Got {
         Got {
             labels: sample
@@ -106,6 +112,9 @@ pub struct Received {
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+    pub fn is_probe(&self) -> bool {
+        !self.samples.is_empty() && self.samples.iter().all(Got::is_probe)
     }
     pub fn contains_value(&self, value: f64) -> bool {
         self.samples.iter().any(|s| s.value == value)
@@ -236,8 +245,21 @@ impl Receiver {
         format!("http://{}/api/v1/write", self.addr)
     }
 
+    /// What the receiver stored, less the sender's poison probes.
     pub fn stored(&self) -> Vec<Got> {
-        self.state.lock().unwrap().stored.clone()
+        let state = self.state.lock().unwrap();
+        state
+            .stored
+            .iter()
+            .filter(|s| !s.is_probe())
+            .cloned()
+            .collect()
+    }
+
+    /// Requests that were poison probes.
+    pub fn probes(&self) -> usize {
+        let state = self.state.lock().unwrap();
+        state.requests.iter().filter(|r| r.is_probe()).count()
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -595,7 +617,8 @@ pub fn fail_first(count: usize, status: u16) -> impl FnMut(usize, &Received) -> 
 /// sample with `value`; 204 otherwise.
 pub fn refuse_value(value: f64, status: u16) -> impl FnMut(usize, &Received) -> Reply {
     move |_, r| {
-        if r.contains_value(value) {
+        // A probe's value is 1: tests refuse other values.
+        if r.contains_value(value) && !r.is_probe() {
             Reply::status(status, false)
         } else {
             Reply::ok()
