@@ -150,7 +150,7 @@ async fn victoria_metrics_receives_every_sample_exactly() {
                 "-search.latencyOffset=0s".to_string(),
             ]
         },
-        "/health",
+        Some("/health"),
     );
     let mut endpoint = config(&format!("http://127.0.0.1:{}/api/v1/write", vm.port));
     endpoint.protocol = Protocol::V2;
@@ -190,7 +190,7 @@ fn start_prometheus(extra: &'static str) -> Process {
                 "--web.enable-remote-write-receiver".to_string(),
             ]
         },
-        "/-/ready",
+        Some("/-/ready"),
     )
 }
 

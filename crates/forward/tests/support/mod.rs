@@ -486,11 +486,13 @@ impl Drop for Process {
 
 impl Process {
     /// Starts `binary` with the arguments `args(port, dir)` and waits until `ready_path`
-    /// answers 200. Fails (never skips) when the binary is missing.
+    /// answers 200 over plain HTTP (or, when it is None, until the port accepts a
+    /// connection: a TLS-only server). Fails (never skips) when the binary is missing.
+    /// `args` may write files into the directory it is given.
     pub fn start(
         binary: &str,
         args: impl Fn(u16, &Path) -> Vec<String>,
-        ready_path: &str,
+        ready_path: Option<&str>,
     ) -> Process {
         assert!(
             Path::new(binary).exists(),
@@ -519,7 +521,11 @@ impl Process {
                 if let Ok(Some(_)) = process.child.try_wait() {
                     break; // the port was taken: try another
                 }
-                if http_get(port, ready_path).is_some_and(|(status, _)| status == 200) {
+                let ready = match ready_path {
+                    Some(path) => http_get(port, path).is_some_and(|(status, _)| status == 200),
+                    None => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                };
+                if ready {
                     return process;
                 }
                 std::thread::sleep(Duration::from_millis(100));
