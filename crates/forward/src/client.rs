@@ -131,11 +131,16 @@ impl Client {
         let tls = &config.tls;
         if let Some(ca_file) = &tls.ca_file {
             let pem = read_file("tls ca-file", ca_file)?;
+            let invalid = |reason: String| Error::Invalid {
+                what: format!("tls ca-file {}", ca_file.display()),
+                reason,
+            };
             let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Invalid {
-                    what: format!("tls ca-file {}", ca_file.display()),
-                    reason: e.to_string(),
-                })?;
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
+            // An empty bundle would make every handshake fail, long after startup.
+            if certs.is_empty() {
+                return Err(invalid("no PEM certificate in it".to_string()));
+            }
             builder = builder.tls_certs_only(certs);
         }
         match (&tls.cert_file, &tls.key_file) {
@@ -374,6 +379,62 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
         assert_eq!(parse_retry_after("", now), None);
+    }
+
+    fn refused(config: &EndpointConfig) -> String {
+        match Client::new(config) {
+            Ok(_) => "accepted".to_string(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn refuses_unusable_settings_at_startup() {
+        let dir = tempfile::tempdir();
+        let Ok(dir) = dir else {
+            return assert!(dir.is_ok());
+        };
+        let base = EndpointConfig::new("http://127.0.0.1:1/api/v1/write");
+        assert!(refused(&EndpointConfig::new("ftp://x/")).contains("scheme ftp"));
+        assert!(refused(&EndpointConfig::new("not a url")).contains("invalid url"));
+
+        let mut config = base.clone();
+        config.bearer_token_file = Some(dir.path().join("missing-token"));
+        let error = refused(&config);
+        assert!(
+            error.contains("bearer-token-file") && error.contains("missing-token"),
+            "{error}"
+        );
+
+        let token = dir.path().join("token");
+        assert!(std::fs::write(&token, "t0ken\n").is_ok());
+        config.bearer_token_file = Some(token.clone());
+        config.basic_auth = Some(crate::config::BasicAuth {
+            username: "u".to_string(),
+            password_file: token,
+        });
+        assert!(refused(&config).contains("exclude each other"));
+
+        let mut config = base.clone();
+        config.tls.cert_file = Some(dir.path().join("c.pem"));
+        assert!(refused(&config).contains("cert-file and key-file go together"));
+
+        let not_pem = dir.path().join("ca.pem");
+        assert!(std::fs::write(&not_pem, "not a certificate").is_ok());
+        let mut config = base.clone();
+        config.tls.ca_file = Some(not_pem.clone());
+        assert!(
+            refused(&config).contains("no PEM certificate"),
+            "{}",
+            refused(&config)
+        );
+
+        // A key that does not parse is refused without quoting the file.
+        let mut config = base;
+        config.tls.cert_file = Some(not_pem.clone());
+        config.tls.key_file = Some(not_pem);
+        let error = refused(&config);
+        assert!(error.contains("cert-file/key-file") && !error.contains("not a certificate"));
     }
 
     #[test]
