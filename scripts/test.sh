@@ -12,20 +12,21 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-# The poisoned-WAL test sets a file size limit on a running server with prlimit (util-linux).
-if ! command -v prlimit >/dev/null 2>&1; then
-    sudo_if_needed=""
-    [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
-    $sudo_if_needed apt-get update -qq && $sudo_if_needed apt-get install -y -qq util-linux
-fi
-
-# The forwarder's tests send to real receivers from Debian's packages (Prometheus 2.42,
-# VictoriaMetrics 1.79); they fail, never skip, when a binary is missing.
-if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/victoria-metrics ]; then
+# Debian packages the tests need: prlimit (util-linux) for the poisoned-WAL test, and the real
+# remote-write receivers the forwarding tests send to (Prometheus 2.42, VictoriaMetrics 1.79).
+missing=()
+command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+if [ ${#missing[@]} -gt 0 ]; then
     sudo_if_needed=""
     [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
     $sudo_if_needed apt-get update -qq
-    $sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus victoria-metrics
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The packages start system services; the tests start their own instances on free ports.
+    for service in prometheus victoria-metrics; do
+        $sudo_if_needed systemctl stop "$service" >/dev/null 2>&1 || true
+    done
 fi
 
 cargo fmt --all -- --check

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// One endpoint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
     /// Names the endpoint in logs, metrics (`remote_name`) and its cursor file: an endpoint
     /// keeps its place in the log across restarts and configuration changes while its name

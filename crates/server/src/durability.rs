@@ -9,7 +9,12 @@
 //! snapshots/      generations of per-host snapshots (see strata_wal::snapshot)
 //! ```
 //!
-//! Commit order is decode → WAL append → apply to memory → acknowledge. A snapshot must
+//! Commit order is decode → admit → WAL append → apply to memory → acknowledge. Admission
+//! ([`Store::admit`]) removes the samples the store would drop for a reason that cannot
+//! change before the apply (unknown metric, outside the retention window or too far ahead,
+//! a new metric past a full registry), so that the log, which is replayed and forwarded,
+//! holds only accepted samples; a refusal by a limit of the tree (hosts, series, children,
+//! the memory cap) is decided at apply time and so is still logged (rare, counted). A snapshot must
 //! contain every record of the segments it covers, so it first takes the *apply gate*
 //! exclusively: no commit is between its append and its apply at that moment. It rotates the
 //! WAL there (generation G = the new segment), releases the gate, and copies hosts one at a
@@ -27,7 +32,9 @@ use std::time::Instant;
 use strata_store::{Store, WriteBatch, WriteReport};
 use strata_wal::recovery;
 use strata_wal::snapshot::Manifest;
-use strata_wal::{Free, FsyncPolicy, Position, Record, Wal, WalConfig, snapshot};
+use strata_wal::{
+    Committed, Free, FsyncPolicy, Position, Record, Retention, Wal, WalConfig, snapshot,
+};
 use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock, Semaphore, oneshot};
 
 /// The data directory format this build reads and writes.
@@ -35,6 +42,9 @@ const DATA_FORMAT: u32 = 1;
 
 /// Decoded batches waiting per applier thread during replay (a bound on replay memory).
 const REPLAY_BATCHES_IN_FLIGHT: usize = 4;
+
+/// The snapshot's hold on the WAL: recovery replays from its newest complete generation.
+const SNAPSHOT_HOLD: &str = "snapshot";
 
 /// Appends allowed in flight at once; more wait (backpressure to the HTTP clients).
 const APPENDS_IN_FLIGHT_MAX: usize = 1024;
@@ -88,6 +98,8 @@ pub enum DurabilityError {
 pub struct Durability {
     config: DurabilityConfig,
     wal: Option<Wal>,
+    /// Deletes WAL segments: below the snapshot's hold and every forwarder's.
+    retention: Arc<Retention>,
     /// Held shared from WAL append to apply; exclusively by a snapshot to rotate the WAL.
     /// In an `Arc` so that a write applied on a blocking thread keeps it until it is done,
     /// even if its request is cancelled meanwhile.
@@ -291,7 +303,18 @@ impl Durability {
                 .last_segment
                 .map_or(plan.replay_from, |s| s + 1),
         };
-        let next_sequence = report.replay.last_sequence.map_or(0, |s| s + 1);
+        // Past the last record, and past what the newest segment's header says: after a clean
+        // shutdown that segment has no records, and numbering must not start over.
+        let next_sequence = report.replay.next_sequence;
+        let retention = Retention::new(wal_directory.clone());
+        // What recovery would replay stays until a snapshot covers it.
+        retention.hold(
+            SNAPSHOT_HOLD,
+            Position {
+                segment: plan.replay_from,
+                offset: 0,
+            },
+        );
         let wal = match config.fsync {
             Some(fsync) => Some(Wal::open(
                 WalConfig {
@@ -305,10 +328,14 @@ impl Durability {
             )?),
             None => None,
         };
+        if let Some(wal) = &wal {
+            retention.set_writer(wal.committed());
+        }
         report.seconds = started.elapsed().as_secs_f64();
         let durability = Self {
             config,
             wal,
+            retention,
             gate: Arc::new(RwLock::new(())),
             appends: Semaphore::new(APPENDS_IN_FLIGHT_MAX),
             snapshotting: Arc::new(Mutex::new(())),
@@ -344,7 +371,32 @@ impl Durability {
         }
     }
 
+    /// Admits `batch` ([`Store::admit`]), then logs and applies what is left, if anything,
+    /// with the same `now_s`: the log holds only samples the store takes (it is replayed and
+    /// forwarded), except those refused by a limit of the tree at apply time (see `admit`).
+    /// The report counts the samples `admit` removed with those `write` dropped.
     async fn log_and_apply(
+        &self,
+        store: &Arc<Store>,
+        mut batch: WriteBatch,
+        now_s: i64,
+    ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
+        let refused = store.admit(&mut batch, now_s);
+        // NOTE: an emptied batch is not logged: an empty record would cost an append and an
+        // fsync for nothing, and every reader of the log would have to skip it.
+        let (result, batch) = if batch.is_empty() {
+            (Ok(WriteReport::default()), batch)
+        } else {
+            self.log_and_apply_admitted(store, batch, now_s).await
+        };
+        let result = result.map(|mut report| {
+            report.dropped += refused;
+            report
+        });
+        (result, batch)
+    }
+
+    async fn log_and_apply_admitted(
         &self,
         store: &Arc<Store>,
         batch: WriteBatch,
@@ -422,6 +474,21 @@ impl Durability {
         self.wal.as_ref().and_then(Wal::poisoned)
     }
 
+    /// The registry that alone deletes WAL segments, for readers that need them kept (a
+    /// forwarder holds its cursor); `None` without a WAL.
+    pub fn retention(&self) -> Option<Arc<Retention>> {
+        self.wal.as_ref().map(|_| self.retention.clone())
+    }
+
+    /// The WAL writer's committed position, for readers that tail the log.
+    pub fn committed(&self) -> Option<Arc<Committed>> {
+        self.wal.as_ref().map(Wal::committed)
+    }
+
+    pub fn wal_directory(&self) -> PathBuf {
+        self.config.directory.join("wal")
+    }
+
     /// Writes a complete snapshot of `store` and deletes what it makes redundant.
     pub async fn snapshot(
         self: &Arc<Self>,
@@ -492,10 +559,15 @@ impl Durability {
         snapshot::finish_generation(&directory, generation, report.hosts, now_s)?;
         self.generation.fetch_max(generation, Ordering::Relaxed);
         snapshot::remove_generations_before(&root, generation)?;
-        // NOTE: the remote-write forwarder will also hold segments back until its cursor has
-        // passed them; today the snapshot is the only reader.
-        report.segments_deleted =
-            strata_wal::delete_segments_before(&self.config.directory.join("wal"), generation)?;
+        // Recovery now starts at this generation; what a forwarder still needs stays.
+        self.retention.hold(
+            SNAPSHOT_HOLD,
+            Position {
+                segment: generation,
+                offset: 0,
+            },
+        );
+        report.segments_deleted = self.retention.collect()?;
         Ok(report)
     }
 }
@@ -769,6 +841,104 @@ mod tests {
         Arc::new(Durability::recover(config, store, now_s).unwrap().0)
     }
 
+    /// Opens with a WAL of `segment_bytes` segments under the `never` policy.
+    fn open_logged(directory: &Path, store: &Store, segment_bytes: u64) -> Arc<Durability> {
+        let config = DurabilityConfig {
+            directory: directory.to_owned(),
+            fsync: Some(FsyncPolicy::Never),
+            segment_bytes,
+            workers: 1,
+        };
+        Arc::new(
+            Durability::recover(config, store, crate::now_s())
+                .unwrap()
+                .0,
+        )
+    }
+
+    async fn commit_one(durability: &Arc<Durability>, store: &Arc<Store>, host: &str) {
+        let now_s = crate::now_s();
+        let mut batch = WriteBatch::new();
+        batch.push("c", host, [LevelName::NONE; 2], "load", now_s, 1.0);
+        durability.commit(store, batch, now_s).await.0.unwrap();
+    }
+
+    /// The sequence numbers of every record in the WAL directory.
+    fn logged_sequences(durability: &Durability) -> Vec<u64> {
+        let start = Position {
+            segment: 0,
+            offset: 0,
+        };
+        let mut reader =
+            strata_wal::LogReader::open(&durability.wal_directory(), start, None).unwrap();
+        let mut sequences = Vec::new();
+        while let Some(event) = reader.next(std::time::Duration::ZERO).unwrap() {
+            match event {
+                strata_wal::Event::Record(entry) => sequences.push(entry.sequence),
+                strata_wal::Event::Damage(damage) => panic!("{damage:?}"),
+            }
+        }
+        sequences
+    }
+
+    /// Issue 7 item 4: after a clean restart (the snapshot had rotated the log, so the newest
+    /// segment held no record) numbering started at 0 again: every run's first record was 0.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequence_numbers_go_on_across_clean_restarts() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut firsts = Vec::new();
+        for run in 0..3 {
+            let store = Arc::new(Store::new(StoreConfig::auto(60)));
+            let durability = open_logged(directory.path(), &store, 1 << 20);
+            commit_one(&durability, &store, &format!("run{run}")).await;
+            commit_one(&durability, &store, &format!("run{run}")).await;
+            let logged = logged_sequences(&durability);
+            firsts.extend(logged.first().copied());
+            // The shutdown snapshot: rotates, and deletes the segments it covers.
+            durability.snapshot(&store, crate::now_s()).await.unwrap();
+            assert!(logged_sequences(&durability).is_empty());
+        }
+        assert_eq!(firsts, [0, 2, 4]);
+    }
+
+    /// Issue 7 item 5: a snapshot deletes only the segments no hold needs. A forwarder's hold
+    /// lagging behind keeps its segments through snapshots; released, the next snapshot
+    /// deletes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_hold_keeps_its_segments_through_snapshots() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(StoreConfig::auto(60)));
+        let durability = open_logged(directory.path(), &store, 1 << 20);
+        let retention = durability.retention().unwrap();
+        let first = durability.committed().unwrap().position();
+        retention.hold("forward", first);
+        commit_one(&durability, &store, "a").await;
+        let segments = || strata_wal::list_segments(&durability.wal_directory()).unwrap();
+        for _ in 0..3 {
+            let report = durability.snapshot(&store, crate::now_s()).await.unwrap();
+            assert_eq!(report.segments_deleted, 0);
+            commit_one(&durability, &store, "a").await;
+        }
+        assert_eq!(segments().first().map(|s| s.segment), Some(first.segment));
+        assert_eq!(segments().len(), 4);
+        // Moved on by one segment: only the first one goes.
+        let second = Position {
+            segment: first.segment + 1,
+            offset: 0,
+        };
+        retention.hold("forward", second);
+        let report = durability.snapshot(&store, crate::now_s()).await.unwrap();
+        assert_eq!(report.segments_deleted, 1);
+        retention.release("forward");
+        // Segments 2 to 5: the last one was the writer's until this snapshot rotated.
+        let report = durability.snapshot(&store, crate::now_s()).await.unwrap();
+        assert_eq!(report.segments_deleted, 4);
+        // The writer's segment always stays.
+        let writer = durability.committed().unwrap().position().segment;
+        let left: Vec<u64> = segments().iter().map(|s| s.segment).collect();
+        assert_eq!(left, [writer]);
+    }
+
     /// A request cancelled while its batch was being logged used to leave the batch in the
     /// WAL but not in memory (found in review): the commit now finishes on its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -800,6 +970,75 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(durability.wal_stats().map(|s| s.records), Some(1));
+    }
+
+    /// Issue 7: samples the store drops for their metric or their time used to be logged
+    /// before `write` dropped them, so a replay (and a remote-write forwarder) read them. Now
+    /// the log holds exactly the accepted samples, and a batch left empty is not logged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_admitted_samples_are_logged() {
+        let directory = tempfile::tempdir().unwrap();
+        let now_s = crate::now_s();
+        let mut config = StoreConfig::auto(60);
+        let metric = strata_store::MetricConfig {
+            frequency_s: 60,
+            aggregation: strata_store::Aggregation::Avg,
+        };
+        config.metrics.insert("m".to_owned(), metric);
+        let (retention_s, future_s) = (config.retention_s, config.future_tolerance_s);
+        let store = Arc::new(Store::new(config));
+        let durability = Arc::new(
+            Durability::recover(
+                DurabilityConfig {
+                    directory: directory.path().to_owned(),
+                    fsync: Some(FsyncPolicy::Always),
+                    segment_bytes: 1 << 20,
+                    workers: 1,
+                },
+                &store,
+                now_s,
+            )
+            .unwrap()
+            .0,
+        );
+        let node = [LevelName::NONE; 2];
+        let mut mixed = WriteBatch::new();
+        mixed.push("c", "h1", node, "m", now_s, 1.0);
+        mixed.push("c", "h1", node, "unknown", now_s, 2.0);
+        mixed.push("c", "h1", node, "m", now_s - retention_s - 60, 3.0);
+        mixed.push("c", "h2", node, "m", now_s + future_s + 60, 4.0);
+        mixed.push("c", "h2", node, "m", now_s - 60, 5.0);
+        let (report, _) = durability.commit(&store, mixed, now_s).await;
+        let report = report.unwrap();
+        assert_eq!(report.written, 2);
+        let dropped = report.dropped;
+        let counts = (
+            dropped.unknown_metric,
+            dropped.outside_retention,
+            dropped.future,
+        );
+        assert_eq!(counts, (1, 1, 1), "{report:?}");
+        assert_eq!(store.unknown_metric_counts(), [("unknown".to_owned(), 1)]);
+
+        let mut junk = WriteBatch::new();
+        junk.push("c", "h1", node, "unknown", now_s, 6.0);
+        junk.push("c", "h1", node, "m", now_s - retention_s - 60, 7.0);
+        let (report, batch) = durability.commit(&store, junk, now_s).await;
+        let report = report.unwrap();
+        assert_eq!((report.written, report.dropped.total()), (0, 2));
+        assert!(batch.is_empty());
+        assert_eq!(durability.wal_stats().map(|s| s.records), Some(1));
+        drop(durability);
+
+        let mut logged = Vec::new();
+        let replay = strata_wal::replay(&directory.path().join("wal"), 0, |record, _| {
+            if let Record::Batch(batch) = record {
+                logged.extend(batch.iter().map(|s| (s.key.host.to_owned(), s.value)));
+            }
+        })
+        .unwrap();
+        assert_eq!(replay.records, 1);
+        assert_eq!(logged, [("h1".to_owned(), 1.0), ("h2".to_owned(), 5.0)]);
     }
 
     /// Issue 6 item 6: shutdown aborts the periodic snapshot task. The abort used to release

@@ -66,6 +66,27 @@ fn write(c: &mut Criterion) {
             black_box(report)
         });
     });
+    // Issue 7: the admission check run on every batch before it is logged, alone and with
+    // the write after it (all samples accepted: the common case, the batch is unchanged).
+    group.bench_function("admit_batch_16_hosts_x_340_series", |b| {
+        let store = store();
+        store.write(&batches[0], NOW);
+        let mut batch = batches[0].clone();
+        b.iter(|| black_box(store.admit(&mut batch, NOW)));
+    });
+    group.bench_function("admit_and_write_batch_16_hosts_x_340_series", |b| {
+        let store = store();
+        let mut batches = batches.clone();
+        let mut next = 0;
+        b.iter(|| {
+            let count = batches.len();
+            let batch = &mut batches[next % count];
+            let dropped = store.admit(batch, NOW);
+            let report = store.write(batch, NOW);
+            next += 1;
+            black_box((dropped, report))
+        });
+    });
     group.bench_function("build_batch_16_hosts", |b| {
         b.iter(|| {
             let mut batch = WriteBatch::new();

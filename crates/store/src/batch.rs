@@ -60,6 +60,31 @@ struct Entry {
     value: f32,
 }
 
+impl Span {
+    /// The text of this span in `arena` (empty if out of range, which a batch never makes).
+    fn of(self, arena: &str) -> &str {
+        let start = self.start as usize;
+        arena
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
+}
+
+impl Entry {
+    fn sample(self, arena: &str) -> BatchSample<'_> {
+        BatchSample {
+            key: SeriesKey {
+                cluster: self.cluster.of(arena),
+                host: self.host.of(arena),
+                levels: [self.levels[0].of(arena), self.levels[1].of(arena)],
+                metric: self.metric.of(arena),
+            },
+            timestamp_s: self.timestamp_s,
+            value: self.value,
+        }
+    }
+}
+
 /// Samples decoded from one request, in arrival order.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
@@ -145,23 +170,27 @@ impl WriteBatch {
 
     /// The samples in arrival order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = BatchSample<'_>> {
-        self.entries.iter().map(move |entry| BatchSample {
-            key: SeriesKey {
-                cluster: self.text(entry.cluster),
-                host: self.text(entry.host),
-                levels: [self.text(entry.levels[0]), self.text(entry.levels[1])],
-                metric: self.text(entry.metric),
-            },
-            timestamp_s: entry.timestamp_s,
-            value: entry.value,
-        })
+        self.entries
+            .iter()
+            .map(move |entry| entry.sample(&self.text))
+    }
+
+    /// Keeps the samples for which `keep` is true, in order, and returns how many were
+    /// removed. In place and without allocating: the names of removed samples stay in the
+    /// text arena (a batch lives for one request), so the spans of the others stay valid.
+    /// A [`BatchMark`] taken before is meaningless afterwards.
+    /// The samples handed to `keep` borrow the batch, so that it may remember names from one
+    /// call to the next (a run of samples of one metric is looked up once).
+    pub fn retain<'a>(&'a mut self, mut keep: impl FnMut(BatchSample<'a>) -> bool) -> usize {
+        let before = self.entries.len();
+        let Self { text, entries } = self;
+        let text: &'a str = text;
+        entries.retain(|entry| keep(entry.sample(text)));
+        before - entries.len()
     }
 
     fn text(&self, span: Span) -> &str {
-        let start = span.start as usize;
-        self.text
-            .get(start..start + span.len as usize)
-            .unwrap_or_default()
+        span.of(&self.text)
     }
 
     fn intern(&mut self, name: &str, previous: Option<Span>) -> Span {
@@ -248,6 +277,39 @@ mod tests {
         assert_eq!((samples[2].timestamp_s, samples[2].value), (11, 3.0));
         // "c", "h1", "hwthread0", "cpu_user", "hwthread1", "h2", "load", "socket0", "netib0", "bw"
         assert_eq!(batch.text_bytes(), 1 + 2 + 9 + 8 + 9 + 2 + 4 + 7 + 6 + 2);
+    }
+
+    #[test]
+    fn retain_keeps_order_and_names_and_later_pushes_still_share_names() {
+        // Goal: `retain` removes exactly the samples refused, keeps the others in order with
+        // their names, and the batch stays usable (a push after it shares the last name).
+        let mut batch = WriteBatch::new();
+        let socket = [LevelName::new("socket", "0"), LevelName::NONE];
+        for (i, host) in ["h1", "h1", "h2", "h2", "h3"].into_iter().enumerate() {
+            batch.push("c", host, socket, "m", i as i64, i as f32);
+        }
+        let text_bytes = batch.text_bytes();
+        let removed = batch.retain(|sample| sample.timestamp_s % 2 == 0);
+        assert_eq!(removed, 2);
+        let kept: Vec<_> = batch
+            .iter()
+            .map(|s| (s.key.host, s.key.levels[0], s.timestamp_s, s.value))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("h1", "socket0", 0, 0.0),
+                ("h2", "socket0", 2, 2.0),
+                ("h3", "socket0", 4, 4.0)
+            ]
+        );
+        assert_eq!(batch.text_bytes(), text_bytes, "no names rewritten");
+        batch.push("c", "h3", socket, "m", 5, 5.0);
+        assert_eq!(batch.text_bytes(), text_bytes, "h3, socket0 and m shared");
+        assert_eq!(batch.retain(|_| true), 0);
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.retain(|_| false), 4);
+        assert!(batch.is_empty());
     }
 
     #[test]

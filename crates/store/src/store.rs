@@ -114,6 +114,19 @@ pub struct DropCounts {
     pub memory_cap: usize,
 }
 
+impl std::ops::AddAssign for DropCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.unknown_metric += other.unknown_metric;
+        self.outside_retention += other.outside_retention;
+        self.future += other.future;
+        self.too_many_metrics += other.too_many_metrics;
+        self.too_many_hosts += other.too_many_hosts;
+        self.too_many_series += other.too_many_series;
+        self.too_many_children += other.too_many_children;
+        self.memory_cap += other.memory_cap;
+    }
+}
+
 impl DropCounts {
     pub fn total(&self) -> usize {
         self.reasons().iter().map(|(_, count)| count).sum()
@@ -306,6 +319,12 @@ pub struct Store {
     unknown_metrics: parking_lot::Mutex<HashMap<String, u64>>,
 }
 
+/// Whether metrics are registered on first sight: when none are configured (COMPAT.md
+/// decision 3).
+fn registers_metrics(config: &StoreConfig) -> bool {
+    config.metrics.is_empty()
+}
+
 /// Most distinct unknown metric names counted by name (a bound on `/metrics` label values).
 const UNKNOWN_METRIC_NAMES_MAX: usize = 100;
 
@@ -314,7 +333,7 @@ pub const OTHER_METRICS: &str = "(other)";
 
 impl Store {
     pub fn new(config: StoreConfig) -> Self {
-        let auto = config.metrics.is_empty().then_some(config.default_metric);
+        let auto = registers_metrics(&config).then_some(config.default_metric);
         let registry = Registry::new(
             config.metrics.iter().map(|(name, c)| (name.as_str(), *c)),
             auto,
@@ -334,11 +353,103 @@ impl Store {
         &self.config
     }
 
-    /// Applies a batch. `now_s` is the current time, for the retention and future bounds.
-    pub fn write(&self, batch: &WriteBatch, now_s: i64) -> WriteReport {
-        let metrics = self.resolve_metrics(batch);
+    fn registers_metrics(&self) -> bool {
+        registers_metrics(&self.config)
+    }
+
+    /// Removes from `batch`, before it is logged, every sample that [`Store::write`] would
+    /// drop for a reason that cannot change before the write, and counts them as `write`
+    /// would (the per-metric counter of unknown metrics included): its metric is not
+    /// configured; it is new while auto-registration has reached
+    /// [`StoreLimits::metrics_max`] (the registry never shrinks); it is older than the
+    /// retention window or further ahead than the future tolerance at `now_s`. The order of
+    /// the others is kept. So the write-ahead log, which is replayed and forwarded to
+    /// remote-write receivers, holds only samples the store takes.
+    ///
+    /// Read-only and cheap: one registry read lock, one lookup per run of samples of a
+    /// metric, no host lock, no allocation.
+    ///
+    /// What it leaves to `write`, so what can still reach the log and be dropped there
+    /// (counted under its reason): a new host, level or series refused by
+    /// [`StoreLimits::hosts_per_cluster_max`], `series_per_host_max` or
+    /// `children_per_level_max`, or while the store is full ([`Store::memory_full`]): those
+    /// depend on the tree, which frees, pruning and memory-cap passes change between this
+    /// check and the write. And new metrics of one batch beyond the room the registry has
+    /// left: a concurrent writer may register one of them first, which makes it known. A
+    /// `write` with a later `now_s` than this check may also drop a sample that has
+    /// meanwhile left the retention window; the server passes the same time to both.
+    pub fn admit(&self, batch: &mut WriteBatch, now_s: i64) -> DropCounts {
         let oldest_s = now_s - self.config.retention_s;
         let newest_s = now_s + self.config.future_tolerance_s;
+        let mut dropped = DropCounts::default();
+        let registry = self.registry.read();
+        let registers = self.registers_metrics();
+        let at_limit = registry.len() >= self.config.limits.metrics_max;
+        let metric_refusal = |name: &str| match registry.get(name) {
+            Some(_) => None,
+            None if !registers => Some(Refusal::Unknown),
+            None if at_limit => Some(Refusal::TooMany),
+            None => None,
+        };
+        let mut last: Option<(&str, Option<Refusal>)> = None;
+        // Unknown metrics are counted by name once per run of one name: one lock per run.
+        let mut unknown_run: Option<(&str, u64)> = None;
+        batch.retain(|sample| {
+            let name = sample.key.metric;
+            let refusal = match last {
+                Some((last_name, refusal)) if same_text(last_name, name) => refusal,
+                _ => metric_refusal(name),
+            };
+            last = Some((name, refusal));
+            // The order of `write`'s checks, so that a sample is counted under one reason.
+            if refusal == Some(Refusal::Unknown) {
+                dropped.unknown_metric += 1;
+                match &mut unknown_run {
+                    Some((run_name, count)) if same_text(run_name, name) => *count += 1,
+                    run => {
+                        if let Some((run_name, count)) = run.replace((name, 1)) {
+                            self.count_unknown_metric(run_name, count);
+                        }
+                    }
+                }
+                return false;
+            }
+            if sample.timestamp_s < oldest_s {
+                dropped.outside_retention += 1;
+                return false;
+            }
+            if sample.timestamp_s > newest_s {
+                dropped.future += 1;
+                return false;
+            }
+            if refusal == Some(Refusal::TooMany) {
+                dropped.too_many_metrics += 1;
+                return false;
+            }
+            true
+        });
+        if let Some((name, count)) = unknown_run {
+            self.count_unknown_metric(name, count);
+        }
+        dropped
+    }
+
+    /// Applies a batch. `now_s` is the current time, for the retention and future bounds.
+    ///
+    /// Every check of [`Store::admit`] is made here too: replay and import apply batches
+    /// that were never admitted (and a replayed sample may have aged out since it was
+    /// logged). On the live path the batch was admitted with the same `now_s`, so those
+    /// checks find nothing and no sample is counted twice.
+    ///
+    /// Checks, in this order, each dropping the sample under its reason: the metric is not
+    /// configured; the sample is outside `[now − retention, now + future tolerance]`; the
+    /// metric is new beyond [`StoreLimits::metrics_max`]; then the tree's limits. A metric is
+    /// registered by its first sample inside the window, never by one that is dropped.
+    pub fn write(&self, batch: &WriteBatch, now_s: i64) -> WriteReport {
+        let oldest_s = now_s - self.config.retention_s;
+        let newest_s = now_s + self.config.future_tolerance_s;
+        let metrics = self.resolve_metrics(batch, oldest_s..=newest_s);
+        let registers = self.registers_metrics();
         let full = self.memory_full();
         let limits = if full {
             // Nothing new, but data already in the store still takes samples.
@@ -356,18 +467,12 @@ impl Store {
         // The host being written, by key; `None` inside when the host limit refused it.
         let mut current: Option<((&str, &str), Option<HostGuard>)> = None;
         for (sample, metric) in batch.iter().zip(metrics) {
-            let (metric, frequency_s) = match metric {
-                Ok(found) => found,
-                Err(Refusal::Unknown) => {
-                    report.dropped.unknown_metric += 1;
-                    self.count_unknown_metric(sample.key.metric);
-                    continue;
-                }
-                Err(Refusal::TooMany) => {
-                    report.dropped.too_many_metrics += 1;
-                    continue;
-                }
-            };
+            // (Under auto-registration `Unknown` means outside the window, not registered.)
+            if metric == Err(Refusal::Unknown) && !registers {
+                report.dropped.unknown_metric += 1;
+                self.count_unknown_metric(sample.key.metric, 1);
+                continue;
+            }
             if sample.timestamp_s < oldest_s {
                 report.dropped.outside_retention += 1;
                 continue;
@@ -376,6 +481,11 @@ impl Store {
                 report.dropped.future += 1;
                 continue;
             }
+            // Inside the window a metric is known, registered, or refused by the limit.
+            let Ok((metric, frequency_s)) = metric else {
+                report.dropped.too_many_metrics += 1;
+                continue;
+            };
             let key = (sample.key.cluster, sample.key.host);
             let same_host = current
                 .as_ref()
@@ -435,8 +545,14 @@ impl Store {
     }
 
     /// Looks up the metric of every sample under one registry lock, registering new ones
-    /// when auto-registration is on.
-    fn resolve_metrics(&self, batch: &WriteBatch) -> Vec<Result<(MetricId, i64), Refusal>> {
+    /// when auto-registration is on, for samples inside `window_s` only. The metric of a
+    /// sample outside it is left [`Refusal::Unknown`] when not registered: `write` drops
+    /// such a sample for its time.
+    fn resolve_metrics(
+        &self,
+        batch: &WriteBatch,
+        window_s: std::ops::RangeInclusive<i64>,
+    ) -> Vec<Result<(MetricId, i64), Refusal>> {
         let mut resolved = Vec::with_capacity(batch.len());
         let mut missing = false;
         {
@@ -458,7 +574,7 @@ impl Store {
         }
         let mut registry = self.registry.write();
         for (sample, slot) in batch.iter().zip(resolved.iter_mut()) {
-            if slot.is_err() {
+            if slot.is_err() && window_s.contains(&sample.timestamp_s) {
                 *slot = registry
                     .register(sample.key.metric, true)
                     .map(|(id, c)| (id, c.frequency_s));
@@ -467,14 +583,14 @@ impl Store {
         resolved
     }
 
-    fn count_unknown_metric(&self, name: &str) {
+    fn count_unknown_metric(&self, name: &str, samples: u64) {
         let mut counts = self.unknown_metrics.lock();
         if let Some(count) = counts.get_mut(name) {
-            *count += 1;
+            *count += samples;
         } else if counts.len() < UNKNOWN_METRIC_NAMES_MAX {
-            counts.insert(name.to_owned(), 1);
+            counts.insert(name.to_owned(), samples);
         } else {
-            *counts.entry(OTHER_METRICS.to_owned()).or_default() += 1;
+            *counts.entry(OTHER_METRICS.to_owned()).or_default() += samples;
         }
     }
 

@@ -104,6 +104,31 @@ fn samples_outside_the_window_are_dropped_by_reason() {
 }
 
 #[test]
+fn a_sample_dropped_for_its_time_registers_no_metric() {
+    // Goal: (issue 7) a metric is registered by its first sample inside the window, so that
+    // a write and a write after `Store::admit` (which removes such samples before they are
+    // logged) leave the same registry, and junk timestamps use no room under `metrics_max`.
+    let mut config = config();
+    config.retention_s = 1000;
+    config.future_tolerance_s = 100;
+    config.limits.metrics_max = 1;
+    let store = Store::new(config);
+    let mut junk = batch("h", "old", [(NOW - 2000, 1.0)]);
+    junk.push("c", "h", [LevelName::NONE; 2], "ahead", NOW + 1000, 1.0);
+    let report = store.write(&junk, NOW);
+    assert_eq!(
+        (report.dropped.outside_retention, report.dropped.future),
+        (1, 1)
+    );
+    assert_eq!(store.stats().metrics, 0);
+    let report = store.write(&batch("h", "real", [(NOW, 1.0)]), NOW);
+    assert_eq!(
+        report.written, 1,
+        "the only room under the limit is still free"
+    );
+}
+
+#[test]
 fn late_samples_land_in_older_buffers() {
     let store = Store::new(config());
     let first: Vec<_> = (0..1000).map(|i| (1000 + i * 10, i as f32)).collect();

@@ -140,15 +140,13 @@ fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow
 }
 
 fn check_wal(wal: &Path, replay_from: u64, report: &mut CheckReport) -> anyhow::Result<()> {
-    let segments = strata_wal::list_segments(wal)?;
+    // Streams the log (one record in memory at a time), the way recovery reads it.
     let replay = strata_wal::replay(wal, replay_from, |_, _| {})?;
     let out = &mut report.text;
     writeln!(
         out,
         "WAL: {} segments from segment {replay_from} on, {} records, {} samples",
-        segments.iter().filter(|s| s.segment >= replay_from).count(),
-        replay.records,
-        replay.samples
+        replay.segments, replay.records, replay.samples
     )?;
     if let Some((position, bytes)) = replay.torn_tail {
         writeln!(

@@ -352,6 +352,13 @@ fn warn_about_unimplemented(config: &Config) {
             "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
         );
     }
+    if !config.store.remote_write.is_empty() {
+        tracing::warn!(
+            endpoints = config.store.remote_write.len(),
+            "remote-write forwarding is not implemented yet: metric-store.remote-write is \
+             validated and ignored"
+        );
+    }
     if config.store.cleanup.mode == CleanupMode::Archive {
         tracing::warn!("cleanup.mode \"archive\" is not implemented yet: nothing is archived");
     }

@@ -299,3 +299,27 @@ fn memory_cap_is_optional_and_ignored_checkpoint_keys_are_warned_about() {
     let quiet = Server::start();
     assert!(!quiet.log().contains("is ignored"), "{}", quiet.log());
 }
+
+#[test]
+fn remote_write_is_validated_at_startup_and_said_to_be_ignored() {
+    // Goal: (issue 7) `metric-store.remote-write` with `wal.fsync: "off"` stops startup
+    // with the reason (forwarding reads the log); a valid list starts the server and the
+    // log says forwarding is not in this build yet, so nobody believes it took effect.
+    let endpoint = json!([{"url": "http://127.0.0.1:1/api/v1/write", "name": "site-vm"}]);
+    let mut config = valid_config();
+    config["metric-store"]["remote-write"] = endpoint.clone();
+    config["metric-store"]["wal"] = json!({"fsync": "off"});
+    let (stderr, path) = refused(&config);
+    assert!(
+        stderr.contains(&path.display().to_string())
+            && stderr.contains("\"remote-write\"")
+            && stderr.contains("forwarding reads the write-ahead log, which fsync: off disables"),
+        "{stderr}"
+    );
+    let server = Server::start_with_config(&json!({"metric-store": {"remote-write": endpoint}}));
+    let log = server.log();
+    assert!(
+        log.contains("remote-write forwarding is not implemented yet"),
+        "{log}"
+    );
+}

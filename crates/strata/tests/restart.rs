@@ -9,6 +9,7 @@ mod common;
 use common::{Server, log_fields, metric_value, minutes_ago};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const CLUSTER: &str = "restart";
@@ -725,4 +726,39 @@ fn samples_written_newest_first_fill_full_buffers_before_and_after_a_restart() {
     for host in ["n0", "n2"] {
         assert_series(&server, host, &samples);
     }
+}
+
+/// The sequence numbers of the records in the WAL of the data directory `data`.
+fn logged_sequences(data: &Path) -> Vec<u64> {
+    let start = strata_wal::Position::default();
+    let mut reader = strata_wal::LogReader::open(&data.join("wal"), start, None).expect("WAL");
+    let mut sequences = Vec::new();
+    while let Some(event) = reader.next(Duration::ZERO).expect("reading the WAL") {
+        match event {
+            strata_wal::Event::Record(entry) => sequences.push(entry.sequence),
+            strata_wal::Event::Damage(damage) => panic!("WAL damaged: {damage:?}"),
+        }
+    }
+    sequences
+}
+
+#[test]
+fn sequence_numbers_go_on_across_graceful_restarts() {
+    // Issue 7 item 4: after a graceful restart the log's newest segment has no record (the
+    // final snapshot rotated the log and deleted what it covers), and numbering used to start
+    // at 0 again: a forwarder's cursor would have gone backwards. Each run writes one record
+    // and is killed (the record stays in the log), restarted, stopped gracefully, restarted.
+    let mut server = server_with_wal(json!({"fsync": "always"}));
+    let start = minutes_ago(60);
+    let mut logged = Vec::new();
+    for run in 0..3 {
+        write_series(&server, &format!("h{run}"), start, 2, 1.0);
+        kill(&mut server);
+        logged.extend(logged_sequences(&server.data_dir()));
+        server.restart();
+        stop_gracefully(&mut server);
+        assert!(logged_sequences(&server.data_dir()).is_empty());
+        server.restart();
+    }
+    assert_eq!(logged, [0, 1, 2]);
 }

@@ -10,15 +10,21 @@
 //! |---|---|---|
 //! | magic | `[u8; 8]` | `b"STRATAWL"` |
 //! | version | u32 (4) | [`SEGMENT_VERSION`] |
-//! | header_crc | u32 (4) | CRC32C of magic, version and segment |
+//! | header_crc | u32 (4) | CRC32C of magic, version, segment and first_sequence |
 //! | segment | u64 (8) | the segment number, equal to the file name |
+//! | first_sequence | u64 (8) | sequence number of the segment's first record (version 3 on) |
 //! | records | … | records until the end of the file |
+//!
+//! The header is [`SEGMENT_HEADER_BYTES`] long; versions 1 and 2 have no `first_sequence`
+//! (and their CRC does not cover it): [`SEGMENT_HEADER_BYTES_BEFORE_V3`]. `first_sequence` is
+//! the writer's next sequence number when it starts the segment, so an empty segment (what a
+//! snapshot's rotation leaves at a clean shutdown) still says where the numbers go on.
 //!
 //! Record:
 //!
 //! | field | type (bytes) | meaning |
 //! |---|---|---|
-//! | length | u32 (4) | payload bytes, ≤ [`RECORD_BYTES_MAX`] |
+//! | length | u32 (4) | payload bytes, ≤ [`RECORD_BYTES_MAX`] (≤ [`RECORD_BYTES_MAX_BEFORE_V3`] in versions 1 and 2) |
 //! | crc | u32 (4) | CRC32C of the length field's four bytes and the payload |
 //! | payload | `length` bytes | see below |
 //!
@@ -52,56 +58,129 @@ use crate::{Error, Free, Result};
 /// Magic at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATAWL";
 
-/// The segment format this build writes. Version 2 added free records (kind 2); version 1
-/// segments (batch records only) are read as before.
-pub const SEGMENT_VERSION: u32 = 2;
+/// The segment format this build writes. Version 2 added free records (kind 2), version 3
+/// the header's `first_sequence` and the lower [`RECORD_BYTES_MAX`]; version 1 and 2
+/// segments are read as before.
+pub const SEGMENT_VERSION: u32 = 3;
 
 /// The oldest segment format this build reads.
 pub const SEGMENT_VERSION_OLDEST: u32 = 1;
 
-/// Bytes of the segment header.
-pub const SEGMENT_HEADER_BYTES: u64 = 24;
+/// Bytes of the segment header this build writes (version 3).
+pub const SEGMENT_HEADER_BYTES: u64 = 32;
+
+/// Bytes of a version 1 or 2 segment header.
+pub const SEGMENT_HEADER_BYTES_BEFORE_V3: u64 = 24;
+
+/// Bytes of every version's header up to and including `header_crc`.
+const SEGMENT_HEADER_PREFIX_BYTES: usize = 16;
 
 /// Bytes before a record's payload: length and CRC.
 pub const RECORD_HEADER_BYTES: u64 = 8;
 
-/// Largest record payload. A larger length field can only be corruption.
-pub const RECORD_BYTES_MAX: u32 = 256 << 20;
+/// Payload size at which the writer starts a new record for the rest of a batch, far below
+/// [`RECORD_BYTES_MAX`] so that a reader never holds a huge record.
+pub const RECORD_PAYLOAD_TARGET_BYTES: usize = 4 << 20;
+
+/// Largest record payload written and read (version 3 on). A batch record passes
+/// [`RECORD_PAYLOAD_TARGET_BYTES`] by at most one series definition (names are at most a
+/// line, 64 KiB); a free record is refused beyond it. A larger length field is damage: a
+/// reader holds at most one record of this size.
+pub const RECORD_BYTES_MAX: u32 = 2 * RECORD_PAYLOAD_TARGET_BYTES as u32;
+
+/// Largest record payload of a version 1 or 2 segment, from before batches were split.
+pub const RECORD_BYTES_MAX_BEFORE_V3: u32 = 256 << 20;
 
 const KIND_BATCH: u8 = 1;
 const KIND_FREE: u8 = 2;
 
 /// The CRC32C of a segment header's other fields.
-fn header_crc(version: u32, segment: u64) -> u32 {
+fn header_crc(version: u32, segment: u64, first_sequence: Option<u64>) -> u32 {
     let mut crc = crc32c::crc32c(&SEGMENT_MAGIC);
     crc = crc32c::crc32c_append(crc, &version.to_le_bytes());
-    crc32c::crc32c_append(crc, &segment.to_le_bytes())
+    crc = crc32c::crc32c_append(crc, &segment.to_le_bytes());
+    match first_sequence {
+        Some(first) => crc32c::crc32c_append(crc, &first.to_le_bytes()),
+        None => crc,
+    }
 }
 
-pub fn encode_segment_header(segment: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+/// A decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub segment: u64,
+    pub version: u32,
+    /// The sequence number of the segment's first record (version 3 on).
+    pub first_sequence: Option<u64>,
+}
+
+impl SegmentHeader {
+    /// Where the first record starts.
+    pub fn bytes(&self) -> u64 {
+        segment_header_bytes(self.version)
+    }
+
+    /// The largest record payload of this segment's version.
+    pub fn record_bytes_max(&self) -> u32 {
+        match self.version {
+            ..3 => RECORD_BYTES_MAX_BEFORE_V3,
+            _ => RECORD_BYTES_MAX,
+        }
+    }
+}
+
+fn segment_header_bytes(version: u32) -> u64 {
+    match version {
+        ..3 => SEGMENT_HEADER_BYTES_BEFORE_V3,
+        _ => SEGMENT_HEADER_BYTES,
+    }
+}
+
+/// The length of the header that starts `bytes`, as far as its version field tells: a file
+/// shorter than this was cut off while its header was being written.
+pub fn segment_header_length(bytes: &[u8]) -> u64 {
+    match bytes.get(8..12) {
+        Some(version) => segment_header_bytes(u32::from_le_bytes([
+            version[0], version[1], version[2], version[3],
+        ])),
+        None => SEGMENT_HEADER_BYTES_BEFORE_V3,
+    }
+}
+
+pub fn encode_segment_header(
+    segment: u64,
+    first_sequence: u64,
+) -> [u8; SEGMENT_HEADER_BYTES as usize] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
     header[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&header_crc(SEGMENT_VERSION, segment).to_le_bytes());
+    let crc = header_crc(SEGMENT_VERSION, segment, Some(first_sequence));
+    header[12..16].copy_from_slice(&crc.to_le_bytes());
     header[16..24].copy_from_slice(&segment.to_le_bytes());
+    header[24..32].copy_from_slice(&first_sequence.to_le_bytes());
     header
 }
 
-/// Checks a segment header and returns its segment number.
-pub fn decode_segment_header(bytes: &[u8]) -> Result<u64> {
-    let header: &[u8; SEGMENT_HEADER_BYTES as usize] = bytes
-        .get(..SEGMENT_HEADER_BYTES as usize)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(Error::SegmentHeader("shorter than a header"))?;
-    if header[0..8] != SEGMENT_MAGIC {
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let field: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(field))
+}
+
+/// Checks the segment header at the start of `bytes`.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader> {
+    let short = || Error::SegmentHeader("shorter than a header");
+    let prefix = bytes.get(..SEGMENT_HEADER_PREFIX_BYTES).ok_or_else(short)?;
+    if prefix[0..8] != SEGMENT_MAGIC {
         return Err(Error::SegmentHeader("not a Strata WAL segment (bad magic)"));
     }
-    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    let crc = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
-    let mut number = [0u8; 8];
-    number.copy_from_slice(&header[16..24]);
-    let segment = u64::from_le_bytes(number);
-    if crc != header_crc(version, segment) {
+    let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+    let crc = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]);
+    let segment = u64_at(bytes, 16).ok_or_else(short)?;
+    let first_sequence = match version {
+        ..3 => None,
+        _ => Some(u64_at(bytes, 24).ok_or_else(short)?),
+    };
+    if crc != header_crc(version, segment, first_sequence) {
         return Err(Error::SegmentHeader("header checksum mismatch"));
     }
     if !(SEGMENT_VERSION_OLDEST..=SEGMENT_VERSION).contains(&version) {
@@ -111,14 +190,14 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64> {
             supported: SEGMENT_VERSION,
         });
     }
-    Ok(segment)
+    Ok(SegmentHeader {
+        segment,
+        version,
+        first_sequence,
+    })
 }
 
-/// Payload size at which the writer starts a new record for the rest of a batch, far below
-/// [`RECORD_BYTES_MAX`] so that a reader never holds a huge record.
-pub const RECORD_PAYLOAD_TARGET_BYTES: usize = 4 << 20;
-
-const _: () = assert!(RECORD_PAYLOAD_TARGET_BYTES * 4 < RECORD_BYTES_MAX as usize);
+const _: () = assert!(RECORD_PAYLOAD_TARGET_BYTES * 2 <= RECORD_BYTES_MAX as usize);
 
 /// Frames a record (length, CRC, payload) in `out`. The payload must already be in `out`
 /// after eight reserved bytes at `record_start`; this fills them in. A payload longer than
@@ -149,8 +228,8 @@ pub enum Frame<'a> {
     Corrupt { reason: &'static str },
 }
 
-/// Reads the frame at the start of `bytes`.
-pub fn read_frame(bytes: &[u8]) -> Frame<'_> {
+/// Reads the frame at the start of `bytes`; a length above `length_max` is corrupt.
+pub fn read_frame(bytes: &[u8], length_max: u32) -> Frame<'_> {
     if bytes.is_empty() {
         return Frame::End;
     }
@@ -159,7 +238,7 @@ pub fn read_frame(bytes: &[u8]) -> Frame<'_> {
     };
     let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if length == 0 || length > RECORD_BYTES_MAX {
+    if length == 0 || length > length_max {
         return Frame::Corrupt {
             reason: "impossible record length",
         };
@@ -354,33 +433,59 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        let header = encode_segment_header(42);
-        assert_eq!(decode_segment_header(&header).unwrap(), 42);
+        let header = encode_segment_header(42, 1234);
+        let decoded = decode_segment_header(&header).unwrap();
+        assert_eq!(
+            decoded,
+            SegmentHeader {
+                segment: 42,
+                version: SEGMENT_VERSION,
+                first_sequence: Some(1234)
+            }
+        );
+        assert_eq!(decoded.bytes(), SEGMENT_HEADER_BYTES);
         for i in 0..header.len() {
             let mut damaged = header;
             damaged[i] ^= 0x01;
             assert!(decode_segment_header(&damaged).is_err(), "byte {i}");
         }
-        assert!(decode_segment_header(&header[..10]).is_err());
+        for cut in 0..header.len() {
+            assert!(decode_segment_header(&header[..cut]).is_err(), "cut {cut}");
+            assert!(segment_header_length(&header[..cut]) > cut as u64);
+        }
+    }
+
+    /// A version 1 or 2 header: 24 bytes, no first sequence, its CRC over the first three
+    /// fields.
+    fn old_header(version: u32, segment: u64) -> Vec<u8> {
+        let mut header = Vec::new();
+        header.extend_from_slice(&SEGMENT_MAGIC);
+        header.extend_from_slice(&version.to_le_bytes());
+        header.extend_from_slice(&header_crc(version, segment, None).to_le_bytes());
+        header.extend_from_slice(&segment.to_le_bytes());
+        header
     }
 
     #[test]
     fn newer_versions_are_refused_by_name() {
         let newer = SEGMENT_VERSION + 1;
-        let mut header = encode_segment_header(7);
+        let mut header = encode_segment_header(7, 0);
         header[8..12].copy_from_slice(&newer.to_le_bytes());
-        let crc = header_crc(newer, 7);
+        let crc = header_crc(newer, 7, Some(0));
         header[12..16].copy_from_slice(&crc.to_le_bytes());
         let error = decode_segment_header(&header).unwrap_err();
         assert!(
             error.to_string().contains(&format!("version {newer}")),
             "{error}"
         );
-        // Older versions this build still reads.
-        for version in SEGMENT_VERSION_OLDEST..=SEGMENT_VERSION {
-            header[8..12].copy_from_slice(&version.to_le_bytes());
-            header[12..16].copy_from_slice(&header_crc(version, 7).to_le_bytes());
-            assert_eq!(decode_segment_header(&header).unwrap(), 7);
+        // Older versions this build still reads, with their shorter header.
+        for version in SEGMENT_VERSION_OLDEST..SEGMENT_VERSION {
+            let header = old_header(version, 7);
+            let decoded = decode_segment_header(&header).unwrap();
+            assert_eq!((decoded.segment, decoded.first_sequence), (7, None));
+            assert_eq!(decoded.bytes(), header.len() as u64);
+            assert_eq!(segment_header_length(&header), header.len() as u64);
+            assert_eq!(decoded.record_bytes_max(), RECORD_BYTES_MAX_BEFORE_V3);
         }
     }
 
@@ -389,23 +494,32 @@ mod tests {
         let mut out = vec![0u8; 8];
         out.extend_from_slice(b"hello");
         finish_record(&mut out, 0).unwrap();
-        assert_eq!(read_frame(&out), Frame::Record(b"hello"));
+        assert_eq!(read_frame(&out, RECORD_BYTES_MAX), Frame::Record(b"hello"));
         for cut in 1..out.len() {
-            assert_eq!(read_frame(&out[..cut]), Frame::Truncated, "cut {cut}");
+            assert_eq!(
+                read_frame(&out[..cut], RECORD_BYTES_MAX),
+                Frame::Truncated,
+                "cut {cut}"
+            );
         }
         let mut flipped = out.clone();
         flipped[10] ^= 0x20;
-        assert!(matches!(read_frame(&flipped), Frame::Corrupt { .. }));
+        assert!(matches!(
+            read_frame(&flipped, RECORD_BYTES_MAX),
+            Frame::Corrupt { .. }
+        ));
         let mut length = out.clone();
         length[0] = 9; // longer than what follows
-        assert_eq!(read_frame(&length), Frame::Truncated);
+        assert_eq!(read_frame(&length, RECORD_BYTES_MAX), Frame::Truncated);
         assert_eq!(
-            read_frame(&[0; 16]),
+            read_frame(&[0; 16], RECORD_BYTES_MAX),
             Frame::Corrupt {
                 reason: "impossible record length"
             }
         );
-        assert_eq!(read_frame(&[]), Frame::End);
+        assert_eq!(read_frame(&[], RECORD_BYTES_MAX), Frame::End);
+        // A length above the segment version's bound is damage, not a record to wait for.
+        assert!(matches!(read_frame(&out, 4), Frame::Corrupt { .. }));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Strata's durability: a segmented write-ahead log and per-host snapshots.
 //!
-//! One log serves two readers: crash recovery, and (later) the remote-write forwarder, which
-//! tails it from its own position. So:
+//! One log serves two readers: crash recovery, and the remote-write forwarder, which tails it
+//! from its own position. So:
 //!
 //! - the log is numbered segment files of bounded size ([`WalConfig::segment_bytes`]); a
 //!   position is `(segment, offset)`;
@@ -9,9 +9,13 @@
 //!   reader can tell a torn tail from damage in the middle and count what was lost;
 //! - a segment is self-contained: it defines every series it uses before using it, so a
 //!   reader can start at any segment boundary;
-//! - the writer commits appends in groups: concurrent requests share one write and one fsync;
-//! - segments are deleted only below the position every reader has passed
-//!   ([`delete_segments_before`]).
+//! - the writer commits appends in groups: concurrent requests share one write and one fsync,
+//!   and publishes what it has written ([`Committed`]);
+//! - every reader is a [`LogReader`]: it streams records one at a time, and tails the live
+//!   log up to the committed position, woken when it moves;
+//! - sequence numbers go on across restarts: a segment header carries the sequence number of
+//!   its first record;
+//! - segments are deleted only below the position every reader holds ([`Retention`]).
 //!
 //! The fsync policy says what an acknowledged sample survives:
 //!
@@ -25,19 +29,23 @@
 //! Formats are described in [`format`] (segments) and [`snapshot`] (snapshots).
 
 mod codec;
+mod committed;
 pub mod format;
 pub mod reader;
 pub mod recovery;
+pub mod retention;
 pub mod snapshot;
 mod storage;
+pub mod stream;
 pub mod writer;
 
+pub use committed::Committed;
 pub use reader::{
     Damage, ReplayReport, SegmentFile, list_segments, replay, segment_file_name, truncate_torn_tail,
 };
-pub use writer::{
-    Appended, Completion, FreeCompletion, Wal, WalConfig, WalStats, delete_segments_before,
-};
+pub use retention::Retention;
+pub use stream::{Entry, Event, LogReader, OwnedRecord};
+pub use writer::{Appended, Completion, FreeCompletion, Wal, WalConfig, WalStats};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

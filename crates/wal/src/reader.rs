@@ -12,12 +12,12 @@
 //!   the sequence numbers), and goes on with the next segment: the rest of a damaged segment
 //!   cannot be trusted to have its series definitions.
 
-use crate::codec::Definitions;
-use crate::format::{self, Frame};
+use crate::format;
+use crate::stream::{Event, LogReader, OwnedRecord};
 use crate::{Error, Position, Record, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
-use strata_store::WriteBatch;
+use std::time::Duration;
 
 /// A segment file in a WAL directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,22 @@ pub struct Damage {
     pub records_lost: Option<u64>,
 }
 
+impl Damage {
+    /// Segments `first` up to `next` (which exists) are missing.
+    pub(crate) fn missing(first: u64, next: u64) -> Self {
+        let reason = match next - first {
+            1 => format!("segment {first} is missing"),
+            _ => format!("segments {first} to {} are missing", next - 1),
+        };
+        Self {
+            segment: first,
+            offset: 0,
+            reason,
+            records_lost: None,
+        }
+    }
+}
+
 /// What a replay read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -89,6 +105,9 @@ pub struct ReplayReport {
     pub last_sequence: Option<u64>,
     /// The newest segment read, if any.
     pub last_segment: Option<u64>,
+    /// Where sequence numbers go on: past the last record and past the newest segment
+    /// header's first sequence (a segment without records still carries it).
+    pub next_sequence: u64,
 }
 
 /// Reads every record of the segments numbered `from_segment` and later, oldest first, and
@@ -100,181 +119,48 @@ pub fn replay(
     from_segment: u64,
     mut apply: impl FnMut(Record<'_>, u64),
 ) -> Result<ReplayReport> {
-    let segments: Vec<SegmentFile> = list_segments(directory)?
-        .into_iter()
-        .filter(|s| s.segment >= from_segment)
-        .collect();
     let mut report = ReplayReport::default();
-    let mut batch = WriteBatch::new();
-    let mut definitions = Definitions::default();
-    // A damaged segment whose lost records are counted when the next good record shows up.
-    let mut pending_loss: Option<usize> = None;
-    let mut expected = from_segment;
-    for (index, file) in segments.iter().enumerate() {
-        if file.segment > expected {
-            let reason = match file.segment - expected {
-                1 => format!("segment {expected} is missing"),
-                _ => format!("segments {expected} to {} are missing", file.segment - 1),
-            };
-            report.damage.push(Damage {
-                segment: expected,
-                offset: 0,
-                reason,
-                records_lost: None,
-            });
-            pending_loss = Some(report.damage.len() - 1);
-        }
-        expected = file.segment + 1;
-        let newest = index + 1 == segments.len();
-        let bytes = fs::read(&file.path).map_err(|e| Error::io("reading", &file.path, e))?;
-        report.segments += 1;
-        report.last_segment = Some(file.segment);
-        definitions.clear();
-        let outcome = read_segment(
-            file,
-            &bytes,
-            newest,
-            &mut definitions,
-            &mut batch,
-            |record, sequence, size| {
-                if let (Some(damage), Some(last)) = (pending_loss.take(), report.last_sequence) {
-                    report.damage[damage].records_lost = Some(sequence.saturating_sub(last + 1));
-                }
-                report.records += 1;
-                if let Record::Batch(batch) = &record {
-                    report.samples += batch.len() as u64;
-                }
-                report.last_sequence = Some(sequence);
-                apply(record, size);
-            },
-        );
-        match outcome {
-            SegmentEnd::Clean => {}
-            SegmentEnd::TornTail { offset } => {
-                let position = Position {
-                    segment: file.segment,
-                    offset,
-                };
-                report.torn_tail = Some((position, bytes.len() as u64 - offset));
+    // The reader starts quietly at the oldest segment there is; for recovery, segments
+    // missing from where the snapshot says to start are lost records.
+    let oldest = list_segments(directory)?
+        .into_iter()
+        .map(|s| s.segment)
+        .find(|&s| s >= from_segment);
+    if let Some(oldest) = oldest
+        && oldest > from_segment
+    {
+        report.damage.push(Damage::missing(from_segment, oldest));
+    }
+    let from = Position {
+        segment: from_segment,
+        offset: 0,
+    };
+    let mut reader = LogReader::open(directory, from, None)?;
+    while let Some(event) = reader.next(Duration::ZERO)? {
+        let entry = match event {
+            Event::Damage(damage) => {
+                report.damage.push(damage);
+                continue;
             }
-            SegmentEnd::Damaged {
-                offset,
-                reason,
-                sequence_after,
-            } => {
-                let records_lost = match (sequence_after, report.last_sequence) {
-                    (Some(after), Some(last)) => Some(after.saturating_sub(last)),
-                    _ => None,
-                };
-                report.damage.push(Damage {
-                    segment: file.segment,
-                    offset,
-                    reason,
-                    records_lost,
-                });
-                pending_loss = Some(report.damage.len() - 1);
+            Event::Record(entry) => entry,
+        };
+        report.records += 1;
+        report.last_sequence = Some(entry.sequence);
+        let size = entry.end.offset - entry.start.offset;
+        match entry.record {
+            OwnedRecord::Batch(mut batch) => {
+                report.samples += batch.len() as u64;
+                apply(Record::Batch(&mut batch), size);
+                reader.recycle(batch);
             }
+            OwnedRecord::Free(free) => apply(Record::Free(&free), size),
         }
     }
+    report.segments = reader.segments_read();
+    report.last_segment = reader.last_segment();
+    report.torn_tail = reader.torn_tail();
+    report.next_sequence = reader.next_sequence();
     Ok(report)
-}
-
-enum SegmentEnd {
-    Clean,
-    TornTail {
-        offset: u64,
-    },
-    Damaged {
-        offset: u64,
-        reason: String,
-        /// The highest sequence number of a valid record found after the damage.
-        sequence_after: Option<u64>,
-    },
-}
-
-fn read_segment(
-    file: &SegmentFile,
-    bytes: &[u8],
-    newest: bool,
-    definitions: &mut Definitions,
-    batch: &mut WriteBatch,
-    mut apply: impl FnMut(Record<'_>, u64, u64),
-) -> SegmentEnd {
-    let header_ok =
-        format::decode_segment_header(bytes).and_then(|number| match number == file.segment {
-            true => Ok(()),
-            false => Err(Error::SegmentHeader(
-                "segment number differs from the file name",
-            )),
-        });
-    if let Err(error) = header_ok {
-        // A newest segment shorter than its header was being created during the crash.
-        if newest && (bytes.len() as u64) < format::SEGMENT_HEADER_BYTES {
-            return SegmentEnd::TornTail { offset: 0 };
-        }
-        return SegmentEnd::Damaged {
-            offset: 0,
-            reason: error.to_string(),
-            sequence_after: None,
-        };
-    }
-    let mut offset = format::SEGMENT_HEADER_BYTES as usize;
-    loop {
-        let rest = bytes.get(offset..).unwrap_or_default();
-        let reason = match format::read_frame(rest) {
-            Frame::End => return SegmentEnd::Clean,
-            Frame::Record(payload) => {
-                batch.clear();
-                match definitions.decode_record(payload, batch) {
-                    Ok((sequence, free)) => {
-                        let size = format::RECORD_HEADER_BYTES + payload.len() as u64;
-                        let record = match &free {
-                            Some(free) => Record::Free(free),
-                            None => Record::Batch(batch),
-                        };
-                        apply(record, sequence, size);
-                        offset += size as usize;
-                        continue;
-                    }
-                    Err(error) => error.to_string(),
-                }
-            }
-            Frame::Truncated => "record cut off by the end of the segment".to_owned(),
-            Frame::Corrupt { reason } => reason.to_owned(),
-        };
-        let sequence_after = last_valid_sequence_after(bytes, offset + 1);
-        if newest && sequence_after.is_none() {
-            return SegmentEnd::TornTail {
-                offset: offset as u64,
-            };
-        }
-        return SegmentEnd::Damaged {
-            offset: offset as u64,
-            reason,
-            sequence_after,
-        };
-    }
-}
-
-/// Looks for valid records after damage, byte by byte, and returns the highest sequence
-/// number among them. A cheap check (record kind byte) comes before the checksum, so the scan
-/// stays linear in practice.
-fn last_valid_sequence_after(bytes: &[u8], start: usize) -> Option<u64> {
-    let mut highest = None;
-    let mut offset = start;
-    while offset + format::RECORD_HEADER_BYTES as usize + 9 <= bytes.len() {
-        let rest = &bytes[offset..];
-        if matches!(rest.get(format::RECORD_HEADER_BYTES as usize), Some(1 | 2))
-            && let Frame::Record(payload) = format::read_frame(rest)
-            && let Some(Ok(sequence)) = payload.get(1..9).map(<[u8; 8]>::try_from)
-        {
-            highest = Some(u64::from_le_bytes(sequence));
-            offset += format::RECORD_HEADER_BYTES as usize + payload.len();
-            continue;
-        }
-        offset += 1;
-    }
-    highest
 }
 
 /// Cuts a torn tail off the newest segment so that the next start does not report it again.

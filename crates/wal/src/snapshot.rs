@@ -563,7 +563,7 @@ fn remove_generation(directory: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file: write, fsync, rename, fsync directory
 /// (the directory sync can be left to the caller when it syncs once for many files).
-fn write_atomically(path: &Path, bytes: &[u8], sync_parent: bool) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8], sync_parent: bool) -> Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file =
         fs::File::create(&temporary).map_err(|e| Error::io("creating", &temporary, e))?;

@@ -19,6 +19,7 @@
 //! after a group when the writer is busy, by a timeout when it is idle.
 
 use crate::codec::SeriesTable;
+use crate::committed::{CloseOnDrop, Committed};
 use crate::format;
 use crate::reader::segment_file_name;
 use crate::storage::{Disk, Storage};
@@ -93,6 +94,7 @@ pub struct Wal {
     sender: Option<SyncSender<Command>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
+    committed: Arc<Committed>,
     directory: PathBuf,
 }
 
@@ -120,14 +122,16 @@ impl Wal {
         fs::create_dir_all(&config.directory)
             .map_err(|e| Error::io("creating", &config.directory, e))?;
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let file = create_segment(&storage, &config.directory, segment)?;
+        let file = create_segment(&storage, &config.directory, segment, next_sequence)?;
+        let position = Position {
+            segment,
+            offset: format::SEGMENT_HEADER_BYTES,
+        };
+        let committed = Arc::new(Committed::new(position));
         let mut writer = Writer {
             storage,
             file,
-            position: Position {
-                segment,
-                offset: format::SEGMENT_HEADER_BYTES,
-            },
+            position,
             config: config.clone(),
             table: SeriesTable::default(),
             sequence: next_sequence,
@@ -136,17 +140,23 @@ impl Wal {
             poisoned: None,
             sync_failed: false,
             shared: shared.clone(),
+            committed: committed.clone(),
         };
         writer.count(|s| s.segments_created += 1);
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_depth.max(1));
+        let closing = CloseOnDrop(committed.clone());
         let thread = std::thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || writer.run(&receiver))
+            .spawn(move || {
+                let _closing = closing;
+                writer.run(&receiver);
+            })
             .map_err(|e| Error::io("starting the writer thread for", &config.directory, e))?;
         Ok(Self {
             sender: Some(sender),
             thread: Some(thread),
             shared,
+            committed,
             directory: config.directory,
         })
     }
@@ -214,6 +224,11 @@ impl Wal {
         &self.directory
     }
 
+    /// The committed position, for readers that tail the log ([`crate::LogReader`]).
+    pub fn committed(&self) -> Arc<Committed> {
+        self.committed.clone()
+    }
+
     /// Stops taking appends, commits what is queued, syncs and closes the segment.
     pub fn close(mut self) {
         self.shutdown();
@@ -233,21 +248,6 @@ impl Drop for Wal {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Deletes segments numbered below `segment` and returns how many went.
-pub fn delete_segments_before(directory: &Path, segment: u64) -> Result<usize> {
-    let mut deleted = 0;
-    for file in crate::reader::list_segments(directory)? {
-        if file.segment < segment {
-            fs::remove_file(&file.path).map_err(|e| Error::io("deleting", &file.path, e))?;
-            deleted += 1;
-        }
-    }
-    if deleted > 0 {
-        sync_directory(directory)?;
-    }
-    Ok(deleted)
 }
 
 /// An encoded command waiting for its group to be written.
@@ -295,6 +295,8 @@ struct Writer<S: Storage> {
     /// trusted to mean anything. Other failures still sync what was acknowledged.
     sync_failed: bool,
     shared: Arc<Mutex<Shared>>,
+    /// Published after every group written and every rotation.
+    committed: Arc<Committed>,
 }
 
 impl<S: Storage> Writer<S> {
@@ -358,7 +360,9 @@ impl<S: Storage> Writer<S> {
                     match self.encode(&batch) {
                         Ok(appended) => waiting.push((Pending::Batch(batch, done), appended)),
                         Err(error) => {
-                            // Records of this group already encoded are still written.
+                            // Records of this group already encoded are still written. The
+                            // series table may hold refs whose definitions were not written:
+                            // nothing more can go into this segment.
                             self.poison(error.to_string());
                             done(Err(error), batch);
                         }
@@ -371,10 +375,9 @@ impl<S: Storage> Writer<S> {
                     }
                     match self.encode_free(&free) {
                         Ok(appended) => waiting.push((Pending::Free(done), appended)),
-                        Err(error) => {
-                            self.poison(error.to_string());
-                            done(Err(error));
-                        }
+                        // A free too large for a record is refused alone: it touched nothing
+                        // (selectors are not series refs), so the log goes on.
+                        Err(error) => done(Err(error)),
                     }
                 }
                 Command::Rotate(done) => {
@@ -483,6 +486,8 @@ impl<S: Storage> Writer<S> {
                     s.writes += 1;
                     s.position = position;
                 });
+                // In the file: a reader may read up to here (durable under `always`).
+                self.committed.publish(position);
                 for (pending, appended) in waiting.drain(..) {
                     pending.complete(Ok(appended));
                 }
@@ -547,7 +552,12 @@ impl<S: Storage> Writer<S> {
         }
         self.dirty_since = None;
         let segment = self.position.segment + 1;
-        let file = match create_segment(&self.storage, &self.config.directory, segment) {
+        let file = match create_segment(
+            &self.storage,
+            &self.config.directory,
+            segment,
+            self.sequence,
+        ) {
             Ok(file) => file,
             Err(
                 error @ Error::Io {
@@ -571,6 +581,8 @@ impl<S: Storage> Writer<S> {
             s.segments_created += 1;
             s.position = position;
         });
+        // The older segment is complete: readers go on in this one.
+        self.committed.publish(position);
         Ok(self.position)
     }
 
@@ -587,14 +599,20 @@ impl<S: Storage> Writer<S> {
     }
 }
 
-/// Creates segment `segment` with its header, durable in its directory. Only an error of
-/// the creation itself has the action "creating": the caller may retry it later.
-fn create_segment<S: Storage>(storage: &S, directory: &Path, segment: u64) -> Result<S::Segment> {
+/// Creates segment `segment` with its header, durable in its directory; its first record
+/// will be `first_sequence`. Only an error of the creation itself has the action "creating":
+/// the caller may retry it later.
+fn create_segment<S: Storage>(
+    storage: &S,
+    directory: &Path,
+    segment: u64,
+    first_sequence: u64,
+) -> Result<S::Segment> {
     let path = directory.join(segment_file_name(segment));
     let mut file = storage
         .create_new(&path)
         .map_err(|e| Error::io("creating", &path, e))?;
-    file.write_all(&format::encode_segment_header(segment))
+    file.write_all(&format::encode_segment_header(segment, first_sequence))
         .and_then(|()| storage.sync_data(&mut file))
         .map_err(|e| Error::io("writing the header of", &path, e))?;
     storage
@@ -781,6 +799,35 @@ mod tests {
         let reason = wal.poisoned().expect("poisoned");
         assert!(reason.contains("injected writer bug"), "{reason}");
         wal.close();
+    }
+
+    /// Segment version 3 bounds records at `RECORD_BYTES_MAX` (8 MiB), which a free's
+    /// selectors can pass (a 64 MiB request body). Such a free is refused alone: it must not
+    /// poison the log, and nothing of it is written.
+    #[test]
+    fn a_free_too_large_for_a_record_is_refused_alone() {
+        let directory = tempfile::tempdir().unwrap();
+        let config = config(directory.path(), FsyncPolicy::Never, 1 << 30);
+        let wal = Wal::open_on(Disk, config, 1, 0).unwrap();
+        let huge = Free {
+            selectors: vec![vec!["x".repeat(format::RECORD_BYTES_MAX as usize)]],
+            before_s: 0,
+        };
+        let (sender, receiver) = mpsc::channel();
+        wal.free(
+            huge,
+            Box::new(move |result| {
+                let _ = sender.send(result);
+            }),
+        );
+        let refused = receiver.recv().unwrap().unwrap_err();
+        assert!(matches!(refused, Error::RecordTooLarge(_)), "{refused}");
+        assert_eq!(wal.poisoned(), None);
+        assert_eq!(append(&wal, batch(3)).unwrap().unwrap().sequence, 0);
+        wal.close();
+        let report = crate::replay(directory.path(), 1, |_, _| {}).unwrap();
+        assert_eq!((report.records, report.samples), (1, 3));
+        assert!(report.damage.is_empty(), "{:?}", report.damage);
     }
 
     /// Found in review: the table of series refs grew with every series of the segment (a

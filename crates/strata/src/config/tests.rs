@@ -1,8 +1,14 @@
 //! Tests of the configuration loader. Each test states its goal; tables list the input and
 //! the exact value or error expected.
 
+use std::io;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strata_store::{Aggregation, ResamplerKind, StoreLimits};
+
+use super::remote_write::REMOTE_WRITE_ENDPOINTS_MAX;
 use super::*;
-use serde_json::json;
 
 const ORIGIN: &str = "config.json";
 
@@ -179,6 +185,7 @@ fn compat_example_parses_to_expected_values() {
                 connections_max: 1024,
                 store: StoreLimits::DEFAULT,
             },
+            remote_write: Vec::new(),
         },
     };
     assert_eq!(config, expected);
@@ -430,7 +437,8 @@ fn unknown_key_messages() {
         message_of(&with("/metric-store/retention", json!("48h"))),
         "config.json: unknown key \"retention\" in section \"metric-store\"; expected one of: \
          retention-in-memory, memory-cap, num-workers, checkpoint-interval, checkpoints, \
-         cleanup, nats-subscriptions, debug, wal, default-frequency, resampling, limits"
+         cleanup, nats-subscriptions, debug, wal, default-frequency, resampling, limits, \
+         remote-write"
     );
     assert_eq!(
         message_of(&with("/http-api", json!({}))),
@@ -1397,5 +1405,405 @@ fn oversized_file_is_refused() {
             );
         }
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// `minimal()` with `metric-store.remote-write` set to `endpoints`.
+fn with_remote_write(endpoints: Value) -> Value {
+    with("/metric-store/remote-write", endpoints)
+}
+
+const VM_URL: &str = "http://vm:8428/api/v1/write";
+
+/// Goal: every key of a remote-write endpoint lands in its field of
+/// `strata_forward::EndpointConfig`, and an endpoint with only a URL gets the forwarder's
+/// defaults and a name derived from the URL.
+#[test]
+fn remote_write_parses_every_key() {
+    use strata_forward::config::{BasicAuth, TlsConfig, default_name};
+    use strata_forward::{EndpointConfig, Protocol, QueueConfig, RelabelAction, RelabelRule};
+    let document = with_remote_write(json!([
+        {
+            "name": "site-vm", "url": VM_URL, "protocol": "2.0", "timeout": "10s",
+            "headers": {"X-Scope-OrgID": "hpc"},
+            "basic-auth": {"username": "u", "password-file": "/etc/strata/pw"},
+            "tls": {"ca-file": "/etc/ca.pem", "cert-file": "/etc/c.pem", "key-file": "/etc/k.pem",
+                    "insecure-skip-verify": true},
+            "external-labels": {"site": "fau"},
+            "relabel": [
+                {"action": "drop", "source-labels": ["__name__"], "regex": "debug_.*"},
+                {"source-labels": ["cluster", "hostname"], "separator": "/", "regex": "(.+)/(.+)",
+                 "target-label": "instance", "replacement": "$2"},
+                {"action": "labeldrop", "regex": "type_id"}
+            ],
+            "queue": {"min-shards": 2, "max-shards": 8, "max-samples-per-send": 500,
+                      "batch-send-deadline": "1s", "min-backoff": "50ms", "max-backoff": "10s",
+                      "retry-on-http-429": false},
+            "max-backlog-bytes": "1GiB", "max-backlog-age": "6h"
+        },
+        {"url": "https://other.example.org/write", "bearer-token-file": "/etc/strata/token"},
+        {"url": "http://[::1]:9090/api/v1/write", "name": null, "protocol": "1.0"}
+    ]));
+    let endpoints = parse_ok(&document).store.remote_write;
+    let full = EndpointConfig {
+        name: "site-vm".to_owned(),
+        url: VM_URL.to_owned(),
+        protocol: Protocol::V2,
+        timeout: Duration::from_secs(10),
+        headers: BTreeMap::from([("X-Scope-OrgID".to_owned(), "hpc".to_owned())]),
+        basic_auth: Some(BasicAuth {
+            username: "u".to_owned(),
+            password_file: PathBuf::from("/etc/strata/pw"),
+        }),
+        bearer_token_file: None,
+        tls: TlsConfig {
+            ca_file: Some(PathBuf::from("/etc/ca.pem")),
+            cert_file: Some(PathBuf::from("/etc/c.pem")),
+            key_file: Some(PathBuf::from("/etc/k.pem")),
+            insecure_skip_verify: true,
+        },
+        external_labels: BTreeMap::from([("site".to_owned(), "fau".to_owned())]),
+        relabel: vec![
+            RelabelRule {
+                action: RelabelAction::Drop,
+                source_labels: vec!["__name__".to_owned()],
+                separator: ";".to_owned(),
+                regex: "debug_.*".to_owned(),
+                target_label: None,
+                replacement: "$1".to_owned(),
+            },
+            RelabelRule {
+                action: RelabelAction::Replace,
+                source_labels: vec!["cluster".to_owned(), "hostname".to_owned()],
+                separator: "/".to_owned(),
+                regex: "(.+)/(.+)".to_owned(),
+                target_label: Some("instance".to_owned()),
+                replacement: "$2".to_owned(),
+            },
+            RelabelRule {
+                action: RelabelAction::LabelDrop,
+                source_labels: Vec::new(),
+                separator: ";".to_owned(),
+                regex: "type_id".to_owned(),
+                target_label: None,
+                replacement: "$1".to_owned(),
+            },
+        ],
+        queue: QueueConfig {
+            min_shards: 2,
+            max_shards: 8,
+            max_samples_per_send: 500,
+            batch_send_deadline: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(10),
+            retry_on_http_429: false,
+        },
+        max_backlog_bytes: 1 << 30,
+        max_backlog_age: 6 * HOUR,
+    };
+    let mut bearer = EndpointConfig::new("https://other.example.org/write");
+    bearer.bearer_token_file = Some(PathBuf::from("/etc/strata/token"));
+    let ipv6 = EndpointConfig::new("http://[::1]:9090/api/v1/write");
+    assert_eq!(endpoints, [full, bearer, ipv6]);
+    assert_eq!(
+        endpoints[1].name,
+        default_name("https://other.example.org/write")
+    );
+    assert!(endpoints[1].name.starts_with("rw-"));
+
+    // Absent, null and empty all mean no forwarding.
+    for value in [Value::Null, json!([])] {
+        assert!(
+            parse_ok(&with_remote_write(value))
+                .store
+                .remote_write
+                .is_empty()
+        );
+    }
+    assert!(parse_ok(&minimal()).store.remote_write.is_empty());
+    assert!(Config::embedded_default().store.remote_write.is_empty());
+}
+
+/// Goal: every remote-write validation error names the file, the section path of the
+/// endpoint (or its sub-object) and the key, and says why.
+#[test]
+fn remote_write_invalid_values() {
+    let endpoint = |extra: Value| {
+        let mut entry = json!({"url": VM_URL});
+        for (key, value) in extra.as_object().expect("an object") {
+            entry[key] = value.clone();
+        }
+        entry
+    };
+    let rw0 = "metric-store.remote-write[0]";
+    let long_name = "n".repeat(65);
+    #[rustfmt::skip]
+    let cases: Vec<(Value, &str, &str, &str)> = vec![
+        // url
+        (json!({"url": "vm:8428/write"}), rw0, "url", "must start with http:// or https://"),
+        (json!({"url": "ftp://vm/write"}), rw0, "url", "must start with http:// or https://"),
+        (json!({"url": "http:///write"}), rw0, "url", "has no host"),
+        (json!({"url": "https://"}), rw0, "url", "has no host"),
+        (json!({"url": "http://vm:0/write"}), rw0, "url", "port must be a number from 1 to 65535"),
+        (json!({"url": "http://vm:http/write"}), rw0, "url", "port must be a number"),
+        (json!({"url": "http://u:p@vm/write"}), rw0, "url", "use basic-auth"),
+        (json!({"url": "http://vm /write"}), rw0, "url", "printable ASCII without spaces"),
+        (json!({"url": "http://[::1/write"}), rw0, "url", "lacks its ']'"),
+        (json!({"url": "http://[zz]/write"}), rw0, "url", "invalid IPv6 address"),
+        (json!({"url": "http://v!m/write"}), rw0, "url", "invalid host"),
+        (json!({"url": 8428}), rw0, "url", "expected a string"),
+        // name
+        (endpoint(json!({"name": "a/b"})), rw0, "name", "not a valid endpoint name"),
+        (endpoint(json!({"name": ".."})), rw0, "name", "not only dots"),
+        (endpoint(json!({"name": long_name})), rw0, "name", "1 to 64"),
+        // protocol, durations, sizes
+        (endpoint(json!({"protocol": "3.0"})), rw0, "protocol", "expected one of \"1.0\", \"2.0\""),
+        (endpoint(json!({"protocol": 1})), rw0, "protocol", "expected a string"),
+        (endpoint(json!({"timeout": "0s"})), rw0, "timeout", "must be greater than zero"),
+        (endpoint(json!({"timeout": "-5s"})), rw0, "timeout", "must be greater than zero"),
+        (endpoint(json!({"max-backlog-age": "1d"})), rw0, "max-backlog-age", "unknown unit"),
+        (endpoint(json!({"max-backlog-bytes": 0})), rw0, "max-backlog-bytes", "greater than 0"),
+        (endpoint(json!({"max-backlog-bytes": "10 GB!"})), rw0, "max-backlog-bytes", "10 GB!"),
+        // headers
+        (endpoint(json!({"headers": {"Authorization": "Bearer x"}})), rw0, "headers", "use basic-auth or bearer-token-file"),
+        (endpoint(json!({"headers": {"content-TYPE": "x"}})), rw0, "headers", "set by the forwarder"),
+        (endpoint(json!({"headers": {"X-Prometheus-Remote-Write-Version": "9"}})), rw0, "headers", "set by the forwarder"),
+        (endpoint(json!({"headers": {"Host": "x"}})), rw0, "headers", "set by the forwarder"),
+        (endpoint(json!({"headers": {"X-A": "1", "x-a": "2"}})), rw0, "headers", "given twice"),
+        (endpoint(json!({"headers": {"X A": "1"}})), rw0, "headers", "not a valid header name"),
+        (endpoint(json!({"headers": {"X-A": "1\r\nX-B: 2"}})), rw0, "headers", "printable ASCII on one line"),
+        (endpoint(json!({"headers": {"X-A": 1}})), rw0, "headers", "must be a string"),
+        (endpoint(json!({"headers": ["X-A"]})), rw0, "headers", "expected an object of strings"),
+        // credentials and TLS
+        (endpoint(json!({"basic-auth": {"username": "u", "password-file": "/pw"},
+                         "bearer-token-file": "/token"})),
+         rw0, "bearer-token-file", "cannot be combined with basic-auth"),
+        (endpoint(json!({"tls": {"cert-file": "/c.pem"}})), "metric-store.remote-write[0].tls", "cert-file", "give key-file too"),
+        (endpoint(json!({"tls": {"key-file": "/k.pem"}})), "metric-store.remote-write[0].tls", "key-file", "give cert-file too"),
+        (endpoint(json!({"tls": {"insecure-skip-verify": "yes"}})), "metric-store.remote-write[0].tls", "insecure-skip-verify", "expected true or false"),
+        // external labels
+        (endpoint(json!({"external-labels": {"1site": "x"}})), rw0, "external-labels", "not a valid label name"),
+        (endpoint(json!({"external-labels": {"si-te": "x"}})), rw0, "external-labels", "not a valid label name"),
+        (endpoint(json!({"external-labels": {"__site": "x"}})), rw0, "external-labels", "reserved"),
+        (endpoint(json!({"external-labels": {"site": ""}})), rw0, "external-labels", "must not be empty"),
+        // relabel
+        (endpoint(json!({"relabel": [{"action": "hashmod", "target-label": "x"}]})), "metric-store.remote-write[0].relabel[0]", "action", "expected one of \"keep\", \"drop\", \"replace\", \"labeldrop\", \"labelkeep\""),
+        (endpoint(json!({"relabel": [{"action": "keep", "regex": "(unclosed"}]})), "metric-store.remote-write[0].relabel[0]", "regex", "does not compile"),
+        (endpoint(json!({"relabel": [{"action": "keep", "regex": "a)|(b"}]})), "metric-store.remote-write[0].relabel[0]", "regex", "does not compile"),
+        (endpoint(json!({"relabel": [{"action": "keep", "source-labels": ["a-b"]}]})), "metric-store.remote-write[0].relabel[0]", "source-labels", "not a valid label name"),
+        (endpoint(json!({"relabel": [{"action": "keep", "source-labels": "a"}]})), "metric-store.remote-write[0].relabel[0]", "source-labels", "expected an array of strings"),
+        (endpoint(json!({"relabel": [{"action": "replace", "target-label": "a b"}]})), "metric-store.remote-write[0].relabel[0]", "target-label", "not a valid label name"),
+        (endpoint(json!({"relabel": [{"action": "labeldrop", "regex": "x", "target-label": "y"}]})), "metric-store.remote-write[0].relabel[0]", "target-label", "does not apply to labeldrop"),
+        (endpoint(json!({"relabel": [{"action": "labelkeep", "source-labels": ["x"]}]})), "metric-store.remote-write[0].relabel[0]", "source-labels", "does not apply to labeldrop"),
+        (endpoint(json!({"relabel": {"action": "drop"}})), rw0, "relabel", "expected an array"),
+        // queue
+        (endpoint(json!({"queue": {"min-shards": 0}})), "metric-store.remote-write[0].queue", "min-shards", "must be greater than 0"),
+        (endpoint(json!({"queue": {"min-shards": 4, "max-shards": 2}})), "metric-store.remote-write[0].queue", "max-shards", "must be at least min-shards (4), found 2"),
+        (endpoint(json!({"queue": {"min-shards": 60}})), "metric-store.remote-write[0].queue", "max-shards", "must be at least min-shards (60), found 50"),
+        (endpoint(json!({"queue": {"max-samples-per-send": 0}})), "metric-store.remote-write[0].queue", "max-samples-per-send", "must be greater than 0"),
+        (endpoint(json!({"queue": {"max-samples-per-send": 100_001}})), "metric-store.remote-write[0].queue", "max-samples-per-send", "at most 100000"),
+        (endpoint(json!({"queue": {"min-backoff": "1s", "max-backoff": "500ms"}})), "metric-store.remote-write[0].queue", "max-backoff", "must be at least min-backoff (1s), found 500ms"),
+        (endpoint(json!({"queue": {"batch-send-deadline": "0s"}})), "metric-store.remote-write[0].queue", "batch-send-deadline", "must be greater than zero"),
+        (endpoint(json!({"queue": {"retry-on-http-429": 1}})), "metric-store.remote-write[0].queue", "retry-on-http-429", "expected true or false"),
+    ];
+    for (entry, expected_section, expected_key, needle) in cases {
+        let document = with_remote_write(json!([entry]));
+        match error_of(&document) {
+            ConfigError::InvalidValue {
+                file,
+                section,
+                key,
+                reason,
+            } => {
+                assert_eq!(file, PathBuf::from(ORIGIN), "{entry}");
+                assert_eq!(
+                    (section.as_str(), key.as_str()),
+                    (expected_section, expected_key),
+                    "{entry}: {reason}"
+                );
+                assert!(
+                    reason.contains(needle),
+                    "{entry}: {reason:?} lacks {needle:?}"
+                );
+            }
+            other => panic!("{entry}: unexpected {other:?}"),
+        }
+    }
+    // A full message reads well.
+    assert_eq!(
+        message_of(&with_remote_write(json!([endpoint(
+            json!({"headers": {"Host": "x"}})
+        )]))),
+        "config.json: invalid value for key \"headers\" in section \
+         \"metric-store.remote-write[0]\": \"Host\" is set by the forwarder and cannot be \
+         overridden"
+    );
+    assert_eq!(
+        message_of(&with("/metric-store/remote-write", json!({"url": VM_URL}))),
+        "config.json: invalid value for key \"remote-write\" in section \"metric-store\": \
+         expected an array, found an object"
+    );
+}
+
+/// Goal: a missing URL, basic-auth without its parts, and a replace rule without a target
+/// are reported as missing keys, with the section path.
+#[test]
+fn remote_write_missing_keys() {
+    let cases = [
+        (json!({"name": "x"}), "metric-store.remote-write[0]", "url"),
+        (json!({"url": ""}), "metric-store.remote-write[0]", "url"),
+        (
+            json!({"url": VM_URL, "basic-auth": {"password-file": "/pw"}}),
+            "metric-store.remote-write[0].basic-auth",
+            "username",
+        ),
+        (
+            json!({"url": VM_URL, "basic-auth": {"username": "u"}}),
+            "metric-store.remote-write[0].basic-auth",
+            "password-file",
+        ),
+        (
+            json!({"url": VM_URL, "relabel": [{"source-labels": ["a"]}]}),
+            "metric-store.remote-write[0].relabel[0]",
+            "target-label",
+        ),
+    ];
+    for (entry, section, key) in cases {
+        let error = error_of(&with_remote_write(json!([entry])));
+        assert!(matches!(error, ConfigError::MissingKey { .. }), "{error:?}");
+        assert_eq!(error_location(&error), Some((section, key)));
+    }
+}
+
+/// The section path and key an error names.
+fn error_location(error: &ConfigError) -> Option<(&str, &str)> {
+    match error {
+        ConfigError::MissingKey { section, key, .. }
+        | ConfigError::UnknownKey { section, key, .. }
+        | ConfigError::InvalidValue { section, key, .. } => Some((section, key)),
+        _ => None,
+    }
+}
+
+/// Goal: unknown keys are refused in an endpoint and in each of its sub-objects, with the
+/// keys that are allowed listed.
+#[test]
+fn remote_write_unknown_keys() {
+    let cases = [
+        (
+            json!({"url": VM_URL, "write_relabel_configs": []}),
+            "metric-store.remote-write[0]",
+            "write_relabel_configs",
+        ),
+        (
+            json!({"url": VM_URL, "queue": {"capacity": 10}}),
+            "metric-store.remote-write[0].queue",
+            "capacity",
+        ),
+        (
+            json!({"url": VM_URL, "tls": {"server-name": "x"}}),
+            "metric-store.remote-write[0].tls",
+            "server-name",
+        ),
+        (
+            json!({"url": VM_URL, "basic-auth": {"username": "u", "password": "p"}}),
+            "metric-store.remote-write[0].basic-auth",
+            "password",
+        ),
+        (
+            json!({"url": VM_URL, "relabel": [{"action": "drop", "modulus": 2}]}),
+            "metric-store.remote-write[0].relabel[0]",
+            "modulus",
+        ),
+    ];
+    for (entry, section, key) in cases {
+        let error = error_of(&with_remote_write(json!([entry])));
+        assert!(matches!(error, ConfigError::UnknownKey { .. }), "{error:?}");
+        assert_eq!(error_location(&error), Some((section, key)));
+    }
+    assert_eq!(
+        message_of(&with_remote_write(
+            json!([{"url": VM_URL, "queue": {"capacity": 10}}])
+        )),
+        "config.json: unknown key \"capacity\" in section \"metric-store.remote-write[0].queue\"; \
+         expected one of: min-shards, max-shards, max-samples-per-send, batch-send-deadline, \
+         min-backoff, max-backoff, retry-on-http-429"
+    );
+}
+
+/// Goal: endpoint names are unique, including the names derived from URLs, and the number
+/// of endpoints is bounded.
+#[test]
+fn remote_write_names_are_unique_and_endpoints_bounded() {
+    let duplicates = [
+        json!([{"url": VM_URL, "name": "a"}, {"url": "http://other/write", "name": "a"}]),
+        json!([{"url": VM_URL}, {"url": VM_URL}]),
+        json!([{"url": "http://other/write", "name": strata_forward::config::default_name(VM_URL)},
+               {"url": VM_URL}]),
+    ];
+    for document in duplicates {
+        match error_of(&with_remote_write(document.clone())) {
+            ConfigError::InvalidValue {
+                section,
+                key,
+                reason,
+                ..
+            } => {
+                assert_eq!(
+                    (section.as_str(), key.as_str()),
+                    ("metric-store.remote-write[1]", "name")
+                );
+                assert!(reason.contains("names must be unique"), "{reason}");
+            }
+            other => panic!("{document}: unexpected {other:?}"),
+        }
+    }
+    // The same URL twice is fine under two names (e.g. two tenants).
+    let two = json!([{"url": VM_URL, "name": "a"}, {"url": VM_URL, "name": "b"}]);
+    assert_eq!(
+        parse_ok(&with_remote_write(two)).store.remote_write.len(),
+        2
+    );
+
+    let many: Vec<Value> = (0..=REMOTE_WRITE_ENDPOINTS_MAX)
+        .map(|i| json!({"url": format!("http://receiver{i}/write")}))
+        .collect();
+    let ok = Value::Array(many[..REMOTE_WRITE_ENDPOINTS_MAX].to_vec());
+    assert_eq!(
+        parse_ok(&with_remote_write(ok)).store.remote_write.len(),
+        REMOTE_WRITE_ENDPOINTS_MAX
+    );
+    assert_eq!(
+        message_of(&with_remote_write(Value::Array(many))),
+        format!(
+            "config.json: invalid value for key \"remote-write\" in section \"metric-store\": \
+             at most {REMOTE_WRITE_ENDPOINTS_MAX} endpoints, found {}",
+            REMOTE_WRITE_ENDPOINTS_MAX + 1
+        )
+    );
+}
+
+/// Goal: forwarding reads the write-ahead log, so `wal.fsync: "off"` with endpoints is a
+/// configuration error that says why; without endpoints `off` is fine.
+#[test]
+fn remote_write_needs_the_write_ahead_log() {
+    let mut document = with_remote_write(json!([{"url": VM_URL}]));
+    set(&mut document, "/metric-store/wal/fsync", json!("off"));
+    assert_eq!(
+        message_of(&document),
+        "config.json: invalid value for key \"remote-write\" in section \"metric-store\": \
+         forwarding reads the write-ahead log, which fsync: off disables; set wal.fsync to \
+         always, batch or never, or remove remote-write"
+    );
+    set(&mut document, "/metric-store/remote-write", json!([]));
+    assert_eq!(parse_ok(&document).store.wal.fsync, FsyncPolicy::Off);
+    for fsync in ["always", "batch", "never"] {
+        set(&mut document, "/metric-store/wal/fsync", json!(fsync));
+        set(
+            &mut document,
+            "/metric-store/remote-write",
+            json!([{"url": VM_URL}]),
+        );
+        assert_eq!(parse_ok(&document).store.remote_write.len(), 1, "{fsync}");
     }
 }

@@ -1,0 +1,145 @@
+//! The `main` section: the HTTP listener and its authentication.
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+
+use super::ConfigError;
+use super::section::{Section, quote};
+
+/// Listen address of the embedded default (Decision 14). Loopback only, because the
+/// embedded default has no authentication.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8082";
+
+pub(super) const MAIN_KEYS: &[&str] = &[
+    "addr",
+    "jwt-public-key",
+    "https-cert-file",
+    "https-key-file",
+    "user",
+    "group",
+    "backend-url",
+    "debug",
+];
+
+pub(super) const DEBUG_KEYS: &[&str] = &["dump-to-file", "gops"];
+
+pub(super) const TLS_NOT_SUPPORTED: &str =
+    "TLS is not supported yet; terminate TLS in a reverse proxy";
+
+pub(super) const PRIVILEGE_DROP_NOT_SUPPORTED: &str = "dropping privileges is not supported; start strata as the target user (e.g. systemd User= and Group=)";
+
+pub(super) const BACKEND_URL_NOT_SUPPORTED: &str =
+    "the cc-backend node provider is not supported; retention is purely time-based";
+
+pub(super) const GOPS_NOT_SUPPORTED: &str = "the gops agent is specific to Go programs";
+
+/// The `main` section: the HTTP listener and its authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainSection {
+    /// Listen address as `host:port`, never empty. A host name (`localhost:8082`), an IPv4
+    /// address or a bracketed IPv6 address; Go's `":8082"` is rewritten to `0.0.0.0:8082`.
+    pub addr: String,
+    /// Ed25519 public key verifying the JWTs of API requests; `None` = no authentication.
+    pub jwt_public_key: Option<[u8; 32]>,
+}
+
+pub(super) fn parse_main(section: &Section<'_>) -> Result<MainSection, ConfigError> {
+    let addr = section.required("addr", section.string("addr")?)?;
+    let addr = validate_addr(addr).map_err(|reason| section.invalid("addr", reason))?;
+
+    let jwt_public_key = match section.non_empty_string("jwt-public-key")? {
+        None => None,
+        Some(text) => Some(
+            decode_public_key(text).map_err(|reason| section.invalid("jwt-public-key", reason))?,
+        ),
+    };
+
+    for key in ["https-cert-file", "https-key-file"] {
+        if section.non_empty_string(key)?.is_some() {
+            return Err(section.not_supported(key, TLS_NOT_SUPPORTED));
+        }
+    }
+    for key in ["user", "group"] {
+        if section.non_empty_string(key)?.is_some() {
+            return Err(section.not_supported(key, PRIVILEGE_DROP_NOT_SUPPORTED));
+        }
+    }
+    if section.non_empty_string("backend-url")?.is_some() {
+        return Err(section.not_supported("backend-url", BACKEND_URL_NOT_SUPPORTED));
+    }
+    if let Some(debug) = section.section("debug", DEBUG_KEYS)? {
+        parse_debug(&debug)?;
+    }
+
+    Ok(MainSection {
+        addr,
+        jwt_public_key,
+    })
+}
+
+/// Checks a listen address and returns it in a form `TcpListener::bind` accepts.
+///
+/// Accepted: `ip:port` (`0.0.0.0:8082`, `[::1]:8082`), `hostname:port` (`localhost:8082`),
+/// and Go's `:port`, which becomes `0.0.0.0:port` (IPv4 only; write `[::]:port` for IPv6).
+/// Port 0 (any free port) is allowed, as in Go; service names (`:http`) are not.
+fn validate_addr(addr: &str) -> Result<String, String> {
+    if addr.is_empty() {
+        return Err("must not be empty; give host:port, e.g. \"0.0.0.0:8082\"".to_owned());
+    }
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(addr.to_owned());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("expected host:port, found {}", quote(addr)));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "expected host:port with a port number 0-65535, found {}",
+            quote(addr)
+        ));
+    }
+    if host.is_empty() {
+        return Ok(format!("0.0.0.0:{port}"));
+    }
+    let looks_like_ipv6 = host.starts_with('[')
+        || (host.contains(':')
+            && host
+                .bytes()
+                .all(|byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.'));
+    if looks_like_ipv6 {
+        return Err(format!(
+            "invalid IPv6 address in {} (write it in brackets, e.g. \"[::1]:8082\")",
+            quote(addr)
+        ));
+    }
+    let valid_host = host
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.' || byte == b'_');
+    if !valid_host {
+        return Err(format!("invalid host name in {}", quote(addr)));
+    }
+    Ok(addr.to_owned())
+}
+
+/// Decodes `jwt-public-key`: standard base64 (with padding, like Go's `StdEncoding`) of
+/// exactly the 32 bytes of an Ed25519 public key.
+fn decode_public_key(text: &str) -> Result<[u8; 32], String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|error| format!("not valid standard base64: {error}"))?;
+    let length = bytes.len();
+    <[u8; 32]>::try_from(bytes).map_err(|_| {
+        format!("an Ed25519 public key is 32 bytes, but this decodes to {length} bytes")
+    })
+}
+
+/// `debug` (in `main` and `metric-store`): `dump-to-file` is accepted and ignored, as in
+/// cc-metric-store; `gops: true` is not supported.
+pub(super) fn parse_debug(section: &Section<'_>) -> Result<(), ConfigError> {
+    section.string("dump-to-file")?;
+    if section.boolean("gops")? == Some(true) {
+        return Err(section.not_supported("gops", GOPS_NOT_SUPPORTED));
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! Test support shared by the forwarder's tests and the black-box tests: real remote-write
+//! receivers started on free loopback ports (Prometheus 2.42 and VictoriaMetrics 1.79 from
+//! Debian; `scripts/test.sh` installs them), and a fault-injecting proxy in front of them.
+//!
+//! The proxy decodes requests with its own few lines of snappy and protobuf walking, not with
+//! the sender's code, so a bug in the sender's encoding cannot hide itself.
+//!
+//! A receiver that cannot start fails the test: tests never skip.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod proxy;
+mod receivers;
+
+pub use proxy::{Fault, FaultProxy, decode_samples};
+pub use receivers::{Prometheus, Series, VictoriaMetrics};
+
+use std::net::TcpListener;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}

@@ -1,0 +1,293 @@
+//! Real receivers as child processes, killed when dropped.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A series as a receiver stores it: labels, and (timestamp ms, value) in stored order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(i64, f64)>,
+}
+
+struct Process {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: String,
+    name: &'static str,
+}
+
+impl Process {
+    fn start(
+        name: &'static str,
+        binary: &str,
+        args: impl Fn(&str, &Path) -> Vec<String>,
+        ready_path: &str,
+    ) -> Self {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let addr = format!("127.0.0.1:{}", crate::free_port());
+            let log = std::fs::File::create(dir.path().join("log")).expect("log file");
+            let child = Command::new(binary)
+                .args(args(&addr, dir.path()))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{name} ({binary}) cannot start: {e}; scripts/test.sh installs it")
+                });
+            let mut process = Process {
+                child,
+                dir,
+                addr,
+                name,
+            };
+            match process.wait_ready(ready_path) {
+                Ok(()) => return process,
+                Err(log) => last = log,
+            }
+        }
+        panic!("{name} did not start; last log:\n{last}");
+    }
+
+    fn wait_ready(&mut self, path: &str) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let client = client();
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log());
+            }
+            if let Ok(response) = client.get(format!("http://{}{path}", self.addr)).send()
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(format!(
+                    "not ready within {STARTUP_TIMEOUT:?}\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn get_json(&self, target: &str) -> Value {
+        let response = client()
+            .get(format!("http://{}{target}", self.addr))
+            .send()
+            .unwrap_or_else(|e| panic!("{} GET {target}: {e}", self.name));
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "{} GET {target}: {status} {text}",
+            self.name
+        );
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} GET {target}: {e}: {text}", self.name))
+    }
+
+    fn get_text(&self, target: &str) -> String {
+        client()
+            .get(format!("http://{}{target}", self.addr))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("{} GET {target}: {e}", self.name))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// VictoriaMetrics single-node: stores duplicates and out-of-order samples as they come, so
+/// its export shows exactly what arrived, duplicates included.
+pub struct VictoriaMetrics(Process);
+
+impl VictoriaMetrics {
+    pub fn start() -> Self {
+        Self(Process::start(
+            "victoria-metrics",
+            "victoria-metrics",
+            |addr, dir| {
+                vec![
+                    format!("-httpListenAddr={addr}"),
+                    format!("-storageDataPath={}", dir.join("data").display()),
+                    "-retentionPeriod=100y".into(),
+                    "-search.latencyOffset=0s".into(),
+                    "-search.disableCache".into(),
+                    "-loggerLevel=ERROR".into(),
+                ]
+            },
+            "/health",
+        ))
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.0.addr
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.0.addr)
+    }
+
+    /// Every raw sample of the series matching `selector` (duplicates included), points in
+    /// timestamp order.
+    pub fn export(&self, selector: &str) -> Vec<Series> {
+        // Make what was just written searchable.
+        self.0.get_text("/internal/force_flush");
+        let text = self
+            .0
+            .get_text(&format!("/api/v1/export?match[]={}", encode(selector)));
+        let mut all = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let value: Value = serde_json::from_str(line).expect("export line");
+            let labels = value["metric"]
+                .as_object()
+                .expect("metric")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            let values = value["values"].as_array().expect("values");
+            let timestamps = value["timestamps"].as_array().expect("timestamps");
+            let mut points: Vec<(i64, f64)> = timestamps
+                .iter()
+                .zip(values)
+                .map(|(t, v)| (t.as_i64().unwrap(), number(v)))
+                .collect();
+            points.sort_by_key(|p| p.0);
+            all.push(Series { labels, points });
+        }
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        all
+    }
+
+    /// Rows VictoriaMetrics took in over remote write.
+    pub fn rows_inserted(&self) -> f64 {
+        let text = self.0.get_text("/metrics");
+        text.lines()
+            .find(|l| l.starts_with("vm_rows_inserted_total{type=\"promremotewrite\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// Prometheus 2.42 with its remote-write receiver: strict (out-of-order and re-sent older
+/// samples get 400 and the whole request is rolled back), unless started with an
+/// out-of-order window.
+pub struct Prometheus(Process);
+
+impl Prometheus {
+    pub fn start(out_of_order_window: Option<&str>) -> Self {
+        let config = match out_of_order_window {
+            None => "global:\n  scrape_interval: 1h\n".to_owned(),
+            Some(window) => format!(
+                "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: {window}\n"
+            ),
+        };
+        Self(Process::start(
+            "prometheus",
+            "prometheus",
+            move |addr, dir| {
+                let path = dir.join("prometheus.yml");
+                std::fs::write(&path, &config).expect("prometheus config");
+                vec![
+                    format!("--config.file={}", path.display()),
+                    format!("--storage.tsdb.path={}", dir.join("data").display()),
+                    format!("--web.listen-address={addr}"),
+                    "--web.enable-remote-write-receiver".into(),
+                    "--log.level=warn".into(),
+                ]
+            },
+            "/-/ready",
+        ))
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.0.addr)
+    }
+
+    /// Every stored sample of `selector` within `range` (e.g. `"2h"`) before `at_s`.
+    pub fn raw(&self, selector: &str, range: &str, at_s: i64) -> Vec<Series> {
+        let query = encode(&format!("{selector}[{range}]"));
+        let body = self
+            .0
+            .get_json(&format!("/api/v1/query?query={query}&time={at_s}"));
+        let mut all = Vec::new();
+        for result in body["data"]["result"].as_array().expect("result") {
+            let labels = result["metric"]
+                .as_object()
+                .expect("metric")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            let points = result["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|pair| {
+                    let time = pair[0].as_f64().expect("time");
+                    ((time * 1000.0).round() as i64, number(&pair[1]))
+                })
+                .collect();
+            all.push(Series { labels, points });
+        }
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        all
+    }
+
+    /// A counter or gauge from Prometheus's own `/metrics`.
+    pub fn self_metric(&self, name: &str) -> f64 {
+        let text = self.0.get_text("/metrics");
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A sample value as receivers print it: a JSON number or a string ("NaN", "1.5").
+fn number(value: &Value) -> f64 {
+    match value {
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Value::String(s) => s.parse().unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
