@@ -190,8 +190,8 @@ pub fn try_encode_v2(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
 /// A request's samples gathered by series: each series once, in first-seen order; within
 /// a series the samples keep their order. Equal label sets in different allocations are one
 /// series (so per-series order holds whatever the caller shares). Lookups go by allocation
-/// address with a multiplicative hash, and hash contents once per allocation: hashing every
-/// sample's labels with SipHash took half of the encoding time.
+/// address, and hash contents once per allocation: hashing every sample's labels with
+/// SipHash took half of the encoding time.
 struct Groups<'a> {
     series: Vec<&'a Labels>,
     /// Samples per series.
@@ -207,8 +207,9 @@ impl<'a> Groups<'a> {
             counts: Vec::new(),
             slots: Vec::with_capacity(samples.len()),
         };
-        let mut by_addr: HashMap<usize, usize, BuildHasherDefault<AddrHasher>> = HashMap::default();
-        let mut by_content: HashMap<&Labels, usize> = HashMap::new();
+        let mut by_addr: HashMap<usize, usize, BuildHasherDefault<FoldHasher>> = HashMap::default();
+        let mut by_content: HashMap<&Labels, usize, BuildHasherDefault<FoldHasher>> =
+            HashMap::default();
         let mut last: Option<(usize, usize)> = None;
         for sample in samples {
             let addr = sample.labels.addr();
@@ -232,11 +233,13 @@ impl<'a> Groups<'a> {
     }
 }
 
-/// Hashes an address with a folded multiply (the high and low halves of a 128-bit product
-/// XORed): hashbrown takes bucket bits from the bottom and tag bits from the top, and a
-/// plain multiply would leave the bottom bits of aligned addresses zero.
+/// A folded-multiply hash (the high and low halves of a 128-bit product XORed, 8 bytes per
+/// step): hashbrown takes bucket bits from the bottom and tag bits from the top, which a
+/// plain multiply would leave zero for aligned addresses. Unkeyed, so label values could be
+/// chosen to collide; the cost of that is bounded by the request size (quadratic in at
+/// most `max-samples-per-send` series), not unbounded.
 #[derive(Default)]
-struct AddrHasher(u64);
+struct FoldHasher(u64);
 
 const FOLD: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -245,15 +248,29 @@ fn fold(value: u64) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-impl Hasher for AddrHasher {
+impl Hasher for FoldHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = fold(self.0 ^ u64::from(byte));
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = fold(self.0 ^ u64::from_le_bytes(word));
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length keeps "a" and "a\0" apart.
+            self.0 = fold(self.0 ^ u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.0 = fold(self.0 ^ u64::from(value));
     }
 
     fn write_usize(&mut self, value: usize) {
