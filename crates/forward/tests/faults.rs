@@ -449,3 +449,21 @@ async fn cancel_interrupts_a_retrying_batch() {
     assert_eq!(h.sender.deliver(&batch, &cancel).await, Err(Cancelled));
     assert_eq!(receiver.requests().len(), before);
 }
+
+/// An empty batch sends nothing; a cancel channel whose sender is gone never cancels (the
+/// owner's explicit `true` is the only cancel).
+#[tokio::test]
+async fn empty_batches_and_closed_cancel_channels() {
+    let receiver = Receiver::start(fail_first(2, 503)).await;
+    let h = Harness::new(&config(&receiver.url()));
+    let (sender, cancel) = tokio::sync::watch::channel(false);
+    assert_eq!(h.sender.deliver(&[], &cancel).await, Ok(delivered(0, 0)));
+    assert!(receiver.requests().is_empty());
+    drop(sender);
+    let batch = samples(10, 2, T0);
+    assert_eq!(
+        h.sender.deliver(&batch, &cancel).await,
+        Ok(delivered(10, 0))
+    );
+    assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
+}
