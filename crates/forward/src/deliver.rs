@@ -146,6 +146,11 @@ impl Sender {
         self.misconfigured_backoff = (min, max.max(min));
     }
 
+    /// The endpoint's name (`remote_name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The protocol now in use (2.0 until a fallback, if configured).
     pub fn protocol(&self) -> Protocol {
         if self.v2.load(Ordering::Relaxed) {
