@@ -200,12 +200,17 @@ mod tests {
     #[tokio::test]
     async fn an_unwritable_file_counts_as_not_written() {
         let dir = tempfile::tempdir();
-        let Ok(dir) = dir else { return assert!(dir.is_ok()) };
+        let Ok(dir) = dir else {
+            return assert!(dir.is_ok());
+        };
         // The directory the file would go in is a file.
         let blocker = dir.path().join("blocker");
         assert!(std::fs::write(&blocker, "").is_ok());
         let dead = DeadLetter::new(&blocker, "ep");
-        assert_eq!(dead.append(vec![sample("h", 1.0)], "x".to_string()).await, 0);
+        assert_eq!(
+            dead.append(vec![sample("h", 1.0)], "x".to_string()).await,
+            0
+        );
     }
 
     #[tokio::test]

@@ -315,6 +315,8 @@ impl Sender {
                 }
                 Response::Unsupported => {
                     self.misconfigured(415, "HTTP 415 to a remote-write 1.0 request");
+                    // The receiver refuses everyone: no evidence against this batch.
+                    failures = 0;
                     misconfigured += 1;
                     self.misconfigured_backoff(misconfigured)
                 }
@@ -323,6 +325,7 @@ impl Sender {
                     reason: why,
                 } => {
                     self.misconfigured(status, &why);
+                    failures = 0;
                     misconfigured += 1;
                     self.misconfigured_backoff(misconfigured)
                 }

@@ -467,3 +467,31 @@ async fn empty_batches_and_closed_cancel_channels() {
     );
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
 }
+
+/// "In a row" means it: a 401 between 5xx answers breaks the row (the receiver refused
+/// everyone, which says nothing against this batch), so 5 + 5 failures around it never reach
+/// the poison threshold: no probe, no split.
+#[tokio::test]
+async fn a_misconfigured_answer_breaks_the_row_of_failures() {
+    let mut real = 0;
+    let receiver = Receiver::start(move |_, r| {
+        if r.is_probe() {
+            return Reply::ok();
+        }
+        real += 1;
+        match real {
+            1..=5 | 7..=11 => Reply::status(500, false),
+            6 => Reply::status(401, false),
+            _ => Reply::ok(),
+        }
+    })
+    .await;
+    let mut h = Harness::new(&config(&receiver.url()));
+    h.sender
+        .set_misconfigured_backoff(Duration::from_millis(1), Duration::from_millis(2));
+    let batch = samples(20, 4, T0);
+    assert_eq!(h.deliver(&batch).await, delivered(20, 0));
+    assert_eq!(receiver.probes(), 0);
+    assert_eq!(h.bisections(), 0);
+    assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
+}
