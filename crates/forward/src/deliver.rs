@@ -226,27 +226,11 @@ impl Sender {
             let started = Instant::now();
             let response =
                 cancellable(cancel, self.client.send(body.clone(), protocol, attempt)).await?;
-            self.metrics
-                .sent_batch_duration_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics.samples.inc_by(count);
-            self.metrics.bytes.inc_by(body.len() as u64);
-            self.metrics.request(response.code_class());
-            if attempt > 0 {
-                self.metrics.samples_retried.inc_by(count);
-            }
+            self.count_attempt(count, body.len(), started, &response, attempt);
             attempt = attempt.saturating_add(1);
             let delay = match response {
                 Response::Written { samples_written } => {
-                    if let Some(written) = samples_written.filter(|w| *w < count) {
-                        // A 2xx promises everything was written; say so if it counts less.
-                        tracing::warn!(endpoint = %self.name, written, sent = count,
-                            "receiver answered 2xx but reports fewer samples written");
-                    }
-                    self.metrics.samples_sent.inc_by(count);
-                    if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
-                        self.metrics.sent_timestamp(newest);
-                    }
+                    self.acknowledged(batch, samples_written);
                     return Ok(Outcome::Sent);
                 }
                 Response::Retry {
@@ -331,6 +315,38 @@ impl Sender {
                 }
             };
             cancellable(cancel, tokio::time::sleep(delay)).await?;
+        }
+    }
+
+    fn count_attempt(
+        &self,
+        count: u64,
+        bytes: usize,
+        started: Instant,
+        response: &Response,
+        attempt: u32,
+    ) {
+        let m = &self.metrics;
+        m.sent_batch_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.samples.inc_by(count);
+        m.bytes.inc_by(bytes as u64);
+        m.request(response.code_class());
+        if attempt > 0 {
+            m.samples_retried.inc_by(count);
+        }
+    }
+
+    fn acknowledged(&self, batch: &[OutSample], samples_written: Option<u64>) {
+        let count = batch.len() as u64;
+        if let Some(written) = samples_written.filter(|w| *w < count) {
+            // A 2xx promises everything was written; say so if it counts less.
+            tracing::warn!(endpoint = %self.name, written, sent = count,
+                "receiver answered 2xx but reports fewer samples written");
+        }
+        self.metrics.samples_sent.inc_by(count);
+        if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
+            self.metrics.sent_timestamp(newest);
         }
     }
 
