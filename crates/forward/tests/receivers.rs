@@ -152,7 +152,7 @@ async fn victoria_metrics_receives_every_sample_exactly() {
         },
         Some("/health"),
     );
-    let mut endpoint = config(&format!("http://127.0.0.1:{}/api/v1/write", vm.port));
+    let mut endpoint = config(&write_url(&vm));
     endpoint.protocol = Protocol::V2;
     let h = Harness::new(&endpoint);
     let start = now_ms() - 3_600_000;
@@ -222,6 +222,24 @@ fn prometheus_samples(port: u16, at_ms: i64) -> BTreeMap<Key, Vec<(i64, f64)>> {
     out
 }
 
+/// What Prometheus holds of the fwd_ series at `at_ms`, once it equals what `samples` should
+/// give or the wait is over.
+async fn read_back(
+    prometheus: &Process,
+    at_ms: i64,
+    samples: &[OutSample],
+) -> BTreeMap<Key, Vec<(i64, f64)>> {
+    let want = expected(samples);
+    let port = prometheus.port;
+    tokio::task::spawn_blocking(move || wait_for(&want, || prometheus_samples(port, at_ms)))
+        .await
+        .unwrap()
+}
+
+fn write_url(receiver: &Process) -> String {
+    format!("http://127.0.0.1:{}/api/v1/write", receiver.port)
+}
+
 /// Prometheus 2.42 as a strict receiver: a batch arrives whole; then a batch with one
 /// out-of-order sample inside, which Prometheus answers 400 and rolls back entirely. The
 /// sender bisects, only the out-of-order sample is dropped and dead-lettered, and every
@@ -229,10 +247,7 @@ fn prometheus_samples(port: u16, at_ms: i64) -> BTreeMap<Key, Vec<(i64, f64)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_receives_everything_but_the_rejected_sample() {
     let prometheus = start_prometheus("");
-    let h = Harness::new(&config(&format!(
-        "http://127.0.0.1:{}/api/v1/write",
-        prometheus.port
-    )));
+    let h = Harness::new(&config(&write_url(&prometheus)));
     let now = now_ms();
     // 20 series × 60 samples at 10 s: the last 10 minutes, inside a fresh head's range.
     let start = now - 600_000;
@@ -255,16 +270,10 @@ async fn prometheus_receives_everything_but_the_rejected_sample() {
     assert!(dead.contains("out of order sample"), "{dead}");
     assert!(dead.contains(" value=4242 "), "{dead}");
 
-    let want = expected(&samples);
-    let port = prometheus.port;
-    let at = now + 1000;
-    let got = tokio::task::spawn_blocking(move || wait_for(&want, || prometheus_samples(port, at)))
-        .await
-        .unwrap();
-    let want = expected(&samples);
+    let got = read_back(&prometheus, now + 1000, &samples).await;
     let names: BTreeSet<&String> = got.keys().filter_map(|k| k.get("__name__")).collect();
     assert_eq!(names.len(), 4, "{}", prometheus.log());
-    assert_eq!(got, want);
+    assert_eq!(got, expected(&samples));
 }
 
 /// A real poison sample: Prometheus 2.42 with an out-of-order window answers **500** "too
@@ -275,10 +284,7 @@ async fn prometheus_receives_everything_but_the_rejected_sample() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_too_old_500_is_isolated_as_poison() {
     let prometheus = start_prometheus("storage:\n  tsdb:\n    out_of_order_time_window: 10m\n");
-    let h = Harness::new(&config(&format!(
-        "http://127.0.0.1:{}/api/v1/write",
-        prometheus.port
-    )));
+    let h = Harness::new(&config(&write_url(&prometheus)));
     let now = now_ms();
     let samples = workload(10, 30, now - 300_000, 10_000);
     let (first, second) = samples.split_at(100);
@@ -300,11 +306,6 @@ async fn prometheus_too_old_500_is_isolated_as_poison() {
     );
     assert!(dead.contains(" value=4343 "), "{dead}");
 
-    let want = expected(&samples);
-    let port = prometheus.port;
-    let at = now + 1000;
-    let got = tokio::task::spawn_blocking(move || wait_for(&want, || prometheus_samples(port, at)))
-        .await
-        .unwrap();
+    let got = read_back(&prometheus, now + 1000, &samples).await;
     assert_eq!(got, expected(&samples));
 }
