@@ -9,7 +9,8 @@
 //! - 400/409: the batch is bisected (halves sent separately, in order) and only single
 //!   samples still rejected are dropped (`reason="rejected"`) and dead-lettered; a
 //!   Prometheus 1.0 receiver rolls back a whole request for one bad sample.
-//! - 413: split in halves; a single sample still too large is dropped (`too_large`).
+//! - 413: split in halves; a single sample still too large is dropped (`too_large`). Later
+//!   batches above the refused size are split before they are sent.
 //! - 415, or a 2.0 request answered 2xx without written counts: the endpoint falls back to
 //!   1.0 for good (logged once) and the batch is re-encoded and resent.
 //! - 401/403/404 (and 3xx, and 415 to a 1.0 request): retried with a long backoff
@@ -32,7 +33,7 @@ use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -93,6 +94,10 @@ pub struct Sender {
     client: Client,
     /// True while the endpoint speaks 2.0; cleared for good on fallback.
     v2: AtomicBool,
+    /// Most samples per request, learned from 413s: a batch above it is split before it is
+    /// sent, so a receiver with a small body limit costs one refused request, not one per
+    /// batch. Only ever lowered (until a restart).
+    samples_per_request_max: AtomicUsize,
     queue: QueueConfig,
     metrics: EndpointMetrics,
     dead_letter: DeadLetter,
@@ -127,6 +132,7 @@ impl Sender {
             name: config.name.clone(),
             client: Client::new(config)?,
             v2: AtomicBool::new(config.protocol == Protocol::V2),
+            samples_per_request_max: AtomicUsize::new(usize::MAX),
             queue: config.queue.clone(),
             metrics,
             dead_letter,
@@ -190,12 +196,21 @@ impl Sender {
             if batch.is_empty() {
                 continue;
             }
-            match self.send_batch(batch, &mut cancel).await? {
+            // Split before sending when 413s taught a smaller limit (not a bisection).
+            let too_large = batch.len() > self.samples_per_request_max.load(Ordering::Relaxed);
+            let outcome = if too_large {
+                Outcome::Split
+            } else {
+                self.send_batch(batch, &mut cancel).await?
+            };
+            match outcome {
                 Outcome::Sent => delivered.sent += batch.len(),
                 Outcome::Dropped => delivered.dropped += batch.len(),
                 Outcome::Split => {
+                    if !too_large {
+                        self.metrics.bisections.inc();
+                    }
                     let middle = range.start + batch.len() / 2;
-                    self.metrics.bisections.inc();
                     pending.push(middle..range.end);
                     pending.push(range.start..middle);
                 }
@@ -282,6 +297,7 @@ impl Sender {
                 }
                 Response::TooLarge => {
                     self.metrics.samples_failed.inc_by(count);
+                    self.learn_request_limit(batch.len());
                     self.note_error("HTTP 413: request too large");
                     let why = format!("{} (HTTP 413)", reason::TOO_LARGE);
                     return Ok(self.split_or_drop(batch, reason::TOO_LARGE, &why).await);
@@ -397,6 +413,23 @@ impl Sender {
         let response = cancellable(cancel, self.client.send(body, protocol, 0)).await?;
         self.metrics.request(response.code_class());
         Ok(matches!(response, Response::Written { .. }))
+    }
+
+    /// A request of `refused` samples was too large: later batches go out smaller.
+    fn learn_request_limit(&self, refused: usize) {
+        if refused < 2 {
+            return;
+        }
+        let limit = refused - 1;
+        if self
+            .samples_per_request_max
+            .fetch_min(limit, Ordering::Relaxed)
+            > limit
+        {
+            tracing::warn!(endpoint = %self.name, refused,
+                "receiver answered 413 (too large) to a request of {refused} samples: sending \
+                 smaller requests until a restart; lower queue.max-samples-per-send to match");
+        }
     }
 
     fn fall_back_to_v1(&self) {

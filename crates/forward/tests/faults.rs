@@ -161,6 +161,21 @@ async fn too_large_splits_and_drops_only_a_single_oversized_sample() {
     assert!(h.dead_letter().contains("# reason: too_large (HTTP 413)"));
     let expected = without(&batch, 42.0);
     assert_eq!(by_series(&receiver.stored()), by_series(&expected));
+
+    // The sender learned the limit: the next batch goes out in requests the receiver takes,
+    // without a refused one first.
+    let before = receiver.requests().len();
+    let mut next = samples(100, 7, T0 + 3_600_000);
+    for sample in &mut next {
+        sample.value += 1000.0; // no 42 this time
+    }
+    assert_eq!(h.deliver(&next).await, delivered(100, 0));
+    let sizes: Vec<usize> = receiver.requests()[before..]
+        .iter()
+        .map(|r| r.samples.len())
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= 16), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 100);
 }
 
 /// A sample the receiver answers 500 for, every time (Prometheus 2.42 and duplicate label
