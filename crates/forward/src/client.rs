@@ -65,9 +65,9 @@ impl Response {
                 400..=499 => "4xx",
                 _ => "5xx",
             },
-            // A 2.0 request answered 2xx without written headers counts as the 2xx it was.
-            Response::TooLarge => "4xx",
-            Response::Unsupported => "4xx",
+            // A 2xx to a 2.0 request without written counts is counted with 415 as 4xx: in
+            // both the request was not taken.
+            Response::TooLarge | Response::Unsupported => "4xx",
         }
     }
 }
