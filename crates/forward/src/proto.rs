@@ -305,6 +305,8 @@ fn compress(message: &impl Message) -> Result<Vec<u8>, EncodeTooLarge> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn labels(name: &str, host: &str) -> Labels {
         Labels::new(vec![
@@ -388,6 +390,79 @@ mod tests {
         // A 2.0 body read as 1.0 is empty: what a 1.x receiver sees.
         let as_v1 = WriteRequest::decode(decompress(&body).as_slice()).unwrap_or_default();
         assert!(as_v1.timeseries.is_empty());
+    }
+
+    /// Each series' (timestamp, value bits) in order.
+    type SeriesPoints = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
+
+    /// Per-series sequences of a decoded 1.0 or 2.0 request.
+    fn decoded_series(body: &[u8], v2: bool) -> SeriesPoints {
+        let raw = decompress(body);
+        let mut out: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        if v2 {
+            let request = RequestV2::decode(raw.as_slice()).unwrap_or_default();
+            for series in request.timeseries {
+                let labels: Vec<(String, String)> = series
+                    .labels_refs
+                    .chunks(2)
+                    .map(|p| {
+                        let symbol = |i: u32| request.symbols[i as usize].clone();
+                        (symbol(p[0]), symbol(p[1]))
+                    })
+                    .collect();
+                let points = series
+                    .samples
+                    .iter()
+                    .map(|s| (s.timestamp, s.value.to_bits()));
+                out.entry(labels).or_default().extend(points);
+            }
+        } else {
+            let request = WriteRequest::decode(raw.as_slice()).unwrap_or_default();
+            for series in request.timeseries {
+                let labels = series
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
+                let points = series
+                    .samples
+                    .iter()
+                    .map(|s| (s.timestamp, s.value.to_bits()));
+                out.entry(labels).or_default().extend(points);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Whatever the order of series in a batch, and whether equal label sets share an
+        /// allocation or not, each series arrives once per request with its samples in
+        /// their original order, values bit for bit.
+        #[test]
+        fn every_series_keeps_its_order(
+            picks in proptest::collection::vec((0usize..6, any::<bool>(), any::<u64>()), 0..200),
+        ) {
+            let shared: Vec<Labels> = (0..6).map(|i| labels("m", &format!("h{i}"))).collect();
+            let samples: Vec<OutSample> = picks
+                .iter()
+                .enumerate()
+                .map(|(t, (series, share, bits))| OutSample {
+                    labels: if *share { shared[*series].clone() } else { labels("m", &format!("h{series}")) },
+                    timestamp_ms: t as i64,
+                    value: f64::from_bits(*bits),
+                })
+                .collect();
+            let mut want = SeriesPoints::new();
+            for s in &samples {
+                let key = s.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+                want.entry(key).or_default().push((s.timestamp_ms, s.value.to_bits()));
+            }
+            prop_assert_eq!(&decoded_series(&encode_v1(&samples), false), &want);
+            prop_assert_eq!(&decoded_series(&encode_v2(&samples), true), &want);
+            // One TimeSeries per distinct series.
+            let v1 = WriteRequest::decode(decompress(&encode_v1(&samples)).as_slice()).unwrap_or_default();
+            prop_assert_eq!(v1.timeseries.len(), want.len());
+        }
     }
 
     #[test]
