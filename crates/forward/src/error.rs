@@ -25,4 +25,10 @@ pub enum Error {
     Invalid { what: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Wal(#[from] strata_wal::Error),
+    #[error("{0}")]
+    Io(String),
 }
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -41,7 +41,19 @@ pub mod reason {
     pub const POISON: &str = "poison";
     /// 429 with `retry-on-http-429: false`: the operator chose dropping over falling behind.
     pub const THROTTLED: &str = "throttled";
-    pub const ALL: [&str; 4] = [REJECTED, TOO_LARGE, POISON, THROTTLED];
+    /// The endpoint's relabel rules drop the series.
+    pub const DROPPED_SERIES: &str = "dropped_series";
+    /// The endpoint fell behind by more than `max-backlog-bytes` or `max-backlog-age`: its
+    /// cursor moved past samples it had not sent.
+    pub const BACKLOG_BUDGET: &str = "backlog_budget";
+    pub const ALL: [&str; 6] = [
+        REJECTED,
+        TOO_LARGE,
+        POISON,
+        THROTTLED,
+        DROPPED_SERIES,
+        BACKLOG_BUDGET,
+    ];
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -85,6 +97,21 @@ pub struct Metrics {
     pub dead_letter_overflow_samples: Family<RemoteLabel, Counter>,
     /// Remote-write 2.0 endpoints that fell back to 1.0.
     pub protocol_fallbacks: Family<RemoteLabel, Counter>,
+    pub shards: Family<RemoteLabel, Gauge>,
+    pub shards_desired: Family<RemoteLabel, FloatGauge>,
+    /// Samples read from the log and not yet acknowledged or dropped.
+    pub samples_pending: Family<RemoteLabel, Gauge>,
+    /// Log bytes after the endpoint's cursor.
+    pub cursor_lag_bytes: Family<RemoteLabel, Gauge>,
+    /// Newest sample read minus newest sample acknowledged, while behind.
+    pub cursor_lag_seconds: Family<RemoteLabel, FloatGauge>,
+    /// Samples read again after a restart or reshard and skipped because the receiver had
+    /// already acknowledged them (the acknowledged-timestamp hint).
+    pub replay_skipped_samples: Family<RemoteLabel, Counter>,
+    /// Damaged log records or missing segments met while reading.
+    pub log_damage: Family<RemoteLabel, Counter>,
+    /// Times the cursor was moved forward by the backlog budget.
+    pub backlog_skips: Family<RemoteLabel, Counter>,
 }
 
 impl Metrics {
@@ -103,6 +130,14 @@ impl Metrics {
             dead_lettered_samples: Family::default(),
             dead_letter_overflow_samples: Family::default(),
             protocol_fallbacks: Family::default(),
+            shards: Family::default(),
+            shards_desired: Family::default(),
+            samples_pending: Family::default(),
+            cursor_lag_bytes: Family::default(),
+            cursor_lag_seconds: Family::default(),
+            replay_skipped_samples: Family::default(),
+            log_damage: Family::default(),
+            backlog_skips: Family::default(),
         };
         let m = metrics.clone();
         let r = registry;
@@ -171,6 +206,42 @@ impl Metrics {
             "Remote-write 2.0 endpoints that fell back to 1.0",
             m.protocol_fallbacks,
         );
+        r.register("remote_shards", "Shards sending in parallel", m.shards);
+        r.register(
+            "remote_shards_desired",
+            "Shards the resharding rule asks for, before rounding and bounds",
+            m.shards_desired,
+        );
+        r.register(
+            "remote_samples_pending",
+            "Samples read from the log and not yet acknowledged or dropped",
+            m.samples_pending,
+        );
+        r.register(
+            "remote_cursor_lag_bytes",
+            "Log bytes after the endpoint's cursor",
+            m.cursor_lag_bytes,
+        );
+        r.register(
+            "remote_cursor_lag_seconds",
+            "Newest sample timestamp read minus newest acknowledged, while behind",
+            m.cursor_lag_seconds,
+        );
+        r.register(
+            "remote_replay_skipped_samples",
+            "Samples read again and skipped because the receiver had acknowledged them",
+            m.replay_skipped_samples,
+        );
+        r.register(
+            "remote_log_damage",
+            "Damaged log records or missing segments met by the endpoint's reader",
+            m.log_damage,
+        );
+        r.register(
+            "remote_backlog_skips",
+            "Times the backlog budget moved the endpoint's cursor past unsent samples",
+            m.backlog_skips,
+        );
         metrics
     }
 
@@ -228,6 +299,14 @@ impl Metrics {
                 .get_or_create(&label)
                 .clone(),
             protocol_fallbacks: self.protocol_fallbacks.get_or_create(&label).clone(),
+            shards: self.shards.get_or_create(&label).clone(),
+            shards_desired: self.shards_desired.get_or_create(&label).clone(),
+            samples_pending: self.samples_pending.get_or_create(&label).clone(),
+            cursor_lag_bytes: self.cursor_lag_bytes.get_or_create(&label).clone(),
+            cursor_lag_seconds: self.cursor_lag_seconds.get_or_create(&label).clone(),
+            replay_skipped: self.replay_skipped_samples.get_or_create(&label).clone(),
+            log_damage: self.log_damage.get_or_create(&label).clone(),
+            backlog_skips: self.backlog_skips.get_or_create(&label).clone(),
         }
     }
 }
@@ -239,7 +318,7 @@ pub struct EndpointMetrics {
     pub samples_failed: Counter,
     pub samples_retried: Counter,
     pub samples_sent: Counter,
-    dropped: [(&'static str, Counter); 4],
+    dropped: [(&'static str, Counter); reason::ALL.len()],
     pub sent_batch_duration_seconds: Histogram,
     highest_sent_timestamp_seconds: FloatGauge,
     highest_sent_timestamp_ms: Arc<AtomicI64>,
@@ -249,6 +328,14 @@ pub struct EndpointMetrics {
     pub dead_lettered_samples: Counter,
     pub dead_letter_overflow_samples: Counter,
     pub protocol_fallbacks: Counter,
+    pub shards: Gauge,
+    pub shards_desired: FloatGauge,
+    pub samples_pending: Gauge,
+    pub cursor_lag_bytes: Gauge,
+    pub cursor_lag_seconds: FloatGauge,
+    pub replay_skipped: Counter,
+    pub log_damage: Counter,
+    pub backlog_skips: Counter,
 }
 
 impl EndpointMetrics {

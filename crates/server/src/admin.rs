@@ -1,6 +1,7 @@
 //! `POST /api/free`, `GET /api/debug` and `GET /api/healthcheck` (COMPAT.md §1.6–1.8).
 
 use crate::App;
+use crate::durability::DurabilityError;
 use crate::error::{ApiError, decode_json, json_response};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -58,7 +59,16 @@ pub async fn free(
     let freed = task
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| match e {
+            // The log's record bound (8 MiB), not the log's health: refused alone.
+            DurabilityError::Wal(strata_wal::Error::RecordTooLarge(bytes)) => {
+                ApiError::BadRequest(format!(
+                    "the selectors take {bytes} bytes in the log; at most {} per request",
+                    strata_wal::format::RECORD_BYTES_MAX
+                ))
+            }
+            e => ApiError::Unavailable(e.to_string()),
+        })?;
     tracing::info!(selectors = count, to, freed, "freed buffers on request");
     Ok((StatusCode::OK, format!("buffers freed: {freed}\n")).into_response())
 }
@@ -101,6 +111,27 @@ pub async fn debug(
         ))
     })
     .await?
+}
+
+/// `GET /api/remote-write`: each forwarding endpoint's state.
+pub async fn remote_write(State(app): State<Arc<App>>) -> Response {
+    let endpoints: Vec<serde_json::Value> = app
+        .forwarding_status()
+        .into_iter()
+        .map(|status| {
+            serde_json::json!({
+                "name": status.name,
+                "url": status.url,
+                "cursor": {"segment": status.cursor.segment, "offset": status.cursor.offset},
+                "lag_bytes": status.lag_bytes,
+                "lag_seconds": status.lag_seconds,
+                "shards": status.shards,
+                "desired_shards": status.desired_shards,
+                "last_error": status.last_error,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &endpoints)
 }
 
 #[derive(Serialize)]

@@ -14,12 +14,14 @@
 //! change before the apply (unknown metric, outside the retention window or too far ahead,
 //! a new metric past a full registry), so that the log, which is replayed and forwarded,
 //! holds only accepted samples; a refusal by a limit of the tree (hosts, series, children,
-//! the memory cap) is decided at apply time and so is still logged (rare, counted). A snapshot must
-//! contain every record of the segments it covers, so it first takes the *apply gate*
-//! exclusively: no commit is between its append and its apply at that moment. It rotates the
-//! WAL there (generation G = the new segment), releases the gate, and copies hosts one at a
-//! time while ingest goes on; records applied meanwhile are also replayed from segment G after
-//! a crash, which is harmless because writing a slot again with the same value changes nothing.
+//! the memory cap) is decided at apply time and so is still logged (rare, counted).
+//!
+//! A snapshot must contain every record of the segments it covers, so it first takes the
+//! *apply gate* exclusively: no commit is between its append and its apply at that moment.
+//! It rotates the WAL there (generation G = the new segment), releases the gate, and copies
+//! hosts one at a time while ingest goes on; records applied meanwhile are also replayed from
+//! segment G after a crash, which is harmless because writing a slot again with the same
+//! value changes nothing.
 
 use crate::progress::Progress;
 use std::fs;
@@ -73,6 +75,18 @@ pub struct RecoveryReport {
     pub snapshot_seconds: f64,
     pub replay_seconds: f64,
     pub seconds: f64,
+}
+
+/// What [`Durability::commit`] did with a batch.
+#[derive(Debug)]
+pub struct Commit {
+    /// Samples stored, and dropped by reason; those that admission removed are in it even
+    /// when the log then failed.
+    pub report: WriteReport,
+    /// Why the log refused the admitted samples; then none of them was applied.
+    pub error: Option<strata_wal::Error>,
+    /// The batch, for reuse.
+    pub batch: WriteBatch,
 }
 
 /// What one snapshot did.
@@ -295,7 +309,9 @@ impl Durability {
         // A newest segment cut off inside its header was removed: its number is free again,
         // and reusing it keeps the numbers without a gap.
         let next_segment = match report.replay.torn_tail {
-            Some((position, _)) if position.offset < strata_wal::format::SEGMENT_HEADER_BYTES => {
+            Some((position, _))
+                if position.offset < strata_wal::format::SEGMENT_HEADER_BYTES_BEFORE_V3 =>
+            {
                 position.segment
             }
             _ => report
@@ -348,8 +364,10 @@ impl Durability {
         Ok((durability, report))
     }
 
-    /// Appends `batch` to the WAL (under the fsync policy), then applies it to `store`.
-    /// Returns the batch for reuse; on a WAL failure nothing is applied.
+    /// Admits `batch` ([`Store::admit`]), appends what is left to the WAL (under the fsync
+    /// policy), then applies it to `store`, with the same `now_s`: the log holds only
+    /// samples the store takes (it is replayed and forwarded), except those refused by a
+    /// limit of the tree at apply time (see `admit`). On a WAL failure nothing is applied.
     ///
     /// It runs as a task of its own: a request cancelled while its batch is being logged
     /// (the client hung up, the request timed out) must not leave the batch in the log but
@@ -359,7 +377,7 @@ impl Durability {
         store: &Arc<Store>,
         batch: WriteBatch,
         now_s: i64,
-    ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
+    ) -> Commit {
         let (this, store) = (self.clone(), store.clone());
         let task = tokio::spawn(async move { this.log_and_apply(&store, batch, now_s).await });
         match task.await {
@@ -367,20 +385,15 @@ impl Durability {
             // A panic in the store is a bug: it propagates as it would have inline.
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             // Only when the runtime shuts down under the commit.
-            Err(_) => (Err(strata_wal::Error::Closed), WriteBatch::new()),
+            Err(_) => Commit {
+                report: WriteReport::default(),
+                error: Some(strata_wal::Error::Closed),
+                batch: WriteBatch::new(),
+            },
         }
     }
 
-    /// Admits `batch` ([`Store::admit`]), then logs and applies what is left, if anything,
-    /// with the same `now_s`: the log holds only samples the store takes (it is replayed and
-    /// forwarded), except those refused by a limit of the tree at apply time (see `admit`).
-    /// The report counts the samples `admit` removed with those `write` dropped.
-    async fn log_and_apply(
-        &self,
-        store: &Arc<Store>,
-        mut batch: WriteBatch,
-        now_s: i64,
-    ) -> (Result<WriteReport, strata_wal::Error>, WriteBatch) {
+    async fn log_and_apply(&self, store: &Arc<Store>, mut batch: WriteBatch, now_s: i64) -> Commit {
         let refused = store.admit(&mut batch, now_s);
         // NOTE: an emptied batch is not logged: an empty record would cost an append and an
         // fsync for nothing, and every reader of the log would have to skip it.
@@ -389,11 +402,18 @@ impl Durability {
         } else {
             self.log_and_apply_admitted(store, batch, now_s).await
         };
-        let result = result.map(|mut report| {
-            report.dropped += refused;
-            report
-        });
-        (result, batch)
+        let (mut report, error) = match result {
+            Ok(report) => (report, None),
+            Err(error) => (WriteReport::default(), Some(error)),
+        };
+        // Counted whatever the log did: admission already counted them by metric, and they
+        // would not have been stored either way.
+        report.dropped += refused;
+        Commit {
+            report,
+            error,
+            batch,
+        }
     }
 
     async fn log_and_apply_admitted(
@@ -483,6 +503,11 @@ impl Durability {
     /// The WAL writer's committed position, for readers that tail the log.
     pub fn committed(&self) -> Option<Arc<Committed>> {
         self.wal.as_ref().map(Wal::committed)
+    }
+
+    /// The data directory (`checkpoints.directory`).
+    pub fn data_directory(&self) -> &Path {
+        &self.config.directory
     }
 
     pub fn wal_directory(&self) -> PathBuf {
@@ -860,7 +885,8 @@ mod tests {
         let now_s = crate::now_s();
         let mut batch = WriteBatch::new();
         batch.push("c", host, [LevelName::NONE; 2], "load", now_s, 1.0);
-        durability.commit(store, batch, now_s).await.0.unwrap();
+        let commit = durability.commit(store, batch, now_s).await;
+        assert!(commit.error.is_none(), "{:?}", commit.error);
     }
 
     /// The sequence numbers of every record in the WAL directory.
@@ -1008,8 +1034,9 @@ mod tests {
         mixed.push("c", "h1", node, "m", now_s - retention_s - 60, 3.0);
         mixed.push("c", "h2", node, "m", now_s + future_s + 60, 4.0);
         mixed.push("c", "h2", node, "m", now_s - 60, 5.0);
-        let (report, _) = durability.commit(&store, mixed, now_s).await;
-        let report = report.unwrap();
+        let commit = durability.commit(&store, mixed, now_s).await;
+        assert!(commit.error.is_none(), "{commit:?}");
+        let report = commit.report;
         assert_eq!(report.written, 2);
         let dropped = report.dropped;
         let counts = (
@@ -1023,10 +1050,13 @@ mod tests {
         let mut junk = WriteBatch::new();
         junk.push("c", "h1", node, "unknown", now_s, 6.0);
         junk.push("c", "h1", node, "m", now_s - retention_s - 60, 7.0);
-        let (report, batch) = durability.commit(&store, junk, now_s).await;
-        let report = report.unwrap();
-        assert_eq!((report.written, report.dropped.total()), (0, 2));
-        assert!(batch.is_empty());
+        let commit = durability.commit(&store, junk, now_s).await;
+        assert!(commit.error.is_none(), "{commit:?}");
+        assert_eq!(
+            (commit.report.written, commit.report.dropped.total()),
+            (0, 2)
+        );
+        assert!(commit.batch.is_empty());
         assert_eq!(durability.wal_stats().map(|s| s.records), Some(1));
         drop(durability);
 

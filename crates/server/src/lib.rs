@@ -33,7 +33,7 @@ pub mod query;
 pub mod telemetry;
 
 use crate::auth::Authenticator;
-use crate::durability::Durability;
+use crate::durability::{Commit, Durability};
 use crate::error::{ApiError, PlainTextError, error_response};
 use crate::ingest::{IngestLimits, LineDecoder, RejectReason};
 use crate::telemetry::{LogLimiter, ReasonLabel, ResponseLabel, RouteLabel, Telemetry};
@@ -78,6 +78,8 @@ pub struct App {
     spare_batches: BatchPool,
     /// Permits for CPU-heavy read work, [`ServerConfig::concurrent_queries`] of them.
     cpu: Arc<tokio::sync::Semaphore>,
+    /// Remote-write endpoints, once started.
+    forwarding: std::sync::OnceLock<strata_forward::Forwarding>,
 }
 
 /// Most spare batches kept (one per concurrent request is enough).
@@ -139,12 +141,57 @@ impl App {
             reject_log: LogLimiter::new(10),
             drop_log: LogLimiter::new(10),
             spare_batches: BatchPool::default(),
+            forwarding: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts forwarding to `endpoints` from the WAL (after recovery, before the first
+    /// snapshot could delete segments an endpoint still needs).
+    pub fn start_forwarding(
+        &self,
+        endpoints: &[strata_forward::EndpointConfig],
+    ) -> Result<(), strata_forward::Error> {
+        if endpoints.is_empty() {
+            return Ok(());
+        }
+        let (Some(committed), Some(retention)) =
+            (self.durability.committed(), self.durability.retention())
+        else {
+            return Err(strata_forward::Error::Io(
+                "remote write reads the write-ahead log, which is off (wal.fsync: off)".into(),
+            ));
+        };
+        let log = strata_forward::LogHandles {
+            directory: self.durability.wal_directory(),
+            committed,
+            retention,
+        };
+        let state = self.durability.data_directory().join("remote-write");
+        let forwarding =
+            strata_forward::Forwarding::start(endpoints, log, &state, &self.telemetry.remote)?;
+        let _ = self.forwarding.set(forwarding);
+        Ok(())
+    }
+
+    /// Stops forwarding, writing every endpoint's cursor.
+    pub async fn stop_forwarding(&self) {
+        if let Some(forwarding) = self.forwarding.get() {
+            forwarding.shutdown().await;
+        }
+    }
+
+    pub fn forwarding_status(&self) -> Vec<strata_forward::Status> {
+        self.forwarding
+            .get()
+            .map(strata_forward::Forwarding::status)
+            .unwrap_or_default()
     }
 
     /// Makes a decoded batch durable (WAL, under the fsync policy) and then part of the store.
     /// Returns the emptied batch for reuse. A WAL failure applies nothing and is answered 503:
-    /// the client retries, and nothing unacknowledged was promised.
+    /// the client retries, and nothing unacknowledged was promised. Samples admission
+    /// removed before the WAL append are counted as dropped either way (a retry counts
+    /// them again, as it sends them again).
     pub async fn commit(
         &self,
         batch: WriteBatch,
@@ -153,12 +200,12 @@ impl App {
         if batch.is_empty() {
             return Ok(batch);
         }
-        let (result, mut batch) = self.durability.commit(&self.store, batch, now_s).await;
+        let Commit {
+            report,
+            error,
+            mut batch,
+        } = self.durability.commit(&self.store, batch, now_s).await;
         batch.clear();
-        let report = match result {
-            Ok(report) => report,
-            Err(error) => return Err((ApiError::Unavailable(error.to_string()), batch)),
-        };
         self.telemetry.samples_written.inc_by(report.written as u64);
         let dropped = report.dropped.total();
         if dropped > 0 {
@@ -175,7 +222,10 @@ impl App {
                 );
             }
         }
-        Ok(batch)
+        match error {
+            Some(error) => Err((ApiError::Unavailable(error.to_string()), batch)),
+            None => Ok(batch),
+        }
     }
 
     /// Runs CPU-heavy read work (a query, a healthcheck, a dump) on a blocking thread, so
@@ -279,6 +329,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/free/", post(admin::free))
         .route("/api/debug", get(admin::debug))
         .route("/api/debug/", get(admin::debug))
+        .route("/api/remote-write", get(admin::remote_write))
         .route(
             "/api/healthcheck",
             get(admin::healthcheck).post(admin::healthcheck),

@@ -42,6 +42,8 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Telemetry {
     registry: Registry,
+    /// Remote-write forwarding (`strata_remote_*`), per endpoint.
+    pub remote: strata_forward::metrics::Metrics,
     pub samples_written: Counter,
     pub lines_rejected: Family<ReasonLabel, Counter>,
     pub samples_dropped: Family<ReasonLabel, Counter>,
@@ -92,8 +94,11 @@ impl Default for Telemetry {
 
 impl Telemetry {
     pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("strata");
+        let remote = strata_forward::metrics::Metrics::register(&mut registry);
         let mut telemetry = Self {
-            registry: Registry::with_prefix("strata"),
+            registry,
+            remote,
             samples_written: Counter::default(),
             lines_rejected: Family::default(),
             samples_dropped: Family::default(),

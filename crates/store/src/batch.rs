@@ -62,6 +62,7 @@ struct Entry {
 
 impl Span {
     /// The text of this span in `arena` (empty if out of range, which a batch never makes).
+    #[inline]
     fn of(self, arena: &str) -> &str {
         let start = self.start as usize;
         arena
@@ -71,6 +72,9 @@ impl Span {
 }
 
 impl Entry {
+    // NOTE: inlined so that a caller reading only some fields (`Store::admit` reads the
+    // metric and the time) does not pay for slicing the others.
+    #[inline]
     fn sample(self, arena: &str) -> BatchSample<'_> {
         BatchSample {
             key: SeriesKey {

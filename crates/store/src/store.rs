@@ -385,6 +385,9 @@ impl Store {
         let registry = self.registry.read();
         let registers = self.registers_metrics();
         let at_limit = registry.len() >= self.config.limits.metrics_max;
+        // While metrics are registered on first sight and there is room, no metric is
+        // refused: the common setup pays no lookups.
+        let lookup = !registers || at_limit;
         let metric_refusal = |name: &str| match registry.get(name) {
             Some(_) => None,
             None if !registers => Some(Refusal::Unknown),
@@ -397,6 +400,7 @@ impl Store {
         batch.retain(|sample| {
             let name = sample.key.metric;
             let refusal = match last {
+                _ if !lookup => None,
                 Some((last_name, refusal)) if same_text(last_name, name) => refusal,
                 _ => metric_refusal(name),
             };

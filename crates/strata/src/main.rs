@@ -194,6 +194,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (durability, recovery) = recover(&config, &store)?;
     let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
     app.telemetry.record_recovery(&recovery);
+    app.start_forwarding(&config.store.remote_write)
+        .context("starting remote write")?;
+    let serving = app.clone();
     let listener = tokio::net::TcpListener::bind(&config.main.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.main.addr))?;
@@ -215,10 +218,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         connections_max: connections_max(limits.connections_max),
         header_timeout: limits.header_timeout,
     };
-    strata_server::listen::serve(listener, app, connections, shutdown_signal()).await;
+    strata_server::listen::serve(listener, serving, connections, shutdown_signal()).await;
     for task in maintenance {
         task.abort();
     }
+    app.stop_forwarding().await;
     // Requests have finished: a final snapshot covers everything, so the next start
     // replays nothing.
     let report = durability
@@ -350,13 +354,6 @@ fn warn_about_unimplemented(config: &Config) {
     if config.nats.is_some() || !config.store.nats_subscriptions.is_empty() {
         tracing::warn!(
             "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
-        );
-    }
-    if !config.store.remote_write.is_empty() {
-        tracing::warn!(
-            endpoints = config.store.remote_write.len(),
-            "remote-write forwarding is not implemented yet: metric-store.remote-write is \
-             validated and ignored"
         );
     }
     if config.store.cleanup.mode == CleanupMode::Archive {

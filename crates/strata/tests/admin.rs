@@ -113,6 +113,34 @@ fn free_without_an_integer_to_or_with_a_bad_body_is_a_400() {
 }
 
 #[test]
+fn a_free_too_large_for_one_log_record_is_a_400_and_the_log_goes_on() {
+    // Goal: a free is one WAL record, bounded at 8 MiB (segment format 3). Selectors past it
+    // (the request body may be 64 MiB) are refused with a 400 naming the bound; the log is
+    // not poisoned: writes and frees go on.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    server.write_ok(C, &format!("mem,host=h1 value=1 {t}\n"));
+    let long = "x".repeat(9 << 20);
+    server
+        .post("/api/free?to=100", json!([[C, long]]).to_string())
+        .assert_error(400, "at most 8388608 per request");
+    server.write_ok(C, &format!("mem,host=h1 value=2 {}\n", t + 60));
+    let response = server.post(
+        &format!("/api/free?to={}", t + 600),
+        json!([[C, "h1"]]).to_string(),
+    );
+    response.assert_status(200);
+    let metrics = server.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"strata_http_responses_total{route="free",status="400"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn debug_dumps_the_tree_as_valid_json_and_selector_narrows_it() {
     // Goal: decision 11 — `/api/debug` is valid JSON `{"data":{…}}` with each buffer's
     // start (first sample − f/2), len and end (first sample + len·f); `?selector=a:b` narrows

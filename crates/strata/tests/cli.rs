@@ -301,10 +301,10 @@ fn memory_cap_is_optional_and_ignored_checkpoint_keys_are_warned_about() {
 }
 
 #[test]
-fn remote_write_is_validated_at_startup_and_said_to_be_ignored() {
+fn remote_write_needs_the_write_ahead_log() {
     // Goal: (issue 7) `metric-store.remote-write` with `wal.fsync: "off"` stops startup
-    // with the reason (forwarding reads the log); a valid list starts the server and the
-    // log says forwarding is not in this build yet, so nobody believes it took effect.
+    // with the reason (forwarding reads the log); a valid list starts the server, which
+    // says where the endpoint starts reading.
     let endpoint = json!([{"url": "http://127.0.0.1:1/api/v1/write", "name": "site-vm"}]);
     let mut config = valid_config();
     config["metric-store"]["remote-write"] = endpoint.clone();
@@ -319,7 +319,7 @@ fn remote_write_is_validated_at_startup_and_said_to_be_ignored() {
     let server = Server::start_with_config(&json!({"metric-store": {"remote-write": endpoint}}));
     let log = server.log();
     assert!(
-        log.contains("remote-write forwarding is not implemented yet"),
+        log.contains("new endpoint starts at the end of the log") && log.contains("site-vm"),
         "{log}"
     );
 }

@@ -85,6 +85,22 @@ fn a_wal_that_cannot_write_is_reported_and_loses_nothing_acknowledged() {
     server
         .write_lines(CLUSTER, &lines("late", start, 0))
         .assert_error(503, "write-ahead log");
+    // Issue 7: a sample removed before the append (here: older than the retention window)
+    // is counted as dropped even though the log refuses the rest of the request.
+    let dropped = "strata_ingest_samples_dropped_total{reason=\"outside_retention\"}";
+    assert_eq!(metric_value(&server.metrics(), dropped), None);
+    let old = minutes_ago(49 * 60);
+    server
+        .write_lines(
+            CLUSTER,
+            &format!(
+                "load,hostname=late,type=node value=1 {old}
+{}",
+                lines("late", start, 0)
+            ),
+        )
+        .assert_error(503, "write-ahead log");
+    assert_eq!(metric_value(&server.metrics(), dropped), Some(1.0));
 
     server.kill_now();
     server.restart();

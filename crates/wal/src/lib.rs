@@ -26,7 +26,7 @@
 //! | `never` | nothing lost | whatever the OS had not written back (typically up to ~30 s) |
 //! | `off` | no log: everything since the last snapshot | the same |
 //!
-//! Formats are described in [`format`] (segments) and [`snapshot`] (snapshots).
+//! Formats are described in [`mod@format`] (segments) and [`snapshot`] (snapshots).
 
 mod codec;
 mod committed;

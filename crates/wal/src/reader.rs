@@ -1,4 +1,5 @@
-//! Reading segments back: replay at startup, and `strata check`.
+//! Reading segments back: replay at startup, and `strata check`, both through the streaming
+//! [`LogReader`] (offline: without the writer's committed position).
 //!
 //! A segment is read from its header to its end. What stops a segment:
 //! - its clean end;
@@ -170,7 +171,9 @@ pub fn truncate_torn_tail(directory: &Path, position: Position) -> Result<()> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("opening", &path, e))?;
-    if position.offset < format::SEGMENT_HEADER_BYTES {
+    // Inside the header (the shortest one: a version 1 or 2 segment may be torn right
+    // after its 24 bytes, and keeps them).
+    if position.offset < format::SEGMENT_HEADER_BYTES_BEFORE_V3 {
         drop(file);
         return fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e));
     }

@@ -690,6 +690,12 @@ impl LogReader {
     }
 }
 
+// A forwarder reads on a thread of its own.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<LogReader>();
+};
+
 fn segment_path(directory: &Path, segment: u64) -> PathBuf {
     directory.join(segment_file_name(segment))
 }

@@ -329,6 +329,44 @@ fn a_segment_deleted_under_a_reader_is_a_gap_and_reading_goes_on() {
     assert_eq!(sequences(&entries), (6..12).collect::<Vec<_>>());
 }
 
+/// Goal: corruption in the middle of a sealed segment, met by a tailing reader, is one
+/// damage with the records lost; the reader goes on in the writer's segment and then waits.
+#[test]
+fn a_tailing_reader_reports_damage_in_a_sealed_segment_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path(), 1 << 20), FIRST_SEGMENT, 0).unwrap();
+    let ends: Vec<Position> = (0..4)
+        .map(|r| append(&wal, batch(0, r, 5)).position)
+        .collect();
+    rotate(&wal);
+    append(&wal, batch(0, 4, 5));
+    let path = &list_segments(dir.path()).unwrap()[0].path;
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[ends[1].offset as usize + 12] ^= 0x10;
+    std::fs::write(path, &bytes).unwrap();
+    let mut reader =
+        LogReader::open(dir.path(), start(FIRST_SEGMENT), Some(wal.committed())).unwrap();
+    let mut described = Vec::new();
+    while let Some(event) = reader.next(Duration::from_millis(20)).unwrap() {
+        described.push(match event {
+            Event::Record(entry) => entry.sequence.to_string(),
+            Event::Damage(damage) => format!(
+                "damage {}:{} lost {:?}",
+                damage.segment, damage.offset, damage.records_lost
+            ),
+        });
+    }
+    let damage = format!("damage 1:{} lost Some(2)", ends[1].offset);
+    assert_eq!(described, ["0", "1", damage.as_str(), "4"]);
+    // Then the next append, as soon as it is committed.
+    let appender = std::thread::spawn(move || append(&wal, batch(0, 5, 5)).sequence);
+    match reader.next(Duration::from_secs(3600)).unwrap() {
+        Some(Event::Record(entry)) => assert_eq!(entry.sequence, 5),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(appender.join().unwrap(), 5);
+}
+
 /// Goal: a length field above the format's bound is damage, read as such without trying to
 /// hold a record of that size.
 #[test]
@@ -445,4 +483,29 @@ fn version_1_and_2_segments_are_read() {
         let report = replay(dir.path(), 7, |_, _| {}).unwrap();
         assert_eq!(report.next_sequence, 40 + records);
     }
+}
+
+/// Found in review: a version 2 segment torn in its first record (a crash of the version 2
+/// writer, recovered by this one) is torn at offset 24, inside a version 3 header's length;
+/// cutting it off keeps its header instead of removing the file.
+#[test]
+fn a_torn_first_record_of_a_version_2_segment_keeps_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = include_bytes!("fixtures/segment-v2.wal");
+    let path = dir.path().join("00000000000000000007.wal");
+    std::fs::write(&path, &fixture[..30]).unwrap();
+    let report = replay(dir.path(), 7, |_, _| {}).unwrap();
+    let torn = Position {
+        segment: 7,
+        offset: format::SEGMENT_HEADER_BYTES_BEFORE_V3,
+    };
+    assert_eq!(report.torn_tail, Some((torn, 6)));
+    strata_wal::truncate_torn_tail(dir.path(), torn).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+    let report = replay(dir.path(), 7, |_, _| {}).unwrap();
+    assert_eq!(
+        (report.records, report.torn_tail, report.segments),
+        (0, None, 1)
+    );
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
 }

@@ -406,7 +406,7 @@ fn parse_relabel(section: &Section<'_>) -> Result<RelabelRule, ConfigError> {
     if let Err(error) = compiled {
         return Err(section.invalid(
             "regex",
-            format!("{} does not compile: {error}", quote(regex)),
+            format!("{} does not compile: {}", quote(regex), one_line(&error)),
         ));
     }
     let target_label = section.non_empty_string("target-label")?;
@@ -443,6 +443,14 @@ fn parse_relabel(section: &Section<'_>) -> Result<RelabelRule, ConfigError> {
         target_label: target_label.map(str::to_owned),
         replacement: replacement.unwrap_or(DEFAULT_REPLACEMENT).to_owned(),
     })
+}
+
+/// The reason of a regex error: its syntax errors span lines (the pattern, a caret under
+/// the fault, then `error: …`); a configuration error is one line.
+fn one_line(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
 }
 
 fn parse_queue(section: &Section<'_>) -> Result<QueueConfig, ConfigError> {

@@ -1639,6 +1639,14 @@ fn remote_write_invalid_values() {
          overridden"
     );
     assert_eq!(
+        message_of(&with_remote_write(json!([endpoint(
+            json!({"relabel": [{"action": "keep", "regex": "(unclosed"}]})
+        )]))),
+        "config.json: invalid value for key \"regex\" in section \
+         \"metric-store.remote-write[0].relabel[0]\": \"(unclosed\" does not compile: \
+         unclosed group"
+    );
+    assert_eq!(
         message_of(&with("/metric-store/remote-write", json!({"url": VM_URL}))),
         "config.json: invalid value for key \"remote-write\" in section \"metric-store\": \
          expected an array, found an object"

@@ -1,0 +1,480 @@
+//! One endpoint's life: epochs of its pipeline, its cursor on disk and in the retention
+//! registry, its backlog budget and its shard count.
+
+use crate::config::EndpointConfig;
+use crate::cursor::CursorFiles;
+use crate::deliver::Sender;
+use crate::metrics::{EndpointMetrics, reason};
+use crate::pipeline::{Epoch, EpochSetup, Progress};
+use crate::relabel::Relabeler;
+use crate::reshard::{Controller, Interval, RESHARD_INTERVAL};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, Retention};
+use tokio::sync::watch;
+
+/// How often the cursor is written (when it moved) and the budget checked.
+const CURSOR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The acknowledged-timestamp hint is written with every cursor write while it has at most
+/// this many series (1 MiB), so that a crash resends almost nothing; a larger one (16 bytes
+/// a series) is written every [`HINT_INTERVAL`], and a crash may then resend up to that much.
+const HINT_SERIES_WITH_CURSOR_MAX: usize = 1 << 16;
+
+const HINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pause before a pipeline that failed (an unreadable log) is started again.
+const RESTART_DELAY: Duration = Duration::from_secs(5);
+
+/// The shared log, as an endpoint reads it.
+#[derive(Debug, Clone)]
+pub struct LogHandles {
+    pub directory: PathBuf,
+    pub committed: Arc<Committed>,
+    pub retention: Arc<Retention>,
+}
+
+/// An endpoint's state for `GET /api/remote-write`.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub name: String,
+    pub url: String,
+    pub cursor: Position,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub shards: usize,
+    pub desired_shards: f64,
+    pub last_error: Option<String>,
+}
+
+pub struct Endpoint {
+    pub config: EndpointConfig,
+    sender: Arc<Sender>,
+    relabeler: Arc<Relabeler>,
+    files: CursorFiles,
+    log: LogHandles,
+    metrics: EndpointMetrics,
+    hint: Arc<Mutex<HashMap<u64, i64>>>,
+    progress: Arc<Progress>,
+    status: Mutex<Status>,
+}
+
+/// Why an epoch ended.
+enum Next {
+    Shutdown,
+    Reshard(usize),
+    Skip(Position),
+    Restart,
+}
+
+impl Endpoint {
+    pub fn new(
+        config: EndpointConfig,
+        sender: Arc<Sender>,
+        relabeler: Arc<Relabeler>,
+        files: CursorFiles,
+        log: LogHandles,
+        metrics: EndpointMetrics,
+    ) -> Self {
+        let hint = Arc::new(Mutex::new(files.load_hint()));
+        let status = Status {
+            name: config.name.clone(),
+            url: redact(&config.url),
+            ..Status::default()
+        };
+        Self {
+            config,
+            sender,
+            relabeler,
+            files,
+            log,
+            metrics,
+            hint,
+            progress: Arc::new(Progress::default()),
+            status: Mutex::new(status),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let mut status = self.status.lock().clone();
+        status.last_error = self.sender.last_error();
+        status
+    }
+
+    /// The registry's hold for this endpoint.
+    fn hold_name(&self) -> String {
+        format!("remote-write/{}", self.config.name)
+    }
+
+    /// Holds the log from `start` on: before anything can delete it.
+    pub fn hold(&self, start: Position) {
+        self.log.retention.hold(&self.hold_name(), start);
+        self.status.lock().cursor = start;
+    }
+
+    /// Runs epochs until `shutdown`; then writes the cursor and the hint a last time.
+    pub async fn run(self: Arc<Self>, start: Position, mut shutdown: watch::Receiver<bool>) {
+        let queue = &self.config.queue;
+        let mut controller = Controller::new(queue.min_shards, queue.max_shards);
+        let (mut start, mut shards) = (start, queue.min_shards);
+        let mut persisted = start;
+        let mut hint_written = Instant::now();
+        loop {
+            self.metrics.shards.set(shards as i64);
+            self.status.lock().shards = shards;
+            let epoch = Epoch::start(EpochSetup {
+                name: self.config.name.clone(),
+                wal_directory: self.log.directory.clone(),
+                committed: self.log.committed.clone(),
+                start,
+                shards,
+                max_samples_per_send: queue.max_samples_per_send,
+                batch_send_deadline: queue.batch_send_deadline,
+                relabeler: self.relabeler.clone(),
+                sender: self.sender.clone(),
+                metrics: self.metrics.clone(),
+                hint: self.hint.clone(),
+                progress: self.progress.clone(),
+            });
+            let mut epoch = match epoch {
+                Ok(epoch) => epoch,
+                Err(error) => {
+                    tracing::error!(endpoint = %self.config.name, %error, "remote write: cannot read the log; retrying");
+                    if wait_or_shutdown(RESTART_DELAY, &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let mut tick = tokio::time::interval(CURSOR_INTERVAL);
+            let mut last_reshard = Instant::now();
+            let mut rates = self.rates();
+            let next = loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break Next::Shutdown,
+                }
+                if let Some(error) = epoch.failed() {
+                    tracing::error!(endpoint = %self.config.name, %error, "remote write: reading the log failed; restarting from the cursor");
+                    break Next::Restart;
+                }
+                let done = epoch.acks.lock().done();
+                let small = self.hint.lock().len() <= HINT_SERIES_WITH_CURSOR_MAX;
+                // The hint goes first: a hint newer than the cursor is harmless.
+                if (done != persisted && small) || hint_written.elapsed() >= HINT_INTERVAL {
+                    self.write_hint().await;
+                    hint_written = Instant::now();
+                }
+                persisted = self.persist(done, persisted).await;
+                let backlog = self.backlog(done).await;
+                if let Some(target) = backlog.skip_to {
+                    break Next::Skip(target);
+                }
+                if last_reshard.elapsed() >= RESHARD_INTERVAL {
+                    last_reshard = Instant::now();
+                    let (interval, now) = self.interval(&rates, backlog.pending_samples);
+                    rates = now;
+                    let decided = controller.decide(shards, interval);
+                    self.metrics.shards_desired.set(controller.desired);
+                    self.status.lock().desired_shards = controller.desired;
+                    if let Some(n) = decided {
+                        break Next::Reshard(n);
+                    }
+                }
+            };
+            let done = epoch.stop().await;
+            self.write_hint().await;
+            persisted = self.persist(done, persisted).await;
+            start = done;
+            match next {
+                Next::Shutdown => break,
+                Next::Reshard(n) => {
+                    tracing::info!(endpoint = %self.config.name, from = shards, to = n, "remote write: resharding");
+                    shards = n;
+                }
+                Next::Skip(target) => {
+                    self.skip(done, target).await;
+                    start = target;
+                    persisted = self.persist(target, persisted).await;
+                }
+                Next::Restart => {
+                    if wait_or_shutdown(RESTART_DELAY, &mut shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the cursor when it moved and moves the retention hold; deletes what no reader
+    /// needs any more once the cursor left a segment.
+    async fn persist(&self, done: Position, persisted: Position) -> Position {
+        self.status.lock().cursor = done;
+        if done == persisted {
+            return persisted;
+        }
+        let files = self.files.clone();
+        let retention = self.log.retention.clone();
+        let hold = self.hold_name();
+        let left_segment = done.segment > persisted.segment;
+        let written = tokio::task::spawn_blocking(move || {
+            files.store_cursor(done)?;
+            retention.hold(&hold, done);
+            if left_segment {
+                retention.collect().map_err(crate::Error::Wal)?;
+            }
+            Ok::<_, crate::Error>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => done,
+            Ok(Err(error)) => {
+                tracing::error!(endpoint = %self.config.name, %error, "remote write: cannot write the cursor");
+                persisted
+            }
+            Err(error) => {
+                tracing::error!(endpoint = %self.config.name, %error, "remote write: cursor task failed");
+                persisted
+            }
+        }
+    }
+
+    async fn write_hint(&self) {
+        let hint = self.hint.lock().clone();
+        let files = self.files.clone();
+        let name = self.config.name.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(error) = files.store_hint(&hint) {
+                tracing::warn!(endpoint = %name, %error, "remote write: cannot write the acknowledged-timestamp hint");
+            }
+        })
+        .await;
+    }
+
+    /// The counters behind the resharding rates, now.
+    fn rates(&self) -> (u64, u64, u64) {
+        let p = &self.progress;
+        (
+            p.samples_in.load(Ordering::Relaxed),
+            p.samples_out.load(Ordering::Relaxed),
+            p.send_nanos.load(Ordering::Relaxed),
+        )
+    }
+
+    fn interval(&self, before: &(u64, u64, u64), pending: f64) -> (Interval, (u64, u64, u64)) {
+        let now = self.rates();
+        let delivered = self
+            .progress
+            .last_delivery
+            .lock()
+            .is_some_and(|at| at.elapsed() < RESHARD_INTERVAL);
+        let interval = Interval {
+            samples_in: now.0.saturating_sub(before.0),
+            samples_out: now.1.saturating_sub(before.1),
+            send_seconds: now.2.saturating_sub(before.2) as f64 / 1e9,
+            pending,
+            delivered,
+        };
+        (interval, now)
+    }
+
+    /// Measures the lag behind the log and checks the backlog budget.
+    async fn backlog(&self, done: Position) -> Backlog {
+        let directory = self.log.directory.clone();
+        let active = self.log.committed.position();
+        let (bytes_max, age_max) = (self.config.max_backlog_bytes, self.config.max_backlog_age);
+        let measured = tokio::task::spawn_blocking(move || {
+            measure_backlog(&directory, done, active, bytes_max, age_max)
+        })
+        .await;
+        let mut backlog = match measured {
+            Ok(Ok(backlog)) => backlog,
+            Ok(Err(error)) => {
+                tracing::warn!(endpoint = %self.config.name, %error, "remote write: cannot measure the backlog");
+                return Backlog::default();
+            }
+            Err(_) => return Backlog::default(),
+        };
+        let read = self.progress.bytes_read.load(Ordering::Relaxed);
+        let samples = self.progress.samples_in.load(Ordering::Relaxed);
+        let bytes_per_sample = match samples {
+            0 => 5.0,
+            _ => (read as f64 / samples as f64).max(1.0),
+        };
+        backlog.pending_samples = backlog.lag_bytes as f64 / bytes_per_sample;
+        let lag_seconds = match backlog.lag_bytes {
+            0 => 0.0,
+            _ => {
+                let read_ms = self.progress.highest_read_ms.load(Ordering::Relaxed);
+                let sent_ms = self.progress.highest_sent_ms.load(Ordering::Relaxed);
+                (read_ms.saturating_sub(sent_ms)).max(0) as f64 / 1000.0
+            }
+        };
+        self.metrics.cursor_lag_bytes.set(backlog.lag_bytes as i64);
+        self.metrics.cursor_lag_seconds.set(lag_seconds);
+        let mut status = self.status.lock();
+        status.lag_bytes = backlog.lag_bytes;
+        status.lag_seconds = lag_seconds;
+        backlog
+    }
+
+    /// Moves past records the budget no longer holds: counts and logs what is skipped.
+    async fn skip(&self, from: Position, to: Position) {
+        let directory = self.log.directory.clone();
+        let counted =
+            tokio::task::spawn_blocking(move || count_samples(&directory, from, to)).await;
+        let (samples, first_ms, last_ms) = match counted {
+            Ok(Ok(counted)) => counted,
+            Ok(Err(error)) => {
+                tracing::warn!(endpoint = %self.config.name, %error, "remote write: cannot count the skipped samples");
+                (0, None, None)
+            }
+            Err(_) => (0, None, None),
+        };
+        self.metrics.dropped(reason::BACKLOG_BUDGET, samples);
+        self.metrics.backlog_skips.inc();
+        tracing::error!(
+            endpoint = %self.config.name,
+            from = %from,
+            to = %to,
+            samples,
+            first_timestamp_ms = ?first_ms,
+            last_timestamp_ms = ?last_ms,
+            max_backlog_bytes = self.config.max_backlog_bytes,
+            max_backlog_age_s = self.config.max_backlog_age.as_secs(),
+            "remote write: backlog budget exceeded; these samples will not be forwarded"
+        );
+    }
+}
+
+#[derive(Debug, Default)]
+struct Backlog {
+    lag_bytes: u64,
+    pending_samples: f64,
+    skip_to: Option<Position>,
+}
+
+/// The log bytes after `done`, and where to move it when they pass the budget: to the first
+/// segment from which the rest fits in `bytes_max` and was written within `age_max`. The
+/// segment the writer is in is never skipped.
+fn measure_backlog(
+    directory: &std::path::Path,
+    done: Position,
+    active: Position,
+    bytes_max: u64,
+    age_max: Duration,
+) -> strata_wal::Result<Backlog> {
+    let segments: Vec<_> = strata_wal::list_segments(directory)?
+        .into_iter()
+        .filter(|s| s.segment >= done.segment && s.segment <= active.segment)
+        .collect();
+    let size = |s: &strata_wal::SegmentFile| match s.segment == active.segment {
+        true => active.offset,
+        false => s.bytes,
+    };
+    let total: u64 = segments.iter().map(size).sum();
+    let lag_bytes = total.saturating_sub(match segments.first() {
+        Some(first) if first.segment == done.segment => done.offset,
+        _ => 0,
+    });
+    let now = SystemTime::now();
+    let too_old = |s: &strata_wal::SegmentFile| {
+        s.segment != active.segment
+            && std::fs::metadata(&s.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > age_max)
+    };
+    let mut rest = lag_bytes;
+    let mut skip_to = None;
+    for segment in &segments {
+        if segment.segment == active.segment || (rest <= bytes_max && !too_old(segment)) {
+            break;
+        }
+        let cut = match segment.segment == done.segment {
+            true => size(segment).saturating_sub(done.offset),
+            false => size(segment),
+        };
+        rest = rest.saturating_sub(cut);
+        skip_to = Some(Position {
+            segment: segment.segment + 1,
+            offset: 0,
+        });
+    }
+    Ok(Backlog {
+        lag_bytes,
+        pending_samples: 0.0,
+        skip_to,
+    })
+}
+
+/// Samples and their time span in the records from `from` up to `to`.
+fn count_samples(
+    directory: &std::path::Path,
+    from: Position,
+    to: Position,
+) -> strata_wal::Result<(u64, Option<i64>, Option<i64>)> {
+    let mut reader = LogReader::open(directory, from, None)?;
+    let (mut samples, mut first, mut last) = (0u64, None::<i64>, None::<i64>);
+    while let Some(event) = reader.next(Duration::ZERO)? {
+        let Event::Record(entry) = event else {
+            continue;
+        };
+        if entry.start >= to {
+            break;
+        }
+        if let OwnedRecord::Batch(batch) = entry.record {
+            for sample in batch.iter() {
+                let ms = sample.timestamp_s.saturating_mul(1000);
+                samples += 1;
+                first = Some(first.map_or(ms, |f| f.min(ms)));
+                last = Some(last.map_or(ms, |l| l.max(ms)));
+            }
+        }
+    }
+    Ok((samples, first, last))
+}
+
+/// Sleeps `delay`; true when shutdown came first.
+async fn wait_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// The URL without user information (a password in a URL must not reach a status page).
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_information_never_reaches_the_status() {
+        assert_eq!(
+            redact("https://user:secret@vm.example:8428/api/v1/write"),
+            "https://vm.example:8428/api/v1/write"
+        );
+        assert_eq!(
+            redact("http://vm:8428/api/v1/write"),
+            "http://vm:8428/api/v1/write"
+        );
+    }
+}

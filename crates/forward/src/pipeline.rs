@@ -1,0 +1,428 @@
+//! One run of an endpoint's pipeline from a start position with a fixed number of shards:
+//! a reader thread turns log records into samples for the shards, each shard batches and
+//! sends, and acknowledgements flow back into [`Acks`]. An epoch is thrown away whole —
+//! queues included — to reshard, to skip past a backlog budget, or to shut down; the next one
+//! starts again at the acknowledged position, so nothing in memory is ever needed again.
+
+use crate::acks::{Acks, Ticket};
+use crate::deliver::Sender;
+use crate::metrics::{EndpointMetrics, reason};
+use crate::proto::OutSample;
+use crate::relabel::Relabeler;
+use crate::series::SeriesCache;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Record batches queued per shard before the reader waits (samples are bounded separately,
+/// by the pending-samples budget).
+const SHARD_QUEUE_MESSAGES: usize = 64;
+
+/// How long the reader waits for new records before it checks whether to stop.
+const READ_WAIT: Duration = Duration::from_millis(250);
+
+/// A sample on its way to a shard.
+#[derive(Debug)]
+pub struct Item {
+    pub sample: OutSample,
+    pub series: u64,
+    pub ticket: Ticket,
+}
+
+/// What the pipeline shares with its endpoint.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Newest sample timestamp read from the log and delivered (ms).
+    pub highest_read_ms: AtomicI64,
+    pub highest_sent_ms: AtomicI64,
+    /// Samples read from the log and handed to shards, and samples delivered (sent or
+    /// deliberately dropped): the resharding rates.
+    pub samples_in: AtomicU64,
+    pub samples_out: AtomicU64,
+    /// Time spent in delivery, for the time per sample.
+    pub send_nanos: AtomicU64,
+    /// When a delivery last completed, for resharding.
+    pub last_delivery: Mutex<Option<Instant>>,
+    /// Log bytes read, for the bytes-per-sample estimate.
+    pub bytes_read: AtomicU64,
+}
+
+/// Everything an epoch needs.
+pub struct EpochSetup {
+    pub name: String,
+    pub wal_directory: PathBuf,
+    pub committed: Arc<Committed>,
+    pub start: Position,
+    pub shards: usize,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: Duration,
+    pub relabeler: Arc<Relabeler>,
+    pub sender: Arc<Sender>,
+    pub metrics: EndpointMetrics,
+    pub hint: Arc<Mutex<HashMap<u64, i64>>>,
+    pub progress: Arc<Progress>,
+}
+
+/// A running epoch.
+pub struct Epoch {
+    pub acks: Arc<Mutex<Acks>>,
+    stop: Arc<AtomicBool>,
+    cancel: watch::Sender<bool>,
+    reader: Option<JoinHandle<Result<(), String>>>,
+    shards: JoinSet<()>,
+}
+
+impl Epoch {
+    pub fn start(setup: EpochSetup) -> Result<Self, String> {
+        let acks = Arc::new(Mutex::new(Acks::new(setup.start)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cancel, cancelled) = watch::channel(false);
+        // Samples read and not yet delivered: bounds the memory of a lagging endpoint.
+        let pending_max = (setup.max_samples_per_send * setup.shards * 4).max(10_000);
+        let permits = Arc::new(Semaphore::new(pending_max));
+        let unbudgeted = Arc::new(AtomicUsize::new(0));
+        let mut queues = Vec::with_capacity(setup.shards);
+        let mut shards = JoinSet::new();
+        for _ in 0..setup.shards {
+            let (sender, receiver) = mpsc::channel(SHARD_QUEUE_MESSAGES);
+            queues.push(sender);
+            shards.spawn(run_shard(Shard {
+                receiver,
+                sender: setup.sender.clone(),
+                acks: acks.clone(),
+                hint: setup.hint.clone(),
+                permits: permits.clone(),
+                unbudgeted: unbudgeted.clone(),
+                cancelled: cancelled.clone(),
+                max_samples_per_send: setup.max_samples_per_send,
+                batch_send_deadline: setup.batch_send_deadline,
+                progress: setup.progress.clone(),
+                metrics: setup.metrics.clone(),
+            }));
+        }
+        let replay_end = setup.committed.position();
+        let reader = LogReader::open(&setup.wal_directory, setup.start, Some(setup.committed))
+            .map_err(|e| e.to_string())?;
+        let read = ReadLoop {
+            reader,
+            series: SeriesCache::default(),
+            relabeler: setup.relabeler,
+            queues,
+            acks: acks.clone(),
+            hint: setup.hint,
+            replay_end,
+            permits,
+            unbudgeted: unbudgeted.clone(),
+            pending_max,
+            stop: stop.clone(),
+            progress: setup.progress,
+            metrics: setup.metrics,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let reader = std::thread::Builder::new()
+            .name(format!("rw-read-{}", setup.name))
+            .spawn(move || read.run())
+            .map_err(|e| format!("starting the reader thread: {e}"))?;
+        Ok(Self {
+            acks,
+            stop,
+            cancel,
+            reader: Some(reader),
+            shards,
+        })
+    }
+
+    /// The reader's error, once it has stopped on one.
+    pub fn failed(&mut self) -> Option<String> {
+        if !self.reader.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        match self.reader.take().map(JoinHandle::join) {
+            Some(Ok(Err(error))) => Some(error),
+            Some(Err(_)) => Some("the reader thread panicked".into()),
+            // The reader only ends by itself on an error.
+            Some(Ok(Ok(()))) | None => Some("the reader stopped".into()),
+        }
+    }
+
+    /// Stops reading and sending, drops what is queued; returns the acknowledged position.
+    pub async fn stop(mut self) -> Position {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.cancel.send(true);
+        while self.shards.join_next().await.is_some() {}
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+        self.acks.lock().done()
+    }
+}
+
+struct ReadLoop {
+    reader: LogReader,
+    series: SeriesCache,
+    relabeler: Arc<Relabeler>,
+    queues: Vec<mpsc::Sender<Vec<Item>>>,
+    acks: Arc<Mutex<Acks>>,
+    hint: Arc<Mutex<HashMap<u64, i64>>>,
+    /// Records that start before this were in the log when the epoch began, so they may have
+    /// been sent before: their samples pass the acknowledged-timestamp hint first.
+    replay_end: Position,
+    permits: Arc<Semaphore>,
+    /// Samples handed out without a permit (a record larger than the whole budget): the
+    /// shards return that many fewer permits.
+    unbudgeted: Arc<AtomicUsize>,
+    pending_max: usize,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    metrics: EndpointMetrics,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ReadLoop {
+    fn run(mut self) -> Result<(), String> {
+        let mut per_shard: Vec<Vec<Item>> = (0..self.queues.len()).map(|_| Vec::new()).collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            let event = match self.reader.next(READ_WAIT) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(error) => return Err(error.to_string()),
+            };
+            let entry = match event {
+                Event::Record(entry) => entry,
+                Event::Damage(damage) => {
+                    tracing::error!(
+                        segment = damage.segment,
+                        offset = damage.offset,
+                        reason = %damage.reason,
+                        records_lost = ?damage.records_lost,
+                        "remote write: damaged log; the records in it cannot be forwarded"
+                    );
+                    self.metrics.log_damage.inc();
+                    continue;
+                }
+            };
+            self.progress
+                .bytes_read
+                .fetch_add(entry_bytes(entry.start, entry.end), Ordering::Relaxed);
+            let OwnedRecord::Batch(batch) = entry.record else {
+                self.acks.lock().open(entry.end, 0);
+                continue;
+            };
+            let replayed = entry.start < self.replay_end;
+            let mut count = 0u32;
+            {
+                let hint = self.hint.lock();
+                for sample in batch.iter() {
+                    let Some(series) = self.series.get(&sample.key, &self.relabeler) else {
+                        self.metrics.dropped(reason::DROPPED_SERIES, 1);
+                        continue;
+                    };
+                    let timestamp_ms = sample.timestamp_s.saturating_mul(1000);
+                    if replayed && hint.get(&series.hash).is_some_and(|&t| t >= timestamp_ms) {
+                        self.metrics.replay_skipped.inc();
+                        continue;
+                    }
+                    let shard = (series.hash % per_shard.len() as u64) as usize;
+                    per_shard[shard].push(Item {
+                        sample: OutSample {
+                            labels: series.labels.clone(),
+                            timestamp_ms,
+                            value: f64::from(sample.value),
+                        },
+                        series: series.hash,
+                        ticket: 0,
+                    });
+                    count += 1;
+                    self.progress
+                        .highest_read_ms
+                        .fetch_max(timestamp_ms, Ordering::Relaxed);
+                }
+            }
+            let ticket = self.acks.lock().open(entry.end, count);
+            if count == 0 {
+                continue;
+            }
+            self.progress
+                .samples_in
+                .fetch_add(u64::from(count), Ordering::Relaxed);
+            if !self.wait_for_room(count as usize) {
+                break;
+            }
+            for (shard, items) in per_shard.iter_mut().enumerate() {
+                if items.is_empty() {
+                    continue;
+                }
+                for item in items.iter_mut() {
+                    item.ticket = ticket;
+                }
+                let message = std::mem::take(items);
+                if self.queues[shard].blocking_send(message).is_err() {
+                    // The shards are gone: the epoch is stopping.
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes room for `samples` in the pending budget, waiting while the shards are behind.
+    /// A record larger than the whole budget takes all of it. False when told to stop.
+    fn wait_for_room(&self, samples: usize) -> bool {
+        let wanted = samples.min(self.pending_max) as u32;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let acquire = self.permits.clone().acquire_many_owned(wanted);
+            match self
+                .runtime
+                .block_on(async { tokio::time::timeout(READ_WAIT, acquire).await })
+            {
+                Ok(Ok(permit)) => {
+                    // Returned by the shards as they deliver, sample by sample.
+                    permit.forget();
+                    self.unbudgeted
+                        .fetch_add(samples - wanted as usize, Ordering::Relaxed);
+                    self.metrics.samples_pending.inc_by(samples as i64);
+                    return true;
+                }
+                Ok(Err(_)) => return false,
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+fn entry_bytes(start: Position, end: Position) -> u64 {
+    match start.segment == end.segment {
+        true => end.offset.saturating_sub(start.offset),
+        false => end.offset,
+    }
+}
+
+struct Shard {
+    receiver: mpsc::Receiver<Vec<Item>>,
+    sender: Arc<Sender>,
+    acks: Arc<Mutex<Acks>>,
+    hint: Arc<Mutex<HashMap<u64, i64>>>,
+    permits: Arc<Semaphore>,
+    unbudgeted: Arc<AtomicUsize>,
+    cancelled: watch::Receiver<bool>,
+    max_samples_per_send: usize,
+    batch_send_deadline: Duration,
+    progress: Arc<Progress>,
+    metrics: EndpointMetrics,
+}
+
+/// Batches a shard's samples by count and deadline and delivers them one request at a time,
+/// which keeps each series in order.
+async fn run_shard(mut shard: Shard) {
+    let mut carry: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
+    let mut samples: Vec<OutSample> = Vec::with_capacity(shard.max_samples_per_send);
+    let mut origins: Vec<(Ticket, u64)> = Vec::with_capacity(shard.max_samples_per_send);
+    loop {
+        samples.clear();
+        origins.clear();
+        let mut deadline = None;
+        while samples.len() < shard.max_samples_per_send {
+            if let Some(item) = carry.pop_front() {
+                origins.push((item.ticket, item.series));
+                samples.push(item.sample);
+                deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + shard.batch_send_deadline);
+                continue;
+            }
+            let received = match deadline {
+                None => tokio::select! {
+                    message = shard.receiver.recv() => message,
+                    _ = shard.cancelled.changed() => return,
+                },
+                Some(deadline) => tokio::select! {
+                    message = shard.receiver.recv() => message,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = shard.cancelled.changed() => return,
+                },
+            };
+            match received {
+                Some(items) => carry.extend(items),
+                None => return,
+            }
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        if shard
+            .sender
+            .deliver(&samples, &shard.cancelled)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        shard
+            .progress
+            .send_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        *shard.progress.last_delivery.lock() = Some(Instant::now());
+        acknowledge(&shard, &samples, &origins);
+    }
+}
+
+/// Hands a delivered batch's samples back: tickets to the acknowledgements, timestamps to the
+/// hint, room to the pending budget.
+fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, u64)]) {
+    let mut highest = i64::MIN;
+    {
+        let mut hint = shard.hint.lock();
+        for (sample, &(_, series)) in samples.iter().zip(origins) {
+            let acked = hint.entry(series).or_insert(i64::MIN);
+            *acked = (*acked).max(sample.timestamp_ms);
+            highest = highest.max(sample.timestamp_ms);
+        }
+    }
+    {
+        let mut acks = shard.acks.lock();
+        let mut run: Option<(Ticket, u32)> = None;
+        for &(ticket, _) in origins {
+            match &mut run {
+                Some((current, count)) if *current == ticket => *count += 1,
+                _ => {
+                    if let Some((current, count)) = run.take() {
+                        acks.acknowledge(current, count);
+                    }
+                    run = Some((ticket, 1));
+                }
+            }
+        }
+        if let Some((current, count)) = run {
+            acks.acknowledge(current, count);
+        }
+    }
+    let delivered = samples.len();
+    let unbudgeted = shard
+        .unbudgeted
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n - n.min(delivered))
+        })
+        .unwrap_or(0);
+    shard
+        .permits
+        .add_permits(delivered - unbudgeted.min(delivered));
+    shard.metrics.samples_pending.dec_by(delivered as i64);
+    shard
+        .progress
+        .samples_out
+        .fetch_add(delivered as u64, Ordering::Relaxed);
+    shard
+        .progress
+        .highest_sent_ms
+        .fetch_max(highest, Ordering::Relaxed);
+}

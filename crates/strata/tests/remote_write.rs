@@ -1,0 +1,363 @@
+//! Forwarding to real remote-write receivers, black-box: the real binary writes to a real
+//! VictoriaMetrics 1.79 or Prometheus 2.42 (started here on free loopback ports), sometimes
+//! through a proxy that injects faults, and what arrived is compared sample by sample with
+//! what Strata acknowledged.
+//!
+//! VictoriaMetrics stores duplicates as they come, so its export counts them; Prometheus
+//! without an out-of-order window refuses a re-sent older sample (400, whole request rolled
+//! back), so it shows what a strict receiver makes of a restart.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::{Server, metric_value, minutes_ago};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use strata_testkit::{Fault, FaultProxy, Prometheus, Series, VictoriaMetrics};
+
+/// Longest wait for forwarded samples to arrive.
+const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A remote-write configuration that sends small batches quickly and retries fast.
+fn config(url: &str) -> Value {
+    json!({"metric-store": {"remote-write": [{
+        "name": "test",
+        "url": url,
+        "queue": {"batch-send-deadline": "100ms", "min-backoff": "10ms", "max-backoff": "200ms",
+                  "max-samples-per-send": 500}
+    }]}})
+}
+
+/// The samples of one write round: `hosts` hosts, two node metrics and one per-core metric
+/// (cores 0 and 1) each, one sample a minute for `minutes` minutes ending `end_minutes_ago`
+/// minutes ago. Values are exact in an f32 and unique per round.
+struct Round {
+    lines: String,
+    /// (labels, timestamp ms) → value.
+    expected: BTreeMap<(BTreeMap<String, String>, i64), f64>,
+}
+
+fn round(tag: u32, hosts: usize, minutes: i64, end_minutes_ago: i64) -> Round {
+    let mut lines = String::new();
+    let mut expected = BTreeMap::new();
+    for minute in 0..minutes {
+        let time_s = minutes_ago(end_minutes_ago + minutes - 1 - minute);
+        for host in 0..hosts {
+            let hostname = format!("n{host:03}");
+            let base = f64::from(tag) * 1_000_000.0 + (minute as f64) * 1000.0 + host as f64;
+            for (metric, extra) in [("cpu_load", 0.0), ("mem_used", 0.5)] {
+                lines.push_str(&format!(
+                    "{metric},hostname={hostname} value={} {time_s}\n",
+                    base + extra
+                ));
+                expected.insert(
+                    (
+                        labels(&[
+                            ("__name__", metric),
+                            ("cluster", "c1"),
+                            ("hostname", &hostname),
+                        ]),
+                        time_s * 1000,
+                    ),
+                    base + extra,
+                );
+            }
+            for core in 0..2 {
+                let value = base + 0.25 + f64::from(core);
+                lines.push_str(&format!(
+                    "cpu_user,hostname={hostname},type=core,type-id={core} value={value} {time_s}\n"
+                ));
+                let core = core.to_string();
+                expected.insert(
+                    (
+                        labels(&[
+                            ("__name__", "cpu_user"),
+                            ("cluster", "c1"),
+                            ("hostname", &hostname),
+                            ("type", "core"),
+                            ("type_id", &core),
+                        ]),
+                        time_s * 1000,
+                    ),
+                    value,
+                );
+            }
+        }
+    }
+    Round { lines, expected }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What arrived, compared with what was acknowledged: (missing, wrong values, duplicates).
+fn compare(
+    arrived: &[Series],
+    expected: &BTreeMap<(BTreeMap<String, String>, i64), f64>,
+) -> (Vec<String>, Vec<String>, usize) {
+    let mut seen: BTreeMap<(BTreeMap<String, String>, i64), Vec<f64>> = BTreeMap::new();
+    for series in arrived {
+        for &(time_ms, value) in &series.points {
+            seen.entry((series.labels.clone(), time_ms))
+                .or_default()
+                .push(value);
+        }
+    }
+    let mut missing = Vec::new();
+    let mut wrong = Vec::new();
+    let mut duplicates = 0;
+    for (key, &value) in expected {
+        match seen.get(key) {
+            None => missing.push(format!("{:?}@{}", key.0, key.1)),
+            Some(values) => {
+                duplicates += values.len() - 1;
+                if values.iter().any(|&v| v != value) {
+                    wrong.push(format!("{:?}@{}: {values:?} != {value}", key.0, key.1));
+                }
+            }
+        }
+    }
+    for key in seen.keys() {
+        if !expected.contains_key(key) {
+            wrong.push(format!("never written: {:?}@{}", key.0, key.1));
+        }
+    }
+    (missing, wrong, duplicates)
+}
+
+/// Waits until every expected sample is in VictoriaMetrics; returns the export.
+fn wait_for_all(
+    vm: &VictoriaMetrics,
+    expected: &BTreeMap<(BTreeMap<String, String>, i64), f64>,
+    server: &Server,
+) -> Vec<Series> {
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let arrived = vm.export(r#"{cluster="c1"}"#);
+        let (missing, _, _) = compare(&arrived, expected);
+        if missing.is_empty() {
+            return arrived;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} samples never arrived (first: {:?}); strata log:\n{}",
+            missing.len(),
+            expected.len(),
+            missing.first(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_acknowledged_sample_reaches_victoria_metrics_exactly_once() {
+    let vm = VictoriaMetrics::start();
+    let server = Server::start_with_config(&config(&vm.write_url()));
+    let round = round(1, 20, 30, 1);
+    for chunk in round.lines.lines().collect::<Vec<_>>().chunks(400) {
+        server.write_ok("c1", &chunk.join("\n"));
+    }
+    let arrived = wait_for_all(&vm, &round.expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &round.expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
+    assert_eq!(duplicates, 0);
+
+    let metrics = server.metrics();
+    let sent = metric_value(
+        &metrics,
+        r#"strata_remote_samples_total{remote_name="test"}"#,
+    );
+    assert!(sent >= Some(round.expected.len() as f64), "{metrics}");
+    let status = server.get("/api/remote-write");
+    status.assert_status(200);
+    let status = status.json();
+    assert_eq!(status[0]["name"], "test");
+    assert_eq!(status[0]["url"], vm.write_url().as_str());
+    assert!(
+        status[0]["cursor"]["segment"].as_u64().is_some(),
+        "{status}"
+    );
+}
+
+#[test]
+fn an_outage_with_sigkills_loses_nothing_and_resends_nothing() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    let mut server = Server::start_with_config(&config(&proxy.url()));
+    // The receiver is down (503) for three rounds, with a SIGKILL after each.
+    proxy.set(Fault::Status {
+        status: 503,
+        retry_after_s: None,
+    });
+    let mut expected = BTreeMap::new();
+    for tag in 1..=3u32 {
+        let round = round(tag, 10, 10, 40 - i64::from(tag) * 10);
+        server.write_ok("c1", &round.lines);
+        expected.extend(round.expected);
+        std::thread::sleep(Duration::from_millis(300));
+        server.kill_now();
+        server.wait_exit(Duration::from_secs(10));
+        server.restart();
+    }
+    assert!(
+        proxy.faulted() > 0,
+        "the sender never tried while the receiver was down"
+    );
+    proxy.set(Fault::Pass);
+    let arrived = wait_for_all(&vm, &expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
+    assert_eq!(
+        duplicates, 0,
+        "nothing was acknowledged before, so nothing may arrive twice"
+    );
+}
+
+#[test]
+fn a_lost_response_is_the_only_source_of_duplicates() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    let mut server = Server::start_with_config(&config(&proxy.url()));
+    let first = round(1, 5, 10, 30);
+    server.write_ok("c1", &first.lines);
+    wait_for_all(&vm, &first.expected, &server);
+    // Stored, but the sender never hears so: these samples are sent again.
+    proxy.set(Fault::StoreThenDrop);
+    let second = round(2, 5, 10, 15);
+    server.write_ok("c1", &second.lines);
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    while proxy.faulted() == 0 {
+        assert!(Instant::now() < deadline, "no request reached the proxy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.set(Fault::Pass);
+    let mut expected = first.expected.clone();
+    expected.extend(second.expected.clone());
+    wait_for_all(&vm, &expected, &server);
+    // A clean restart resends nothing: the cursor and hint are written at shutdown.
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(20));
+    server.restart();
+    let third = round(3, 5, 5, 1);
+    server.write_ok("c1", &third.lines);
+    expected.extend(third.expected.clone());
+    let arrived = wait_for_all(&vm, &expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
+    // Every attempt while responses were lost stored a copy: duplicates are allowed there,
+    // and only there.
+    let (_, _, second_duplicates) = compare(&arrived, &second.expected);
+    assert_eq!(duplicates, second_duplicates);
+    let (_, _, first_duplicates) = compare(&arrived, &first.expected);
+    let (_, _, third_duplicates) = compare(&arrived, &third.expected);
+    assert_eq!(first_duplicates + third_duplicates, 0);
+}
+
+#[test]
+fn a_poison_sample_is_dead_lettered_and_everything_else_arrives() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    proxy.set(Fault::RejectValue(666.0));
+    let server = Server::start_with_config(&config(&proxy.url()));
+    let mut round = round(1, 10, 10, 20);
+    let time_s = minutes_ago(5);
+    round
+        .lines
+        .push_str(&format!("cpu_load,hostname=poison value=666 {time_s}\n"));
+    server.write_ok("c1", &round.lines);
+    let arrived = wait_for_all(&vm, &round.expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &round.expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
+    assert_eq!(duplicates, 0);
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let metrics = server.metrics();
+        let dropped = metric_value(
+            &metrics,
+            r#"strata_remote_samples_dropped_total{remote_name="test",reason="rejected"}"#,
+        );
+        if dropped == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "poison not counted:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dead_letters: String = common::files_under(&server.data_dir())
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".deadletter"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        dead_letters.contains("hostname=poison") && dead_letters.contains("666"),
+        "dead letters: {dead_letters:?}"
+    );
+}
+
+#[test]
+fn a_strict_prometheus_gets_every_sample_across_restarts() {
+    let prometheus = Prometheus::start(None);
+    let mut server = Server::start_with_config(&config(&prometheus.write_url()));
+    let first = round(1, 5, 10, 25);
+    server.write_ok("c1", &first.lines);
+    let wait_for = |expected: &BTreeMap<(BTreeMap<String, String>, i64), f64>, server: &Server| {
+        let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+        loop {
+            let arrived = prometheus.raw(r#"{cluster="c1"}"#, "2h", common::now_s() + 60);
+            let (missing, wrong, duplicates) = compare(&arrived, expected);
+            if missing.is_empty() {
+                assert!(wrong.is_empty(), "{wrong:?}");
+                assert_eq!(duplicates, 0, "Prometheus keeps one sample per timestamp");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} samples missing; log:\n{}",
+                missing.len(),
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(&first.expected, &server);
+    // Let the cursor and the hint reach the disk, then crash.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill_now();
+    server.wait_exit(Duration::from_secs(10));
+    server.restart();
+    let second = round(2, 5, 10, 10);
+    server.write_ok("c1", &second.lines);
+    let mut expected = first.expected.clone();
+    expected.extend(second.expected);
+    wait_for(&expected, &server);
+    let metrics = server.metrics();
+    let rejected = metric_value(
+        &metrics,
+        r#"strata_remote_samples_dropped_total{remote_name="test",reason="rejected"}"#,
+    )
+    .unwrap_or(0.0);
+    assert_eq!(
+        rejected, 0.0,
+        "replayed samples reached Prometheus again:\n{metrics}"
+    );
+    let out_of_order = prometheus.self_metric("prometheus_tsdb_out_of_order_samples_total");
+    assert_eq!(out_of_order, 0.0);
+}
