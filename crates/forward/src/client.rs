@@ -38,8 +38,13 @@ pub enum Response {
         retry_after: Option<Duration>,
     },
     /// 400, 409 and other 4xx not listed elsewhere (and 429 without `retry-on-http-429`):
-    /// the receiver will never take this request as it is.
-    Rejected { status: u16, reason: String },
+    /// the receiver will never take this request as it is. `samples_written` is the 2.0
+    /// written count (None for 1.0): a 2.0 receiver may have stored the valid samples.
+    Rejected {
+        status: u16,
+        reason: String,
+        samples_written: Option<u64>,
+    },
     /// 413.
     TooLarge,
     /// 415, or a 2.0 request answered 2xx without the written-count header (a 1.x receiver
@@ -215,12 +220,7 @@ impl Client {
                     samples_written: None,
                 };
             }
-            let written = response
-                .headers()
-                .get(SAMPLES_WRITTEN)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            return match written {
+            return match samples_written(&response) {
                 Some(n) => Response::Written {
                     samples_written: Some(n),
                 },
@@ -232,6 +232,8 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // Only a 2.0 answer's count means anything (1.0 receivers have sent wrong ones).
+        let written = samples_written(&response).filter(|_| protocol == Protocol::V2);
         let reason = || async move { format!("HTTP {status}: {}", read_reason(response).await) };
         match status {
             413 => Response::TooLarge,
@@ -253,9 +255,19 @@ impl Client {
             _ => Response::Rejected {
                 status,
                 reason: reason().await,
+                samples_written: written,
             },
         }
     }
+}
+
+/// `X-Prometheus-Remote-Write-Samples-Written`, when present and a number.
+fn samples_written(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(SAMPLES_WRITTEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// `Authorization` from basic auth or a bearer token file, read once at startup.

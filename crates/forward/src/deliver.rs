@@ -8,7 +8,10 @@
 //!   [`RETRY_AFTER_FACTOR_MAX`] × `max-backoff`.
 //! - 400/409: the batch is bisected (halves sent separately, in order) and only single
 //!   samples still rejected are dropped (`reason="rejected"`) and dead-lettered; a
-//!   Prometheus 1.0 receiver rolls back a whole request for one bad sample.
+//!   Prometheus 1.0 receiver rolls back a whole request for one bad sample. A 2.0 receiver
+//!   that says it wrote part of the batch (`X-Prometheus-Remote-Write-Samples-Written` > 0)
+//!   kept the valid samples: the rest are counted as rejected without bisecting, since
+//!   resending stored samples would only be refused as out of order.
 //! - 413: split in halves; a single sample still too large is dropped (`too_large`). Later
 //!   batches above the refused size are split before they are sent.
 //! - 415, or a 2.0 request answered 2xx without written counts: the endpoint falls back to
@@ -120,6 +123,10 @@ enum Outcome {
     Sent,
     Dropped,
     Split,
+    /// A 2.0 receiver stored `written` of the samples and refused the rest.
+    Partial {
+        written: usize,
+    },
 }
 
 impl Sender {
@@ -206,6 +213,10 @@ impl Sender {
             match outcome {
                 Outcome::Sent => delivered.sent += batch.len(),
                 Outcome::Dropped => delivered.dropped += batch.len(),
+                Outcome::Partial { written } => {
+                    delivered.sent += written;
+                    delivered.dropped += batch.len() - written;
+                }
                 Outcome::Split => {
                     if !too_large {
                         self.metrics.bisections.inc();
@@ -278,6 +289,7 @@ impl Sender {
                 Response::Rejected {
                     status: 429,
                     reason: why,
+                    ..
                 } => {
                     // Only without retry-on-http-429: the operator chose dropping.
                     self.metrics.samples_failed.inc_by(count);
@@ -289,6 +301,14 @@ impl Sender {
                 Response::Rejected {
                     status,
                     reason: why,
+                    samples_written: Some(written),
+                } if written > 0 => {
+                    return Ok(self.partly_written(batch, written, status, &why));
+                }
+                Response::Rejected {
+                    status,
+                    reason: why,
+                    ..
                 } => {
                     self.metrics.samples_failed.inc_by(count);
                     self.note_error(&why);
@@ -363,6 +383,31 @@ impl Sender {
         self.metrics.samples_sent.inc_by(count);
         if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
             self.metrics.sent_timestamp(newest);
+        }
+    }
+
+    /// A 2.0 receiver refused part of a batch and stored the rest, saying how many. Resending
+    /// the stored ones would only collect out-of-order refusals (and drop them as rejected),
+    /// so the batch is done: the refused samples are counted and logged, not dead-lettered,
+    /// since the receiver does not say which they were.
+    fn partly_written(&self, batch: &[OutSample], written: u64, status: u16, why: &str) -> Outcome {
+        let count = batch.len() as u64;
+        let written = written.min(count);
+        let refused = count - written;
+        self.note_error(why);
+        self.metrics.samples_failed.inc_by(refused);
+        self.metrics.samples_sent.inc_by(written);
+        self.metrics.dropped(reason::REJECTED, refused);
+        if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
+            self.metrics.sent_timestamp(newest);
+        }
+        let text = format!(
+            "{} (HTTP {status}, {written} of {count} written, which ones not said): {why}",
+            reason::REJECTED
+        );
+        self.log_drop(refused as usize, reason::REJECTED, &text);
+        Outcome::Partial {
+            written: written as usize,
         }
     }
 

@@ -510,3 +510,36 @@ async fn a_misconfigured_answer_breaks_the_row_of_failures() {
     assert_eq!(h.bisections(), 0);
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
 }
+
+/// A 2.0 receiver that ingests partially (Prometheus's 2.0 path, Cortex, Mimir) answers 400
+/// with the count it wrote: the valid samples are stored, so the batch is done without
+/// bisecting (resending them would only be refused as out of order), and the refused one is
+/// counted as rejected.
+#[tokio::test]
+async fn a_v2_partial_write_is_not_bisected() {
+    let poison = 13.0;
+    let receiver = Receiver::start(move |_, r| {
+        let refused = r.samples.iter().filter(|s| s.value == poison).count();
+        let written = (r.samples.len() - refused).to_string();
+        Reply::Partial {
+            status: if refused > 0 { 400 } else { 204 },
+            headers: vec![("x-prometheus-remote-write-samples-written", written)],
+            refused_value: poison,
+        }
+    })
+    .await;
+    let mut endpoint = config(&receiver.url());
+    endpoint.protocol = Protocol::V2;
+    let h = Harness::new(&endpoint);
+    let batch = samples(50, 5, T0);
+    assert_eq!(h.deliver(&batch).await, delivered(49, 1));
+    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(h.bisections(), 0);
+    assert_eq!(h.dropped(reason::REJECTED), 1);
+    assert_eq!(h.endpoint.samples_sent.get(), 49);
+    assert_eq!(h.sender.protocol(), Protocol::V2);
+    assert_eq!(
+        by_series(&receiver.stored()),
+        by_series(&without(&batch, poison))
+    );
+}

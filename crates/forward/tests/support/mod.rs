@@ -183,6 +183,13 @@ pub enum Reply {
         headers: Vec<(&'static str, String)>,
         store: bool,
     },
+    /// Store the samples except those with `refused_value`, and answer `status` with
+    /// `headers`: a receiver that ingests partially (Cortex, Mimir, Prometheus's 2.0 path).
+    Partial {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        refused_value: f64,
+    },
     /// Store the samples, then close the connection without answering: a lost 2xx.
     StoreThenDrop,
     /// Hold the connection without answering for this long, then close it.
@@ -309,17 +316,24 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             let mut state = state.lock().unwrap();
             let index = state.requests.len();
             let reply = (state.script)(index, &request);
-            if matches!(
-                reply,
-                Reply::Answer { store: true, .. } | Reply::StoreThenDrop
-            ) {
-                state.stored.extend(request.samples.iter().cloned());
+            match &reply {
+                Reply::Answer { store: true, .. } | Reply::StoreThenDrop => {
+                    state.stored.extend(request.samples.iter().cloned());
+                }
+                Reply::Partial { refused_value, .. } => {
+                    let kept = request.samples.iter().filter(|s| s.value != *refused_value);
+                    state.stored.extend(kept.cloned());
+                }
+                _ => {}
             }
             state.requests.push(request);
             reply
         };
         match reply {
             Reply::Answer {
+                status, headers, ..
+            }
+            | Reply::Partial {
                 status, headers, ..
             } => {
                 let body = if status >= 300 {
