@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
+use strata_wal::format::SEGMENT_HEADER_BYTES;
 use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, Retention};
 use tokio::sync::watch;
 
@@ -372,13 +373,20 @@ fn measure_backlog(
         .into_iter()
         .filter(|s| s.segment >= done.segment && s.segment <= active.segment)
         .collect();
-    let size = |s: &strata_wal::SegmentFile| match s.segment == active.segment {
-        true => active.offset,
-        false => s.bytes,
+    // Record bytes of a segment: its header is not lag (older segments' shorter headers
+    // make this a slight overestimate for them).
+    let size = |s: &strata_wal::SegmentFile| {
+        let end = match s.segment == active.segment {
+            true => active.offset,
+            false => s.bytes,
+        };
+        end.saturating_sub(SEGMENT_HEADER_BYTES)
     };
     let total: u64 = segments.iter().map(size).sum();
     let lag_bytes = total.saturating_sub(match segments.first() {
-        Some(first) if first.segment == done.segment => done.offset,
+        Some(first) if first.segment == done.segment => {
+            done.offset.saturating_sub(SEGMENT_HEADER_BYTES)
+        }
         _ => 0,
     });
     let now = SystemTime::now();
@@ -397,7 +405,7 @@ fn measure_backlog(
             break;
         }
         let cut = match segment.segment == done.segment {
-            true => size(segment).saturating_sub(done.offset),
+            true => size(segment).saturating_sub(done.offset.saturating_sub(SEGMENT_HEADER_BYTES)),
             false => size(segment),
         };
         rest = rest.saturating_sub(cut);

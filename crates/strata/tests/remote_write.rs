@@ -32,7 +32,8 @@ fn config(url: &str) -> Value {
 
 /// The samples of one write round: `hosts` hosts, two node metrics and one per-core metric
 /// (cores 0 and 1) each, one sample a minute for `minutes` minutes ending `end_minutes_ago`
-/// minutes ago. Values are exact in an f32 and unique per round.
+/// minutes ago. Values are exact in an f32 (below 2^22 with quarters: tags up to 40,
+/// minutes up to 60, hosts up to 1000) and unique per round.
 struct Round {
     lines: String,
     /// (labels, timestamp ms) → value.
@@ -46,7 +47,7 @@ fn round(tag: u32, hosts: usize, minutes: i64, end_minutes_ago: i64) -> Round {
         let time_s = minutes_ago(end_minutes_ago + minutes - 1 - minute);
         for host in 0..hosts {
             let hostname = format!("n{host:03}");
-            let base = f64::from(tag) * 1_000_000.0 + (minute as f64) * 1000.0 + host as f64;
+            let base = f64::from(tag) * 100_000.0 + (minute as f64) * 1000.0 + host as f64;
             for (metric, extra) in [("cpu_load", 0.0), ("mem_used", 0.5)] {
                 lines.push_str(&format!(
                     "{metric},hostname={hostname} value={} {time_s}\n",
@@ -360,4 +361,167 @@ fn a_strict_prometheus_gets_every_sample_across_restarts() {
     );
     let out_of_order = prometheus.self_metric("prometheus_tsdb_out_of_order_samples_total");
     assert_eq!(out_of_order, 0.0);
+}
+
+/// The samples VictoriaMetrics holds, each counted once.
+fn unique_samples(arrived: &[Series]) -> usize {
+    arrived
+        .iter()
+        .map(|series| {
+            let mut times: Vec<i64> = series.points.iter().map(|p| p.0).collect();
+            times.dedup();
+            times.len()
+        })
+        .sum()
+}
+
+#[test]
+fn an_endpoint_over_its_backlog_budget_skips_and_counts_what_it_skipped() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    proxy.set(Fault::Status {
+        status: 503,
+        retry_after_s: None,
+    });
+    let mut config = config(&proxy.url());
+    config["metric-store"]["remote-write"][0]["max-backlog-bytes"] = json!("64KiB");
+    config["metric-store"]["wal"] = json!({"segment-size": "16KiB"});
+    config["metric-store"]["checkpoint-interval"] = json!("1s");
+    let server = Server::start_with_config(&config);
+    let mut expected = BTreeMap::new();
+    for tag in 1..=30u32 {
+        let round = round(tag, 20, 10, (30 - i64::from(tag)) * 10);
+        server.write_ok("c1", &round.lines);
+        expected.extend(round.expected);
+    }
+    let dropped_metric =
+        r#"strata_remote_samples_dropped_total{remote_name="test",reason="backlog_budget"}"#;
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    let skipped = loop {
+        let metrics = server.metrics();
+        let skipped = metric_value(&metrics, dropped_metric).unwrap_or(0.0);
+        let lag = metric_value(
+            &metrics,
+            r#"strata_remote_cursor_lag_bytes{remote_name="test"}"#,
+        );
+        if skipped > 0.0 && lag.is_some_and(|lag| lag <= 64.0 * 1024.0) {
+            break skipped as usize;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the budget was never enforced:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        server.log().contains("backlog budget exceeded"),
+        "{}",
+        server.log()
+    );
+    // Snapshots every second delete what no reader holds: the endpoint holds no more than its
+    // budget plus the segment it is in.
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let wal_bytes: u64 = common::files_under(&server.data_dir().join("wal"))
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        if wal_bytes <= 64 * 1024 + 2 * 16 * 1024 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log still holds {wal_bytes} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The receiver comes back: what was not skipped arrives, and every sample written is
+    // either there or counted as skipped.
+    proxy.set(Fault::Pass);
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let metrics = server.metrics();
+        let pending = metric_value(
+            &metrics,
+            r#"strata_remote_cursor_lag_bytes{remote_name="test"}"#,
+        );
+        let skipped_now = metric_value(&metrics, dropped_metric).unwrap_or(0.0) as usize;
+        let arrived = unique_samples(&vm.export(r#"{cluster="c1"}"#));
+        if pending == Some(0.0) && arrived + skipped_now == expected.len() {
+            assert!(skipped_now >= skipped);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{arrived} arrived + {skipped_now} skipped != {} written, lag {pending:?}:\n{metrics}",
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, wrong, duplicates) = compare(&vm.export(r#"{cluster="c1"}"#), &expected);
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(duplicates, 0);
+}
+
+#[test]
+fn a_dead_endpoint_slows_neither_ingest_nor_the_other_endpoint() {
+    let vm = VictoriaMetrics::start();
+    // Accepts connections and never answers.
+    let stalled = FaultProxy::start(&vm.write_url());
+    stalled.set(Fault::Stall(Duration::from_secs(3600)));
+    let mut config = config(&vm.write_url());
+    let mut dead = config["metric-store"]["remote-write"][0].clone();
+    dead["name"] = json!("dead");
+    dead["url"] = json!(stalled.url());
+    dead["timeout"] = json!("2s");
+    config["metric-store"]["remote-write"]
+        .as_array_mut()
+        .unwrap()
+        .push(dead);
+    let server = Server::start_with_config(&config);
+    let mut expected = BTreeMap::new();
+    let started = Instant::now();
+    for tag in 1..=5u32 {
+        let round = round(tag, 20, 10, (5 - i64::from(tag)) * 10 + 1);
+        server.write_ok("c1", &round.lines);
+        expected.extend(round.expected);
+    }
+    let writing = started.elapsed();
+    assert!(
+        writing < Duration::from_secs(10),
+        "ingest waited for the dead endpoint: {writing:?}"
+    );
+    let arrived = wait_for_all(&vm, &expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
+    assert_eq!(duplicates, 0);
+    // The state page is refreshed every second: the live endpoint catches up, the dead one
+    // holds its place and says why.
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let status = server.get("/api/remote-write").json();
+        let endpoint = |name: &str| {
+            status
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let (live, dead) = (endpoint("test"), endpoint("dead"));
+        if live["lag_bytes"] == 0
+            && dead["lag_bytes"].as_u64() > Some(0)
+            && live["cursor"] != dead["cursor"]
+            && dead["last_error"].is_string()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(stalled.requests() > 0);
 }
