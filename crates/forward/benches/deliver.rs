@@ -5,7 +5,7 @@
 //! on a current-thread runtime in this process: encoding, HTTP, connection handling. The
 //! "time" criterion reports is CPU time per batch; the throughput is samples per CPU-second.
 //!
-//! `cargo bench -p strata-forward --bench deliver` (needs /usr/bin/victoria-metrics)
+//! `cargo bench -p strata-forward --bench deliver` (needs victoria-metrics, which scripts/test.sh installs)
 
 // A bench whose setup fails should stop.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -15,7 +15,7 @@ mod support;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
-use support::{Harness, Process, config, samples};
+use support::{Harness, config, samples};
 
 /// CPU time of every thread of this process so far.
 fn cpu_time() -> Duration {
@@ -34,27 +34,14 @@ fn cpu_time() -> Duration {
 }
 
 fn deliver(c: &mut Criterion) {
-    let vm = Process::start(
-        "/usr/bin/victoria-metrics",
-        |port, dir| {
-            vec![
-                format!("-httpListenAddr=127.0.0.1:{port}"),
-                format!("-storageDataPath={}", dir.join("data").display()),
-                "-retentionPeriod=100y".to_string(),
-            ]
-        },
-        Some("/health"),
-    );
+    let vm = strata_testkit::VictoriaMetrics::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("deliver");
     group.throughput(Throughput::Elements(2000));
-    let h = Harness::new(&config(&format!(
-        "http://127.0.0.1:{}/api/v1/write",
-        vm.port
-    )));
+    let h = Harness::new(&config(&vm.write_url()));
     let batch = samples(2000, 200, 1_700_000_000_000);
     group.bench_function("to_victoria_metrics_2000_samples_200_series", |b| {
         b.iter_custom(|iterations| {

@@ -11,7 +11,8 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -21,7 +22,7 @@ use strata_forward::config::EndpointConfig;
 use strata_forward::deliver::Cancelled;
 use strata_forward::labels::Labels;
 use strata_forward::proto::OutSample;
-use support::{Harness, Process, config, delivered, encode_query};
+use support::{Harness, config, delivered};
 
 /// Writes ca.crt, server.{crt,key} (for 127.0.0.1) and client.{crt,key} into `dir`.
 fn make_certificates(dir: &Path) {
@@ -48,36 +49,81 @@ fn make_certificates(dir: &Path) {
     }
 }
 
-fn start_prometheus_tls() -> Process {
-    Process::start(
-        "/usr/bin/prometheus",
-        |port, dir| {
-            make_certificates(dir);
-            let web = dir.join("web.yml");
-            let d = dir.display();
-            std::fs::write(
-                &web,
-                format!(
-                    "tls_server_config:\n  cert_file: {d}/server.crt\n  key_file: {d}/server.key\n  \
-                     client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {d}/ca.crt\n"
-                ),
-            )
-            .unwrap();
-            let config = dir.join("prometheus.yml");
-            std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-            vec![
-                format!("--config.file={}", config.display()),
-                format!("--web.config.file={}", web.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--web.enable-remote-write-receiver".to_string(),
-            ]
-        },
-        None,
-    )
+/// Prometheus 2.42 serving only HTTPS with mutual TLS, killed on drop. (strata-testkit's
+/// receivers speak plain HTTP; readiness here is the port accepting connections, and the
+/// sender retries the 503s of a Prometheus still starting.)
+struct TlsPrometheus {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
-fn tls_config(prometheus: &Process, client_certificate: bool, ca: bool) -> EndpointConfig {
+impl Drop for TlsPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_prometheus_tls() -> TlsPrometheus {
+    let mut dir = Some(tempfile::tempdir().unwrap());
+    let d = dir.as_ref().unwrap().path().to_path_buf();
+    make_certificates(&d);
+    let web = d.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.crt\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let config = d.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+    for _ in 0..5 {
+        let port = strata_testkit::free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.config.file={}", web.display()))
+            .arg(format!("--storage.tsdb.path={}", d.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is installed (scripts/test.sh installs it)");
+        let mut prometheus = TlsPrometheus {
+            child,
+            port,
+            dir: dir.take().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = prometheus.child.try_wait() {
+                break; // the port was taken: try another
+            }
+            // Connected, and still running a moment later: the port is Prometheus's, not
+            // another test's that won the race for it.
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(300));
+                if let Ok(None) = prometheus.child.try_wait() {
+                    return prometheus;
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dir = Some(std::mem::replace(
+            &mut prometheus.dir,
+            tempfile::tempdir().unwrap(),
+        ));
+    }
+    panic!("prometheus with TLS did not start");
+}
+
+fn tls_config(prometheus: &TlsPrometheus, client_certificate: bool, ca: bool) -> EndpointConfig {
     let dir = prometheus.dir.path();
     let mut endpoint = config(&format!(
         "https://127.0.0.1:{}/api/v1/write",
@@ -123,11 +169,7 @@ async fn mutual_tls_with_a_private_ca() {
         })
         .collect();
 
-    // Prometheus's readiness is only visible over TLS: the first sends may see 503.
-    let h = Harness::new(&tls_config(&prometheus, true, true));
-    assert_eq!(h.deliver(&batch).await, delivered(10, 0));
-
-    // Read back over the same mutual TLS.
+    // A client with the CA and the client certificate, to wait for readiness and read back.
     let dir = prometheus.dir.path();
     let mut identity = std::fs::read(dir.join("client.crt")).unwrap();
     identity.extend(std::fs::read(dir.join("client.key")).unwrap());
@@ -139,14 +181,35 @@ async fn mutual_tls_with_a_private_ca() {
         .identity(reqwest::Identity::from_pem(&identity).unwrap())
         .build()
         .unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}/api/v1/query?query={}&time={}",
-        prometheus.port,
-        encode_query("fwd_tls[5m]"),
+    let base = format!("https://127.0.0.1:{}", prometheus.port);
+    let get = |path: String| {
+        let reader = reader.clone();
+        async move {
+            let response = reader.get(path).send().await.ok()?;
+            let ok = response.status().is_success();
+            let text = response.text().await.ok()?;
+            ok.then_some(text)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(format!("{base}/-/ready")).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus with TLS never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let h = Harness::new(&tls_config(&prometheus, true, true));
+    assert_eq!(h.deliver(&batch).await, delivered(10, 0));
+
+    let query = format!(
+        "{base}/api/v1/query?query=fwd_tls%5B5m%5D&time={}",
         (now + 1000) as f64 / 1000.0
     );
-    let body: serde_json::Value = reader.get(url).send().await.unwrap().json().await.unwrap();
-    let values = body["data"]["result"][0]["values"].as_array().unwrap();
+    let text = get(query).await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let values = body["data"]["result"][0]["values"].as_array().expect(&text);
     let got: Vec<(i64, f64)> = values
         .iter()
         .map(|p| {

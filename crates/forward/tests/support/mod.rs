@@ -12,10 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -479,145 +477,6 @@ pub fn by_series(samples: &[Got]) -> SeriesSamples {
             .push((s.timestamp_ms, s.value));
     }
     out
-}
-
-// ---- real receivers ----
-
-/// A receiver binary started on a free loopback port, killed on drop.
-pub struct Process {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    /// Starts `binary` with the arguments `args(port, dir)` and waits until `ready_path`
-    /// answers 200 over plain HTTP (or, when it is None, until the port accepts a
-    /// connection: a TLS-only server). Fails (never skips) when the binary is missing.
-    /// `args` may write files into the directory it is given.
-    pub fn start(
-        binary: &str,
-        args: impl Fn(u16, &Path) -> Vec<String>,
-        ready_path: Option<&str>,
-    ) -> Process {
-        assert!(
-            Path::new(binary).exists(),
-            "{binary} is missing: scripts/test.sh installs it (apt-get install prometheus victoria-metrics)"
-        );
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let log = dir.path().join("log");
-            let child = Command::new(binary)
-                .args(args(port, dir.path()))
-                .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("err")).unwrap(),
-                ))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-            let mut process = Process {
-                child,
-                port,
-                dir,
-                log,
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = process.child.try_wait() {
-                    break; // the port was taken: try another
-                }
-                let ready = match ready_path {
-                    Some(path) => http_get(port, path).is_some_and(|(status, _)| status == 200),
-                    None => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-                };
-                if ready {
-                    return process;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            eprintln!(
-                "{binary} did not become ready on port {port}:\n{}",
-                process.log()
-            );
-        }
-        panic!("{binary} did not start");
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-            + &std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A blocking GET on loopback: (status, body).
-pub fn http_get(port: u16, path_and_query: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let request =
-        format!("GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Percent-encodes a query value.
-pub fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 // ---- common scripts and expectations ----
