@@ -38,8 +38,13 @@ pub enum Response {
         retry_after: Option<Duration>,
     },
     /// 400, 409 and other 4xx not listed elsewhere (and 429 without `retry-on-http-429`):
-    /// the receiver will never take this request as it is.
-    Rejected { status: u16, reason: String },
+    /// the receiver will never take this request as it is. `samples_written` is the 2.0
+    /// written count (None for 1.0): a 2.0 receiver may have stored the valid samples.
+    Rejected {
+        status: u16,
+        reason: String,
+        samples_written: Option<u64>,
+    },
     /// 413.
     TooLarge,
     /// 415, or a 2.0 request answered 2xx without the written-count header (a 1.x receiver
@@ -65,9 +70,9 @@ impl Response {
                 400..=499 => "4xx",
                 _ => "5xx",
             },
-            // A 2.0 request answered 2xx without written headers counts as the 2xx it was.
-            Response::TooLarge => "4xx",
-            Response::Unsupported => "4xx",
+            // A 2xx to a 2.0 request without written counts is counted with 415 as 4xx: in
+            // both the request was not taken.
+            Response::TooLarge | Response::Unsupported => "4xx",
         }
     }
 }
@@ -131,11 +136,16 @@ impl Client {
         let tls = &config.tls;
         if let Some(ca_file) = &tls.ca_file {
             let pem = read_file("tls ca-file", ca_file)?;
+            let invalid = |reason: String| Error::Invalid {
+                what: format!("tls ca-file {}", ca_file.display()),
+                reason,
+            };
             let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Invalid {
-                    what: format!("tls ca-file {}", ca_file.display()),
-                    reason: e.to_string(),
-                })?;
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
+            // An empty bundle would make every handshake fail, long after startup.
+            if certs.is_empty() {
+                return Err(invalid("no PEM certificate in it".to_string()));
+            }
             builder = builder.tls_certs_only(certs);
         }
         match (&tls.cert_file, &tls.key_file) {
@@ -210,12 +220,7 @@ impl Client {
                     samples_written: None,
                 };
             }
-            let written = response
-                .headers()
-                .get(SAMPLES_WRITTEN)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            return match written {
+            return match samples_written(&response) {
                 Some(n) => Response::Written {
                     samples_written: Some(n),
                 },
@@ -227,6 +232,8 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // Only a 2.0 answer's count means anything (1.0 receivers have sent wrong ones).
+        let written = samples_written(&response).filter(|_| protocol == Protocol::V2);
         let reason = || async move { format!("HTTP {status}: {}", read_reason(response).await) };
         match status {
             413 => Response::TooLarge,
@@ -248,9 +255,19 @@ impl Client {
             _ => Response::Rejected {
                 status,
                 reason: reason().await,
+                samples_written: written,
             },
         }
     }
+}
+
+/// `X-Prometheus-Remote-Write-Samples-Written`, when present and a number.
+fn samples_written(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(SAMPLES_WRITTEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// `Authorization` from basic auth or a bearer token file, read once at startup.
@@ -374,6 +391,62 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
         assert_eq!(parse_retry_after("", now), None);
+    }
+
+    fn refused(config: &EndpointConfig) -> String {
+        match Client::new(config) {
+            Ok(_) => "accepted".to_string(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn refuses_unusable_settings_at_startup() {
+        let dir = tempfile::tempdir();
+        let Ok(dir) = dir else {
+            return assert!(dir.is_ok());
+        };
+        let base = EndpointConfig::new("http://127.0.0.1:1/api/v1/write");
+        assert!(refused(&EndpointConfig::new("ftp://x/")).contains("scheme ftp"));
+        assert!(refused(&EndpointConfig::new("not a url")).contains("invalid url"));
+
+        let mut config = base.clone();
+        config.bearer_token_file = Some(dir.path().join("missing-token"));
+        let error = refused(&config);
+        assert!(
+            error.contains("bearer-token-file") && error.contains("missing-token"),
+            "{error}"
+        );
+
+        let token = dir.path().join("token");
+        assert!(std::fs::write(&token, "t0ken\n").is_ok());
+        config.bearer_token_file = Some(token.clone());
+        config.basic_auth = Some(crate::config::BasicAuth {
+            username: "u".to_string(),
+            password_file: token,
+        });
+        assert!(refused(&config).contains("exclude each other"));
+
+        let mut config = base.clone();
+        config.tls.cert_file = Some(dir.path().join("c.pem"));
+        assert!(refused(&config).contains("cert-file and key-file go together"));
+
+        let not_pem = dir.path().join("ca.pem");
+        assert!(std::fs::write(&not_pem, "not a certificate").is_ok());
+        let mut config = base.clone();
+        config.tls.ca_file = Some(not_pem.clone());
+        assert!(
+            refused(&config).contains("no PEM certificate"),
+            "{}",
+            refused(&config)
+        );
+
+        // A key that does not parse is refused without quoting the file.
+        let mut config = base;
+        config.tls.cert_file = Some(not_pem.clone());
+        config.tls.key_file = Some(not_pem);
+        let error = refused(&config);
+        assert!(error.contains("cert-file/key-file") && !error.contains("not a certificate"));
     }
 
     #[test]

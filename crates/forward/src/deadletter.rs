@@ -198,6 +198,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unwritable_file_counts_as_not_written() {
+        let dir = tempfile::tempdir();
+        let Ok(dir) = dir else {
+            return assert!(dir.is_ok());
+        };
+        // The directory the file would go in is a file.
+        let blocker = dir.path().join("blocker");
+        assert!(std::fs::write(&blocker, "").is_ok());
+        let dead = DeadLetter::new(&blocker, "ep");
+        assert_eq!(
+            dead.append(vec![sample("h", 1.0)], "x".to_string()).await,
+            0
+        );
+    }
+
+    #[tokio::test]
     async fn appends_with_reason_and_stops_at_the_limit() {
         let dir = tempfile::tempdir();
         let Ok(dir) = dir else {

@@ -8,20 +8,27 @@
 //!   [`RETRY_AFTER_FACTOR_MAX`] × `max-backoff`.
 //! - 400/409: the batch is bisected (halves sent separately, in order) and only single
 //!   samples still rejected are dropped (`reason="rejected"`) and dead-lettered; a
-//!   Prometheus 1.0 receiver rolls back a whole request for one bad sample.
-//! - 413: split in halves; a single sample still too large is dropped (`too_large`).
+//!   Prometheus 1.0 receiver rolls back a whole request for one bad sample. A 2.0 receiver
+//!   that says it wrote part of the batch (`X-Prometheus-Remote-Write-Samples-Written` > 0)
+//!   kept the valid samples: the rest are counted as rejected without bisecting, since
+//!   resending stored samples would only be refused as out of order.
+//! - 413: split in halves; a single sample still too large is dropped (`too_large`). Later
+//!   batches above the refused size are split before they are sent.
 //! - 415, or a 2.0 request answered 2xx without written counts: the endpoint falls back to
 //!   1.0 for good (logged once) and the batch is re-encoded and resent.
 //! - 401/403/404 (and 3xx, and 415 to a 1.0 request): retried with a long backoff
 //!   ([`MISCONFIGURED_BACKOFF_MIN`]…[`MISCONFIGURED_BACKOFF_MAX`]) and a loud error, once a
 //!   minute; never dropped: an operator can fix a URL or a credential.
-//! - Poison: after [`POISON_ATTEMPTS_MAX`] retryable failures in a row (429 excepted), an
-//!   empty request probes the receiver. If it answers 2xx, the receiver is up and this
-//!   batch is what fails: it is bisected, and a single sample failing that often again is
-//!   dropped (`poison`) and dead-lettered, so one sample never blocks its endpoint (the
+//! - Poison: after [`POISON_ATTEMPTS_MAX`] retryable failures in a row (429 excepted), a
+//!   probe writes one sample of the series [`PROBE_METRIC`] (value 1, timestamp now, plus
+//!   the external labels). If the receiver takes it, the receiver is up and storing, and
+//!   this batch is what fails: it is bisected, and a single sample failing that often again
+//!   is dropped (`poison`) and dead-lettered, so one sample never blocks its endpoint (the
 //!   Prometheus 2.42 500 for duplicate label names, pre-2.50's 500 for "too old"). If the
 //!   probe fails too, the receiver is down for everyone, and the batch keeps retrying
-//!   whole: an outage never drops data.
+//!   whole: an outage never drops data. The probe is a real sample, not an empty request,
+//!   because some receivers answer an empty request without touching their storage
+//!   (a Cortex or Mimir distributor whose ingesters are down).
 //!
 //! Per-series order holds: halves go out in order, and a dropped sample only leaves a gap.
 
@@ -29,8 +36,8 @@ use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -40,6 +47,7 @@ use crate::client::{Client, Response};
 use crate::config::{EndpointConfig, Protocol, QueueConfig};
 use crate::deadletter::DeadLetter;
 use crate::error::Error;
+use crate::labels::Labels;
 use crate::metrics::{EndpointMetrics, reason};
 use crate::proto::{EncodeTooLarge, OutSample, try_encode_v1, try_encode_v2};
 
@@ -50,6 +58,9 @@ use crate::proto::{EncodeTooLarge, OutSample, try_encode_v1, try_encode_v2};
 /// about a minute rather than an hour. The probe (see the module doc) keeps an outage from
 /// ever being mistaken for poison, so a small value costs only a few extra requests.
 pub const POISON_ATTEMPTS_MAX: u32 = 8;
+
+/// The series the poison probe writes to (see the module doc).
+pub const PROBE_METRIC: &str = "strata_remote_write_probe";
 
 /// `Retry-After` is honoured up to this many times `max-backoff`, so a receiver that asks
 /// for a day does not stall an endpoint for a day.
@@ -86,9 +97,17 @@ pub struct Sender {
     client: Client,
     /// True while the endpoint speaks 2.0; cleared for good on fallback.
     v2: AtomicBool,
+    /// Most samples per request, learned from 413s: a batch above it is split before it is
+    /// sent, so a receiver with a small body limit costs one refused request, not one per
+    /// batch. Only ever lowered (until a restart).
+    samples_per_request_max: AtomicUsize,
     queue: QueueConfig,
     metrics: EndpointMetrics,
     dead_letter: DeadLetter,
+    /// The probe's labels: [`PROBE_METRIC`] and the external labels.
+    probe_labels: Labels,
+    /// The last probe's timestamp, so probes never repeat one.
+    probe_timestamp_ms: AtomicI64,
     /// xorshift state for jitter.
     jitter: AtomicU64,
     /// [`MISCONFIGURED_BACKOFF_MIN`] and [`MISCONFIGURED_BACKOFF_MAX`] unless a test shortens
@@ -104,6 +123,10 @@ enum Outcome {
     Sent,
     Dropped,
     Split,
+    /// A 2.0 receiver stored `written` of the samples and refused the rest.
+    Partial {
+        written: usize,
+    },
 }
 
 impl Sender {
@@ -116,9 +139,12 @@ impl Sender {
             name: config.name.clone(),
             client: Client::new(config)?,
             v2: AtomicBool::new(config.protocol == Protocol::V2),
+            samples_per_request_max: AtomicUsize::new(usize::MAX),
             queue: config.queue.clone(),
             metrics,
             dead_letter,
+            probe_labels: probe_labels(config),
+            probe_timestamp_ms: AtomicI64::new(0),
             jitter: AtomicU64::new(RandomState::new().hash_one(config.name.as_str()) | 1),
             misconfigured_backoff: (MISCONFIGURED_BACKOFF_MIN, MISCONFIGURED_BACKOFF_MAX),
             misconfigured_log: RateLimit::new(MISCONFIGURED_LOG_INTERVAL),
@@ -131,6 +157,11 @@ impl Sender {
     /// than minutes.
     pub fn set_misconfigured_backoff(&mut self, min: Duration, max: Duration) {
         self.misconfigured_backoff = (min, max.max(min));
+    }
+
+    /// The endpoint's name (`remote_name`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The protocol now in use (2.0 until a fallback, if configured).
@@ -172,12 +203,25 @@ impl Sender {
             if batch.is_empty() {
                 continue;
             }
-            match self.send_batch(batch, &mut cancel).await? {
+            // Split before sending when 413s taught a smaller limit (not a bisection).
+            let too_large = batch.len() > self.samples_per_request_max.load(Ordering::Relaxed);
+            let outcome = if too_large {
+                Outcome::Split
+            } else {
+                self.send_batch(batch, &mut cancel).await?
+            };
+            match outcome {
                 Outcome::Sent => delivered.sent += batch.len(),
                 Outcome::Dropped => delivered.dropped += batch.len(),
+                Outcome::Partial { written } => {
+                    delivered.sent += written;
+                    delivered.dropped += batch.len() - written;
+                }
                 Outcome::Split => {
+                    if !too_large {
+                        self.metrics.bisections.inc();
+                    }
                     let middle = range.start + batch.len() / 2;
-                    self.metrics.bisections.inc();
                     pending.push(middle..range.end);
                     pending.push(range.start..middle);
                 }
@@ -208,27 +252,11 @@ impl Sender {
             let started = Instant::now();
             let response =
                 cancellable(cancel, self.client.send(body.clone(), protocol, attempt)).await?;
-            self.metrics
-                .sent_batch_duration_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics.samples.inc_by(count);
-            self.metrics.bytes.inc_by(body.len() as u64);
-            self.metrics.request(response.code_class());
-            if attempt > 0 {
-                self.metrics.samples_retried.inc_by(count);
-            }
+            self.count_attempt(count, body.len(), started, &response, attempt);
             attempt = attempt.saturating_add(1);
             let delay = match response {
                 Response::Written { samples_written } => {
-                    if let Some(written) = samples_written.filter(|w| *w < count) {
-                        // A 2xx promises everything was written; say so if it counts less.
-                        tracing::warn!(endpoint = %self.name, written, sent = count,
-                            "receiver answered 2xx but reports fewer samples written");
-                    }
-                    self.metrics.samples_sent.inc_by(count);
-                    if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
-                        self.metrics.sent_timestamp(newest);
-                    }
+                    self.acknowledged(batch, samples_written);
                     return Ok(Outcome::Sent);
                 }
                 Response::Retry {
@@ -243,7 +271,7 @@ impl Sender {
                     }
                     if failures >= POISON_ATTEMPTS_MAX {
                         failures = 0;
-                        if self.receiver_accepts_empty(protocol, cancel).await? {
+                        if self.receiver_stores_probe(protocol, cancel).await? {
                             let why = format!("{}: {why}", reason::POISON);
                             return Ok(self.split_or_drop(batch, reason::POISON, &why).await);
                         }
@@ -261,6 +289,7 @@ impl Sender {
                 Response::Rejected {
                     status: 429,
                     reason: why,
+                    ..
                 } => {
                     // Only without retry-on-http-429: the operator chose dropping.
                     self.metrics.samples_failed.inc_by(count);
@@ -272,6 +301,14 @@ impl Sender {
                 Response::Rejected {
                     status,
                     reason: why,
+                    samples_written: Some(written),
+                } if written > 0 => {
+                    return Ok(self.partly_written(batch, written, status, &why));
+                }
+                Response::Rejected {
+                    status,
+                    reason: why,
+                    ..
                 } => {
                     self.metrics.samples_failed.inc_by(count);
                     self.note_error(&why);
@@ -280,6 +317,7 @@ impl Sender {
                 }
                 Response::TooLarge => {
                     self.metrics.samples_failed.inc_by(count);
+                    self.learn_request_limit(batch.len());
                     self.note_error("HTTP 413: request too large");
                     let why = format!("{} (HTTP 413)", reason::TOO_LARGE);
                     return Ok(self.split_or_drop(batch, reason::TOO_LARGE, &why).await);
@@ -297,6 +335,8 @@ impl Sender {
                 }
                 Response::Unsupported => {
                     self.misconfigured(415, "HTTP 415 to a remote-write 1.0 request");
+                    // The receiver refuses everyone: no evidence against this batch.
+                    failures = 0;
                     misconfigured += 1;
                     self.misconfigured_backoff(misconfigured)
                 }
@@ -305,11 +345,69 @@ impl Sender {
                     reason: why,
                 } => {
                     self.misconfigured(status, &why);
+                    failures = 0;
                     misconfigured += 1;
                     self.misconfigured_backoff(misconfigured)
                 }
             };
             cancellable(cancel, tokio::time::sleep(delay)).await?;
+        }
+    }
+
+    fn count_attempt(
+        &self,
+        count: u64,
+        bytes: usize,
+        started: Instant,
+        response: &Response,
+        attempt: u32,
+    ) {
+        let m = &self.metrics;
+        m.sent_batch_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.samples.inc_by(count);
+        m.bytes.inc_by(bytes as u64);
+        m.request(response.code_class());
+        if attempt > 0 {
+            m.samples_retried.inc_by(count);
+        }
+    }
+
+    fn acknowledged(&self, batch: &[OutSample], samples_written: Option<u64>) {
+        let count = batch.len() as u64;
+        if let Some(written) = samples_written.filter(|w| *w < count) {
+            // A 2xx promises everything was written; say so if it counts less.
+            tracing::warn!(endpoint = %self.name, written, sent = count,
+                "receiver answered 2xx but reports fewer samples written");
+        }
+        self.metrics.samples_sent.inc_by(count);
+        if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
+            self.metrics.sent_timestamp(newest);
+        }
+    }
+
+    /// A 2.0 receiver refused part of a batch and stored the rest, saying how many. Resending
+    /// the stored ones would only collect out-of-order refusals (and drop them as rejected),
+    /// so the batch is done: the refused samples are counted and logged, not dead-lettered,
+    /// since the receiver does not say which they were.
+    fn partly_written(&self, batch: &[OutSample], written: u64, status: u16, why: &str) -> Outcome {
+        let count = batch.len() as u64;
+        let written = written.min(count);
+        let refused = count - written;
+        self.note_error(why);
+        self.metrics.samples_failed.inc_by(refused);
+        self.metrics.samples_sent.inc_by(written);
+        self.metrics.dropped(reason::REJECTED, refused);
+        if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
+            self.metrics.sent_timestamp(newest);
+        }
+        let text = format!(
+            "{} (HTTP {status}, {written} of {count} written, which ones not said): {why}",
+            reason::REJECTED
+        );
+        self.log_drop(refused as usize, reason::REJECTED, &text);
+        Outcome::Partial {
+            written: written as usize,
         }
     }
 
@@ -333,19 +431,50 @@ impl Sender {
         Outcome::Dropped
     }
 
-    /// Whether the receiver answers 2xx to an empty request: up, and not failing for
-    /// everyone.
-    async fn receiver_accepts_empty(
+    /// Whether the receiver stores a probe sample: up, and not failing for everyone.
+    async fn receiver_stores_probe(
         &self,
         protocol: Protocol,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<bool, Cancelled> {
-        let Ok(body) = encode(&[], protocol) else {
+        // Strictly increasing timestamps: a strict receiver refuses a repeated one.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let previous = self.probe_timestamp_ms.fetch_max(now, Ordering::Relaxed);
+        let timestamp_ms = if previous >= now {
+            self.probe_timestamp_ms.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            now
+        };
+        let probe = OutSample {
+            labels: self.probe_labels.clone(),
+            timestamp_ms,
+            value: 1.0,
+        };
+        let Ok(body) = encode(std::slice::from_ref(&probe), protocol) else {
             return Ok(false);
         };
         let response = cancellable(cancel, self.client.send(body, protocol, 0)).await?;
         self.metrics.request(response.code_class());
         Ok(matches!(response, Response::Written { .. }))
+    }
+
+    /// A request of `refused` samples was too large: later batches go out smaller.
+    fn learn_request_limit(&self, refused: usize) {
+        if refused < 2 {
+            return;
+        }
+        let limit = refused - 1;
+        if self
+            .samples_per_request_max
+            .fetch_min(limit, Ordering::Relaxed)
+            > limit
+        {
+            tracing::warn!(endpoint = %self.name, refused,
+                "receiver answered 413 (too large) to a request of {refused} samples: sending \
+                 smaller requests until a restart; lower queue.max-samples-per-send to match");
+        }
     }
 
     fn fall_back_to_v1(&self) {
@@ -396,6 +525,16 @@ impl Sender {
         self.jitter.store(x, Ordering::Relaxed);
         jitter(ceiling, x)
     }
+}
+
+fn probe_labels(config: &EndpointConfig) -> Labels {
+    let mut pairs: Vec<(String, String)> = config
+        .external_labels
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    pairs.push(("__name__".to_string(), PROBE_METRIC.to_string()));
+    Labels::new(pairs)
 }
 
 /// The backoff ceiling before `attempt` (1 = first retry): `min` doubled per attempt, capped

@@ -50,6 +50,12 @@ impl Labels {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// The shared allocation's address: identifies this `Labels` and its clones (not other
+    /// allocations with equal contents) while any of them lives.
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
+    }
+
     /// Equal contents, checking the shared allocation first.
     pub fn same_series(&self, other: &Labels) -> bool {
         self.ptr_eq(other) || self.0 == other.0

@@ -36,8 +36,8 @@ pub mod reason {
     pub const REJECTED: &str = "rejected";
     /// A single sample the receiver still answered 413 for.
     pub const TOO_LARGE: &str = "too_large";
-    /// A single sample that kept failing with retryable errors while the receiver accepted
-    /// other requests (see `deliver::POISON_ATTEMPTS_MAX`).
+    /// A single sample that kept failing with retryable errors while the receiver stored a
+    /// probe sample (see `deliver::POISON_ATTEMPTS_MAX`).
     pub const POISON: &str = "poison";
     /// 429 with `retry-on-http-429: false`: the operator chose dropping over falling behind.
     pub const THROTTLED: &str = "throttled";
@@ -73,7 +73,7 @@ pub struct Metrics {
     /// Samples in requests sent, counted per attempt as Prometheus does (a retried batch
     /// counts again).
     pub samples: Family<RemoteLabel, Counter>,
-    /// Samples in attempts answered with a non-retryable error (4xx other than 429).
+    /// Samples in attempts answered with a non-retryable error (a 4xx, 429 only when not retried).
     pub samples_failed: Family<RemoteLabel, Counter>,
     /// Samples in retried attempts.
     pub samples_retried: Family<RemoteLabel, Counter>,

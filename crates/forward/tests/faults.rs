@@ -8,9 +8,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use strata_forward::config::Protocol;
-use strata_forward::deliver::{Cancelled, Delivered, POISON_ATTEMPTS_MAX};
+use strata_forward::deliver::{Cancelled, POISON_ATTEMPTS_MAX, PROBE_METRIC};
 use strata_forward::metrics::reason;
-use support::{Got, Harness, Receiver, Reply, by_series, config, protocols, samples};
+use support::{
+    Got, Harness, Received, Receiver, Reply, by_series, config, delivered, fail_first, protocols,
+    refuse_value, samples, without,
+};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -22,23 +25,10 @@ fn all(sample_list: &[strata_forward::proto::OutSample]) -> Vec<Got> {
 /// receiver takes the batch; nothing is dropped.
 #[tokio::test]
 async fn retries_5xx_with_the_same_body_until_written() {
-    let receiver = Receiver::start(|i, _| {
-        if i < 3 {
-            Reply::status(500, false)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let receiver = Receiver::start(fail_first(3, 500)).await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(100, 10, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 100,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(100, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     let requests = receiver.requests();
     assert_eq!(requests.len(), 4);
@@ -86,13 +76,7 @@ async fn honours_retry_after_and_429_is_not_poison() {
     let h = Harness::new(&endpoint);
     let batch = samples(20, 5, T0);
     let started = Instant::now();
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 20,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(20, 0));
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "{:?}",
@@ -115,13 +99,7 @@ async fn drops_on_429_when_told_not_to_retry() {
     let mut endpoint = config(&receiver.url());
     endpoint.queue.retry_on_http_429 = false;
     let h = Harness::new(&endpoint);
-    assert_eq!(
-        h.deliver(&samples(10, 2, T0)).await,
-        Delivered {
-            sent: 0,
-            dropped: 10
-        }
-    );
+    assert_eq!(h.deliver(&samples(10, 2, T0)).await, delivered(0, 10));
     assert_eq!(h.dropped(reason::THROTTLED), 10);
     assert_eq!(receiver.requests().len(), 1);
 }
@@ -133,28 +111,11 @@ async fn drops_on_429_when_told_not_to_retry() {
 async fn rejected_sample_is_isolated_by_bisection() {
     for status in [400, 409] {
         let poison = 137.0;
-        let receiver = Receiver::start(move |_, r| {
-            if r.contains_value(poison) {
-                Reply::status(status, false)
-            } else {
-                Reply::ok()
-            }
-        })
-        .await;
+        let receiver = Receiver::start(refuse_value(poison, status)).await;
         let h = Harness::new(&config(&receiver.url()));
         let batch = samples(200, 10, T0);
-        assert_eq!(
-            h.deliver(&batch).await,
-            Delivered {
-                sent: 199,
-                dropped: 1
-            }
-        );
-        let expected: Vec<Got> = batch
-            .iter()
-            .filter(|s| s.value != poison)
-            .map(Got::of)
-            .collect();
+        assert_eq!(h.deliver(&batch).await, delivered(199, 1));
+        let expected = without(&batch, poison);
         assert_eq!(by_series(&receiver.stored()), by_series(&expected));
         assert_eq!(receiver.stored().len(), 199);
         assert_eq!(h.dropped(reason::REJECTED), 1);
@@ -193,49 +154,48 @@ async fn too_large_splits_and_drops_only_a_single_oversized_sample() {
     .await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(100, 7, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 99,
-            dropped: 1
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(99, 1));
     assert_eq!(receiver.stored().len(), 99);
     assert!(!receiver.stored().iter().any(|s| s.value == 42.0));
     assert_eq!(h.dropped(reason::TOO_LARGE), 1);
     assert!(h.dead_letter().contains("# reason: too_large (HTTP 413)"));
-    let expected: Vec<Got> = batch
-        .iter()
-        .filter(|s| s.value != 42.0)
-        .map(Got::of)
-        .collect();
+    let expected = without(&batch, 42.0);
     assert_eq!(by_series(&receiver.stored()), by_series(&expected));
+
+    // The sender learned the limit: the next batch goes out in requests the receiver takes,
+    // without a refused one first.
+    let before = receiver.requests().len();
+    let mut next = samples(100, 7, T0 + 3_600_000);
+    for sample in &mut next {
+        sample.value += 1000.0; // no 42 this time
+    }
+    assert_eq!(h.deliver(&next).await, delivered(100, 0));
+    let sizes: Vec<usize> = receiver.requests()[before..]
+        .iter()
+        .map(|r| r.samples.len())
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= 16), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 100);
 }
 
 /// A sample the receiver answers 500 for, every time (Prometheus 2.42 and duplicate label
-/// names): after POISON_ATTEMPTS_MAX failures the empty probe succeeds, the batch is
+/// names): after POISON_ATTEMPTS_MAX failures a probe sample is stored, the batch is
 /// bisected, and only the poison sample is dropped (poison) and dead-lettered.
 #[tokio::test]
 async fn poison_5xx_sample_is_isolated_and_dead_lettered() {
     let poison = 77.0;
-    let receiver = Receiver::start(move |_, r| {
-        if r.contains_value(poison) {
-            Reply::status(500, false)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
-    let h = Harness::new(&config(&receiver.url()));
+    let receiver = Receiver::start(refuse_value(poison, 500)).await;
+    let mut endpoint = config(&receiver.url());
+    endpoint
+        .external_labels
+        .insert("site".to_string(), "fau".to_string());
+    let h = Harness::new(&endpoint);
     let batch = samples(100, 10, T0);
+    assert_eq!(h.deliver(&batch).await, delivered(99, 1));
     assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 99,
-            dropped: 1
-        }
+        by_series(&receiver.stored()),
+        by_series(&without(&batch, poison))
     );
-    assert_eq!(receiver.stored().len(), 99);
     assert_eq!(h.dropped(reason::POISON), 1);
     assert_eq!(h.endpoint.dead_lettered_samples.get(), 1);
     assert!(
@@ -243,26 +203,36 @@ async fn poison_5xx_sample_is_isolated_and_dead_lettered() {
         "{}",
         h.dead_letter()
     );
-    // Probes are empty requests, and every one was answered 2xx.
-    let probes = receiver
+    // One probe per bisection level (7 for 100 samples) and one before the drop.
+    assert_eq!(receiver.probes(), 8);
+    let probes: Vec<Received> = receiver
         .requests()
-        .iter()
-        .filter(|r| r.samples.is_empty())
-        .count();
+        .into_iter()
+        .filter(Received::is_probe)
+        .collect();
+    let labels = &probes[0].samples[0].labels;
     assert_eq!(
-        probes, 8,
-        "one probe per bisection level and one before the drop"
+        labels,
+        &[
+            ("__name__".to_string(), PROBE_METRIC.to_string()),
+            ("site".to_string(), "fau".to_string())
+        ]
     );
+    let times: Vec<i64> = probes.iter().map(|p| p.samples[0].timestamp_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
 }
 
-/// A receiver failing everything, empty requests included, is down, not poisoned: the
-/// batch keeps retrying whole, past many poison thresholds, and arrives complete once the
-/// receiver is back.
+/// A receiver failing every write is down, not poisoned, even when it answers an empty
+/// request 2xx without touching storage (as a Cortex or Mimir distributor does): the
+/// probe is a real sample and fails too, so the batch keeps retrying whole, past many
+/// poison thresholds, and arrives complete once the receiver is back.
 #[tokio::test]
 async fn an_outage_never_drops() {
     let failing = 5 * POISON_ATTEMPTS_MAX as usize;
-    let receiver = Receiver::start(move |i, _| {
-        if i < failing {
+    let receiver = Receiver::start(move |i, r| {
+        if r.samples.is_empty() {
+            Reply::ok()
+        } else if i < failing {
             Reply::status(503, false)
         } else {
             Reply::ok()
@@ -271,15 +241,10 @@ async fn an_outage_never_drops() {
     .await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(50, 5, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 50,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(50, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     assert_eq!(h.bisections(), 0);
+    assert!(receiver.probes() >= 4, "{}", receiver.probes());
     assert!(h.dead_letter().is_empty());
 }
 
@@ -324,13 +289,7 @@ async fn unauthorized_retries_until_fixed() {
         .set_misconfigured_backoff(Duration::from_millis(20), Duration::from_millis(40));
     let batch = samples(30, 3, T0);
     let started = Instant::now();
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 30,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(30, 0));
     // Three long sleeps of at least half of 20, 40, 40 ms.
     assert!(
         started.elapsed() >= Duration::from_millis(50),
@@ -356,13 +315,7 @@ async fn a_lost_answer_is_resent() {
     .await;
     let h = Harness::new(&config(&receiver.url()));
     let batch = samples(40, 4, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 40,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(40, 0));
     let mut twice = all(&batch);
     twice.extend(all(&batch));
     assert_eq!(by_series(&receiver.stored()), by_series(&twice));
@@ -383,13 +336,7 @@ async fn a_stall_beyond_the_timeout_is_retried() {
     endpoint.timeout = Duration::from_millis(300);
     let h = Harness::new(&endpoint);
     let batch = samples(10, 2, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 10,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(10, 0));
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
     assert!(
         h.sender
@@ -412,20 +359,8 @@ async fn v2_falls_back_to_v1_on_2xx_without_written_counts() {
     let h = Harness::new(&endpoint);
     assert_eq!(h.sender.protocol(), Protocol::V2);
     let batch = samples(30, 3, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 30,
-            dropped: 0
-        }
-    );
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 30,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(30, 0));
+    assert_eq!(h.deliver(&batch).await, delivered(30, 0));
     assert_eq!(h.sender.protocol(), Protocol::V1);
     assert_eq!(
         protocols(&receiver.requests()),
@@ -461,13 +396,7 @@ async fn v2_receiver_keeps_v2_and_415_falls_back() {
     endpoint.protocol = Protocol::V2;
     let h = Harness::new(&endpoint);
     let batch = samples(60, 6, T0);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 60,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(60, 0));
     assert_eq!(h.sender.protocol(), Protocol::V2);
     assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
 
@@ -482,13 +411,7 @@ async fn v2_receiver_keeps_v2_and_415_falls_back() {
     let mut endpoint = config(&refusing.url());
     endpoint.protocol = Protocol::V2;
     let h = Harness::new(&endpoint);
-    assert_eq!(
-        h.deliver(&batch).await,
-        Delivered {
-            sent: 60,
-            dropped: 0
-        }
-    );
+    assert_eq!(h.deliver(&batch).await, delivered(60, 0));
     assert_eq!(h.sender.protocol(), Protocol::V1);
     assert_eq!(by_series(&refusing.stored()), by_series(&all(&batch)));
 }
@@ -540,4 +463,83 @@ async fn cancel_interrupts_a_retrying_batch() {
     let before = receiver.requests().len();
     assert_eq!(h.sender.deliver(&batch, &cancel).await, Err(Cancelled));
     assert_eq!(receiver.requests().len(), before);
+}
+
+/// An empty batch sends nothing; a cancel channel whose sender is gone never cancels (the
+/// owner's explicit `true` is the only cancel).
+#[tokio::test]
+async fn empty_batches_and_closed_cancel_channels() {
+    let receiver = Receiver::start(fail_first(2, 503)).await;
+    let h = Harness::new(&config(&receiver.url()));
+    let (sender, cancel) = tokio::sync::watch::channel(false);
+    assert_eq!(h.sender.deliver(&[], &cancel).await, Ok(delivered(0, 0)));
+    assert!(receiver.requests().is_empty());
+    drop(sender);
+    let batch = samples(10, 2, T0);
+    assert_eq!(
+        h.sender.deliver(&batch, &cancel).await,
+        Ok(delivered(10, 0))
+    );
+    assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
+}
+
+/// "In a row" means it: a 401 between 5xx answers breaks the row (the receiver refused
+/// everyone, which says nothing against this batch), so 5 + 5 failures around it never reach
+/// the poison threshold: no probe, no split.
+#[tokio::test]
+async fn a_misconfigured_answer_breaks_the_row_of_failures() {
+    let mut real = 0;
+    let receiver = Receiver::start(move |_, r| {
+        if r.is_probe() {
+            return Reply::ok();
+        }
+        real += 1;
+        match real {
+            1..=5 | 7..=11 => Reply::status(500, false),
+            6 => Reply::status(401, false),
+            _ => Reply::ok(),
+        }
+    })
+    .await;
+    let mut h = Harness::new(&config(&receiver.url()));
+    h.sender
+        .set_misconfigured_backoff(Duration::from_millis(1), Duration::from_millis(2));
+    let batch = samples(20, 4, T0);
+    assert_eq!(h.deliver(&batch).await, delivered(20, 0));
+    assert_eq!(receiver.probes(), 0);
+    assert_eq!(h.bisections(), 0);
+    assert_eq!(by_series(&receiver.stored()), by_series(&all(&batch)));
+}
+
+/// A 2.0 receiver that ingests partially (Prometheus's 2.0 path, Cortex, Mimir) answers 400
+/// with the count it wrote: the valid samples are stored, so the batch is done without
+/// bisecting (resending them would only be refused as out of order), and the refused one is
+/// counted as rejected.
+#[tokio::test]
+async fn a_v2_partial_write_is_not_bisected() {
+    let poison = 13.0;
+    let receiver = Receiver::start(move |_, r| {
+        let refused = r.samples.iter().filter(|s| s.value == poison).count();
+        let written = (r.samples.len() - refused).to_string();
+        Reply::Partial {
+            status: if refused > 0 { 400 } else { 204 },
+            headers: vec![("x-prometheus-remote-write-samples-written", written)],
+            refused_value: poison,
+        }
+    })
+    .await;
+    let mut endpoint = config(&receiver.url());
+    endpoint.protocol = Protocol::V2;
+    let h = Harness::new(&endpoint);
+    let batch = samples(50, 5, T0);
+    assert_eq!(h.deliver(&batch).await, delivered(49, 1));
+    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(h.bisections(), 0);
+    assert_eq!(h.dropped(reason::REJECTED), 1);
+    assert_eq!(h.endpoint.samples_sent.get(), 49);
+    assert_eq!(h.sender.protocol(), Protocol::V2);
+    assert_eq!(
+        by_series(&receiver.stored()),
+        by_series(&without(&batch, poison))
+    );
 }

@@ -12,10 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -80,6 +78,12 @@ pub struct Got {
 }
 
 impl Got {
+    pub fn is_probe(&self) -> bool {
+        self.labels
+            .iter()
+            .any(|(n, v)| n == "__name__" && v == strata_forward::deliver::PROBE_METRIC)
+    }
+
     pub fn of(sample: &OutSample) -> Got {
         Got {
             labels: sample
@@ -106,6 +110,9 @@ pub struct Received {
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+    pub fn is_probe(&self) -> bool {
+        !self.samples.is_empty() && self.samples.iter().all(Got::is_probe)
     }
     pub fn contains_value(&self, value: f64) -> bool {
         self.samples.iter().any(|s| s.value == value)
@@ -174,6 +181,13 @@ pub enum Reply {
         headers: Vec<(&'static str, String)>,
         store: bool,
     },
+    /// Store the samples except those with `refused_value`, and answer `status` with
+    /// `headers`: a receiver that ingests partially (Cortex, Mimir, Prometheus's 2.0 path).
+    Partial {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        refused_value: f64,
+    },
     /// Store the samples, then close the connection without answering: a lost 2xx.
     StoreThenDrop,
     /// Hold the connection without answering for this long, then close it.
@@ -236,8 +250,21 @@ impl Receiver {
         format!("http://{}/api/v1/write", self.addr)
     }
 
+    /// What the receiver stored, less the sender's poison probes.
     pub fn stored(&self) -> Vec<Got> {
-        self.state.lock().unwrap().stored.clone()
+        let state = self.state.lock().unwrap();
+        state
+            .stored
+            .iter()
+            .filter(|s| !s.is_probe())
+            .cloned()
+            .collect()
+    }
+
+    /// Requests that were poison probes.
+    pub fn probes(&self) -> usize {
+        let state = self.state.lock().unwrap();
+        state.requests.iter().filter(|r| r.is_probe()).count()
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -287,17 +314,24 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             let mut state = state.lock().unwrap();
             let index = state.requests.len();
             let reply = (state.script)(index, &request);
-            if matches!(
-                reply,
-                Reply::Answer { store: true, .. } | Reply::StoreThenDrop
-            ) {
-                state.stored.extend(request.samples.iter().cloned());
+            match &reply {
+                Reply::Answer { store: true, .. } | Reply::StoreThenDrop => {
+                    state.stored.extend(request.samples.iter().cloned());
+                }
+                Reply::Partial { refused_value, .. } => {
+                    let kept = request.samples.iter().filter(|s| s.value != *refused_value);
+                    state.stored.extend(kept.cloned());
+                }
+                _ => {}
             }
             state.requests.push(request);
             reply
         };
         match reply {
             Reply::Answer {
+                status, headers, ..
+            }
+            | Reply::Partial {
                 status, headers, ..
             } => {
                 let body = if status >= 300 {
@@ -445,135 +479,41 @@ pub fn by_series(samples: &[Got]) -> SeriesSamples {
     out
 }
 
-// ---- real receivers ----
+// ---- common scripts and expectations ----
 
-/// A receiver binary started on a free loopback port, killed on drop.
-pub struct Process {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    /// Starts `binary` with the arguments `args(port, dir)` and waits until `ready_path`
-    /// answers 200. Fails (never skips) when the binary is missing.
-    pub fn start(
-        binary: &str,
-        args: impl Fn(u16, &Path) -> Vec<String>,
-        ready_path: &str,
-    ) -> Process {
-        assert!(
-            Path::new(binary).exists(),
-            "{binary} is missing: scripts/test.sh installs it (apt-get install prometheus victoria-metrics)"
-        );
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let log = dir.path().join("log");
-            let child = Command::new(binary)
-                .args(args(port, dir.path()))
-                .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("err")).unwrap(),
-                ))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-            let mut process = Process {
-                child,
-                port,
-                dir,
-                log,
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = process.child.try_wait() {
-                    break; // the port was taken: try another
-                }
-                if http_get(port, ready_path).is_some_and(|(status, _)| status == 200) {
-                    return process;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            eprintln!(
-                "{binary} did not become ready on port {port}:\n{}",
-                process.log()
-            );
+/// Answers `status` (storing nothing) to the first `count` requests, then 204.
+pub fn fail_first(count: usize, status: u16) -> impl FnMut(usize, &Received) -> Reply {
+    move |i, _| {
+        if i < count {
+            Reply::status(status, false)
+        } else {
+            Reply::ok()
         }
-        panic!("{binary} did not start");
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-            + &std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A blocking GET on loopback: (status, body).
-pub fn http_get(port: u16, path_and_query: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let request =
-        format!("GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
+/// A rollback receiver: answers `status` and stores nothing for any request holding a
+/// sample with `value`; 204 otherwise.
+pub fn refuse_value(value: f64, status: u16) -> impl FnMut(usize, &Received) -> Reply {
+    move |_, r| {
+        // A probe's value is 1: tests refuse other values.
+        if r.contains_value(value) && !r.is_probe() {
+            Reply::status(status, false)
+        } else {
+            Reply::ok()
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
     }
-    out
 }
 
-/// Percent-encodes a query value.
-pub fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
+pub fn delivered(sent: usize, dropped: usize) -> strata_forward::deliver::Delivered {
+    strata_forward::deliver::Delivered { sent, dropped }
+}
+
+/// The batch as the receiver should have stored it, less the samples with `value`.
+pub fn without(batch: &[OutSample], value: f64) -> Vec<Got> {
+    batch
+        .iter()
+        .filter(|s| s.value != value)
+        .map(Got::of)
         .collect()
 }
