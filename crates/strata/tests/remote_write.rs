@@ -587,3 +587,46 @@ fn after_a_lost_cursor_the_hint_keeps_resent_samples_from_a_strict_receiver() {
         0.0
     );
 }
+
+#[test]
+fn a_slow_receiver_gets_more_shards_and_resharding_loses_nothing() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    // 100 samples a request, 250 ms each: one shard moves 400 samples/s.
+    proxy.set(Fault::Delay(Duration::from_millis(250)));
+    let mut config = config(&proxy.url());
+    config["metric-store"]["remote-write"][0]["queue"] = json!({
+        "min-shards": 1, "max-shards": 8, "max-samples-per-send": 100,
+        "batch-send-deadline": "50ms", "min-backoff": "10ms", "max-backoff": "200ms"});
+    let server = Server::start_with_config(&config);
+    let mut expected = BTreeMap::new();
+    for tag in 1..=12u32 {
+        let round = round(tag, 50, 10, (12 - i64::from(tag)) * 10);
+        server.write_ok("c1", &round.lines);
+        expected.extend(round.expected);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut most_shards = 1.0f64;
+    loop {
+        let metrics = server.metrics();
+        let shards = metric_value(&metrics, r#"strata_remote_shards{remote_name="test"}"#);
+        most_shards = most_shards.max(shards.unwrap_or(0.0));
+        let lag = metric_value(&metrics, r#"strata_remote_cursor_lag_bytes{remote_name="test"}"#);
+        if most_shards > 1.0 && lag == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards {most_shards}, lag {lag:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(server.log().contains("resharding"), "{}", server.log());
+    let arrived = wait_for_all(&vm, &expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &expected);
+    assert!(missing.is_empty() && wrong.is_empty(), "{missing:?} {wrong:?}");
+    // A reshard abandons requests in flight (at most one per shard); their samples may be
+    // stored and sent again, nothing else.
+    assert!(duplicates <= 8 * 100, "{duplicates} duplicates");
+}

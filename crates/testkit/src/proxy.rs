@@ -14,6 +14,8 @@ use std::time::Duration;
 pub enum Fault {
     /// Forward and answer what the receiver answered.
     Pass,
+    /// Forward after this delay: a slow receiver.
+    Delay(Duration),
     /// Answer this status without forwarding, with `Retry-After: <seconds>` if given.
     Status {
         status: u16,
@@ -132,6 +134,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let fault = shared.fault.lock().unwrap().clone();
         let answer = match fault {
             Fault::Pass => forward(shared, &request),
+            Fault::Delay(delay) => {
+                std::thread::sleep(delay);
+                forward(shared, &request)
+            }
             Fault::Status {
                 status,
                 retry_after_s,
