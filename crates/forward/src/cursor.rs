@@ -20,14 +20,17 @@
 //! | magic | `[u8; 8]` | `b"STRATARA"` |
 //! | version | u32 (4) | [`CURSOR_VERSION`] |
 //! | count | u64 (8) | entries that follow |
-//! | entries | count × (u64, i64) | series hash ([`crate::series::series_hash`]), newest acknowledged timestamp (ms) |
+//! | entries | count × (u64, u64, u32) | series hash ([`crate::series::series_hash`]), and the log position of its newest acknowledged sample: record sequence number, index in the record |
 //! | crc | u32 (4) | CRC32C of every byte before it |
 //!
 //! Both are written atomically (temporary file, fsync, rename, directory fsync). The cursor
 //! only ever names a position whose records before it were all acknowledged or deliberately
-//! dropped, so a stale cursor costs duplicates, never loss. The hint is only ever below what
-//! was acknowledged, so a stale or missing hint costs duplicates too.
+//! dropped, so a stale cursor costs duplicates, never loss. The hint is only ever at or below
+//! what was acknowledged, so a stale or missing hint costs duplicates too. A hint naming a
+//! sequence number the log has not reached belongs to another log (the directory was
+//! replaced) and is ignored.
 
+use crate::series::Mark;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::fs;
@@ -42,7 +45,7 @@ pub const CURSOR_VERSION: u32 = 1;
 
 const CURSOR_BYTES: usize = 8 + 4 + 8 + 8 + 4;
 
-/// Largest hint file read back: 16 bytes a series, so 64 M series. A larger one is damage.
+/// Largest hint file read back: 20 bytes a series, so 50 M series. A larger one is damage.
 const HINT_BYTES_MAX: u64 = 1 << 30;
 
 /// Where one endpoint keeps its files.
@@ -92,7 +95,7 @@ impl CursorFiles {
     }
 
     /// The hint, or empty when it is missing or damaged (logged: only duplicates follow).
-    pub fn load_hint(&self) -> HashMap<u64, i64> {
+    pub fn load_hint(&self) -> HashMap<u64, Mark> {
         match self.read_hint() {
             Ok(hint) => hint,
             Err(reason) => {
@@ -107,7 +110,7 @@ impl CursorFiles {
         }
     }
 
-    fn read_hint(&self) -> Result<HashMap<u64, i64>, String> {
+    fn read_hint(&self) -> Result<HashMap<u64, Mark>, String> {
         let bytes = match fs::metadata(&self.hint) {
             Ok(metadata) if metadata.len() > HINT_BYTES_MAX => {
                 return Err(format!("{} bytes, more than a hint can be", metadata.len()));
@@ -121,7 +124,7 @@ impl CursorFiles {
         decode_hint(&bytes).map_err(str::to_owned)
     }
 
-    pub fn store_hint(&self, hint: &HashMap<u64, i64>) -> Result<()> {
+    pub fn store_hint(&self, hint: &HashMap<u64, Mark>) -> Result<()> {
         strata_wal::snapshot::write_atomically(&self.hint, &encode_hint(hint), true)
             .map_err(Error::Wal)
     }
@@ -149,30 +152,42 @@ fn decode_cursor(bytes: &[u8]) -> Result<Position, &'static str> {
     })
 }
 
-fn encode_hint(hint: &HashMap<u64, i64>) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(24 + hint.len() * 16);
+const HINT_ENTRY_BYTES: usize = 20;
+
+fn encode_hint(hint: &HashMap<u64, Mark>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(24 + hint.len() * HINT_ENTRY_BYTES);
     bytes.extend_from_slice(&HINT_MAGIC);
     bytes.extend_from_slice(&CURSOR_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(hint.len() as u64).to_le_bytes());
-    for (&series, &timestamp_ms) in hint {
+    for (&series, mark) in hint {
         bytes.extend_from_slice(&series.to_le_bytes());
-        bytes.extend_from_slice(&timestamp_ms.to_le_bytes());
+        bytes.extend_from_slice(&mark.sequence.to_le_bytes());
+        bytes.extend_from_slice(&mark.index.to_le_bytes());
     }
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     bytes
 }
 
-fn decode_hint(bytes: &[u8]) -> Result<HashMap<u64, i64>, &'static str> {
+fn decode_hint(bytes: &[u8]) -> Result<HashMap<u64, Mark>, &'static str> {
     let body = checked(bytes, &HINT_MAGIC)?;
     let count = u64_at(body, 0)?;
     let entries = body.get(8..).ok_or("cut off")?;
-    if Some(entries.len() as u64) != count.checked_mul(16) {
+    if Some(entries.len() as u64) != count.checked_mul(HINT_ENTRY_BYTES as u64) {
         return Err("entry count differs from the length");
     }
-    let mut hint = HashMap::with_capacity(entries.len() / 16);
-    for entry in entries.chunks_exact(16) {
-        hint.insert(u64_at(entry, 0)?, u64_at(entry, 8)? as i64);
+    let mut hint = HashMap::with_capacity(entries.len() / HINT_ENTRY_BYTES);
+    for entry in entries.chunks_exact(HINT_ENTRY_BYTES) {
+        let index = entry
+            .get(16..20)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or("cut off")?;
+        let mark = Mark {
+            sequence: u64_at(entry, 8)?,
+            index,
+        };
+        hint.insert(u64_at(entry, 0)?, mark);
     }
     Ok(hint)
 }
@@ -225,7 +240,12 @@ mod tests {
         };
         files.store_cursor(position).unwrap();
         assert_eq!(files.load_cursor(), Saved::Cursor(position));
-        let hint = HashMap::from([(1, -5), (u64::MAX, i64::MAX), (99, 1_700_000_000_000)]);
+        let mark = |sequence, index| Mark { sequence, index };
+        let hint = HashMap::from([
+            (1, mark(0, 0)),
+            (u64::MAX, mark(u64::MAX, u32::MAX)),
+            (99, mark(1_700_000, 12)),
+        ]);
         files.store_hint(&hint).unwrap();
         assert_eq!(files.load_hint(), hint);
     }
@@ -245,7 +265,8 @@ mod tests {
         for len in 0..good.len() {
             assert!(decode_cursor(&good[..len]).is_err(), "cut at {len}");
         }
-        let hint = encode_hint(&HashMap::from([(1, 2), (3, 4)]));
+        let mark = |sequence, index| Mark { sequence, index };
+        let hint = encode_hint(&HashMap::from([(1, mark(2, 0)), (3, mark(4, 5))]));
         for at in 0..hint.len() {
             let mut bytes = hint.clone();
             bytes[at] ^= 0x01;

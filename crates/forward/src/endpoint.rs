@@ -8,7 +8,7 @@ use crate::metrics::{EndpointMetrics, reason};
 use crate::pipeline::{Epoch, EpochSetup, Progress};
 use crate::relabel::Relabeler;
 use crate::reshard::{Controller, Interval, RESHARD_INTERVAL};
-use crate::series::{EndpointSeries, SeriesTable, series_hash};
+use crate::series::{EndpointSeries, series_hash};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,12 +21,17 @@ use tokio::sync::watch;
 /// How often the cursor is written (when it moved) and the budget checked.
 const CURSOR_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The acknowledged-timestamp hint is written with every cursor write while it has at most
-/// this many series (1 MiB), so that a crash resends almost nothing; a larger one (16 bytes
-/// a series) is written every [`HINT_INTERVAL`], and a crash may then resend up to that much.
-const HINT_SERIES_WITH_CURSOR_MAX: usize = 1 << 16;
+/// The acknowledged-position hint is written with every cursor write while it has at most
+/// this many series (160 KiB at 20 bytes a series), so that a crash resends almost nothing;
+/// a larger one is written every [`HINT_INTERVAL`] (when it changed), and a crash may then
+/// resend up to that much.
+const HINT_SERIES_WITH_CURSOR_MAX: usize = 8 << 10;
 
 const HINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Longest wait for requests in flight when an epoch ends (reshard, budget skip, shutdown):
+/// their answers need not be sent again; past it they are abandoned (and resent).
+const DRAIN_MAX: Duration = Duration::from_secs(5);
 
 /// Pause before a pipeline that failed (an unreadable log) is started again.
 const RESTART_DELAY: Duration = Duration::from_secs(5);
@@ -35,6 +40,8 @@ const RESTART_DELAY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct LogHandles {
     pub directory: PathBuf,
+    /// The sequence number the log's next record gets, at startup (no hint may be past it).
+    pub next_sequence: u64,
     pub committed: Arc<Committed>,
     pub retention: Arc<Retention>,
 }
@@ -53,7 +60,7 @@ pub struct Status {
 }
 
 pub struct Endpoint {
-    pub config: EndpointConfig,
+    pub(crate) config: EndpointConfig,
     sender: Arc<Sender>,
     relabeler: Arc<Relabeler>,
     files: CursorFiles,
@@ -80,9 +87,9 @@ impl Endpoint {
         files: CursorFiles,
         log: LogHandles,
         metrics: EndpointMetrics,
-        table: Arc<SeriesTable>,
+        series: EndpointSeries,
     ) -> Self {
-        let series = Arc::new(Mutex::new(EndpointSeries::new(table, files.load_hint())));
+        let series = Arc::new(Mutex::new(series));
         let status = Status {
             name: config.name.clone(),
             url: redact(&config.url),
@@ -125,6 +132,7 @@ impl Endpoint {
         let (mut start, mut shards) = (start, queue.min_shards);
         let mut persisted = start;
         let mut hint_written = Instant::now();
+        let mut hint_changes = 0;
         loop {
             self.metrics.shards.set(shards as i64);
             self.status.lock().shards = shards;
@@ -168,7 +176,7 @@ impl Endpoint {
                 let small = self.series.lock().series_count() <= HINT_SERIES_WITH_CURSOR_MAX;
                 // The hint goes first: a hint newer than the cursor is harmless.
                 if (done != persisted && small) || hint_written.elapsed() >= HINT_INTERVAL {
-                    self.write_hint().await;
+                    hint_changes = self.write_hint(hint_changes).await;
                     hint_written = Instant::now();
                 }
                 persisted = self.persist(done, persisted).await;
@@ -188,8 +196,8 @@ impl Endpoint {
                     }
                 }
             };
-            let done = epoch.stop().await;
-            self.write_hint().await;
+            let done = epoch.stop(self.config.timeout.min(DRAIN_MAX)).await;
+            hint_changes = self.write_hint(hint_changes).await;
             persisted = self.persist(done, persisted).await;
             start = done;
             match next {
@@ -198,11 +206,13 @@ impl Endpoint {
                     tracing::info!(endpoint = %self.config.name, from = shards, to = n, "remote write: resharding");
                     shards = n;
                 }
-                Next::Skip(target) => {
+                // Acknowledgements may have passed the target while the epoch stopped.
+                Next::Skip(target) if target > done => {
                     self.skip(done, target).await;
                     start = target;
                     persisted = self.persist(target, persisted).await;
                 }
+                Next::Skip(_) => {}
                 Next::Restart => {
                     if wait_or_shutdown(RESTART_DELAY, &mut shutdown).await {
                         break;
@@ -245,17 +255,29 @@ impl Endpoint {
         }
     }
 
-    async fn write_hint(&self) {
-        let (cached, mut hint) = self.series.lock().acknowledged();
+    /// Writes the hint if it changed since `written` (a change count); returns the count
+    /// written.
+    async fn write_hint(&self, written: u64) -> u64 {
+        let (changes, (cached, mut hint)) = {
+            let series = self.series.lock();
+            if series.changes() == written {
+                return written;
+            }
+            (series.changes(), series.acknowledged())
+        };
         let files = self.files.clone();
         let name = self.config.name.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let stored = tokio::task::spawn_blocking(move || {
             hint.extend(cached.iter().map(|(labels, acked)| (series_hash(labels), *acked)));
-            if let Err(error) = files.store_hint(&hint) {
-                tracing::warn!(endpoint = %name, %error, "remote write: cannot write the acknowledged-timestamp hint");
-            }
+            files.store_hint(&hint).map_err(|error| {
+                tracing::warn!(endpoint = %name, %error, "remote write: cannot write the acknowledged-position hint");
+            })
         })
         .await;
+        match stored {
+            Ok(Ok(())) => changes,
+            _ => written,
+        }
     }
 
     /// The counters behind the resharding rates, now.
@@ -309,12 +331,18 @@ impl Endpoint {
             _ => (read as f64 / samples as f64).max(1.0),
         };
         backlog.pending_samples = backlog.lag_bytes as f64 / bytes_per_sample;
-        let lag_seconds = match backlog.lag_bytes {
-            0 => 0.0,
-            _ => {
+        // Behind by a sealed segment: how long its data has waited. Behind within the segment
+        // being written: the newest sample read minus the newest acknowledged, once one was.
+        let lag_seconds = match (backlog.lag_bytes, backlog.unsent_age) {
+            (0, _) => 0.0,
+            (_, Some(age)) => age.as_secs_f64(),
+            (_, None) => {
                 let read_ms = self.progress.highest_read_ms.load(Ordering::Relaxed);
                 let sent_ms = self.progress.highest_sent_ms.load(Ordering::Relaxed);
-                (read_ms.saturating_sub(sent_ms)).max(0) as f64 / 1000.0
+                match sent_ms {
+                    0 => 0.0,
+                    _ => read_ms.saturating_sub(sent_ms).max(0) as f64 / 1000.0,
+                }
             }
         };
         self.metrics.cursor_lag_bytes.set(backlog.lag_bytes as i64);
@@ -359,6 +387,8 @@ struct Backlog {
     lag_bytes: u64,
     pending_samples: f64,
     skip_to: Option<Position>,
+    /// How long the oldest unsent data in a sealed segment has waited, at least.
+    unsent_age: Option<Duration>,
 }
 
 /// The log bytes after `done`, and where to move it when they pass the budget: to the first
@@ -392,38 +422,56 @@ fn measure_backlog(
         _ => 0,
     });
     let now = SystemTime::now();
-    let too_old = |s: &strata_wal::SegmentFile| {
-        s.segment != active.segment
-            && std::fs::metadata(&s.path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok())
-                .is_some_and(|age| age > age_max)
+    // A sealed segment was last written at its modification time: its data is at least that
+    // old.
+    let age = |s: &strata_wal::SegmentFile| {
+        std::fs::metadata(&s.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
     };
     let mut rest = lag_bytes;
     let mut skip_to = None;
+    let mut unsent_age = None;
     for segment in &segments {
-        if segment.segment == active.segment || (rest <= bytes_max && !too_old(segment)) {
-            break;
-        }
-        let cut = match segment.segment == done.segment {
+        let unsent = match segment.segment == done.segment {
             true => size(segment).saturating_sub(done.offset.saturating_sub(SEGMENT_HEADER_BYTES)),
             false => size(segment),
         };
-        rest = rest.saturating_sub(cut);
+        // Nothing unsent here (a caught-up endpoint at a segment's end): nothing to skip.
+        if unsent == 0 {
+            continue;
+        }
+        if segment.segment == active.segment {
+            break;
+        }
+        let segment_age = age(segment);
+        unsent_age = unsent_age.or(segment_age);
+        if rest <= bytes_max && segment_age.is_none_or(|age| age <= age_max) {
+            break;
+        }
+        rest = rest.saturating_sub(unsent);
         skip_to = Some(Position {
             segment: segment.segment + 1,
             offset: 0,
         });
+        unsent_age = None;
     }
     Ok(Backlog {
         lag_bytes,
         pending_samples: 0.0,
         skip_to,
+        unsent_age,
     })
 }
 
-/// Samples and their time span in the records from `from` up to `to`.
+/// Most records read to count what a budget skip passes over; beyond it the count is a
+/// lower bound (a skip of many gigabytes must not hold up a shutdown).
+const SKIP_COUNT_RECORDS_MAX: usize = 100_000;
+
+/// Samples and their time span in the records from `from` up to `to` (at most
+/// [`SKIP_COUNT_RECORDS_MAX`] records). Samples of those records that other shards had
+/// already delivered are counted too: the figure is an upper bound of what was lost.
 fn count_samples(
     directory: &std::path::Path,
     from: Position,
@@ -431,7 +479,11 @@ fn count_samples(
 ) -> strata_wal::Result<(u64, Option<i64>, Option<i64>)> {
     let mut reader = LogReader::open(directory, from, None)?;
     let (mut samples, mut first, mut last) = (0u64, None::<i64>, None::<i64>);
-    while let Some(event) = reader.next(Duration::ZERO)? {
+    let mut records = 0;
+    while records < SKIP_COUNT_RECORDS_MAX
+        && let Some(event) = reader.next(Duration::ZERO)?
+    {
+        records += 1;
         let Event::Record(entry) = event else {
             continue;
         };
@@ -475,6 +527,80 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+
+    /// Segments of the given sizes (header included), last written `age` ago.
+    fn segments(directory: &std::path::Path, sizes: &[(u64, u64, Duration)]) {
+        for &(segment, bytes, age) in sizes {
+            let path = directory.join(strata_wal::segment_file_name(segment));
+            let file = File::create(&path).unwrap();
+            file.set_len(bytes).unwrap();
+            file.set_modified(SystemTime::now() - age).unwrap();
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(segment: u64, offset: u64) -> Position {
+        Position { segment, offset }
+    }
+
+    #[test]
+    fn the_budget_skips_whole_segments_of_unsent_data_only() {
+        let directory = tempfile::tempdir().unwrap();
+        let header = SEGMENT_HEADER_BYTES;
+        segments(
+            directory.path(),
+            &[
+                (1, header + 1000, 3 * HOUR),
+                (2, header + 1000, 2 * HOUR),
+                (3, header + 500, Duration::ZERO),
+            ],
+        );
+        let active = at(3, header + 500);
+        let measure = |done, bytes_max, age_max| {
+            measure_backlog(directory.path(), done, active, bytes_max, age_max).unwrap()
+        };
+        // Within budget.
+        let backlog = measure(at(1, header + 400), 10_000, 24 * HOUR);
+        assert_eq!(backlog.lag_bytes, 600 + 1000 + 500);
+        assert_eq!(backlog.skip_to, None);
+        assert!(
+            backlog
+                .unsent_age
+                .is_some_and(|age| age >= 3 * HOUR - 60 * Duration::from_secs(1))
+        );
+        // Over the byte budget: segment 1 goes, 1500 bytes fit.
+        assert_eq!(
+            measure(at(1, header + 400), 1500, 24 * HOUR).skip_to,
+            Some(at(2, 0))
+        );
+        // Over the age budget: segments 1 and 2 are older than 1 h.
+        assert_eq!(measure(at(1, header), 10_000, HOUR).skip_to, Some(at(3, 0)));
+        // Never the segment being written.
+        assert_eq!(measure(at(3, header), 0, Duration::ZERO).skip_to, None);
+    }
+
+    // See: review of issue 7, finding 9.
+    #[test]
+    fn a_caught_up_endpoint_at_the_end_of_an_old_segment_is_not_skipped() {
+        let directory = tempfile::tempdir().unwrap();
+        let header = SEGMENT_HEADER_BYTES;
+        segments(
+            directory.path(),
+            &[(1, header + 1000, 48 * HOUR), (2, header, Duration::ZERO)],
+        );
+        let backlog = measure_backlog(
+            directory.path(),
+            at(1, header + 1000),
+            at(2, header),
+            0,
+            HOUR,
+        )
+        .unwrap();
+        assert_eq!(backlog.lag_bytes, 0);
+        assert_eq!(backlog.skip_to, None);
+    }
 
     #[test]
     fn user_information_never_reaches_the_status() {

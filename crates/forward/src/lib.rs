@@ -57,6 +57,7 @@ pub use error::{Error, Result};
 
 use crate::cursor::{CursorFiles, Saved};
 use crate::endpoint::Endpoint;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use strata_wal::Position;
@@ -107,7 +108,8 @@ impl Forwarding {
                 dead_letter,
             )?);
             let files = CursorFiles::new(state_directory, &config.name);
-            let start = start_position(&files, &log, &config.name)?;
+            let start = start_position(&files, &log, &config.name, &endpoint_metrics)?;
+            let hint = usable_hint(&files, &log, &config.name);
             let endpoint = Arc::new(Endpoint::new(
                 config.clone(),
                 sender,
@@ -115,16 +117,19 @@ impl Forwarding {
                 files,
                 log.clone(),
                 endpoint_metrics,
-                table.clone(),
+                series::EndpointSeries::new(table.clone(), hint),
             ));
             endpoint.hold(start);
             endpoints.push(endpoint);
             starts.push(start);
         }
+        warn_about_orphans(state_directory, configs);
         let tasks = endpoints
             .iter()
             .zip(starts)
-            .map(|(endpoint, start)| tokio::spawn(endpoint.clone().run(start, watcher.clone())))
+            .map(|(endpoint, start)| {
+                tokio::spawn(supervise(endpoint.clone(), start, watcher.clone()))
+            })
             .collect();
         Ok(Self {
             endpoints,
@@ -148,11 +153,69 @@ impl Forwarding {
     }
 }
 
+/// Runs an endpoint; a panic (a bug) is logged and the endpoint starts again from its last
+/// acknowledged position, so that its hold and its budget stay in force.
+async fn supervise(endpoint: Arc<Endpoint>, start: Position, shutdown: watch::Receiver<bool>) {
+    let mut start = start;
+    loop {
+        let run = tokio::spawn(endpoint.clone().run(start, shutdown.clone()));
+        match run.await {
+            Err(error) if error.is_panic() => {
+                tracing::error!(endpoint = %endpoint.config.name, %error, "remote write: the endpoint failed (a bug); restarting it from its cursor");
+                start = endpoint.status().cursor;
+                if *shutdown.borrow() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Where an endpoint starts: its cursor; the log's end for a new endpoint; the oldest record
-/// still in the log for a damaged cursor (duplicates rather than loss).
-fn start_position(files: &CursorFiles, log: &LogHandles, name: &str) -> Result<Position> {
-    Ok(match files.load_cursor() {
-        Saved::Cursor(position) => position,
+/// still in the log for a damaged cursor or one ahead of the log (duplicates rather than
+/// loss). A cursor in a segment that is gone (deleted while the endpoint was not configured,
+/// or quarantined) starts at the oldest segment, loudly and counted.
+fn start_position(
+    files: &CursorFiles,
+    log: &LogHandles,
+    name: &str,
+    metrics: &metrics::EndpointMetrics,
+) -> Result<Position> {
+    let segments = strata_wal::list_segments(&log.directory)?;
+    let oldest = segments.first().map_or_else(
+        || log.committed.position(),
+        |s| Position {
+            segment: s.segment,
+            offset: 0,
+        },
+    );
+    let saved = match files.load_cursor() {
+        Saved::Cursor(position) if position > log.committed.position() => Saved::Damaged(format!(
+            "it is at {position}, past the end of the log ({}): the log was replaced",
+            log.committed.position()
+        )),
+        saved => saved,
+    };
+    Ok(match saved {
+        Saved::Cursor(position) => {
+            if !segments.iter().any(|s| s.segment == position.segment)
+                && position.segment < log.committed.position().segment
+            {
+                metrics.log_damage.inc();
+                tracing::error!(
+                    endpoint = name,
+                    cursor = %position,
+                    start = %oldest,
+                    "remote write: the log segment of the cursor is gone (deleted while the \
+                     endpoint was not configured, or quarantined); what it held is not \
+                     forwarded"
+                );
+                return Ok(oldest.max(position));
+            }
+            position
+        }
         Saved::Missing => {
             let end = log.committed.position();
             // Written now, so that a crash before the first acknowledgement resends from
@@ -162,15 +225,6 @@ fn start_position(files: &CursorFiles, log: &LogHandles, name: &str) -> Result<P
             end
         }
         Saved::Damaged(reason) => {
-            let oldest = strata_wal::list_segments(&log.directory)?
-                .first()
-                .map_or_else(
-                    || log.committed.position(),
-                    |s| Position {
-                        segment: s.segment,
-                        offset: 0,
-                    },
-                );
             tracing::error!(
                 endpoint = name,
                 path = %files.cursor_path().display(),
@@ -181,4 +235,45 @@ fn start_position(files: &CursorFiles, log: &LogHandles, name: &str) -> Result<P
             oldest
         }
     })
+}
+
+/// The endpoint's hint, unless it names records the log never had (the data directory was
+/// replaced or restored): then it could skip samples never sent, and is ignored.
+fn usable_hint(files: &CursorFiles, log: &LogHandles, name: &str) -> HashMap<u64, series::Mark> {
+    let hint = files.load_hint();
+    match hint.values().map(|mark| mark.sequence).max() {
+        Some(newest) if newest >= log.next_sequence => {
+            tracing::warn!(
+                endpoint = name,
+                newest,
+                next_sequence = log.next_sequence,
+                "remote write: the acknowledged-position hint is from another log; ignored \
+                 (samples resent after the cursor may arrive twice)"
+            );
+            HashMap::new()
+        }
+        _ => hint,
+    }
+}
+
+/// Warns about cursor files of endpoints no longer configured: their log segments are no
+/// longer held.
+pub fn warn_about_orphans(state_directory: &Path, configs: &[EndpointConfig]) {
+    let Ok(entries) = std::fs::read_dir(state_directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(endpoint) = name.to_str().and_then(|n| n.strip_suffix(".cursor")) else {
+            continue;
+        };
+        if !configs.iter().any(|c| c.name == endpoint) {
+            tracing::warn!(
+                endpoint,
+                path = %entry.path().display(),
+                "remote write: a cursor of an endpoint that is not configured; the log is not \
+                 kept for it (delete the file if the endpoint is gone for good)"
+            );
+        }
+    }
 }

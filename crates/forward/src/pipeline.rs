@@ -9,7 +9,7 @@ use crate::deliver::Sender;
 use crate::metrics::{EndpointMetrics, reason};
 use crate::proto::OutSample;
 use crate::relabel::Relabeler;
-use crate::series::{EndpointSeries, SeriesRef};
+use crate::series::{EndpointSeries, Mark, SeriesRef};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ const READ_WAIT: Duration = Duration::from_millis(250);
 pub struct Item {
     pub sample: OutSample,
     pub series: SeriesRef,
+    pub mark: Mark,
     pub ticket: Ticket,
 }
 
@@ -75,6 +76,10 @@ pub struct Epoch {
     pub acks: Arc<Mutex<Acks>>,
     stop: Arc<AtomicBool>,
     cancel: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
+    /// Samples read and not yet delivered, to take off the gauge when the epoch ends.
+    pending: Arc<AtomicI64>,
+    metrics: EndpointMetrics,
     reader: Option<JoinHandle<Result<(), String>>>,
     shards: JoinSet<()>,
 }
@@ -84,6 +89,8 @@ impl Epoch {
         let acks = Arc::new(Mutex::new(Acks::new(setup.start)));
         let stop = Arc::new(AtomicBool::new(false));
         let (cancel, cancelled) = watch::channel(false);
+        let (drain, draining) = watch::channel(false);
+        let pending = Arc::new(AtomicI64::new(0));
         // Samples read and not yet delivered: bounds the memory of a lagging endpoint.
         let pending_max = (setup.max_samples_per_send * setup.shards * 4).max(10_000);
         let permits = Arc::new(Semaphore::new(pending_max));
@@ -101,6 +108,8 @@ impl Epoch {
                 permits: permits.clone(),
                 unbudgeted: unbudgeted.clone(),
                 cancelled: cancelled.clone(),
+                draining: draining.clone(),
+                pending: pending.clone(),
                 max_samples_per_send: setup.max_samples_per_send,
                 batch_send_deadline: setup.batch_send_deadline,
                 progress: setup.progress.clone(),
@@ -110,6 +119,7 @@ impl Epoch {
         let replay_end = setup.committed.position();
         let reader = LogReader::open(&setup.wal_directory, setup.start, Some(setup.committed))
             .map_err(|e| e.to_string())?;
+        let metrics_for_epoch = setup.metrics.clone();
         let read = ReadLoop {
             reader,
             series: setup.series,
@@ -119,6 +129,7 @@ impl Epoch {
             replay_end,
             permits,
             unbudgeted: unbudgeted.clone(),
+            pending: pending.clone(),
             pending_max,
             stop: stop.clone(),
             progress: setup.progress,
@@ -133,6 +144,9 @@ impl Epoch {
             acks,
             stop,
             cancel,
+            drain,
+            pending,
+            metrics: metrics_for_epoch,
             reader: Some(reader),
             shards,
         })
@@ -151,14 +165,26 @@ impl Epoch {
         }
     }
 
-    /// Stops reading and sending, drops what is queued; returns the acknowledged position.
-    pub async fn stop(mut self) -> Position {
+    /// Stops reading, lets each shard finish the request it has in flight (for up to
+    /// `drain`: an answer already on its way need not be sent again), then cancels the rest
+    /// and drops what is queued; returns the acknowledged position.
+    pub async fn stop(mut self, drain: Duration) -> Position {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.cancel.send(true);
-        while self.shards.join_next().await.is_some() {}
+        let _ = self.drain.send(true);
+        let drained = tokio::time::timeout(drain, async {
+            while self.shards.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            let _ = self.cancel.send(true);
+            while self.shards.join_next().await.is_some() {}
+        }
         if let Some(reader) = self.reader.take() {
             let _ = tokio::task::spawn_blocking(move || reader.join()).await;
         }
+        // Read and never delivered: they are read again by the next epoch.
+        let left = self.pending.swap(0, Ordering::Relaxed);
+        self.metrics.samples_pending.dec_by(left);
         self.acks.lock().done()
     }
 }
@@ -176,6 +202,7 @@ struct ReadLoop {
     /// Samples handed out without a permit (a record larger than the whole budget): the
     /// shards return that many fewer permits.
     unbudgeted: Arc<AtomicUsize>,
+    pending: Arc<AtomicI64>,
     pending_max: usize,
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
@@ -217,14 +244,18 @@ impl ReadLoop {
             let mut count = 0u32;
             {
                 let mut series = self.series.lock();
-                for sample in batch.iter() {
+                for (index, sample) in batch.iter().enumerate() {
                     let resolved = series.resolve(&sample.key, &self.relabeler);
+                    let mark = Mark {
+                        sequence: entry.sequence,
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                    };
                     let Some((shard_key, reference, labels)) = resolved.reference() else {
                         self.metrics.dropped(reason::DROPPED_SERIES, 1);
                         continue;
                     };
                     let timestamp_ms = sample.timestamp_s.saturating_mul(1000);
-                    if replayed && series.acked_ms(&resolved) >= timestamp_ms {
+                    if replayed && series.acked(&resolved).is_some_and(|acked| acked >= mark) {
                         self.metrics.replay_skipped.inc();
                         continue;
                     }
@@ -236,6 +267,7 @@ impl ReadLoop {
                             value: f64::from(sample.value),
                         },
                         series: reference,
+                        mark,
                         ticket: 0,
                     });
                     count += 1;
@@ -290,6 +322,7 @@ impl ReadLoop {
                     self.unbudgeted
                         .fetch_add(samples - wanted as usize, Ordering::Relaxed);
                     self.metrics.samples_pending.inc_by(samples as i64);
+                    self.pending.fetch_add(samples as i64, Ordering::Relaxed);
                     return true;
                 }
                 Ok(Err(_)) => return false,
@@ -314,6 +347,9 @@ struct Shard {
     permits: Arc<Semaphore>,
     unbudgeted: Arc<AtomicUsize>,
     cancelled: watch::Receiver<bool>,
+    /// The epoch is ending: finish the request in flight, start no other.
+    draining: watch::Receiver<bool>,
+    pending: Arc<AtomicI64>,
     max_samples_per_send: usize,
     batch_send_deadline: Duration,
     progress: Arc<Progress>,
@@ -325,14 +361,18 @@ struct Shard {
 async fn run_shard(mut shard: Shard) {
     let mut carry: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
     let mut samples: Vec<OutSample> = Vec::with_capacity(shard.max_samples_per_send);
-    let mut origins: Vec<(Ticket, SeriesRef)> = Vec::with_capacity(shard.max_samples_per_send);
+    let mut origins: Vec<(Ticket, SeriesRef, Mark)> =
+        Vec::with_capacity(shard.max_samples_per_send);
     loop {
+        if *shard.draining.borrow() || *shard.cancelled.borrow() {
+            return;
+        }
         samples.clear();
         origins.clear();
         let mut deadline = None;
         while samples.len() < shard.max_samples_per_send {
             if let Some(item) = carry.pop_front() {
-                origins.push((item.ticket, item.series));
+                origins.push((item.ticket, item.series, item.mark));
                 samples.push(item.sample);
                 deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + shard.batch_send_deadline);
@@ -341,11 +381,13 @@ async fn run_shard(mut shard: Shard) {
             let received = match deadline {
                 None => tokio::select! {
                     message = shard.receiver.recv() => message,
+                    _ = shard.draining.changed() => return,
                     _ = shard.cancelled.changed() => return,
                 },
                 Some(deadline) => tokio::select! {
                     message = shard.receiver.recv() => message,
                     _ = tokio::time::sleep_until(deadline) => break,
+                    _ = shard.draining.changed() => return,
                     _ = shard.cancelled.changed() => return,
                 },
             };
@@ -377,19 +419,19 @@ async fn run_shard(mut shard: Shard) {
 
 /// Hands a delivered batch's samples back: tickets to the acknowledgements, timestamps to the
 /// hint, room to the pending budget.
-fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, SeriesRef)]) {
+fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, SeriesRef, Mark)]) {
     let mut highest = i64::MIN;
     {
         let mut series = shard.series.lock();
-        for (sample, &(_, reference)) in samples.iter().zip(origins) {
-            series.acknowledge(reference, sample.timestamp_ms);
+        for (sample, &(_, reference, mark)) in samples.iter().zip(origins) {
+            series.acknowledge(reference, mark);
             highest = highest.max(sample.timestamp_ms);
         }
     }
     {
         let mut acks = shard.acks.lock();
         let mut run: Option<(Ticket, u32)> = None;
-        for &(ticket, _) in origins {
+        for &(ticket, _, _) in origins {
             match &mut run {
                 Some((current, count)) if *current == ticket => *count += 1,
                 _ => {
@@ -415,6 +457,7 @@ fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, SeriesR
         .permits
         .add_permits(delivered - unbudgeted.min(delivered));
     shard.metrics.samples_pending.dec_by(delivered as i64);
+    shard.pending.fetch_sub(delivered as i64, Ordering::Relaxed);
     shard
         .progress
         .samples_out

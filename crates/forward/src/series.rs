@@ -81,28 +81,45 @@ pub enum Resolved {
     Uncached { hash: u64, labels: Labels },
 }
 
+/// Where a sample is in the log: its record's sequence number and its place in the record.
+///
+/// The hint keys on this, not on sample time: a series goes to one shard, which sends in log
+/// order, so when the receiver acknowledges a sample every earlier sample of its series was
+/// delivered too — whatever their timestamps (late samples are routine with several writers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mark {
+    pub sequence: u64,
+    pub index: u32,
+}
+
 /// What an endpoint keeps per series: its label set (an `Arc` into the shared table) and the
-/// newest timestamp the receiver acknowledged — 24 bytes a series.
+/// log position of its newest acknowledged sample — 28 bytes a series.
 #[derive(Debug)]
 pub struct EndpointSeries {
     table: Arc<SeriesTable>,
     /// By id; `None` until the endpoint first sees the series, an empty set when dropped.
     labels: Vec<Option<Labels>>,
-    /// By id; `i64::MIN` when nothing was acknowledged.
-    acked_ms: Vec<i64>,
+    /// By id: the acknowledged [`Mark`] as sequence + 1 (0: nothing acknowledged) and index,
+    /// in two arrays so that a series costs 12 bytes here, not a padded 16.
+    acked_after: Vec<u64>,
+    acked_index: Vec<u32>,
     /// The hint read at startup (by [`series_hash`]), consumed as series are first seen, and
-    /// the acknowledged timestamps of uncached series.
-    by_hash: HashMap<u64, i64>,
+    /// the acknowledged marks of uncached series.
+    by_hash: HashMap<u64, Mark>,
+    /// Counts acknowledgements, so that an unchanged hint is not written again.
+    changes: u64,
     key: String,
 }
 
 impl EndpointSeries {
-    pub fn new(table: Arc<SeriesTable>, hint: HashMap<u64, i64>) -> Self {
+    pub fn new(table: Arc<SeriesTable>, hint: HashMap<u64, Mark>) -> Self {
         Self {
             table,
             labels: Vec::new(),
-            acked_ms: Vec::new(),
+            acked_after: Vec::new(),
+            acked_index: Vec::new(),
             by_hash: hint,
+            changes: 0,
             key: String::new(),
         }
     }
@@ -132,7 +149,8 @@ impl EndpointSeries {
         let index = id as usize;
         if index >= self.labels.len() {
             self.labels.resize(index + 1, None);
-            self.acked_ms.resize(index + 1, i64::MIN);
+            self.acked_after.resize(index + 1, 0);
+            self.acked_index.resize(index + 1, 0);
         }
         let labels = match &self.labels[index] {
             Some(labels) => labels.clone(),
@@ -140,7 +158,8 @@ impl EndpointSeries {
                 let labels = match relabeler.apply(store_labels(key)) {
                     Some(labels) => {
                         if let Some(acked) = self.by_hash.remove(&series_hash(&labels)) {
-                            self.acked_ms[index] = acked;
+                            self.acked_after[index] = acked.sequence + 1;
+                            self.acked_index[index] = acked.index;
                         }
                         self.table.intern(labels)
                     }
@@ -156,44 +175,66 @@ impl EndpointSeries {
         }
     }
 
-    /// The newest acknowledged timestamp of a resolved series.
-    pub fn acked_ms(&self, series: &Resolved) -> i64 {
+    /// The log position of the newest acknowledged sample of a resolved series.
+    pub fn acked(&self, series: &Resolved) -> Option<Mark> {
         match series {
-            Resolved::Cached { id, .. } => {
-                self.acked_ms.get(*id as usize).copied().unwrap_or(i64::MIN)
+            Resolved::Cached { id, .. } => self.mark(*id as usize),
+            Resolved::Uncached { hash, .. } => self.by_hash.get(hash).copied(),
+            Resolved::Dropped => None,
+        }
+    }
+
+    fn mark(&self, index: usize) -> Option<Mark> {
+        match (self.acked_after.get(index), self.acked_index.get(index)) {
+            (Some(&after), Some(&position)) if after > 0 => Some(Mark {
+                sequence: after - 1,
+                index: position,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The receiver acknowledged the sample at `mark` of the series `reference`.
+    pub fn acknowledge(&mut self, reference: SeriesRef, mark: Mark) {
+        self.changes += 1;
+        match reference {
+            SeriesRef::Id(id) => {
+                let index = id as usize;
+                if self.mark(index).is_none_or(|acked| acked < mark)
+                    && let (Some(after), Some(position)) = (
+                        self.acked_after.get_mut(index),
+                        self.acked_index.get_mut(index),
+                    )
+                {
+                    *after = mark.sequence + 1;
+                    *position = mark.index;
+                }
             }
-            Resolved::Uncached { hash, .. } => self.by_hash.get(hash).copied().unwrap_or(i64::MIN),
-            Resolved::Dropped => i64::MIN,
+            SeriesRef::Hash(hash) => {
+                let acked = self.by_hash.entry(hash).or_insert(mark);
+                *acked = (*acked).max(mark);
+            }
         }
     }
 
-    /// The receiver acknowledged a sample at `timestamp_ms` of the series `reference`
-    /// ([`SeriesRef`]).
-    pub fn acknowledge(&mut self, reference: SeriesRef, timestamp_ms: i64) {
-        let acked = match reference {
-            SeriesRef::Id(id) => self.acked_ms.get_mut(id as usize),
-            SeriesRef::Hash(hash) => Some(self.by_hash.entry(hash).or_insert(i64::MIN)),
-        };
-        if let Some(acked) = acked {
-            *acked = (*acked).max(timestamp_ms);
-        }
-    }
-
-    /// Series with an acknowledged timestamp: what the hint file needs (hashed by the caller,
-    /// off the lock).
-    pub fn acknowledged(&self) -> (Vec<(Labels, i64)>, HashMap<u64, i64>) {
+    /// Series with an acknowledged mark: what the hint file needs (hashed by the caller, off
+    /// the lock).
+    pub fn acknowledged(&self) -> (Vec<(Labels, Mark)>, HashMap<u64, Mark>) {
         let cached = self
             .labels
             .iter()
-            .zip(&self.acked_ms)
-            .filter_map(|(labels, &acked)| match labels {
-                Some(labels) if acked != i64::MIN && !labels.is_empty() => {
-                    Some((labels.clone(), acked))
-                }
+            .enumerate()
+            .filter_map(|(index, labels)| match (labels, self.mark(index)) {
+                (Some(labels), Some(mark)) if !labels.is_empty() => Some((labels.clone(), mark)),
                 _ => None,
             })
             .collect();
         (cached, self.by_hash.clone())
+    }
+
+    /// Changes since the start: equal counts, equal hints.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Series this endpoint keeps a place for.
@@ -357,21 +398,31 @@ mod tests {
         let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
         let mut series = EndpointSeries::new(SeriesTable::new(), HashMap::new());
         let resolved = series.resolve(&key, &relabeler);
-        assert_eq!(series.acked_ms(&resolved), i64::MIN);
+        assert_eq!(series.acked(&resolved), None);
         let (_, reference, _) = resolved.reference().unwrap();
-        series.acknowledge(reference, 5_000);
-        series.acknowledge(reference, 4_000);
-        assert_eq!(series.acked_ms(&resolved), 5_000);
+        let later = Mark {
+            sequence: 7,
+            index: 2,
+        };
+        series.acknowledge(reference, later);
+        series.acknowledge(
+            reference,
+            Mark {
+                sequence: 7,
+                index: 1,
+            },
+        );
+        assert_eq!(series.acked(&resolved), Some(later));
         let (cached, uncached) = series.acknowledged();
         assert!(uncached.is_empty());
-        let hint: HashMap<u64, i64> = cached
+        let hint: HashMap<u64, Mark> = cached
             .iter()
             .map(|(labels, acked)| (series_hash(labels), *acked))
             .collect();
         // After a restart: a new table, ids assigned afresh, the hint found by hash.
         let mut restarted = EndpointSeries::new(SeriesTable::new(), hint);
         let resolved = restarted.resolve(&key, &relabeler);
-        assert_eq!(restarted.acked_ms(&resolved), 5_000);
+        assert_eq!(restarted.acked(&resolved), Some(later));
     }
 
     #[test]

@@ -150,8 +150,11 @@ impl App {
     pub fn start_forwarding(
         &self,
         endpoints: &[strata_forward::EndpointConfig],
+        recovery: &durability::RecoveryReport,
     ) -> Result<(), strata_forward::Error> {
+        let state = self.durability.data_directory().join("remote-write");
         if endpoints.is_empty() {
+            strata_forward::warn_about_orphans(&state, endpoints);
             return Ok(());
         }
         let (Some(committed), Some(retention)) =
@@ -163,10 +166,10 @@ impl App {
         };
         let log = strata_forward::LogHandles {
             directory: self.durability.wal_directory(),
+            next_sequence: recovery.replay.next_sequence,
             committed,
             retention,
         };
-        let state = self.durability.data_directory().join("remote-write");
         let forwarding =
             strata_forward::Forwarding::start(endpoints, log, &state, &self.telemetry.remote)?;
         let _ = self.forwarding.set(forwarding);

@@ -194,7 +194,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (durability, recovery) = recover(&config, &store)?;
     let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
     app.telemetry.record_recovery(&recovery);
-    app.start_forwarding(&config.store.remote_write)
+    // Reads cursors and hints and may write a cursor: off the async workers.
+    let starting = app.clone();
+    let endpoints = config.store.remote_write.clone();
+    tokio::task::spawn_blocking(move || starting.start_forwarding(&endpoints, &recovery))
+        .await
+        .context("starting remote write")?
         .context("starting remote write")?;
     let serving = app.clone();
     let listener = tokio::net::TcpListener::bind(&config.main.addr)

@@ -611,7 +611,10 @@ fn a_slow_receiver_gets_more_shards_and_resharding_loses_nothing() {
         let metrics = server.metrics();
         let shards = metric_value(&metrics, r#"strata_remote_shards{remote_name="test"}"#);
         most_shards = most_shards.max(shards.unwrap_or(0.0));
-        let lag = metric_value(&metrics, r#"strata_remote_cursor_lag_bytes{remote_name="test"}"#);
+        let lag = metric_value(
+            &metrics,
+            r#"strata_remote_cursor_lag_bytes{remote_name="test"}"#,
+        );
         if most_shards > 1.0 && lag == Some(0.0) {
             break;
         }
@@ -625,8 +628,131 @@ fn a_slow_receiver_gets_more_shards_and_resharding_loses_nothing() {
     assert!(server.log().contains("resharding"), "{}", server.log());
     let arrived = wait_for_all(&vm, &expected, &server);
     let (missing, wrong, duplicates) = compare(&arrived, &expected);
-    assert!(missing.is_empty() && wrong.is_empty(), "{missing:?} {wrong:?}");
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
     // A reshard abandons requests in flight (at most one per shard); their samples may be
     // stored and sent again, nothing else.
     assert!(duplicates <= 8 * 100, "{duplicates} duplicates");
+}
+
+// See: review of issue 7, finding 1 (the hint once compared sample times, and skipped a late
+// sample that was never sent).
+#[test]
+fn a_late_sample_read_again_after_a_crash_is_still_sent() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    let mut server = Server::start_with_config(&config(&proxy.url()));
+    let newer = minutes_ago(5);
+    server.write_ok("c1", &format!("cpu_load,hostname=late value=2 {newer}\n"));
+    let newest: BTreeMap<_, _> = [(
+        (
+            labels(&[
+                ("__name__", "cpu_load"),
+                ("cluster", "c1"),
+                ("hostname", "late"),
+            ]),
+            newer * 1000,
+        ),
+        2.0,
+    )]
+    .into();
+    wait_for_all(&vm, &newest, &server);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The receiver goes down; a late sample of the same series arrives and is logged, but
+    // never acknowledged; then a crash.
+    proxy.set(Fault::Status {
+        status: 503,
+        retry_after_s: None,
+    });
+    let older = minutes_ago(10);
+    server.write_ok("c1", &format!("cpu_load,hostname=late value=1 {older}\n"));
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill_now();
+    server.wait_exit(Duration::from_secs(10));
+    proxy.set(Fault::Pass);
+    server.restart();
+    let mut expected = newest.clone();
+    expected.insert(
+        (
+            labels(&[
+                ("__name__", "cpu_load"),
+                ("cluster", "c1"),
+                ("hostname", "late"),
+            ]),
+            older * 1000,
+        ),
+        1.0,
+    );
+    let arrived = wait_for_all(&vm, &expected, &server);
+    let (missing, wrong, duplicates) = compare(&arrived, &expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{missing:?} {wrong:?}"
+    );
+    assert_eq!(duplicates, 0);
+}
+
+// See: review of issue 7, finding 2.
+#[test]
+fn a_cursor_whose_segment_is_gone_is_reported_not_followed_silently() {
+    let vm = VictoriaMetrics::start();
+    let mut config = config(&vm.write_url());
+    config["metric-store"]["wal"] = json!({"segment-size": "4KiB"});
+    config["metric-store"]["checkpoint-interval"] = json!("1s");
+    let mut server = Server::start_with_config(&config);
+    let first = round(1, 5, 5, 30);
+    server.write_ok("c1", &first.lines);
+    wait_for_all(&vm, &first.expected, &server);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(20));
+    // Without the endpoint, the log moves on and snapshots delete what nobody holds.
+    let full = server.config();
+    let mut without = full.clone();
+    without["metric-store"]["remote-write"] = json!([]);
+    server.set_config(&without);
+    server.restart();
+    assert!(server.log().contains("not configured"), "{}", server.log());
+    let cursor = std::fs::read(server.data_dir().join("remote-write/test.cursor")).unwrap();
+    for tag in 2..=6u32 {
+        server.write_ok("c1", &round(tag, 5, 5, 30 - 5 * i64::from(tag)).lines);
+    }
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    loop {
+        let log = server.log();
+        if log.contains("snapshot") && common::files_under(&server.data_dir().join("wal")).len() < 3
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot deleted the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        std::fs::read(server.data_dir().join("remote-write/test.cursor")).unwrap(),
+        cursor
+    );
+    server.set_config(&full);
+    server.restart();
+    assert!(
+        server
+            .log()
+            .contains("the log segment of the cursor is gone"),
+        "{}",
+        server.log()
+    );
+    let metrics = server.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"strata_remote_log_damage_total{remote_name="test"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
 }

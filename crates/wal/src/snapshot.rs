@@ -564,7 +564,11 @@ fn remove_generation(directory: &Path) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary file: write, fsync, rename, fsync directory
 /// (the directory sync can be left to the caller when it syncs once for many files).
 pub fn write_atomically(path: &Path, bytes: &[u8], sync_parent: bool) -> Result<()> {
-    let temporary = path.with_extension("tmp");
+    // `<name>.tmp` beside `<name>`: two files that differ only in their extension (an
+    // endpoint's `.cursor` and `.acked`) never share a temporary file.
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     let mut file =
         fs::File::create(&temporary).map_err(|e| Error::io("creating", &temporary, e))?;
     file.write_all(bytes)

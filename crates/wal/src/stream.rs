@@ -120,7 +120,11 @@ impl Segment {
             self.buffer.resize(filled + room, 0);
             let read = match self.file.read(&mut self.buffer[filled..]) {
                 Ok(read) => read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => 0,
+                // A signal is not the end of the file: read again.
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                    self.buffer.truncate(filled);
+                    continue;
+                }
                 Err(error) => {
                     self.buffer.truncate(filled);
                     return Err(error);
