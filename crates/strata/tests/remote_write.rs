@@ -195,13 +195,22 @@ fn an_outage_with_sigkills_loses_nothing_and_resends_nothing() {
     let vm = VictoriaMetrics::start();
     let proxy = FaultProxy::start(&vm.write_url());
     let mut server = Server::start_with_config(&config(&proxy.url()));
-    // The receiver is down (503) for three rounds, with a SIGKILL after each.
-    proxy.set(Fault::Status {
-        status: 503,
-        retry_after_s: None,
-    });
+    // The receiver fails in a different way in each of three rounds — 503, 429 with
+    // Retry-After, requests that stall past the timeout — with a SIGKILL after each.
+    let faults = [
+        Fault::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+        Fault::Status {
+            status: 429,
+            retry_after_s: Some(1),
+        },
+        Fault::Stall(Duration::from_secs(3)),
+    ];
     let mut expected = BTreeMap::new();
-    for tag in 1..=3u32 {
+    for (tag, fault) in (1..=3u32).zip(faults) {
+        proxy.set(fault);
         let round = round(tag, 10, 10, 40 - i64::from(tag) * 10);
         server.write_ok("c1", &round.lines);
         expected.extend(round.expected);
