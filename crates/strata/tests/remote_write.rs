@@ -132,6 +132,30 @@ fn compare(
     (missing, wrong, duplicates)
 }
 
+/// Asserts that every expected sample arrived with its value and nothing else did; returns
+/// the number of duplicates.
+#[track_caller]
+fn assert_arrived(
+    arrived: &[Series],
+    expected: &BTreeMap<(BTreeMap<String, String>, i64), f64>,
+) -> usize {
+    let (missing, wrong, duplicates) = compare(arrived, expected);
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "missing: {missing:?}; wrong: {wrong:?}"
+    );
+    duplicates
+}
+
+/// Like [`assert_arrived`], and each sample arrived once.
+#[track_caller]
+fn assert_arrived_once(
+    arrived: &[Series],
+    expected: &BTreeMap<(BTreeMap<String, String>, i64), f64>,
+) {
+    assert_eq!(assert_arrived(arrived, expected), 0, "duplicates");
+}
+
 /// Waits until every expected sample is in VictoriaMetrics; returns the export.
 fn wait_for_all(
     vm: &VictoriaMetrics,
@@ -166,12 +190,7 @@ fn every_acknowledged_sample_reaches_victoria_metrics_exactly_once() {
         server.write_ok("c1", &chunk.join("\n"));
     }
     let arrived = wait_for_all(&vm, &round.expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &round.expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
-    assert_eq!(duplicates, 0);
+    assert_arrived_once(&arrived, &round.expected);
 
     let metrics = server.metrics();
     let sent = metric_value(
@@ -225,15 +244,8 @@ fn an_outage_with_sigkills_loses_nothing_and_resends_nothing() {
     );
     proxy.set(Fault::Pass);
     let arrived = wait_for_all(&vm, &expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
-    assert_eq!(
-        duplicates, 0,
-        "nothing was acknowledged before, so nothing may arrive twice"
-    );
+    // Nothing was acknowledged before, so nothing may arrive twice.
+    assert_arrived_once(&arrived, &expected);
 }
 
 #[test]
@@ -265,11 +277,7 @@ fn a_lost_response_is_the_only_source_of_duplicates() {
     server.write_ok("c1", &third.lines);
     expected.extend(third.expected.clone());
     let arrived = wait_for_all(&vm, &expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
+    let duplicates = assert_arrived(&arrived, &expected);
     // Every attempt while responses were lost stored a copy: duplicates are allowed there,
     // and only there.
     let (_, _, second_duplicates) = compare(&arrived, &second.expected);
@@ -292,12 +300,7 @@ fn a_poison_sample_is_dead_lettered_and_everything_else_arrives() {
         .push_str(&format!("cpu_load,hostname=poison value=666 {time_s}\n"));
     server.write_ok("c1", &round.lines);
     let arrived = wait_for_all(&vm, &round.expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &round.expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
-    assert_eq!(duplicates, 0);
+    assert_arrived_once(&arrived, &round.expected);
     let deadline = Instant::now() + ARRIVAL_TIMEOUT;
     loop {
         let metrics = server.metrics();
@@ -501,12 +504,7 @@ fn a_dead_endpoint_slows_neither_ingest_nor_the_other_endpoint() {
         "ingest waited for the dead endpoint: {writing:?}"
     );
     let arrived = wait_for_all(&vm, &expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
-    assert_eq!(duplicates, 0);
+    assert_arrived_once(&arrived, &expected);
     // The state page is refreshed every second: the live endpoint catches up, the dead one
     // holds its place and says why.
     let deadline = Instant::now() + ARRIVAL_TIMEOUT;
@@ -636,11 +634,7 @@ fn a_slow_receiver_gets_more_shards_and_resharding_loses_nothing() {
     }
     assert!(server.log().contains("resharding"), "{}", server.log());
     let arrived = wait_for_all(&vm, &expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
+    let duplicates = assert_arrived(&arrived, &expected);
     // A reshard abandons requests in flight (at most one per shard); their samples may be
     // stored and sent again, nothing else.
     assert!(duplicates <= 8 * 100, "{duplicates} duplicates");
@@ -695,12 +689,7 @@ fn a_late_sample_read_again_after_a_crash_is_still_sent() {
         1.0,
     );
     let arrived = wait_for_all(&vm, &expected, &server);
-    let (missing, wrong, duplicates) = compare(&arrived, &expected);
-    assert!(
-        missing.is_empty() && wrong.is_empty(),
-        "{missing:?} {wrong:?}"
-    );
-    assert_eq!(duplicates, 0);
+    assert_arrived_once(&arrived, &expected);
 }
 
 // See: review of issue 7, finding 2.
