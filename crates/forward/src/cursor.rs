@@ -77,6 +77,10 @@ impl CursorFiles {
         &self.cursor
     }
 
+    pub fn hint_exists(&self) -> bool {
+        self.hint.exists()
+    }
+
     pub fn load_cursor(&self) -> Saved {
         let bytes = match fs::read(&self.cursor) {
             Ok(bytes) => bytes,
@@ -102,7 +106,7 @@ impl CursorFiles {
                 tracing::warn!(
                     path = %self.hint.display(),
                     %reason,
-                    "remote write: acknowledged-timestamp hint unreadable; samples resent after \
+                    "remote write: acknowledged-position hint unreadable; samples resent after \
                      the cursor may arrive twice"
                 );
                 HashMap::new()

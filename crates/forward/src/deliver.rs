@@ -73,6 +73,9 @@ pub const MISCONFIGURED_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// The loud error about a misconfigured endpoint repeats at most this often.
 pub const MISCONFIGURED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Warnings about retried requests repeat at most this often per endpoint.
+pub const RETRY_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Warnings about dropped samples repeat at most this often per endpoint (the counters and
 /// the dead-letter file have every one).
 pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -115,6 +118,8 @@ pub struct Sender {
     misconfigured_backoff: (Duration, Duration),
     misconfigured_log: RateLimit,
     drop_log: RateLimit,
+    retry_log: RateLimit,
+    /// The last failure, until a request succeeds.
     last_error: Mutex<Option<String>>,
 }
 
@@ -149,6 +154,7 @@ impl Sender {
             misconfigured_backoff: (MISCONFIGURED_BACKOFF_MIN, MISCONFIGURED_BACKOFF_MAX),
             misconfigured_log: RateLimit::new(MISCONFIGURED_LOG_INTERVAL),
             drop_log: RateLimit::new(DROP_LOG_INTERVAL),
+            retry_log: RateLimit::new(RETRY_LOG_INTERVAL),
             last_error: Mutex::new(None),
         })
     }
@@ -265,6 +271,7 @@ impl Sender {
                     retry_after,
                 } => {
                     self.note_error(&why);
+                    self.log_retry(&why);
                     // 429 is the receiver pacing us, not this batch failing.
                     if status != Some(429) {
                         failures += 1;
@@ -381,6 +388,7 @@ impl Sender {
                 "receiver answered 2xx but reports fewer samples written");
         }
         self.metrics.samples_sent.inc_by(count);
+        *self.last_error.lock() = None;
         if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
             self.metrics.sent_timestamp(newest);
         }
@@ -513,6 +521,15 @@ impl Sender {
 
     fn note_error(&self, why: &str) {
         *self.last_error.lock() = Some(why.to_string());
+    }
+
+    /// A retryable failure (5xx, 429, network): logged at most once per
+    /// [`RETRY_LOG_INTERVAL`], so an outage is visible in the log without flooding it.
+    fn log_retry(&self, why: &str) {
+        if self.retry_log.ready() {
+            tracing::warn!(endpoint = %self.name, reason = %why,
+                "remote write: the receiver is failing; retrying (strata_remote_samples_retried_total)");
+        }
     }
 
     /// Uniform in [0, ceiling] ("full jitter").

@@ -15,9 +15,10 @@
 //! - **At least once.** A record is done when every one of its samples is acknowledged or
 //!   deliberately dropped ([`acks`]); the cursor file and the retention hold never pass a
 //!   record that is not done, so a restart or SIGKILL resends, never skips.
-//! - **Few duplicates.** A per-series acknowledged-timestamp hint, written beside the cursor,
-//!   skips samples already acknowledged when records are read again after a restart or an
-//!   epoch change; duplicates remain only for requests whose 2xx was lost.
+//! - **Few duplicates.** A per-series hint of the log position of the newest acknowledged
+//!   sample ([`series::Mark`]), written beside the cursor, skips samples already acknowledged
+//!   when records are read again after a restart or an epoch change; duplicates remain only
+//!   for requests whose 2xx was lost (or acknowledged after the hint was last written).
 //! - **Order per series.** A series always goes to the same shard, and a shard has one request
 //!   in flight.
 //! - **Isolation.** Each endpoint has its own reader, shards, HTTP client, backoff and budget;
@@ -215,6 +216,18 @@ fn start_position(
                 return Ok(oldest.max(position));
             }
             position
+        }
+        // The hint outlives a cursor only when the cursor was deleted: not a new endpoint.
+        Saved::Missing if files.hint_exists() => {
+            tracing::error!(
+                endpoint = name,
+                path = %files.cursor_path().display(),
+                start = %oldest,
+                "remote write: the cursor file is missing but its hint is there; resending from \
+                 the oldest record in the log"
+            );
+            files.store_cursor(oldest)?;
+            oldest
         }
         Saved::Missing => {
             let end = log.committed.position();

@@ -106,7 +106,7 @@ pub struct Metrics {
     /// Newest sample read minus newest sample acknowledged, while behind.
     pub cursor_lag_seconds: Family<RemoteLabel, FloatGauge>,
     /// Samples read again after a restart or reshard and skipped because the receiver had
-    /// already acknowledged them (the acknowledged-timestamp hint).
+    /// already acknowledged them (the acknowledged-position hint).
     pub replay_skipped_samples: Family<RemoteLabel, Counter>,
     /// Damaged log records or missing segments met while reading.
     pub log_damage: Family<RemoteLabel, Counter>,

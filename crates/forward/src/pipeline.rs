@@ -196,7 +196,7 @@ struct ReadLoop {
     queues: Vec<mpsc::Sender<Vec<Item>>>,
     acks: Arc<Mutex<Acks>>,
     /// Records that start before this were in the log when the epoch began, so they may have
-    /// been sent before: their samples pass the acknowledged-timestamp hint first.
+    /// been sent before: their samples pass the acknowledged-position hint first.
     replay_end: Position,
     permits: Arc<Semaphore>,
     /// Samples handed out without a permit (a record larger than the whole budget): the

@@ -754,3 +754,39 @@ fn a_cursor_whose_segment_is_gone_is_reported_not_followed_silently() {
         "{metrics}"
     );
 }
+
+// See: hostile test of issue 7 (a deleted cursor made the endpoint start at the log's end).
+#[test]
+fn a_deleted_cursor_file_resends_rather_than_skips() {
+    let vm = VictoriaMetrics::start();
+    let proxy = FaultProxy::start(&vm.write_url());
+    let mut server = Server::start_with_config(&config(&proxy.url()));
+    let first = round(1, 5, 5, 20);
+    server.write_ok("c1", &first.lines);
+    wait_for_all(&vm, &first.expected, &server);
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.set(Fault::Status {
+        status: 503,
+        retry_after_s: None,
+    });
+    let second = round(2, 5, 5, 10);
+    server.write_ok("c1", &second.lines);
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill_now();
+    server.wait_exit(Duration::from_secs(10));
+    std::fs::remove_file(server.data_dir().join("remote-write/test.cursor")).unwrap();
+    proxy.set(Fault::Pass);
+    server.restart();
+    assert!(
+        server
+            .log()
+            .contains("cursor file is missing but its hint is there"),
+        "{}",
+        server.log()
+    );
+    let mut expected = first.expected.clone();
+    expected.extend(second.expected);
+    // The hint keeps what was acknowledged from being sent again.
+    let arrived = wait_for_all(&vm, &expected, &server);
+    assert_arrived_once(&arrived, &expected);
+}
