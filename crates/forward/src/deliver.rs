@@ -119,7 +119,6 @@ pub struct Sender {
     misconfigured_log: RateLimit,
     drop_log: RateLimit,
     retry_log: RateLimit,
-    /// The last failure, until a request succeeds.
     last_error: Mutex<Option<String>>,
 }
 
@@ -388,7 +387,6 @@ impl Sender {
                 "receiver answered 2xx but reports fewer samples written");
         }
         self.metrics.samples_sent.inc_by(count);
-        *self.last_error.lock() = None;
         if let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() {
             self.metrics.sent_timestamp(newest);
         }

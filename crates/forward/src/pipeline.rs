@@ -24,6 +24,11 @@ use tokio::task::JoinSet;
 /// by the pending-samples budget).
 const SHARD_QUEUE_MESSAGES: usize = 64;
 
+/// Bounds of the samples an endpoint holds read but not yet delivered (twice a full request
+/// per shard in between): at most ~8 MB, at least enough to keep a few shards busy.
+const PENDING_SAMPLES_MIN: usize = 10_000;
+const PENDING_SAMPLES_MAX: usize = 100_000;
+
 /// How long the reader waits for new records before it checks whether to stop.
 const READ_WAIT: Duration = Duration::from_millis(250);
 
@@ -91,8 +96,10 @@ impl Epoch {
         let (cancel, cancelled) = watch::channel(false);
         let (drain, draining) = watch::channel(false);
         let pending = Arc::new(AtomicI64::new(0));
-        // Samples read and not yet delivered: bounds the memory of a lagging endpoint.
-        let pending_max = (setup.max_samples_per_send * setup.shards * 4).max(10_000);
+        // Samples read and not yet delivered: bounds the memory of a lagging endpoint (about
+        // 80 bytes a sample), whatever the shard count.
+        let pending_max = (setup.max_samples_per_send * setup.shards * 2)
+            .clamp(PENDING_SAMPLES_MIN, PENDING_SAMPLES_MAX);
         let permits = Arc::new(Semaphore::new(pending_max));
         let unbudgeted = Arc::new(AtomicUsize::new(0));
         let mut queues = Vec::with_capacity(setup.shards);
