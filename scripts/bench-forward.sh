@@ -19,8 +19,8 @@
 #      then VictoriaMetrics starts: the time until all is acknowledged, the most shards
 #      reached, and the CPU seconds of strata and of VictoriaMetrics meanwhile.
 #   3. memory: the 100k-series workload into a fresh strata with 0, 1 and 2 endpoints (both
-#      to one VictoriaMetrics), RSS once everything is forwarded → bytes per series and
-#      endpoint.
+#      to one VictoriaMetrics), RSS once everything is forwarded → bytes per series for the
+#      first endpoint (with the label table all endpoints share) and for the second alone.
 #
 # Prints one JSON object. WAL fsync policy $FSYNC (default batch; `off` is refused with
 # remote-write). Endpoints use the default queue settings. LOADGEN_ARGS default to
@@ -273,8 +273,11 @@ d["catchup_server_cpu_us_per_sample"] = round(f["catchup_server_cpu_s"] * 1e6 / 
 d["catchup_vm_cpu_us_per_sample"] = round(f["catchup_vm_cpu_s"] * 1e6 / f["backlog_samples"], 3)
 s = f["mem_series"]
 if s:
-    d["bytes_per_series_1_endpoint"] = round((f["rss_bytes_1_endpoints"] - f["rss_bytes_0_endpoints"]) / s)
-    d["bytes_per_series_per_endpoint_2"] = round((f["rss_bytes_2_endpoints"] - f["rss_bytes_0_endpoints"]) / s / 2)
+    # The first endpoint brings the label table every endpoint shares; the second only its own.
+    d["bytes_per_series_first_endpoint_with_shared_table"] = round(
+        (f["rss_bytes_1_endpoints"] - f["rss_bytes_0_endpoints"]) / s)
+    d["bytes_per_series_per_endpoint"] = round(
+        (f["rss_bytes_2_endpoints"] - f["rss_bytes_1_endpoints"]) / s)
 print(json.dumps(d, indent=1))
 PY
 grep -hE "WARN|ERROR" "$workdir"/*.log | grep -v "without authentication" | head -5 >&2 || true
