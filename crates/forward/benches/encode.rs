@@ -1,5 +1,7 @@
 //! Encoding cost of one default-sized request: 2000 samples over 200 series (10 timestamps
-//! of 200 series, interleaved as the WAL yields them), protobuf + snappy block.
+//! of 200 series, interleaved as the WAL yields them), and over 2000 series (one sample
+//! each, as a large cluster's per-hwthread metrics at one tick arrive), protobuf + snappy
+//! block.
 //!
 //! `cargo bench -p strata-forward --bench encode`
 
@@ -8,8 +10,8 @@ use std::hint::black_box;
 use strata_forward::labels::Labels;
 use strata_forward::proto::{OutSample, encode_v1, encode_v2};
 
-fn batch() -> Vec<OutSample> {
-    let series: Vec<Labels> = (0..200)
+fn batch(series_count: usize) -> Vec<OutSample> {
+    let series: Vec<Labels> = (0..series_count)
         .map(|i| {
             Labels::new(vec![
                 ("__name__".to_string(), format!("metric_{}", i % 20)),
@@ -23,15 +25,16 @@ fn batch() -> Vec<OutSample> {
         .collect();
     (0..2000)
         .map(|i| OutSample {
-            labels: series[i % 200].clone(),
-            timestamp_ms: 1_700_000_000_000 + (i / 200) as i64 * 60_000,
+            labels: series[i % series_count].clone(),
+            timestamp_ms: 1_700_000_000_000 + (i / series_count) as i64 * 60_000,
             value: (i as f64) * 0.37,
         })
         .collect()
 }
 
 fn encode(c: &mut Criterion) {
-    let samples = batch();
+    let samples = batch(200);
+    let distinct = batch(2000);
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(samples.len() as u64));
     group.bench_function("v1_2000_samples_200_series", |b| {
@@ -39,6 +42,9 @@ fn encode(c: &mut Criterion) {
     });
     group.bench_function("v2_2000_samples_200_series", |b| {
         b.iter(|| encode_v2(black_box(&samples)))
+    });
+    group.bench_function("v1_2000_samples_2000_series", |b| {
+        b.iter(|| encode_v1(black_box(&distinct)))
     });
     group.finish();
 }

@@ -309,22 +309,10 @@ fn metric_name(metric: &str) -> String {
     name
 }
 
-/// FNV-1a (64 bit) over names and values: stable across releases and restarts (the hint
-/// file keys on it), unlike the standard library's hasher.
+/// The hash that picks the hint entry of a series: [`Labels::stable_hash`], the same in every
+/// release and run.
 pub fn series_hash(labels: &Labels) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut add = |bytes: &[u8]| {
-        for &byte in bytes {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for (name, value) in labels.iter() {
-        add(name.as_bytes());
-        add(&[0xff]);
-        add(value.as_bytes());
-        add(&[0xfe]);
-    }
-    hash
+    labels.stable_hash()
 }
 
 #[cfg(test)]
