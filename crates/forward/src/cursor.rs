@@ -20,7 +20,7 @@
 //! | magic | `[u8; 8]` | `b"STRATARA"` |
 //! | version | u32 (4) | [`CURSOR_VERSION`] |
 //! | count | u64 (8) | entries that follow |
-//! | entries | count × (u64, u64, u32) | series hash ([`crate::series::series_hash`]), and the log position of its newest acknowledged sample: record sequence number, index in the record |
+//! | entries | count × (u64, u64, u32) | series hash ([`crate::labels::Labels::stable_hash`]), and the log position of its newest acknowledged sample: record sequence number, index in the record |
 //! | crc | u32 (4) | CRC32C of every byte before it |
 //!
 //! Both are written atomically (temporary file, fsync, rename, directory fsync). The cursor

@@ -8,7 +8,7 @@ use crate::metrics::{EndpointMetrics, reason};
 use crate::pipeline::{Epoch, EpochSetup, Progress};
 use crate::relabel::Relabeler;
 use crate::reshard::{Controller, Interval, RESHARD_INTERVAL};
-use crate::series::{EndpointSeries, series_hash};
+use crate::series::EndpointSeries;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -268,7 +268,7 @@ impl Endpoint {
         let files = self.files.clone();
         let name = self.config.name.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            hint.extend(cached.iter().map(|(labels, acked)| (series_hash(labels), *acked)));
+            hint.extend(cached.iter().map(|(labels, acked)| (labels.stable_hash(), *acked)));
             files.store_hint(&hint).map_err(|error| {
                 tracing::warn!(endpoint = %name, %error, "remote write: cannot write the acknowledged-position hint");
             })

@@ -103,7 +103,7 @@ pub struct EndpointSeries {
     /// in two arrays so that a series costs 12 bytes here, not a padded 16.
     acked_after: Vec<u64>,
     acked_index: Vec<u32>,
-    /// The hint read at startup (by [`series_hash`]), consumed as series are first seen, and
+    /// The hint read at startup (by [`Labels::stable_hash`]), consumed as series are first seen, and
     /// the acknowledged marks of uncached series.
     by_hash: HashMap<u64, Mark>,
     /// Counts acknowledgements, so that an unchanged hint is not written again.
@@ -141,7 +141,7 @@ impl EndpointSeries {
             return match relabeler.apply(store_labels(key)) {
                 None => Resolved::Dropped,
                 Some(labels) => Resolved::Uncached {
-                    hash: series_hash(&labels),
+                    hash: labels.stable_hash(),
                     labels,
                 },
             };
@@ -157,7 +157,7 @@ impl EndpointSeries {
             None => {
                 let labels = match relabeler.apply(store_labels(key)) {
                     Some(labels) => {
-                        if let Some(acked) = self.by_hash.remove(&series_hash(&labels)) {
+                        if let Some(acked) = self.by_hash.remove(&labels.stable_hash()) {
                             self.acked_after[index] = acked.sequence + 1;
                             self.acked_index[index] = acked.index;
                         }
@@ -309,12 +309,6 @@ fn metric_name(metric: &str) -> String {
     name
 }
 
-/// The hash that picks the hint entry of a series: [`Labels::stable_hash`], the same in every
-/// release and run.
-pub fn series_hash(labels: &Labels) -> u64 {
-    labels.stable_hash()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +399,7 @@ mod tests {
         assert!(uncached.is_empty());
         let hint: HashMap<u64, Mark> = cached
             .iter()
-            .map(|(labels, acked)| (series_hash(labels), *acked))
+            .map(|(labels, acked)| (labels.stable_hash(), *acked))
             .collect();
         // After a restart: a new table, ids assigned afresh, the hint found by hash.
         let mut restarted = EndpointSeries::new(SeriesTable::new(), hint);

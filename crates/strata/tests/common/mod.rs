@@ -15,10 +15,11 @@
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_testkit::free_port;
 
 /// The binary under test.
 pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
@@ -559,12 +560,6 @@ impl Drop for Server {
 enum Retry {
     PortTaken(String),
     Fatal(String),
-}
-
-/// A port that was free a moment ago: bind port 0, read it, release it.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// Completes `config` with the harness's settings and writes it to `<dir>/config.json`.
