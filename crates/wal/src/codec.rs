@@ -189,22 +189,46 @@ impl SeriesTable {
     }
 }
 
-/// The series defined so far in the segment being read.
+/// How a [`LogReader`](crate::LogReader) turns batch records into something owned: by name
+/// ([`Names`], a [`WriteBatch`] as it was written) or by series reference ([`Refs`]).
+pub trait Decode: Default + Send {
+    type Batch: Default + Send + std::fmt::Debug;
+
+    /// A new segment starts: its refs are numbered from 0 again.
+    fn start_segment(&mut self, spare: &mut Self::Batch);
+
+    /// Decodes a payload: a batch's samples into `batch` (appending), or a free. Returns the
+    /// sequence number, and the free if it was one. On error nothing of the record's samples
+    /// is kept in `batch` (the segment is abandoned after a malformed record anyway).
+    fn decode_record(
+        &mut self,
+        payload: &[u8],
+        batch: &mut Self::Batch,
+    ) -> Result<(u64, Option<Free>)>;
+
+    /// The record decoded into `batch` is before the reader's start: keep only what later
+    /// records need.
+    fn skip(batch: &mut Self::Batch);
+
+    /// A handed-out batch comes back to be decoded into again.
+    fn recycle(batch: &mut Self::Batch);
+}
+
+/// Decoding into a [`WriteBatch`]: the names of every series defined so far in the segment
+/// being read are kept.
 #[derive(Debug, Default)]
-pub(crate) struct Definitions {
+pub struct Names {
     series: Vec<[String; 5]>,
 }
 
-impl Definitions {
-    pub(crate) fn clear(&mut self) {
+impl Decode for Names {
+    type Batch = WriteBatch;
+
+    fn start_segment(&mut self, _spare: &mut WriteBatch) {
         self.series.clear();
     }
 
-    /// Decodes a payload: a batch's samples into `batch` (appending), or a free. Returns the
-    /// sequence number, and the free if it was one. On error nothing of the record is kept in
-    /// `batch`, but definitions read before the error stay (the segment is abandoned after a
-    /// malformed record anyway).
-    pub(crate) fn decode_record(
+    fn decode_record(
         &mut self,
         payload: &[u8],
         batch: &mut WriteBatch,
@@ -219,6 +243,16 @@ impl Definitions {
         }
     }
 
+    fn skip(batch: &mut WriteBatch) {
+        batch.clear();
+    }
+
+    fn recycle(batch: &mut WriteBatch) {
+        batch.clear();
+    }
+}
+
+impl Names {
     /// Decodes a batch payload into `batch` and returns its sequence number.
     #[cfg(test)]
     pub(crate) fn decode(&mut self, payload: &[u8], batch: &mut WriteBatch) -> Result<u64> {
@@ -229,65 +263,204 @@ impl Definitions {
     }
 
     fn decode_batch(&mut self, cursor: &mut Cursor<'_>, batch: &mut WriteBatch) -> Result<()> {
-        // A definition is at least five one-byte lengths.
-        for _ in 0..cursor.count(5)? {
-            let mut parts: [String; 5] = Default::default();
-            for part in &mut parts {
-                *part = cursor.str()?.to_owned();
-            }
-            self.series.push(parts);
-        }
+        for_each_definition(cursor, |parts| {
+            self.series.push(parts.map(str::to_owned));
+            Ok(())
+        })?;
         let rollback = batch.mark();
-        let result = self.decode_samples(cursor, batch);
-        if result.is_err() {
-            batch.truncate(rollback);
-        }
-        result?;
-        if !cursor.is_empty() {
-            batch.truncate(rollback);
-            return Err(Error::Malformed("bytes after the last sample"));
-        }
-        Ok(())
-    }
-
-    fn decode_samples(&self, cursor: &mut Cursor<'_>, batch: &mut WriteBatch) -> Result<()> {
-        let (mut previous_ref, mut previous_timestamp) = (0i64, 0i64);
-        // A sample is at least a one-byte varint and a four-byte value.
-        for _ in 0..cursor.count(5)? {
-            let head = cursor.varint()?;
-            let series = previous_ref
-                .checked_add(format::unzigzag(head >> 1))
-                .ok_or(Error::Malformed("series ref overflow"))?;
-            if head & 1 == 1 {
-                previous_timestamp = previous_timestamp
-                    .checked_add(format::unzigzag(cursor.varint()?))
-                    .ok_or(Error::Malformed("timestamp overflow"))?;
-            }
-            let value = cursor.f32()?;
+        let result = for_each_sample(cursor, |series, timestamp_s, value| {
             let parts = usize::try_from(series)
                 .ok()
                 .and_then(|i| self.series.get(i))
                 .ok_or(Error::Malformed("sample refers to an undefined series"))?;
-            let key = SeriesKey {
-                cluster: &parts[0],
-                host: &parts[1],
-                levels: [&parts[2], &parts[3]],
-                metric: &parts[4],
-            };
             batch.push(
-                key.cluster,
-                key.host,
+                &parts[0],
+                &parts[1],
                 [
-                    LevelName::new(key.levels[0], ""),
-                    LevelName::new(key.levels[1], ""),
+                    LevelName::new(&parts[2], ""),
+                    LevelName::new(&parts[3], ""),
                 ],
-                key.metric,
-                previous_timestamp,
+                &parts[4],
+                timestamp_s,
                 value,
             );
-            previous_ref = series;
+            Ok(())
+        });
+        if result.is_err() {
+            batch.truncate(rollback);
         }
-        Ok(())
+        result
+    }
+}
+
+/// Decoding into a [`RefBatch`]: the reader keeps nothing per series (only how many are
+/// defined), and no name is copied per sample. For a reader that resolves each series once
+/// per segment and then works by ref: the forwarder.
+#[derive(Debug, Default)]
+pub struct Refs {
+    defined: u64,
+}
+
+/// A batch record by series reference. Refs are numbers local to a segment
+/// ([`Entry::start`](crate::Entry)'s segment): they start at 0 again in every segment.
+#[derive(Debug, Default)]
+pub struct RefBatch {
+    /// Series defined in this record, in ref order. The first record handed out after a
+    /// reader opened inside a segment also carries the definitions of the records before.
+    pub defined: Vec<SeriesDefinition>,
+    pub samples: Vec<RefSample>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefSample {
+    pub series: u32,
+    pub timestamp_s: i64,
+    pub value: f32,
+}
+
+/// A series' ref and its key, in one allocation.
+#[derive(Debug, Clone)]
+pub struct SeriesDefinition {
+    pub series: u32,
+    text: Box<str>,
+    /// Where the first four parts end in `text`.
+    ends: [u32; 4],
+}
+
+impl SeriesDefinition {
+    fn new(series: u32, parts: [&str; 5]) -> Self {
+        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0u32; 4];
+        for (index, part) in parts.iter().enumerate() {
+            text.push_str(part);
+            if let Some(end) = ends.get_mut(index) {
+                // A payload is far below 4 GiB.
+                *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            }
+        }
+        Self {
+            series,
+            text: text.into(),
+            ends,
+        }
+    }
+
+    pub fn key(&self) -> SeriesKey<'_> {
+        let [a, b, c, d] = self.ends.map(|end| end as usize);
+        let text = &*self.text;
+        let part = |from: usize, to: usize| text.get(from..to).unwrap_or("");
+        SeriesKey {
+            cluster: part(0, a),
+            host: part(a, b),
+            levels: [part(b, c), part(c, d)],
+            metric: part(d, text.len()),
+        }
+    }
+}
+
+impl Decode for Refs {
+    type Batch = RefBatch;
+
+    fn start_segment(&mut self, spare: &mut RefBatch) {
+        self.defined = 0;
+        spare.defined.clear();
+        spare.samples.clear();
+    }
+
+    fn decode_record(
+        &mut self,
+        payload: &[u8],
+        batch: &mut RefBatch,
+    ) -> Result<(u64, Option<Free>)> {
+        let mut cursor = Cursor::new(payload);
+        match format::read_record_start(&mut cursor)? {
+            (Kind::Batch, sequence) => {
+                let samples = batch.samples.len();
+                let result = self.decode_batch(&mut cursor, batch);
+                if result.is_err() {
+                    batch.samples.truncate(samples);
+                }
+                result?;
+                Ok((sequence, None))
+            }
+            (Kind::Free, sequence) => Ok((sequence, Some(format::read_free(&mut cursor)?))),
+        }
+    }
+
+    fn skip(batch: &mut RefBatch) {
+        batch.samples.clear();
+    }
+
+    fn recycle(batch: &mut RefBatch) {
+        batch.defined.clear();
+        batch.samples.clear();
+    }
+}
+
+impl Refs {
+    fn decode_batch(&mut self, cursor: &mut Cursor<'_>, batch: &mut RefBatch) -> Result<()> {
+        for_each_definition(cursor, |parts| {
+            let series = u32::try_from(self.defined)
+                .map_err(|_| Error::Malformed("more than 2^32 series in a segment"))?;
+            batch.defined.push(SeriesDefinition::new(series, parts));
+            self.defined += 1;
+            Ok(())
+        })?;
+        for_each_sample(cursor, |series, timestamp_s, value| {
+            let series = u32::try_from(series)
+                .ok()
+                .filter(|&s| u64::from(s) < self.defined)
+                .ok_or(Error::Malformed("sample refers to an undefined series"))?;
+            batch.samples.push(RefSample {
+                series,
+                timestamp_s,
+                value,
+            });
+            Ok(())
+        })
+    }
+}
+
+/// The series definitions at the start of a batch payload: cluster, host, two levels, metric.
+fn for_each_definition<'a>(
+    cursor: &mut Cursor<'a>,
+    mut define: impl FnMut([&'a str; 5]) -> Result<()>,
+) -> Result<()> {
+    // A definition is at least five one-byte lengths.
+    for _ in 0..cursor.count(5)? {
+        let mut parts = [""; 5];
+        for part in &mut parts {
+            *part = cursor.str()?;
+        }
+        define(parts)?;
+    }
+    Ok(())
+}
+
+/// The samples after the definitions: (ref, timestamp, value), each ref and timestamp a
+/// delta from the previous sample's; then the payload must end.
+fn for_each_sample(
+    cursor: &mut Cursor<'_>,
+    mut sample: impl FnMut(i64, i64, f32) -> Result<()>,
+) -> Result<()> {
+    let (mut previous_ref, mut previous_timestamp) = (0i64, 0i64);
+    // A sample is at least a one-byte varint and a four-byte value.
+    for _ in 0..cursor.count(5)? {
+        let head = cursor.varint()?;
+        let series = previous_ref
+            .checked_add(format::unzigzag(head >> 1))
+            .ok_or(Error::Malformed("series ref overflow"))?;
+        if head & 1 == 1 {
+            previous_timestamp = previous_timestamp
+                .checked_add(format::unzigzag(cursor.varint()?))
+                .ok_or(Error::Malformed("timestamp overflow"))?;
+        }
+        sample(series, previous_timestamp, cursor.f32()?)?;
+        previous_ref = series;
+    }
+    match cursor.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Malformed("bytes after the last sample")),
     }
 }
 
@@ -319,7 +492,7 @@ mod tests {
     #[test]
     fn batches_round_trip_and_define_each_series_once_per_segment() {
         let mut table = SeriesTable::default();
-        let mut definitions = Definitions::default();
+        let mut definitions = Names::default();
         let batch = sample_batch();
         let mut first = Vec::new();
         table.encode(&batch, 0, 7, usize::MAX, &mut first);
@@ -368,7 +541,7 @@ mod tests {
     #[test]
     fn a_large_batch_is_cut_into_records_that_read_back_as_the_whole() {
         let mut table = SeriesTable::default();
-        let mut definitions = Definitions::default();
+        let mut definitions = Names::default();
         let mut batch = WriteBatch::new();
         for id in 0..5_000 {
             let name = format!("{id:0>200}");
@@ -413,7 +586,7 @@ mod tests {
     #[test]
     fn a_changed_order_still_finds_every_series() {
         let mut table = SeriesTable::default();
-        let mut definitions = Definitions::default();
+        let mut definitions = Names::default();
         let mut forward = WriteBatch::new();
         let mut backward = WriteBatch::new();
         for id in 0..50 {
@@ -452,14 +625,14 @@ mod tests {
         let mut table = SeriesTable::default();
         let mut payload = Vec::new();
         table.encode(&sample_batch(), 0, 1, usize::MAX, &mut payload);
-        let mut fresh = Definitions::default();
+        let mut fresh = Names::default();
         let mut second = Vec::new();
         table.encode(&sample_batch(), 0, 2, usize::MAX, &mut second);
         let mut batch = WriteBatch::new();
         assert!(fresh.decode(&second, &mut batch).is_err());
         assert!(batch.is_empty());
         for cut in 0..payload.len() {
-            let mut definitions = Definitions::default();
+            let mut definitions = Names::default();
             let mut batch = WriteBatch::new();
             assert!(
                 definitions.decode(&payload[..cut], &mut batch).is_err(),

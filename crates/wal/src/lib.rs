@@ -39,6 +39,7 @@ mod storage;
 pub mod stream;
 pub mod writer;
 
+pub use codec::{Decode, Names, RefBatch, RefSample, Refs, SeriesDefinition};
 pub use committed::Committed;
 pub use reader::{
     Damage, ReplayReport, SegmentFile, list_segments, replay, segment_file_name, truncate_torn_tail,

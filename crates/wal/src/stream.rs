@@ -24,7 +24,7 @@
 //! first; a damage is handed out once that is known, or when the reader reaches the end or
 //! has to wait.
 
-use crate::codec::Definitions;
+use crate::codec::{Decode, Names};
 use crate::committed::Committed;
 use crate::format::{self, Frame, SegmentHeader};
 use crate::reader::{Damage, list_segments, segment_file_name};
@@ -44,27 +44,27 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// segment (up to 256 MiB) allocates no more than what the file holds and one step.
 const READ_STEP_BYTES_MAX: usize = 1 << 20;
 
-/// A record read from the log, owned.
+/// A record read from the log, owned: a batch as the reader's [`Decode`] makes it.
 #[derive(Debug)]
-pub enum OwnedRecord {
-    Batch(WriteBatch),
+pub enum OwnedRecord<B = WriteBatch> {
+    Batch(B),
     Free(Free),
 }
 
 /// A record and where it is.
 #[derive(Debug)]
-pub struct Entry {
+pub struct Entry<B = WriteBatch> {
     pub start: Position,
     /// Where the next record starts: open a reader here to resume after this record.
     pub end: Position,
     pub sequence: u64,
-    pub record: OwnedRecord,
+    pub record: OwnedRecord<B>,
 }
 
 /// What a reader hands out.
 #[derive(Debug)]
-pub enum Event {
-    Record(Entry),
+pub enum Event<B = WriteBatch> {
+    Record(Entry<B>),
     Damage(Damage),
 }
 
@@ -182,8 +182,9 @@ enum Step {
     End,
 }
 
-/// A streaming reader of the log; see the module doc.
-pub struct LogReader {
+/// A streaming reader of the log; see the module doc. `D` decides how batch records are
+/// handed out: by name (a [`WriteBatch`]) or by series ref ([`crate::Refs`]).
+pub struct LogReader<D: Decode = Names> {
     directory: PathBuf,
     committed: Option<Arc<Committed>>,
     current: Option<Segment>,
@@ -196,21 +197,21 @@ pub struct LogReader {
     /// Whether a segment has been opened: segments missing before the first one are not
     /// damage (they were deleted before the reader started).
     opened_any: bool,
-    definitions: Definitions,
+    decoder: D,
     /// A batch to decode into, handed back with [`LogReader::recycle`].
-    spare: WriteBatch,
+    spare: D::Batch,
     /// The sequence number the next record should have, when known.
     expected: Option<u64>,
     /// Past every sequence number seen: in records, segment headers, and damaged bytes.
     next_sequence: u64,
     held: Option<Held>,
-    ready: VecDeque<Event>,
+    ready: VecDeque<Event<D::Batch>>,
     torn_tail: Option<(Position, u64)>,
     segments_read: usize,
     last_segment: Option<u64>,
 }
 
-impl std::fmt::Debug for LogReader {
+impl<D: Decode> std::fmt::Debug for LogReader<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogReader")
             .field("directory", &self.directory)
@@ -221,6 +222,17 @@ impl std::fmt::Debug for LogReader {
 }
 
 impl LogReader {
+    /// Opens a reader that hands out batches by name; see [`LogReader::open_as`].
+    pub fn open(
+        directory: &Path,
+        from: Position,
+        committed: Option<Arc<Committed>>,
+    ) -> Result<Self> {
+        Self::open_as(directory, from, committed)
+    }
+}
+
+impl<D: Decode> LogReader<D> {
     /// Opens at `from` (a record boundary: a segment's header end, or any `Entry::end`).
     /// Segments are self-contained (each defines its series before use), so opening
     /// mid-segment decodes the series definitions of the records before `from` without
@@ -232,7 +244,7 @@ impl LogReader {
     /// reads only up to the committed position and [`LogReader::next`] waits on
     /// [`Committed::wait_past`]; without it (recovery, `strata check`, offline) it reads to
     /// the end of the newest segment and a bad end of that segment is a torn tail.
-    pub fn open(
+    pub fn open_as(
         directory: &Path,
         from: Position,
         committed: Option<Arc<Committed>>,
@@ -245,8 +257,8 @@ impl LogReader {
             position: from,
             skip_to: Some(from).filter(|from| from.offset > 0),
             opened_any: false,
-            definitions: Definitions::default(),
-            spare: WriteBatch::new(),
+            decoder: D::default(),
+            spare: D::Batch::default(),
             expected: None,
             next_sequence: 0,
             held: None,
@@ -259,7 +271,7 @@ impl LogReader {
 
     /// The next record or damage. `Ok(None)` means: nothing new within `wait` (tailing), or
     /// the end of the log (offline), or the log closed.
-    pub fn next(&mut self, wait: Duration) -> Result<Option<Event>> {
+    pub fn next(&mut self, wait: Duration) -> Result<Option<Event<D::Batch>>> {
         let deadline = Instant::now().checked_add(wait);
         loop {
             if let Some(event) = self.ready.pop_front() {
@@ -299,8 +311,8 @@ impl LogReader {
     }
 
     /// Gives a batch of a handed-out record back for decoding the next one into.
-    pub fn recycle(&mut self, mut batch: WriteBatch) {
-        batch.clear();
+    pub fn recycle(&mut self, mut batch: D::Batch) {
+        D::recycle(&mut batch);
         self.spare = batch;
     }
 
@@ -397,7 +409,7 @@ impl LogReader {
         let header = format::RECORD_HEADER_BYTES as usize;
         let payload = &segment.buffer[segment.head + header..segment.head + header + length];
         let mut batch = std::mem::take(&mut self.spare);
-        let (sequence, free) = match self.definitions.decode_record(payload, &mut batch) {
+        let (sequence, free) = match self.decoder.decode_record(payload, &mut batch) {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.spare = batch;
@@ -421,7 +433,8 @@ impl LogReader {
         {
             // Before the position the reader was opened at: definitions only.
             self.expected = Some(sequence + 1);
-            self.recycle(batch);
+            D::skip(&mut batch);
+            self.spare = batch;
             if end.offset > skip.offset {
                 self.skip_to = None;
                 self.report(Damage {
@@ -601,7 +614,7 @@ impl LogReader {
         self.opened_any = true;
         self.segments_read += 1;
         self.last_segment = Some(number);
-        self.definitions.clear();
+        self.decoder.start_segment(&mut self.spare);
         if self.skip_to.is_some_and(|skip| skip.segment != number) {
             // The segment of the position opened at is gone: its records with it.
             self.skip_to = None;
