@@ -15,6 +15,9 @@ struct Inner {
     pairs: Box<[(Box<str>, Box<str>)]>,
     /// FNV-1a of the pairs: a function of them, so the derived comparisons stay consistent.
     hash: u64,
+    /// The pairs as 1.0 protobuf, ready to be copied into every request that carries the
+    /// series (see [`Labels::encoded_v1`]); also a function of the pairs.
+    encoded_v1: Box<[u8]>,
 }
 
 impl std::hash::Hash for Labels {
@@ -41,6 +44,29 @@ fn fnv1a(pairs: &[(Box<str>, Box<str>)]) -> u64 {
     hash
 }
 
+/// `TimeSeries.labels` (field 1) and `Label.name`/`Label.value` (fields 1 and 2), all
+/// length-delimited.
+const LABELS_TAG: u8 = 1 << 3 | 2;
+const NAME_TAG: u8 = 1 << 3 | 2;
+const VALUE_TAG: u8 = 2 << 3 | 2;
+
+fn encode_v1(pairs: &[(Box<str>, Box<str>)]) -> Box<[u8]> {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+    let field = |text: &str| 1 + encoded_len_varint(text.len() as u64) + text.len();
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        let label = field(name) + field(value);
+        out.push(LABELS_TAG);
+        encode_varint(label as u64, &mut out);
+        for (tag, text) in [(NAME_TAG, name), (VALUE_TAG, value)] {
+            out.push(tag);
+            encode_varint(text.len() as u64, &mut out);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out.into()
+}
+
 impl Labels {
     /// Sorts, keeps the last of duplicate names (as Prometheus's label builder does when a
     /// name is set twice), then drops empty names and values.
@@ -57,7 +83,19 @@ impl Labels {
         out.retain(|(name, value)| !name.is_empty() && !value.is_empty());
         let pairs: Box<[(Box<str>, Box<str>)]> = out.into();
         let hash = fnv1a(&pairs);
-        Labels(Arc::new(Inner { pairs, hash }))
+        let encoded_v1 = encode_v1(&pairs);
+        Labels(Arc::new(Inner {
+            pairs,
+            hash,
+            encoded_v1,
+        }))
+    }
+
+    /// Each pair as a 1.0 `Label` message framed as field 1 of `TimeSeries`: a request
+    /// copies these bytes instead of building and encoding the strings again (which took a
+    /// quarter of the forwarder's CPU in allocations).
+    pub fn encoded_v1(&self) -> &[u8] {
+        &self.0.encoded_v1
     }
 
     /// A hash of the contents that never changes between releases or runs.

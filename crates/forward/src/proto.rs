@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use prost::Message;
+use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::labels::Labels;
 
@@ -112,32 +113,64 @@ pub fn encode_v2(samples: &[OutSample]) -> Vec<u8> {
     try_encode_v2(samples).unwrap_or_default()
 }
 
+/// `WriteRequest.timeseries` (1), `TimeSeries.samples` (2), `Sample.value` (1, 64-bit) and
+/// `Sample.timestamp` (2, varint).
+const TIMESERIES_TAG: u8 = 1 << 3 | 2;
+const SAMPLE_TAG: u8 = 2 << 3 | 2;
+const VALUE_TAG: u8 = 1 << 3 | 1;
+const TIMESTAMP_TAG: u8 = 2 << 3;
+
+/// Bytes of one `Sample` message: both fields, always written (proto3 may omit zeros;
+/// writing them is equally valid).
+fn sample_bytes(timestamp_ms: i64) -> usize {
+    2 + 8 + encoded_len_varint(timestamp_ms as u64)
+}
+
+/// The 1.0 body written straight from each label set's pre-encoded bytes
+/// ([`Labels::encoded_v1`]): no message structs, no label strings copied per request. The
+/// `WriteRequest` it writes decodes as the derived messages above (tests check it).
 pub fn try_encode_v1(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
     let groups = Groups::of(samples);
-    let mut timeseries: Vec<TimeSeries> = groups
-        .series
-        .iter()
-        .zip(&groups.counts)
-        .map(|(series, count)| TimeSeries {
-            labels: series
-                .iter()
-                .map(|(name, value)| Label {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                })
-                .collect(),
-            samples: Vec::with_capacity(*count),
-        })
-        .collect();
-    for (sample, slot) in samples.iter().zip(&groups.slots) {
-        if let Some(series) = timeseries.get_mut(*slot) {
-            series.samples.push(Sample {
-                value: sample.value,
-                timestamp: sample.timestamp_ms,
-            });
+    // Samples in series order (a counting sort by slot, stable), and each series' length.
+    let mut next: Vec<usize> = Vec::with_capacity(groups.counts.len());
+    let mut lengths: Vec<usize> = Vec::with_capacity(groups.counts.len());
+    let mut start = 0;
+    for (labels, count) in groups.series.iter().zip(&groups.counts) {
+        next.push(start);
+        start += count;
+        lengths.push(labels.encoded_v1().len());
+    }
+    let mut order = vec![0usize; samples.len()];
+    for (index, (sample, &slot)) in samples.iter().zip(&groups.slots).enumerate() {
+        if let (Some(at), Some(length)) = (next.get_mut(slot), lengths.get_mut(slot)) {
+            if let Some(place) = order.get_mut(*at) {
+                *place = index;
+            }
+            *at += 1;
+            let bytes = sample_bytes(sample.timestamp_ms);
+            *length += 1 + encoded_len_varint(bytes as u64) + bytes;
         }
     }
-    compress(&WriteRequest { timeseries })
+    compress_with(|buffer| {
+        let mut order = order.iter();
+        for ((labels, &count), &length) in groups.series.iter().zip(&groups.counts).zip(&lengths) {
+            buffer.push(TIMESERIES_TAG);
+            encode_varint(length as u64, buffer);
+            buffer.extend_from_slice(labels.encoded_v1());
+            for &index in order.by_ref().take(count) {
+                let Some(sample) = samples.get(index) else {
+                    continue;
+                };
+                buffer.push(SAMPLE_TAG);
+                encode_varint(sample_bytes(sample.timestamp_ms) as u64, buffer);
+                buffer.push(VALUE_TAG);
+                buffer.extend_from_slice(&sample.value.to_le_bytes());
+                buffer.push(TIMESTAMP_TAG);
+                encode_varint(sample.timestamp_ms as u64, buffer);
+            }
+        }
+        Ok(())
+    })
 }
 
 pub fn try_encode_v2(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
@@ -181,10 +214,11 @@ pub fn try_encode_v2(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
             });
         }
     }
-    compress(&RequestV2 {
+    let request = RequestV2 {
         symbols,
         timeseries,
-    })
+    };
+    compress_with(|buffer| request.encode(buffer).map_err(|_| EncodeTooLarge))
 }
 
 /// A request's samples gathered by series: each series once, in first-seen order; within
@@ -284,11 +318,14 @@ thread_local! {
         RefCell::new((Vec::new(), snap::raw::Encoder::new()));
 }
 
-fn compress(message: &impl Message) -> Result<Vec<u8>, EncodeTooLarge> {
+/// Snappy block of what `encode` writes into the thread's scratch buffer.
+fn compress_with(
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeTooLarge>,
+) -> Result<Vec<u8>, EncodeTooLarge> {
     SCRATCH.with(|scratch| {
         let (buffer, encoder) = &mut *scratch.borrow_mut();
         buffer.clear();
-        message.encode(buffer).map_err(|_| EncodeTooLarge)?;
+        encode(buffer)?;
         let bound = snap::raw::max_compress_len(buffer.len());
         if bound == 0 && !buffer.is_empty() {
             return Err(EncodeTooLarge);
@@ -440,15 +477,14 @@ mod tests {
         /// their original order, values bit for bit.
         #[test]
         fn every_series_keeps_its_order(
-            picks in proptest::collection::vec((0usize..6, any::<bool>(), any::<u64>()), 0..200),
+            picks in proptest::collection::vec((0usize..6, any::<bool>(), any::<u64>(), any::<i64>()), 0..200),
         ) {
             let shared: Vec<Labels> = (0..6).map(|i| labels("m", &format!("h{i}"))).collect();
             let samples: Vec<OutSample> = picks
                 .iter()
-                .enumerate()
-                .map(|(t, (series, share, bits))| OutSample {
+                .map(|(series, share, bits, t)| OutSample {
                     labels: if *share { shared[*series].clone() } else { labels("m", &format!("h{series}")) },
-                    timestamp_ms: t as i64,
+                    timestamp_ms: *t,
                     value: f64::from_bits(*bits),
                 })
                 .collect();

@@ -276,10 +276,7 @@ impl Names {
             batch.push(
                 &parts[0],
                 &parts[1],
-                [
-                    LevelName::new(&parts[2], ""),
-                    LevelName::new(&parts[3], ""),
-                ],
+                [LevelName::new(&parts[2], ""), LevelName::new(&parts[3], "")],
                 &parts[4],
                 timestamp_s,
                 value,
