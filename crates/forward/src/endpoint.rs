@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use strata_wal::format::SEGMENT_HEADER_BYTES;
-use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, Retention};
+use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, Refs, Retention};
 use tokio::sync::watch;
 
 /// How often the cursor is written (when it moved) and the budget checked.
@@ -477,7 +477,7 @@ fn count_samples(
     from: Position,
     to: Position,
 ) -> strata_wal::Result<(u64, Option<i64>, Option<i64>)> {
-    let mut reader = LogReader::open(directory, from, None)?;
+    let mut reader = LogReader::<Refs>::open_as(directory, from, None)?;
     let (mut samples, mut first, mut last) = (0u64, None::<i64>, None::<i64>);
     let mut records = 0;
     while records < SKIP_COUNT_RECORDS_MAX
@@ -491,7 +491,7 @@ fn count_samples(
             break;
         }
         if let OwnedRecord::Batch(batch) = entry.record {
-            for sample in batch.iter() {
+            for sample in &batch.samples {
                 let ms = sample.timestamp_s.saturating_mul(1000);
                 samples += 1;
                 first = Some(first.map_or(ms, |f| f.min(ms)));

@@ -9,14 +9,14 @@ use crate::deliver::Sender;
 use crate::metrics::{EndpointMetrics, reason};
 use crate::proto::OutSample;
 use crate::relabel::Relabeler;
-use crate::series::{EndpointSeries, Mark, SeriesRef};
+use crate::series::{EndpointSeries, Mark, SegmentRefs, SeriesRef};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position};
+use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, Refs};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -124,11 +124,13 @@ impl Epoch {
             }));
         }
         let replay_end = setup.committed.position();
-        let reader = LogReader::open(&setup.wal_directory, setup.start, Some(setup.committed))
-            .map_err(|e| e.to_string())?;
+        let reader =
+            LogReader::<Refs>::open_as(&setup.wal_directory, setup.start, Some(setup.committed))
+                .map_err(|e| e.to_string())?;
         let metrics_for_epoch = setup.metrics.clone();
         let read = ReadLoop {
             reader,
+            refs: SegmentRefs::default(),
             series: setup.series,
             relabeler: setup.relabeler,
             queues,
@@ -197,7 +199,8 @@ impl Epoch {
 }
 
 struct ReadLoop {
-    reader: LogReader,
+    reader: LogReader<Refs>,
+    refs: SegmentRefs,
     series: Arc<Mutex<EndpointSeries>>,
     relabeler: Arc<Relabeler>,
     queues: Vec<mpsc::Sender<Vec<Item>>>,
@@ -251,19 +254,26 @@ impl ReadLoop {
             let mut count = 0u32;
             {
                 let mut series = self.series.lock();
-                for (index, sample) in batch.iter().enumerate() {
-                    let resolved = series.resolve(&sample.key, &self.relabeler);
+                self.refs.enter(entry.start.segment);
+                for definition in &batch.defined {
+                    let resolved = series.resolve(&definition.key(), &self.relabeler);
+                    self.refs.define(definition.series, resolved);
+                }
+                let (mut dropped, mut skipped, mut highest) = (0, 0, i64::MIN);
+                for (index, sample) in batch.samples.iter().enumerate() {
                     let mark = Mark {
                         sequence: entry.sequence,
                         index: u32::try_from(index).unwrap_or(u32::MAX),
                     };
-                    let Some((shard_key, reference, labels)) = resolved.reference() else {
-                        self.metrics.dropped(reason::DROPPED_SERIES, 1);
+                    let Some((shard_key, reference, labels)) =
+                        self.refs.lookup(sample.series, &series)
+                    else {
+                        dropped += 1;
                         continue;
                     };
                     let timestamp_ms = sample.timestamp_s.saturating_mul(1000);
-                    if replayed && series.acked(&resolved).is_some_and(|acked| acked >= mark) {
-                        self.metrics.replay_skipped.inc();
+                    if replayed && series.acked(reference).is_some_and(|acked| acked >= mark) {
+                        skipped += 1;
                         continue;
                     }
                     let shard = (shard_key % per_shard.len() as u64) as usize;
@@ -278,11 +288,15 @@ impl ReadLoop {
                         ticket: 0,
                     });
                     count += 1;
-                    self.progress
-                        .highest_read_ms
-                        .fetch_max(timestamp_ms, Ordering::Relaxed);
+                    highest = highest.max(timestamp_ms);
                 }
+                self.metrics.dropped(reason::DROPPED_SERIES, dropped);
+                self.metrics.replay_skipped.inc_by(skipped);
+                self.progress
+                    .highest_read_ms
+                    .fetch_max(highest, Ordering::Relaxed);
             }
+            self.reader.recycle(batch);
             let ticket = self.acks.lock().open(entry.end, count);
             if count == 0 {
                 continue;

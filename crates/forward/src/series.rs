@@ -76,7 +76,7 @@ pub enum Resolved {
     /// The endpoint's relabel rules drop it.
     Dropped,
     /// `id` picks its shard and its acknowledged timestamp.
-    Cached { id: u32, labels: Labels },
+    Cached { id: u32 },
     /// Beyond [`SERIES_CACHED_MAX`]: `hash` does what the id does.
     Uncached { hash: u64, labels: Labels },
 }
@@ -153,7 +153,7 @@ impl EndpointSeries {
             self.acked_index.resize(index + 1, 0);
         }
         let labels = match &self.labels[index] {
-            Some(labels) => labels.clone(),
+            Some(labels) => labels,
             None => {
                 let labels = match relabeler.apply(store_labels(key)) {
                     Some(labels) => {
@@ -165,22 +165,25 @@ impl EndpointSeries {
                     }
                     None => Labels::new(Vec::new()),
                 };
-                self.labels[index] = Some(labels.clone());
-                labels
+                &*self.labels[index].insert(labels)
             }
         };
         match labels.is_empty() {
             true => Resolved::Dropped,
-            false => Resolved::Cached { id, labels },
+            false => Resolved::Cached { id },
         }
     }
 
-    /// The log position of the newest acknowledged sample of a resolved series.
-    pub fn acked(&self, series: &Resolved) -> Option<Mark> {
+    /// The label set of the series `id`, once resolved (empty when dropped).
+    pub fn labels(&self, id: u32) -> Option<&Labels> {
+        self.labels.get(id as usize)?.as_ref()
+    }
+
+    /// The log position of the newest acknowledged sample of a series.
+    pub fn acked(&self, series: SeriesRef) -> Option<Mark> {
         match series {
-            Resolved::Cached { id, .. } => self.mark(*id as usize),
-            Resolved::Uncached { hash, .. } => self.by_hash.get(hash).copied(),
-            Resolved::Dropped => None,
+            SeriesRef::Id(id) => self.mark(id as usize),
+            SeriesRef::Hash(hash) => self.by_hash.get(&hash).copied(),
         }
     }
 
@@ -250,14 +253,72 @@ pub enum SeriesRef {
     Hash(u64),
 }
 
-impl Resolved {
-    /// Shard key and acknowledgement reference; `None` for a dropped series.
-    pub fn reference(&self) -> Option<(u64, SeriesRef, &Labels)> {
-        match self {
-            Resolved::Dropped => None,
-            Resolved::Cached { id, labels } => Some((u64::from(*id), SeriesRef::Id(*id), labels)),
-            Resolved::Uncached { hash, labels } => Some((*hash, SeriesRef::Hash(*hash), labels)),
+/// What one log segment's series refs stand for at one endpoint, resolved once per
+/// definition: the reader then goes from a sample's ref to its labels by index, with no name
+/// built or hashed per sample. 4 bytes a series.
+#[derive(Debug, Default)]
+pub struct SegmentRefs {
+    segment: Option<u64>,
+    /// By ref: a shared series id, [`DROPPED_SLOT`], or [`UNCACHED_SLOT`] | an index into
+    /// `uncached`.
+    slots: Vec<u32>,
+    uncached: Vec<(u64, Labels)>,
+}
+
+const DROPPED_SLOT: u32 = u32::MAX;
+const UNCACHED_SLOT: u32 = 1 << 31;
+const _: () = assert!(SERIES_CACHED_MAX < UNCACHED_SLOT as usize);
+
+impl SegmentRefs {
+    /// Refs are numbered per segment: a record of another segment than the last starts
+    /// afresh.
+    pub fn enter(&mut self, segment: u64) {
+        if self.segment != Some(segment) {
+            self.segment = Some(segment);
+            self.slots.clear();
+            self.uncached.clear();
         }
+    }
+
+    pub fn define(&mut self, series_ref: u32, resolved: Resolved) {
+        let slot = match resolved {
+            Resolved::Dropped => DROPPED_SLOT,
+            Resolved::Cached { id, .. } => id,
+            Resolved::Uncached { hash, labels } => {
+                self.uncached.push((hash, labels));
+                // 2^31 uncached series in one segment would need terabytes of memory first.
+                u32::try_from(self.uncached.len() - 1)
+                    .ok()
+                    .filter(|&index| index < UNCACHED_SLOT - 1)
+                    .map_or(DROPPED_SLOT, |index| UNCACHED_SLOT | index)
+            }
+        };
+        let index = series_ref as usize;
+        if index >= self.slots.len() {
+            self.slots.resize(index + 1, DROPPED_SLOT);
+        }
+        if let Some(place) = self.slots.get_mut(index) {
+            *place = slot;
+        }
+    }
+
+    /// Shard key, acknowledgement reference and labels of the series of a ref; `None` when
+    /// the endpoint drops it.
+    pub fn lookup<'a>(
+        &'a self,
+        series_ref: u32,
+        series: &'a EndpointSeries,
+    ) -> Option<(u64, SeriesRef, &'a Labels)> {
+        let slot = *self.slots.get(series_ref as usize)?;
+        if slot == DROPPED_SLOT {
+            return None;
+        }
+        if slot & UNCACHED_SLOT != 0 {
+            let (hash, labels) = self.uncached.get((slot & !UNCACHED_SLOT) as usize)?;
+            return Some((*hash, SeriesRef::Hash(*hash), labels));
+        }
+        let labels = series.labels(slot)?;
+        Some((u64::from(slot), SeriesRef::Id(slot), labels))
     }
 }
 
@@ -339,9 +400,10 @@ mod tests {
         let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
         let table = SeriesTable::new();
         let mut series = EndpointSeries::new(table.clone(), HashMap::new());
-        let Resolved::Cached { id, labels } = series.resolve(&key, &relabeler) else {
+        let Resolved::Cached { id } = series.resolve(&key, &relabeler) else {
             panic!("not cached");
         };
+        let labels = series.labels(id).unwrap().clone();
         let pairs: Vec<(&str, &str)> = labels.iter().collect();
         assert_eq!(
             pairs,
@@ -358,15 +420,11 @@ mod tests {
         assert_eq!(metric_name("9lives"), "_9lives");
         // A second endpoint with the same labels shares the label set.
         let mut other = EndpointSeries::new(table, HashMap::new());
-        let Resolved::Cached {
-            id: same,
-            labels: shared,
-        } = other.resolve(&key, &relabeler)
-        else {
+        let Resolved::Cached { id: same } = other.resolve(&key, &relabeler) else {
             panic!("not cached");
         };
         assert_eq!(same, id);
-        assert!(shared.ptr_eq(&labels));
+        assert!(other.labels(same).unwrap().ptr_eq(&labels));
     }
 
     #[test]
@@ -379,9 +437,11 @@ mod tests {
         };
         let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
         let mut series = EndpointSeries::new(SeriesTable::new(), HashMap::new());
-        let resolved = series.resolve(&key, &relabeler);
-        assert_eq!(series.acked(&resolved), None);
-        let (_, reference, _) = resolved.reference().unwrap();
+        let Resolved::Cached { id, .. } = series.resolve(&key, &relabeler) else {
+            panic!("not cached");
+        };
+        let reference = SeriesRef::Id(id);
+        assert_eq!(series.acked(reference), None);
         let later = Mark {
             sequence: 7,
             index: 2,
@@ -394,7 +454,7 @@ mod tests {
                 index: 1,
             },
         );
-        assert_eq!(series.acked(&resolved), Some(later));
+        assert_eq!(series.acked(reference), Some(later));
         let (cached, uncached) = series.acknowledged();
         assert!(uncached.is_empty());
         let hint: HashMap<u64, Mark> = cached
@@ -403,8 +463,10 @@ mod tests {
             .collect();
         // After a restart: a new table, ids assigned afresh, the hint found by hash.
         let mut restarted = EndpointSeries::new(SeriesTable::new(), hint);
-        let resolved = restarted.resolve(&key, &relabeler);
-        assert_eq!(restarted.acked(&resolved), Some(later));
+        let Resolved::Cached { id, .. } = restarted.resolve(&key, &relabeler) else {
+            panic!("not cached");
+        };
+        assert_eq!(restarted.acked(SeriesRef::Id(id)), Some(later));
     }
 
     #[test]

@@ -140,11 +140,16 @@ fn tls_config(prometheus: &TlsPrometheus, client_certificate: bool, ca: bool) ->
     endpoint
 }
 
-/// Delivers until cancelled after `time`; the delivery must not finish by itself.
+/// Delivers until cancelled after `time` and a first failure (on a loaded machine a TLS
+/// handshake may take longer than `time`); the delivery must not finish by itself.
 async fn retries_until_cancelled(h: &Harness, batch: &[OutSample], time: Duration) {
     let cancel = h.cancel.subscribe();
     let (result, ()) = tokio::join!(h.sender.deliver(batch, &cancel), async {
         tokio::time::sleep(time).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while h.sender.last_error().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         h.cancel.send_replace(true);
     });
     assert_eq!(result, Err(Cancelled));
