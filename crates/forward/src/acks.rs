@@ -15,6 +15,8 @@ pub type Ticket = u64;
 #[derive(Debug)]
 struct Pending {
     end: Position,
+    /// The record's sequence number, so a sample in flight need not carry it.
+    sequence: u64,
     outstanding: u32,
 }
 
@@ -38,16 +40,23 @@ impl Acks {
         }
     }
 
-    /// Registers a record ending at `end` with `samples` samples in flight; a record with
-    /// none is done at once (once its predecessors are).
-    pub fn open(&mut self, end: Position, samples: u32) -> Ticket {
+    /// Registers record `sequence` ending at `end` with `samples` samples in flight; a
+    /// record with none is done at once (once its predecessors are).
+    pub fn open(&mut self, end: Position, sequence: u64, samples: u32) -> Ticket {
         let ticket = self.first + self.pending.len() as u64;
         self.pending.push_back(Pending {
             end,
+            sequence,
             outstanding: samples,
         });
         self.advance();
         ticket
+    }
+
+    /// The sequence number of a record with samples still in flight.
+    pub fn sequence(&self, ticket: Ticket) -> Option<u64> {
+        let index = ticket.checked_sub(self.first)?;
+        Some(self.pending.get(usize::try_from(index).ok()?)?.sequence)
     }
 
     /// `samples` samples of record `ticket` are acknowledged or deliberately dropped.
@@ -91,18 +100,20 @@ mod tests {
     #[test]
     fn the_cursor_waits_for_the_oldest_record() {
         let mut acks = Acks::new(at(24));
-        let a = acks.open(at(100), 2);
-        let b = acks.open(at(200), 1);
-        let empty = acks.open(at(250), 0);
+        let a = acks.open(at(100), 7, 2);
+        let b = acks.open(at(200), 8, 1);
+        let empty = acks.open(at(250), 9, 0);
         assert_eq!(empty, 2);
+        assert_eq!((acks.sequence(a), acks.sequence(b)), (Some(7), Some(8)));
         acks.acknowledge(b, 1);
         assert_eq!(acks.done(), at(24), "record a is still in flight");
         acks.acknowledge(a, 1);
         assert_eq!(acks.done(), at(24));
         acks.acknowledge(a, 1);
         assert_eq!(acks.done(), at(250), "a, b and the empty record are done");
-        acks.open(at(300), 0);
+        acks.open(at(300), 10, 0);
         assert_eq!(acks.done(), at(300));
+        assert_eq!(acks.sequence(a), None, "done");
     }
 
     proptest! {
@@ -116,7 +127,7 @@ mod tests {
             let mut acks = Acks::new(at(0));
             let mut left: Vec<u32> = sizes.clone();
             for (i, &size) in sizes.iter().enumerate() {
-                acks.open(at(i as u64 + 1), size);
+                acks.open(at(i as u64 + 1), i as u64, size);
             }
             for index in order {
                 let candidates: Vec<usize> = (0..left.len()).filter(|&i| left[i] > 0).collect();

@@ -7,6 +7,7 @@
 use crate::acks::{Acks, Ticket};
 use crate::deliver::Sender;
 use crate::metrics::{EndpointMetrics, reason};
+use crate::labels::Labels;
 use crate::proto::OutSample;
 use crate::relabel::Relabeler;
 use crate::series::{EndpointSeries, Mark, SegmentRefs, SeriesRef};
@@ -32,13 +33,41 @@ const PENDING_SAMPLES_MAX: usize = 100_000;
 /// How long the reader waits for new records before it checks whether to stop.
 const READ_WAIT: Duration = Duration::from_millis(250);
 
-/// A sample on its way to a shard.
+/// A sample on its way to a shard: 40 bytes, so a lagging endpoint's read-ahead stays small.
+/// Its record's sequence number is in [`Acks`] (by ticket); an uncached series' reference is
+/// its label hash.
 #[derive(Debug)]
 pub struct Item {
-    pub sample: OutSample,
-    pub series: SeriesRef,
-    pub mark: Mark,
+    pub labels: Labels,
+    pub timestamp_ms: i64,
     pub ticket: Ticket,
+    /// Log values are f32; sent as f64.
+    pub value: f32,
+    /// The sample's place in its record.
+    pub index: u32,
+    /// The shared series id, or [`UNCACHED_ID`].
+    pub id: u32,
+}
+
+/// [`Item::id`] of a series beyond the shared table: referred to by its label hash.
+const UNCACHED_ID: u32 = u32::MAX;
+const _: () = assert!(std::mem::size_of::<Item>() == 40);
+
+impl Item {
+    fn series(&self) -> SeriesRef {
+        match self.id {
+            UNCACHED_ID => SeriesRef::Hash(self.labels.stable_hash()),
+            id => SeriesRef::Id(id),
+        }
+    }
+}
+
+/// Where a sample being sent came from: its record's ticket, its series and its place.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    ticket: Ticket,
+    series: SeriesRef,
+    index: u32,
 }
 
 /// What the pipeline shares with its endpoint.
@@ -247,7 +276,7 @@ impl ReadLoop {
                 .bytes_read
                 .fetch_add(entry_bytes(entry.start, entry.end), Ordering::Relaxed);
             let OwnedRecord::Batch(batch) = entry.record else {
-                self.acks.lock().open(entry.end, 0);
+                self.acks.lock().open(entry.end, entry.sequence, 0);
                 continue;
             };
             let replayed = entry.start < self.replay_end;
@@ -261,9 +290,11 @@ impl ReadLoop {
                 }
                 let (mut dropped, mut skipped, mut highest) = (0, 0, i64::MIN);
                 for (index, sample) in batch.samples.iter().enumerate() {
+                    // A record holds at most 8 MiB: far fewer samples than u32::MAX.
+                    let index = u32::try_from(index).unwrap_or(u32::MAX);
                     let mark = Mark {
                         sequence: entry.sequence,
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                        index,
                     };
                     let Some((shard_key, reference, labels)) =
                         self.refs.lookup(sample.series, &series)
@@ -278,14 +309,15 @@ impl ReadLoop {
                     }
                     let shard = (shard_key % per_shard.len() as u64) as usize;
                     per_shard[shard].push(Item {
-                        sample: OutSample {
-                            labels: labels.clone(),
-                            timestamp_ms,
-                            value: f64::from(sample.value),
-                        },
-                        series: reference,
-                        mark,
+                        labels: labels.clone(),
+                        timestamp_ms,
                         ticket: 0,
+                        value: sample.value,
+                        index,
+                        id: match reference {
+                            SeriesRef::Id(id) => id,
+                            SeriesRef::Hash(_) => UNCACHED_ID,
+                        },
                     });
                     count += 1;
                     highest = highest.max(timestamp_ms);
@@ -297,7 +329,7 @@ impl ReadLoop {
                     .fetch_max(highest, Ordering::Relaxed);
             }
             self.reader.recycle(batch);
-            let ticket = self.acks.lock().open(entry.end, count);
+            let ticket = self.acks.lock().open(entry.end, entry.sequence, count);
             if count == 0 {
                 continue;
             }
@@ -382,8 +414,7 @@ struct Shard {
 async fn run_shard(mut shard: Shard) {
     let mut carry: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
     let mut samples: Vec<OutSample> = Vec::with_capacity(shard.max_samples_per_send);
-    let mut origins: Vec<(Ticket, SeriesRef, Mark)> =
-        Vec::with_capacity(shard.max_samples_per_send);
+    let mut origins: Vec<Origin> = Vec::with_capacity(shard.max_samples_per_send);
     loop {
         if *shard.draining.borrow() || *shard.cancelled.borrow() {
             return;
@@ -393,8 +424,16 @@ async fn run_shard(mut shard: Shard) {
         let mut deadline = None;
         while samples.len() < shard.max_samples_per_send {
             if let Some(item) = carry.pop_front() {
-                origins.push((item.ticket, item.series, item.mark));
-                samples.push(item.sample);
+                origins.push(Origin {
+                    ticket: item.ticket,
+                    series: item.series(),
+                    index: item.index,
+                });
+                samples.push(OutSample {
+                    labels: item.labels,
+                    timestamp_ms: item.timestamp_ms,
+                    value: f64::from(item.value),
+                });
                 deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + shard.batch_send_deadline);
                 continue;
@@ -438,33 +477,42 @@ async fn run_shard(mut shard: Shard) {
     }
 }
 
-/// Hands a delivered batch's samples back: tickets to the acknowledgements, timestamps to the
-/// hint, room to the pending budget.
-fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[(Ticket, SeriesRef, Mark)]) {
+/// Hands a delivered batch's samples back: log positions to the hint, tickets to the
+/// acknowledgements, room to the pending budget.
+fn acknowledge(shard: &Shard, samples: &[OutSample], origins: &[Origin]) {
+    // Runs of one record: (ticket, samples, sequence). A record still has samples in flight
+    // (these), so its sequence number is there to look up.
+    let mut runs: Vec<(Ticket, u32, Option<u64>)> = Vec::new();
+    {
+        let acks = shard.acks.lock();
+        for origin in origins {
+            match runs.last_mut() {
+                Some((ticket, count, _)) if *ticket == origin.ticket => *count += 1,
+                _ => runs.push((origin.ticket, 1, acks.sequence(origin.ticket))),
+            }
+        }
+    }
     let mut highest = i64::MIN;
     {
         let mut series = shard.series.lock();
-        for (sample, &(_, reference, mark)) in samples.iter().zip(origins) {
-            series.acknowledge(reference, mark);
-            highest = highest.max(sample.timestamp_ms);
+        let mut pairs = samples.iter().zip(origins);
+        for &(_, count, sequence) in &runs {
+            for (sample, origin) in pairs.by_ref().take(count as usize) {
+                highest = highest.max(sample.timestamp_ms);
+                if let Some(sequence) = sequence {
+                    let mark = Mark {
+                        sequence,
+                        index: origin.index,
+                    };
+                    series.acknowledge(origin.series, mark);
+                }
+            }
         }
     }
     {
         let mut acks = shard.acks.lock();
-        let mut run: Option<(Ticket, u32)> = None;
-        for &(ticket, _, _) in origins {
-            match &mut run {
-                Some((current, count)) if *current == ticket => *count += 1,
-                _ => {
-                    if let Some((current, count)) = run.take() {
-                        acks.acknowledge(current, count);
-                    }
-                    run = Some((ticket, 1));
-                }
-            }
-        }
-        if let Some((current, count)) = run {
-            acks.acknowledge(current, count);
+        for &(ticket, count, _) in &runs {
+            acks.acknowledge(ticket, count);
         }
     }
     let delivered = samples.len();

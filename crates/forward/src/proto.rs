@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use prost::Message;
@@ -223,16 +224,22 @@ pub fn try_encode_v2(samples: &[OutSample]) -> Result<Vec<u8>, EncodeTooLarge> {
 
 /// A request's samples gathered by series: each series once, in first-seen order; within
 /// a series the samples keep their order. Equal label sets in different allocations are one
-/// series (so per-series order holds whatever the caller shares). Lookups go by allocation
-/// address, and hash contents once per allocation: hashing every sample's labels with
-/// SipHash took half of the encoding time.
+/// series (so per-series order holds whatever the caller shares). Lookups go by the hash
+/// each label set carries, contents compared only when two hashes are equal, and not at all
+/// while consecutive samples share an allocation.
 struct Groups<'a> {
     series: Vec<&'a Labels>,
     /// Samples per series.
     counts: Vec<usize>,
     /// Each sample's series, by index into `series`.
     slots: Vec<usize>,
+    /// Per series, the next series with the same hash: a chain longer than one only after a
+    /// 64-bit collision.
+    same_hash: Vec<usize>,
 }
+
+/// No further series with the same hash (see `Groups::of`).
+const CHAIN_END: usize = usize::MAX;
 
 impl<'a> Groups<'a> {
     fn of(samples: &'a [OutSample]) -> Self {
@@ -240,22 +247,42 @@ impl<'a> Groups<'a> {
             series: Vec::new(),
             counts: Vec::new(),
             slots: Vec::with_capacity(samples.len()),
+            same_hash: Vec::new(),
         };
-        let mut by_addr: HashMap<usize, usize, BuildHasherDefault<FoldHasher>> = HashMap::default();
-        let mut by_content: HashMap<&Labels, usize, BuildHasherDefault<FoldHasher>> =
-            HashMap::default();
+        // The first series of each hash.
+        let mut by_hash: HashMap<u64, usize, BuildHasherDefault<FoldHasher>> =
+            HashMap::with_capacity_and_hasher(samples.len(), Default::default());
         let mut last: Option<(usize, usize)> = None;
         for sample in samples {
-            let addr = sample.labels.addr();
+            let labels = &sample.labels;
+            let addr = labels.addr();
             let slot = match last {
                 Some((last_addr, slot)) if last_addr == addr => slot,
-                _ => *by_addr.entry(addr).or_insert_with(|| {
-                    *by_content.entry(&sample.labels).or_insert_with(|| {
-                        groups.series.push(&sample.labels);
-                        groups.counts.push(0);
-                        groups.series.len() - 1
-                    })
-                }),
+                _ => match by_hash.entry(labels.stable_hash()) {
+                    Entry::Vacant(vacant) => *vacant.insert(groups.add(labels)),
+                    Entry::Occupied(occupied) => {
+                        let mut slot = *occupied.get();
+                        loop {
+                            if groups
+                                .series
+                                .get(slot)
+                                .is_some_and(|s| s.same_series(labels))
+                            {
+                                break slot;
+                            }
+                            match groups.same_hash.get(slot) {
+                                Some(&next) if next != CHAIN_END => slot = next,
+                                _ => {
+                                    let added = groups.add(labels);
+                                    if let Some(link) = groups.same_hash.get_mut(slot) {
+                                        *link = added;
+                                    }
+                                    break added;
+                                }
+                            }
+                        }
+                    }
+                },
             };
             if let Some(count) = groups.counts.get_mut(slot) {
                 *count += 1;
@@ -264,6 +291,13 @@ impl<'a> Groups<'a> {
             last = Some((addr, slot));
         }
         groups
+    }
+
+    fn add(&mut self, labels: &'a Labels) -> usize {
+        self.series.push(labels);
+        self.counts.push(0);
+        self.same_hash.push(CHAIN_END);
+        self.series.len() - 1
     }
 }
 
@@ -309,6 +343,10 @@ impl Hasher for FoldHasher {
 
     fn write_usize(&mut self, value: usize) {
         self.0 = fold(self.0 ^ value as u64);
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = fold(self.0 ^ value);
     }
 }
 
@@ -499,6 +537,43 @@ mod tests {
             let v1 = WriteRequest::decode(decompress(&encode_v1(&samples)).as_slice()).unwrap_or_default();
             prop_assert_eq!(v1.timeseries.len(), want.len());
         }
+    }
+
+    /// Two different series whose hashes collide stay two series, each in order.
+    #[test]
+    fn colliding_hashes_stay_apart() {
+        let pairs = |host: &str| {
+            vec![
+                ("__name__".to_string(), "m".to_string()),
+                ("hostname".to_string(), host.to_string()),
+            ]
+        };
+        let a = Labels::with_hash(pairs("a"), 7);
+        let b = Labels::with_hash(pairs("b"), 7);
+        let c = Labels::with_hash(pairs("c"), 7);
+        let a_again = Labels::with_hash(pairs("a"), 7);
+        let samples = [
+            sample(&a, 1, 1.0),
+            sample(&b, 1, 2.0),
+            sample(&c, 1, 3.0),
+            sample(&a_again, 2, 4.0),
+            sample(&c, 2, 5.0),
+            sample(&b, 2, 6.0),
+        ];
+        let got = decoded_series(&encode_v1(&samples), false);
+        let host = |h: &str| pairs(h);
+        let points = |values: [f64; 2]| vec![(1, values[0].to_bits()), (2, values[1].to_bits())];
+        let want: SeriesPoints = [
+            (host("a"), points([1.0, 4.0])),
+            (host("b"), points([2.0, 6.0])),
+            (host("c"), points([3.0, 5.0])),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
+        let v1 =
+            WriteRequest::decode(decompress(&encode_v1(&samples)).as_slice()).unwrap_or_default();
+        assert_eq!(v1.timeseries.len(), 3);
     }
 
     #[test]
