@@ -15,9 +15,14 @@
 #      samples/s and the server's CPU seconds both ways, the time from the first write until
 #      the endpoint's cursor is at the log's end (every sample acknowledged) and the server's
 #      CPU until then, so forwarding CPU per sample = (CPU with − CPU without) / samples.
+#      The same again with the endpoint to `loadgen sink` (answers 204, discards): Strata's
+#      own cost and ingest ratio, without a receiver competing for the two cores.
 #   2. catch-up: the workload into a fresh strata whose endpoint is down (nothing listens),
 #      then VictoriaMetrics starts: the time until all is acknowledged, the most shards
-#      reached, and the CPU seconds of strata and of VictoriaMetrics meanwhile.
+#      reached, and the CPU seconds of strata and of VictoriaMetrics meanwhile. The same
+#      again to `loadgen sink`: Strata's own drain ceiling. The rates compare with the
+#      workload's real-time rate (series / interval, from meta.json): the largest live rate
+#      a 3× catch-up still covers is the catch-up rate / 3.
 #   3. memory: the 100k-series workload into a fresh strata with 0, 1 and 2 endpoints (both
 #      to one VictoriaMetrics), RSS once everything is forwarded → bytes per series for the
 #      first endpoint (with the label table all endpoints share) and for the second alone.
@@ -150,7 +155,8 @@ wait_forwarded() {
     exit 1
 }
 
-figures=("\"fsync\": \"$fsync\"" "\"loadavg_at_start\": $(cut -d' ' -f1 /proc/loadavg)")
+workload_rate=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["series"] / m["interval"])' "$data/meta.json")
+figures=("\"workload_live_rate_samples_per_s\": $workload_rate" "\"fsync\": \"$fsync\"" "\"loadavg_at_start\": $(cut -d' ' -f1 /proc/loadavg)")
 put() { figures+=("\"$1\": $2"); }
 loadgen_rate() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["samples_per_s"])' "$1"; }
 
@@ -166,7 +172,35 @@ put server_cpu_without_s "$cpu_plain"
 stop "$server"
 rm -rf "${workdir:?}/plain"
 
-# 1b. Ingest with one endpoint to VictoriaMetrics.
+# 1b. Ingest with one endpoint to VictoriaMetrics; 1c. to the discarding sink.
+# start_sink PORT: sets sink_pid.
+start_sink() {
+    "$loadgen" sink --port "$1" 2> "$workdir/sink.log" &
+    sink_pid=$!
+    pids+=("$sink_pid")
+    for _ in $(seq 100); do
+        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])))' \
+            "$1" 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "the sink did not start" >&2
+    exit 1
+}
+sink_port=$(free_port)
+start_sink "$sink_port"
+start_strata sink "http://127.0.0.1:$sink_port/api/v1/write"
+cpu0=$(cpu_seconds "$server")
+ingest "$data" sink
+cpu_ingested=$(cpu_seconds "$server")
+wait_forwarded 1
+put sink_samples "$(metric "$port" strata_ingest_samples_total)"
+put ingest_with_sink_samples_per_s "$(loadgen_rate "$workdir/sink.loadgen.json")"
+put server_cpu_with_sink_during_ingest_s "$(awk -v a="$cpu0" -v b="$cpu_ingested" 'BEGIN { print b - a }')"
+put server_cpu_with_sink_until_forwarded_s "$(awk -v a="$cpu0" -v b="$(cpu_seconds "$server")" 'BEGIN { print b - a }')"
+stop "$server"
+stop "$sink_pid"
+rm -rf "${workdir:?}/sink"
+
 vm_port=$(free_port)
 start_vm vm-live "$vm_port"
 start_strata live "http://127.0.0.1:$vm_port/api/v1/write"
@@ -233,6 +267,23 @@ put catchup_replay_skipped "$(metric "$port" strata_remote_replay_skipped_sample
 stop "$server"
 rm -rf "${workdir:?}/catchup"
 
+# 2b. Catch-up to the sink: Strata's own ceiling.
+sink_port=$(free_port)
+start_strata catchup-sink "http://127.0.0.1:$sink_port/api/v1/write"
+ingest "$data" catchup-sink
+sleep 2
+put backlog_sink_samples "$(metric "$port" strata_ingest_samples_total)"
+cpu0=$(cpu_seconds "$server")
+t0=$(now)
+start_sink "$sink_port"
+wait_forwarded 1
+put catchup_sink_s "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')"
+put catchup_sink_server_cpu_s "$(awk -v a="$cpu0" -v b="$(cpu_seconds "$server")" 'BEGIN { print b - a }')"
+put catchup_sink_max_shards "$max_shards"
+stop "$server"
+stop "$sink_pid"
+rm -rf "${workdir:?}/catchup-sink"
+
 # 3. Memory with 100k series: 0, 1 and 2 endpoints (vm-catchup still runs: a fresh series set
 # for it is not needed, only acknowledgements).
 for n in 0 1 2; do
@@ -250,7 +301,7 @@ done
 stop "$vm_pid"
 put loadavg_at_end "$(cut -d' ' -f1 /proc/loadavg)"
 
-python3 - "{$(IFS=,; echo "${figures[*]}")}" <<'PY'
+python3 - "{$(IFS=,; echo "${figures[*]}")}" "$data/meta.json" <<'PY'
 import json, sys
 f = json.loads(sys.argv[1])
 d = {}
@@ -264,7 +315,16 @@ d["forward_cpu_us_per_sample_during_ingest"] = round(
     f["server_cpu_with_during_ingest_s"] * 1e6 / f["live_samples"] - without_us, 3)
 d["live_forward_samples_per_s"] = round(f["live_samples"] / f["live_forwarded_s"])
 d["catchup_samples_per_s"] = round(f["backlog_samples"] / f["catchup_s"])
-d["catchup_ratio_to_live"] = round(d["catchup_samples_per_s"] / d["live_forward_samples_per_s"], 2)
+d["ingest_ratio_with_sink_without"] = round(f["ingest_with_sink_samples_per_s"] / f["ingest_without_samples_per_s"], 3)
+d["forward_cpu_us_per_sample_sink"] = round(
+    f["server_cpu_with_sink_until_forwarded_s"] * 1e6 / f["sink_samples"] - without_us, 3)
+d["catchup_sink_samples_per_s"] = round(f["backlog_sink_samples"] / f["catchup_sink_s"])
+d["catchup_sink_server_cpu_us_per_sample"] = round(f["catchup_sink_server_cpu_s"] * 1e6 / f["backlog_sink_samples"], 3)
+d["catchup_ratio_to_live_forwarding"] = round(d["catchup_samples_per_s"] / d["live_forward_samples_per_s"], 2)
+d["catchup_ratio_to_workload_live_rate"] = round(d["catchup_samples_per_s"] / f["workload_live_rate_samples_per_s"])
+# The largest real-time rate (and nodes of this workload) whose 3x still fits the catch-up.
+d["live_rate_covered_3x_samples_per_s"] = round(d["catchup_samples_per_s"] / 3)
+d["live_rate_covered_3x_nodes"] = round(d["catchup_samples_per_s"] / 3 / f["workload_live_rate_samples_per_s"] * int(json.load(open(sys.argv[2]))["nodes"]))
 d["catchup_vm_cores"] = round(f["catchup_vm_cpu_s"] / f["catchup_s"], 2)
 d["live_vm_duplicates"] = f["live_vm_rows"] - f["live_samples"]
 d["catchup_vm_duplicates"] = f["catchup_vm_rows"] - f["backlog_samples"]
