@@ -6,8 +6,8 @@
 
 use crate::acks::{Acks, Ticket};
 use crate::deliver::Sender;
-use crate::metrics::{EndpointMetrics, reason};
 use crate::labels::Labels;
+use crate::metrics::{EndpointMetrics, reason};
 use crate::proto::OutSample;
 use crate::relabel::Relabeler;
 use crate::series::{EndpointSeries, Mark, SegmentRefs, SeriesRef};

@@ -93,16 +93,14 @@ pub struct Mark {
 }
 
 /// What an endpoint keeps per series: its label set (an `Arc` into the shared table) and the
-/// log position of its newest acknowledged sample — 28 bytes a series.
+/// log position of its newest acknowledged sample — 16 bytes a series.
 #[derive(Debug)]
 pub struct EndpointSeries {
     table: Arc<SeriesTable>,
     /// By id; `None` until the endpoint first sees the series, an empty set when dropped.
     labels: Vec<Option<Labels>>,
-    /// By id: the acknowledged [`Mark`] as sequence + 1 (0: nothing acknowledged) and index,
-    /// in two arrays so that a series costs 12 bytes here, not a padded 16.
-    acked_after: Vec<u64>,
-    acked_index: Vec<u32>,
+    /// By id: the acknowledged [`Mark`], packed (see [`pack`]); 0: nothing acknowledged.
+    acked: Vec<u64>,
     /// The hint read at startup (by [`Labels::stable_hash`]), consumed as series are first seen, and
     /// the acknowledged marks of uncached series.
     by_hash: HashMap<u64, Mark>,
@@ -116,8 +114,7 @@ impl EndpointSeries {
         Self {
             table,
             labels: Vec::new(),
-            acked_after: Vec::new(),
-            acked_index: Vec::new(),
+            acked: Vec::new(),
             by_hash: hint,
             changes: 0,
             key: String::new(),
@@ -148,9 +145,8 @@ impl EndpointSeries {
         };
         let index = id as usize;
         if index >= self.labels.len() {
-            self.labels.resize(index + 1, None);
-            self.acked_after.resize(index + 1, 0);
-            self.acked_index.resize(index + 1, 0);
+            grow_to(&mut self.labels, index, None);
+            grow_to(&mut self.acked, index, 0);
         }
         let labels = match &self.labels[index] {
             Some(labels) => labels,
@@ -158,8 +154,7 @@ impl EndpointSeries {
                 let labels = match relabeler.apply(store_labels(key)) {
                     Some(labels) => {
                         if let Some(acked) = self.by_hash.remove(&labels.stable_hash()) {
-                            self.acked_after[index] = acked.sequence + 1;
-                            self.acked_index[index] = acked.index;
+                            self.acked[index] = pack(acked);
                         }
                         self.table.intern(labels)
                     }
@@ -188,13 +183,7 @@ impl EndpointSeries {
     }
 
     fn mark(&self, index: usize) -> Option<Mark> {
-        match (self.acked_after.get(index), self.acked_index.get(index)) {
-            (Some(&after), Some(&position)) if after > 0 => Some(Mark {
-                sequence: after - 1,
-                index: position,
-            }),
-            _ => None,
-        }
+        self.acked.get(index).copied().and_then(unpack)
     }
 
     /// The receiver acknowledged the sample at `mark` of the series `reference`.
@@ -203,14 +192,8 @@ impl EndpointSeries {
         match reference {
             SeriesRef::Id(id) => {
                 let index = id as usize;
-                if self.mark(index).is_none_or(|acked| acked < mark)
-                    && let (Some(after), Some(position)) = (
-                        self.acked_after.get_mut(index),
-                        self.acked_index.get_mut(index),
-                    )
-                {
-                    *after = mark.sequence + 1;
-                    *position = mark.index;
+                if let Some(acked) = self.acked.get_mut(index) {
+                    *acked = (*acked).max(pack(mark));
                 }
             }
             SeriesRef::Hash(hash) => {
@@ -244,6 +227,42 @@ impl EndpointSeries {
     pub fn series_count(&self) -> usize {
         self.labels.len() + self.by_hash.len()
     }
+}
+
+/// Bits of a packed [`Mark`] that hold the index: a record holds at most 8 MiB and a sample
+/// takes at least 5 bytes, so fewer than 2^21 samples.
+const INDEX_BITS: u32 = 21;
+
+/// A mark in 8 bytes: sequence + 1 above the index, so packed marks compare like marks and 0
+/// is "nothing". A mark that does not fit (a 2^43rd record, or an oversized record of an old
+/// segment version) packs as 0: the series is then sent again rather than wrongly skipped.
+fn pack(mark: Mark) -> u64 {
+    let sequence = mark.sequence.saturating_add(1);
+    match sequence < 1 << (64 - INDEX_BITS) && mark.index < 1 << INDEX_BITS {
+        true => sequence << INDEX_BITS | u64::from(mark.index),
+        false => 0,
+    }
+}
+
+fn unpack(packed: u64) -> Option<Mark> {
+    let sequence = (packed >> INDEX_BITS).checked_sub(1)?;
+    Some(Mark {
+        sequence,
+        index: (packed & ((1 << INDEX_BITS) - 1)) as u32,
+    })
+}
+
+/// Grows `vector` to hold `index`, filling with `fill`, by steps of an eighth of its size:
+/// doubling would leave up to half of it unused (100k series would cost 131k).
+fn grow_to<T: Clone>(vector: &mut Vec<T>, index: usize, fill: T) {
+    if index < vector.len() {
+        return;
+    }
+    if index >= vector.capacity() {
+        let step = (vector.capacity() / 8).max(1024);
+        vector.reserve_exact((index + 1 - vector.len()).max(step));
+    }
+    vector.resize(index + 1, fill);
 }
 
 /// How a shard refers back to a sample's series when it is acknowledged.
@@ -294,9 +313,7 @@ impl SegmentRefs {
             }
         };
         let index = series_ref as usize;
-        if index >= self.slots.len() {
-            self.slots.resize(index + 1, DROPPED_SLOT);
-        }
+        grow_to(&mut self.slots, index, DROPPED_SLOT);
         if let Some(place) = self.slots.get_mut(index) {
             *place = slot;
         }
@@ -467,6 +484,60 @@ mod tests {
             panic!("not cached");
         };
         assert_eq!(restarted.acked(SeriesRef::Id(id)), Some(later));
+    }
+
+    #[test]
+    fn packed_marks_compare_like_marks_and_never_claim_too_much() {
+        let marks = [
+            Mark {
+                sequence: 0,
+                index: 0,
+            },
+            Mark {
+                sequence: 0,
+                index: 5,
+            },
+            Mark {
+                sequence: 1,
+                index: 0,
+            },
+            Mark {
+                sequence: (1 << 43) - 2,
+                index: (1 << 21) - 1,
+            },
+        ];
+        for pair in marks.windows(2) {
+            assert!(pack(pair[0]) < pack(pair[1]));
+        }
+        for mark in marks {
+            assert_eq!(unpack(pack(mark)), Some(mark));
+        }
+        assert_eq!(unpack(0), None);
+        // What does not fit is "nothing acknowledged": sent again, never skipped.
+        assert_eq!(
+            pack(Mark {
+                sequence: (1 << 43) - 1,
+                index: 0
+            }),
+            0
+        );
+        assert_eq!(
+            pack(Mark {
+                sequence: 3,
+                index: 1 << 21
+            }),
+            0
+        );
+        let mut grown = Vec::new();
+        for index in 0..100_300 {
+            grow_to(&mut grown, index, 0u8);
+        }
+        assert_eq!(grown.len(), 100_300);
+        assert!(
+            grown.capacity() <= 100_300 + 100_300 / 8,
+            "{}",
+            grown.capacity()
+        );
     }
 
     #[test]
