@@ -5,7 +5,7 @@
 //! samples were all acknowledged by the receiver or deliberately dropped (and counted).
 //!
 //! ```text
-//! log ─► reader thread ─► series labels (cached), relabel, hint ─► shard = hash(series) % n
+//! log ─► reader thread (by series ref) ─► labels once per segment, hint ─► shard = id % n
 //!                                                                   │  batch by count/deadline
 //!                                                                   ▼  encode + snappy once
 //!        cursor file ◄── acknowledgements (per record) ◄──────── POST, retry, bisect
@@ -13,10 +13,10 @@
 //!
 //! Invariants:
 //! - **At least once.** A record is done when every one of its samples is acknowledged or
-//!   deliberately dropped ([`acks`]); the cursor file and the retention hold never pass a
+//!   deliberately dropped (`acks`); the cursor file and the retention hold never pass a
 //!   record that is not done, so a restart or SIGKILL resends, never skips.
 //! - **Few duplicates.** A per-series hint of the log position of the newest acknowledged
-//!   sample ([`series::Mark`]), written beside the cursor, skips samples already acknowledged
+//!   sample (`series::Mark`), written beside the cursor, skips samples already acknowledged
 //!   when records are read again after a restart or an epoch change; duplicates remain only
 //!   for requests whose 2xx was lost (or acknowledged after the hint was last written).
 //! - **Order per series.** A series always goes to the same shard, and a shard has one request
@@ -28,8 +28,8 @@
 //!   (`strata_remote_samples_dropped_total{reason="backlog_budget"}`).
 //! - **Bounded memory.** Samples read and not yet acknowledged are bounded per endpoint
 //!   (pending budget). Label sets live once in a table shared by all endpoints, bounded by
-//!   [`series::SERIES_CACHED_MAX`]; an endpoint keeps 24 bytes a series (its label set's
-//!   `Arc` and the acknowledged timestamp).
+//!   `series::SERIES_CACHED_MAX`; an endpoint keeps ~21 bytes a series (its label set's
+//!   `Arc`, the packed acknowledged mark, and the log segment's ref table).
 //! - **Resharding loses nothing.** It stops the epoch, drops the in-memory queues and starts
 //!   again at the cursor (Prometheus drains or drops instead).
 //!
