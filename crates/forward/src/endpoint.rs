@@ -176,7 +176,8 @@ impl Endpoint {
                 let small = self.series.lock().series_count() <= HINT_SERIES_WITH_CURSOR_MAX;
                 // The hint goes first: a hint newer than the cursor is harmless.
                 if (done != persisted && small) || hint_written.elapsed() >= HINT_INTERVAL {
-                    hint_changes = self.write_hint(hint_changes).await;
+                    let floor = epoch.acks.lock().done_sequence_end();
+                    hint_changes = self.write_hint(hint_changes, floor).await;
                     hint_written = Instant::now();
                 }
                 persisted = self.persist(done, persisted).await;
@@ -196,8 +197,9 @@ impl Endpoint {
                     }
                 }
             };
+            let floor = epoch.acks.lock().done_sequence_end();
             let done = epoch.stop(self.config.timeout.min(DRAIN_MAX)).await;
-            hint_changes = self.write_hint(hint_changes).await;
+            hint_changes = self.write_hint(hint_changes, floor).await;
             persisted = self.persist(done, persisted).await;
             start = done;
             match next {
@@ -255,15 +257,15 @@ impl Endpoint {
         }
     }
 
-    /// Writes the hint if it changed since `written` (a change count); returns the count
-    /// written.
-    async fn write_hint(&self, written: u64) -> u64 {
+    /// Writes the hint if it changed since `written` (a change count), without the marks of
+    /// records before `floor` (behind the cursor); returns the count written.
+    async fn write_hint(&self, written: u64, floor: Option<u64>) -> u64 {
         let (changes, (cached, mut hint)) = {
-            let series = self.series.lock();
+            let mut series = self.series.lock();
             if series.changes() == written {
                 return written;
             }
-            (series.changes(), series.acknowledged())
+            (series.changes(), series.acknowledged(floor))
         };
         let files = self.files.clone();
         let name = self.config.name.clone();

@@ -86,6 +86,9 @@ pub struct Progress {
     pub last_delivery: Mutex<Option<Instant>>,
     /// Log bytes read, for the bytes-per-sample estimate.
     pub bytes_read: AtomicU64,
+    /// The end of the furthest record read by any epoch: records before it are read again
+    /// after a reshard or restart of the epoch, and their drops are not counted twice.
+    pub read_end: Mutex<Position>,
 }
 
 /// Everything an epoch needs.
@@ -322,7 +325,13 @@ impl ReadLoop {
                     count += 1;
                     highest = highest.max(timestamp_ms);
                 }
-                self.metrics.dropped(reason::DROPPED_SERIES, dropped);
+                // Read again by a later epoch: counted the first time.
+                let mut read_end = self.progress.read_end.lock();
+                if entry.start >= *read_end {
+                    self.metrics.dropped(reason::DROPPED_SERIES, dropped);
+                }
+                *read_end = (*read_end).max(entry.end);
+                drop(read_end);
                 self.metrics.replay_skipped.inc_by(skipped);
                 self.progress
                     .highest_read_ms

@@ -205,13 +205,24 @@ impl EndpointSeries {
 
     /// Series with an acknowledged mark: what the hint file needs (hashed by the caller, off
     /// the lock).
-    pub fn acknowledged(&self) -> (Vec<(Labels, Mark)>, HashMap<u64, Mark>) {
+    ///
+    /// Marks in records before `floor` (a sequence number: every record before it is behind
+    /// the cursor and never read again) skip nothing any more: they are left out, and dropped
+    /// from the marks kept by hash, so series that went away do not stay in the hint forever.
+    pub fn acknowledged(
+        &mut self,
+        floor: Option<u64>,
+    ) -> (Vec<(Labels, Mark)>, HashMap<u64, Mark>) {
+        let useful = |mark: &Mark| floor.is_none_or(|floor| mark.sequence >= floor);
+        self.by_hash.retain(|_, mark| useful(mark));
         let cached = self
             .labels
             .iter()
             .enumerate()
             .filter_map(|(index, labels)| match (labels, self.mark(index)) {
-                (Some(labels), Some(mark)) if !labels.is_empty() => Some((labels.clone(), mark)),
+                (Some(labels), Some(mark)) if !labels.is_empty() && useful(&mark) => {
+                    Some((labels.clone(), mark))
+                }
                 _ => None,
             })
             .collect();
@@ -472,7 +483,7 @@ mod tests {
             },
         );
         assert_eq!(series.acked(reference), Some(later));
-        let (cached, uncached) = series.acknowledged();
+        let (cached, uncached) = series.acknowledged(None);
         assert!(uncached.is_empty());
         let hint: HashMap<u64, Mark> = cached
             .iter()
@@ -537,6 +548,36 @@ mod tests {
             grown.capacity() <= 100_300 + 100_300 / 8,
             "{}",
             grown.capacity()
+        );
+    }
+
+    #[test]
+    fn marks_behind_the_cursor_leave_the_hint() {
+        let key = |host| SeriesKey {
+            cluster: "c",
+            host,
+            levels: ["", ""],
+            metric: "m",
+        };
+        let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
+        let mark = |sequence| Mark { sequence, index: 0 };
+        let gone = Labels::new(vec![("__name__".into(), "gone".into())]);
+        let hint = HashMap::from([(gone.stable_hash(), mark(3))]);
+        let mut series = EndpointSeries::new(SeriesTable::new(), hint);
+        for (host, sequence) in [("old", 4), ("new", 9)] {
+            let Resolved::Cached { id } = series.resolve(&key(host), &relabeler) else {
+                panic!("not cached");
+            };
+            series.acknowledge(SeriesRef::Id(id), mark(sequence));
+        }
+        let (cached, by_hash) = series.acknowledged(None);
+        assert_eq!((cached.len(), by_hash.len()), (2, 1));
+        let (cached, by_hash) = series.acknowledged(Some(5));
+        let kept: Vec<Option<&str>> = cached.iter().map(|(l, _)| l.get("hostname")).collect();
+        assert_eq!(kept, [Some("new")]);
+        assert!(
+            by_hash.is_empty(),
+            "the startup hint of a series gone is dropped"
         );
     }
 

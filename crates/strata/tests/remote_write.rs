@@ -605,11 +605,21 @@ fn a_slow_receiver_gets_more_shards_and_resharding_loses_nothing() {
     config["metric-store"]["remote-write"][0]["queue"] = json!({
         "min-shards": 1, "max-shards": 8, "max-samples-per-send": 100,
         "batch-send-deadline": "50ms", "min-backoff": "10ms", "max-backoff": "200ms"});
+    // A series the relabel rules drop: counted once, however often a reshard reads it again.
+    config["metric-store"]["remote-write"][0]["relabel"] = json!([
+        {"action": "drop", "source-labels": ["hostname"], "regex": "dropped"}]);
     let server = Server::start_with_config(&config);
     let mut expected = BTreeMap::new();
+    let mut dropped = 0;
     for tag in 1..=12u32 {
         let round = round(tag, 50, 10, (12 - i64::from(tag)) * 10);
-        server.write_ok("c1", &round.lines);
+        let mut lines = round.lines;
+        for minute in 0..10 {
+            let time_s = minutes_ago((12 - i64::from(tag)) * 10 + minute);
+            lines.push_str(&format!("cpu_load,hostname=dropped value=1 {time_s}\n"));
+            dropped += 1;
+        }
+        server.write_ok("c1", &lines);
         expected.extend(round.expected);
     }
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -638,6 +648,11 @@ fn a_slow_receiver_gets_more_shards_and_resharding_loses_nothing() {
     // A reshard abandons requests in flight (at most one per shard); their samples may be
     // stored and sent again, nothing else.
     assert!(duplicates <= 8 * 100, "{duplicates} duplicates");
+    let counted = metric_value(
+        &server.metrics(),
+        r#"strata_remote_samples_dropped_total{remote_name="test",reason="dropped_series"}"#,
+    );
+    assert_eq!(counted, Some(f64::from(dropped)));
 }
 
 // See: review of issue 7, finding 1 (the hint once compared sample times, and skipped a late
