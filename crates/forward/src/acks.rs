@@ -28,8 +28,6 @@ pub struct Acks {
     pending: VecDeque<Pending>,
     /// End of the newest record whose predecessors and itself are all done.
     done: Position,
-    /// That record's sequence number, once one is done.
-    done_sequence: Option<u64>,
 }
 
 impl Acks {
@@ -39,7 +37,6 @@ impl Acks {
             first: 0,
             pending: VecDeque::new(),
             done: start,
-            done_sequence: None,
         }
     }
 
@@ -80,7 +77,6 @@ impl Acks {
     fn advance(&mut self) {
         while let Some(front) = self.pending.front().filter(|p| p.outstanding == 0) {
             self.done = front.end;
-            self.done_sequence = Some(front.sequence);
             self.pending.pop_front();
             self.first += 1;
         }
@@ -89,13 +85,6 @@ impl Acks {
     /// Every record before this position is done.
     pub fn done(&self) -> Position {
         self.done
-    }
-
-    /// The sequence number after the newest done record: records before it are behind the
-    /// cursor. `None` until a record is done.
-    pub fn done_sequence_end(&self) -> Option<u64> {
-        self.done_sequence
-            .map(|sequence| sequence.saturating_add(1))
     }
 }
 
@@ -111,7 +100,6 @@ mod tests {
     #[test]
     fn the_cursor_waits_for_the_oldest_record() {
         let mut acks = Acks::new(at(24));
-        assert_eq!(acks.done_sequence_end(), None);
         let a = acks.open(at(100), 7, 2);
         let b = acks.open(at(200), 8, 1);
         let empty = acks.open(at(250), 9, 0);
@@ -123,10 +111,8 @@ mod tests {
         assert_eq!(acks.done(), at(24));
         acks.acknowledge(a, 1);
         assert_eq!(acks.done(), at(250), "a, b and the empty record are done");
-        assert_eq!(acks.done_sequence_end(), Some(10));
         acks.open(at(300), 10, 0);
         assert_eq!(acks.done(), at(300));
-        assert_eq!(acks.done_sequence_end(), Some(11));
         assert_eq!(acks.sequence(a), None, "done");
     }
 

@@ -176,8 +176,7 @@ impl Endpoint {
                 let small = self.series.lock().series_count() <= HINT_SERIES_WITH_CURSOR_MAX;
                 // The hint goes first: a hint newer than the cursor is harmless.
                 if (done != persisted && small) || hint_written.elapsed() >= HINT_INTERVAL {
-                    let floor = epoch.acks.lock().done_sequence_end();
-                    hint_changes = self.write_hint(hint_changes, floor).await;
+                    hint_changes = self.write_hint(hint_changes).await;
                     hint_written = Instant::now();
                 }
                 persisted = self.persist(done, persisted).await;
@@ -197,9 +196,8 @@ impl Endpoint {
                     }
                 }
             };
-            let floor = epoch.acks.lock().done_sequence_end();
             let done = epoch.stop(self.config.timeout.min(DRAIN_MAX)).await;
-            hint_changes = self.write_hint(hint_changes, floor).await;
+            hint_changes = self.write_hint(hint_changes).await;
             persisted = self.persist(done, persisted).await;
             start = done;
             match next {
@@ -257,14 +255,20 @@ impl Endpoint {
         }
     }
 
-    /// Writes the hint if it changed since `written` (a change count), without the marks of
-    /// records before `floor` (behind the cursor); returns the count written.
-    async fn write_hint(&self, written: u64, floor: Option<u64>) -> u64 {
+    /// Writes the hint if it changed since `written` (a change count); returns the count
+    /// written. Marks in records the log no longer holds are left out: nothing reads those
+    /// records again, not even after a lost cursor file (which restarts at the oldest record).
+    async fn write_hint(&self, written: u64) -> u64 {
+        if self.series.lock().changes() == written {
+            return written;
+        }
+        let directory = self.log.directory.clone();
+        let floor = tokio::task::spawn_blocking(move || strata_wal::oldest_sequence(&directory))
+            .await
+            .ok()
+            .flatten();
         let (changes, (cached, mut hint)) = {
             let mut series = self.series.lock();
-            if series.changes() == written {
-                return written;
-            }
             (series.changes(), series.acknowledged(floor))
         };
         let files = self.files.clone();

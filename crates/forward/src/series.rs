@@ -206,9 +206,9 @@ impl EndpointSeries {
     /// Series with an acknowledged mark: what the hint file needs (hashed by the caller, off
     /// the lock).
     ///
-    /// Marks in records before `floor` (a sequence number: every record before it is behind
-    /// the cursor and never read again) skip nothing any more: they are left out, and dropped
-    /// from the marks kept by hash, so series that went away do not stay in the hint forever.
+    /// Marks in records before `floor` (a sequence number: no record before it is read
+    /// again) skip nothing any more: they are left out, and dropped from the marks kept by
+    /// hash, so series that went away do not stay in the hint forever.
     pub fn acknowledged(
         &mut self,
         floor: Option<u64>,

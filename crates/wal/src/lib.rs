@@ -42,7 +42,8 @@ pub mod writer;
 pub use codec::{Decode, Names, RefBatch, RefSample, Refs, SeriesDefinition};
 pub use committed::Committed;
 pub use reader::{
-    Damage, ReplayReport, SegmentFile, list_segments, replay, segment_file_name, truncate_torn_tail,
+    Damage, ReplayReport, SegmentFile, list_segments, oldest_sequence, replay, segment_file_name,
+    truncate_torn_tail,
 };
 pub use retention::Retention;
 pub use stream::{Entry, Event, LogReader, OwnedRecord};

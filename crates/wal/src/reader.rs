@@ -17,6 +17,7 @@ use crate::format;
 use crate::stream::{Event, LogReader, OwnedRecord};
 use crate::{Error, Position, Record, Result};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +32,19 @@ pub struct SegmentFile {
 /// The segment file name for a number: `00000000000000000042.wal`.
 pub fn segment_file_name(segment: u64) -> String {
     format!("{segment:020}.wal")
+}
+
+/// The sequence number of the oldest record the log still holds: the first sequence in the
+/// oldest segment's header (version 3 on). `None` without segments, for an older version, or
+/// when that header cannot be read: a caller then keeps whatever it keys on sequences.
+pub fn oldest_sequence(directory: &Path) -> Option<u64> {
+    let oldest = list_segments(directory).ok()?.into_iter().next()?;
+    let mut header = [0u8; format::SEGMENT_HEADER_BYTES as usize];
+    fs::File::open(&oldest.path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    format::decode_segment_header(&header).ok()?.first_sequence
 }
 
 /// The segments of `directory`, oldest first. Other files are ignored.

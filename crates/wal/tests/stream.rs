@@ -10,7 +10,7 @@ use std::time::Duration;
 use strata_store::{LevelName, WriteBatch};
 use strata_wal::{
     Appended, Damage, Entry, Event, FIRST_SEGMENT, Free, FsyncPolicy, LogReader, OwnedRecord,
-    Position, Refs, Wal, WalConfig, format, list_segments, replay,
+    Position, Refs, Wal, WalConfig, format, list_segments, oldest_sequence, replay,
 };
 
 fn config(directory: &Path, segment_bytes: u64) -> WalConfig {
@@ -364,6 +364,25 @@ fn a_reader_by_ref_sees_what_a_reader_by_name_sees_from_every_position() {
         assert_eq!(read_by_ref(dir.path(), from), expected, "from {from}");
     }
     assert_eq!(by_name(start(FIRST_SEGMENT)).len(), 7);
+}
+
+/// Goal: the oldest sequence the log holds follows retention (the forwarder's hint drops
+/// marks of records before it).
+#[test]
+fn the_oldest_sequence_is_the_oldest_segments_first() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(oldest_sequence(dir.path()), None);
+    let wal = Wal::open(config(dir.path(), 1 << 20), FIRST_SEGMENT, 5).unwrap();
+    for record in 0..3 {
+        append(&wal, batch(0, record, 2));
+    }
+    rotate(&wal);
+    append(&wal, batch(0, 3, 2));
+    wal.close();
+    assert_eq!(oldest_sequence(dir.path()), Some(5));
+    let segments = list_segments(dir.path()).unwrap();
+    std::fs::remove_file(&segments[0].path).unwrap();
+    assert_eq!(oldest_sequence(dir.path()), Some(8));
 }
 
 /// Goal: a segment deleted under a reader (retention removed it between listing and
