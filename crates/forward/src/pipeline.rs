@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, Refs};
+use strata_wal::{Committed, Event, LogReader, OwnedRecord, Position, RefBatch, Refs};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -103,7 +103,7 @@ pub struct EpochSetup {
     pub relabeler: Arc<Relabeler>,
     pub sender: Arc<Sender>,
     pub metrics: EndpointMetrics,
-    /// Label sets and acknowledged timestamps: they outlive epochs.
+    /// Label sets and acknowledged marks: they outlive epochs.
     pub series: Arc<Mutex<EndpointSeries>>,
     pub progress: Arc<Progress>,
 }
@@ -282,61 +282,12 @@ impl ReadLoop {
                 self.acks.lock().open(entry.end, entry.sequence, 0);
                 continue;
             };
-            let replayed = entry.start < self.replay_end;
-            let mut count = 0u32;
-            {
-                let mut series = self.series.lock();
-                self.refs.enter(entry.start.segment);
-                for definition in &batch.defined {
-                    let resolved = series.resolve(&definition.key(), &self.relabeler);
-                    self.refs.define(definition.series, resolved);
-                }
-                let (mut dropped, mut skipped, mut highest) = (0, 0, i64::MIN);
-                for (index, sample) in batch.samples.iter().enumerate() {
-                    // A record holds at most 8 MiB: far fewer samples than u32::MAX.
-                    let index = u32::try_from(index).unwrap_or(u32::MAX);
-                    let mark = Mark {
-                        sequence: entry.sequence,
-                        index,
-                    };
-                    let Some((shard_key, reference, labels)) =
-                        self.refs.lookup(sample.series, &series)
-                    else {
-                        dropped += 1;
-                        continue;
-                    };
-                    let timestamp_ms = sample.timestamp_s.saturating_mul(1000);
-                    if replayed && series.acked(reference).is_some_and(|acked| acked >= mark) {
-                        skipped += 1;
-                        continue;
-                    }
-                    let shard = (shard_key % per_shard.len() as u64) as usize;
-                    per_shard[shard].push(Item {
-                        labels: labels.clone(),
-                        timestamp_ms,
-                        ticket: 0,
-                        value: sample.value,
-                        index,
-                        id: match reference {
-                            SeriesRef::Id(id) => id,
-                            SeriesRef::Hash(_) => UNCACHED_ID,
-                        },
-                    });
-                    count += 1;
-                    highest = highest.max(timestamp_ms);
-                }
-                // Read again by a later epoch: counted the first time.
-                let mut read_end = self.progress.read_end.lock();
-                if entry.start >= *read_end {
-                    self.metrics.dropped(reason::DROPPED_SERIES, dropped);
-                }
-                *read_end = (*read_end).max(entry.end);
-                drop(read_end);
-                self.metrics.replay_skipped.inc_by(skipped);
-                self.progress
-                    .highest_read_ms
-                    .fetch_max(highest, Ordering::Relaxed);
-            }
+            let count = self.split(
+                &batch,
+                (entry.start, entry.end),
+                entry.sequence,
+                &mut per_shard,
+            );
             self.reader.recycle(batch);
             let ticket = self.acks.lock().open(entry.end, entry.sequence, count);
             if count == 0 {
@@ -363,6 +314,69 @@ impl ReadLoop {
             }
         }
         Ok(())
+    }
+
+    /// Sorts a record's samples into `per_shard` (tickets still unset): those the endpoint
+    /// drops are counted, those the hint says were acknowledged are skipped. Returns how many
+    /// are to be sent.
+    fn split(
+        &mut self,
+        batch: &RefBatch,
+        (start, end): (Position, Position),
+        sequence: u64,
+        per_shard: &mut [Vec<Item>],
+    ) -> u32 {
+        let replayed = start < self.replay_end;
+        let mut series = self.series.lock();
+        self.refs.enter(start.segment);
+        for definition in &batch.defined {
+            let resolved = series.resolve(&definition.key(), &self.relabeler);
+            self.refs.define(definition, resolved);
+        }
+        let (mut count, mut dropped, mut skipped, mut highest) = (0, 0, 0, i64::MIN);
+        for (index, sample) in batch.samples.iter().enumerate() {
+            // A record holds at most 8 MiB: far fewer samples than u32::MAX.
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let mark = Mark { sequence, index };
+            let Some((shard_key, reference, labels)) =
+                self.refs.lookup(sample.series, &series, &self.relabeler)
+            else {
+                dropped += 1;
+                continue;
+            };
+            if replayed && series.acked(reference).is_some_and(|acked| acked >= mark) {
+                skipped += 1;
+                continue;
+            }
+            let timestamp_ms = sample.timestamp_s.saturating_mul(1000);
+            let shard = (shard_key % per_shard.len() as u64) as usize;
+            per_shard[shard].push(Item {
+                labels,
+                timestamp_ms,
+                ticket: 0,
+                value: sample.value,
+                index,
+                id: match reference {
+                    SeriesRef::Id(id) => id,
+                    SeriesRef::Hash(_) => UNCACHED_ID,
+                },
+            });
+            count += 1;
+            highest = highest.max(timestamp_ms);
+        }
+        drop(series);
+        // Read again by a later epoch: counted the first time.
+        let mut read_end = self.progress.read_end.lock();
+        if start >= *read_end {
+            self.metrics.dropped(reason::DROPPED_SERIES, dropped);
+        }
+        *read_end = (*read_end).max(end);
+        drop(read_end);
+        self.metrics.replay_skipped.inc_by(skipped);
+        self.progress
+            .highest_read_ms
+            .fetch_max(highest, Ordering::Relaxed);
+        count
     }
 
     /// Takes room for `samples` in the pending budget, waiting while the shards are behind.

@@ -2,6 +2,12 @@
 //! `prometheus.WriteRequest` and 2.0's `io.prometheus.write.v2.Request`, with the spec's
 //! field numbers. Encoding produces the request body: protobuf, then snappy **block** format
 //! (receivers reject the framed format).
+//!
+//! 2.0 is encoded through the derives. 1.0, the hot path, is written from each label set's
+//! pre-encoded `Label` messages with prost's own encoding primitives (varints, lengths): the
+//! derives would build and encode the label strings of every series in every request again,
+//! 1.47 ms instead of 0.26 ms for 2000 samples of 2000 series (`--bench encode`). The derived
+//! 1.0 messages define the format: a property test checks that the bytes are identical.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -574,6 +580,46 @@ mod tests {
         let v1 =
             WriteRequest::decode(decompress(&encode_v1(&samples)).as_slice()).unwrap_or_default();
         assert_eq!(v1.timeseries.len(), 3);
+    }
+
+    proptest! {
+        /// The 1.0 body written from pre-encoded labels is byte for byte what prost writes
+        /// for the derived messages (values and timestamps non-zero, since prost omits
+        /// zeros), with long label values (two-byte lengths) and long series.
+        #[test]
+        fn the_v1_body_is_byte_for_byte_what_prost_writes(
+            picks in proptest::collection::vec((0usize..4, 1u64..u64::MAX, any::<i64>()), 1..400),
+            long in 0usize..400,
+        ) {
+            let series: Vec<Labels> = (0..4)
+                .map(|i| Labels::new(vec![
+                    ("__name__".to_string(), format!("m{i}")),
+                    ("z".to_string(), "v".repeat(long + i)),
+                    ("a".to_string(), "x".repeat(i * 70)),
+                ]))
+                .collect();
+            let samples: Vec<OutSample> = picks
+                .iter()
+                .map(|&(s, bits, t)| OutSample {
+                    labels: series[s].clone(),
+                    timestamp_ms: if t == 0 { 1 } else { t },
+                    value: { let v = f64::from_bits(bits); if v == 0.0 { 1.0 } else { v } },
+                })
+                .collect();
+            let mut order: Vec<usize> = Vec::new();
+            for sample in &samples {
+                let s = series.iter().position(|l| l.same_series(&sample.labels)).unwrap();
+                if !order.contains(&s) { order.push(s); }
+            }
+            let request = WriteRequest {
+                timeseries: order.iter().map(|&s| TimeSeries {
+                    labels: series[s].iter().map(|(n, v)| Label { name: n.into(), value: v.into() }).collect(),
+                    samples: samples.iter().filter(|x| x.labels.same_series(&series[s]))
+                        .map(|x| Sample { value: x.value, timestamp: x.timestamp_ms }).collect(),
+                }).collect(),
+            };
+            prop_assert_eq!(decompress(&encode_v1(&samples)), request.encode_to_vec());
+        }
     }
 
     #[test]

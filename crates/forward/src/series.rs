@@ -13,11 +13,24 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use strata_store::SeriesKey;
+use strata_wal::SeriesDefinition;
 
-/// Most series given a shared id (and so a cached label set per endpoint). Beyond it, new
-/// series are labeled afresh at every sample: a cardinality explosion costs CPU, not
-/// unbounded memory.
+/// Most series given a shared id (and so a cached label set per endpoint; ids are never
+/// given back). Beyond it, an endpoint keeps the label sets of at most
+/// [`UNCACHED_LABELS_MAX`] such series per log segment, and builds the others' labels afresh
+/// for every sample from their definitions (names only, ~70 bytes): a cardinality explosion
+/// costs CPU, not memory without bound.
+#[cfg(not(test))]
 pub const SERIES_CACHED_MAX: usize = 4 << 20;
+#[cfg(test)]
+pub const SERIES_CACHED_MAX: usize = 2;
+
+/// Label sets (~0.5 KB each) an endpoint keeps for series beyond [`SERIES_CACHED_MAX`] in
+/// one log segment.
+#[cfg(not(test))]
+pub const UNCACHED_LABELS_MAX: usize = 65_536;
+#[cfg(test)]
+pub const UNCACHED_LABELS_MAX: usize = 2;
 
 /// Level kinds cc-metric-collector writes. A level name is stored as kind and id run
 /// together (`hwthread12`), so these tell where the kind ends.
@@ -75,7 +88,7 @@ impl SeriesTable {
 pub enum Resolved {
     /// The endpoint's relabel rules drop it.
     Dropped,
-    /// `id` picks its shard and its acknowledged timestamp.
+    /// `id` picks its shard and its acknowledged mark.
     Cached { id: u32 },
     /// Beyond [`SERIES_CACHED_MAX`]: `hash` does what the id does.
     Uncached { hash: u64, labels: Labels },
@@ -292,7 +305,20 @@ pub struct SegmentRefs {
     /// By ref: a shared series id, [`DROPPED_SLOT`], or [`UNCACHED_SLOT`] | an index into
     /// `uncached`.
     slots: Vec<u32>,
-    uncached: Vec<(u64, Labels)>,
+    uncached: Vec<Uncached>,
+    /// How many of `uncached` keep a label set (at most [`UNCACHED_LABELS_MAX`]).
+    labeled: usize,
+}
+
+/// A series beyond the shared table.
+#[derive(Debug)]
+enum Uncached {
+    Labeled {
+        hash: u64,
+        labels: Labels,
+    },
+    /// Past [`UNCACHED_LABELS_MAX`]: labeled again at every sample.
+    Named(SeriesDefinition),
 }
 
 const DROPPED_SLOT: u32 = u32::MAX;
@@ -307,15 +333,24 @@ impl SegmentRefs {
             self.segment = Some(segment);
             self.slots.clear();
             self.uncached.clear();
+            self.labeled = 0;
         }
     }
 
-    pub fn define(&mut self, series_ref: u32, resolved: Resolved) {
+    /// `definition` resolved for this endpoint as `resolved`.
+    pub fn define(&mut self, definition: &SeriesDefinition, resolved: Resolved) {
         let slot = match resolved {
             Resolved::Dropped => DROPPED_SLOT,
-            Resolved::Cached { id, .. } => id,
+            Resolved::Cached { id } => id,
             Resolved::Uncached { hash, labels } => {
-                self.uncached.push((hash, labels));
+                self.uncached
+                    .push(match self.labeled < UNCACHED_LABELS_MAX {
+                        true => {
+                            self.labeled += 1;
+                            Uncached::Labeled { hash, labels }
+                        }
+                        false => Uncached::Named(definition.clone()),
+                    });
                 // 2^31 uncached series in one segment would need terabytes of memory first.
                 u32::try_from(self.uncached.len() - 1)
                     .ok()
@@ -323,7 +358,7 @@ impl SegmentRefs {
                     .map_or(DROPPED_SLOT, |index| UNCACHED_SLOT | index)
             }
         };
-        let index = series_ref as usize;
+        let index = definition.series as usize;
         grow_to(&mut self.slots, index, DROPPED_SLOT);
         if let Some(place) = self.slots.get_mut(index) {
             *place = slot;
@@ -332,20 +367,27 @@ impl SegmentRefs {
 
     /// Shard key, acknowledgement reference and labels of the series of a ref; `None` when
     /// the endpoint drops it.
-    pub fn lookup<'a>(
-        &'a self,
+    pub fn lookup(
+        &self,
         series_ref: u32,
-        series: &'a EndpointSeries,
-    ) -> Option<(u64, SeriesRef, &'a Labels)> {
+        series: &EndpointSeries,
+        relabeler: &Relabeler,
+    ) -> Option<(u64, SeriesRef, Labels)> {
         let slot = *self.slots.get(series_ref as usize)?;
         if slot == DROPPED_SLOT {
             return None;
         }
         if slot & UNCACHED_SLOT != 0 {
-            let (hash, labels) = self.uncached.get((slot & !UNCACHED_SLOT) as usize)?;
-            return Some((*hash, SeriesRef::Hash(*hash), labels));
+            let (hash, labels) = match self.uncached.get((slot & !UNCACHED_SLOT) as usize)? {
+                Uncached::Labeled { hash, labels } => (*hash, labels.clone()),
+                Uncached::Named(definition) => {
+                    let labels = relabeler.apply(store_labels(&definition.key()))?;
+                    (labels.stable_hash(), labels)
+                }
+            };
+            return Some((hash, SeriesRef::Hash(hash), labels));
         }
-        let labels = series.labels(slot)?;
+        let labels = series.labels(slot)?.clone();
         Some((u64::from(slot), SeriesRef::Id(slot), labels))
     }
 }
@@ -465,7 +507,7 @@ mod tests {
         };
         let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
         let mut series = EndpointSeries::new(SeriesTable::new(), HashMap::new());
-        let Resolved::Cached { id, .. } = series.resolve(&key, &relabeler) else {
+        let Resolved::Cached { id } = series.resolve(&key, &relabeler) else {
             panic!("not cached");
         };
         let reference = SeriesRef::Id(id);
@@ -491,7 +533,7 @@ mod tests {
             .collect();
         // After a restart: a new table, ids assigned afresh, the hint found by hash.
         let mut restarted = EndpointSeries::new(SeriesTable::new(), hint);
-        let Resolved::Cached { id, .. } = restarted.resolve(&key, &relabeler) else {
+        let Resolved::Cached { id } = restarted.resolve(&key, &relabeler) else {
             panic!("not cached");
         };
         assert_eq!(restarted.acked(SeriesRef::Id(id)), Some(later));
@@ -579,6 +621,62 @@ mod tests {
             by_hash.is_empty(),
             "the startup hint of a series gone is dropped"
         );
+    }
+
+    /// Beyond SERIES_CACHED_MAX (2 in tests), refs of uncached series resolve to their own
+    /// labels, across a segment change and a re-definition, and their marks go by hash.
+    #[test]
+    fn uncached_refs_keep_their_labels_across_segments() {
+        let relabeler = Relabeler::new(&[], &BTreeMap::new()).unwrap();
+        let mut series = EndpointSeries::new(SeriesTable::new(), HashMap::new());
+        let hosts: Vec<String> = (0..6).map(|i| format!("h{i}")).collect();
+        let mut refs = SegmentRefs::default();
+        for segment in [1u64, 2] {
+            refs.enter(segment);
+            // Segment 2 defines the hosts in another order.
+            for (r, host) in hosts.iter().enumerate() {
+                let h = if segment == 1 {
+                    host.clone()
+                } else {
+                    hosts[5 - r].clone()
+                };
+                let key = SeriesKey {
+                    cluster: "c",
+                    host: &h,
+                    levels: ["", ""],
+                    metric: "m",
+                };
+                let resolved = series.resolve(&key, &relabeler);
+                refs.define(&SeriesDefinition::new(r as u32, &key), resolved);
+            }
+            for r in 0..6u32 {
+                let want = if segment == 1 {
+                    &hosts[r as usize]
+                } else {
+                    &hosts[5 - r as usize]
+                };
+                let (_, reference, labels) = refs.lookup(r, &series, &relabeler).expect("resolved");
+                assert_eq!(
+                    labels.get("hostname"),
+                    Some(want.as_str()),
+                    "segment {segment} ref {r}"
+                );
+                let mark = Mark {
+                    sequence: segment,
+                    index: r,
+                };
+                series.acknowledge(reference, mark);
+                assert_eq!(series.acked(reference), Some(mark));
+            }
+        }
+        // Two cached, two uncached with label sets, two labeled at every lookup.
+        assert_eq!(refs.labeled, UNCACHED_LABELS_MAX);
+        assert!(
+            refs.uncached
+                .iter()
+                .any(|u| matches!(u, Uncached::Named(_)))
+        );
+        assert!(refs.lookup(6, &series, &relabeler).is_none());
     }
 
     #[test]

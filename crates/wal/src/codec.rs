@@ -233,14 +233,7 @@ impl Decode for Names {
         payload: &[u8],
         batch: &mut WriteBatch,
     ) -> Result<(u64, Option<Free>)> {
-        let mut cursor = Cursor::new(payload);
-        match format::read_record_start(&mut cursor)? {
-            (Kind::Batch, sequence) => {
-                self.decode_batch(&mut cursor, batch)?;
-                Ok((sequence, None))
-            }
-            (Kind::Free, sequence) => Ok((sequence, Some(format::read_free(&mut cursor)?))),
-        }
+        decode_record_with(payload, |cursor| self.decode_batch(cursor, batch))
     }
 
     fn skip(batch: &mut WriteBatch) {
@@ -325,7 +318,14 @@ pub struct SeriesDefinition {
 }
 
 impl SeriesDefinition {
-    fn new(series: u32, parts: [&str; 5]) -> Self {
+    pub fn new(series: u32, key: &SeriesKey<'_>) -> Self {
+        let parts = [
+            key.cluster,
+            key.host,
+            key.levels[0],
+            key.levels[1],
+            key.metric,
+        ];
         let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
         let mut ends = [0u32; 4];
         for (index, part) in parts.iter().enumerate() {
@@ -369,19 +369,14 @@ impl Decode for Refs {
         payload: &[u8],
         batch: &mut RefBatch,
     ) -> Result<(u64, Option<Free>)> {
-        let mut cursor = Cursor::new(payload);
-        match format::read_record_start(&mut cursor)? {
-            (Kind::Batch, sequence) => {
-                let samples = batch.samples.len();
-                let result = self.decode_batch(&mut cursor, batch);
-                if result.is_err() {
-                    batch.samples.truncate(samples);
-                }
-                result?;
-                Ok((sequence, None))
+        decode_record_with(payload, |cursor| {
+            let samples = batch.samples.len();
+            let result = self.decode_batch(cursor, batch);
+            if result.is_err() {
+                batch.samples.truncate(samples);
             }
-            (Kind::Free, sequence) => Ok((sequence, Some(format::read_free(&mut cursor)?))),
-        }
+            result
+        })
     }
 
     fn skip(batch: &mut RefBatch) {
@@ -389,17 +384,31 @@ impl Decode for Refs {
     }
 
     fn recycle(batch: &mut RefBatch) {
-        batch.defined.clear();
+        // The first record after opening inside a segment carries every definition before
+        // it: that room is not kept for the epoch.
+        match batch.defined.capacity() > DEFINED_KEPT_MAX {
+            true => batch.defined = Vec::new(),
+            false => batch.defined.clear(),
+        }
         batch.samples.clear();
     }
 }
+
+/// Room for definitions a recycled [`RefBatch`] keeps.
+const DEFINED_KEPT_MAX: usize = 4096;
 
 impl Refs {
     fn decode_batch(&mut self, cursor: &mut Cursor<'_>, batch: &mut RefBatch) -> Result<()> {
         for_each_definition(cursor, |parts| {
             let series = u32::try_from(self.defined)
                 .map_err(|_| Error::Malformed("more than 2^32 series in a segment"))?;
-            batch.defined.push(SeriesDefinition::new(series, parts));
+            let key = SeriesKey {
+                cluster: parts[0],
+                host: parts[1],
+                levels: [parts[2], parts[3]],
+                metric: parts[4],
+            };
+            batch.defined.push(SeriesDefinition::new(series, &key));
             self.defined += 1;
             Ok(())
         })?;
@@ -415,6 +424,22 @@ impl Refs {
             });
             Ok(())
         })
+    }
+}
+
+/// A record's sequence number, and its free if it is one; a batch payload is decoded by
+/// `decode_batch`.
+fn decode_record_with(
+    payload: &[u8],
+    decode_batch: impl FnOnce(&mut Cursor<'_>) -> Result<()>,
+) -> Result<(u64, Option<Free>)> {
+    let mut cursor = Cursor::new(payload);
+    match format::read_record_start(&mut cursor)? {
+        (Kind::Batch, sequence) => {
+            decode_batch(&mut cursor)?;
+            Ok((sequence, None))
+        }
+        (Kind::Free, sequence) => Ok((sequence, Some(format::read_free(&mut cursor)?))),
     }
 }
 

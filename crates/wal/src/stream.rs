@@ -235,8 +235,9 @@ impl LogReader {
 impl<D: Decode> LogReader<D> {
     /// Opens at `from` (a record boundary: a segment's header end, or any `Entry::end`).
     /// Segments are self-contained (each defines its series before use), so opening
-    /// mid-segment decodes the series definitions of the records before `from` without
-    /// handing them out. `from` in a segment that no longer exists (deleted) or offset 0:
+    /// mid-segment decodes the series definitions of the records before `from`: a reader by
+    /// name keeps them to decode later records, a reader by ref hands them out with its first
+    /// record. `from` in a segment that no longer exists (deleted) or offset 0:
     /// start at the oldest segment at or after it; segments missing before that one are not
     /// reported (they were deleted), segments missing after it are.
     ///
