@@ -10,6 +10,10 @@
 //!   is what the write-ahead log records, so ingest is decode → log → [`Store::write`].
 //! - **Reads** ([`Store::query`]) expand a query into selectors, collect the series they reach,
 //!   aggregate over the union of their windows, resample ([`Resampler`]), and compute stats.
+//! - **Copies** in and out ([`HostImage`]): whole hosts for snapshots and imports; one series
+//!   at a time by sample time for the Parquet archive ([`Store::series_names`],
+//!   [`Store::export_series`], [`HostImage::add_samples`]); one metric of a host for a query
+//!   that merges the archive with memory in a [`Store::scratch`] ([`Store::export_metric`]).
 //! - **Memory.** Exact buffer counts, and an estimate of the tree's own allocations, are kept
 //!   on every change ([`Store::memory_bytes`], [`Store::structure_bytes`]); retention
 //!   ([`Store::free_before`]) and the memory cap ([`Store::enforce_memory_cap`]) free the
