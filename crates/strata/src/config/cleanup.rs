@@ -105,6 +105,23 @@ pub struct S3Location {
     pub part_size: u64,
 }
 
+impl S3Location {
+    /// `s3://bucket/prefix` with every setting left to the environment and the default part
+    /// size.
+    pub fn new(bucket: &str, prefix: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: None,
+            part_size: S3_PART_SIZE_DEFAULT,
+        }
+    }
+}
+
 /// A credential: shown as `"<redacted>"` by `Debug`, so that it never reaches a log line
 /// or an error message; [`Secret::expose`] gives the value to whoever must use it.
 #[derive(Clone, PartialEq, Eq)]
@@ -212,16 +229,7 @@ fn parse_location(
             ),
         ));
     }
-    let mut location = S3Location {
-        bucket: bucket.to_owned(),
-        prefix: prefix.to_owned(),
-        endpoint: None,
-        region: None,
-        access_key_id: None,
-        secret_access_key: None,
-        allow_http: None,
-        part_size: S3_PART_SIZE_DEFAULT,
-    };
+    let mut location = S3Location::new(bucket, prefix);
     if let Some(s3) = s3 {
         parse_s3(s3, &mut location)?;
     }

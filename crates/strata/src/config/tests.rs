@@ -506,23 +506,17 @@ fn cleanup_interval_defaults_to_the_retention() {
 #[test]
 fn cleanup_directory_on_s3() {
     let location = |section: Value| parse_ok(&cleanup(section)).store.cleanup.directory;
-    let s3 = |bucket: &str, prefix: &str| S3Location {
-        bucket: bucket.to_owned(),
-        prefix: prefix.to_owned(),
-        endpoint: None,
-        region: None,
-        access_key_id: None,
-        secret_access_key: None,
-        allow_http: None,
-        part_size: S3_PART_SIZE_DEFAULT,
-    };
+    let mut expected = S3Location::new("my-bucket", "cc/archive");
+    assert_eq!(expected.part_size, 8 << 20);
     assert_eq!(
         location(json!({"mode": "archive", "directory": "s3://my-bucket/cc/archive/"})),
-        Some(ArchiveLocation::S3(s3("my-bucket", "cc/archive")))
+        Some(ArchiveLocation::S3(expected.clone()))
     );
+    expected.bucket = "b.example-1".to_owned();
+    expected.prefix = String::new();
     assert_eq!(
         location(json!({"directory": "s3://b.example-1"})),
-        Some(ArchiveLocation::S3(s3("b.example-1", "")))
+        Some(ArchiveLocation::S3(expected))
     );
     assert_eq!(
         location(json!({"directory": "var/s3:/x"})),
