@@ -8,6 +8,11 @@ use crate::metric::{MetricConfig, MetricId};
 use crate::store::Store;
 use std::collections::HashMap;
 
+/// Sample times [`SeriesImage::from_samples`] takes: unix seconds from 1970 to the end of
+/// the year 9999. Archive files are input like any other: a row at `i64::MIN` next to one at
+/// `i64::MAX` must not make the slot arithmetic of one series overflow.
+pub const SAMPLE_TIME_S: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
+
 /// One host's data.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostImage {
@@ -189,8 +194,9 @@ impl SeriesImage {
     /// A series from its samples `(sample time, value)` at `frequency_s`, the inverse of
     /// [`Store::export_series`]: a sample is the slot that starts `f/2` before its time
     /// (where a write of that time puts it), consecutive slots form a run, and a gap or a
-    /// time off the grid starts a new run. NaN is no sample (skipped). Unsorted samples are
-    /// sorted first; of samples with the same time the last one wins.
+    /// time off the grid starts a new run. NaN is no sample (skipped), nor is a time outside
+    /// [`SAMPLE_TIME_S`]. Unsorted samples are sorted first; of samples with the same time
+    /// the last one wins.
     ///
     /// Importing the image ([`Store::import_host`]) puts every sample back into the slot it
     /// came from: a series new to the store takes the runs as its buffers, an existing one
@@ -208,19 +214,20 @@ impl SeriesImage {
                 // Stable: samples of one time keep their order, so the last one wins.
                 samples.sort_by_key(|&(t, _)| t);
             }
-            for (t, value) in samples.into_iter().filter(|(_, v)| !v.is_nan()) {
-                let start_s = t.saturating_sub(frequency_s / 2);
+            let taken = samples
+                .into_iter()
+                .filter(|(t, v)| !v.is_nan() && SAMPLE_TIME_S.contains(t));
+            for (t, value) in taken {
+                let start_s = t - frequency_s / 2;
                 let Some(run) = runs.last_mut() else {
                     runs.push(Run::one(start_s, value));
                     continue;
                 };
-                let next_s = i64::try_from(run.values.len())
-                    .ok()
-                    .and_then(|len| len.checked_mul(frequency_s))
-                    .and_then(|span| run.start_s.checked_add(span));
-                if next_s == Some(start_s) {
+                // A run spans at most `SAMPLE_TIME_S`: no overflow.
+                let next_s = run.start_s + run.values.len() as i64 * frequency_s;
+                if next_s == start_s {
                     run.values.push(value);
-                } else if next_s == start_s.checked_add(frequency_s) {
+                } else if next_s == start_s + frequency_s {
                     // The same slot again.
                     if let Some(last) = run.values.last_mut() {
                         *last = value;

@@ -9,7 +9,7 @@
 use proptest::prelude::*;
 use strata_store::{
     Aggregation, HostImage, LevelName, MetricConfig, Query, ReadOptions, Resampler, ResamplerKind,
-    SeriesResult, Store, StoreConfig, WriteBatch,
+    SAMPLE_TIME_S, SeriesResult, Store, StoreConfig, WriteBatch,
 };
 
 const BASE: i64 = 1_000_000;
@@ -400,6 +400,30 @@ fn samples_at_another_frequency_are_resampled_like_a_snapshot() {
     );
     // A frequency outside 1 s – 1 day imports nothing.
     assert_eq!(store.export_series("c", "h", &[], "cpu_load", 0, FAR), None);
+}
+
+#[test]
+fn samples_at_absurd_times_are_left_out() {
+    // Goal: an archive row at an extreme time (a corrupt or hostile file) is no sample: it
+    // cannot make one series span more than the slot arithmetic holds (a panic in debug
+    // builds, nonsense slots in release ones).
+    let store = store();
+    let mut image = HostImage::new("c", "h");
+    let samples = vec![
+        (i64::MIN, 1.0),
+        (-1, 2.0),
+        (BASE, 3.0),
+        (*SAMPLE_TIME_S.end(), 4.0),
+        (SAMPLE_TIME_S.end() + 1, 5.0),
+        (i64::MAX, 6.0),
+    ];
+    image.add_samples(&["hwthread0"], "flops", 10, samples);
+    assert_eq!(store.import_host(image).slots, 2);
+    // The last one lands in the slot holding its time, on the grid the first one started.
+    assert_eq!(
+        store.export_series("c", "h", &["hwthread0"], "flops", i64::MIN, i64::MAX),
+        Some((10, vec![(BASE, 3.0), (SAMPLE_TIME_S.end() + 1, 4.0)]))
+    );
 }
 
 #[test]
