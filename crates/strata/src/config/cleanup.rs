@@ -250,6 +250,19 @@ fn parse_s3(s3: &Section<'_>, location: &mut S3Location) -> Result<(), ConfigErr
             ),
         ));
     }
+    if let Some(endpoint) = &location.endpoint
+        && endpoint.split_once("://").is_some_and(|(_, rest)| {
+            rest.split(['/', '?', '#'])
+                .next()
+                .is_some_and(|a| a.contains('@'))
+        })
+    {
+        // Not echoed: what is before the `@` is a password.
+        return Err(s3.invalid(
+            "endpoint",
+            "must not hold credentials; use access-key-id and secret-access-key",
+        ));
+    }
     location.region = s3.non_empty_string("region")?.map(str::to_owned);
     location.access_key_id = s3.non_empty_string("access-key-id")?.map(str::to_owned);
     // Never echoed: a secret of the wrong type is still a secret.

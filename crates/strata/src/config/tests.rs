@@ -664,10 +664,21 @@ fn cleanup_s3_secret_is_never_shown() {
         json!({"secret-access-key": [SECRET]}),
         json!({"secret-access-key": {"value": SECRET}}),
         json!({"secret-access-key": SECRET, "bogus": 1}),
+        json!({"endpoint": format!("https://key:{SECRET}@s3.example.org/")}),
     ] {
         let message = message_of(&section(s3.clone()));
         assert!(!message.contains(SECRET), "{s3}: {message}");
     }
+    assert_eq!(
+        message_of(&section(json!({"endpoint": "http://k:s@h:9000"}))),
+        invalid(
+            "metric-store.cleanup.s3",
+            "endpoint",
+            "must not hold credentials; use access-key-id and secret-access-key"
+        )
+    );
+    let fine = section(json!({"endpoint": "http://h:9000/p?x=a@b"}));
+    assert!(parse(&fine).is_ok());
     assert_eq!(
         message_of(&section(json!({"secret-access-key": 12345}))),
         invalid(
