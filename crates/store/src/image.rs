@@ -339,6 +339,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The sample time of the oldest sample memory holds of `metric` on `host`, at any
+    /// level: a query whose range starts before it (or finds no series, `None`) may need the
+    /// archive.
+    pub fn memory_start(&self, cluster: &str, host: &str, metric: &str) -> Option<i64> {
+        let (id, _) = self.registry.read().get(metric)?;
+        let found = self.host(cluster, host)?;
+        let tree = found.read();
+        oldest_sample(&tree.root, id)
+    }
+}
+
+/// The oldest sample time of `metric` at or below `level`.
+fn oldest_sample(level: &Level, id: MetricId) -> Option<i64> {
+    let own = level
+        .series(id)
+        .and_then(|series| series.first_sample_from(i64::MIN))
+        .map(|(t, _)| t);
+    level
+        .children()
+        .filter_map(|(_, child)| oldest_sample(child, id))
+        .chain(own)
+        .min()
+}
+
 /// Calls `each` with the level path and metric of every series below `level`.
 fn list_series(level: &Level, path: &mut Vec<String>, each: &mut dyn FnMut(&[String], MetricId)) {
     for (id, _) in level.all_series() {

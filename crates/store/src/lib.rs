@@ -13,7 +13,8 @@
 //! - **Copies** in and out ([`HostImage`]): whole hosts for snapshots and imports; one series
 //!   at a time by sample time for the Parquet archive ([`Store::series_names`],
 //!   [`Store::export_series`], [`HostImage::add_samples`]); one metric of a host for a query
-//!   that merges the archive with memory in a [`Store::scratch`] ([`Store::export_metric`]).
+//!   that merges the archive with memory in a [`Store::scratch`] ([`Store::export_metric`],
+//!   [`Store::memory_start`]).
 //! - **Memory.** Exact buffer counts, and an estimate of the tree's own allocations, are kept
 //!   on every change ([`Store::memory_bytes`], [`Store::structure_bytes`]); retention
 //!   ([`Store::free_before`]) and the memory cap ([`Store::enforce_memory_cap`]) free the

@@ -536,6 +536,36 @@ fn export_metric_reads_like_memory_at_the_edges() {
 }
 
 #[test]
+fn memory_start_is_the_oldest_sample_of_a_metric_on_a_host() {
+    // Goal: the oldest sample of the metric at any level of the host (NaN is no sample);
+    // `None` when memory holds none.
+    let store = store();
+    write(
+        &store,
+        "h",
+        &[],
+        "flops",
+        &[(BASE + 50, f32::NAN), (BASE + 60, 1.0)],
+    );
+    let core = ["socket1".to_owned(), "core0".to_owned()];
+    write(
+        &store,
+        "h",
+        &core,
+        "flops",
+        &[(BASE + 40, 2.0), (BASE + 900, 3.0)],
+    );
+    write(&store, "h", &[], "cpu_load", &[(BASE, 1.0)]);
+    assert_eq!(store.memory_start("c", "h", "flops"), Some(BASE + 40));
+    assert_eq!(store.memory_start("c", "h", "cpu_load"), Some(BASE));
+    store.free(&["c", "h", "socket1"], FAR);
+    assert_eq!(store.memory_start("c", "h", "flops"), Some(BASE + 60));
+    assert_eq!(store.memory_start("c", "h", "mem"), None);
+    assert_eq!(store.memory_start("c", "x", "flops"), None);
+    assert_eq!(store.memory_start("c", "h", "unknown"), None);
+}
+
+#[test]
 fn scratch_knows_the_metrics_registered_on_first_sight() {
     // Goal: the scratch store has memory's metric registry, so a metric registered on first
     // sight is not "unknown" in it (auto-registration would give it the default
