@@ -147,12 +147,27 @@ fn directory_error(path: &Path, reason: impl std::fmt::Display) -> DurabilityErr
 
 impl Durability {
     /// Opens the data directory, restores the newest snapshot and replays the WAL into
-    /// `store`, then opens the WAL for appending.
+    /// `store`, then opens the WAL for appending. Replay drops samples older than the
+    /// retention window, as writes do.
     pub fn recover(
         config: DurabilityConfig,
         store: &Store,
         now_s: i64,
     ) -> Result<(Self, RecoveryReport), DurabilityError> {
+        Self::recover_from(config, store, now_s, None)
+    }
+
+    /// [`Durability::recover`] whose replay keeps samples down to `replay_oldest_s` when it
+    /// is given ([`Store::write_from`]) instead of `now − retention`: archive mode passes
+    /// the oldest time not archived yet, so that a downtime longer than the retention loses
+    /// nothing that still has to be archived.
+    pub fn recover_from(
+        config: DurabilityConfig,
+        store: &Store,
+        now_s: i64,
+        replay_oldest_s: Option<i64>,
+    ) -> Result<(Self, RecoveryReport), DurabilityError> {
+        let oldest_s = replay_oldest_s.unwrap_or(now_s - store.config().retention_s);
         let started = Instant::now();
         let directory = &config.directory;
         fs::create_dir_all(directory).map_err(|e| directory_error(directory, e))?;
@@ -226,7 +241,7 @@ impl Durability {
                             ReplayJob::Apply(batch) => {
                                 let Some(count) = stored else { continue };
                                 stored = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                    store.write(&batch, now_s).written as u64
+                                    store.write_from(&batch, now_s, oldest_s).written as u64
                                 }))
                                 .ok()
                                 .map(|written| count + written);
@@ -257,7 +272,7 @@ impl Durability {
                     }
                 };
                 if partitions == 1 {
-                    stored_here += store.write(batch, now_s).written as u64;
+                    stored_here += store.write_from(batch, now_s, oldest_s).written as u64;
                     progress.advance(0, batch.len() as u64);
                     return;
                 }
@@ -271,7 +286,7 @@ impl Durability {
                         let _ = sender.send(ReplayJob::Apply(std::mem::take(part)));
                     }
                 }
-                stored_here += store.write(own, now_s).written as u64;
+                stored_here += store.write_from(own, now_s, oldest_s).written as u64;
                 progress.advance(0, own.len() as u64);
                 own.clear();
             });
@@ -963,6 +978,48 @@ mod tests {
         let writer = durability.committed().unwrap().position().segment;
         let left: Vec<u64> = segments().iter().map(|s| s.segment).collect();
         assert_eq!(left, [writer]);
+    }
+
+    /// Issue 8: replay dropped every sample older than the retention window, so after a
+    /// downtime longer than the retention, archive mode would lose what was not archived
+    /// yet. `recover_from` keeps samples down to the floor given; `recover` still drops them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_keeps_samples_down_to_the_floor_given() {
+        let directory = tempfile::tempdir().unwrap();
+        let now_s = crate::now_s();
+        let mut store_config = StoreConfig::auto(60);
+        store_config.retention_s = 3600;
+        let config = DurabilityConfig {
+            directory: directory.path().to_owned(),
+            fsync: Some(FsyncPolicy::Always),
+            segment_bytes: 1 << 20,
+            workers: 2,
+        };
+        {
+            let store = Arc::new(Store::new(store_config.clone()));
+            let durability = Arc::new(
+                Durability::recover(config.clone(), &store, now_s)
+                    .unwrap()
+                    .0,
+            );
+            let mut batch = WriteBatch::new();
+            batch.push("c", "h", [LevelName::NONE; 2], "load", now_s - 60, 1.0);
+            batch.push("c", "h", [LevelName::NONE; 2], "load", now_s, 2.0);
+            let commit = durability.commit(&store, batch, now_s).await;
+            assert_eq!(commit.report.written, 2);
+        }
+        // Two hours later, a downtime longer than the retention of one hour.
+        let later = now_s + 2 * 3600;
+        let replayed = |floor| {
+            let store = Store::new(store_config.clone());
+            let report = Durability::recover_from(config.clone(), &store, later, floor)
+                .unwrap()
+                .1;
+            (report.replayed_samples_stored, store.stats().samples)
+        };
+        assert_eq!(replayed(None), (0, 0));
+        assert_eq!(replayed(Some(now_s - 60)), (2, 2));
+        assert_eq!(replayed(Some(now_s)), (1, 1));
     }
 
     /// A request cancelled while its batch was being logged used to leave the batch in the

@@ -221,5 +221,91 @@ fn cardinality(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, write, query, cardinality);
+/// The store side of the Parquet archive (issue 8) on one host of the workload's shape
+/// (340 series) holding one day at 60 s: copying it out series by series as the archiver
+/// does, turning the samples back into an image and importing it, and the memory side of a
+/// query that merges the archive (copy one metric, import it into a scratch store, query).
+fn archive(c: &mut Criterion) {
+    let store = store();
+    let ids = ids();
+    let day = 1440;
+    let start = NOW - day * 60;
+    for tick in 0..day {
+        let mut batch = WriteBatch::new();
+        push_host_tick(&mut batch, "n0000", start + tick * 60, &ids);
+        store.write(&batch, NOW);
+    }
+    let names = store.series_names("hpc1", "n0000");
+    let export = || {
+        names
+            .iter()
+            .map(|(path, metric)| {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                let (f, samples) = store
+                    .export_series("hpc1", "n0000", &path, metric, start, NOW)
+                    .unwrap();
+                (path, metric, f, samples)
+            })
+            .collect::<Vec<_>>()
+    };
+    let samples: usize = export().iter().map(|s| s.3.len()).sum();
+    assert_eq!(samples, names.len() * day as usize);
+    let mut group = c.benchmark_group("store_archive");
+    group.throughput(Throughput::Elements(samples as u64));
+    group.bench_function("export_series_1_host_340_series_24h", |b| {
+        b.iter(|| {
+            for (path, metric) in &names {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                black_box(store.export_series("hpc1", "n0000", &path, metric, start, NOW));
+            }
+        });
+    });
+    let exported = export();
+    group.bench_function("samples_to_image_and_import_1_host_24h", |b| {
+        b.iter_batched(
+            || exported.clone(),
+            |series| {
+                let mut image = strata_store::HostImage::new("hpc1", "n0000");
+                for (path, metric, f, samples) in series {
+                    image.add_samples(&path, metric, f, samples);
+                }
+                let scratch = store.scratch();
+                black_box(scratch.import_host(image));
+                scratch
+            },
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    group.throughput(Throughput::Elements(ids.len() as u64 * day as u64));
+    let options = ReadOptions {
+        from_s: start,
+        to_s: NOW,
+        with_stats: true,
+        with_data: true,
+        with_padding: true,
+        resampler: Resampler::default(),
+    };
+    let query = Query {
+        host: "n0000",
+        metric: "core_metric_0",
+        kind: Some("hwthread"),
+        kind_ids: &ids,
+        aggregate: true,
+        ..Query::default()
+    };
+    group.bench_function("query_64_hwthreads_aggregated_24h_memory", |b| {
+        b.iter(|| black_box(store.query("hpc1", &query, &options)));
+    });
+    group.bench_function("query_64_hwthreads_aggregated_24h_scratch_merge", |b| {
+        b.iter(|| {
+            let scratch = store.scratch();
+            let image = store.export_metric("hpc1", "n0000", "core_metric_0", start, NOW);
+            scratch.import_host(image.unwrap());
+            black_box(scratch.query("hpc1", &query, &options))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, write, query, cardinality, archive);
 criterion_main!(benches);

@@ -84,6 +84,22 @@ impl Buffer {
         self.start + self.len() as i64 * frequency_s
     }
 
+    /// The sample time of slot `index`: the middle of the slot ([`run_samples`]).
+    fn sample_time(&self, index: usize, frequency_s: i64) -> i64 {
+        self.first_write(frequency_s) + index as i64 * frequency_s
+    }
+
+    /// How many slots have a sample time before `t` (at most `len`).
+    fn slots_sampled_before(&self, t: i64, frequency_s: i64) -> usize {
+        // Slot i is before `t` when i·f < t − first_write, so the count is ⌈offset / f⌉.
+        let offset = t.saturating_sub(self.first_write(frequency_s));
+        if offset <= 0 {
+            return 0;
+        }
+        let count = (offset - 1) / frequency_s + 1;
+        usize::try_from(count).map_or(self.len(), |count| count.min(self.len()))
+    }
+
     /// The sample time of the first slot that holds a value (not NaN): where reads start.
     fn first_value(&self, frequency_s: i64) -> i64 {
         let index = self.data.iter().position(|v| !v.is_nan()).unwrap_or(0);
@@ -415,6 +431,41 @@ impl Series {
     /// Number of samples held (including NaN-filled slots).
     pub(crate) fn slot_count(&self) -> usize {
         self.buffers().map(Buffer::len).sum()
+    }
+
+    /// The samples (values, not NaN) whose sample time ([`run_samples`]) lies in
+    /// `[from_s, to_s)`, oldest first, appended to `out`. A slot's sample time is in exactly
+    /// one of two adjacent ranges, so ranges that tile time copy every sample once.
+    pub(crate) fn samples_in(&self, from_s: i64, to_s: i64, out: &mut Vec<(i64, f32)>) {
+        let f = self.frequency_s;
+        for buffer in self.buffers() {
+            let first = buffer.slots_sampled_before(from_s, f);
+            let end = buffer.slots_sampled_before(to_s, f);
+            if first < end {
+                let start = buffer.start + first as i64 * f;
+                out.extend(run_samples(start, f, &buffer.data[first..end]));
+            }
+        }
+    }
+
+    /// The newest sample whose sample time is before `t`.
+    pub(crate) fn last_sample_before(&self, t: i64) -> Option<(i64, f32)> {
+        let f = self.frequency_s;
+        self.buffers().rev().find_map(|buffer| {
+            let end = buffer.slots_sampled_before(t, f);
+            let i = buffer.data[..end].iter().rposition(|v| !v.is_nan())?;
+            Some((buffer.sample_time(i, f), buffer.data[i]))
+        })
+    }
+
+    /// The oldest sample whose sample time is at or after `t`.
+    pub(crate) fn first_sample_from(&self, t: i64) -> Option<(i64, f32)> {
+        let f = self.frequency_s;
+        self.buffers().find_map(|buffer| {
+            let first = buffer.slots_sampled_before(t, f);
+            let i = first + buffer.data[first..].iter().position(|v| !v.is_nan())?;
+            Some((buffer.sample_time(i, f), buffer.data[i]))
+        })
     }
 }
 
@@ -819,6 +870,35 @@ mod tests {
         // A run off the grid lands in the slots holding its sample times.
         let misaligned = adopt(vec![(95, vec![1.0]), (103, vec![7.0])]);
         assert_eq!(read(&misaligned, 0, 1000).0, vec![1.0, 7.0]);
+    }
+
+    #[test]
+    fn samples_in_a_range_are_those_whose_sample_time_is_in_it() {
+        // Sample times 100, 110, 120 (NaN), 130 | 200, 210.
+        let nan = f32::NAN;
+        let series = series(vec![(95, vec![1.0, 2.0, nan, 4.0]), (195, vec![5.0, 6.0])]);
+        let samples = |from, to| {
+            let mut out = Vec::new();
+            series.samples_in(from, to, &mut out);
+            out
+        };
+        assert_eq!(samples(110, 201), [(110, 2.0), (130, 4.0), (200, 5.0)]);
+        // A slot belongs to the range holding its sample time, not its start.
+        assert_eq!(samples(101, 110), []);
+        assert_eq!(samples(100, 101), [(100, 1.0)]);
+        assert_eq!(samples(i64::MIN, i64::MAX).len(), 5);
+        assert_eq!(samples(300, 100), []);
+        // Adjacent ranges copy every sample once.
+        let mut split = samples(i64::MIN, 123);
+        split.extend(samples(123, i64::MAX));
+        assert_eq!(split, samples(i64::MIN, i64::MAX));
+        assert_eq!(series.last_sample_before(130), Some((110, 2.0)));
+        assert_eq!(series.last_sample_before(100), None);
+        assert_eq!(series.last_sample_before(i64::MAX), Some((210, 6.0)));
+        assert_eq!(series.first_sample_from(111), Some((130, 4.0)));
+        assert_eq!(series.first_sample_from(131), Some((200, 5.0)));
+        assert_eq!(series.first_sample_from(211), None);
+        assert_eq!(series.first_sample_from(i64::MIN), Some((100, 1.0)));
     }
 
     #[test]

@@ -8,6 +8,11 @@ use crate::metric::{MetricConfig, MetricId};
 use crate::store::Store;
 use std::collections::HashMap;
 
+/// Sample times [`SeriesImage::from_samples`] takes: unix seconds from 1970 to the end of
+/// the year 9999. Archive files are input like any other: a row at `i64::MIN` next to one at
+/// `i64::MAX` must not make the slot arithmetic of one series overflow.
+pub const SAMPLE_TIME_S: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
+
 /// One host's data.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostImage {
@@ -137,6 +142,271 @@ impl Store {
         self.add_memory(delta);
         report
     }
+}
+
+impl HostImage {
+    /// An image of `host` without data, to fill with [`HostImage::add_samples`].
+    pub fn new(cluster: impl Into<String>, host: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            host: host.into(),
+            root: LevelImage::default(),
+        }
+    }
+
+    /// Adds one series at the level `levels` below the host (levels created as needed) from
+    /// its samples `(sample time, value)`, as [`Store::export_series`] gives them and an
+    /// archive holds them (see [`SeriesImage::from_samples`]). A series added twice is
+    /// imported twice: the later one wins where both have a slot.
+    pub fn add_samples(
+        &mut self,
+        levels: &[impl AsRef<str>],
+        metric: &str,
+        frequency_s: i64,
+        samples: Vec<(i64, f32)>,
+    ) {
+        let series = SeriesImage::from_samples(metric, frequency_s, samples);
+        if !series.runs.is_empty() {
+            self.root.level_mut(levels).series.push(series);
+        }
+    }
+}
+
+impl LevelImage {
+    /// The level at `path` below this one, created if missing.
+    fn level_mut(&mut self, path: &[impl AsRef<str>]) -> &mut LevelImage {
+        let Some((name, rest)) = path.split_first() else {
+            return self;
+        };
+        let name = name.as_ref();
+        let index = match self.children.iter().position(|(n, _)| n == name) {
+            Some(index) => index,
+            None => {
+                self.children.push((name.to_owned(), LevelImage::default()));
+                self.children.len() - 1
+            }
+        };
+        self.children[index].1.level_mut(rest)
+    }
+}
+
+impl SeriesImage {
+    /// A series from its samples `(sample time, value)` at `frequency_s`, the inverse of
+    /// [`Store::export_series`]: a sample is the slot that starts `f/2` before its time
+    /// (where a write of that time puts it), consecutive slots form a run, and a gap or a
+    /// time off the grid starts a new run. NaN is no sample (skipped), nor is a time outside
+    /// [`SAMPLE_TIME_S`]. Unsorted samples are sorted first; of samples with the same time
+    /// the last one wins.
+    ///
+    /// Importing the image ([`Store::import_host`]) puts every sample back into the slot it
+    /// came from: a series new to the store takes the runs as its buffers, an existing one
+    /// gets them written value by value, and a frequency other than the metric's configured
+    /// one is resampled as for a snapshot taken before the configuration changed. A frequency
+    /// outside [`crate::FREQUENCY_S`] gives a series without runs, which imports nothing.
+    pub fn from_samples(
+        metric: impl Into<String>,
+        frequency_s: i64,
+        mut samples: Vec<(i64, f32)>,
+    ) -> Self {
+        let mut runs: Vec<Run> = Vec::new();
+        if crate::FREQUENCY_S.contains(&frequency_s) {
+            if !samples.is_sorted_by_key(|&(t, _)| t) {
+                // Stable: samples of one time keep their order, so the last one wins.
+                samples.sort_by_key(|&(t, _)| t);
+            }
+            let taken = samples
+                .into_iter()
+                .filter(|(t, v)| !v.is_nan() && SAMPLE_TIME_S.contains(t));
+            for (t, value) in taken {
+                let start_s = t - frequency_s / 2;
+                let Some(run) = runs.last_mut() else {
+                    runs.push(Run::one(start_s, value));
+                    continue;
+                };
+                // A run spans at most `SAMPLE_TIME_S`: no overflow.
+                let next_s = run.start_s + run.values.len() as i64 * frequency_s;
+                if next_s == start_s {
+                    run.values.push(value);
+                } else if next_s == start_s + frequency_s {
+                    // The same slot again.
+                    if let Some(last) = run.values.last_mut() {
+                        *last = value;
+                    }
+                } else {
+                    runs.push(Run::one(start_s, value));
+                }
+            }
+        }
+        Self {
+            metric: metric.into(),
+            frequency_s,
+            runs,
+        }
+    }
+}
+
+impl Run {
+    fn one(start_s: i64, value: f32) -> Self {
+        Self {
+            start_s,
+            values: vec![value],
+        }
+    }
+}
+
+impl Store {
+    /// Every series of a host: the level names below the host (0 to 2) and the metric name,
+    /// sorted by metric, then by level names. Copies names only; the host is read-locked for
+    /// the walk. Empty when the host does not exist.
+    pub fn series_names(&self, cluster: &str, host: &str) -> Vec<(Vec<String>, String)> {
+        let Some(found) = self.host(cluster, host) else {
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        {
+            let registry = self.registry.read();
+            let tree = found.read();
+            let mut path = Vec::new();
+            list_series(&tree.root, &mut path, &mut |path, id| {
+                if let Some((metric, _)) = registry.config(id) {
+                    names.push((path.to_vec(), metric.to_owned()));
+                }
+            });
+        }
+        names.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        names
+    }
+
+    /// The samples of one series whose sample time (the middle of the slot, where a write of
+    /// that time lands and what queries and snapshots report as the slot's time) lies in
+    /// `[from_s, to_s)`, oldest first, with the series' frequency. Time ranges that tile
+    /// time (`[a, b)`, `[b, c)`) copy every sample exactly once. NaN — a gap, or a NaN
+    /// written — is not a sample and is left out, as cc-metric-store's archive leaves it out.
+    ///
+    /// The host is read-locked while this one series' samples in the range are copied, so a
+    /// caller going series by series ([`Store::series_names`]) holds one series at a time.
+    /// `None` when the host, a level, the metric or its series does not exist.
+    pub fn export_series(
+        &self,
+        cluster: &str,
+        host: &str,
+        levels: &[&str],
+        metric: &str,
+        from_s: i64,
+        to_s: i64,
+    ) -> Option<(i64, Vec<(i64, f32)>)> {
+        let (id, _) = self.registry.read().get(metric)?;
+        let found = self.host(cluster, host)?;
+        let tree = found.read();
+        let mut level = &tree.root;
+        for name in levels {
+            level = level.child(name)?;
+        }
+        let series = level.series(id)?;
+        let mut samples = Vec::new();
+        series.samples_in(from_s, to_s, &mut samples);
+        Some((series.frequency_s(), samples))
+    }
+
+    /// Memory's copy of one metric of one host, at every level, for a query that also reads
+    /// an archive: imported into a [`Store::scratch`] after the archive's image, memory wins
+    /// where both hold a slot, and [`Store::query_each`] runs unchanged.
+    ///
+    /// Per series: the samples whose sample time lies in `[from_s, to_s)`
+    /// ([`Store::export_series`]), plus the last sample before `from_s` and the first at or
+    /// after `to_s`. The two neighbours make a query of `[from_s, to_s)` read as it reads
+    /// here: a read is clamped to a series' first sample, so without the one before, a
+    /// `from` in a gap would start the answer at the next sample; and a step at either end
+    /// reads the slot holding it, whose sample time may lie just outside the range.
+    /// `None` when the host or metric is unknown, or no series of the metric has a sample.
+    pub fn export_metric(
+        &self,
+        cluster: &str,
+        host: &str,
+        metric: &str,
+        from_s: i64,
+        to_s: i64,
+    ) -> Option<HostImage> {
+        let (id, _) = self.registry.read().get(metric)?;
+        let found = self.host(cluster, host)?;
+        let tree = found.read();
+        let root = export_metric_level(&tree.root, id, metric, from_s, to_s)?;
+        Some(HostImage {
+            cluster: cluster.to_owned(),
+            host: host.to_owned(),
+            root,
+        })
+    }
+}
+
+impl Store {
+    /// The sample time of the oldest sample memory holds of `metric` on `host`, at any
+    /// level: a query whose range starts before it (or finds no series, `None`) may need the
+    /// archive.
+    pub fn memory_start(&self, cluster: &str, host: &str, metric: &str) -> Option<i64> {
+        let (id, _) = self.registry.read().get(metric)?;
+        let found = self.host(cluster, host)?;
+        let tree = found.read();
+        oldest_sample(&tree.root, id)
+    }
+}
+
+/// The oldest sample time of `metric` at or below `level`.
+fn oldest_sample(level: &Level, id: MetricId) -> Option<i64> {
+    let own = level
+        .series(id)
+        .and_then(|series| series.first_sample_from(i64::MIN))
+        .map(|(t, _)| t);
+    level
+        .children()
+        .filter_map(|(_, child)| oldest_sample(child, id))
+        .chain(own)
+        .min()
+}
+
+/// Calls `each` with the level path and metric of every series below `level`.
+fn list_series(level: &Level, path: &mut Vec<String>, each: &mut dyn FnMut(&[String], MetricId)) {
+    for (id, _) in level.all_series() {
+        each(path, id);
+    }
+    for (name, child) in level.children_by_name() {
+        path.push(name.to_owned());
+        list_series(child, path, each);
+        path.pop();
+    }
+}
+
+/// [`Store::export_metric`] below `level`; `None` when nothing below holds a sample.
+fn export_metric_level(
+    level: &Level,
+    id: MetricId,
+    metric: &str,
+    from_s: i64,
+    to_s: i64,
+) -> Option<LevelImage> {
+    let series = level.series(id).and_then(|series| {
+        let mut samples = Vec::new();
+        samples.extend(series.last_sample_before(from_s));
+        series.samples_in(from_s, to_s, &mut samples);
+        samples.extend(series.first_sample_from(to_s.max(from_s)));
+        let image = SeriesImage::from_samples(metric, series.frequency_s(), samples);
+        (!image.runs.is_empty()).then_some(image)
+    });
+    let children: Vec<(String, LevelImage)> = level
+        .children_by_name()
+        .into_iter()
+        .filter_map(|(name, child)| {
+            let image = export_metric_level(child, id, metric, from_s, to_s)?;
+            Some((name.to_owned(), image))
+        })
+        .collect();
+    if series.is_none() && children.is_empty() {
+        return None;
+    }
+    Some(LevelImage {
+        series: series.into_iter().collect(),
+        children,
+    })
 }
 
 fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> LevelImage {

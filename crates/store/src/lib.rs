@@ -10,6 +10,11 @@
 //!   is what the write-ahead log records, so ingest is decode → log → [`Store::write`].
 //! - **Reads** ([`Store::query`]) expand a query into selectors, collect the series they reach,
 //!   aggregate over the union of their windows, resample ([`Resampler`]), and compute stats.
+//! - **Copies** in and out ([`HostImage`]): whole hosts for snapshots and imports; one series
+//!   at a time by sample time for the Parquet archive ([`Store::series_names`],
+//!   [`Store::export_series`], [`HostImage::add_samples`]); one metric of a host for a query
+//!   that merges the archive with memory in a [`Store::scratch`] ([`Store::export_metric`],
+//!   [`Store::memory_start`]).
 //! - **Memory.** Exact buffer counts, and an estimate of the tree's own allocations, are kept
 //!   on every change ([`Store::memory_bytes`], [`Store::structure_bytes`]); retention
 //!   ([`Store::free_before`]) and the memory cap ([`Store::enforce_memory_cap`]) free the
@@ -34,7 +39,7 @@ mod store;
 pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;
 pub use fxhash::{FxBuildHasher, FxHasher, same_text};
-pub use image::{HostImage, ImportReport, LevelImage, Run, SeriesImage};
+pub use image::{HostImage, ImportReport, LevelImage, Run, SAMPLE_TIME_S, SeriesImage};
 pub use inspect::{DebugBuffer, DebugLevel, HealthState, HostHealth, MetricHealth};
 pub use metric::{Aggregation, FREQUENCY_S, MetricConfig, UnknownAggregation};
 pub use name::{InvalidName, NameError, check_name};

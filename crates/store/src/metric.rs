@@ -64,7 +64,7 @@ pub(crate) type MetricId = u32;
 
 /// Metrics known to the store. With a configured list, unknown metrics are refused; without
 /// one, they are registered on first sight with a default configuration (COMPAT.md decision 3).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Registry {
     by_name: std::collections::HashMap<Box<str>, MetricId, crate::fxhash::FxBuildHasher>,
     metrics: Vec<(Box<str>, MetricConfig)>,

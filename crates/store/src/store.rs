@@ -353,6 +353,17 @@ impl Store {
         &self.config
     }
 
+    /// An empty store with this store's configuration and a copy of its metric registry
+    /// (metrics registered on first sight included): where a query that reads an archive
+    /// imports the archive's and memory's images ([`Store::export_metric`]) and runs
+    /// [`Store::query_each`] unchanged, so resampling, aggregation, padding and statistics
+    /// follow exactly the rules of memory.
+    pub fn scratch(&self) -> Store {
+        let scratch = Store::new(self.config.clone());
+        *scratch.registry.write() = self.registry.read().clone();
+        scratch
+    }
+
     fn registers_metrics(&self) -> bool {
         registers_metrics(&self.config)
     }
@@ -450,7 +461,14 @@ impl Store {
     /// metric is new beyond [`StoreLimits::metrics_max`]; then the tree's limits. A metric is
     /// registered by its first sample inside the window, never by one that is dropped.
     pub fn write(&self, batch: &WriteBatch, now_s: i64) -> WriteReport {
-        let oldest_s = now_s - self.config.retention_s;
+        self.write_from(batch, now_s, now_s - self.config.retention_s)
+    }
+
+    /// [`Store::write`] that keeps samples down to `oldest_s` instead of `now − retention`
+    /// (older ones are dropped as outside retention). For replaying the write-ahead log in
+    /// archive mode: after a downtime longer than the retention, the log still holds samples
+    /// that were never archived, and they must come back to be archived, not be dropped.
+    pub fn write_from(&self, batch: &WriteBatch, now_s: i64, oldest_s: i64) -> WriteReport {
         let newest_s = now_s + self.config.future_tolerance_s;
         let metrics = self.resolve_metrics(batch, oldest_s..=newest_s);
         let registers = self.registers_metrics();

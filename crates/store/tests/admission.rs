@@ -168,6 +168,33 @@ fn build(samples: &[Sample]) -> WriteBatch {
     batch
 }
 
+#[test]
+fn write_from_keeps_samples_down_to_the_floor_given() {
+    // Goal (issue 8, replay in archive mode): `write_from` admits samples older than
+    // `now − retention` down to `oldest_s`, still drops older ones and future ones, and
+    // registers metrics of the samples it keeps; `write` drops them all as before.
+    let old = NOW - RETENTION_S - 500;
+    let mut batch = WriteBatch::new();
+    push(&mut batch, "h", "m", old - 1, 1.0);
+    push(&mut batch, "h", "m", old, 2.0);
+    push(&mut batch, "h", "n", old + 10, 3.0);
+    push(&mut batch, "h", "m", NOW + FUTURE_S + 1, 4.0);
+    let store = Store::new(config(&[], 10));
+    let report = store.write(&batch, NOW);
+    assert_eq!((report.written, report.dropped.outside_retention), (0, 3));
+    let report = store.write_from(&batch, NOW, old);
+    assert_eq!(report.written, 2);
+    assert_eq!(
+        (report.dropped.outside_retention, report.dropped.future),
+        (1, 1)
+    );
+    assert_eq!(store.stats().metrics, 2);
+    assert_eq!(
+        store.export_series("c", "h", &[], "m", i64::MIN, i64::MAX),
+        Some((10, vec![(old, 2.0)]))
+    );
+}
+
 proptest! {
     /// Admitting then writing gives the same written count, drop counts, per-metric
     /// unknown counts, metrics and data as writing alone, and the write after admission

@@ -144,10 +144,7 @@ impl Config {
                 num_workers: default_num_workers(),
                 checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
                 checkpoints: CheckpointsSection::default(),
-                cleanup: CleanupSection {
-                    mode: CleanupMode::Delete,
-                    directory: None,
-                },
+                cleanup: CleanupSection::delete(DEFAULT_RETENTION),
                 nats_subscriptions: Vec::new(),
                 wal: WalSection::default(),
                 default_frequency_s: DEFAULT_FREQUENCY_S,

@@ -10,7 +10,7 @@ use strata_forward::EndpointConfig;
 use strata_store::{Resampler, ResamplerKind, StoreLimits};
 
 use super::ConfigError;
-use super::cleanup::{CLEANUP_KEYS, CleanupMode, CleanupSection, parse_cleanup};
+use super::cleanup::{CLEANUP_KEYS, CleanupSection, parse_cleanup};
 use super::main::{DEBUG_KEYS, parse_debug};
 use super::nats::{NatsSubscription, parse_subscriptions};
 use super::remote_write::{REMOTE_WRITE_KEY, parse_remote_write};
@@ -114,7 +114,8 @@ const LIMITS_KEYS: &[&str] = &[
 /// The `metric-store` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSection {
-    /// How long samples stay in memory; also the cleanup interval and cutoff. Always > 0.
+    /// How long samples stay in memory; also the cleanup cutoff and the default
+    /// `cleanup.interval`. Always > 0.
     pub retention_in_memory: Duration,
     /// Cap on the bytes held by the store's buffers (`memory-cap` × 10⁹); `None` when the
     /// file says 0 or leaves the key out (Decision 10: unlimited, unlike cc-metric-store).
@@ -295,11 +296,8 @@ pub(super) fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigE
         None => CheckpointsSection::default(),
     };
     let cleanup = match section.section("cleanup", CLEANUP_KEYS)? {
-        Some(sub) => parse_cleanup(&sub)?,
-        None => CleanupSection {
-            mode: CleanupMode::Delete,
-            directory: None,
-        },
+        Some(sub) => parse_cleanup(&sub, retention_in_memory)?,
+        None => CleanupSection::delete(retention_in_memory),
     };
     let limits = match section.section("limits", LIMITS_KEYS)? {
         Some(sub) => parse_limits(&sub)?,

@@ -155,7 +155,8 @@ fn compat_example_parses_to_expected_values() {
             },
             cleanup: CleanupSection {
                 mode: CleanupMode::Archive,
-                directory: Some(PathBuf::from("./var/archive")),
+                directory: Some(ArchiveLocation::Local(PathBuf::from("./var/archive"))),
+                interval: 48 * HOUR,
             },
             nats_subscriptions: vec![NatsSubscription {
                 subscribe_to: "hpc-nats".to_owned(),
@@ -214,6 +215,7 @@ fn embedded_default_values() {
     assert_eq!(store.checkpoints.max_wal_size, None);
     assert_eq!(store.cleanup.mode, CleanupMode::Delete);
     assert_eq!(store.cleanup.directory, None);
+    assert_eq!(store.cleanup.interval, store.retention_in_memory);
     assert!(store.nats_subscriptions.is_empty());
     assert_eq!(store.wal.fsync, FsyncPolicy::Batch);
     assert_eq!(store.wal.fsync_interval, Duration::from_millis(100));
@@ -392,6 +394,7 @@ fn unknown_keys_name_key_section_and_file() {
             "metric-store.checkpoints",
         ),
         ("/metric-store/cleanup/bogus", "metric-store.cleanup"),
+        ("/metric-store/cleanup/s3/bogus", "metric-store.cleanup.s3"),
         ("/metric-store/wal/bogus", "metric-store.wal"),
         ("/metric-store/limits/bogus", "metric-store.limits"),
         ("/metric-store/resampling/bogus", "metric-store.resampling"),
@@ -450,12 +453,239 @@ fn unknown_key_messages() {
         "config.json: unknown key \"fsync-every\" in section \"metric-store.wal\"; expected \
          one of: fsync, fsync-interval, segment-size"
     );
-    // cc-metric-store 1.5.0's release notes show `cleanup.interval`, which its decoder
-    // rejects; so do we.
     assert_eq!(
-        message_of(&with("/metric-store/cleanup/interval", json!("48h"))),
-        "config.json: unknown key \"interval\" in section \"metric-store.cleanup\"; expected \
-         one of: mode, directory"
+        message_of(&with("/metric-store/cleanup/bucket", json!("b"))),
+        "config.json: unknown key \"bucket\" in section \"metric-store.cleanup\"; expected \
+         one of: mode, directory, interval, s3"
+    );
+}
+
+fn cleanup(section: Value) -> Value {
+    with("/metric-store/cleanup", section)
+}
+
+fn cleanup_message(section: Value) -> String {
+    message_of(&cleanup(section))
+}
+
+/// The message of an invalid value of `key` in `section`.
+fn invalid(section: &str, key: &str, reason: &str) -> String {
+    format!("config.json: invalid value for key \"{key}\" in section \"{section}\": {reason}")
+}
+
+/// Goal: `cleanup.interval` (Strata only; cc-metric-store 1.5.0's release notes show it but
+/// its decoder rejects it) is a Go duration > 0 and defaults to `retention-in-memory`, in
+/// both modes.
+#[test]
+fn cleanup_interval_defaults_to_the_retention() {
+    let mut document = cleanup(json!({"mode": "archive", "directory": "/a"}));
+    set(
+        &mut document,
+        "/metric-store/retention-in-memory",
+        json!("6h"),
+    );
+    assert_eq!(parse_ok(&document).store.cleanup.interval, 6 * HOUR);
+    assert_eq!(parse_ok(&minimal()).store.cleanup.interval, 48 * HOUR);
+    let config = parse_ok(&cleanup(json!({"interval": "24h"})));
+    assert_eq!(config.store.cleanup.interval, 24 * HOUR);
+    assert_eq!(config.store.cleanup.mode, CleanupMode::Delete);
+    for (value, reason) in [
+        (json!("0s"), "must be greater than zero, found \"0s\""),
+        (json!("-1h"), "must be greater than zero, found \"-1h\""),
+        (json!(3600), "expected a string, found 3600"),
+    ] {
+        assert_eq!(
+            cleanup_message(json!({"interval": value})),
+            invalid("metric-store.cleanup", "interval", reason)
+        );
+    }
+}
+
+/// Goal: `directory` is a local path or `s3://bucket/prefix` (slashes around the prefix
+/// dropped), and `s3` sets every key of the object store; part-size defaults to 8 MiB.
+#[test]
+fn cleanup_directory_on_s3() {
+    let location = |section: Value| parse_ok(&cleanup(section)).store.cleanup.directory;
+    let mut expected = S3Location::new("my-bucket", "cc/archive");
+    assert_eq!(expected.part_size, 8 << 20);
+    assert_eq!(
+        location(json!({"mode": "archive", "directory": "s3://my-bucket/cc/archive/"})),
+        Some(ArchiveLocation::S3(expected.clone()))
+    );
+    expected.bucket = "b.example-1".to_owned();
+    expected.prefix = String::new();
+    assert_eq!(
+        location(json!({"directory": "s3://b.example-1"})),
+        Some(ArchiveLocation::S3(expected))
+    );
+    assert_eq!(
+        location(json!({"directory": "var/s3:/x"})),
+        Some(ArchiveLocation::Local(PathBuf::from("var/s3:/x")))
+    );
+    let section = json!({
+        "mode": "archive",
+        "directory": "s3://bkt/pfx",
+        "s3": {
+            "endpoint": "http://127.0.0.1:9000",
+            "region": "eu-central-1",
+            "access-key-id": "AKIDEXAMPLE",
+            "secret-access-key": "wJalrXUtnFEMI",
+            "allow-http": true,
+            "part-size": "64KiB"
+        }
+    });
+    let Some(ArchiveLocation::S3(found)) = location(section) else {
+        panic!("not an S3 location");
+    };
+    assert_eq!(found.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(found.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(found.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
+    assert_eq!(
+        found.secret_access_key.as_ref().map(Secret::expose),
+        Some("wJalrXUtnFEMI")
+    );
+    assert_eq!((found.allow_http, found.part_size), (Some(true), 65_536));
+    let part_size = |value: Value| {
+        let section = json!({"directory": "s3://bkt", "s3": {"part-size": value}});
+        match location(section) {
+            Some(ArchiveLocation::S3(found)) => found.part_size,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(part_size(json!(S3_PART_SIZE_MAX)), S3_PART_SIZE_MAX);
+    assert_eq!(part_size(json!("16MiB")), 16 << 20);
+}
+
+/// Goal: a bad location or `s3` key is refused with the reason: bucket names break S3's
+/// rules, prefixes with empty or dot parts, other URL schemes, part sizes out of range,
+/// endpoints that are not URLs, and `s3` without an `s3://` directory.
+#[test]
+fn cleanup_s3_invalid_values() {
+    let directory = |text: &str| cleanup_message(json!({"directory": text}));
+    let bucket = |name: &str, reason: &str| {
+        assert_eq!(
+            directory(&format!("s3://{name}/p")),
+            invalid(
+                "metric-store.cleanup",
+                "directory",
+                &format!("bucket \"{name}\" in \"s3://{name}/p\": {reason}")
+            )
+        );
+    };
+    bucket("", "must be 3 to 63 characters long");
+    bucket("ab", "must be 3 to 63 characters long");
+    bucket(&"a".repeat(64), "must be 3 to 63 characters long");
+    bucket(
+        "My-Bucket",
+        "may hold only lowercase letters, digits, '.' and '-'",
+    );
+    bucket(
+        "a_b",
+        "may hold only lowercase letters, digits, '.' and '-'",
+    );
+    bucket("-ab", "must begin and end with a letter or digit");
+    bucket("ab.", "must begin and end with a letter or digit");
+    bucket("a..b", "must not hold \"..\"");
+    bucket("192.168.0.1", "must not be an IP address");
+    for prefix in ["a//b", "a/../b", "./a"] {
+        assert_eq!(
+            directory(&format!("s3://bkt/{prefix}")),
+            invalid(
+                "metric-store.cleanup",
+                "directory",
+                &format!(
+                    "prefix \"{prefix}\" in \"s3://bkt/{prefix}\": parts between / must not \
+                     be empty, \".\" or \"..\", nor hold control characters"
+                )
+            )
+        );
+    }
+    assert_eq!(
+        directory("gs://bkt/p"),
+        invalid(
+            "metric-store.cleanup",
+            "directory",
+            "\"gs://bkt/p\" is a URL; the archive is a local directory or s3://bucket/prefix"
+        )
+    );
+    let s3 = |s3: Value| cleanup_message(json!({"directory": "s3://bkt", "s3": s3}));
+    for size in [json!("32KiB"), json!(65_535), json!("6GiB")] {
+        assert!(
+            s3(json!({"part-size": size})).starts_with(&invalid(
+                "metric-store.cleanup.s3",
+                "part-size",
+                "must be from 64KiB to 5GiB"
+            )),
+            "{size}"
+        );
+    }
+    assert_eq!(
+        s3(json!({"endpoint": "minio:9000"})),
+        invalid(
+            "metric-store.cleanup.s3",
+            "endpoint",
+            "must be an http:// or https:// URL, found \"minio:9000\""
+        )
+    );
+    assert_eq!(
+        s3(json!({"allow-http": "yes"})),
+        invalid(
+            "metric-store.cleanup.s3",
+            "allow-http",
+            "expected true or false, found \"yes\""
+        )
+    );
+    let local = invalid(
+        "metric-store.cleanup",
+        "s3",
+        "configures an object store, but directory is not an s3://bucket/prefix location; \
+         remove s3 or set directory to s3://…",
+    );
+    assert_eq!(
+        cleanup_message(json!({"mode": "archive", "directory": "/a", "s3": {}})),
+        local
+    );
+    assert_eq!(cleanup_message(json!({"s3": {"region": "x"}})), local);
+}
+
+/// Goal: the secret access key never shows: not in the configuration's `Debug` output
+/// (which a log line may print), not in any error message, whatever its type.
+#[test]
+fn cleanup_s3_secret_is_never_shown() {
+    const SECRET: &str = "wJalrXUtnFEMI-K7MDENG";
+    let section = |s3: Value| cleanup(json!({"directory": "s3://bkt", "s3": s3}));
+    let config = parse_ok(&section(json!({"secret-access-key": SECRET})));
+    let shown = format!("{config:?} {:#?}", config.store.cleanup);
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("<redacted>"));
+    for s3 in [
+        json!({"secret-access-key": SECRET, "part-size": 1}),
+        json!({"secret-access-key": SECRET, "endpoint": "x"}),
+        json!({"secret-access-key": [SECRET]}),
+        json!({"secret-access-key": {"value": SECRET}}),
+        json!({"secret-access-key": SECRET, "bogus": 1}),
+        json!({"endpoint": format!("https://key:{SECRET}@s3.example.org/")}),
+    ] {
+        let message = message_of(&section(s3.clone()));
+        assert!(!message.contains(SECRET), "{s3}: {message}");
+    }
+    assert_eq!(
+        message_of(&section(json!({"endpoint": "http://k:s@h:9000"}))),
+        invalid(
+            "metric-store.cleanup.s3",
+            "endpoint",
+            "must not hold credentials; use access-key-id and secret-access-key"
+        )
+    );
+    let fine = section(json!({"endpoint": "http://h:9000/p?x=a@b"}));
+    assert!(parse(&fine).is_ok());
+    assert_eq!(
+        message_of(&section(json!({"secret-access-key": 12345}))),
+        invalid(
+            "metric-store.cleanup.s3",
+            "secret-access-key",
+            "expected a string"
+        )
     );
 }
 
