@@ -72,6 +72,7 @@ pub struct SkippedFile {
 /// Cheap to share between threads: reads run in parallel, only the caches are locked briefly.
 pub struct Archive {
     directory: PathBuf,
+    footer_cache_bytes_max: usize,
     cache: Mutex<Cache>,
 }
 
@@ -137,8 +138,20 @@ impl Archive {
     pub fn open(directory: &Path) -> Self {
         Self {
             directory: directory.to_path_buf(),
+            footer_cache_bytes_max: FOOTER_CACHE_BYTES,
             cache: Mutex::new(Cache::default()),
         }
+    }
+
+    /// Bounds the footer cache to `bytes` instead of [`FOOTER_CACHE_BYTES`] (0 disables it).
+    pub fn with_footer_cache_bytes(mut self, bytes: usize) -> Self {
+        self.footer_cache_bytes_max = bytes;
+        self
+    }
+
+    /// In-memory size of the cached footers now (for a gauge); at most the configured bound.
+    pub fn footer_cache_bytes(&self) -> usize {
+        self.cache.lock().footer_bytes
     }
 
     /// Every archived sample of `(cluster, host, metric)` with `from_s <= t < to_s`, grouped by
@@ -365,8 +378,8 @@ impl Archive {
         if let Some(old) = cache.footers.remove(&entry.path) {
             cache.footer_bytes -= old.bytes;
         }
-        if bytes <= FOOTER_CACHE_BYTES {
-            while cache.footer_bytes + bytes > FOOTER_CACHE_BYTES {
+        if bytes <= self.footer_cache_bytes_max {
+            while cache.footer_bytes + bytes > self.footer_cache_bytes_max {
                 let Some(oldest) = cache
                     .footers
                     .iter()
