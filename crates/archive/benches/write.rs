@@ -19,6 +19,21 @@ fn write(c: &mut Criterion) {
         summary.bytes as f64 / summary.rows as f64,
         summary.row_groups
     );
+    // Where the bytes go: compressed bytes per sample of each column.
+    let file = std::fs::File::open(&summary.path).expect("open");
+    let reader = parquet::file::reader::SerializedFileReader::new(file).expect("footer");
+    let metadata = parquet::file::reader::FileReader::metadata(&reader);
+    for (column, name) in strata_archive::format::COLUMNS.iter().enumerate() {
+        let bytes: i64 = metadata
+            .row_groups()
+            .iter()
+            .map(|group| group.column(column).compressed_size())
+            .sum();
+        println!(
+            "  {name}: {:.3} bytes/sample",
+            bytes as f64 / summary.rows as f64
+        );
+    }
     let mut group = c.benchmark_group("write");
     group.sample_size(10);
     group.throughput(Throughput::Elements(summary.rows));

@@ -176,6 +176,11 @@ pub fn writer_properties(
             // Timestamps step by the frequency: delta encoding makes them nearly free.
             .set_column_dictionary_enabled(timestamp.clone(), false)
             .set_column_encoding(timestamp, Encoding::DELTA_BINARY_PACKED)
+            // Measured with `cargo bench --bench write` (a day of 8 hosts): dictionary pages
+            // cost 5.4 B/sample on noisy floats and 0.69 on integer-valued ones; byte stream
+            // split + zstd 3.1 and 0.47. pyarrow, DuckDB and parquet-go read it.
+            .set_column_dictionary_enabled(ColumnPath::from(VALUE), false)
+            .set_column_encoding(ColumnPath::from(VALUE), Encoding::BYTE_STREAM_SPLIT)
             .set_sorting_columns(Some(sorting))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(KEY_FORMAT.to_string(), FORMAT_VERSION.to_string()),

@@ -118,6 +118,14 @@ fn independent_reader_sees_ccms_schema() {
     );
     for chunk in chunks {
         assert_eq!(chunk["compression"], "ZSTD", "{chunk}");
+        if chunk["column"] == "value" {
+            // (RLE is the level encoding every version 1 page lists.)
+            assert_eq!(
+                chunk["encodings"],
+                serde_json::json!(["BYTE_STREAM_SPLIT", "RLE"]),
+                "{chunk}"
+            );
+        }
         // parquet 60 declares float columns in IEEE 754 total order (the newer ColumnOrder),
         // which pyarrow 26 does not know, so it hides `value`'s min/max (they are in the file;
         // nothing prunes by value).

@@ -27,6 +27,7 @@ def main(path):
                 {
                     "column": column.path_in_schema,
                     "compression": column.compression,
+                    "encodings": sorted(column.encodings),
                     "has_statistics": column.is_stats_set
                     and column.statistics.has_min_max,
                     "has_column_index": column.has_column_index,
