@@ -69,7 +69,7 @@ pub enum Error {
         start_s: i64,
         end_s: i64,
     },
-    /// A read would return more than [`READ_SAMPLES_MAX`] samples.
+    /// A read would return more than [`READ_SAMPLES_MAX`] (or the reader's own bound) samples.
     #[error("more than {limit} archived samples in the requested range")]
     TooManySamples { limit: usize },
 }

@@ -73,6 +73,7 @@ pub struct SkippedFile {
 pub struct Archive {
     directory: PathBuf,
     footer_cache_bytes_max: usize,
+    read_samples_max: usize,
     cache: Mutex<Cache>,
 }
 
@@ -139,6 +140,7 @@ impl Archive {
         Self {
             directory: directory.to_path_buf(),
             footer_cache_bytes_max: FOOTER_CACHE_BYTES,
+            read_samples_max: READ_SAMPLES_MAX,
             cache: Mutex::new(Cache::default()),
         }
     }
@@ -146,6 +148,12 @@ impl Archive {
     /// Bounds the footer cache to `bytes` instead of [`FOOTER_CACHE_BYTES`] (0 disables it).
     pub fn with_footer_cache_bytes(mut self, bytes: usize) -> Self {
         self.footer_cache_bytes_max = bytes;
+        self
+    }
+
+    /// Fails reads of more than `samples` samples instead of [`READ_SAMPLES_MAX`].
+    pub fn with_read_samples_max(mut self, samples: usize) -> Self {
+        self.read_samples_max = samples;
         self
     }
 
@@ -158,7 +166,7 @@ impl Archive {
     /// series, each sorted by time. Files that cannot be read are listed in `skipped` (name and
     /// reason) and the rest still answers. Errors: an invalid cluster name, an unreadable
     /// cluster directory (a missing one is an empty archive), or more than
-    /// [`READ_SAMPLES_MAX`] samples.
+    /// [`READ_SAMPLES_MAX`] (or [`Archive::with_read_samples_max`]) samples.
     pub fn read(
         &self,
         cluster: &str,
@@ -178,7 +186,7 @@ impl Archive {
             from_s,
             to_s,
         };
-        let mut budget = READ_SAMPLES_MAX;
+        let mut budget = self.read_samples_max;
         for entry in &entries {
             // Last resort: a decoder panic on a damaged file must not take the caller down.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -202,7 +210,7 @@ impl Archive {
                 }),
                 Err(FileError::Limit) => {
                     return Err(Error::TooManySamples {
-                        limit: READ_SAMPLES_MAX,
+                        limit: self.read_samples_max,
                     });
                 }
             }

@@ -1,4 +1,5 @@
-//! The footer cache: bounded, and never serving a footer of a file that was rewritten.
+//! The reader's bounds: the footer cache (bounded, never serving a footer of a rewritten file)
+//! and the samples one read may return.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -63,4 +64,37 @@ fn the_footer_cache_stays_within_its_bound() {
         }
         assert_eq!(archive.footer_cache_bytes() == 0, bound == 0);
     }
+}
+
+/// A read that would return more samples than the bound fails with `TooManySamples` instead of
+/// holding them; a read within the bound answers.
+#[test]
+fn reads_past_the_sample_bound_fail_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for day in 0..3 {
+        write_period(dir.path(), START + day * DAY, 1.0);
+    }
+    let archive = Archive::open(dir.path()).with_read_samples_max(120);
+    let one_day = archive
+        .read("fritz", "h", "m", START, START + DAY)
+        .expect("50 samples");
+    assert_eq!(one_day.series[0].samples.len(), 50);
+    let error = archive.read("fritz", "h", "m", 0, i64::MAX);
+    assert!(
+        matches!(
+            error,
+            Err(strata_archive::Error::TooManySamples { limit: 120 })
+        ),
+        "{error:?}"
+    );
+    // Within one file, too.
+    let archive = Archive::open(dir.path()).with_read_samples_max(10);
+    let error = archive.read("fritz", "h", "m", START, START + DAY);
+    assert!(
+        matches!(
+            error,
+            Err(strata_archive::Error::TooManySamples { limit: 10 })
+        ),
+        "{error:?}"
+    );
 }
