@@ -290,6 +290,17 @@ impl PeriodWriter {
         })
     }
 
+    /// Bytes the writer holds now: the open row group's encoded pages (at most about
+    /// `row_group_bytes_max`), the column encoders' current pages (about 1 MiB with 8192-row
+    /// pages) and the pending series — independent of the size of a host or a period.
+    pub fn memory_bytes(&self) -> usize {
+        let writer = self.writer.as_ref().map_or(0, ArrowWriter::memory_size);
+        let pending = self.pending.as_ref().map_or(0, |pending| {
+            pending.rows.capacity() * std::mem::size_of::<(i64, i64, f32)>()
+        });
+        writer + pending
+    }
+
     fn check_samples(&self, key: &SeriesKey, samples: &[(i64, f32)]) -> Result<(), Error> {
         let mut previous = None;
         for &(timestamp_s, _) in samples {
