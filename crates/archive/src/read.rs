@@ -188,12 +188,7 @@ impl Archive {
         };
         let mut budget = self.read_samples_max;
         for entry in &entries {
-            // Last resort: a decoder panic on a damaged file must not take the caller down.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.read_file(entry, &query, budget)
-            }))
-            .unwrap_or_else(|_| Err(FileError::Skip("the Parquet decoder panicked".into())));
-            match outcome {
+            match guarded(|| self.read_file(entry, &query, budget)) {
                 Ok(found) => {
                     for ((scope, scope_id, frequency_s), samples) in found {
                         budget = budget.saturating_sub(samples.len());
@@ -237,7 +232,7 @@ impl Archive {
         let (entries, _) = self.list(cluster).ok()?;
         entries
             .iter()
-            .filter_map(|entry| self.time_range(entry).ok().flatten())
+            .filter_map(|entry| guarded(|| self.time_range(entry)).ok().flatten())
             .map(|(_, end_s)| end_s)
             .max()
     }
@@ -439,6 +434,13 @@ impl Archive {
             .insert(entry.path.clone(), (entry.stamp, range));
         Ok(range)
     }
+}
+
+/// Runs one file's work; a panic in the Parquet decoder on a damaged file (a last resort: it
+/// returns errors for all damage we know of) becomes a skip instead of taking the caller down.
+fn guarded<T>(work: impl FnOnce() -> Result<T, FileError>) -> Result<T, FileError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(FileError::Skip("the Parquet decoder panicked".into())))
 }
 
 /// `<directory>/<cluster>`, refusing cluster names that are not one plain path component.
