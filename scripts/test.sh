@@ -18,6 +18,7 @@ missing=()
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo_if_needed=""
     [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
@@ -27,6 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     for service in prometheus victoria-metrics; do
         $sudo_if_needed systemctl stop "$service" >/dev/null 2>&1 || true
     done
+fi
+
+# PyPI packages the tests need: pyarrow, the independent reader of Parquet archive files.
+if ! python3 -c 'import pyarrow' 2>/dev/null; then
+    # Debian's system Python refuses pip installs (PEP 668) unless told otherwise.
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+        -r scripts/test-requirements.txt
 fi
 
 cargo fmt --all -- --check

@@ -1,0 +1,66 @@
+//! A generated day of a small cluster, shared by the write and read benchmarks.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use strata_archive::{FileSummary, PeriodWriter};
+
+/// 2023-11-14 00:00 UTC, a day boundary.
+pub const START: i64 = 1_699_920_000;
+pub const DAY: i64 = 86_400;
+pub const FREQUENCY: i64 = 60;
+pub const HOSTS: usize = 8;
+pub const NODE_METRICS: [&str; 5] = [
+    "cpu_load",
+    "mem_used",
+    "net_bytes_in",
+    "net_bytes_out",
+    "nfs4_read",
+];
+pub const THREAD_METRICS: [&str; 5] = ["clock", "cpu_user", "flops_any", "ipc", "mem_bw"];
+pub const THREADS: usize = 16;
+
+pub fn host(index: usize) -> String {
+    format!("f{index:04}")
+}
+
+/// Writes the day in file order; values are a noisy sine so compression sees realistic floats.
+pub fn write_day(directory: &Path) -> FileSummary {
+    let mut writer = PeriodWriter::create(directory, "fritz", START, START + DAY).expect("create");
+    let mut levels: Vec<String> = (0..THREADS).map(|t| format!("hwthread{t}")).collect();
+    levels.sort();
+    let mut metrics: Vec<(&str, bool)> = NODE_METRICS
+        .iter()
+        .map(|m| (*m, false))
+        .chain(THREAD_METRICS.iter().map(|m| (*m, true)))
+        .collect();
+    metrics.sort();
+    let mut samples = Vec::with_capacity((DAY / FREQUENCY) as usize);
+    for h in 0..HOSTS {
+        let host = host(h);
+        for (m, (metric, per_thread)) in metrics.iter().enumerate() {
+            let series: Vec<Option<&str>> = if *per_thread {
+                levels.iter().map(|l| Some(l.as_str())).collect()
+            } else {
+                vec![None]
+            };
+            for (s, level) in series.iter().enumerate() {
+                samples.clear();
+                let mut noise = (h * 7919 + m * 104_729 + s * 1_299_709) as u32 | 1;
+                for i in 0..DAY / FREQUENCY {
+                    noise ^= noise << 13;
+                    noise ^= noise >> 17;
+                    noise ^= noise << 5;
+                    let jitter = (noise % 1000) as f32 / 1000.0;
+                    let value = 50.0 + 40.0 * ((i as f32) / 90.0).sin() + jitter;
+                    samples.push((START + i * FREQUENCY, value));
+                }
+                let levels: Vec<&str> = level.iter().copied().collect();
+                writer
+                    .add_series(&host, &levels, metric, FREQUENCY, &samples)
+                    .expect("series");
+            }
+        }
+    }
+    writer.finish().expect("finish")
+}
