@@ -22,6 +22,7 @@
 //! `commit` is the one place a batch enters the store.
 
 pub mod admin;
+pub mod archiving;
 pub mod auth;
 pub mod durability;
 pub mod error;

@@ -1,6 +1,7 @@
 //! Background work on the store: retention and the memory cap (COMPAT.md §3.5, decision 10).
 
 use crate::App;
+use crate::archiving::{ArchiveSettings, run_pass};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -16,7 +17,7 @@ const MEMORY_CAP_INTERVAL: Duration = Duration::from_secs(5);
 const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// When background work runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     pub memory_cap_bytes: Option<u64>,
     /// A snapshot is taken at least this often (`checkpoint-interval`)…
@@ -24,20 +25,26 @@ pub struct Schedule {
     /// …and whenever the WAL has grown this much since the last one, which bounds the
     /// replay work at startup.
     pub snapshot_wal_bytes: u64,
+    /// Archive mode: data leaving the memory window is archived before it is freed.
+    pub archive: Option<ArchiveSettings>,
 }
 
-/// Starts retention, the memory cap (if any) and snapshots. Abort the handles to stop.
+/// Starts retention (or archiving), the memory cap (if any) and snapshots. Abort the handles
+/// to stop.
 pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
     let memory_cap_bytes = schedule.memory_cap_bytes;
     let retention_s = app.store.config().retention_s;
     let interval = Duration::from_secs((retention_s / 2).max(1) as u64).min(RETENTION_INTERVAL_MAX);
-    let mut tasks = vec![tokio::spawn(every(interval, app.clone(), move |app| {
-        let freed = app.store.free_before(crate::now_s() - retention_s);
-        app.telemetry.retention_freed_buffers.inc_by(freed as u64);
-        if freed > 0 {
-            tracing::info!(freed, "retention freed buffers");
-        }
-    }))];
+    let mut tasks = vec![match schedule.archive.clone() {
+        Some(settings) => tokio::spawn(archiving(app.clone(), settings, interval)),
+        None => tokio::spawn(every(interval, app.clone(), move |app| {
+            let freed = app.store.free_before(crate::now_s() - retention_s);
+            app.telemetry.retention_freed_buffers.inc_by(freed as u64);
+            if freed > 0 {
+                tracing::info!(freed, "retention freed buffers");
+            }
+        })),
+    }];
     tasks.push(tokio::spawn(snapshots(app.clone(), schedule)));
     if let Some(cap) = memory_cap_bytes {
         app.telemetry.memory_cap_bytes.set(cap as i64);
@@ -88,6 +95,48 @@ async fn every(
         let app = app.clone();
         if let Err(error) = tokio::task::spawn_blocking(move || work(&app)).await {
             tracing::error!(%error, "maintenance task failed");
+        }
+    }
+}
+
+/// Retention in archive mode: a pass archives what leaves the memory window and frees only
+/// what is archived; a snapshot then drops the freed data from disk too.
+async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let (pass_app, pass_settings) = (app.clone(), settings.clone());
+        let pass = tokio::task::spawn_blocking(move || {
+            let directory = pass_app.durability.data_directory();
+            run_pass(&pass_app.store, directory, &pass_settings, crate::now_s())
+        })
+        .await;
+        let report = match pass {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::error!(%error, "archive pass failed");
+                continue;
+            }
+        };
+        app.telemetry
+            .retention_freed_buffers
+            .inc_by(report.freed_buffers as u64);
+        if !report.files.is_empty() {
+            tracing::info!(
+                files = report.files.len(),
+                samples = report.samples,
+                bytes = report.bytes,
+                freed = report.freed_buffers,
+                "archived"
+            );
+        }
+        if report.freed_buffers > 0
+            && let Err(error) = app.durability.snapshot(&app.store, crate::now_s()).await
+        {
+            app.telemetry.snapshot_failures.inc();
+            tracing::error!(%error, "snapshot after archiving failed; the WAL keeps everything until one succeeds");
         }
     }
 }

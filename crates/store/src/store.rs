@@ -687,6 +687,15 @@ impl Store {
         self.cluster(cluster)?.hosts.read().get(host).cloned()
     }
 
+    /// The clusters, sorted by name.
+    pub fn clusters(&self) -> Vec<String> {
+        self.clusters
+            .read()
+            .keys()
+            .map(|name| name.to_string())
+            .collect()
+    }
+
     /// The hosts of `cluster`, sorted by name.
     pub fn hosts(&self, cluster: &str) -> Vec<String> {
         self.cluster(cluster)

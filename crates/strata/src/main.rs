@@ -7,10 +7,11 @@ mod import;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use config::{CleanupMode, Config, FsyncPolicy};
+use config::{ArchiveLocation, CleanupMode, Config, FsyncPolicy};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata_server::archiving::{ArchiveSettings, ArchiveState};
 use strata_server::durability::{Durability, DurabilityConfig, RecoveryReport};
 use strata_server::ingest::IngestLimits;
 use strata_server::listen::ConnectionLimits;
@@ -58,6 +59,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Archive what has left the memory window to Parquet files now (cleanup.mode "archive"),
+    /// as `strata serve` does every cleanup interval. Stop `strata serve` first.
+    Archive {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Verify every WAL segment and snapshot of a data directory; exits 1 when anything is
     /// damaged. Read-only: safe while `strata serve` runs.
     Check {
@@ -102,6 +109,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Archive { config } => runtime()?.block_on(archive(load(&config)?)),
         Command::Check { directory, config } => {
             let directory = match directory {
                 Some(directory) => directory,
@@ -209,6 +217,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         memory_cap_bytes: config.store.memory_cap_bytes,
         snapshot_interval: config.store.checkpoint_interval,
         snapshot_wal_bytes: SNAPSHOT_WAL_BYTES,
+        archive: archive_settings(&config),
     };
     let maintenance = strata_server::maintenance::start(app.clone(), schedule);
     tracing::info!(
@@ -287,10 +296,63 @@ fn open_files_limit() -> Option<usize> {
 /// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.
 const SNAPSHOT_WAL_BYTES: u64 = 128 << 20;
 
-/// Opens the data directory and brings the store back to where it was.
+/// Archive mode with a local directory; `None` otherwise (S3 is not implemented yet: see
+/// [`warn_about_unimplemented`]).
+fn archive_settings(config: &Config) -> Option<ArchiveSettings> {
+    let cleanup = &config.store.cleanup;
+    match (&cleanup.mode, &cleanup.directory) {
+        (CleanupMode::Archive, Some(ArchiveLocation::Local(directory))) => Some(ArchiveSettings {
+            directory: directory.clone(),
+            interval_s: cleanup.interval.as_secs().max(1) as i64,
+        }),
+        _ => None,
+    }
+}
+
+/// `strata archive`: recovery (which takes the data directory's lock), one pass, and a
+/// snapshot without what the pass freed.
+async fn archive(config: Config) -> anyhow::Result<()> {
+    let Some(settings) = archive_settings(&config) else {
+        anyhow::bail!(
+            "strata archive needs metric-store.cleanup.mode \"archive\" with a local directory"
+        );
+    };
+    let store = Arc::new(Store::new(store_config(&config)));
+    let (durability, _) = recover(&config, &store)?;
+    let pass_store = store.clone();
+    let directory = durability.data_directory().to_owned();
+    let report = tokio::task::spawn_blocking(move || {
+        strata_server::archiving::run_pass(
+            &pass_store,
+            &directory,
+            &settings,
+            strata_server::now_s(),
+        )
+    })
+    .await
+    .context("archiving")?;
+    durability
+        .snapshot(&store, strata_server::now_s())
+        .await
+        .context("writing the snapshot after archiving")?;
+    print!("{report}");
+    if !report.errors.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Opens the data directory and brings the store back to where it was. In archive mode the
+/// log is replayed down to what is archived, however old: it still has to be archived.
 fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, RecoveryReport)> {
-    let (durability, report) =
-        Durability::recover(durability_config(config), store, strata_server::now_s())?;
+    let replay_floor = archive_settings(config)
+        .map(|_| ArchiveState::load(&config.store.checkpoints.directory).replay_floor());
+    let (durability, report) = Durability::recover_from(
+        durability_config(config),
+        store,
+        strata_server::now_s(),
+        replay_floor,
+    )?;
     let stats = store.stats();
     tracing::info!(
         directory = %config.store.checkpoints.directory.display(),
@@ -361,8 +423,11 @@ fn warn_about_unimplemented(config: &Config) {
             "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
         );
     }
-    if config.store.cleanup.mode == CleanupMode::Archive {
-        tracing::warn!("cleanup.mode \"archive\" is not implemented yet: nothing is archived");
+    if config.store.cleanup.mode == CleanupMode::Archive && archive_settings(config).is_none() {
+        tracing::warn!(
+            "cleanup.directory on S3 is not implemented yet: nothing is archived, data leaving \
+             the memory window is deleted"
+        );
     }
     let checkpoints = &config.store.checkpoints;
     if let Some(format) = &checkpoints.file_format {

@@ -1,0 +1,251 @@
+//! Archiving (`cleanup.mode: archive`): data about to leave the memory window is written to
+//! Parquet files ([`strata_archive::PeriodWriter`]) and freed only once its file is durable.
+//!
+//! Periods are `[k·interval, (k+1)·interval)` since the epoch, one file each
+//! (`<directory>/<cluster>/<period-start>.parquet`). A pass takes, per cluster and oldest
+//! first, every period that ended at or before the retention cutoff (`now − retention`) and is
+//! not archived yet, and
+//! 1. writes it series by series in the file's sort order (memory: one series' copy and the
+//!    open row group, whatever the cluster's size), under a temporary name, then fsyncs and
+//!    renames it;
+//! 2. records the cluster's archived end in `<data>/ARCHIVE-STATE`, atomically;
+//! 3. frees the memory below it.
+//!
+//! A crash before step 2 leaves the data in memory, snapshots and the WAL: the next pass
+//! writes the same file again. Retention never frees what is not archived
+//! ([`ArchiveState::retention_cutoff`]); the snapshot after a pass drops the freed data from
+//! disk.
+
+use crate::progress::Progress;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use strata_archive::{FileSummary, PeriodWriter, format};
+use strata_store::Store;
+
+/// The file that says how far each cluster is archived.
+pub const STATE_FILE: &str = "ARCHIVE-STATE";
+
+/// The version of [`STATE_FILE`]'s contents.
+const STATE_FORMAT: u32 = 1;
+
+/// Where and how a pass archives.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    /// The archive's root (a local directory).
+    pub directory: PathBuf,
+    /// Length of a period, > 0.
+    pub interval_s: i64,
+}
+
+/// Per cluster, the end of what is archived (exclusive, unix seconds).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveState {
+    format: u32,
+    clusters: BTreeMap<String, i64>,
+}
+
+impl ArchiveState {
+    /// The state in `data_directory`; none yet is an empty state. A damaged file is logged and
+    /// read as empty: periods are then archived again (the same files, written anew) and
+    /// retention frees nothing that was not archived since, so nothing is lost.
+    pub fn load(data_directory: &Path) -> Self {
+        let path = data_directory.join(STATE_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Self::default(),
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "cannot read the archive state; archiving from the oldest data in memory");
+                return Self::default();
+            }
+        };
+        match serde_json::from_slice::<Self>(&bytes) {
+            Ok(state) if state.format == STATE_FORMAT => state,
+            Ok(state) => {
+                tracing::error!(path = %path.display(), format = state.format, "archive state of an unknown format; archiving from the oldest data in memory");
+                Self::default()
+            }
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "damaged archive state; archiving from the oldest data in memory");
+                Self::default()
+            }
+        }
+    }
+
+    fn store(&self, data_directory: &Path) -> std::io::Result<()> {
+        let state = Self {
+            format: STATE_FORMAT,
+            clusters: self.clusters.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
+        strata_wal::snapshot::write_atomically(&data_directory.join(STATE_FILE), &bytes, true)
+            .map_err(std::io::Error::other)
+    }
+
+    /// The end of what `cluster` has archived.
+    pub fn archived_until(&self, cluster: &str) -> Option<i64> {
+        self.clusters.get(cluster).copied()
+    }
+
+    /// Retention in archive mode frees a cluster only below what it has archived (and never
+    /// above the usual `cutoff_s`); a cluster with nothing archived keeps its data.
+    pub fn retention_cutoff(&self, cluster: &str, cutoff_s: i64) -> Option<i64> {
+        self.archived_until(cluster)
+            .map(|until| until.min(cutoff_s))
+    }
+
+    /// The replay floor after a restart: samples older than every cluster's archived end are
+    /// archived already; without any, everything the log holds is kept.
+    pub fn replay_floor(&self) -> i64 {
+        self.clusters.values().copied().min().unwrap_or(i64::MIN)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub files: Vec<FileSummary>,
+    pub samples: u64,
+    pub bytes: u64,
+    pub freed_buffers: usize,
+    /// Periods that could not be archived, with the reason; their data stays in memory.
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for PassReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "files written:   {}", self.files.len())?;
+        writeln!(f, "samples:         {}", self.samples)?;
+        writeln!(f, "bytes:           {}", self.bytes)?;
+        if self.samples > 0 {
+            let per_sample = self.bytes as f64 / self.samples as f64;
+            writeln!(f, "bytes per sample: {per_sample:.2}")?;
+        }
+        writeln!(f, "buffers freed:   {}", self.freed_buffers)?;
+        writeln!(f, "errors:          {}", self.errors.len())?;
+        for error in &self.errors {
+            writeln!(f, "  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One pass at `now_s` (see the module doc). Blocking: run it off the async workers.
+pub fn run_pass(
+    store: &Store,
+    data_directory: &Path,
+    settings: &ArchiveSettings,
+    now_s: i64,
+) -> PassReport {
+    let mut state = ArchiveState::load(data_directory);
+    let mut report = PassReport::default();
+    let interval = settings.interval_s.max(1);
+    let cutoff_s = now_s - store.config().retention_s;
+    let last_end = cutoff_s.div_euclid(interval) * interval;
+    let progress = Progress::new("archiving", store.clusters().len() as u64);
+    for cluster in store.clusters() {
+        let first = match state.archived_until(&cluster) {
+            Some(until) => until,
+            None => match oldest_sample(store, &cluster) {
+                Some(oldest) => oldest.div_euclid(interval) * interval,
+                None => continue,
+            },
+        };
+        let mut start = first;
+        while start < last_end {
+            let end = start.saturating_add(interval);
+            match write_period(store, settings, &cluster, start, end) {
+                Ok(Some(file)) => {
+                    progress.advance(0, file.rows);
+                    report.samples += file.rows;
+                    report.bytes += file.bytes;
+                    report.files.push(file);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let error = format!("cluster {cluster}, period {start}..{end}: {error}");
+                    tracing::error!(%error, "archiving failed; the data stays in memory and is archived at the next pass");
+                    report.errors.push(error);
+                    break;
+                }
+            }
+            state.clusters.insert(cluster.clone(), end);
+            if let Err(error) = state.store(data_directory) {
+                let error = format!("writing {STATE_FILE}: {error}");
+                tracing::error!(%error, "archiving stopped; nothing is freed until the state is written");
+                report.errors.push(error);
+                return report;
+            }
+            start = end;
+        }
+        if let Some(until) = state.retention_cutoff(&cluster, cutoff_s) {
+            report.freed_buffers += store.free(&[cluster.as_str()], until);
+        }
+        progress.advance(1, 0);
+    }
+    progress.finish();
+    report
+}
+
+/// The oldest sample `cluster` holds in memory.
+fn oldest_sample(store: &Store, cluster: &str) -> Option<i64> {
+    let mut oldest = None::<i64>;
+    for host in store.hosts(cluster) {
+        let mut metrics: Vec<String> = store
+            .series_names(cluster, &host)
+            .into_iter()
+            .map(|(_, metric)| metric)
+            .collect();
+        metrics.dedup();
+        for metric in metrics {
+            if let Some(start) = store.memory_start(cluster, &host, &metric) {
+                oldest = Some(oldest.map_or(start, |o| o.min(start)));
+            }
+        }
+    }
+    oldest
+}
+
+/// Writes one period of `cluster`: hosts by name, each host's series by (metric, scope,
+/// scope id) as the file is sorted. A period without samples gets no file (as
+/// cc-metric-store removes an empty one); the state file says it is archived.
+fn write_period(
+    store: &Store,
+    settings: &ArchiveSettings,
+    cluster: &str,
+    start: i64,
+    end: i64,
+) -> Result<Option<FileSummary>, strata_archive::Error> {
+    let mut writer = PeriodWriter::create(&settings.directory, cluster, start, end)?;
+    let mut written = false;
+    for host in store.hosts(cluster) {
+        let mut series = store.series_names(cluster, &host);
+        series.sort_by(|(a_levels, a_metric), (b_levels, b_metric)| {
+            (a_metric.as_bytes(), scope_key(a_levels))
+                .cmp(&(b_metric.as_bytes(), scope_key(b_levels)))
+        });
+        for (levels, metric) in series {
+            let levels: Vec<&str> = levels.iter().map(String::as_str).collect();
+            if let Some((frequency_s, samples)) =
+                store.export_series(cluster, &host, &levels, &metric, start, end)
+                && !samples.is_empty()
+            {
+                writer.add_series(&host, &levels, &metric, frequency_s, &samples)?;
+                written = true;
+            }
+        }
+    }
+    // Dropped unfinished, the writer removes its temporary file.
+    written.then(|| writer.finish()).transpose()
+}
+
+/// (scope, scope id) of a series' levels, as the file sorts them.
+fn scope_key(levels: &[String]) -> (&[u8], &[u8]) {
+    match levels.last() {
+        Some(level) => {
+            let (scope, id) = format::scope_of(level);
+            (scope.as_bytes(), id.as_bytes())
+        }
+        None => (format::NODE_SCOPE.as_bytes(), b""),
+    }
+}
