@@ -169,6 +169,10 @@ fn writer_refuses_what_breaks_the_file_order() {
         "{error:?}"
     );
     assert!(dir.path().join("fritz/.1700000000.parquet.tmp").exists());
+    assert!(
+        !dir.path().join("fritz/1700000000.parquet").exists(),
+        "nothing under the final name before finish"
+    );
     drop(writer);
     let left: Vec<_> = std::fs::read_dir(dir.path().join("fritz"))
         .expect("cluster directory")
