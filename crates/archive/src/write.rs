@@ -87,8 +87,8 @@ pub struct PeriodWriter {
     period_end_s: i64,
     temporary: PathBuf,
     target: PathBuf,
-    /// Directories whose entries changed (the cluster directory, and the archive directory when
-    /// the cluster directory was created), fsynced after the rename.
+    /// Directories whose entries changed (the cluster directory, and the parent of each
+    /// directory `create` made), fsynced after the rename.
     synced: Vec<PathBuf>,
     previous: Option<SeriesKey>,
     pending: Option<Pending>,
@@ -139,15 +139,29 @@ impl PeriodWriter {
         else {
             return Err(invalid);
         };
-        let mut synced = vec![cluster_directory.clone()];
-        if !cluster_directory.is_dir() {
-            synced.push(directory.to_path_buf());
-            fs::create_dir_all(&cluster_directory).map_err(|source| Error::Io {
-                action: "creating",
-                path: cluster_directory.clone(),
-                source,
-            })?;
-        }
+        // The cluster directory gets the new entry; every directory created here is itself a new
+        // entry of its parent, so the parents of created directories are synced too.
+        let synced: Vec<PathBuf> = cluster_directory
+            .ancestors()
+            // A relative path ends in "", which is the working directory.
+            .map(|path| {
+                if path.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    path
+                }
+            })
+            .scan(true, |created, path| {
+                let take = *created;
+                *created = take && !path.is_dir();
+                take.then(|| path.to_path_buf())
+            })
+            .collect();
+        fs::create_dir_all(&cluster_directory).map_err(|source| Error::Io {
+            action: "creating",
+            path: cluster_directory.clone(),
+            source,
+        })?;
         let temporary = cluster_directory.join(format!(".{period_start_s}.parquet.tmp"));
         let target = cluster_directory.join(format!("{period_start_s}.parquet"));
         let file = File::create(&temporary).map_err(|source| Error::Io {

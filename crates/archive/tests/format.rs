@@ -331,6 +331,23 @@ fn row_groups_follow_host_boundaries() {
     assert_eq!(summary.row_groups, 6);
 }
 
+/// The archive directory and its parents are created when missing (and synced after the rename).
+#[test]
+fn missing_directories_are_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nested = dir.path().join("a/b/archive");
+    let mut writer = PeriodWriter::create(&nested, "fritz", START, END).expect("create");
+    writer
+        .add_series("h", &[], "m", 60, &[(START, 1.0)])
+        .expect("series");
+    let summary = writer.finish().expect("finish");
+    assert_eq!(summary.path, nested.join("fritz/1700000000.parquet"));
+    let result = Archive::open(&nested)
+        .read("fritz", "h", "m", START, END)
+        .expect("read");
+    assert_eq!(result.series[0].samples, [(START, 1.0)]);
+}
+
 #[test]
 fn an_empty_period_still_gets_a_file_and_newest_s_sees_it() {
     let dir = tempfile::tempdir().expect("tempdir");
