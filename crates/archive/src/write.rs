@@ -1,7 +1,7 @@
 //! [`PeriodWriter`]: one cluster's period streamed into one Parquet file, atomically.
 
 use crate::Error;
-use crate::format::{self, NODE_SCOPE, WriterOptions, scope_of};
+use crate::format::{self, WriterOptions};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
@@ -40,7 +40,7 @@ struct SeriesKey {
 
 impl SeriesKey {
     fn new(host: &str, levels: &[&str], metric: &str) -> Self {
-        let (scope, scope_id) = levels.last().map_or((NODE_SCOPE, ""), |l| scope_of(l));
+        let (scope, scope_id) = format::stored_scope(levels);
         Self {
             host: host.to_string(),
             metric: metric.to_string(),

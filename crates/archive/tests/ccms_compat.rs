@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use strata_archive::format::scope_of;
+use strata_archive::format::{scope_of, stored_scope};
 use strata_archive::{Archive, ArchivedSeries, PeriodWriter, ReadResult};
 
 // Mirrors make_ccms_fixture.py.
@@ -109,7 +109,8 @@ fn a_strata_file_of_the_same_data_reads_the_same() {
             // `accelerator` and `socket`, not first.
             let mut series = expected(*h, *m, i64::MIN, i64::MAX);
             series.sort_by_key(|s| {
-                let (scope, id) = s.levels.last().map_or(("node", ""), |l| scope_of(l));
+                let levels: Vec<&str> = s.levels.iter().map(String::as_str).collect();
+                let (scope, id) = stored_scope(&levels);
                 (scope.to_string(), id.to_string())
             });
             for series in series {

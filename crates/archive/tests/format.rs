@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use strata_archive::format::{self, WriterOptions, level_of, scope_of};
+use strata_archive::format::{self, WriterOptions, level_of, scope_of, stored_scope};
 use strata_archive::{Archive, ArchivedSeries, Error, PeriodWriter};
 
 const START: i64 = 1_700_000_000;
@@ -119,6 +119,31 @@ fn level_of_inverts_scope_of() {
     let (scope, id) = scope_of("cpu3");
     assert_eq!(level_of(scope, id).as_deref(), Some("hwthread3"));
     assert_eq!(level_of("node", "1").as_deref(), Some("node1"));
+}
+
+/// The stored scope of a series is its innermost level's, the host's is `node`; series order
+/// follows it, not the level names.
+#[test]
+fn stored_scope_is_the_innermost_level() {
+    assert_eq!(stored_scope(&[]), ("node", ""));
+    assert_eq!(stored_scope(&["socket1", "cpu3"]), ("hwthread", "3"));
+    assert_eq!(stored_scope(&["socket1"]), ("socket", "1"));
+    let mut levels = vec![
+        vec![],
+        vec!["socket0"],
+        vec!["accelerator0"],
+        vec!["hwthread10"],
+    ];
+    levels.sort_by_key(|l| stored_scope(l));
+    assert_eq!(
+        levels,
+        [
+            vec!["accelerator0"],
+            vec!["hwthread10"],
+            vec![],
+            vec!["socket0"]
+        ]
+    );
 }
 
 #[test]
