@@ -104,6 +104,17 @@ pub fn scope_of(level: &str) -> (&str, &str) {
     (level, "")
 }
 
+/// `(scope, scope_id)` stored for a series at `levels` below its host: the innermost level's
+/// [`scope_of`], or (`NODE_SCOPE`, `""`) at the host level. Within a host and metric, series must
+/// reach [`crate::PeriodWriter::add_series`] ordered by this pair (by bytes), which is not the
+/// order of level names: `node` sorts between `accelerator…` and `socket…`, and `cpu3` sorts as
+/// `hwthread`/`3`.
+pub fn stored_scope<'a>(levels: &[&'a str]) -> (&'a str, &'a str) {
+    levels
+        .last()
+        .map_or((NODE_SCOPE, ""), |level| scope_of(level))
+}
+
 /// The level name a row's `(scope, scope_id)` reads back as: `None` for the host level (`node`),
 /// else `scope` followed by `scope_id`.
 ///

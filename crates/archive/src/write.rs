@@ -1,7 +1,7 @@
 //! [`PeriodWriter`]: one cluster's period streamed into one Parquet file, atomically.
 
 use crate::Error;
-use crate::format::{self, NODE_SCOPE, WriterOptions, scope_of};
+use crate::format::{self, WriterOptions};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
@@ -40,7 +40,7 @@ struct SeriesKey {
 
 impl SeriesKey {
     fn new(host: &str, levels: &[&str], metric: &str) -> Self {
-        let (scope, scope_id) = levels.last().map_or((NODE_SCOPE, ""), |l| scope_of(l));
+        let (scope, scope_id) = format::stored_scope(levels);
         Self {
             host: host.to_string(),
             metric: metric.to_string(),
@@ -87,8 +87,8 @@ pub struct PeriodWriter {
     period_end_s: i64,
     temporary: PathBuf,
     target: PathBuf,
-    /// Directories whose entries changed (the cluster directory, and the archive directory when
-    /// the cluster directory was created), fsynced after the rename.
+    /// Directories whose entries changed (the cluster directory, and the parent of each
+    /// directory `create` made), fsynced after the rename.
     synced: Vec<PathBuf>,
     previous: Option<SeriesKey>,
     pending: Option<Pending>,
@@ -139,15 +139,29 @@ impl PeriodWriter {
         else {
             return Err(invalid);
         };
-        let mut synced = vec![cluster_directory.clone()];
-        if !cluster_directory.is_dir() {
-            synced.push(directory.to_path_buf());
-            fs::create_dir_all(&cluster_directory).map_err(|source| Error::Io {
-                action: "creating",
-                path: cluster_directory.clone(),
-                source,
-            })?;
-        }
+        // The cluster directory gets the new entry; every directory created here is itself a new
+        // entry of its parent, so the parents of created directories are synced too.
+        let synced: Vec<PathBuf> = cluster_directory
+            .ancestors()
+            // A relative path ends in "", which is the working directory.
+            .map(|path| {
+                if path.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    path
+                }
+            })
+            .scan(true, |created, path| {
+                let take = *created;
+                *created = take && !path.is_dir();
+                take.then(|| path.to_path_buf())
+            })
+            .collect();
+        fs::create_dir_all(&cluster_directory).map_err(|source| Error::Io {
+            action: "creating",
+            path: cluster_directory.clone(),
+            source,
+        })?;
         let temporary = cluster_directory.join(format!(".{period_start_s}.parquet.tmp"));
         let target = cluster_directory.join(format!("{period_start_s}.parquet"));
         let file = File::create(&temporary).map_err(|source| Error::Io {

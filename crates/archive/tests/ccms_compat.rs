@@ -5,8 +5,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use strata_archive::format::scope_of;
+use strata_archive::format::{scope_of, stored_scope};
 use strata_archive::{Archive, ArchivedSeries, PeriodWriter, ReadResult};
 
 // Mirrors make_ccms_fixture.py.
@@ -108,7 +109,8 @@ fn a_strata_file_of_the_same_data_reads_the_same() {
             // `accelerator` and `socket`, not first.
             let mut series = expected(*h, *m, i64::MIN, i64::MAX);
             series.sort_by_key(|s| {
-                let (scope, id) = s.levels.last().map_or(("node", ""), |l| scope_of(l));
+                let levels: Vec<&str> = s.levels.iter().map(String::as_str).collect();
+                let (scope, id) = stored_scope(&levels);
                 (scope.to_string(), id.to_string())
             });
             for series in series {
@@ -138,6 +140,137 @@ fn a_strata_file_of_the_same_data_reads_the_same() {
                     "{host} {metric} [{from_s}, {to_s})"
                 );
             }
+        }
+    }
+}
+
+/// One row as cc-metric-store writes it (host, metric, scope, scope_id, timestamp, value).
+type ForeignRow = (String, String, String, String, i64, f32);
+
+/// Per (host, metric): per level names, the samples a read must return.
+type Expected = BTreeMap<(String, String), BTreeMap<Vec<String>, Vec<(i64, f32)>>>;
+
+/// Writes rows the way cc-metric-store does: in the given (unsorted) order, one row group per
+/// host in first-seen order, no statistics, no page index, zstd.
+fn write_foreign(path: &Path, rows: &[ForeignRow]) {
+    use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_writer::ArrowWriterOptions;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use std::sync::Arc;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_offset_index_disabled(true)
+        .build();
+    let options = ArrowWriterOptions::new()
+        .with_properties(properties)
+        .with_skip_arrow_metadata(true);
+    let file = std::fs::File::create(path).expect("create");
+    let schema = strata_archive::format::schema();
+    let mut writer =
+        ArrowWriter::try_new_with_options(file, schema.clone(), options).expect("writer");
+    let mut hosts: Vec<&str> = Vec::new();
+    for row in rows {
+        if !hosts.contains(&row.0.as_str()) {
+            hosts.push(&row.0);
+        }
+    }
+    for host in hosts {
+        let mine: Vec<&ForeignRow> = rows.iter().filter(|r| r.0 == host).collect();
+        let strings = |f: fn(&ForeignRow) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(mine.iter().map(|r| f(r))))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(mine.iter().map(|_| "fritz"))),
+            strings(|r| &r.0),
+            strings(|r| &r.1),
+            strings(|r| &r.2),
+            strings(|r| &r.3),
+            Arc::new(Int64Array::from_iter_values(mine.iter().map(|r| r.4))),
+            Arc::new(Int64Array::from_iter_values(mine.iter().map(|_| FREQUENCY))),
+            Arc::new(Float32Array::from_iter_values(mine.iter().map(|r| r.5))),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        writer.write(&batch).expect("write");
+        writer.flush().expect("row group per host");
+    }
+    writer.close().expect("close");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// Random series spread over up to three unsorted, statistics-free files (named like
+    /// cc-metric-store's, by cutoff) read back exactly, for any time range.
+    #[test]
+    fn unsorted_files_without_statistics_read_back(
+        series in proptest::collection::vec(
+            (0usize..3, 0usize..2, proptest::option::of(0usize..12),
+             proptest::collection::vec((0usize..3, -1e6f32..1e6), 1..60)),
+            1..12,
+        ),
+        order_seed in 0u64..1000,
+        from in 0i64..4000,
+        length in 0i64..4000,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("fritz")).expect("cluster directory");
+        let mut files: Vec<Vec<ForeignRow>> = vec![Vec::new(); 3];
+        // expected[(host, metric)][levels] = samples; the first series of a key wins.
+        let mut expected = Expected::default();
+        for (host, metric, thread, samples) in &series {
+            let host = format!("h{host}");
+            let metric = format!("m{metric}");
+            let level = thread.map(|t| format!("hwthread{t}"));
+            let levels: Vec<String> = level.iter().cloned().collect();
+            let slot = expected.entry((host.clone(), metric.clone())).or_default();
+            if slot.contains_key(&levels) {
+                continue;
+            }
+            let (scope, id) = level.as_deref().map_or(("node", ""), scope_of);
+            let mut kept = Vec::new();
+            for (i, (file, value)) in samples.iter().enumerate() {
+                let t = FIRST + i as i64 * FREQUENCY;
+                files[*file].push((host.clone(), metric.clone(), scope.to_string(), id.to_string(), t, *value));
+                if (FIRST + from..FIRST + from + length).contains(&t) {
+                    kept.push((t, *value));
+                }
+            }
+            slot.insert(levels, kept);
+        }
+        for (index, rows) in files.iter_mut().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            // A fixed pseudo-random permutation: rows in no particular order.
+            let mut state = order_seed;
+            for i in (1..rows.len()).rev() {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                rows.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let name = format!("{}.parquet", CUTOFF + index as i64 * 3600);
+            write_foreign(&dir.path().join("fritz").join(name), rows);
+        }
+        let archive = Archive::open(dir.path());
+        for ((host, metric), levels) in &expected {
+            let result = archive
+                .read("fritz", host, metric, FIRST + from, FIRST + from + length)
+                .expect("read");
+            proptest::prop_assert!(result.skipped.is_empty(), "{:?}", result.skipped);
+            let want: Vec<ArchivedSeries> = levels
+                .iter()
+                .filter(|(_, samples)| !samples.is_empty())
+                .map(|(levels, samples)| ArchivedSeries {
+                    levels: levels.clone(),
+                    frequency_s: FREQUENCY,
+                    samples: samples.clone(),
+                })
+                .collect();
+            proptest::prop_assert_eq!(result.series, want, "{} {}", host, metric);
         }
     }
 }

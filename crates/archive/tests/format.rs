@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use strata_archive::format::{self, WriterOptions, level_of, scope_of};
+use strata_archive::format::{self, WriterOptions, level_of, scope_of, stored_scope};
 use strata_archive::{Archive, ArchivedSeries, Error, PeriodWriter};
 
 const START: i64 = 1_700_000_000;
@@ -121,6 +121,31 @@ fn level_of_inverts_scope_of() {
     assert_eq!(level_of("node", "1").as_deref(), Some("node1"));
 }
 
+/// The stored scope of a series is its innermost level's, the host's is `node`; series order
+/// follows it, not the level names.
+#[test]
+fn stored_scope_is_the_innermost_level() {
+    assert_eq!(stored_scope(&[]), ("node", ""));
+    assert_eq!(stored_scope(&["socket1", "cpu3"]), ("hwthread", "3"));
+    assert_eq!(stored_scope(&["socket1"]), ("socket", "1"));
+    let mut levels = vec![
+        vec![],
+        vec!["socket0"],
+        vec!["accelerator0"],
+        vec!["hwthread10"],
+    ];
+    levels.sort_by_key(|l| stored_scope(l));
+    assert_eq!(
+        levels,
+        [
+            vec!["accelerator0"],
+            vec!["hwthread10"],
+            vec![],
+            vec!["socket0"]
+        ]
+    );
+}
+
 #[test]
 fn writer_refuses_what_breaks_the_file_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -169,6 +194,10 @@ fn writer_refuses_what_breaks_the_file_order() {
         "{error:?}"
     );
     assert!(dir.path().join("fritz/.1700000000.parquet.tmp").exists());
+    assert!(
+        !dir.path().join("fritz/1700000000.parquet").exists(),
+        "nothing under the final name before finish"
+    );
     drop(writer);
     let left: Vec<_> = std::fs::read_dir(dir.path().join("fritz"))
         .expect("cluster directory")
@@ -325,6 +354,23 @@ fn row_groups_follow_host_boundaries() {
     .collect();
     assert_eq!(groups, expected);
     assert_eq!(summary.row_groups, 6);
+}
+
+/// The archive directory and its parents are created when missing (and synced after the rename).
+#[test]
+fn missing_directories_are_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nested = dir.path().join("a/b/archive");
+    let mut writer = PeriodWriter::create(&nested, "fritz", START, END).expect("create");
+    writer
+        .add_series("h", &[], "m", 60, &[(START, 1.0)])
+        .expect("series");
+    let summary = writer.finish().expect("finish");
+    assert_eq!(summary.path, nested.join("fritz/1700000000.parquet"));
+    let result = Archive::open(&nested)
+        .read("fritz", "h", "m", START, END)
+        .expect("read");
+    assert_eq!(result.series[0].samples, [(START, 1.0)]);
 }
 
 #[test]
