@@ -219,33 +219,31 @@ fn write_period(
     let mut writer = PeriodWriter::create(&settings.directory, cluster, start, end)?;
     let mut written = false;
     for host in store.hosts(cluster) {
-        let mut series = store.series_names(cluster, &host);
-        series.sort_by(|(a_levels, a_metric), (b_levels, b_metric)| {
-            (a_metric.as_bytes(), scope_key(a_levels))
-                .cmp(&(b_metric.as_bytes(), scope_key(b_levels)))
+        let names = store.series_names(cluster, &host);
+        let mut series: Vec<(&str, Vec<&str>)> = names
+            .iter()
+            .map(|(levels, metric)| (metric.as_str(), levels.iter().map(String::as_str).collect()))
+            .collect();
+        // The file's order: metric, then the (scope, scope id) the levels are stored as.
+        series.sort_by(|(a_metric, a_levels), (b_metric, b_levels)| {
+            let (a_scope, a_id) = format::stored_scope(a_levels);
+            let (b_scope, b_id) = format::stored_scope(b_levels);
+            (a_metric.as_bytes(), a_scope.as_bytes(), a_id.as_bytes()).cmp(&(
+                b_metric.as_bytes(),
+                b_scope.as_bytes(),
+                b_id.as_bytes(),
+            ))
         });
-        for (levels, metric) in series {
-            let levels: Vec<&str> = levels.iter().map(String::as_str).collect();
+        for (metric, levels) in series {
             if let Some((frequency_s, samples)) =
-                store.export_series(cluster, &host, &levels, &metric, start, end)
+                store.export_series(cluster, &host, &levels, metric, start, end)
                 && !samples.is_empty()
             {
-                writer.add_series(&host, &levels, &metric, frequency_s, &samples)?;
+                writer.add_series(&host, &levels, metric, frequency_s, &samples)?;
                 written = true;
             }
         }
     }
     // Dropped unfinished, the writer removes its temporary file.
     written.then(|| writer.finish()).transpose()
-}
-
-/// (scope, scope id) of a series' levels, as the file sorts them.
-fn scope_key(levels: &[String]) -> (&[u8], &[u8]) {
-    match levels.last() {
-        Some(level) => {
-            let (scope, id) = format::scope_of(level);
-            (scope.as_bytes(), id.as_bytes())
-        }
-        None => (format::NODE_SCOPE.as_bytes(), b""),
-    }
 }

@@ -2,6 +2,9 @@
 //! to files that an independent reader (pyarrow, installed by scripts/test.sh) reads back
 //! exactly, and is freed from memory only then.
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, metric_value, minutes_ago, run_strata};
