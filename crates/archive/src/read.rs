@@ -77,6 +77,14 @@ pub struct Archive {
     cache: Mutex<Cache>,
 }
 
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Identity of a file version: a rewritten file (same name) gets new cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {

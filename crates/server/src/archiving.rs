@@ -20,8 +20,8 @@ use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use strata_archive::{FileSummary, PeriodWriter, format};
-use strata_store::Store;
+use strata_archive::{Archive, FileSummary, PeriodWriter, format};
+use strata_store::{HostImage, Store};
 
 /// The file that says how far each cluster is archived.
 pub const STATE_FILE: &str = "ARCHIVE-STATE";
@@ -246,4 +246,63 @@ fn write_period(
     }
     // Dropped unfinished, the writer removes its temporary file.
     written.then(|| writer.finish()).transpose()
+}
+
+/// How far beyond a query's range the archive is read, so that a range starting or ending in
+/// a gap finds the sample on the other side of it, as memory does (gaps up to this long).
+pub const QUERY_MARGIN_S: i64 = 3600;
+
+/// For a query of `metric` at `host` over `[from_s, to_s)` that starts before what memory
+/// holds: a scratch store with the archive's samples and then memory's copy on top (memory
+/// wins where both have a slot), for the unchanged query code to run on, so the answer
+/// follows exactly the same rules as if all data were still in memory. `None`: memory alone
+/// answers (it covers the range, or the archive has nothing for it). Files that cannot be read
+/// are logged and left out.
+pub fn with_archive(
+    store: &Store,
+    archive: &Archive,
+    cluster: &str,
+    host: &str,
+    metric: &str,
+    (from_s, to_s): (i64, i64),
+) -> Option<Store> {
+    if store
+        .memory_start(cluster, host, metric)
+        .is_some_and(|start| start <= from_s)
+    {
+        return None;
+    }
+    let archive_end = archive.newest_s(cluster)?;
+    if archive_end <= from_s.saturating_sub(QUERY_MARGIN_S) {
+        return None;
+    }
+    let read = match archive.read(
+        cluster,
+        host,
+        metric,
+        from_s.saturating_sub(QUERY_MARGIN_S),
+        to_s.saturating_add(QUERY_MARGIN_S).min(archive_end),
+    ) {
+        Ok(read) => read,
+        Err(error) => {
+            tracing::warn!(cluster, host, metric, %error, "cannot read the archive; answering from memory");
+            return None;
+        }
+    };
+    for skipped in &read.skipped {
+        tracing::warn!(cluster, file = %skipped.name, reason = %skipped.reason, "archive file skipped");
+    }
+    if read.series.is_empty() {
+        return None;
+    }
+    let mut image = HostImage::new(cluster, host);
+    for series in read.series {
+        image.add_samples(&series.levels, metric, series.frequency_s, series.samples);
+    }
+    let scratch = store.scratch();
+    scratch.import_host(image);
+    if let Some(memory) = store.export_metric(cluster, host, metric, from_s, to_s) {
+        scratch.import_host(memory);
+    }
+    Some(scratch)
 }

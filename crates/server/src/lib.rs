@@ -81,6 +81,8 @@ pub struct App {
     cpu: Arc<tokio::sync::Semaphore>,
     /// Remote-write endpoints, once started.
     forwarding: std::sync::OnceLock<strata_forward::Forwarding>,
+    /// The Parquet archive queries reach into, in archive mode.
+    archive: std::sync::OnceLock<strata_archive::Archive>,
 }
 
 /// Most spare batches kept (one per concurrent request is enough).
@@ -143,7 +145,17 @@ impl App {
             drop_log: LogLimiter::new(10),
             spare_batches: BatchPool::default(),
             forwarding: std::sync::OnceLock::new(),
+            archive: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets queries read `archive` for ranges older than memory.
+    pub fn attach_archive(&self, archive: strata_archive::Archive) {
+        let _ = self.archive.set(archive);
+    }
+
+    pub fn archive(&self) -> Option<&strata_archive::Archive> {
+        self.archive.get()
     }
 
     /// Starts forwarding to `endpoints` from the WAL (after recovery, before the first

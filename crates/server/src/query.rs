@@ -1,7 +1,7 @@
 //! `GET /api/query` (and POST): cc-metric-store's JSON query API (COMPAT.md §1.5, §2, §9.1).
 
-use crate::App;
 use crate::error::{ApiError, decode_json};
+use crate::{App, archiving};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -10,6 +10,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use strata_archive::Archive;
 use strata_store::{Query, ReadOptions, ResamplerKind, SeriesResult, Store};
 use tokio::sync::mpsc;
 
@@ -105,7 +106,7 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         app.clone()
             .compute(app.turn_deadline(), move || {
                 let plan = plan(&app, &body)?;
-                let (first, next) = fill(&app.store, &plan, Cursor::default());
+                let (first, next) = fill(&app.store, app.archive(), &plan, Cursor::default());
                 Ok::<_, ApiError>((plan, first, next))
             })
             .await??
@@ -238,7 +239,7 @@ async fn respond(
         let step = {
             let (app, plan) = (app.clone(), plan.clone());
             app.clone()
-                .compute(deadline, move || fill(&app.store, &plan, at))
+                .compute(deadline, move || fill(&app.store, app.archive(), &plan, at))
                 .await
         };
         let Ok((bytes, next)) = step else {
@@ -254,7 +255,12 @@ async fn respond(
 
 /// Serializes the response from `at` on until about [`RESPONSE_CHUNK_BYTES`] are ready;
 /// returns them and where the next chunk starts (`None`: this was the last one).
-fn fill(store: &Store, plan: &Plan, at: Cursor) -> (Vec<u8>, Option<Cursor>) {
+fn fill(
+    store: &Store,
+    archive: Option<&Archive>,
+    plan: &Plan,
+    at: Cursor,
+) -> (Vec<u8>, Option<Cursor>) {
     let mut out = Vec::with_capacity(RESPONSE_CHUNK_BYTES * 2);
     let mut cursor = at;
     if cursor.query == 0 && cursor.entry == 0 {
@@ -276,6 +282,20 @@ fn fill(store: &Store, plan: &Plan, at: Cursor) -> (Vec<u8>, Option<Cursor>) {
             out.push(b'[');
         }
         let mut entry = cursor.entry;
+        // A range older than memory reads the archive too (a query cut across chunks does
+        // it again for each).
+        let merged = archive.and_then(|archive| {
+            let range = (plan.options.from_s, plan.options.to_s);
+            archiving::with_archive(
+                store,
+                archive,
+                &plan.cluster,
+                &query.host,
+                &query.metric,
+                range,
+            )
+        });
+        let store = merged.as_ref().unwrap_or(store);
         let stopped = store.query_each(
             &plan.cluster,
             &query.read(),
@@ -546,7 +566,7 @@ mod tests {
         };
         let (mut text, mut cursor, mut chunks) = (Vec::new(), Some(Cursor::default()), 0);
         while let Some(at) = cursor {
-            let (bytes, next) = fill(&store, &plan, at);
+            let (bytes, next) = fill(&store, None, &plan, at);
             text.extend(bytes);
             cursor = next;
             chunks += 1;

@@ -201,6 +201,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Arc::new(Store::new(store_config));
     let (durability, recovery) = recover(&config, &store)?;
     let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
+    if let Some(settings) = archive_settings(&config) {
+        app.attach_archive(strata_archive::Archive::open(&settings.directory));
+    }
     app.telemetry.record_recovery(&recovery);
     // Reads cursors and hints and may write a cursor: off the async workers.
     let starting = app.clone();

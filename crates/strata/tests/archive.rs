@@ -41,8 +41,8 @@ print(json.dumps({"files": len(files), "schema": schema, "rows": rows}))
 }
 
 // Goal: `strata archive` writes everything older than the retention window to files with
-// cc-metric-store's schema, exactly the samples written, frees them from memory, and a second
-// pass writes nothing again.
+// cc-metric-store's schema, exactly the samples written, frees them from memory (queries then
+// answer from the files), and a second pass writes nothing again.
 #[test]
 fn strata_archive_writes_what_left_the_window_and_frees_it() {
     let mut server = Server::start();
@@ -145,13 +145,83 @@ fn strata_archive_writes_what_left_the_window_and_frees_it() {
         again.stdout
     );
     server.restart();
-    assert_eq!(present(&server.query(&query)), 0, "still in memory");
     let samples = metric_value(&server.metrics(), "strata_store_samples");
     assert_eq!(
         samples,
         Some(0.0),
         "the snapshot after archiving still holds data"
     );
+    assert_eq!(
+        present(&server.query(&query)),
+        90,
+        "answered from the archive"
+    );
+}
+
+// Goal: a query over a range that left memory answers from the archive exactly as it did
+// from memory: raw series, aggregation over hwthreads, a coarser resolution, padding, stats.
+#[test]
+fn queries_read_the_archive_as_if_the_data_were_in_memory() {
+    let mut server = Server::start();
+    let first = (minutes_ago(30 * 60) / 60) * 60;
+    let mut lines = String::new();
+    for minute in 0..150i64 {
+        // A gap of 20 minutes in the middle, NaN-free values.
+        if (60..80).contains(&minute) {
+            continue;
+        }
+        let t = first + minute * 60;
+        lines.push_str(&format!("cpu_load,hostname=h0 value={} {t}\n", minute % 7));
+        for thread in 0..4 {
+            let value = (minute * 3 + thread) as f64 / 4.0;
+            lines.push_str(&format!(
+                "cpu_user,hostname=h0,type=hwthread,type-id={thread} value={value} {t}\n"
+            ));
+        }
+    }
+    server.write_ok("c1", &lines);
+    let ids = json!(["0", "1", "2", "3"]);
+    let requests = [
+        json!({"cluster": "c1", "from": first, "to": first + 150 * 60,
+               "queries": [{"metric": "cpu_load", "host": "h0"}]}),
+        json!({"cluster": "c1", "from": first - 600, "to": first + 200 * 60, "with-padding": true,
+               "queries": [{"metric": "cpu_user", "host": "h0", "type": "hwthread",
+                            "type-ids": ids, "aggreg": true}]}),
+        json!({"cluster": "c1", "from": first + 30 * 60, "to": first + 120 * 60,
+               "queries": [{"metric": "cpu_user", "host": "h0", "type": "hwthread",
+                            "type-ids": ids, "resolution": 600},
+                           {"metric": "cpu_user", "host": "h0", "scale-by": 2.5}]}),
+    ];
+    let before: Vec<Value> = requests.iter().map(|r| server.query(r)).collect();
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let mut config = server.config();
+    config["metric-store"]["retention-in-memory"] = json!("1h");
+    config["metric-store"]["cleanup"] = json!({
+        "mode": "archive", "directory": server.dir().join("archive").display().to_string(),
+        "interval": "1h"});
+    server.set_config(&config);
+    let config_path = server.dir().join("config.json");
+    let output = run_strata(
+        server.dir(),
+        &[
+            "archive",
+            "--config",
+            config_path.to_str().expect("UTF-8 path"),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(output.status.success(), "{}", output.stderr);
+    server.restart();
+    let samples = metric_value(&server.metrics(), "strata_store_samples");
+    assert_eq!(
+        samples,
+        Some(0.0),
+        "memory should hold nothing of it any more"
+    );
+    for (request, before) in requests.iter().zip(&before) {
+        assert_eq!(&server.query(request), before, "{request}");
+    }
 }
 
 // Goal: `strata archive` refuses to run beside a serving strata (the data directory's lock).
