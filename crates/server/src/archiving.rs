@@ -20,7 +20,7 @@ use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use strata_archive::{FileSummary, PeriodWriter, format};
+use strata_archive::{Archive, FileSummary, PeriodWriter, format};
 use strata_store::Store;
 
 /// The file that says how far each cluster is archived.
@@ -93,12 +93,6 @@ impl ArchiveState {
         self.archived_until(cluster)
             .map(|until| until.min(cutoff_s))
     }
-
-    /// The replay floor after a restart: samples older than every cluster's archived end are
-    /// archived already; without any, everything the log holds is kept.
-    pub fn replay_floor(&self) -> i64 {
-        self.clusters.values().copied().min().unwrap_or(i64::MIN)
-    }
 }
 
 /// What one pass did.
@@ -143,14 +137,39 @@ pub fn run_pass(
     let cutoff_s = now_s - store.config().retention_s;
     let last_end = cutoff_s.div_euclid(interval) * interval;
     let progress = Progress::new("archiving", store.clusters().len() as u64);
+    let archive = Archive::open(&settings.directory);
     for cluster in store.clusters() {
-        let first = match state.archived_until(&cluster) {
+        // A file is renamed into place only once complete and periods are archived oldest
+        // first, so the newest file's end is archived too: a state that was lost, damaged or
+        // not written before a crash never makes a pass rewrite a complete file from the part
+        // of its period memory still holds.
+        let archived = match (state.archived_until(&cluster), archive.newest_s(&cluster)) {
+            (Some(until), Some(files)) => Some(until.max(files)),
+            (until, files) => until.or(files),
+        };
+        let first = match archived {
+            // Ahead of what a pass at this clock can archive (the clock went back, or the
+            // state or files come from elsewhere): memory may hold samples below it that are
+            // in no file, so nothing of the cluster is archived or freed until the clock
+            // passes it.
+            Some(until) if until > cutoff_s => {
+                let error = format!(
+                    "cluster {cluster}: archived until {until}, after this pass's cutoff {cutoff_s}"
+                );
+                tracing::error!(%error, "archive state from the future (clock set back?); the cluster's data stays in memory");
+                report.errors.push(error);
+                progress.advance(1, 0);
+                continue;
+            }
             Some(until) => until,
             None => match oldest_sample(store, &cluster) {
                 Some(oldest) => oldest.div_euclid(interval) * interval,
                 None => continue,
             },
         };
+        if let Some(until) = archived {
+            state.clusters.insert(cluster.clone(), until);
+        }
         let mut start = first;
         while start < last_end {
             let end = start.saturating_add(interval);
