@@ -241,10 +241,24 @@ fn archived_rows(archive: &Path) -> Vec<String> {
     rows
 }
 
-fn sorted_text(rows: &[Value]) -> Vec<String> {
-    let mut rows: Vec<String> = rows.iter().map(Value::to_string).collect();
-    rows.sort();
-    rows
+/// Asserts the archive holds exactly `expected` (each row once), naming the first difference
+/// rather than printing a million rows.
+fn assert_archived_exactly(archive: &Path, expected: &[Value]) {
+    let mut expected: Vec<String> = expected.iter().map(Value::to_string).collect();
+    expected.sort();
+    let actual = archived_rows(archive);
+    let missing = expected
+        .iter()
+        .find(|row| actual.binary_search(row).is_err());
+    let extra = actual
+        .iter()
+        .find(|row| expected.binary_search(row).is_err());
+    assert!(
+        actual.len() == expected.len() && missing.is_none() && extra.is_none(),
+        "{} rows archived, {} expected; first missing {missing:?}, first unexpected {extra:?}",
+        actual.len(),
+        expected.len()
+    );
 }
 
 /// Files under `archive` that are not final archive files (a writer's temporary files).
@@ -314,7 +328,7 @@ fn a_pass_killed_midway_loses_nothing_and_writes_nothing_twice() {
 
     let output = archive_once(&server);
     assert!(output.status.success(), "{}", output.stderr);
-    assert_eq!(archived_rows(&archive), sorted_text(&expected));
+    assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
 }
 
@@ -408,6 +422,97 @@ fn an_unwritable_archive_keeps_the_data_for_the_next_pass() {
     std::fs::remove_file(&archive).expect("unblocking the archive");
     let again = archive_once(&server);
     assert!(again.status.success(), "{}", again.stderr);
-    assert_eq!(archived_rows(&archive), sorted_text(&expected));
+    assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+}
+
+// Goal: the shapes a cluster really has archive exactly: levels two deep (stored by the inner
+// level), `cpu3` next to `hwthread3` (one stored key: both series' rows, each once), a gap
+// (no row), metrics at 10 s and 60 s, several clusters. A cluster whose name is no directory
+// name (too long for a file name) fails alone: the others are archived, its data stays in memory.
+#[test]
+fn archive_edge_shapes_and_a_cluster_that_is_no_directory() {
+    let minutely = json!({"frequency": 60, "aggregation": "avg"});
+    let mut metrics: serde_json::Map<String, Value> =
+        ["deep", "twin", "gappy", "cpu_load", "cpu_user"]
+            .into_iter()
+            .map(|name| (name.to_string(), minutely.clone()))
+            .collect();
+    metrics.insert(
+        "fast".into(),
+        json!({"frequency": 10, "aggregation": "avg"}),
+    );
+    let mut server = Server::start_with_config(&json!({ "metrics": metrics }));
+    let first = (minutes_ago(5 * 60) / 3600) * 3600;
+    let mut expected = Vec::new();
+    let mut lines = String::new();
+    for minute in 0..30i64 {
+        let t = first + minute * 60;
+        let v = minute as f64;
+        for (socket, core) in [(0, 1), (1, 2)] {
+            lines.push_str(&format!(
+                "deep,hostname=h0,type=socket,type-id={socket},stype=core,stype-id={core} value={v} {t}\n"
+            ));
+            expected.push(json!([
+                "c1",
+                "h0",
+                "deep",
+                "core",
+                core.to_string(),
+                t,
+                60,
+                v
+            ]));
+        }
+        lines.push_str(&format!(
+            "twin,hostname=h0,type=cpu,type-id=3 value={v} {t}\n"
+        ));
+        lines.push_str(&format!(
+            "twin,hostname=h0,type=hwthread,type-id=3 value={} {t}\n",
+            v + 100.0
+        ));
+        expected.push(json!(["c1", "h0", "twin", "hwthread", "3", t, 60, v]));
+        expected.push(json!([
+            "c1",
+            "h0",
+            "twin",
+            "hwthread",
+            "3",
+            t,
+            60,
+            v + 100.0
+        ]));
+        // A gap at minute 7: no row.
+        if minute != 7 {
+            lines.push_str(&format!("gappy,hostname=h1 value={v} {t}\n"));
+            expected.push(json!(["c1", "h1", "gappy", "node", "", t, 60, v]));
+        }
+        for step in 0..6 {
+            // Quarters: exact in f32.
+            let (t, v) = (t + step * 10, v + step as f64 / 4.0);
+            lines.push_str(&format!("fast,hostname=h1 value={v} {t}\n"));
+            expected.push(json!(["c1", "h1", "fast", "node", "", t, 10, v]));
+        }
+    }
+    server.write_ok("c1", &lines);
+    expected.extend(write_generated(&server, "c2", 2, first, 30));
+    // 256 bytes is a valid cluster name but longer than a file name may be (255).
+    let bad = "x".repeat(256);
+    server.write_ok(&bad, &format!("cpu_load,hostname=h0 value=1 {first}\n"));
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+
+    let output = archive_once(&server);
+    assert!(!output.status.success(), "{}", output.stdout);
+    assert!(output.stdout.contains(&bad), "{}", output.stdout);
+    assert_archived_exactly(&archive, &expected);
+    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    server.restart();
+    assert_eq!(
+        points(&server, &bad, first, first + 60),
+        1,
+        "the unarchived cluster was freed"
+    );
+    assert_eq!(points(&server, "c1", first, first + 30 * 60), 0);
 }
