@@ -132,11 +132,14 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
                 "archived"
             );
         }
-        if report.freed_buffers > 0
-            && let Err(error) = app.durability.snapshot(&app.store, crate::now_s()).await
-        {
-            app.telemetry.snapshot_failures.inc();
-            tracing::error!(%error, "snapshot after archiving failed; the WAL keeps everything until one succeeds");
+        if report.freed_buffers > 0 {
+            match app.durability.snapshot(&app.store, crate::now_s()).await {
+                Ok(snapshot) => app.telemetry.record_snapshot(&snapshot),
+                Err(error) => {
+                    app.telemetry.snapshot_failures.inc();
+                    tracing::error!(%error, "snapshot after archiving failed; the WAL keeps everything until one succeeds");
+                }
+            }
         }
     }
 }

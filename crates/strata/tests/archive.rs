@@ -516,3 +516,55 @@ fn archive_edge_shapes_and_a_cluster_that_is_no_directory() {
     );
     assert_eq!(points(&server, "c1", first, first + 30 * 60), 0);
 }
+
+// Goal (serve): with a short window, the periodic pass archives what leaves it, frees it and
+// takes a snapshot, across a crash (SIGKILL right after the write: the samples are in the log
+// only) and restart; every sample written ends up in a file, none is freed without one.
+#[test]
+fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
+    let mut server = Server::start_with_config(&json!({
+        "metrics": {"fast": {"frequency": 1, "aggregation": "avg"}}}));
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = server.dir().join("archive");
+    let mut config = server.config();
+    // A pass every second (half the window), periods of 2 s.
+    config["metric-store"]["retention-in-memory"] = json!("3s");
+    config["metric-store"]["cleanup"] = json!({
+        "mode": "archive", "directory": archive.display().to_string(), "interval": "2s"});
+    server.set_config(&config);
+    server.restart();
+
+    let now = common::now_s();
+    let mut lines = String::new();
+    let mut expected = Vec::new();
+    for (step, t) in (now - 2..=now).enumerate() {
+        for host in ["h0", "h1"] {
+            lines.push_str(&format!("fast,hostname={host} value={step} {t}\n"));
+            expected.push(json!(["c1", host, "fast", "node", "", t, 1, step as f64]));
+        }
+    }
+    server.write_ok("c1", &lines);
+    server.kill_now();
+    server.restart();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = server.metrics();
+        let empty = metric_value(&metrics, "strata_store_samples") == Some(0.0);
+        let snapshots = metric_value(&metrics, "strata_snapshots_total").unwrap_or(0.0);
+        if empty && snapshots >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not archived and freed: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_archived_exactly(&archive, &expected);
+    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
+    assert!(state.contains("\"c1\""), "{state}");
+}
