@@ -172,7 +172,14 @@ pub fn run_pass(
         }
         let mut start = first;
         while start < last_end {
-            let end = start.saturating_add(interval);
+            // The end of the grid period holding `start`: an archived end off the grid (the
+            // interval was changed, or a cc-metric-store file ends elsewhere) is followed by
+            // a short period, never by one reaching past `last_end` into the window that
+            // still takes writes.
+            let end = start
+                .div_euclid(interval)
+                .saturating_add(1)
+                .saturating_mul(interval);
             match write_period(store, settings, &cluster, start, end) {
                 Ok(Some(file)) => {
                     progress.advance(0, file.rows);

@@ -568,3 +568,40 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
     let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
     assert!(state.contains("\"c1\""), "{state}");
 }
+
+// Goal: after the interval changes, a pass starting off the new grid archives a short period
+// up to the grid, never a period reaching past the cutoff (samples there still arrive, and
+// would land below the archived end: never archived, later freed).
+#[test]
+fn a_changed_interval_never_archives_past_the_cutoff() {
+    let mut server = Server::start();
+    let first = (minutes_ago(30 * 60) / 60) * 60;
+    write_generated(&server, "c1", 1, first, 30 * 60 - 2);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    // Hourly periods up to an odd hour, then 2-hour periods (even hours) with the cutoff in
+    // the first hour after an even hour: continuing in steps of 2 h from the odd hour would
+    // end one period an hour past the cutoff.
+    let hour = common::now_s() / 3600;
+    let first_retention = if (hour - 20) % 2 == 1 { 20 } else { 21 };
+    let retention = if (hour - 2) % 2 == 0 { 2 } else { 3 };
+    let archive = use_archive(&server, &format!("{first_retention}h"));
+    assert!(archive_once(&server).status.success());
+    let mut config = server.config();
+    config["metric-store"]["retention-in-memory"] = json!(format!("{retention}h"));
+    config["metric-store"]["cleanup"]["interval"] = json!("2h");
+    server.set_config(&config);
+    let output = archive_once(&server);
+    assert!(output.status.success(), "{}", output.stderr);
+    let cutoff = common::now_s() - retention * 3600;
+    let newest = read_with_pyarrow(&archive)["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row[5].as_i64())
+        .max();
+    assert!(
+        newest.is_some_and(|t| t < cutoff),
+        "newest archived {newest:?}, cutoff {cutoff}"
+    );
+}
