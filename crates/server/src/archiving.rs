@@ -147,22 +147,23 @@ pub fn run_pass(
             (Some(until), Some(files)) => Some(until.max(files)),
             (until, files) => until.or(files),
         };
+        let oldest = oldest_sample(store, &cluster);
         let first = match archived {
-            // Ahead of what a pass at this clock can archive (the clock went back, or the
-            // state or files come from elsewhere): memory may hold samples below it that are
-            // in no file, so nothing of the cluster is archived or freed until the clock
-            // passes it.
+            // Ahead of what a pass at this clock can archive (the clock went back,
+            // retention-in-memory was raised, or the state or files come from elsewhere):
+            // writes take samples below it that are in no file, so nothing of the cluster is
+            // archived or freed until the cutoff passes it.
             Some(until) if until > cutoff_s => {
                 let error = format!(
                     "cluster {cluster}: archived until {until}, after this pass's cutoff {cutoff_s}"
                 );
-                tracing::error!(%error, "archive state from the future (clock set back?); the cluster's data stays in memory");
+                tracing::error!(%error, "archived end after the cutoff (clock set back, or retention raised?); the cluster's data stays in memory");
                 report.errors.push(error);
                 progress.advance(1, 0);
                 continue;
             }
             Some(until) => until,
-            None => match oldest_sample(store, &cluster) {
+            None => match oldest {
                 Some(oldest) => oldest.div_euclid(interval) * interval,
                 None => continue,
             },
@@ -170,7 +171,13 @@ pub fn run_pass(
         if let Some(until) = archived {
             state.clusters.insert(cluster.clone(), until);
         }
-        let mut start = first;
+        // Periods before the oldest sample in memory are empty: one step over them, however
+        // far behind the archived end is (an old or hand-made state, a long downtime), and
+        // none at all without samples.
+        let mut start = match oldest {
+            Some(oldest) => first.max(oldest.div_euclid(interval) * interval),
+            None => last_end,
+        };
         while start < last_end {
             // The end of the grid period holding `start`: an archived end off the grid (the
             // interval was changed, or a cc-metric-store file ends elsewhere) is followed by

@@ -605,3 +605,24 @@ fn a_changed_interval_never_archives_past_the_cutoff() {
         "newest archived {newest:?}, cutoff {cutoff}"
     );
 }
+
+// Goal: an archived end far in the past (a hand-made or very old ARCHIVE-STATE, a long
+// downtime) costs one step, not one store walk and state write per empty period: with the
+// epoch in the state and hourly periods, the pass is as quick as without it.
+#[test]
+fn an_archive_state_from_long_ago_skips_the_empty_periods() {
+    let mut server = Server::start();
+    let first = (minutes_ago(5 * 60) / 60) * 60;
+    let expected = write_generated(&server, "c1", 1, first, 120);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+    let epoch = json!({"format": 1, "clusters": {"c1": 0}});
+    std::fs::write(server.data_dir().join("ARCHIVE-STATE"), epoch.to_string()).expect("state");
+    // ~500 000 empty hourly periods since 1970 would take far longer than this bound.
+    let args = archive_args(&server);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_strata(server.dir(), &args, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_archived_exactly(&archive, &expected);
+}
