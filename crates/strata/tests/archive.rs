@@ -230,6 +230,23 @@ fn write_generated(
     expected
 }
 
+/// A stopped server in archive mode (hourly periods, 1 h in memory) holding two hours of
+/// [`generated`] data of cluster `c1` from five hours ago, with `state` as its ARCHIVE-STATE
+/// if given: the server, the archive directory, the first timestamp and the expected rows.
+fn stopped_with_old_data(hosts: usize, state: Option<Value>) -> (Server, PathBuf, i64, Vec<Value>) {
+    let mut server = Server::start();
+    let first = (minutes_ago(5 * 60) / 60) * 60;
+    let expected = write_generated(&server, "c1", hosts, first, 120);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+    if let Some(state) = state {
+        let path = server.data_dir().join("ARCHIVE-STATE");
+        std::fs::write(path, state.to_string()).expect("writing ARCHIVE-STATE");
+    }
+    (server, archive, first, expected)
+}
+
 /// The archive's rows, each as its JSON text, sorted (duplicates kept).
 fn archived_rows(archive: &Path) -> Vec<String> {
     let read = read_with_pyarrow(archive);
@@ -259,6 +276,27 @@ fn assert_archived_exactly(archive: &Path, expected: &[Value]) {
         actual.len(),
         expected.len()
     );
+}
+
+/// Runs `strata archive`, which must succeed and leave exactly `expected` in `archive` and no
+/// temporary file.
+fn rerun_archives_exactly(server: &Server, archive: &Path, expected: &[Value]) {
+    let output = archive_once(server);
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_archived_exactly(archive, expected);
+    assert_eq!(leftovers(archive), Vec::<PathBuf>::new());
+}
+
+/// Asserts the pass failed and its report says each of `needles`.
+fn assert_failed_saying(output: &common::Output, needles: &[&str]) {
+    assert!(!output.status.success(), "{}", output.stdout);
+    for needle in needles {
+        assert!(
+            output.stdout.contains(needle),
+            "no {needle:?} in {}",
+            output.stdout
+        );
+    }
 }
 
 /// Files under `archive` that are not final archive files (a writer's temporary files).
@@ -326,10 +364,7 @@ fn a_pass_killed_midway_loses_nothing_and_writes_nothing_twice() {
     let partial = archived_rows(&archive);
     assert!(!partial.is_empty(), "nothing archived before the kill");
 
-    let output = archive_once(&server);
-    assert!(output.status.success(), "{}", output.stderr);
-    assert_archived_exactly(&archive, &expected);
-    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    rerun_archives_exactly(&server, &archive, &expected);
 }
 
 // Goal: a damaged ARCHIVE-STATE never makes a pass rewrite an archived period from the part of
@@ -373,27 +408,11 @@ fn a_damaged_archive_state_never_rewrites_a_complete_file() {
 // below it that are in no file. The pass says so and fails.
 #[test]
 fn an_archive_state_from_the_future_frees_nothing() {
-    let mut server = Server::start();
-    let first = (minutes_ago(5 * 60) / 60) * 60;
-    write_generated(&server, "c1", 1, first, 120);
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(30));
-    let archive = use_archive(&server, "1h");
     let future = json!({"format": 1, "clusters": {"c1": common::now_s() + 86_400}});
-    std::fs::write(server.data_dir().join("ARCHIVE-STATE"), future.to_string()).expect("state");
+    let (mut server, archive, first, _) = stopped_with_old_data(1, Some(future));
 
     let output = archive_once(&server);
-    assert!(!output.status.success(), "{}", output.stdout);
-    assert!(
-        output.stdout.contains("after this pass's cutoff"),
-        "{}",
-        output.stdout
-    );
-    assert!(
-        output.stdout.contains("buffers freed:   0"),
-        "{}",
-        output.stdout
-    );
+    assert_failed_saying(&output, &["after this pass's cutoff", "buffers freed:   0"]);
     assert!(archived_rows(&archive).is_empty());
     server.restart();
     assert_eq!(points(&server, "c1", first, first + 120 * 60), 120);
@@ -404,26 +423,12 @@ fn an_archive_state_from_the_future_frees_nothing() {
 // pass archives everything.
 #[test]
 fn an_unwritable_archive_keeps_the_data_for_the_next_pass() {
-    let mut server = Server::start();
-    let first = (minutes_ago(5 * 60) / 60) * 60;
-    let expected = write_generated(&server, "c1", 2, first, 120);
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(30));
-    let archive = use_archive(&server, "1h");
+    let (server, archive, _, expected) = stopped_with_old_data(2, None);
     std::fs::write(&archive, b"not a directory").expect("blocking the archive");
 
-    let output = archive_once(&server);
-    assert!(!output.status.success(), "{}", output.stdout);
-    assert!(
-        output.stdout.contains("buffers freed:   0"),
-        "{}",
-        output.stdout
-    );
+    assert_failed_saying(&archive_once(&server), &["buffers freed:   0"]);
     std::fs::remove_file(&archive).expect("unblocking the archive");
-    let again = archive_once(&server);
-    assert!(again.status.success(), "{}", again.stderr);
-    assert_archived_exactly(&archive, &expected);
-    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    rerun_archives_exactly(&server, &archive, &expected);
 }
 
 // Goal: the shapes a cluster really has archive exactly: levels two deep (stored by the inner
@@ -503,9 +508,7 @@ fn archive_edge_shapes_and_a_cluster_that_is_no_directory() {
     server.wait_exit(Duration::from_secs(30));
     let archive = use_archive(&server, "1h");
 
-    let output = archive_once(&server);
-    assert!(!output.status.success(), "{}", output.stdout);
-    assert!(output.stdout.contains(&bad), "{}", output.stdout);
+    assert_failed_saying(&archive_once(&server), &[&bad]);
     assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
     server.restart();
@@ -611,14 +614,8 @@ fn a_changed_interval_never_archives_past_the_cutoff() {
 // epoch in the state and hourly periods, the pass is as quick as without it.
 #[test]
 fn an_archive_state_from_long_ago_skips_the_empty_periods() {
-    let mut server = Server::start();
-    let first = (minutes_ago(5 * 60) / 60) * 60;
-    let expected = write_generated(&server, "c1", 1, first, 120);
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(30));
-    let archive = use_archive(&server, "1h");
     let epoch = json!({"format": 1, "clusters": {"c1": 0}});
-    std::fs::write(server.data_dir().join("ARCHIVE-STATE"), epoch.to_string()).expect("state");
+    let (server, archive, _, expected) = stopped_with_old_data(1, Some(epoch));
     // ~500 000 empty hourly periods since 1970 would take far longer than this bound.
     let args = archive_args(&server);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
