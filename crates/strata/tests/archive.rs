@@ -568,6 +568,13 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
     }
     assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    let metrics = server.metrics();
+    let archived = metric_value(&metrics, "strata_archive_samples_total");
+    assert_eq!(archived, Some(expected.len() as f64), "{metrics}");
+    assert_eq!(
+        metric_value(&metrics, "strata_archive_failures_total"),
+        Some(0.0)
+    );
     let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
     assert!(state.contains("\"c1\""), "{state}");
 }
