@@ -520,24 +520,24 @@ fn archive_edge_shapes_and_a_cluster_that_is_no_directory() {
     assert_eq!(points(&server, "c1", first, first + 30 * 60), 0);
 }
 
-// Goal (serve): with a short window, the periodic pass archives what leaves it, frees it and
-// takes a snapshot, across a crash (SIGKILL right after the write: the samples are in the log
-// only) and restart; every sample written ends up in a file, none is freed without one.
-#[test]
-fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
+/// A serving strata in archive mode with a 3 s window (a pass every second, periods of 2 s)
+/// into `<dir>/archive`, holding six samples (two hosts, the last three seconds) of the 1 s
+/// metric `fast`: the server, the archive directory and the rows expected there.
+fn serving_a_short_window(block_archive: bool) -> (Server, PathBuf, Vec<Value>) {
     let mut server = Server::start_with_config(&json!({
         "metrics": {"fast": {"frequency": 1, "aggregation": "avg"}}}));
     server.signal("TERM");
     server.wait_exit(Duration::from_secs(30));
     let archive = server.dir().join("archive");
+    if block_archive {
+        std::fs::write(&archive, b"not a directory").expect("blocking the archive");
+    }
     let mut config = server.config();
-    // A pass every second (half the window), periods of 2 s.
     config["metric-store"]["retention-in-memory"] = json!("3s");
     config["metric-store"]["cleanup"] = json!({
         "mode": "archive", "directory": archive.display().to_string(), "interval": "2s"});
     server.set_config(&config);
     server.restart();
-
     let now = common::now_s();
     let mut lines = String::new();
     let mut expected = Vec::new();
@@ -548,35 +548,72 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
         }
     }
     server.write_ok("c1", &lines);
-    server.kill_now();
-    server.restart();
+    (server, archive, expected)
+}
 
+/// Polls `/metrics` (for at most a minute) until `done` holds.
+fn wait_for_metrics(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let metrics = server.metrics();
-        let empty = metric_value(&metrics, "strata_store_samples") == Some(0.0);
-        let snapshots = metric_value(&metrics, "strata_snapshots_total").unwrap_or(0.0);
-        if empty && snapshots >= 1.0 {
-            break;
+        if done(&metrics) {
+            return metrics;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "not archived and freed: {}",
+            "{what} did not happen: {}",
             server.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether the store holds no sample and a snapshot was written since the start.
+fn freed_and_snapshotted(metrics: &str) -> bool {
+    metric_value(metrics, "strata_store_samples") == Some(0.0)
+        && metric_value(metrics, "strata_snapshots_total").unwrap_or(0.0) >= 1.0
+}
+
+// Goal (serve): with a short window, the periodic pass archives what leaves it, frees it and
+// takes a snapshot, across a crash (SIGKILL right after the write: the samples are in the log
+// only) and restart; every sample written ends up in a file, none is freed without one.
+#[test]
+fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
+    let (mut server, archive, expected) = serving_a_short_window(false);
+    server.kill_now();
+    server.restart();
+
+    let metrics = wait_for_metrics(&server, "archiving", freed_and_snapshotted);
     assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
-    let metrics = server.metrics();
     let archived = metric_value(&metrics, "strata_archive_samples_total");
     assert_eq!(archived, Some(expected.len() as f64), "{metrics}");
-    assert_eq!(
-        metric_value(&metrics, "strata_archive_failures_total"),
-        Some(0.0)
-    );
+    let failures = metric_value(&metrics, "strata_archive_failures_total");
+    assert_eq!(failures, Some(0.0), "{metrics}");
     let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
     assert!(state.contains("\"c1\""), "{state}");
+}
+
+// Goal (serve): while the archive cannot be written, passes fail (logged, counted), free
+// nothing and write nothing; the first pass after it is repaired archives everything.
+#[test]
+fn serve_retries_a_failed_pass_and_frees_nothing_meanwhile() {
+    let (server, archive, expected) = serving_a_short_window(true);
+    let failures =
+        |metrics: &str| metric_value(metrics, "strata_archive_failures_total").unwrap_or(0.0);
+    // Two failed passes: the samples left the window a pass ago and are still held.
+    let metrics = wait_for_metrics(&server, "two failed passes", |m| failures(m) >= 2.0);
+    let held = metric_value(&metrics, "strata_store_samples");
+    assert_eq!(held, Some(expected.len() as f64), "{metrics}");
+    assert!(
+        server.log().contains("archiving failed"),
+        "{}",
+        server.log()
+    );
+    std::fs::remove_file(&archive).expect("unblocking the archive");
+    wait_for_metrics(&server, "archiving after the repair", freed_and_snapshotted);
+    assert_archived_exactly(&archive, &expected);
+    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
 }
 
 // Goal: after the interval changes, a pass starting off the new grid archives a short period
