@@ -343,7 +343,7 @@ async fn archive(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the data directory and brings the store back to where it was. In archive mode the
-/// log is replayed down to what is archived, however old: it still has to be archived.
+/// whole log is replayed, however old: what is not archived still has to be.
 fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, RecoveryReport)> {
     // Everything the log holds: one floor for all clusters would drop the samples of a
     // cluster that is archived less far than another (or not at all); what is archived
