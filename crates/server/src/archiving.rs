@@ -93,12 +93,6 @@ impl ArchiveState {
         self.archived_until(cluster)
             .map(|until| until.min(cutoff_s))
     }
-
-    /// The replay floor after a restart: samples older than every cluster's archived end are
-    /// archived already; without any, everything the log holds is kept.
-    pub fn replay_floor(&self) -> i64 {
-        self.clusters.values().copied().min().unwrap_or(i64::MIN)
-    }
 }
 
 /// What one pass did.
@@ -143,17 +137,56 @@ pub fn run_pass(
     let cutoff_s = now_s - store.config().retention_s;
     let last_end = cutoff_s.div_euclid(interval) * interval;
     let progress = Progress::new("archiving", store.clusters().len() as u64);
+    let archive = Archive::open(&settings.directory);
     for cluster in store.clusters() {
-        let first = match state.archived_until(&cluster) {
+        // A file is renamed into place only once complete and periods are archived oldest
+        // first, so the newest file's end is archived too: a state that was lost, damaged or
+        // not written before a crash never makes a pass rewrite a complete file from the part
+        // of its period memory still holds.
+        let archived = match (state.archived_until(&cluster), archive.newest_s(&cluster)) {
+            (Some(until), Some(files)) => Some(until.max(files)),
+            (until, files) => until.or(files),
+        };
+        let oldest = oldest_sample(store, &cluster);
+        let first = match archived {
+            // Ahead of what a pass at this clock can archive (the clock went back,
+            // retention-in-memory was raised, or the state or files come from elsewhere):
+            // writes take samples below it that are in no file, so nothing of the cluster is
+            // archived or freed until the cutoff passes it.
+            Some(until) if until > cutoff_s => {
+                let error = format!(
+                    "cluster {cluster}: archived until {until}, after this pass's cutoff {cutoff_s}"
+                );
+                tracing::error!(%error, "archived end after the cutoff (clock set back, or retention raised?); the cluster's data stays in memory");
+                report.errors.push(error);
+                progress.advance(1, 0);
+                continue;
+            }
             Some(until) => until,
-            None => match oldest_sample(store, &cluster) {
+            None => match oldest {
                 Some(oldest) => oldest.div_euclid(interval) * interval,
                 None => continue,
             },
         };
-        let mut start = first;
+        if let Some(until) = archived {
+            state.clusters.insert(cluster.clone(), until);
+        }
+        // Periods before the oldest sample in memory are empty: one step over them, however
+        // far behind the archived end is (an old or hand-made state, a long downtime), and
+        // none at all without samples.
+        let mut start = match oldest {
+            Some(oldest) => first.max(oldest.div_euclid(interval) * interval),
+            None => last_end,
+        };
         while start < last_end {
-            let end = start.saturating_add(interval);
+            // The end of the grid period holding `start`: an archived end off the grid (the
+            // interval was changed, or a cc-metric-store file ends elsewhere) is followed by
+            // a short period, never by one reaching past `last_end` into the window that
+            // still takes writes.
+            let end = start
+                .div_euclid(interval)
+                .saturating_add(1)
+                .saturating_mul(interval);
             match write_period(store, settings, &cluster, start, end) {
                 Ok(Some(file)) => {
                     progress.advance(0, file.rows);

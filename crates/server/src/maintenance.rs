@@ -120,9 +120,15 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
                 continue;
             }
         };
-        app.telemetry
+        let telemetry = &app.telemetry;
+        telemetry
             .retention_freed_buffers
             .inc_by(report.freed_buffers as u64);
+        telemetry.archive_files.inc_by(report.files.len() as u64);
+        telemetry.archive_samples.inc_by(report.samples);
+        telemetry
+            .archive_failures
+            .inc_by(report.errors.len() as u64);
         if !report.files.is_empty() {
             tracing::info!(
                 files = report.files.len(),
@@ -132,11 +138,14 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
                 "archived"
             );
         }
-        if report.freed_buffers > 0
-            && let Err(error) = app.durability.snapshot(&app.store, crate::now_s()).await
-        {
-            app.telemetry.snapshot_failures.inc();
-            tracing::error!(%error, "snapshot after archiving failed; the WAL keeps everything until one succeeds");
+        if report.freed_buffers > 0 {
+            match app.durability.snapshot(&app.store, crate::now_s()).await {
+                Ok(snapshot) => app.telemetry.record_snapshot(&snapshot),
+                Err(error) => {
+                    app.telemetry.snapshot_failures.inc();
+                    tracing::error!(%error, "snapshot after archiving failed; the WAL keeps everything until one succeeds");
+                }
+            }
         }
     }
 }

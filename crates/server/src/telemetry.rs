@@ -56,6 +56,9 @@ pub struct Telemetry {
     pub responses: Family<ResponseLabel, Counter>,
     pub request_seconds: HistogramFamily,
     pub retention_freed_buffers: Counter,
+    pub archive_files: Counter,
+    pub archive_samples: Counter,
+    pub archive_failures: Counter,
     snapshots: Counter,
     pub snapshot_failures: Counter,
     snapshot_bytes: Gauge,
@@ -111,6 +114,9 @@ impl Telemetry {
             responses: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             retention_freed_buffers: Counter::default(),
+            archive_files: Counter::default(),
+            archive_samples: Counter::default(),
+            archive_failures: Counter::default(),
             snapshots: Counter::default(),
             snapshot_failures: Counter::default(),
             snapshot_bytes: Gauge::default(),
@@ -201,6 +207,21 @@ impl Telemetry {
             "retention_freed_buffers",
             "Buffers freed because they left the retention window",
             telemetry.retention_freed_buffers.clone(),
+        );
+        r.register(
+            "archive_files",
+            "Archive files written (cleanup.mode archive)",
+            telemetry.archive_files.clone(),
+        );
+        r.register(
+            "archive_samples",
+            "Samples written to archive files",
+            telemetry.archive_samples.clone(),
+        );
+        r.register(
+            "archive_failures",
+            "Archive periods or state writes that failed; their data stays in memory",
+            telemetry.archive_failures.clone(),
         );
         r.register(
             "memory_cap_freed_buffers",
@@ -541,6 +562,9 @@ mod tests {
             "strata_recovery_duration_seconds 0",
             "strata_recovery_records_lost 0",
             "strata_retention_freed_buffers_total 0",
+            "strata_archive_files_total 0",
+            "strata_archive_samples_total 0",
+            "strata_archive_failures_total 0",
             "strata_process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

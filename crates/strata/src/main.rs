@@ -11,7 +11,7 @@ use config::{ArchiveLocation, CleanupMode, Config, FsyncPolicy};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_server::archiving::{ArchiveSettings, ArchiveState};
+use strata_server::archiving::ArchiveSettings;
 use strata_server::durability::{Durability, DurabilityConfig, RecoveryReport};
 use strata_server::ingest::IngestLimits;
 use strata_server::listen::ConnectionLimits;
@@ -346,10 +346,12 @@ async fn archive(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the data directory and brings the store back to where it was. In archive mode the
-/// log is replayed down to what is archived, however old: it still has to be archived.
+/// whole log is replayed, however old: what is not archived still has to be.
 fn recover(config: &Config, store: &Store) -> anyhow::Result<(Arc<Durability>, RecoveryReport)> {
-    let replay_floor = archive_settings(config)
-        .map(|_| ArchiveState::load(&config.store.checkpoints.directory).replay_floor());
+    // Everything the log holds: one floor for all clusters would drop the samples of a
+    // cluster that is archived less far than another (or not at all); what is archived
+    // already is freed again by the next pass.
+    let replay_floor = archive_settings(config).map(|_| i64::MIN);
     let (durability, report) = Durability::recover_from(
         durability_config(config),
         store,

@@ -9,7 +9,7 @@ mod common;
 
 use common::{Server, metric_value, minutes_ago, run_strata};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -38,6 +38,31 @@ print(json.dumps({"files": len(files), "schema": schema, "rows": rows}))
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("pyarrow's JSON")
+}
+
+/// Switches the (stopped) server's configuration to archive mode into `<dir>/archive` with
+/// hourly periods and `retention` in memory; returns the archive directory.
+fn use_archive(server: &Server, retention: &str) -> PathBuf {
+    let archive = server.dir().join("archive");
+    let mut config = server.config();
+    config["metric-store"]["retention-in-memory"] = json!(retention);
+    config["metric-store"]["cleanup"] = json!({
+        "mode": "archive", "directory": archive.display().to_string(), "interval": "1h"});
+    server.set_config(&config);
+    archive
+}
+
+/// The arguments of `strata archive` with the server's configuration file.
+fn archive_args(server: &Server) -> [String; 3] {
+    let config = server.dir().join("config.json");
+    ["archive", "--config", config.to_str().expect("UTF-8 path")].map(String::from)
+}
+
+/// Runs `strata archive` once with the server's configuration.
+fn archive_once(server: &Server) -> common::Output {
+    let args = archive_args(server);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_strata(server.dir(), &args, Duration::from_secs(120))
 }
 
 // Goal: `strata archive` writes everything older than the retention window to files with
@@ -80,19 +105,8 @@ fn strata_archive_writes_what_left_the_window_and_frees_it() {
     server.signal("TERM");
     server.wait_exit(Duration::from_secs(30));
 
-    let archive = server.dir().join("archive");
-    let mut config = server.config();
-    config["metric-store"]["retention-in-memory"] = json!("1h");
-    config["metric-store"]["cleanup"] = json!({
-        "mode": "archive", "directory": archive.display().to_string(), "interval": "1h"});
-    server.set_config(&config);
-    let config_path = server.dir().join("config.json");
-    let config_path = config_path.to_str().expect("UTF-8 path");
-    let output = run_strata(
-        server.dir(),
-        &["archive", "--config", config_path],
-        Duration::from_secs(120),
-    );
+    let archive = use_archive(&server, "1h");
+    let output = archive_once(&server);
     assert!(output.status.success(), "{}", output.stderr);
     assert!(
         output
@@ -133,11 +147,7 @@ fn strata_archive_writes_what_left_the_window_and_frees_it() {
     assert!(server.data_dir().join("ARCHIVE-STATE").exists());
 
     // Nothing is left in memory, and a second pass writes nothing.
-    let again = run_strata(
-        server.dir(),
-        &["archive", "--config", config_path],
-        Duration::from_secs(120),
-    );
+    let again = archive_once(&server);
     assert!(again.status.success(), "{}", again.stderr);
     assert!(
         again.stdout.contains("files written:   0"),
@@ -244,4 +254,487 @@ fn strata_archive_refuses_while_the_server_runs() {
         "{}",
         output.stderr
     );
+}
+
+/// Lines for `hosts` hosts of `cluster` (a node metric and four hwthreads each, every 60 s for
+/// `minutes` minutes from `first`) and the rows pyarrow must read back for them.
+fn generated(cluster: &str, hosts: usize, first: i64, minutes: i64) -> Vec<(String, Vec<Value>)> {
+    (0..hosts)
+        .map(|host| {
+            let host = format!("h{host}");
+            let (mut lines, mut rows) = (String::new(), Vec::new());
+            for minute in 0..minutes {
+                let t = first + minute * 60;
+                let load = minute as f64 + 0.5;
+                lines.push_str(&format!("cpu_load,hostname={host} value={load} {t}\n"));
+                rows.push(json!([cluster, host, "cpu_load", "node", "", t, 60, load]));
+                for thread in 0..4 {
+                    let user = (minute * 10 + thread) as f64;
+                    lines.push_str(&format!(
+                        "cpu_user,hostname={host},type=hwthread,type-id={thread} value={user} {t}\n"
+                    ));
+                    let id = thread.to_string();
+                    rows.push(json!([
+                        cluster, host, "cpu_user", "hwthread", id, t, 60, user
+                    ]));
+                }
+            }
+            (lines, rows)
+        })
+        .collect()
+}
+
+/// Writes [`generated`] data and returns the rows expected back.
+fn write_generated(
+    server: &Server,
+    cluster: &str,
+    hosts: usize,
+    first: i64,
+    minutes: i64,
+) -> Vec<Value> {
+    let mut expected = Vec::new();
+    for (lines, rows) in generated(cluster, hosts, first, minutes) {
+        server.write_ok(cluster, &lines);
+        expected.extend(rows);
+    }
+    expected
+}
+
+/// A stopped server in archive mode (hourly periods, 1 h in memory) holding two hours of
+/// [`generated`] data of cluster `c1` from five hours ago, with `state` as its ARCHIVE-STATE
+/// if given: the server, the archive directory, the first timestamp and the expected rows.
+fn stopped_with_old_data(hosts: usize, state: Option<Value>) -> (Server, PathBuf, i64, Vec<Value>) {
+    let mut server = Server::start();
+    let first = (minutes_ago(5 * 60) / 60) * 60;
+    let expected = write_generated(&server, "c1", hosts, first, 120);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+    if let Some(state) = state {
+        let path = server.data_dir().join("ARCHIVE-STATE");
+        std::fs::write(path, state.to_string()).expect("writing ARCHIVE-STATE");
+    }
+    (server, archive, first, expected)
+}
+
+/// The archive's rows, each as its JSON text, sorted (duplicates kept).
+fn archived_rows(archive: &Path) -> Vec<String> {
+    let read = read_with_pyarrow(archive);
+    let mut rows: Vec<String> = read["rows"]
+        .as_array()
+        .map(|rows| rows.iter().map(Value::to_string).collect())
+        .unwrap_or_default();
+    rows.sort();
+    rows
+}
+
+/// Asserts the archive holds exactly `expected` (each row once), naming the first difference
+/// rather than printing a million rows.
+fn assert_archived_exactly(archive: &Path, expected: &[Value]) {
+    let mut expected: Vec<String> = expected.iter().map(Value::to_string).collect();
+    expected.sort();
+    let actual = archived_rows(archive);
+    let missing = expected
+        .iter()
+        .find(|row| actual.binary_search(row).is_err());
+    let extra = actual
+        .iter()
+        .find(|row| expected.binary_search(row).is_err());
+    assert!(
+        actual.len() == expected.len() && missing.is_none() && extra.is_none(),
+        "{} rows archived, {} expected; first missing {missing:?}, first unexpected {extra:?}",
+        actual.len(),
+        expected.len()
+    );
+}
+
+/// Runs `strata archive`, which must succeed and leave exactly `expected` in `archive` and no
+/// temporary file.
+fn rerun_archives_exactly(server: &Server, archive: &Path, expected: &[Value]) {
+    let output = archive_once(server);
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_archived_exactly(archive, expected);
+    assert_eq!(leftovers(archive), Vec::<PathBuf>::new());
+}
+
+/// Asserts the pass failed and its report says each of `needles`.
+fn assert_failed_saying(output: &common::Output, needles: &[&str]) {
+    assert!(!output.status.success(), "{}", output.stdout);
+    for needle in needles {
+        assert!(
+            output.stdout.contains(needle),
+            "no {needle:?} in {}",
+            output.stdout
+        );
+    }
+}
+
+/// Files under `archive` that are not final archive files (a writer's temporary files).
+fn leftovers(archive: &Path) -> Vec<PathBuf> {
+    common::files_under(archive)
+        .into_iter()
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with('.') || !name.ends_with(".parquet")
+        })
+        .collect()
+}
+
+/// Samples of `cpu_load` at `h0` of `cluster` the server holds in `[from, to)`.
+fn points(server: &Server, cluster: &str, from: i64, to: i64) -> usize {
+    let answer = server.query(&json!({
+        "cluster": cluster, "from": from, "to": to, "with-stats": false,
+        "queries": [{"metric": "cpu_load", "host": "h0"}]}));
+    let entry = &answer["results"][0][0];
+    assert!(entry.is_object(), "{answer}");
+    entry["data"]
+        .as_array()
+        .map_or(0, |values| values.iter().filter(|v| v.is_number()).count())
+}
+
+// Goal (issue 8 item 4): `strata archive` killed (SIGKILL) in the middle of a pass leaves no
+// half-written file under a final name, and the next pass archives every sample exactly once,
+// for every cluster. The data is in the log only (the server was killed too), so this also
+// covers replay after a pass that archived one cluster and not the other.
+#[test]
+fn a_pass_killed_midway_loses_nothing_and_writes_nothing_twice() {
+    let mut server = Server::start();
+    // Two clusters over six hourly periods, all older than the retention below.
+    let first = (minutes_ago(9 * 60) / 3600) * 3600;
+    let mut expected = write_generated(&server, "a", 40, first, 6 * 60);
+    expected.extend(write_generated(&server, "b", 40, first, 6 * 60));
+    server.kill_now();
+    let archive = use_archive(&server, "1h");
+
+    let run_dir = server.dir().join("killed-run");
+    std::fs::create_dir(&run_dir).expect("creating a directory");
+    let args = archive_args(&server);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let mut pass = common::ChildGuard(common::spawn_strata(&run_dir, &args));
+    // The first period of the first cluster is recorded: kill the pass right there.
+    let state = server.data_dir().join("ARCHIVE-STATE");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !state.exists() {
+        assert!(
+            pass.0.try_wait().expect("polling strata").is_none(),
+            "the pass ended before it could be killed: {}",
+            std::fs::read_to_string(run_dir.join("stderr.log")).unwrap_or_default()
+        );
+        assert!(std::time::Instant::now() < deadline, "no period archived");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    pass.0.kill().expect("SIGKILL");
+    pass.0.wait().expect("reaping strata");
+    let report = std::fs::read_to_string(run_dir.join("stdout.log")).unwrap_or_default();
+    assert!(
+        !report.contains("files written"),
+        "the pass finished: {report}"
+    );
+    // Whatever is under a final name reads (pyarrow fails on a torn file).
+    let partial = archived_rows(&archive);
+    assert!(!partial.is_empty(), "nothing archived before the kill");
+
+    rerun_archives_exactly(&server, &archive, &expected);
+}
+
+// Goal: a damaged ARCHIVE-STATE never makes a pass rewrite an archived period from the part of
+// it memory still holds (a buffer that straddles the archived end keeps older samples), which
+// would replace a complete file with a partial one.
+#[test]
+fn a_damaged_archive_state_never_rewrites_a_complete_file() {
+    let mut server = Server::start();
+    // 29 hours: three 512-minute buffers are freed, the fourth starts 36 minutes into an
+    // archived hour and stays in memory.
+    let first = (minutes_ago(30 * 60) / 3600) * 3600;
+    let expected = write_generated(&server, "c1", 1, first, 29 * 60);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+    let output = archive_once(&server);
+    assert!(output.status.success(), "{}", output.stderr);
+    let before = archived_rows(&archive);
+    assert!(before.len() > expected.len() / 2, "{} rows", before.len());
+
+    std::fs::write(server.data_dir().join("ARCHIVE-STATE"), b"{ damaged").expect("damaging");
+    let again = archive_once(&server);
+    assert!(again.status.success(), "{}", again.stderr);
+    let after = archived_rows(&archive);
+    let after_set: std::collections::BTreeSet<&String> = after.iter().collect();
+    assert_eq!(after_set.len(), after.len(), "rows written twice");
+    let lost: Vec<&String> = before
+        .iter()
+        .filter(|row| !after_set.contains(row))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} archived rows lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+}
+
+// Goal: an ARCHIVE-STATE that claims more than a pass at this clock can have archived (the
+// clock was set back, or the file comes from elsewhere) frees nothing: memory may hold samples
+// below it that are in no file. The pass says so and fails.
+#[test]
+fn an_archive_state_from_the_future_frees_nothing() {
+    let future = json!({"format": 1, "clusters": {"c1": common::now_s() + 86_400}});
+    let (mut server, archive, first, _) = stopped_with_old_data(1, Some(future));
+
+    let output = archive_once(&server);
+    assert_failed_saying(&output, &["after this pass's cutoff", "buffers freed:   0"]);
+    assert!(archived_rows(&archive).is_empty());
+    server.restart();
+    assert_eq!(points(&server, "c1", first, first + 120 * 60), 120);
+}
+
+// Goal: when the archive directory cannot be written (a file stands in its place), the pass
+// fails, frees nothing and leaves no temporary file; once the directory is usable, the next
+// pass archives everything.
+#[test]
+fn an_unwritable_archive_keeps_the_data_for_the_next_pass() {
+    let (server, archive, _, expected) = stopped_with_old_data(2, None);
+    std::fs::write(&archive, b"not a directory").expect("blocking the archive");
+
+    assert_failed_saying(&archive_once(&server), &["buffers freed:   0"]);
+    std::fs::remove_file(&archive).expect("unblocking the archive");
+    rerun_archives_exactly(&server, &archive, &expected);
+}
+
+// Goal: the shapes a cluster really has archive exactly: levels two deep (stored by the inner
+// level), `cpu3` next to `hwthread3` (one stored key: both series' rows, each once), a gap
+// (no row), metrics at 10 s and 60 s, several clusters. A cluster whose name is no directory
+// name (too long for a file name) fails alone: the others are archived, its data stays in memory.
+#[test]
+fn archive_edge_shapes_and_a_cluster_that_is_no_directory() {
+    let minutely = json!({"frequency": 60, "aggregation": "avg"});
+    let mut metrics: serde_json::Map<String, Value> =
+        ["deep", "twin", "gappy", "cpu_load", "cpu_user"]
+            .into_iter()
+            .map(|name| (name.to_string(), minutely.clone()))
+            .collect();
+    metrics.insert(
+        "fast".into(),
+        json!({"frequency": 10, "aggregation": "avg"}),
+    );
+    let mut server = Server::start_with_config(&json!({ "metrics": metrics }));
+    let first = (minutes_ago(5 * 60) / 3600) * 3600;
+    let mut expected = Vec::new();
+    let mut lines = String::new();
+    for minute in 0..30i64 {
+        let t = first + minute * 60;
+        let v = minute as f64;
+        for (socket, core) in [(0, 1), (1, 2)] {
+            lines.push_str(&format!(
+                "deep,hostname=h0,type=socket,type-id={socket},stype=core,stype-id={core} value={v} {t}\n"
+            ));
+            expected.push(json!([
+                "c1",
+                "h0",
+                "deep",
+                "core",
+                core.to_string(),
+                t,
+                60,
+                v
+            ]));
+        }
+        lines.push_str(&format!(
+            "twin,hostname=h0,type=cpu,type-id=3 value={v} {t}\n"
+        ));
+        lines.push_str(&format!(
+            "twin,hostname=h0,type=hwthread,type-id=3 value={} {t}\n",
+            v + 100.0
+        ));
+        expected.push(json!(["c1", "h0", "twin", "hwthread", "3", t, 60, v]));
+        expected.push(json!([
+            "c1",
+            "h0",
+            "twin",
+            "hwthread",
+            "3",
+            t,
+            60,
+            v + 100.0
+        ]));
+        // A gap at minute 7: no row.
+        if minute != 7 {
+            lines.push_str(&format!("gappy,hostname=h1 value={v} {t}\n"));
+            expected.push(json!(["c1", "h1", "gappy", "node", "", t, 60, v]));
+        }
+        for step in 0..6 {
+            // Quarters: exact in f32.
+            let (t, v) = (t + step * 10, v + step as f64 / 4.0);
+            lines.push_str(&format!("fast,hostname=h1 value={v} {t}\n"));
+            expected.push(json!(["c1", "h1", "fast", "node", "", t, 10, v]));
+        }
+    }
+    server.write_ok("c1", &lines);
+    expected.extend(write_generated(&server, "c2", 2, first, 30));
+    // 256 bytes is a valid cluster name but longer than a file name may be (255).
+    let bad = "x".repeat(256);
+    server.write_ok(&bad, &format!("cpu_load,hostname=h0 value=1 {first}\n"));
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+
+    assert_failed_saying(&archive_once(&server), &[&bad]);
+    assert_archived_exactly(&archive, &expected);
+    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    server.restart();
+    assert_eq!(
+        points(&server, &bad, first, first + 60),
+        1,
+        "the unarchived cluster was freed"
+    );
+    assert_eq!(points(&server, "c1", first, first + 30 * 60), 0);
+}
+
+/// A serving strata in archive mode with a 4 s window (a pass every 2 s, periods of 2 s) into
+/// `<dir>/archive`, holding four samples (two hosts, the last two seconds: a write may take
+/// up to 3 s before they leave the window) of the 1 s metric `fast`: the server, the archive
+/// directory and the rows expected there.
+fn serving_a_short_window(block_archive: bool) -> (Server, PathBuf, Vec<Value>) {
+    let mut server = Server::start_with_config(&json!({
+        "metrics": {"fast": {"frequency": 1, "aggregation": "avg"}}}));
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = server.dir().join("archive");
+    if block_archive {
+        std::fs::write(&archive, b"not a directory").expect("blocking the archive");
+    }
+    let mut config = server.config();
+    config["metric-store"]["retention-in-memory"] = json!("4s");
+    config["metric-store"]["cleanup"] = json!({
+        "mode": "archive", "directory": archive.display().to_string(), "interval": "2s"});
+    server.set_config(&config);
+    server.restart();
+    let now = common::now_s();
+    let mut lines = String::new();
+    let mut expected = Vec::new();
+    for (step, t) in (now - 1..=now).enumerate() {
+        for host in ["h0", "h1"] {
+            lines.push_str(&format!("fast,hostname={host} value={step} {t}\n"));
+            expected.push(json!(["c1", host, "fast", "node", "", t, 1, step as f64]));
+        }
+    }
+    server.write_ok("c1", &lines);
+    (server, archive, expected)
+}
+
+/// Polls `/metrics` (for at most a minute) until `done` holds.
+fn wait_for_metrics(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = server.metrics();
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the store holds no sample and a snapshot was written since the start.
+fn freed_and_snapshotted(metrics: &str) -> bool {
+    metric_value(metrics, "strata_store_samples") == Some(0.0)
+        && metric_value(metrics, "strata_snapshots_total").unwrap_or(0.0) >= 1.0
+}
+
+// Goal (serve): with a short window, the periodic pass archives what leaves it, frees it and
+// takes a snapshot, across a crash (SIGKILL right after the write: the samples are in the log
+// only) and restart; every sample written ends up in a file, none is freed without one.
+#[test]
+fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
+    let (mut server, archive, expected) = serving_a_short_window(false);
+    server.kill_now();
+    server.restart();
+
+    let metrics = wait_for_metrics(&server, "archiving", freed_and_snapshotted);
+    assert_archived_exactly(&archive, &expected);
+    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+    let archived = metric_value(&metrics, "strata_archive_samples_total");
+    assert_eq!(archived, Some(expected.len() as f64), "{metrics}");
+    let failures = metric_value(&metrics, "strata_archive_failures_total");
+    assert_eq!(failures, Some(0.0), "{metrics}");
+    let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
+    assert!(state.contains("\"c1\""), "{state}");
+}
+
+// Goal (serve): while the archive cannot be written, passes fail (logged, counted), free
+// nothing and write nothing; the first pass after it is repaired archives everything.
+#[test]
+fn serve_retries_a_failed_pass_and_frees_nothing_meanwhile() {
+    let (server, archive, expected) = serving_a_short_window(true);
+    let failures =
+        |metrics: &str| metric_value(metrics, "strata_archive_failures_total").unwrap_or(0.0);
+    // Two failed passes: the samples left the window a pass ago and are still held.
+    let metrics = wait_for_metrics(&server, "two failed passes", |m| failures(m) >= 2.0);
+    let held = metric_value(&metrics, "strata_store_samples");
+    assert_eq!(held, Some(expected.len() as f64), "{metrics}");
+    assert!(
+        server.log().contains("archiving failed"),
+        "{}",
+        server.log()
+    );
+    std::fs::remove_file(&archive).expect("unblocking the archive");
+    wait_for_metrics(&server, "archiving after the repair", freed_and_snapshotted);
+    assert_archived_exactly(&archive, &expected);
+    assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
+}
+
+// Goal: after the interval changes, a pass starting off the new grid archives a short period
+// up to the grid, never a period reaching past the cutoff (samples there still arrive, and
+// would land below the archived end: never archived, later freed).
+#[test]
+fn a_changed_interval_never_archives_past_the_cutoff() {
+    let mut server = Server::start();
+    let first = (minutes_ago(30 * 60) / 60) * 60;
+    write_generated(&server, "c1", 1, first, 30 * 60 - 2);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    // Hourly periods up to an odd hour, then 2-hour periods (even hours) with the cutoff in
+    // the first hour after an even hour: continuing in steps of 2 h from the odd hour would
+    // end one period an hour past the cutoff.
+    let hour = common::now_s() / 3600;
+    let first_retention = if (hour - 20) % 2 == 1 { 20 } else { 21 };
+    let retention = if (hour - 2) % 2 == 0 { 2 } else { 3 };
+    let archive = use_archive(&server, &format!("{first_retention}h"));
+    assert!(archive_once(&server).status.success());
+    let mut config = server.config();
+    config["metric-store"]["retention-in-memory"] = json!(format!("{retention}h"));
+    config["metric-store"]["cleanup"]["interval"] = json!("2h");
+    server.set_config(&config);
+    let output = archive_once(&server);
+    assert!(output.status.success(), "{}", output.stderr);
+    let cutoff = common::now_s() - retention * 3600;
+    let newest = read_with_pyarrow(&archive)["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row[5].as_i64())
+        .max();
+    assert!(
+        newest.is_some_and(|t| t < cutoff),
+        "newest archived {newest:?}, cutoff {cutoff}"
+    );
+}
+
+// Goal: an archived end far in the past (a hand-made or very old ARCHIVE-STATE, a long
+// downtime) costs one step, not one store walk and state write per empty period: with the
+// epoch in the state and hourly periods, the pass is as quick as without it.
+#[test]
+fn an_archive_state_from_long_ago_skips_the_empty_periods() {
+    let epoch = json!({"format": 1, "clusters": {"c1": 0}});
+    let (server, archive, _, expected) = stopped_with_old_data(1, Some(epoch));
+    // ~500 000 empty hourly periods since 1970 would take far longer than this bound.
+    let args = archive_args(&server);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_strata(server.dir(), &args, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_archived_exactly(&archive, &expected);
 }
