@@ -124,9 +124,12 @@ impl std::fmt::Display for PassReport {
     }
 }
 
-/// One pass at `now_s` (see the module doc). Blocking: run it off the async workers.
+/// One pass at `now_s` (see the module doc), over `archive` (the reader whose caches queries
+/// share: the newest file of each cluster is known without opening every footer again).
+/// Blocking: run it off the async workers.
 pub fn run_pass(
     store: &Store,
+    archive: &Archive,
     data_directory: &Path,
     settings: &ArchiveSettings,
     now_s: i64,
@@ -137,7 +140,6 @@ pub fn run_pass(
     let cutoff_s = now_s - store.config().retention_s;
     let last_end = cutoff_s.div_euclid(interval) * interval;
     let progress = Progress::new("archiving", store.clusters().len() as u64);
-    let archive = Archive::open(&settings.directory);
     for cluster in store.clusters() {
         // A file is renamed into place only once complete and periods are archived oldest
         // first, so the newest file's end is archived too: a state that was lost, damaged or

@@ -110,11 +110,22 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
         let (pass_app, pass_settings) = (app.clone(), settings.clone());
         let pass = tokio::task::spawn_blocking(move || {
             let directory = pass_app.durability.data_directory();
-            run_pass(&pass_app.store, directory, &pass_settings, crate::now_s())
+            let archive = pass_app.archive()?;
+            Some(run_pass(
+                &pass_app.store,
+                archive,
+                directory,
+                &pass_settings,
+                crate::now_s(),
+            ))
         })
         .await;
         let report = match pass {
-            Ok(report) => report,
+            Ok(Some(report)) => report,
+            Ok(None) => {
+                tracing::error!("archive mode without an archive attached: nothing is archived");
+                continue;
+            }
             Err(error) => {
                 tracing::error!(%error, "archive pass failed");
                 continue;

@@ -325,8 +325,10 @@ async fn archive(config: Config) -> anyhow::Result<()> {
     let pass_store = store.clone();
     let directory = durability.data_directory().to_owned();
     let report = tokio::task::spawn_blocking(move || {
+        let archive = strata_archive::Archive::open(&settings.directory);
         strata_server::archiving::run_pass(
             &pass_store,
+            &archive,
             &directory,
             &settings,
             strata_server::now_s(),
