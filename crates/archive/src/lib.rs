@@ -4,7 +4,7 @@
 //!   series by series, in the file's sort order. Memory is bounded by one series plus the open row
 //!   group (at most [`format::ROW_GROUP_BYTES_MAX`] encoded). The file appears atomically: it is
 //!   written as `.<period_start>.parquet.tmp`, fsynced, renamed, and the directory fsynced.
-//! - [`Archive`] reads one `(cluster, host, metric)` over a time range from a local directory. It
+//! - [`Archive`] reads one `(cluster, host, metric)` over a time range from an archive. It
 //!   opens only files whose period overlaps, prunes row groups by their statistics and pages by the
 //!   page index, and decodes only the needed columns. Files cc-metric-store wrote (unsorted, no
 //!   page index, named after the cleanup cutoff) read correctly, just with less pruning. A file
@@ -13,19 +13,33 @@
 //! The API uses plain types (host names, level names, `(time, value)` pairs), so this crate does
 //! not depend on the store or server: they glue it in.
 //!
+//! - The archive can live on S3 ([`Archive::open_s3`], [`Location`]): the pass writes each file
+//!   into a local staging directory ([`Archive::staging_directory`]) and uploads it
+//!   ([`Archive::publish`]); reads go through the same code as local files (see `s3.rs`).
+//!
 //! Dependencies, and why: `parquet` (the Apache reference implementation; default features off,
 //! only `arrow` for the record-batch reader/writer and `zstd`, cc-metric-store's compression),
 //! `arrow-array`/`arrow-schema` of the same version (the batches the writer takes and the reader
-//! yields), `parking_lot` (the footer cache's lock), `thiserror` (the error type). Only this
-//! crate depends on Arrow, which keeps its compile time away from the rest of the workspace.
+//! yields), `object_store` (the Arrow project's S3 client; only its `aws` feature, which reuses
+//! the workspace's reqwest 0.13, rustls and aws-lc-rs), `tokio` (the small runtime its requests
+//! run on) and `bytes` (its buffers), `parking_lot` (the footer cache's lock), `thiserror` (the
+//! error type). Parquet's own `async`/`object_store` features are off: its async reader would
+//! need a second code path; a synchronous `ChunkReader` over prefetched ranges keeps one reader
+//! for files and objects. Only this crate depends on Arrow and object_store, which keeps their
+//! compile time away from the rest of the workspace.
 
 pub mod format;
+mod location;
 mod read;
+mod s3;
 mod write;
 
+pub use location::{Location, STAGING_DIRECTORY};
 pub use read::{
-    Archive, ArchivedSeries, FOOTER_CACHE_BYTES, READ_SAMPLES_MAX, ReadResult, SkippedFile,
+    Archive, ArchivedSeries, FOOTER_CACHE_BYTES, LISTING_TTL, READ_SAMPLES_MAX, ReadResult,
+    SkippedFile,
 };
+pub use s3::{PARTS_IN_FLIGHT, S3Settings};
 pub use write::{FileSummary, PeriodWriter};
 
 use std::path::PathBuf;
@@ -44,6 +58,20 @@ pub enum Error {
         path: PathBuf,
         source: parquet::errors::ParquetError,
     },
+    /// A request to the object store failed (after its retries).
+    #[error("{action} {key}: {source}")]
+    ObjectStore {
+        action: &'static str,
+        key: String,
+        source: object_store::Error,
+    },
+    /// The object store failed moments ago; it is asked again after `ttl_s`.
+    #[error("{reason} (less than {ttl_s} s ago; not retried yet)")]
+    Unavailable { reason: String, ttl_s: u64 },
+    #[error("cannot start the S3 client's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("S3 part size {0} is not a usable number of bytes")]
+    InvalidPartSize(u64),
     #[error("arrow batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     /// A cluster name must be one plain path component.

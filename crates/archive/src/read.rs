@@ -1,32 +1,40 @@
-//! [`Archive`]: one `(cluster, host, metric)` read back from a local archive directory.
+//! [`Archive`]: one `(cluster, host, metric)` read back from a local archive directory or an
+//! S3 bucket ([`crate::s3`]).
 //!
-//! Per read: list `<dir>/<cluster>/*.parquet`; keep the files whose time range overlaps the
+//! Per read: list `<dir>/<cluster>/*.parquet` (on S3, the objects directly under
+//! `<prefix>/<cluster>/`, the listing kept [`LISTING_TTL`]); keep the files whose time range overlaps the
 //! request (a Strata file's period from its key-value metadata, else the timestamp statistics,
 //! else one scan of the timestamp column; remembered per file by size and mtime); in each file
 //! keep the row groups whose hostname, metric and timestamp statistics admit the request, and in
 //! those the pages the page index admits (a `RowSelection`); decode only the 7 columns needed
 //! (not `cluster`, which the directory names) and filter each row exactly. Footers (with their
-//! page index) are cached up to [`FOOTER_CACHE_BYTES`].
+//! page index) are cached up to [`FOOTER_CACHE_BYTES`]. Local files and objects go through the
+//! same code, generic over Parquet's `ChunkReader`: a `File`, or an [`ObjectReader`] that
+//! fetched the footer and the selected column chunks ahead.
 
 use crate::Error;
 use crate::format::{self, level_of};
+use crate::s3::{ObjectReader, S3Archive, S3Settings, TAIL_PREFETCH_BYTES};
 use arrow_array::{Array, BinaryArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
 use parking_lot::Mutex;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
+use parquet::errors::ParquetError;
 use parquet::file::metadata::page_index::RowGroupPageIndex;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, RowGroupMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Bound on the cached footers (file metadata + page index), by their in-memory size.
 pub const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -35,6 +43,10 @@ pub const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub const READ_SAMPLES_MAX: usize = 8 * 1024 * 1024;
 /// Rows per decoded record batch.
 const BATCH_ROWS: usize = 8192;
+/// How long an S3 listing is reused: a query lists twice (the archive's end, then the files)
+/// and a request to the object store costs milliseconds. Files this archive publishes are
+/// seen at once; another writer's, at most this late.
+pub const LISTING_TTL: Duration = Duration::from_secs(10);
 
 /// What [`Archive::read`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,11 +79,12 @@ pub struct SkippedFile {
     pub reason: String,
 }
 
-/// Reader over one local archive directory (`<directory>/<cluster>/*.parquet`).
+/// Reader over one archive: a local directory (`<directory>/<cluster>/*.parquet`) or an S3
+/// bucket (`<prefix>/<cluster>/*.parquet`).
 ///
 /// Cheap to share between threads: reads run in parallel, only the caches are locked briefly.
 pub struct Archive {
-    directory: PathBuf,
+    pub(crate) backend: Backend,
     footer_cache_bytes_max: usize,
     read_samples_max: usize,
     cache: Mutex<Cache>,
@@ -79,20 +92,34 @@ pub struct Archive {
 
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let location = match &self.backend {
+            Backend::Local(directory) => directory.display().to_string(),
+            Backend::S3(s3) => s3.url(""),
+        };
         f.debug_struct("Archive")
-            .field("directory", &self.directory)
+            .field("location", &location)
             .finish_non_exhaustive()
     }
 }
 
+/// Where the files are.
+pub(crate) enum Backend {
+    Local(PathBuf),
+    S3(Arc<S3Archive>),
+}
+
 /// Identity of a file version: a rewritten file (same name) gets new cache entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
     size: u64,
     modified: Option<SystemTime>,
+    /// An object's ETag.
+    tag: Option<String>,
 }
 
+#[derive(Clone)]
 struct Entry {
+    /// The local file, or the object's key.
     path: PathBuf,
     name: String,
     stamp: Stamp,
@@ -113,6 +140,9 @@ struct Cache {
     /// `[start, end)` of the samples a file may hold; `None` for a file without rows. Kept when
     /// the footer is evicted (it is tiny and saves opening every file per read).
     ranges: HashMap<PathBuf, (Stamp, Option<(i64, i64)>)>,
+    /// S3 listings per cluster, with when they were made; a failed one as its error's text,
+    /// so that queries meanwhile fail at once instead of each waiting for the retries.
+    listings: HashMap<String, (Instant, Result<Vec<Entry>, String>)>,
 }
 
 /// The request, as bytes for comparisons with Parquet statistics.
@@ -145,8 +175,21 @@ type Run<'a> = Option<((&'a [u8], &'a [u8], i64), Vec<(i64, f32)>)>;
 impl Archive {
     /// A reader over `directory`; nothing is read until a query.
     pub fn open(directory: &Path) -> Self {
+        Self::with_backend(Backend::Local(directory.to_path_buf()))
+    }
+
+    /// A reader (and publisher, [`Archive::publish`]) over an S3 bucket; nothing is requested
+    /// until a query or a pass, so an unreachable server fails those, not this. Errors: the
+    /// settings cannot make a client (a bad endpoint URL, a zero part size).
+    pub fn open_s3(settings: &S3Settings) -> Result<Self, Error> {
+        Ok(Self::with_backend(Backend::S3(Arc::new(S3Archive::open(
+            settings,
+        )?))))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
         Self {
-            directory: directory.to_path_buf(),
+            backend,
             footer_cache_bytes_max: FOOTER_CACHE_BYTES,
             read_samples_max: READ_SAMPLES_MAX,
             cache: Mutex::new(Cache::default()),
@@ -218,6 +261,10 @@ impl Archive {
                 }
             }
         }
+        if !skipped.is_empty() {
+            // An object replaced or removed since the listing: list again at the next read.
+            self.forget_listing(cluster);
+        }
         let series = merged
             .into_iter()
             .map(|((levels, frequency_s), mut samples)| {
@@ -248,52 +295,18 @@ impl Archive {
     /// The cluster's archive files, ordered by the number their name starts with, then by name;
     /// files that cannot be stat'ed are returned as skipped.
     fn list(&self, cluster: &str) -> Result<(Vec<Entry>, Vec<SkippedFile>), Error> {
-        let directory = cluster_directory(&self.directory, cluster)?;
-        let listing = match fs::read_dir(&directory) {
-            Ok(listing) => listing,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Vec::new(), Vec::new()));
+        let (mut entries, skipped, directory) = match &self.backend {
+            Backend::Local(directory) => {
+                let directory = cluster_directory(directory, cluster)?;
+                let (entries, skipped) = list_directory(&directory)?;
+                (entries, skipped, directory)
             }
-            Err(source) => {
-                return Err(Error::Io {
-                    action: "listing",
-                    path: directory,
-                    source,
-                });
+            Backend::S3(s3) => {
+                check_cluster(cluster)?;
+                let directory = PathBuf::from(s3.cluster_key(cluster));
+                (self.list_objects(s3, cluster)?, Vec::new(), directory)
             }
         };
-        let mut entries = Vec::new();
-        let mut skipped = Vec::new();
-        for item in listing {
-            let item = item.map_err(|source| Error::Io {
-                action: "listing",
-                path: directory.clone(),
-                source,
-            })?;
-            let Ok(name) = item.file_name().into_string() else {
-                continue;
-            };
-            // Dot files are a writer's temporary files.
-            if name.starts_with('.') || !name.ends_with(".parquet") {
-                continue;
-            }
-            let path = item.path();
-            match fs::metadata(&path) {
-                Ok(metadata) if metadata.is_file() => entries.push(Entry {
-                    path,
-                    name,
-                    stamp: Stamp {
-                        size: metadata.len(),
-                        modified: metadata.modified().ok(),
-                    },
-                }),
-                Ok(_) => {}
-                Err(error) => skipped.push(SkippedFile {
-                    name,
-                    reason: error.to_string(),
-                }),
-            }
-        }
         entries.sort_by_cached_key(|entry| {
             let stem = entry.name.trim_end_matches(".parquet");
             (stem.parse::<i64>().unwrap_or(i64::MAX), entry.name.clone())
@@ -307,6 +320,54 @@ impl Archive {
         Ok((entries, skipped))
     }
 
+    /// Drops the cached S3 listing of `cluster`.
+    pub(crate) fn forget_listing(&self, cluster: &str) {
+        self.cache.lock().listings.remove(cluster);
+    }
+
+    /// The `.parquet` objects directly under the cluster's prefix (cached [`LISTING_TTL`]).
+    fn list_objects(&self, s3: &S3Archive, cluster: &str) -> Result<Vec<Entry>, Error> {
+        if let Some((listed, listing)) = self.cache.lock().listings.get(cluster)
+            && listed.elapsed() < LISTING_TTL
+        {
+            return listing.clone().map_err(|reason| Error::Unavailable {
+                reason,
+                ttl_s: LISTING_TTL.as_secs(),
+            });
+        }
+        let listing = match s3.list(cluster) {
+            Ok(listing) => listing,
+            Err(error) => {
+                self.cache
+                    .lock()
+                    .listings
+                    .insert(cluster.to_owned(), (Instant::now(), Err(error.to_string())));
+                return Err(error);
+            }
+        };
+        let entries: Vec<Entry> = listing
+            .objects
+            .into_iter()
+            .filter_map(|object| {
+                let name = object.location.filename()?.to_owned();
+                // Dot files are never the archive's (a local writer's temporary files).
+                (!name.starts_with('.') && name.ends_with(".parquet")).then(|| Entry {
+                    path: PathBuf::from(object.location.as_ref()),
+                    name,
+                    stamp: Stamp {
+                        size: object.size,
+                        modified: Some(SystemTime::from(object.last_modified)),
+                        tag: object.e_tag,
+                    },
+                })
+            })
+            .collect();
+        self.cache
+            .lock()
+            .listings
+            .insert(cluster.to_owned(), (Instant::now(), Ok(entries.clone())));
+        Ok(entries)
+    }
     fn read_file(
         &self,
         entry: &Entry,
@@ -338,9 +399,10 @@ impl Archive {
         if row_groups.is_empty() {
             return Ok(found);
         }
-        let mask = ProjectionMask::roots(
-            metadata.parquet_schema(),
-            [
+        let plan = Plan {
+            row_groups,
+            selection: Some(RowSelection::from(selectors)),
+            columns: vec![
                 columns.host,
                 columns.metric,
                 columns.scope,
@@ -349,14 +411,8 @@ impl Archive {
                 columns.frequency,
                 columns.value,
             ],
-        );
-        let file = File::open(&entry.path)?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
-            .with_row_groups(row_groups)
-            .with_row_selection(RowSelection::from(selectors))
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()?;
+        };
+        let reader = self.batches(entry, metadata, plan)?;
         let mut count = 0usize;
         for batch in reader {
             count += collect(&batch?, query, &mut found)?;
@@ -380,10 +436,22 @@ impl Archive {
                 return Ok(footer.metadata.clone());
             }
         }
-        let file = File::open(&entry.path)?;
         // A cc-metric-store file may have no page index: read it when present.
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let metadata = ArrowReaderMetadata::load(&file, options)?;
+        let metadata = match &self.backend {
+            Backend::Local(_) => ArrowReaderMetadata::load(&File::open(&entry.path)?, options)?,
+            Backend::S3(s3) => {
+                let mut object = ObjectReader::new(
+                    s3.clone(),
+                    &entry.path,
+                    entry.stamp.size,
+                    entry.stamp.tag.clone(),
+                );
+                let tail = object.len().saturating_sub(TAIL_PREFETCH_BYTES)..object.len();
+                object.prefetch(&[tail])?;
+                ArrowReaderMetadata::load(&object, options)?
+            }
+        };
         let bytes = metadata.metadata().memory_size();
         let mut cache = self.cache.lock();
         if let Some(old) = cache.footers.remove(&entry.path) {
@@ -408,7 +476,7 @@ impl Archive {
             cache.footers.insert(
                 entry.path.clone(),
                 Footer {
-                    stamp: entry.stamp,
+                    stamp: entry.stamp.clone(),
                     metadata: metadata.clone(),
                     bytes,
                     used,
@@ -416,6 +484,29 @@ impl Archive {
             );
         }
         Ok(metadata)
+    }
+
+    /// The batches of `plan`: from the local file, or from the object with the plan's column
+    /// chunks fetched ahead (coalesced).
+    fn batches(
+        &self,
+        entry: &Entry,
+        metadata: ArrowReaderMetadata,
+        plan: Plan,
+    ) -> Result<ParquetRecordBatchReader, FileError> {
+        Ok(match &self.backend {
+            Backend::Local(_) => build(File::open(&entry.path)?, metadata, plan)?,
+            Backend::S3(s3) => {
+                let mut object = ObjectReader::new(
+                    s3.clone(),
+                    &entry.path,
+                    entry.stamp.size,
+                    entry.stamp.tag.clone(),
+                );
+                object.prefetch(&plan.byte_ranges(metadata.metadata()))?;
+                build(object, metadata, plan)?
+            }
+        })
     }
 
     /// `[start, end)` of the file's samples (cached per file version).
@@ -432,16 +523,75 @@ impl Archive {
                 let columns = Columns::find(metadata.schema())?;
                 match statistics_range(metadata.metadata(), columns.timestamp) {
                     Some(range) => range,
-                    None => scan_range(entry, metadata, columns.timestamp)?,
+                    None => {
+                        let plan = Plan {
+                            row_groups: (0..metadata.metadata().num_row_groups()).collect(),
+                            selection: None,
+                            columns: vec![columns.timestamp],
+                        };
+                        scan_range(self.batches(entry, metadata, plan)?)?
+                    }
                 }
             }
         };
         self.cache
             .lock()
             .ranges
-            .insert(entry.path.clone(), (entry.stamp, range));
+            .insert(entry.path.clone(), (entry.stamp.clone(), range));
         Ok(range)
     }
+}
+
+/// The `.parquet` files of one cluster's directory (a missing one is empty); files that
+/// cannot be stat'ed are returned as skipped.
+fn list_directory(directory: &Path) -> Result<(Vec<Entry>, Vec<SkippedFile>), Error> {
+    let listing = match fs::read_dir(directory) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                action: "listing",
+                path: directory.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for item in listing {
+        let item = item.map_err(|source| Error::Io {
+            action: "listing",
+            path: directory.to_path_buf(),
+            source,
+        })?;
+        let Ok(name) = item.file_name().into_string() else {
+            continue;
+        };
+        // Dot files are a writer's temporary files.
+        if name.starts_with('.') || !name.ends_with(".parquet") {
+            continue;
+        }
+        let path = item.path();
+        match fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => entries.push(Entry {
+                path,
+                name,
+                stamp: Stamp {
+                    size: metadata.len(),
+                    modified: metadata.modified().ok(),
+                    tag: None,
+                },
+            }),
+            Ok(_) => {}
+            Err(error) => skipped.push(SkippedFile {
+                name,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    Ok((entries, skipped))
 }
 
 /// Runs one file's work; a panic in the Parquet decoder on a damaged file (a last resort: it
@@ -453,12 +603,18 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, FileError>) -> Result<T, FileErro
 
 /// `<directory>/<cluster>`, refusing cluster names that are not one plain path component.
 pub(crate) fn cluster_directory(directory: &Path, cluster: &str) -> Result<PathBuf, Error> {
+    check_cluster(cluster)?;
+    Ok(directory.join(cluster))
+}
+
+/// Refuses cluster names that are not one plain path component (or key segment).
+pub(crate) fn check_cluster(cluster: &str) -> Result<(), Error> {
     let plain = !cluster.is_empty()
         && cluster != "."
         && cluster != ".."
         && !cluster.contains(['/', '\\', '\0']);
     if plain {
-        Ok(directory.join(cluster))
+        Ok(())
     } else {
         Err(Error::InvalidCluster(cluster.to_string()))
     }
@@ -545,18 +701,53 @@ fn statistics_range(metadata: &ParquetMetaData, timestamp: usize) -> Option<Opti
     Some(range)
 }
 
-/// `[min, max + 1)` of the timestamp column, read in full (files without statistics).
-fn scan_range(
-    entry: &Entry,
+/// What to decode of a file: row groups, rows in them (all when `None`), columns (roots).
+struct Plan {
+    row_groups: Vec<usize>,
+    selection: Option<RowSelection>,
+    columns: Vec<usize>,
+}
+
+impl Plan {
+    /// The byte ranges of the column chunks the plan decodes.
+    fn byte_ranges(&self, metadata: &ParquetMetaData) -> Vec<Range<u64>> {
+        let mut ranges = Vec::new();
+        for &group in &self.row_groups {
+            let Some(group) = metadata.row_groups().get(group) else {
+                continue;
+            };
+            for &column in &self.columns {
+                if column < group.num_columns() {
+                    let (start, length) = group.column(column).byte_range();
+                    ranges.push(start..start.saturating_add(length));
+                }
+            }
+        }
+        ranges.sort_by_key(|range| range.start);
+        ranges
+    }
+}
+
+/// The record batches of `plan` over a file or an object.
+fn build<R: ChunkReader + 'static>(
+    reader: R,
     metadata: ArrowReaderMetadata,
-    timestamp: usize,
-) -> Result<Option<(i64, i64)>, FileError> {
-    let mask = ProjectionMask::roots(metadata.parquet_schema(), [timestamp]);
-    let reader =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(&entry.path)?, metadata)
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()?;
+    plan: Plan,
+) -> Result<ParquetRecordBatchReader, ParquetError> {
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), plan.columns);
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, metadata)
+        .with_row_groups(plan.row_groups)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS);
+    if let Some(selection) = plan.selection {
+        builder = builder.with_row_selection(selection);
+    }
+    builder.build()
+}
+
+/// `[min, max + 1)` of the timestamp column (the batches' only column), read in full (files
+/// without statistics).
+fn scan_range(reader: ParquetRecordBatchReader) -> Result<Option<(i64, i64)>, FileError> {
     let mut range: Option<(i64, i64)> = None;
     for batch in reader {
         let batch = batch?;

@@ -2,12 +2,13 @@
 //! Parquet files ([`strata_archive::PeriodWriter`]) and freed only once its file is durable.
 //!
 //! Periods are `[k·interval, (k+1)·interval)` since the epoch, one file each
-//! (`<directory>/<cluster>/<period-start>.parquet`). A pass takes, per cluster and oldest
-//! first, every period that ended at or before the retention cutoff (`now − retention`) and is
-//! not archived yet, and
+//! (`<directory>/<cluster>/<period-start>.parquet`, or the same key below an S3 prefix). A
+//! pass takes, per cluster and oldest first, every period that ended at or before the
+//! retention cutoff (`now − retention`) and is not archived yet, and
 //! 1. writes it series by series in the file's sort order (memory: one series' copy and the
 //!    open row group, whatever the cluster's size), under a temporary name, then fsyncs and
-//!    renames it;
+//!    renames it; on S3 into `<data>/archive-staging`, then uploads it (visible once the
+//!    upload completes);
 //! 2. records the cluster's archived end in `<data>/ARCHIVE-STATE`, atomically;
 //! 3. frees the memory below it.
 //!
@@ -19,8 +20,8 @@
 use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use strata_archive::{Archive, FileSummary, PeriodWriter, format};
+use std::path::Path;
+use strata_archive::{Archive, FileSummary, Location, PeriodWriter, format};
 use strata_store::{HostImage, Store};
 
 /// The file that says how far each cluster is archived.
@@ -32,8 +33,8 @@ const STATE_FORMAT: u32 = 1;
 /// Where and how a pass archives.
 #[derive(Debug, Clone)]
 pub struct ArchiveSettings {
-    /// The archive's root (a local directory).
-    pub directory: PathBuf,
+    /// The archive's root: a local directory or an S3 bucket and prefix.
+    pub location: Location,
     /// Length of a period, > 0.
     pub interval_s: i64,
 }
@@ -125,7 +126,8 @@ impl std::fmt::Display for PassReport {
 }
 
 /// One pass at `now_s` (see the module doc), over `archive` (the reader whose caches queries
-/// share: the newest file of each cluster is known without opening every footer again).
+/// share: the newest file of each cluster is known without opening every footer again; it
+/// also publishes the files, `settings.location` is where it was opened).
 /// Blocking: run it off the async workers.
 pub fn run_pass(
     store: &Store,
@@ -136,6 +138,15 @@ pub fn run_pass(
 ) -> PassReport {
     let mut state = ArchiveState::load(data_directory);
     let mut report = PassReport::default();
+    let directory = match archive.staging_directory(data_directory) {
+        Ok(directory) => directory,
+        Err(error) => {
+            let error = error.to_string();
+            tracing::error!(%error, "archiving failed; the data stays in memory and is archived at the next pass");
+            report.errors.push(error);
+            return report;
+        }
+    };
     let interval = settings.interval_s.max(1);
     let cutoff_s = now_s - store.config().retention_s;
     let last_end = cutoff_s.div_euclid(interval) * interval;
@@ -189,7 +200,9 @@ pub fn run_pass(
                 .div_euclid(interval)
                 .saturating_add(1)
                 .saturating_mul(interval);
-            match write_period(store, settings, &cluster, start, end) {
+            let written = write_period(store, &directory, &cluster, start, end)
+                .and_then(|file| file.map(|file| archive.publish(file, &cluster)).transpose());
+            match written {
                 Ok(Some(file)) => {
                     progress.advance(0, file.rows);
                     report.samples += file.rows;
@@ -246,12 +259,12 @@ fn oldest_sample(store: &Store, cluster: &str) -> Option<i64> {
 /// cc-metric-store removes an empty one); the state file says it is archived.
 fn write_period(
     store: &Store,
-    settings: &ArchiveSettings,
+    directory: &Path,
     cluster: &str,
     start: i64,
     end: i64,
 ) -> Result<Option<FileSummary>, strata_archive::Error> {
-    let mut writer = PeriodWriter::create(&settings.directory, cluster, start, end)?;
+    let mut writer = PeriodWriter::create(directory, cluster, start, end)?;
     let mut written = false;
     for host in store.hosts(cluster) {
         let names = store.series_names(cluster, &host);

@@ -11,6 +11,7 @@ use config::{ArchiveLocation, CleanupMode, Config, FsyncPolicy};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata_archive::{Location, S3Settings};
 use strata_server::archiving::ArchiveSettings;
 use strata_server::durability::{Durability, DurabilityConfig, RecoveryReport};
 use strata_server::ingest::IngestLimits;
@@ -202,7 +203,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (durability, recovery) = recover(&config, &store)?;
     let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
     if let Some(settings) = archive_settings(&config) {
-        app.attach_archive(strata_archive::Archive::open(&settings.directory));
+        // Opening makes no request: an unreachable object store fails passes and archive
+        // reads (logged, counted), never the start.
+        let archive = settings
+            .location
+            .open()
+            .with_context(|| format!("opening the archive at {}", settings.location))?;
+        app.attach_archive(archive);
     }
     app.telemetry.record_recovery(&recovery);
     // Reads cursors and hints and may write a cursor: off the async workers.
@@ -299,33 +306,46 @@ fn open_files_limit() -> Option<usize> {
 /// per sample, 128 MiB is ~25 M samples, which bounds the replay at startup to a few seconds.
 const SNAPSHOT_WAL_BYTES: u64 = 128 << 20;
 
-/// Archive mode with a local directory; `None` otherwise (S3 is not implemented yet: see
-/// [`warn_about_unimplemented`]).
+/// Archive mode: where and how; `None` in delete mode.
 fn archive_settings(config: &Config) -> Option<ArchiveSettings> {
     let cleanup = &config.store.cleanup;
-    match (&cleanup.mode, &cleanup.directory) {
-        (CleanupMode::Archive, Some(ArchiveLocation::Local(directory))) => Some(ArchiveSettings {
-            directory: directory.clone(),
-            interval_s: cleanup.interval.as_secs().max(1) as i64,
+    let location = match (&cleanup.mode, &cleanup.directory) {
+        (CleanupMode::Archive, Some(ArchiveLocation::Local(directory))) => {
+            Location::Local(directory.clone())
+        }
+        (CleanupMode::Archive, Some(ArchiveLocation::S3(s3))) => Location::S3(S3Settings {
+            bucket: s3.bucket.clone(),
+            prefix: s3.prefix.clone(),
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
+            allow_http: s3.allow_http,
+            part_size: s3.part_size,
         }),
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(ArchiveSettings {
+        location,
+        interval_s: cleanup.interval.as_secs().max(1) as i64,
+    })
 }
 
 /// `strata archive`: recovery (which takes the data directory's lock), one pass, and a
 /// snapshot without what the pass freed.
 async fn archive(config: Config) -> anyhow::Result<()> {
     let Some(settings) = archive_settings(&config) else {
-        anyhow::bail!(
-            "strata archive needs metric-store.cleanup.mode \"archive\" with a local directory"
-        );
+        anyhow::bail!("strata archive needs metric-store.cleanup.mode \"archive\" and a directory");
     };
     let store = Arc::new(Store::new(store_config(&config)));
     let (durability, _) = recover(&config, &store)?;
     let pass_store = store.clone();
     let directory = durability.data_directory().to_owned();
+    let archive = settings
+        .location
+        .open()
+        .with_context(|| format!("opening the archive at {}", settings.location))?;
     let report = tokio::task::spawn_blocking(move || {
-        let archive = strata_archive::Archive::open(&settings.directory);
         strata_server::archiving::run_pass(
             &pass_store,
             &archive,
@@ -428,12 +448,6 @@ fn warn_about_unimplemented(config: &Config) {
     if config.nats.is_some() || !config.store.nats_subscriptions.is_empty() {
         tracing::warn!(
             "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
-        );
-    }
-    if config.store.cleanup.mode == CleanupMode::Archive && archive_settings(config).is_none() {
-        tracing::warn!(
-            "cleanup.directory on S3 is not implemented yet: nothing is archived, data leaving \
-             the memory window is deleted"
         );
     }
     let checkpoints = &config.store.checkpoints;

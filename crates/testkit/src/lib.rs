@@ -1,6 +1,8 @@
 //! Test support shared by the forwarder's tests and the black-box tests: real remote-write
 //! receivers started on free loopback ports (Prometheus 2.42 and VictoriaMetrics 1.79 from
-//! Debian; `scripts/test.sh` installs them), and a fault-injecting proxy in front of them.
+//! Debian; `scripts/test.sh` installs them), and a fault-injecting proxy in front of them;
+//! moto's S3 server (PyPI) and a TCP proxy that cuts every connection after some bytes, for
+//! the archive on object storage.
 //!
 //! The proxy decodes requests with its own few lines of snappy and protobuf walking, not with
 //! the sender's code, so a bug in the sender's encoding cannot hide itself.
@@ -9,11 +11,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cut;
 mod proxy;
 mod receivers;
 
+pub use cut::CutProxy;
 pub use proxy::{Fault, FaultProxy, decode_samples};
-pub use receivers::{Prometheus, Series, VictoriaMetrics};
+pub use receivers::{MOTO_PART_MIN_BYTES, Moto, Prometheus, Series, VictoriaMetrics};
 
 use std::net::TcpListener;
 

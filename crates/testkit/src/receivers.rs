@@ -29,6 +29,16 @@ impl Process {
         args: impl Fn(&str, &Path) -> Vec<String>,
         ready_path: &str,
     ) -> Self {
+        Self::start_with_env(name, binary, args, ready_path, &[])
+    }
+
+    fn start_with_env(
+        name: &'static str,
+        binary: &str,
+        args: impl Fn(&str, &Path) -> Vec<String>,
+        ready_path: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut last = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -36,6 +46,7 @@ impl Process {
             let log = std::fs::File::create(dir.path().join("log")).expect("log file");
             let child = Command::new(binary)
                 .args(args(&addr, dir.path()))
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -290,4 +301,113 @@ fn number(value: &Value) -> f64 {
         Value::String(s) => s.parse().unwrap_or(f64::NAN),
         _ => f64::NAN,
     }
+}
+
+/// Smallest multipart part [`Moto`] accepts (S3's is 5 MiB): tests upload many small parts.
+pub const MOTO_PART_MIN_BYTES: u64 = 64 << 10;
+
+/// moto's S3 server (`moto[server]` from PyPI; scripts/test.sh installs it): a real
+/// S3-compatible HTTP server on loopback. It accepts any credentials and does not check
+/// signatures.
+pub struct Moto(Process);
+
+impl Moto {
+    pub fn start() -> Self {
+        let found = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .output()
+            .map(|output| output.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "python3 cannot import moto.server (moto[server] from PyPI); scripts/test.sh installs it"
+        );
+        let part_min = MOTO_PART_MIN_BYTES.to_string();
+        Self(Process::start_with_env(
+            "moto",
+            "python3",
+            |addr, _| {
+                let (host, port) = addr.rsplit_once(':').expect("host:port");
+                ["-m", "moto.server", "-H", host, "-p", port]
+                    .map(String::from)
+                    .to_vec()
+            },
+            "/",
+            &[("S3_UPLOAD_PART_MIN_SIZE", &part_min)],
+        ))
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.0.addr
+    }
+
+    /// `http://host:port`, the endpoint to configure.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.0.addr)
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder, what: &str) -> Vec<u8> {
+        let response = request
+            .send()
+            .unwrap_or_else(|e| panic!("moto {what}: {e}"));
+        let status = response.status();
+        let body = response.bytes().unwrap_or_default().to_vec();
+        assert!(
+            status.is_success(),
+            "moto {what}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        body
+    }
+
+    /// Creates `bucket` (`PUT /<bucket>`).
+    pub fn create_bucket(&self, bucket: &str) {
+        let url = format!("http://{}/{bucket}", self.0.addr);
+        self.send(client().put(url), &format!("creating bucket {bucket}"));
+    }
+
+    /// Stores `bytes` as `bucket/key`.
+    pub fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
+        let url = format!("http://{}/{bucket}/{key}", self.0.addr);
+        self.send(client().put(url).body(bytes), &format!("PUT {key}"));
+    }
+
+    /// The object `bucket/key`.
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let url = format!("http://{}/{bucket}/{key}", self.0.addr);
+        self.send(client().get(url), &format!("GET {key}"))
+    }
+
+    /// Every key in `bucket` (sorted; listings of up to 1000 keys).
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let url = format!("http://{}/{bucket}?list-type=2", self.0.addr);
+        let body = self.send(client().get(url), &format!("listing {bucket}"));
+        let mut keys = xml_values(&String::from_utf8_lossy(&body), "Key");
+        keys.sort();
+        keys
+    }
+
+    /// Upload ids of the multipart uploads of `bucket` that are neither complete nor aborted.
+    pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
+        let url = format!("http://{}/{bucket}?uploads", self.0.addr);
+        let body = self.send(client().get(url), &format!("listing uploads of {bucket}"));
+        xml_values(&String::from_utf8_lossy(&body), "UploadId")
+    }
+}
+
+/// The texts of every `<tag>…</tag>` in `xml` (no nesting, no entities beyond the usual five).
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(&close).map(|(value, _)| value))
+        .map(|value| {
+            value
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&")
+        })
+        .collect()
 }

@@ -32,8 +32,10 @@ pub const S3_PART_SIZE_MIN: u64 = 64 << 10;
 /// `s3.part-size` when not given.
 pub const S3_PART_SIZE_DEFAULT: u64 = 8 << 20;
 
-/// Largest `s3.part-size`: S3's largest part.
-pub const S3_PART_SIZE_MAX: u64 = 5 << 30;
+/// Largest `s3.part-size`. An upload holds up to three parts in memory (two sending, one
+/// being read), so this bounds its memory to 192 MiB; S3 would take parts up to 5 GiB, and
+/// 10,000 parts of 64 MiB are far more than any archive file.
+pub const S3_PART_SIZE_MAX: u64 = 64 << 20;
 
 /// `metric-store.cleanup`: what happens to data older than the retention window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,13 +130,6 @@ impl S3Location {
 pub struct Secret(String);
 
 impl Secret {
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "read by the archive's object store, wired in next"
-        )
-    )]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -278,7 +273,7 @@ fn parse_s3(s3: &Section<'_>, location: &mut S3Location) -> Result<(), ConfigErr
             return Err(s3.invalid(
                 "part-size",
                 format!(
-                    "must be from 64KiB to 5GiB (S3 itself needs at least 5MiB), found {bytes} \
+                    "must be from 64KiB to 64MiB (S3 itself needs at least 5MiB), found {bytes} \
                      bytes"
                 ),
             ));

@@ -609,12 +609,12 @@ fn cleanup_s3_invalid_values() {
         )
     );
     let s3 = |s3: Value| cleanup_message(json!({"directory": "s3://bkt", "s3": s3}));
-    for size in [json!("32KiB"), json!(65_535), json!("6GiB")] {
+    for size in [json!("32KiB"), json!(65_535), json!("65MiB"), json!("6GiB")] {
         assert!(
             s3(json!({"part-size": size})).starts_with(&invalid(
                 "metric-store.cleanup.s3",
                 "part-size",
-                "must be from 64KiB to 5GiB"
+                "must be from 64KiB to 64MiB"
             )),
             "{size}"
         );
