@@ -58,8 +58,9 @@ pub enum Error {
         path: PathBuf,
         source: parquet::errors::ParquetError,
     },
-    /// A request to the object store failed (after its retries).
-    #[error("{action} {key}: {source}")]
+    /// A request to the object store failed (after its retries). The message includes the
+    /// causes (such as "Connection refused"), which the client's own message leaves out.
+    #[error("{action} {key}: {}", causes(source))]
     ObjectStore {
         action: &'static str,
         key: String,
@@ -100,4 +101,19 @@ pub enum Error {
     /// A read would return more than [`READ_SAMPLES_MAX`] (or the reader's own bound) samples.
     #[error("more than {limit} archived samples in the requested range")]
     TooManySamples { limit: usize },
+}
+
+/// `error` and each of its sources not already part of the text before it, joined by ": ".
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }

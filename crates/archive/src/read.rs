@@ -441,12 +441,7 @@ impl Archive {
         let metadata = match &self.backend {
             Backend::Local(_) => ArrowReaderMetadata::load(&File::open(&entry.path)?, options)?,
             Backend::S3(s3) => {
-                let mut object = ObjectReader::new(
-                    s3.clone(),
-                    &entry.path,
-                    entry.stamp.size,
-                    entry.stamp.tag.clone(),
-                );
+                let mut object = object_reader(s3, entry)?;
                 let tail = object.len().saturating_sub(TAIL_PREFETCH_BYTES)..object.len();
                 object.prefetch(&[tail])?;
                 ArrowReaderMetadata::load(&object, options)?
@@ -497,12 +492,7 @@ impl Archive {
         Ok(match &self.backend {
             Backend::Local(_) => build(File::open(&entry.path)?, metadata, plan)?,
             Backend::S3(s3) => {
-                let mut object = ObjectReader::new(
-                    s3.clone(),
-                    &entry.path,
-                    entry.stamp.size,
-                    entry.stamp.tag.clone(),
-                );
+                let mut object = object_reader(s3, entry)?;
                 object.prefetch(&plan.byte_ranges(metadata.metadata()))?;
                 build(object, metadata, plan)?
             }
@@ -592,6 +582,16 @@ fn list_directory(directory: &Path) -> Result<(Vec<Entry>, Vec<SkippedFile>), Er
         }
     }
     Ok((entries, skipped))
+}
+
+/// The reader over a listed object, of the size and version the listing saw.
+fn object_reader(s3: &Arc<S3Archive>, entry: &Entry) -> Result<ObjectReader, ParquetError> {
+    ObjectReader::new(
+        s3.clone(),
+        &entry.path.to_string_lossy(),
+        entry.stamp.size,
+        entry.stamp.tag.clone(),
+    )
 }
 
 /// Runs one file's work; a panic in the Parquet decoder on a damaged file (a last resort: it

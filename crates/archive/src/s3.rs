@@ -387,16 +387,24 @@ pub(crate) struct ObjectReader {
 }
 
 impl ObjectReader {
-    /// A reader over the object `key` (as listed: a valid key) of `size` bytes and the ETag
-    /// `e_tag`; nothing is fetched yet.
-    pub(crate) fn new(s3: Arc<S3Archive>, key: &Path, size: u64, e_tag: Option<String>) -> Self {
-        Self {
+    /// A reader over the object `key` (as listed) of `size` bytes and the ETag `e_tag`;
+    /// nothing is fetched yet.
+    pub(crate) fn new(
+        s3: Arc<S3Archive>,
+        key: &str,
+        size: u64,
+        e_tag: Option<String>,
+    ) -> Result<Self, ParquetError> {
+        // Parsed, not built from parts: the key is used exactly as listed, never re-encoded.
+        let key =
+            ObjectPath::parse(key).map_err(|error| ParquetError::External(Box::new(error)))?;
+        Ok(Self {
             s3,
-            key: ObjectPath::from(key.to_string_lossy().as_ref()),
+            key,
             size,
             e_tag,
             chunks: Vec::new(),
-        }
+        })
     }
 
     /// Fetches `ranges` ahead of the reads that need them.

@@ -205,6 +205,9 @@ fn damaged_foreign_and_replaced_objects() {
     let garbage = format!("{}.parquet", START + 2 * DAY);
     moto.put(BUCKET, &key(&truncated), good[..good.len() / 2].to_vec());
     moto.put(BUCKET, &key(&garbage), vec![0xA5; 100_000]);
+    // A name with characters a key may hold and a URL must escape.
+    let odd = "odd name+%41.parquet";
+    moto.put(BUCKET, &key("odd%20name%2B%2541.parquet"), vec![0x5A; 1000]);
     for foreign in [
         key("notes.txt"),
         key(".1700000000.parquet.tmp"),
@@ -226,7 +229,16 @@ fn damaged_foreign_and_replaced_objects() {
     );
     let mut skipped: Vec<&str> = result.skipped.iter().map(|s| s.name.as_str()).collect();
     skipped.sort();
-    assert_eq!(skipped, [truncated.as_str(), garbage.as_str()]);
+    assert_eq!(skipped, [truncated.as_str(), garbage.as_str(), odd]);
+    // Read and found damaged: the key was used as listed (not re-escaped into another key).
+    assert!(
+        result
+            .skipped
+            .iter()
+            .all(|s| s.reason.contains("Corrupt footer") || s.reason.contains("EOF")),
+        "{:?}",
+        result.skipped
+    );
     assert_eq!(archive.newest_s("fritz"), Some(START + DAY));
 
     // Replaced after the listing: the read is refused by the ETag, not mixed.
@@ -329,4 +341,32 @@ fn failures_are_clear_and_leave_nothing_visible() {
         moto.get(BUCKET, &format!("{PREFIX}/fritz/{START}.parquet")),
         staged
     );
+}
+
+// Goal: credentials the server refuses fail reads and uploads with the server's reason
+// (403 InvalidAccessKeyId), never the secret, and leave no staged file behind.
+#[test]
+fn refused_credentials_are_reported() {
+    let moto = Moto::start_checking_credentials(BUCKET);
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut wrong = settings(&moto.endpoint(), BUCKET, 8 << 20);
+    wrong.secret_access_key = Some("wrong-secret-value".into());
+    let archive = Archive::open_s3(&wrong).expect("open");
+    let error = archive
+        .read("fritz", "h", "m", 0, i64::MAX)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("InvalidAccessKeyId"), "{error}");
+    let staging = archive.staging_directory(data.path()).expect("staging");
+    let file = write_day(&staging, START, 1);
+    let error = archive
+        .publish(file.clone(), "fritz")
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("403") && error.contains("InvalidAccessKeyId"),
+        "{error}"
+    );
+    assert!(!error.contains("wrong-secret-value"), "{error}");
+    assert!(!file.path.exists());
 }

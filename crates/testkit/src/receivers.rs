@@ -313,6 +313,19 @@ pub struct Moto(Process);
 
 impl Moto {
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// A moto that checks credentials (its IAM knows no key, so every signed request is
+    /// refused with `InvalidAccessKeyId`), with `bucket` created before it begins checking.
+    pub fn start_checking_credentials(bucket: &str) -> Self {
+        // moto lets this many requests through unchecked: the readiness probe, the bucket.
+        let moto = Self::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "2")]);
+        moto.create_bucket(bucket);
+        moto
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Self {
         let found = Command::new("python3")
             .args(["-c", "import moto.server"])
             .output()
@@ -333,7 +346,7 @@ impl Moto {
                     .to_vec()
             },
             "/",
-            &[("S3_UPLOAD_PART_MIN_SIZE", &part_min)],
+            &[env, &[("S3_UPLOAD_PART_MIN_SIZE", &part_min)]].concat(),
         ))
     }
 
