@@ -76,6 +76,18 @@ fn publish_day(archive: &Archive, data: &Path, start: i64, hosts: usize) -> Vec<
     bytes
 }
 
+/// Writes a day of `hosts` hosts into staging and publishes it, which must fail: the error;
+/// the staged file must be gone.
+fn publish_fails(archive: &Archive, data: &Path, hosts: usize) -> String {
+    let staging = archive.staging_directory(data).expect("staging");
+    let file = write_day(&staging, START, hosts);
+    let error = archive
+        .publish(file.clone(), "fritz")
+        .expect_err("the upload must fail");
+    assert!(!file.path.exists(), "the staged file is removed");
+    error.to_string()
+}
+
 fn moto_with_bucket() -> Moto {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
@@ -283,14 +295,8 @@ fn failures_are_clear_and_leave_nothing_visible() {
         error.contains("s3://no-such-bucket/strata/test/fritz") && error.contains("NoSuchBucket"),
         "{error}"
     );
-    let staging = missing.staging_directory(data.path()).expect("staging");
-    let file = write_day(&staging, START, 1);
-    let error = missing
-        .publish(file.clone(), "fritz")
-        .expect_err("no bucket")
-        .to_string();
+    let error = publish_fails(&missing, data.path(), 1);
     assert!(error.contains("uploading s3://no-such-bucket/"), "{error}");
-    assert!(!file.path.exists());
     assert!(
         !error.contains("testing"),
         "no credentials in errors: {error}"
@@ -320,12 +326,7 @@ fn failures_are_clear_and_leave_nothing_visible() {
     let archive =
         Archive::open_s3(&settings(&endpoint, BUCKET, MOTO_PART_MIN_BYTES)).expect("open");
     proxy.cut_after(5 * MOTO_PART_MIN_BYTES / 2);
-    let staging = archive.staging_directory(data.path()).expect("staging");
-    let file = write_day(&staging, START, 12);
-    let error = archive
-        .publish(file.clone(), "fritz")
-        .expect_err("cut")
-        .to_string();
+    let error = publish_fails(&archive, data.path(), 12);
     assert!(proxy.has_cut());
     assert!(
         error.contains(&format!(
@@ -334,7 +335,6 @@ fn failures_are_clear_and_leave_nothing_visible() {
         "{error}"
     );
     assert!(moto.keys(BUCKET).is_empty(), "nothing visible");
-    assert!(!file.path.exists());
     proxy.restore();
     let staged = publish_day(&archive, data.path(), START, 12);
     assert_eq!(
@@ -357,16 +357,10 @@ fn refused_credentials_are_reported() {
         .expect_err("refused")
         .to_string();
     assert!(error.contains("InvalidAccessKeyId"), "{error}");
-    let staging = archive.staging_directory(data.path()).expect("staging");
-    let file = write_day(&staging, START, 1);
-    let error = archive
-        .publish(file.clone(), "fritz")
-        .expect_err("refused")
-        .to_string();
+    let error = publish_fails(&archive, data.path(), 1);
     assert!(
         error.contains("403") && error.contains("InvalidAccessKeyId"),
         "{error}"
     );
     assert!(!error.contains("wrong-secret-value"), "{error}");
-    assert!(!file.path.exists());
 }

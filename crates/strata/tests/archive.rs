@@ -108,13 +108,7 @@ fn strata_archive_writes_what_left_the_window_and_frees_it() {
     let archive = use_archive(&server, "1h");
     let output = archive_once(&server);
     assert!(output.status.success(), "{}", output.stderr);
-    assert!(
-        output
-            .stdout
-            .contains(&format!("samples:         {}", expected.len())),
-        "{}",
-        output.stdout
-    );
+    assert_reports_samples(&output, expected.len());
 
     let read = read_with_pyarrow(&archive);
     // 90 minutes span two or three hourly periods: one file each, none for empty periods.
@@ -843,6 +837,23 @@ fn write_incompressible(server: &Server, hosts: usize) -> (i64, Vec<Value>) {
     (first, expected)
 }
 
+/// A stopped server in archive mode into moto behind `endpoint` ([`use_s3_archive`]) holding
+/// [`write_incompressible`] data of `hosts` hosts: the server, the rows expected in the
+/// archive, [`s3_requests`] and their answers before archiving.
+fn stopped_with_s3_data(
+    hosts: usize,
+    endpoint: &str,
+) -> (Server, Vec<Value>, Vec<Value>, Vec<String>) {
+    let mut server = Server::start();
+    let (first, expected) = write_incompressible(&server, hosts);
+    let requests = s3_requests(first);
+    let before = answers(&server, &requests);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    use_s3_archive(&server, endpoint);
+    (server, expected, requests, before)
+}
+
 /// Downloads every object of the bucket below the prefix into `<into>/<cluster>/<name>`;
 /// asserts each key is `<prefix>/c1/<period start>.parquet`.
 fn download_archive(moto: &strata_testkit::Moto, into: &Path) -> Vec<String> {
@@ -860,6 +871,50 @@ fn download_archive(moto: &strata_testkit::Moto, into: &Path) -> Vec<String> {
     keys
 }
 
+/// Runs `strata archive`, which must succeed, report and leave exactly `expected` in moto and
+/// nothing in staging: the keys.
+fn archive_to_moto_exactly(
+    server: &Server,
+    moto: &strata_testkit::Moto,
+    expected: &[Value],
+) -> Vec<String> {
+    let output = archive_once(server);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        output.stdout,
+        output.stderr
+    );
+    assert_reports_samples(&output, expected.len());
+    for text in [&output.stdout, &output.stderr] {
+        assert!(!text.contains(S3_SECRET), "the secret leaked: {text}");
+    }
+    let downloaded = tempfile::tempdir().expect("tempdir");
+    let keys = download_archive(moto, downloaded.path());
+    assert_archived_exactly(downloaded.path(), expected);
+    assert_staging_empty(server);
+    keys
+}
+
+/// Asserts the pass's report says it archived `samples` samples.
+fn assert_reports_samples(output: &common::Output, samples: usize) {
+    assert!(
+        output
+            .stdout
+            .contains(&format!("samples:         {samples}")),
+        "{}",
+        output.stdout
+    );
+}
+
+/// Restarts the server after a pass: memory holds nothing, and `requests` answer `before`.
+fn answers_from_the_archive(server: &mut Server, requests: &[Value], before: &[String]) {
+    server.restart();
+    let samples = metric_value(&server.metrics(), "strata_store_samples");
+    assert_eq!(samples, Some(0.0));
+    assert_eq!(answers(server, requests), before);
+}
+
 /// Asserts the data directory's staging area holds no file.
 fn assert_staging_empty(server: &Server) {
     let staging = server.data_dir().join("archive-staging");
@@ -874,13 +929,7 @@ fn assert_staging_empty(server: &Server) {
 fn s3_round_trip_archives_to_moto_and_answers_the_same() {
     let moto = strata_testkit::Moto::start();
     moto.create_bucket(S3_BUCKET);
-    let mut server = Server::start();
-    let (first, expected) = write_incompressible(&server, 8);
-    let requests = s3_requests(first);
-    let before = answers(&server, &requests);
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(30));
-    use_s3_archive(&server, &moto.endpoint());
+    let (mut server, expected, requests, before) = stopped_with_s3_data(8, &moto.endpoint());
     // What a pass killed in the middle of a write left in staging is removed by the next.
     let leftover = server
         .data_dir()
@@ -888,34 +937,12 @@ fn s3_round_trip_archives_to_moto_and_answers_the_same() {
     std::fs::create_dir_all(leftover.parent().expect("parent")).expect("mkdir");
     std::fs::write(&leftover, b"half a file").expect("leftover");
 
-    let output = archive_once(&server);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        output.stdout,
-        output.stderr
-    );
-    assert!(
-        output
-            .stdout
-            .contains(&format!("samples:         {}", expected.len())),
-        "{}",
-        output.stdout
-    );
-    let downloaded = tempfile::tempdir().expect("tempdir");
-    let keys = download_archive(&moto, downloaded.path());
+    let keys = archive_to_moto_exactly(&server, &moto, &expected);
     assert_eq!(keys.len(), 2, "{keys:?}");
-    assert_archived_exactly(downloaded.path(), &expected);
-    assert_staging_empty(&server);
     assert!(moto.open_uploads(S3_BUCKET).is_empty());
-
-    server.restart();
-    let metrics = server.metrics();
-    assert_eq!(metric_value(&metrics, "strata_store_samples"), Some(0.0));
-    assert_eq!(answers(&server, &requests), before);
-    for text in [&output.stdout, &output.stderr, &server.log()] {
-        assert!(!text.contains(S3_SECRET), "the secret leaked: {text}");
-    }
+    answers_from_the_archive(&mut server, &requests, &before);
+    let log = server.log();
+    assert!(!log.contains(S3_SECRET), "the secret leaked: {log}");
 }
 
 // Goal (issue 8 items 3, 4): the S3 server goes away in the middle of a multipart upload: the
@@ -927,13 +954,8 @@ fn an_interrupted_upload_loses_nothing() {
     let moto = strata_testkit::Moto::start();
     moto.create_bucket(S3_BUCKET);
     let proxy = strata_testkit::CutProxy::start(moto.addr());
-    let mut server = Server::start();
-    let (first, expected) = write_incompressible(&server, 160);
-    let requests = s3_requests(first);
-    let before = answers(&server, &requests);
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(30));
-    use_s3_archive(&server, &format!("http://{}", proxy.addr()));
+    let (mut server, expected, requests, before) =
+        stopped_with_s3_data(160, &format!("http://{}", proxy.addr()));
 
     // Gone after a part and a half of the first file.
     proxy.cut_after(96 << 10);
@@ -963,23 +985,8 @@ fn an_interrupted_upload_loses_nothing() {
     server.wait_exit(Duration::from_secs(30));
 
     proxy.restore();
-    let output = archive_once(&server);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        output.stdout,
-        output.stderr
-    );
-    let downloaded = tempfile::tempdir().expect("tempdir");
-    download_archive(&moto, downloaded.path());
-    assert_archived_exactly(downloaded.path(), &expected);
-    assert_staging_empty(&server);
-    server.restart();
-    assert_eq!(
-        metric_value(&server.metrics(), "strata_store_samples"),
-        Some(0.0)
-    );
-    assert_eq!(answers(&server, &requests), before);
+    archive_to_moto_exactly(&server, &moto, &expected);
+    answers_from_the_archive(&mut server, &requests, &before);
 }
 
 // Goal (serve, S3): the periodic pass of a server whose object store is unreachable from the
