@@ -155,6 +155,23 @@ fn published_files_read_back_like_local_ones() {
         4
     );
     assert_eq!(archive.newest_s("fritz"), Some(START + 2 * DAY));
+
+    // Requests per read: a cold one fetches each file's tail (footer and page index), then
+    // the selected column chunks in one coalesced GET; a warm one only the latter.
+    let object_gets = || {
+        moto.requests()
+            .iter()
+            .filter(|request| request.starts_with(&format!("GET /{BUCKET}/{PREFIX}/fritz/")))
+            .count()
+    };
+    let cold = Archive::open_s3(&settings(&moto.endpoint(), BUCKET, 8 << 20)).expect("open");
+    let before = object_gets();
+    read(&cold, "h004", "ipc", START, START + 2 * DAY);
+    assert_eq!(object_gets() - before, 4, "{:?}", moto.requests());
+    let before = object_gets();
+    read(&cold, "h002", "cpu_load", START, START + 2 * DAY);
+    assert_eq!(object_gets() - before, 2, "{:?}", moto.requests());
+
     let cached = archive.footer_cache_bytes();
     assert!(cached > 0, "footers are cached");
     read(&archive, "h001", "cpu_load", START, START + 2 * DAY);

@@ -400,6 +400,20 @@ impl Moto {
         keys
     }
 
+    /// The requests moto has answered so far, as `METHOD target`, from its log.
+    pub fn requests(&self) -> Vec<String> {
+        self.0
+            .log()
+            .lines()
+            .filter_map(|line| {
+                let (_, quoted) = line.split_once('"')?;
+                let (request, _) = quoted.split_once('"')?;
+                let mut words = request.split(' ');
+                Some(format!("{} {}", words.next()?, words.next()?))
+            })
+            .collect()
+    }
+
     /// Upload ids of the multipart uploads of `bucket` that are neither complete nor aborted.
     pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
         let url = format!("http://{}/{bucket}?uploads", self.0.addr);
