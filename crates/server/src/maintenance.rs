@@ -137,6 +137,8 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
             .inc_by(report.freed_buffers as u64);
         telemetry.archive_files.inc_by(report.files.len() as u64);
         telemetry.archive_samples.inc_by(report.samples);
+        telemetry.archive_bytes.inc_by(report.bytes);
+        telemetry.archive_pass_seconds.set(report.seconds);
         telemetry
             .archive_failures
             .inc_by(report.errors.len() as u64);
@@ -146,6 +148,8 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
                 samples = report.samples,
                 bytes = report.bytes,
                 freed = report.freed_buffers,
+                seconds = report.seconds,
+                peak_extra_bytes = report.peak_extra_bytes,
                 "archived"
             );
         }

@@ -234,6 +234,46 @@ fn queries_read_the_archive_as_if_the_data_were_in_memory() {
     }
 }
 
+// Goal: a response too large for one chunk (the server streams 64 KiB at a time) answers
+// from the archive exactly as from memory: the merged data of a query is carried from chunk
+// to chunk, not read again or lost between them.
+#[test]
+fn a_response_in_many_chunks_reads_the_archive_as_memory() {
+    let mut server = Server::start();
+    let first = (minutes_ago(30 * 60) / 60) * 60;
+    let threads = 64;
+    let mut lines = String::new();
+    for minute in 0..300i64 {
+        let t = first + minute * 60;
+        for thread in 0..threads {
+            let value = (minute * 7 + thread) as f64 / 8.0;
+            lines.push_str(&format!(
+                "cpu_user,hostname=h0,type=hwthread,type-id={thread} value={value} {t}\n"
+            ));
+        }
+    }
+    server.write_ok("c1", &lines);
+    let ids: Vec<String> = (0..threads).map(|id| id.to_string()).collect();
+    let request = json!({"cluster": "c1", "from": first, "to": first + 300 * 60,
+        "queries": [{"metric": "cpu_user", "host": "h0", "type": "hwthread", "type-ids": ids},
+                    {"metric": "cpu_user", "host": "h0", "type": "hwthread", "type-ids": ids,
+                     "aggreg": true}]});
+    let before = server.query(&request);
+    let size = serde_json::to_vec(&before).expect("JSON").len();
+    assert!(size > 2 * 64 * 1024, "{size} bytes: not three chunks or more");
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+    let output = archive_once(&server);
+    assert!(output.status.success(), "{}", output.stderr);
+    let rows = read_with_pyarrow(&archive)["rows"].as_array().map(Vec::len);
+    assert_eq!(rows, Some(300 * threads as usize));
+    server.restart();
+    let samples = metric_value(&server.metrics(), "strata_store_samples");
+    assert_eq!(samples, Some(0.0), "memory should hold nothing of it any more");
+    assert_eq!(server.query(&request), before);
+}
+
 // Goal: `strata archive` refuses to run beside a serving strata (the data directory's lock).
 #[test]
 fn strata_archive_refuses_while_the_server_runs() {
