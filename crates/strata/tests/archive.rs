@@ -260,7 +260,10 @@ fn a_response_in_many_chunks_reads_the_archive_as_memory() {
                      "aggreg": true}]});
     let before = server.query(&request);
     let size = serde_json::to_vec(&before).expect("JSON").len();
-    assert!(size > 2 * 64 * 1024, "{size} bytes: not three chunks or more");
+    assert!(
+        size > 2 * 64 * 1024,
+        "{size} bytes: not three chunks or more"
+    );
     server.signal("TERM");
     server.wait_exit(Duration::from_secs(30));
     let archive = use_archive(&server, "1h");
@@ -270,7 +273,11 @@ fn a_response_in_many_chunks_reads_the_archive_as_memory() {
     assert_eq!(rows, Some(300 * threads as usize));
     server.restart();
     let samples = metric_value(&server.metrics(), "strata_store_samples");
-    assert_eq!(samples, Some(0.0), "memory should hold nothing of it any more");
+    assert_eq!(
+        samples,
+        Some(0.0),
+        "memory should hold nothing of it any more"
+    );
     assert_eq!(server.query(&request), before);
 }
 
