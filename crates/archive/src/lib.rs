@@ -19,6 +19,7 @@
 //! yields), `parking_lot` (the footer cache's lock), `thiserror` (the error type). Only this
 //! crate depends on Arrow, which keeps its compile time away from the rest of the workspace.
 
+mod encode;
 pub mod format;
 mod read;
 mod write;
