@@ -110,6 +110,8 @@ pub struct PassReport {
     /// How far the process's resident memory rose above where it was when the pass began
     /// (Linux; `None` elsewhere). Concurrent ingest counts too.
     pub peak_extra_bytes: Option<u64>,
+    /// Per cluster, the end of what is archived after the pass.
+    pub archived_until: BTreeMap<String, i64>,
 }
 
 impl std::fmt::Display for PassReport {
@@ -252,6 +254,7 @@ fn pass(
         progress.advance(1, 0);
     }
     progress.finish();
+    report.archived_until = state.clusters;
     report
 }
 

@@ -2,6 +2,7 @@
 
 use crate::App;
 use crate::archiving::{ArchiveSettings, run_pass};
+use crate::telemetry::ClusterLabel;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -139,6 +140,12 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
         telemetry.archive_samples.inc_by(report.samples);
         telemetry.archive_bytes.inc_by(report.bytes);
         telemetry.archive_pass_seconds.set(report.seconds);
+        for (cluster, until) in &report.archived_until {
+            let label = ClusterLabel {
+                cluster: cluster.clone(),
+            };
+            telemetry.archived_until.get_or_create(&label).set(*until);
+        }
         telemetry
             .archive_failures
             .inc_by(report.errors.len() as u64);

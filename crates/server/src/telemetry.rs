@@ -21,6 +21,11 @@ pub struct MetricLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub route: &'static str,
 }
@@ -61,6 +66,7 @@ pub struct Telemetry {
     pub archive_failures: Counter,
     pub archive_bytes: Counter,
     pub archive_pass_seconds: Gauge<f64, AtomicU64>,
+    pub archived_until: Family<ClusterLabel, Gauge>,
     snapshots: Counter,
     pub snapshot_failures: Counter,
     snapshot_bytes: Gauge,
@@ -121,6 +127,7 @@ impl Telemetry {
             archive_failures: Counter::default(),
             archive_bytes: Counter::default(),
             archive_pass_seconds: Gauge::default(),
+            archived_until: Family::default(),
             snapshots: Counter::default(),
             snapshot_failures: Counter::default(),
             snapshot_bytes: Gauge::default(),
@@ -236,6 +243,12 @@ impl Telemetry {
             "archive_pass_duration_seconds",
             "Wall time of the last archive pass",
             telemetry.archive_pass_seconds.clone(),
+        );
+        r.register(
+            "archive_end_seconds",
+            "Per cluster, the end (unix s) of what is archived: alert when now minus this \
+             exceeds retention plus two archive intervals",
+            telemetry.archived_until.clone(),
         );
         r.register(
             "memory_cap_freed_buffers",

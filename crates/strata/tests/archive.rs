@@ -701,7 +701,10 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
     server.kill_now();
     server.restart();
 
-    let metrics = wait_for_metrics(&server, "archiving", freed_and_snapshotted);
+    let end_gauge = "strata_archive_end_seconds{cluster=\"c1\"}";
+    let metrics = wait_for_metrics(&server, "archiving", |metrics| {
+        freed_and_snapshotted(metrics) && metric_value(metrics, end_gauge).is_some()
+    });
     assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
     let archived = metric_value(&metrics, "strata_archive_samples_total");
@@ -709,7 +712,17 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
     let failures = metric_value(&metrics, "strata_archive_failures_total");
     assert_eq!(failures, Some(0.0), "{metrics}");
     let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
-    assert!(state.contains("\"c1\""), "{state}");
+    let state: Value = serde_json::from_str(&state).expect("state JSON");
+    let until = state["clusters"]["c1"].as_f64().expect("c1's archived end");
+    // Passes go on every 2 s: the gauge read before the state may be a pass behind it.
+    let newest = expected
+        .iter()
+        .filter_map(|row| row[5].as_f64())
+        .fold(0.0, f64::max);
+    let gauge = metric_value(&metrics, end_gauge).expect("strata_archive_end_seconds for c1");
+    assert!(newest < gauge && gauge <= until, "{newest} {gauge} {until}");
+    let bytes = metric_value(&metrics, "strata_archive_bytes_total").unwrap_or(0.0);
+    assert!(bytes > 0.0, "{metrics}");
 }
 
 // Goal (serve): while the archive cannot be written, passes fail (logged, counted), free
