@@ -38,12 +38,9 @@ enum Job {
     Close(SyncSender<Result<Vec<ArrowColumnChunk>>>),
 }
 
-/// What the string lane's open row group takes, published after each run it encodes.
+/// Memory the string lane's writers hold, published after each run it encodes.
 #[derive(Default)]
 struct LaneSize {
-    /// Encoded bytes so far (for the row group's size cap).
-    encoded: AtomicUsize,
-    /// Memory its writers hold.
     memory: AtomicUsize,
 }
 
@@ -133,17 +130,17 @@ impl Encoder {
         self.group_rows
     }
 
-    /// Encoded bytes of the open row group (the string lane's part as of its last run).
+    /// Encoded bytes of the open row group's numeric columns. The string columns (runs of one
+    /// value per series: a few bytes each) are left out, so that row group boundaries never
+    /// depend on how far the string lane has got.
     pub(crate) fn group_bytes(&self) -> usize {
-        let numbers: usize = self
-            .numbers
+        self.numbers
             .iter()
             .map(ArrowColumnWriter::get_estimated_total_bytes)
-            .sum();
-        numbers + self.lane_size.encoded.load(Ordering::Relaxed)
+            .sum()
     }
 
-    /// Memory the open row group's writers hold.
+    /// Memory the open row group's writers hold (the string lane's as of its last run).
     pub(crate) fn memory_size(&self) -> usize {
         let numbers: usize = self
             .numbers
@@ -231,12 +228,7 @@ fn string_lane(schema: &SchemaRef, jobs: &Receiver<Job>, size: &LaneSize) {
                 {
                     failed = Some(error);
                 }
-                let encoded = writers
-                    .iter()
-                    .map(ArrowColumnWriter::get_estimated_total_bytes)
-                    .sum();
                 let memory = writers.iter().map(ArrowColumnWriter::memory_size).sum();
-                size.encoded.store(encoded, Ordering::Relaxed);
                 size.memory.store(memory, Ordering::Relaxed);
             }
             Job::Close(reply) => {
@@ -247,7 +239,6 @@ fn string_lane(schema: &SchemaRef, jobs: &Receiver<Job>, size: &LaneSize) {
                         .map(ArrowColumnWriter::close)
                         .collect(),
                 };
-                size.encoded.store(0, Ordering::Relaxed);
                 size.memory.store(0, Ordering::Relaxed);
                 // The caller waits for it; gone, it has failed already.
                 let _ = reply.send(chunks);

@@ -67,7 +67,8 @@ pub const PAGE_ROWS: usize = 8192;
 pub const ROW_GROUP_ROWS_MIN: usize = 64 * 1024;
 /// Hard cap: a big host is split into several row groups.
 pub const ROW_GROUP_ROWS_MAX: usize = 1024 * 1024;
-/// Hard cap on a row group's encoded size, which the writer keeps in memory until it is closed.
+/// Hard cap on the encoded size of a row group's numeric columns (the string columns add a
+/// few bytes per series), which the writer keeps in memory until the group is closed.
 pub const ROW_GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 // A page never spans row groups, and a host boundary can always close a group below the cap.

@@ -355,8 +355,8 @@ impl PeriodWriter {
         ];
         let mut rest = pending.rows.as_slice();
         while !rest.is_empty() {
-            // A group ends exactly at the row cap, or once its encoded size reaches the byte
-            // cap (about: the string lane reports its size as of its last run).
+            // A group ends exactly at the row cap, or once its numeric columns' encoded size
+            // reaches the byte cap.
             let room = self.options.row_group_rows_max - writer.group_rows();
             let (rows, next) = rest.split_at(rest.len().min(room).min(BATCH_ROWS));
             writer.write(strings, rows).map_err(parquet)?;
