@@ -2,8 +2,9 @@
 //!
 //! - [`PeriodWriter`] streams one period of one cluster into `<dir>/<cluster>/<period_start>.parquet`,
 //!   series by series, in the file's sort order. Memory is bounded by one series plus the open row
-//!   group (at most [`format::ROW_GROUP_BYTES_MAX`] encoded). The file appears atomically: it is
-//!   written as `.<period_start>.parquet.tmp`, fsynced, renamed, and the directory fsynced.
+//!   group (at most about [`format::ROW_GROUP_BYTES_MAX`] encoded). The string columns are
+//!   encoded on a second thread (`encode.rs`). The file appears atomically: it is written as
+//!   `.<period_start>.parquet.tmp`, fsynced, renamed, and the directory fsynced.
 //! - [`Archive`] reads one `(cluster, host, metric)` over a time range from an archive. It
 //!   opens only files whose period overlaps, prunes row groups by their statistics and pages by the
 //!   page index, and decodes only the needed columns. Files cc-metric-store wrote (unsorted, no
@@ -28,6 +29,7 @@
 //! for files and objects. Only this crate depends on Arrow and object_store, which keeps their
 //! compile time away from the rest of the workspace.
 
+mod encode;
 pub mod format;
 mod location;
 mod read;

@@ -1,16 +1,12 @@
 //! [`PeriodWriter`]: one cluster's period streamed into one Parquet file, atomically.
 
 use crate::Error;
+use crate::encode::Encoder;
 use crate::format::{self, WriterOptions};
-use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// Rows per record batch handed to the Parquet writer.
+/// Rows per batch handed to the encoder.
 const BATCH_ROWS: usize = format::PAGE_ROWS;
 
 /// What [`PeriodWriter::finish`] made.
@@ -80,7 +76,7 @@ struct Pending {
 /// [`PeriodWriter::finish`] removes the temporary file; nothing is ever visible under the final
 /// name until it is complete and durable.
 pub struct PeriodWriter {
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<Encoder>,
     options: WriterOptions,
     cluster: String,
     period_start_s: i64,
@@ -96,7 +92,6 @@ pub struct PeriodWriter {
     written_host: Option<String>,
     rows: u64,
     series: u64,
-    schema: SchemaRef,
     /// Set once the file is under its final name; until then `Drop` removes the temporary file.
     renamed: bool,
 }
@@ -169,16 +164,10 @@ impl PeriodWriter {
             path: temporary.clone(),
             source,
         })?;
-        // No embedded Arrow schema: readers see the plain Parquet types, exactly as in a
-        // cc-metric-store file.
-        let writer_options = ArrowWriterOptions::new()
-            .with_properties(properties)
-            .with_skip_arrow_metadata(true);
-        let writer = ArrowWriter::try_new_with_options(file, format::schema(), writer_options)
-            .map_err(|source| Error::Parquet {
-                path: temporary.clone(),
-                source,
-            });
+        let writer = Encoder::new(file, properties).map_err(|source| Error::Parquet {
+            path: temporary.clone(),
+            source,
+        });
         let writer = match writer {
             Ok(writer) => writer,
             Err(error) => {
@@ -201,7 +190,6 @@ impl PeriodWriter {
             written_host: None,
             rows: 0,
             series: 0,
-            schema: format::schema(),
             renamed: false,
         })
     }
@@ -269,9 +257,9 @@ impl PeriodWriter {
                 "writer already closed".to_string(),
             )));
         };
-        writer.flush().map_err(|e| self.parquet_error(e))?;
-        let row_groups = writer.flushed_row_groups().len();
-        let file = writer.into_inner().map_err(|e| self.parquet_error(e))?;
+        writer.close_group().map_err(|e| self.parquet_error(e))?;
+        let row_groups = writer.groups();
+        let file = writer.finish().map_err(|e| self.parquet_error(e))?;
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io {
@@ -308,7 +296,7 @@ impl PeriodWriter {
     /// `row_group_bytes_max`), the column encoders' current pages (about 1 MiB with 8192-row
     /// pages) and the pending series — independent of the size of a host or a period.
     pub fn memory_bytes(&self) -> usize {
-        let writer = self.writer.as_ref().map_or(0, ArrowWriter::memory_size);
+        let writer = self.writer.as_ref().map_or(0, Encoder::memory_size);
         let pending = self.pending.as_ref().map_or(0, |pending| {
             pending.rows.capacity() * std::mem::size_of::<(i64, i64, f32)>()
         });
@@ -349,19 +337,35 @@ impl PeriodWriter {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
+        let parquet = |source| Error::Parquet {
+            path: self.temporary.clone(),
+            source,
+        };
         let new_host = self.written_host.as_deref() != Some(pending.key.host.as_str());
-        if new_host && writer.in_progress_rows() >= self.options.row_group_rows_min {
-            writer.flush().map_err(|source| Error::Parquet {
-                path: self.temporary.clone(),
-                source,
-            })?;
+        if new_host && writer.group_rows() >= self.options.row_group_rows_min {
+            writer.close_group().map_err(parquet)?;
         }
-        for chunk in pending.rows.chunks(BATCH_ROWS) {
-            let batch = batch(&self.schema, &self.cluster, &pending.key, chunk)?;
-            writer.write(&batch).map_err(|source| Error::Parquet {
-                path: self.temporary.clone(),
-                source,
-            })?;
+        let key = &pending.key;
+        let strings = [
+            self.cluster.as_str(),
+            &key.host,
+            &key.metric,
+            &key.scope,
+            &key.scope_id,
+        ];
+        let mut rest = pending.rows.as_slice();
+        while !rest.is_empty() {
+            // A group ends exactly at the row cap, or once its numeric columns' encoded size
+            // reaches the byte cap.
+            let room = self.options.row_group_rows_max - writer.group_rows();
+            let (rows, next) = rest.split_at(rest.len().min(room).min(BATCH_ROWS));
+            writer.write(strings, rows).map_err(parquet)?;
+            if writer.group_rows() >= self.options.row_group_rows_max
+                || writer.group_bytes() >= self.options.row_group_bytes_max
+            {
+                writer.close_group().map_err(parquet)?;
+            }
+            rest = next;
         }
         self.rows += pending.rows.len() as u64;
         self.series += 1;
@@ -393,30 +397,4 @@ fn present(samples: &[(i64, f32)], frequency_s: i64) -> impl Iterator<Item = (i6
         .iter()
         .filter(|(_, value)| !value.is_nan())
         .map(move |&(timestamp_s, value)| (timestamp_s, frequency_s, value))
-}
-
-/// One record batch of a series' rows.
-fn batch(
-    schema: &SchemaRef,
-    cluster: &str,
-    key: &SeriesKey,
-    rows: &[(i64, i64, f32)],
-) -> Result<RecordBatch, Error> {
-    let repeated = |value: &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            value,
-            rows.len(),
-        )))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        repeated(cluster),
-        repeated(&key.host),
-        repeated(&key.metric),
-        repeated(&key.scope),
-        repeated(&key.scope_id),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
-    ];
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

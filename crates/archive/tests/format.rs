@@ -356,6 +356,56 @@ fn row_groups_follow_host_boundaries() {
     assert_eq!(summary.row_groups, 6);
 }
 
+/// Values are dictionary-encoded while the dictionary stays small (quantised metrics) and fall
+/// back to byte stream split when it grows past `VALUE_DICTIONARY_BYTES` (noisy floats), and
+/// both read back exactly.
+#[test]
+fn values_use_a_small_dictionary_then_byte_stream_split() {
+    use parquet::basic::Encoding;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = WriterOptions {
+        row_group_rows_min: 100,
+        ..WriterOptions::default()
+    };
+    let mut writer =
+        PeriodWriter::create_with(dir.path(), "fritz", START, END, options).expect("create");
+    let distinct = 2 * format::VALUE_DICTIONARY_BYTES as i64 / 4;
+    let quantised = samples(40_000, 1, |i| (i % 50) as f32 * 0.25);
+    let noisy = samples(distinct, 1, |i| (i as f32).sqrt() * 1.000_1);
+    writer
+        .add_series("h0", &[], "m", 1, &quantised)
+        .expect("series");
+    writer
+        .add_series("h1", &[], "m", 1, &noisy)
+        .expect("series");
+    let summary = writer.finish().expect("finish");
+    assert_eq!(summary.row_groups, 2);
+    let file = File::open(&summary.path).expect("open");
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("footer");
+    let value_column = format::COLUMNS.len() - 1;
+    let encodings: Vec<Vec<Encoding>> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|group| group.column(value_column).encodings().collect())
+        .collect();
+    assert!(
+        !encodings[0].contains(&Encoding::BYTE_STREAM_SPLIT),
+        "{encodings:?}"
+    );
+    assert!(
+        encodings[0].contains(&Encoding::RLE_DICTIONARY),
+        "{encodings:?}"
+    );
+    assert!(
+        encodings[1].contains(&Encoding::BYTE_STREAM_SPLIT),
+        "{encodings:?}"
+    );
+    let values: Vec<f32> = rows(&summary.path).iter().map(|row| row.6).collect();
+    let written: Vec<f32> = quantised.iter().chain(&noisy).map(|s| s.1).collect();
+    assert_eq!(values, written);
+}
+
 /// The archive directory and its parents are created when missing (and synced after the rename).
 #[test]
 fn missing_directories_are_created() {

@@ -18,6 +18,7 @@
 //! disk.
 
 use crate::progress::Progress;
+use crate::telemetry::PeakResident;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,6 +106,13 @@ pub struct PassReport {
     pub freed_buffers: usize,
     /// Periods that could not be archived, with the reason; their data stays in memory.
     pub errors: Vec<String>,
+    /// Wall time of the pass.
+    pub seconds: f64,
+    /// How far the process's resident memory rose above where it was when the pass began
+    /// (Linux; `None` elsewhere). Concurrent ingest counts too.
+    pub peak_extra_bytes: Option<u64>,
+    /// Per cluster, the end of what is archived after the pass.
+    pub archived_until: BTreeMap<String, i64>,
 }
 
 impl std::fmt::Display for PassReport {
@@ -117,6 +125,18 @@ impl std::fmt::Display for PassReport {
             writeln!(f, "bytes per sample: {per_sample:.2}")?;
         }
         writeln!(f, "buffers freed:   {}", self.freed_buffers)?;
+        writeln!(f, "seconds:         {:.2}", self.seconds)?;
+        if self.seconds > 0.0 {
+            let rate = self.samples as f64 / self.seconds;
+            writeln!(f, "samples per second: {rate:.0}")?;
+        }
+        if let Some(bytes) = self.peak_extra_bytes {
+            writeln!(
+                f,
+                "peak extra memory: {:.1} MiB",
+                bytes as f64 / (1 << 20) as f64
+            )?;
+        }
         writeln!(f, "errors:          {}", self.errors.len())?;
         for error in &self.errors {
             writeln!(f, "  - {error}")?;
@@ -130,6 +150,21 @@ impl std::fmt::Display for PassReport {
 /// also publishes the files, `settings.location` is where it was opened).
 /// Blocking: run it off the async workers.
 pub fn run_pass(
+    store: &Store,
+    archive: &Archive,
+    data_directory: &Path,
+    settings: &ArchiveSettings,
+    now_s: i64,
+) -> PassReport {
+    let started = std::time::Instant::now();
+    let peak = PeakResident::start();
+    let mut report = pass(store, archive, data_directory, settings, now_s);
+    report.seconds = started.elapsed().as_secs_f64();
+    report.peak_extra_bytes = peak.extra_bytes();
+    report
+}
+
+fn pass(
     store: &Store,
     archive: &Archive,
     data_directory: &Path,
@@ -232,6 +267,7 @@ pub fn run_pass(
         progress.advance(1, 0);
     }
     progress.finish();
+    report.archived_until = state.clusters;
     report
 }
 

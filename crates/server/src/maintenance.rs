@@ -2,6 +2,7 @@
 
 use crate::App;
 use crate::archiving::{ArchiveSettings, run_pass};
+use crate::telemetry::ClusterLabel;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -137,6 +138,14 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
             .inc_by(report.freed_buffers as u64);
         telemetry.archive_files.inc_by(report.files.len() as u64);
         telemetry.archive_samples.inc_by(report.samples);
+        telemetry.archive_bytes.inc_by(report.bytes);
+        telemetry.archive_pass_seconds.set(report.seconds);
+        for (cluster, until) in &report.archived_until {
+            let label = ClusterLabel {
+                cluster: cluster.clone(),
+            };
+            telemetry.archived_until.get_or_create(&label).set(*until);
+        }
         telemetry
             .archive_failures
             .inc_by(report.errors.len() as u64);
@@ -146,6 +155,8 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
                 samples = report.samples,
                 bytes = report.bytes,
                 freed = report.freed_buffers,
+                seconds = report.seconds,
+                peak_extra_bytes = report.peak_extra_bytes,
                 "archived"
             );
         }

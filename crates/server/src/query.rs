@@ -206,10 +206,13 @@ fn plan(app: &App, body: &[u8]) -> Result<Plan, ApiError> {
 }
 
 /// Where the next chunk of a response starts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Default)]
 struct Cursor {
     query: usize,
     entry: usize,
+    /// The current query's data merged with the archive ([`archiving::with_archive`]), kept
+    /// for its next chunks so that the archive is read once per query, not once per chunk.
+    merged: Option<Arc<Store>>,
 }
 
 /// Sends `first`, then computes and sends the rest of the response a chunk at a time from
@@ -245,11 +248,11 @@ async fn respond(
         let Ok((bytes, next)) = step else {
             return;
         };
-        cursor = next;
         chunk = Chunk {
             bytes: bytes.into(),
             last: next.is_none(),
         };
+        cursor = next;
     }
 }
 
@@ -282,20 +285,24 @@ fn fill(
             out.push(b'[');
         }
         let mut entry = cursor.entry;
-        // A range older than memory reads the archive too (a query cut across chunks does
-        // it again for each).
-        let merged = archive.and_then(|archive| {
-            let range = (plan.options.from_s, plan.options.to_s);
-            archiving::with_archive(
-                store,
-                archive,
-                &plan.cluster,
-                &query.host,
-                &query.metric,
-                range,
-            )
-        });
-        let store = merged.as_ref().unwrap_or(store);
+        // A range older than memory reads the archive too.
+        let merged = match cursor.merged.take() {
+            Some(merged) => Some(merged),
+            None if cursor.entry == 0 => archive.and_then(|archive| {
+                let range = (plan.options.from_s, plan.options.to_s);
+                archiving::with_archive(
+                    store,
+                    archive,
+                    &plan.cluster,
+                    &query.host,
+                    &query.metric,
+                    range,
+                )
+                .map(Arc::new)
+            }),
+            None => None,
+        };
+        let store = merged.as_deref().unwrap_or(store);
         let stopped = store.query_each(
             &plan.cluster,
             &query.read(),
@@ -316,12 +323,13 @@ fn fill(
         );
         if let Some(entry) = stopped {
             cursor.entry = entry;
+            cursor.merged = merged;
             return (out, Some(cursor));
         }
         out.push(b']');
         cursor = Cursor {
             query: cursor.query + 1,
-            entry: 0,
+            ..Cursor::default()
         };
         if out.len() >= RESPONSE_CHUNK_BYTES {
             return (out, Some(cursor));

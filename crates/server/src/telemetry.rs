@@ -21,6 +21,11 @@ pub struct MetricLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub route: &'static str,
 }
@@ -59,6 +64,9 @@ pub struct Telemetry {
     pub archive_files: Counter,
     pub archive_samples: Counter,
     pub archive_failures: Counter,
+    pub archive_bytes: Counter,
+    pub archive_pass_seconds: Gauge<f64, AtomicU64>,
+    pub archived_until: Family<ClusterLabel, Gauge>,
     snapshots: Counter,
     pub snapshot_failures: Counter,
     snapshot_bytes: Gauge,
@@ -117,6 +125,9 @@ impl Telemetry {
             archive_files: Counter::default(),
             archive_samples: Counter::default(),
             archive_failures: Counter::default(),
+            archive_bytes: Counter::default(),
+            archive_pass_seconds: Gauge::default(),
+            archived_until: Family::default(),
             snapshots: Counter::default(),
             snapshot_failures: Counter::default(),
             snapshot_bytes: Gauge::default(),
@@ -222,6 +233,22 @@ impl Telemetry {
             "archive_failures",
             "Archive periods or state writes that failed; their data stays in memory",
             telemetry.archive_failures.clone(),
+        );
+        r.register(
+            "archive_bytes",
+            "Bytes of archive files written",
+            telemetry.archive_bytes.clone(),
+        );
+        r.register(
+            "archive_pass_duration_seconds",
+            "Wall time of the last archive pass",
+            telemetry.archive_pass_seconds.clone(),
+        );
+        r.register(
+            "archive_end_seconds",
+            "Per cluster, the end (unix s) of what is archived: alert when now minus this \
+             exceeds retention plus two archive intervals",
+            telemetry.archived_until.clone(),
         );
         r.register(
             "memory_cap_freed_buffers",
@@ -459,6 +486,32 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// The rise of resident memory over a stretch of work (Linux): the kernel's high-water mark
+/// is reset at [`PeakResident::start`] (`/proc/self/clear_refs`), read back at the end.
+#[derive(Debug)]
+pub struct PeakResident {
+    start_bytes: Option<u64>,
+}
+
+impl PeakResident {
+    pub fn start() -> Self {
+        // "5" resets the peak resident set size to the current one (Linux ≥ 4.0).
+        let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        Self {
+            start_bytes: reset.then(resident_bytes).flatten(),
+        }
+    }
+
+    /// Peak resident memory since [`PeakResident::start`] minus what it was then.
+    pub fn extra_bytes(&self) -> Option<u64> {
+        let start = self.start_bytes?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some((kib * 1024).saturating_sub(start))
+    }
+}
+
 /// Lets a log line through at most once per interval and counts what it held back, so a
 /// flood of bad input cannot flood the log.
 #[derive(Debug)]
@@ -565,6 +618,8 @@ mod tests {
             "strata_archive_files_total 0",
             "strata_archive_samples_total 0",
             "strata_archive_failures_total 0",
+            "strata_archive_bytes_total 0",
+            "strata_archive_pass_duration_seconds 0",
             "strata_process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

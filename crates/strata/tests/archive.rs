@@ -228,6 +228,53 @@ fn queries_read_the_archive_as_if_the_data_were_in_memory() {
     }
 }
 
+// Goal: a response too large for one chunk (the server streams 64 KiB at a time) answers
+// from the archive exactly as from memory: the merged data of a query is carried from chunk
+// to chunk, not read again or lost between them.
+#[test]
+fn a_response_in_many_chunks_reads_the_archive_as_memory() {
+    let mut server = Server::start();
+    let first = (minutes_ago(30 * 60) / 60) * 60;
+    let threads = 64;
+    let mut lines = String::new();
+    for minute in 0..300i64 {
+        let t = first + minute * 60;
+        for thread in 0..threads {
+            let value = (minute * 7 + thread) as f64 / 8.0;
+            lines.push_str(&format!(
+                "cpu_user,hostname=h0,type=hwthread,type-id={thread} value={value} {t}\n"
+            ));
+        }
+    }
+    server.write_ok("c1", &lines);
+    let ids: Vec<String> = (0..threads).map(|id| id.to_string()).collect();
+    let request = json!({"cluster": "c1", "from": first, "to": first + 300 * 60,
+        "queries": [{"metric": "cpu_user", "host": "h0", "type": "hwthread", "type-ids": ids},
+                    {"metric": "cpu_user", "host": "h0", "type": "hwthread", "type-ids": ids,
+                     "aggreg": true}]});
+    let before = server.query(&request);
+    let size = serde_json::to_vec(&before).expect("JSON").len();
+    assert!(
+        size > 2 * 64 * 1024,
+        "{size} bytes: not three chunks or more"
+    );
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+    let archive = use_archive(&server, "1h");
+    let output = archive_once(&server);
+    assert!(output.status.success(), "{}", output.stderr);
+    let rows = read_with_pyarrow(&archive)["rows"].as_array().map(Vec::len);
+    assert_eq!(rows, Some(300 * threads as usize));
+    server.restart();
+    let samples = metric_value(&server.metrics(), "strata_store_samples");
+    assert_eq!(
+        samples,
+        Some(0.0),
+        "memory should hold nothing of it any more"
+    );
+    assert_eq!(server.query(&request), before);
+}
+
 // Goal: `strata archive` refuses to run beside a serving strata (the data directory's lock).
 #[test]
 fn strata_archive_refuses_while_the_server_runs() {
@@ -658,7 +705,10 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
     server.kill_now();
     server.restart();
 
-    let metrics = wait_for_metrics(&server, "archiving", freed_and_snapshotted);
+    let end_gauge = "strata_archive_end_seconds{cluster=\"c1\"}";
+    let metrics = wait_for_metrics(&server, "archiving", |metrics| {
+        freed_and_snapshotted(metrics) && metric_value(metrics, end_gauge).is_some()
+    });
     assert_archived_exactly(&archive, &expected);
     assert_eq!(leftovers(&archive), Vec::<PathBuf>::new());
     let archived = metric_value(&metrics, "strata_archive_samples_total");
@@ -666,7 +716,17 @@ fn serve_archives_frees_and_snapshots_what_leaves_a_short_window() {
     let failures = metric_value(&metrics, "strata_archive_failures_total");
     assert_eq!(failures, Some(0.0), "{metrics}");
     let state = std::fs::read_to_string(server.data_dir().join("ARCHIVE-STATE")).expect("state");
-    assert!(state.contains("\"c1\""), "{state}");
+    let state: Value = serde_json::from_str(&state).expect("state JSON");
+    let until = state["clusters"]["c1"].as_f64().expect("c1's archived end");
+    // Passes go on every 2 s: the gauge read before the state may be a pass behind it.
+    let newest = expected
+        .iter()
+        .filter_map(|row| row[5].as_f64())
+        .fold(0.0, f64::max);
+    let gauge = metric_value(&metrics, end_gauge).expect("strata_archive_end_seconds for c1");
+    assert!(newest < gauge && gauge <= until, "{newest} {gauge} {until}");
+    let bytes = metric_value(&metrics, "strata_archive_bytes_total").unwrap_or(0.0);
+    assert!(bytes > 0.0, "{metrics}");
 }
 
 // Goal (serve): while the archive cannot be written, passes fail (logged, counted), free
