@@ -39,7 +39,7 @@ mod write;
 pub use location::{Location, STAGING_DIRECTORY};
 pub use read::{
     Archive, ArchivedSeries, FOOTER_CACHE_BYTES, LISTING_TTL, READ_SAMPLES_MAX, ReadResult,
-    SkippedFile,
+    ReadStats, SkippedFile,
 };
 pub use s3::{PARTS_IN_FLIGHT, S3Settings};
 pub use write::{FileSummary, PeriodWriter};

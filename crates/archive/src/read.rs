@@ -34,6 +34,7 @@ use std::fs::{self, File};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Bound on the cached footers (file metadata + page index), by their in-memory size.
@@ -88,6 +89,27 @@ pub struct Archive {
     footer_cache_bytes_max: usize,
     read_samples_max: usize,
     cache: Mutex<Cache>,
+    counts: Counts,
+}
+
+#[derive(Default)]
+struct Counts {
+    reads: AtomicU64,
+    failures: AtomicU64,
+    skipped_files: AtomicU64,
+}
+
+/// What an [`Archive`] has done since it was opened (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Calls of [`Archive::read`].
+    pub reads: u64,
+    /// Reads that failed as a whole.
+    pub failures: u64,
+    /// Files left out of reads because they could not be used (each read counts them again).
+    pub skipped_files: u64,
+    /// In-memory size of the cached footers now.
+    pub footer_cache_bytes: u64,
 }
 
 impl std::fmt::Debug for Archive {
@@ -193,6 +215,7 @@ impl Archive {
             footer_cache_bytes_max: FOOTER_CACHE_BYTES,
             read_samples_max: READ_SAMPLES_MAX,
             cache: Mutex::new(Cache::default()),
+            counts: Counts::default(),
         }
     }
 
@@ -213,12 +236,42 @@ impl Archive {
         self.cache.lock().footer_bytes
     }
 
+    /// Reads, failed reads and skipped files so far, and the footer cache's size.
+    pub fn stats(&self) -> ReadStats {
+        ReadStats {
+            reads: self.counts.reads.load(Ordering::Relaxed),
+            failures: self.counts.failures.load(Ordering::Relaxed),
+            skipped_files: self.counts.skipped_files.load(Ordering::Relaxed),
+            footer_cache_bytes: self.footer_cache_bytes() as u64,
+        }
+    }
+
     /// Every archived sample of `(cluster, host, metric)` with `from_s <= t < to_s`, grouped by
     /// series, each sorted by time. Files that cannot be read are listed in `skipped` (name and
     /// reason) and the rest still answers. Errors: an invalid cluster name, an unreadable
     /// cluster directory (a missing one is an empty archive), or more than
     /// [`READ_SAMPLES_MAX`] (or [`Archive::with_read_samples_max`]) samples.
     pub fn read(
+        &self,
+        cluster: &str,
+        host: &str,
+        metric: &str,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<ReadResult, Error> {
+        let result = self.read_files(cluster, host, metric, from_s, to_s);
+        self.counts.reads.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(read) => self
+                .counts
+                .skipped_files
+                .fetch_add(read.skipped.len() as u64, Ordering::Relaxed),
+            Err(_) => self.counts.failures.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    fn read_files(
         &self,
         cluster: &str,
         host: &str,

@@ -18,7 +18,7 @@
 //! disk.
 
 use crate::progress::Progress;
-use crate::telemetry::PeakResident;
+use crate::telemetry::{LogLimiter, PeakResident};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -332,6 +332,10 @@ fn write_period(
     written.then(|| writer.finish()).transpose()
 }
 
+/// Archive read problems are logged at most once a minute (with how many were held back): a
+/// damaged file would otherwise log once per query. `/metrics` counts them all.
+static READ_LOG: LogLimiter = LogLimiter::new(60);
+
 /// How far beyond a query's range the archive is read, so that a range starting or ending in
 /// a gap finds the sample on the other side of it, as memory does (gaps up to this long).
 pub const QUERY_MARGIN_S: i64 = 3600;
@@ -369,12 +373,16 @@ pub fn with_archive(
     ) {
         Ok(read) => read,
         Err(error) => {
-            tracing::warn!(cluster, host, metric, %error, "cannot read the archive; answering from memory");
+            if let Some(suppressed) = READ_LOG.allow(crate::now_s()) {
+                tracing::warn!(cluster, host, metric, %error, suppressed, "cannot read the archive; answering from memory");
+            }
             return None;
         }
     };
     for skipped in &read.skipped {
-        tracing::warn!(cluster, file = %skipped.name, reason = %skipped.reason, "archive file skipped");
+        if let Some(suppressed) = READ_LOG.allow(crate::now_s()) {
+            tracing::warn!(cluster, file = %skipped.name, reason = %skipped.reason, suppressed, "archive file skipped");
+        }
     }
     if read.series.is_empty() {
         return None;

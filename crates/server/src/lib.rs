@@ -505,6 +505,9 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let durability = &app.durability;
     let healthy = durability.wal_poisoned().is_none();
+    if let Some(archive) = app.archive() {
+        app.telemetry.record_archive_reads(archive.stats());
+    }
     let text = app
         .telemetry
         .render(&app.store, durability.wal_stats(), healthy);

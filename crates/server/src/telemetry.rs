@@ -67,6 +67,10 @@ pub struct Telemetry {
     pub archive_bytes: Counter,
     pub archive_pass_seconds: Gauge<f64, AtomicU64>,
     pub archived_until: Family<ClusterLabel, Gauge>,
+    archive_reads: Counter,
+    archive_read_failures: Counter,
+    archive_skipped_files: Counter,
+    archive_footer_cache_bytes: Gauge,
     snapshots: Counter,
     pub snapshot_failures: Counter,
     snapshot_bytes: Gauge,
@@ -128,6 +132,10 @@ impl Telemetry {
             archive_bytes: Counter::default(),
             archive_pass_seconds: Gauge::default(),
             archived_until: Family::default(),
+            archive_reads: Counter::default(),
+            archive_read_failures: Counter::default(),
+            archive_skipped_files: Counter::default(),
+            archive_footer_cache_bytes: Gauge::default(),
             snapshots: Counter::default(),
             snapshot_failures: Counter::default(),
             snapshot_bytes: Gauge::default(),
@@ -249,6 +257,26 @@ impl Telemetry {
             "Per cluster, the end (unix s) of what is archived: alert when now minus this \
              exceeds retention plus two archive intervals",
             telemetry.archived_until.clone(),
+        );
+        r.register(
+            "archive_reads",
+            "Queries' reads of the archive (one per query entry older than memory)",
+            telemetry.archive_reads.clone(),
+        );
+        r.register(
+            "archive_read_failures",
+            "Archive reads that failed as a whole; those queries answered from memory",
+            telemetry.archive_read_failures.clone(),
+        );
+        r.register(
+            "archive_skipped_files",
+            "Archive files left out of a read because they could not be used (counted per read)",
+            telemetry.archive_skipped_files.clone(),
+        );
+        r.register(
+            "archive_footer_cache_bytes",
+            "Memory of the cached Parquet footers of archive files",
+            telemetry.archive_footer_cache_bytes.clone(),
         );
         r.register(
             "memory_cap_freed_buffers",
@@ -437,6 +465,19 @@ impl Telemetry {
         self.snapshot_seconds.set(report.seconds);
     }
 
+    /// Refreshes the archive reader's metrics from its counts.
+    pub fn record_archive_reads(&self, stats: strata_archive::ReadStats) {
+        self.archive_reads.inner().store(stats.reads, Ordering::Relaxed);
+        self.archive_read_failures
+            .inner()
+            .store(stats.failures, Ordering::Relaxed);
+        self.archive_skipped_files
+            .inner()
+            .store(stats.skipped_files, Ordering::Relaxed);
+        self.archive_footer_cache_bytes
+            .set(stats.footer_cache_bytes as i64);
+    }
+
     /// Renders every metric, refreshing the ones read from the store and the WAL first.
     pub fn render(
         &self,
@@ -620,6 +661,10 @@ mod tests {
             "strata_archive_failures_total 0",
             "strata_archive_bytes_total 0",
             "strata_archive_pass_duration_seconds 0",
+            "strata_archive_reads_total 0",
+            "strata_archive_read_failures_total 0",
+            "strata_archive_skipped_files_total 0",
+            "strata_archive_footer_cache_bytes 0",
             "strata_process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

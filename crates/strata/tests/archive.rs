@@ -160,6 +160,19 @@ fn strata_archive_writes_what_left_the_window_and_frees_it() {
         90,
         "answered from the archive"
     );
+
+    // A damaged file beside them is left out of every read, counted each time and logged once.
+    std::fs::write(archive.join("c1").join("1.parquet"), b"not parquet").expect("damaging");
+    for _ in 0..3 {
+        assert_eq!(present(&server.query(&query)), 90, "the other files answer");
+    }
+    let metrics = server.metrics();
+    let skipped = metric_value(&metrics, "strata_archive_skipped_files_total");
+    assert_eq!(skipped, Some(3.0), "{metrics}");
+    let reads = metric_value(&metrics, "strata_archive_reads_total").unwrap_or(0.0);
+    assert!(reads >= 4.0, "{metrics}");
+    let logged = server.log().matches("archive file skipped").count();
+    assert_eq!(logged, 1, "{}", server.log());
 }
 
 // Goal: a query over a range that left memory answers from the archive exactly as it did
