@@ -68,6 +68,9 @@ pub enum Error {
         key: String,
         source: object_store::Error,
     },
+    /// A file an archive pass needs to know about cannot be read.
+    #[error("archive file {name} cannot be read: {reason}")]
+    UnreadableFile { name: String, reason: String },
     /// The object store failed moments ago; it is asked again after `ttl_s`.
     #[error("{reason} (less than {ttl_s} s ago; not retried yet)")]
     Unavailable { reason: String, ttl_s: u64 },

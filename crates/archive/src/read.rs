@@ -161,10 +161,21 @@ struct Cache {
     clock: u64,
     /// `[start, end)` of the samples a file may hold; `None` for a file without rows. Kept when
     /// the footer is evicted (it is tiny and saves opening every file per read).
-    ranges: HashMap<PathBuf, (Stamp, Option<(i64, i64)>)>,
+    ranges: HashMap<PathBuf, (Stamp, Span)>,
     /// S3 listings per cluster, with when they were made; a failed one as its error's text,
     /// so that queries meanwhile fail at once instead of each waiting for the retries.
     listings: HashMap<String, (Instant, Result<Vec<Entry>, String>)>,
+    /// Per cluster, bumped whenever its listing is dropped: a listing made before the bump
+    /// (a query's, racing a pass's publish) is not cached after it.
+    listing_generations: HashMap<String, u64>,
+}
+
+/// A file's time range, and whether it is a Strata period (from the file's metadata) rather
+/// than the span of its rows.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    range: Option<(i64, i64)>,
+    period: bool,
 }
 
 /// The request, as bytes for comparisons with Parquet statistics.
@@ -334,15 +345,53 @@ impl Archive {
     }
 
     /// The end (exclusive, unix s) of what the archive holds for `cluster`: the latest period end
-    /// of Strata's files, or newest timestamp + 1 of files without a period. `None` when no
-    /// readable file holds a period or a row.
-    pub fn newest_s(&self, cluster: &str) -> Option<i64> {
-        let (entries, _) = self.list(cluster).ok()?;
-        entries
+    /// of Strata's files, or newest timestamp + 1 of files without a period. `Ok(None)` when no
+    /// readable file holds a period or a row; files that cannot be read are left out. Errors
+    /// (counted as failed reads): the cluster's files cannot be listed.
+    pub fn newest_s(&self, cluster: &str) -> Result<Option<i64>, Error> {
+        let entries = match self.list(cluster) {
+            Ok((entries, _)) => entries,
+            Err(error) => {
+                self.counts.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(error);
+            }
+        };
+        Ok(entries
             .iter()
             .filter_map(|entry| guarded(|| self.time_range(entry)).ok().flatten())
             .map(|(_, end_s)| end_s)
-            .max()
+            .max())
+    }
+
+    /// The end of the newest period Strata archived for `cluster` (files without a period,
+    /// such as cc-metric-store's, do not count), for a pass to start after. Files are looked at
+    /// from the highest name down, and the first with a period ends the search: periods never
+    /// overlap, and a file's name is its period's start. Errors: the files cannot be listed, or
+    /// one looked at cannot be read (a pass must not guess what is archived).
+    pub fn archived_end(&self, cluster: &str) -> Result<Option<i64>, Error> {
+        let (entries, _) = self.list(cluster)?;
+        // Other names are neither Strata's nor cc-metric-store's: never what a pass wrote.
+        let numbered = entries.iter().rev().filter(|entry| {
+            let stem = entry.name.trim_end_matches(".parquet");
+            stem.parse::<i64>().is_ok()
+        });
+        for entry in numbered {
+            match guarded(|| self.span(entry)) {
+                Ok(Span {
+                    range: Some((_, end_s)),
+                    period: true,
+                }) => return Ok(Some(end_s)),
+                Ok(_) => {}
+                Err(FileError::Skip(reason)) => {
+                    return Err(Error::UnreadableFile {
+                        name: entry.name.clone(),
+                        reason,
+                    });
+                }
+                Err(FileError::Limit) => {}
+            }
+        }
+        Ok(None)
     }
 
     /// The cluster's archive files, ordered by the number their name starts with, then by name;
@@ -373,28 +422,42 @@ impl Archive {
         Ok((entries, skipped))
     }
 
-    /// Drops the cached S3 listing of `cluster`.
+    /// Drops the cached S3 listing of `cluster`, and any listing in flight.
     pub(crate) fn forget_listing(&self, cluster: &str) {
-        self.cache.lock().listings.remove(cluster);
+        let mut cache = self.cache.lock();
+        cache.listings.remove(cluster);
+        *cache
+            .listing_generations
+            .entry(cluster.to_owned())
+            .or_default() += 1;
     }
 
     /// The `.parquet` objects directly under the cluster's prefix (cached [`LISTING_TTL`]).
     fn list_objects(&self, s3: &S3Archive, cluster: &str) -> Result<Vec<Entry>, Error> {
-        if let Some((listed, listing)) = self.cache.lock().listings.get(cluster)
-            && listed.elapsed() < LISTING_TTL
-        {
-            return listing.clone().map_err(|reason| Error::Unavailable {
-                reason,
-                ttl_s: LISTING_TTL.as_secs(),
-            });
-        }
+        let generation = {
+            let cache = self.cache.lock();
+            if let Some((listed, listing)) = cache.listings.get(cluster)
+                && listed.elapsed() < LISTING_TTL
+            {
+                return listing.clone().map_err(|reason| Error::Unavailable {
+                    reason,
+                    ttl_s: LISTING_TTL.as_secs(),
+                });
+            }
+            cache.listing_generations.get(cluster).copied()
+        };
+        let remember = |listing: Result<Vec<Entry>, String>| {
+            let mut cache = self.cache.lock();
+            if cache.listing_generations.get(cluster).copied() == generation {
+                cache
+                    .listings
+                    .insert(cluster.to_owned(), (Instant::now(), listing));
+            }
+        };
         let listing = match s3.list(cluster) {
             Ok(listing) => listing,
             Err(error) => {
-                self.cache
-                    .lock()
-                    .listings
-                    .insert(cluster.to_owned(), (Instant::now(), Err(error.to_string())));
+                remember(Err(error.to_string()));
                 return Err(error);
             }
         };
@@ -415,10 +478,7 @@ impl Archive {
                 })
             })
             .collect();
-        self.cache
-            .lock()
-            .listings
-            .insert(cluster.to_owned(), (Instant::now(), Ok(entries.clone())));
+        remember(Ok(entries.clone()));
         Ok(entries)
     }
     fn read_file(
@@ -554,13 +614,19 @@ impl Archive {
 
     /// `[start, end)` of the file's samples (cached per file version).
     fn time_range(&self, entry: &Entry) -> Result<Option<(i64, i64)>, FileError> {
-        if let Some((stamp, range)) = self.cache.lock().ranges.get(&entry.path)
+        Ok(self.span(entry)?.range)
+    }
+
+    /// The file's [`Span`] (cached per file version).
+    fn span(&self, entry: &Entry) -> Result<Span, FileError> {
+        if let Some((stamp, span)) = self.cache.lock().ranges.get(&entry.path)
             && *stamp == entry.stamp
         {
-            return Ok(*range);
+            return Ok(*span);
         }
         let metadata = self.metadata(entry)?;
-        let range = match period(metadata.metadata()) {
+        let period = period(metadata.metadata());
+        let range = match period {
             Some(range) => Some(range),
             None => {
                 let columns = Columns::find(metadata.schema())?;
@@ -577,11 +643,15 @@ impl Archive {
                 }
             }
         };
+        let span = Span {
+            range,
+            period: period.is_some(),
+        };
         self.cache
             .lock()
             .ranges
-            .insert(entry.path.clone(), (entry.stamp.clone(), range));
-        Ok(range)
+            .insert(entry.path.clone(), (entry.stamp.clone(), span));
+        Ok(span)
     }
 }
 

@@ -46,10 +46,15 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 /// Timeout of one HTTP request (a part of 64 MiB at ~3 MB/s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A failed request is retried this many times, with backoff, and never after
-/// [`RETRY_TIMEOUT`]: an unreachable server fails a pass in seconds, not hours.
+/// A failed request is retried this many times, with backoff, and never after the retry
+/// timeout: [`READ_RETRY_TIMEOUT`] for queries' reads (a query waits seconds, not minutes, for
+/// a server that is gone), [`UPLOAD_RETRY_TIMEOUT`] for uploads (long enough that a request
+/// that timed out is retried: one stalled part does not fail a whole upload). A server that
+/// refuses connections fails either in about a second and a half.
 const RETRIES_MAX: usize = 4;
-const RETRY_TIMEOUT: Duration = Duration::from_secs(15);
+const READ_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
+const UPLOAD_RETRY_TIMEOUT: Duration =
+    Duration::from_secs(REQUEST_TIMEOUT.as_secs() * (RETRIES_MAX as u64 + 1) + 30);
 
 /// Where and how to reach the object store. Settings left `None` fall back to the usual AWS
 /// environment variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
@@ -90,58 +95,66 @@ impl std::fmt::Debug for S3Settings {
 
 /// The client, the runtime it runs on, and where the archive lives in the bucket.
 pub(crate) struct S3Archive {
+    /// For listings and reads.
     store: Arc<AmazonS3>,
+    /// For uploads: the same server, with the longer retry timeout.
+    upload_store: Arc<AmazonS3>,
     bucket: String,
     prefix: Vec<String>,
     part_size: usize,
     io: Io,
 }
 
+/// A client of the server `settings` name, retrying for at most `retry_timeout`.
+fn client(settings: &S3Settings, retry_timeout: Duration) -> Result<AmazonS3, Error> {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&settings.bucket)
+        .with_virtual_hosted_style_request(false)
+        .with_client_options(
+            ClientOptions::new()
+                .with_timeout(REQUEST_TIMEOUT)
+                .with_connect_timeout(CONNECT_TIMEOUT),
+        )
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: RETRIES_MAX,
+            retry_timeout,
+        });
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &settings.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &settings.access_key_id {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &settings.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    if let Some(allow) = settings.allow_http {
+        builder = builder.with_allow_http(allow);
+    }
+    builder.build().map_err(|source| Error::ObjectStore {
+        action: "configuring the client of",
+        key: format!("s3://{}", settings.bucket),
+        source,
+    })
+}
+
 impl S3Archive {
     pub(crate) fn open(settings: &S3Settings) -> Result<Self, Error> {
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&settings.bucket)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
-                    .with_connect_timeout(CONNECT_TIMEOUT),
-            )
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(5),
-                    base: 2.0,
-                },
-                max_retries: RETRIES_MAX,
-                retry_timeout: RETRY_TIMEOUT,
-            });
-        if let Some(endpoint) = &settings.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &settings.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(key) = &settings.access_key_id {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = &settings.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(allow) = settings.allow_http {
-            builder = builder.with_allow_http(allow);
-        }
-        let store = builder.build().map_err(|source| Error::ObjectStore {
-            action: "configuring the client of",
-            key: format!("s3://{}", settings.bucket),
-            source,
-        })?;
         let part_size = usize::try_from(settings.part_size)
             .ok()
             .filter(|&size| size > 0)
             .ok_or(Error::InvalidPartSize(settings.part_size))?;
         Ok(Self {
-            store: Arc::new(store),
+            store: Arc::new(client(settings, READ_RETRY_TIMEOUT)?),
+            upload_store: Arc::new(client(settings, UPLOAD_RETRY_TIMEOUT)?),
             bucket: settings.bucket.clone(),
             prefix: settings
                 .prefix
@@ -193,7 +206,7 @@ impl S3Archive {
             path: staged.to_path_buf(),
             source,
         })?;
-        let store = self.store.clone();
+        let store = self.upload_store.clone();
         let part_size = self.part_size;
         let staged_path = staged.to_path_buf();
         let upload = async move {

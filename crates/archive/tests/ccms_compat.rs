@@ -88,9 +88,11 @@ fn reads_unsorted_ccms_file() {
     assert_eq!(unknown, ReadResult::default());
     // The file has no period metadata: its end is its newest timestamp + 1.
     assert_eq!(
-        archive.newest_s("fritz"),
+        archive.newest_s("fritz").expect("listing"),
         Some(FIRST + (SAMPLES - 1) * FREQUENCY + 1)
     );
+    // A pass never counts it as a period of its own.
+    assert_eq!(archive.archived_end("fritz").expect("end"), None);
 }
 
 /// The same samples written by Strata (sorted, statistics, page index) read back identically.

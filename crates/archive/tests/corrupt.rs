@@ -75,10 +75,58 @@ fn truncated_and_garbage_files_are_named_and_skipped() {
         assert!(result.skipped.iter().all(|s| !s.reason.is_empty()));
     }
     assert_eq!(
-        archive.newest_s("fritz"),
+        archive.newest_s("fritz").expect("listing"),
         Some(START + DAY),
         "damaged files add nothing"
     );
+    // A pass must not guess: the newest numbered file is unreadable.
+    let error = archive
+        .archived_end("fritz")
+        .expect_err("unreadable newest file");
+    assert!(error.to_string().contains("1700432000.parquet"), "{error}");
+}
+
+// Goal: a pass starts after the newest period file, whatever lies beside it: files of other
+// names are not looked at (not even read), a newer numbered file without a period (a
+// cc-metric-store file) is passed over, older damaged files below it are never read.
+#[test]
+fn archived_end_is_the_newest_period_and_ignores_foreign_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = dir.path().join("fritz");
+    let good = write_period(dir.path(), START);
+    write_period(dir.path(), START + DAY);
+    fs::write(cluster.join("1600000000.parquet"), b"damaged, but older").expect("write");
+    fs::write(cluster.join("notes.parquet"), b"not an archive file").expect("write");
+    let archive = Archive::open(dir.path());
+    assert_eq!(
+        archive.archived_end("fritz").expect("end"),
+        Some(START + 2 * DAY)
+    );
+    // A newer file without period metadata: rewrite the newest as plain Parquet rows.
+    let plain = {
+        use parquet::arrow::ArrowWriter;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(good))
+            .expect("footer")
+            .build()
+            .expect("reader");
+        let mut out = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut out, strata_archive::format::schema(), None).expect("w");
+        for batch in reader {
+            writer.write(&batch.expect("batch")).expect("write");
+        }
+        writer.close().expect("close");
+        out
+    };
+    fs::write(cluster.join("1800000000.parquet"), plain).expect("write");
+    let archive = Archive::open(dir.path());
+    assert_eq!(
+        archive.archived_end("fritz").expect("end"),
+        Some(START + 2 * DAY),
+        "a file without a period is no period of Strata's"
+    );
+    assert_eq!(archive.archived_end("empty").expect("end"), None);
 }
 
 /// A file whose data pages are overwritten (footer intact) fails while decoding; it is skipped

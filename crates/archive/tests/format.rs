@@ -427,20 +427,23 @@ fn missing_directories_are_created() {
 fn an_empty_period_still_gets_a_file_and_newest_s_sees_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = Archive::open(dir.path());
-    assert_eq!(archive.newest_s("fritz"), None);
+    assert_eq!(archive.newest_s("fritz").expect("listing"), None);
     let summary = PeriodWriter::create(dir.path(), "fritz", START, END)
         .expect("create")
         .finish()
         .expect("finish");
     assert_eq!(summary.rows, 0);
-    assert_eq!(archive.newest_s("fritz"), Some(END));
+    assert_eq!(archive.newest_s("fritz").expect("listing"), Some(END));
     let mut writer = PeriodWriter::create(dir.path(), "fritz", END, END + 3600).expect("create");
     writer
         .add_series("h", &[], "m", 60, &[(END + 60, 1.0)])
         .expect("series");
     writer.finish().expect("finish");
-    assert_eq!(archive.newest_s("fritz"), Some(END + 3600));
-    assert_eq!(archive.newest_s("other"), None);
+    assert_eq!(
+        archive.newest_s("fritz").expect("listing"),
+        Some(END + 3600)
+    );
+    assert_eq!(archive.newest_s("other").expect("listing"), None);
     let result = archive.read("fritz", "h", "m", 0, i64::MAX).expect("read");
     assert_eq!(
         result.series,

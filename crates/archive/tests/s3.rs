@@ -154,7 +154,10 @@ fn published_files_read_back_like_local_ones() {
             .len(),
         4
     );
-    assert_eq!(archive.newest_s("fritz"), Some(START + 2 * DAY));
+    assert_eq!(
+        archive.newest_s("fritz").expect("listing"),
+        Some(START + 2 * DAY)
+    );
 
     // Requests per read: a cold one fetches each file's tail (footer and page index), then
     // the selected column chunks in one coalesced GET; a warm one only the latter.
@@ -268,11 +271,17 @@ fn damaged_foreign_and_replaced_objects() {
         "{:?}",
         result.skipped
     );
-    assert_eq!(archive.newest_s("fritz"), Some(START + DAY));
+    assert_eq!(
+        archive.newest_s("fritz").expect("listing"),
+        Some(START + DAY)
+    );
 
     // Replaced after the listing: the read is refused by the ETag, not mixed.
     let archive = fresh();
-    assert_eq!(archive.newest_s("fritz"), Some(START + DAY));
+    assert_eq!(
+        archive.newest_s("fritz").expect("listing"),
+        Some(START + DAY)
+    );
     let other = tempfile::tempdir().expect("tempdir");
     let replacement = fs::read(write_day(other.path(), START, 3).path).expect("file");
     moto.put(BUCKET, &key(&format!("{START}.parquet")), replacement);
@@ -335,7 +344,8 @@ fn failures_are_clear_and_leave_nothing_visible() {
         "{:?}",
         began.elapsed()
     );
-    assert_eq!(unreachable.newest_s("fritz"), None);
+    assert!(unreachable.newest_s("fritz").is_err());
+    assert!(unreachable.archived_end("fritz").is_err());
 
     // The server goes away after about two and a half parts.
     let proxy = CutProxy::start(moto.addr());

@@ -191,7 +191,18 @@ fn pass(
         // first, so the newest file's end is archived too: a state that was lost, damaged or
         // not written before a crash never makes a pass rewrite a complete file from the part
         // of its period memory still holds.
-        let archived = match (state.archived_until(&cluster), archive.newest_s(&cluster)) {
+        let files = match archive.archived_end(&cluster) {
+            Ok(files) => files,
+            // Without knowing what the files hold, a pass could rewrite a complete one.
+            Err(error) => {
+                let error = format!("cluster {cluster}: {error}");
+                tracing::error!(%error, "cannot tell how far the cluster is archived; its data stays in memory");
+                report.errors.push(error);
+                progress.advance(1, 0);
+                continue;
+            }
+        };
+        let archived = match (state.archived_until(&cluster), files) {
             (Some(until), Some(files)) => Some(until.max(files)),
             (until, files) => until.or(files),
         };
@@ -360,7 +371,15 @@ pub fn with_archive(
     {
         return None;
     }
-    let archive_end = archive.newest_s(cluster)?;
+    let archive_end = match archive.newest_s(cluster) {
+        Ok(end) => end?,
+        Err(error) => {
+            if let Some(suppressed) = READ_LOG.allow(crate::now_s()) {
+                tracing::warn!(cluster, host, metric, %error, suppressed, "cannot list the archive; answering from memory");
+            }
+            return None;
+        }
+    };
     if archive_end <= from_s.saturating_sub(QUERY_MARGIN_S) {
         return None;
     }

@@ -467,7 +467,9 @@ impl Telemetry {
 
     /// Refreshes the archive reader's metrics from its counts.
     pub fn record_archive_reads(&self, stats: strata_archive::ReadStats) {
-        self.archive_reads.inner().store(stats.reads, Ordering::Relaxed);
+        self.archive_reads
+            .inner()
+            .store(stats.reads, Ordering::Relaxed);
         self.archive_read_failures
             .inner()
             .store(stats.failures, Ordering::Relaxed);
@@ -539,18 +541,25 @@ impl PeakResident {
         // "5" resets the peak resident set size to the current one (Linux ≥ 4.0).
         let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
         Self {
-            start_bytes: reset.then(resident_bytes).flatten(),
+            start_bytes: reset
+                .then(|| status_kib("VmRSS:"))
+                .flatten()
+                .map(|kib| kib * 1024),
         }
     }
 
     /// Peak resident memory since [`PeakResident::start`] minus what it was then.
     pub fn extra_bytes(&self) -> Option<u64> {
-        let start = self.start_bytes?;
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some((kib * 1024).saturating_sub(start))
+        let peak = status_kib("VmHWM:")? * 1024;
+        Some(peak.saturating_sub(self.start_bytes?))
     }
+}
+
+/// A `kB` field of `/proc/self/status` (both readings in one unit, whatever the page size).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Lets a log line through at most once per interval and counts what it held back, so a

@@ -173,7 +173,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    warn_about_unimplemented(&config);
+    warn_about_config(&config);
     handle_file_size_signal();
     let store_config = store_config(&config);
     let limits = &config.store.limits;
@@ -442,9 +442,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Configuration that parses but has no effect in this build says so at startup, so an
-/// operator migrating from cc-metric-store is never misled.
-fn warn_about_unimplemented(config: &Config) {
+/// Configuration that parses but has no effect in this build, or that a server is likely to
+/// refuse, says so at startup, so an operator migrating from cc-metric-store is never misled.
+fn warn_about_config(config: &Config) {
     if config.nats.is_some() || !config.store.nats_subscriptions.is_empty() {
         tracing::warn!(
             "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
@@ -463,4 +463,16 @@ fn warn_about_unimplemented(config: &Config) {
              metric-store.wal.segment-size and is truncated by snapshots"
         );
     }
+    if let Some(ArchiveLocation::S3(s3)) = &config.store.cleanup.directory
+        && s3.part_size < S3_PART_SIZE_PORTABLE
+    {
+        tracing::warn!(
+            part_size = s3.part_size,
+            "cleanup.s3.part-size is below 5 MiB: AWS S3, MinIO and Ceph refuse every upload of \
+             more than one part (only servers configured for small parts accept them)"
+        );
+    }
 }
+
+/// The smallest part (but the last) that every S3 implementation accepts.
+const S3_PART_SIZE_PORTABLE: u64 = 5 << 20;

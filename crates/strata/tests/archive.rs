@@ -525,6 +525,25 @@ fn a_damaged_archive_state_never_rewrites_a_complete_file() {
         lost.len(),
         lost.first()
     );
+
+    // Without a state, a newest file that cannot be read leaves the pass nothing to go by: it
+    // fails, naming the file, and rewrites nothing (the memory's part of that period would
+    // replace the whole file).
+    let mut files: Vec<PathBuf> = std::fs::read_dir(archive.join("c1"))
+        .expect("cluster directory")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    files.sort();
+    let newest = files.last().expect("a file").clone();
+    let bytes = std::fs::read(&newest).expect("reading");
+    let damaged = &bytes[..bytes.len() / 2];
+    std::fs::write(&newest, damaged).expect("damaging");
+    std::fs::remove_file(server.data_dir().join("ARCHIVE-STATE")).expect("removing the state");
+    let blind = archive_once(&server);
+    assert!(!blind.status.success(), "{}", blind.stdout);
+    let name = newest.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(blind.stderr.contains(name) || blind.stdout.contains(name), "{}", blind.stderr);
+    assert_eq!(std::fs::read(&newest).expect("reading"), damaged, "rewritten");
 }
 
 // Goal: an ARCHIVE-STATE that claims more than a pass at this clock can have archived (the
