@@ -542,8 +542,16 @@ fn a_damaged_archive_state_never_rewrites_a_complete_file() {
     let blind = archive_once(&server);
     assert!(!blind.status.success(), "{}", blind.stdout);
     let name = newest.file_name().and_then(|n| n.to_str()).expect("name");
-    assert!(blind.stderr.contains(name) || blind.stdout.contains(name), "{}", blind.stderr);
-    assert_eq!(std::fs::read(&newest).expect("reading"), damaged, "rewritten");
+    assert!(
+        blind.stderr.contains(name) || blind.stdout.contains(name),
+        "{}",
+        blind.stderr
+    );
+    assert_eq!(
+        std::fs::read(&newest).expect("reading"),
+        damaged,
+        "rewritten"
+    );
 }
 
 // Goal: an ARCHIVE-STATE that claims more than a pass at this clock can have archived (the
@@ -772,11 +780,8 @@ fn serve_retries_a_failed_pass_and_frees_nothing_meanwhile() {
     let metrics = wait_for_metrics(&server, "two failed passes", |m| failures(m) >= 2.0);
     let held = metric_value(&metrics, "strata_store_samples");
     assert_eq!(held, Some(expected.len() as f64), "{metrics}");
-    assert!(
-        server.log().contains("archiving failed"),
-        "{}",
-        server.log()
-    );
+    // (The pass cannot even list the archive: it leaves the cluster alone.)
+    assert!(server.log().contains("stays in memory"), "{}", server.log());
     std::fs::remove_file(&archive).expect("unblocking the archive");
     wait_for_metrics(&server, "archiving after the repair", freed_and_snapshotted);
     assert_archived_exactly(&archive, &expected);
@@ -1100,8 +1105,8 @@ fn serve_archives_to_s3_once_it_answers() {
     assert_eq!(held, Some(expected.len() as f64), "{metrics}");
     let log = server.log();
     assert!(
-        log.contains("archiving failed")
-            && log.contains(&format!("s3://{S3_BUCKET}/{S3_PREFIX}/c1/")),
+        log.contains("stays in memory")
+            && log.contains(&format!("s3://{S3_BUCKET}/{S3_PREFIX}/c1")),
         "{log}"
     );
     assert!(!log.contains(S3_SECRET), "the secret leaked: {log}");
