@@ -15,27 +15,10 @@ fn read(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     common::write_day(dir.path());
     let archive = Archive::open(dir.path());
-    let (from_s, to_s) = (common::START, common::START + common::DAY);
+    let from_s = common::START;
     let host = common::host(common::HOSTS / 2);
     let mut group = c.benchmark_group("read");
-    group.bench_function("one_host_node_metric_day", |b| {
-        b.iter(|| {
-            let result = archive
-                .read("fritz", black_box(&host), "cpu_load", from_s, to_s)
-                .expect("read");
-            assert_eq!(result.series.len(), 1);
-            result
-        })
-    });
-    group.bench_function("one_host_hwthread_metric_day", |b| {
-        b.iter(|| {
-            let result = archive
-                .read("fritz", black_box(&host), "ipc", from_s, to_s)
-                .expect("read");
-            assert_eq!(result.series.len(), common::THREADS);
-            result
-        })
-    });
+    common::bench_day_reads(&mut group, &archive);
     group.bench_function("one_host_node_metric_hour", |b| {
         b.iter(|| {
             archive

@@ -37,24 +37,7 @@ fn read_s3(c: &mut Criterion) {
     let (from_s, to_s) = (common::START, common::START + common::DAY);
     let host = common::host(common::HOSTS / 2);
     let mut group = c.benchmark_group("read_s3");
-    group.bench_function("one_host_node_metric_day", |b| {
-        b.iter(|| {
-            let result = archive
-                .read("fritz", black_box(&host), "cpu_load", from_s, to_s)
-                .expect("read");
-            assert_eq!(result.series.len(), 1);
-            result
-        })
-    });
-    group.bench_function("one_host_hwthread_metric_day", |b| {
-        b.iter(|| {
-            let result = archive
-                .read("fritz", black_box(&host), "ipc", from_s, to_s)
-                .expect("read");
-            assert_eq!(result.series.len(), common::THREADS);
-            result
-        })
-    });
+    common::bench_day_reads(&mut group, &archive);
     group.bench_function("one_host_node_metric_day_cold", |b| {
         b.iter(|| {
             let cold = Archive::open_s3(&settings).expect("open");

@@ -270,7 +270,13 @@ impl Archive {
         from_s: i64,
         to_s: i64,
     ) -> Result<ReadResult, Error> {
-        let result = self.read_files(cluster, host, metric, from_s, to_s);
+        let query = Query {
+            host: host.as_bytes(),
+            metric: metric.as_bytes(),
+            from_s,
+            to_s,
+        };
+        let result = self.read_files(cluster, &query);
         self.counts.reads.fetch_add(1, Ordering::Relaxed);
         match &result {
             Ok(read) => self
@@ -282,28 +288,15 @@ impl Archive {
         result
     }
 
-    fn read_files(
-        &self,
-        cluster: &str,
-        host: &str,
-        metric: &str,
-        from_s: i64,
-        to_s: i64,
-    ) -> Result<ReadResult, Error> {
+    fn read_files(&self, cluster: &str, query: &Query) -> Result<ReadResult, Error> {
         let (entries, mut skipped) = self.list(cluster)?;
         let mut merged = Merged::new();
-        if from_s >= to_s {
+        if query.from_s >= query.to_s {
             return Ok(ReadResult::default());
         }
-        let query = Query {
-            host: host.as_bytes(),
-            metric: metric.as_bytes(),
-            from_s,
-            to_s,
-        };
         let mut budget = self.read_samples_max;
         for entry in &entries {
-            match guarded(|| self.read_file(entry, &query, budget)) {
+            match guarded(|| self.read_file(entry, query, budget)) {
                 Ok(found) => {
                     for ((scope, scope_id, frequency_s), samples) in found {
                         budget = budget.saturating_sub(samples.len());

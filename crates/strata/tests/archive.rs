@@ -52,6 +52,17 @@ fn use_archive(server: &Server, retention: &str) -> PathBuf {
     archive
 }
 
+/// Restarts the server and checks that memory holds no sample any more (all archived).
+fn restarted_empty(server: &mut Server) {
+    server.restart();
+    let samples = metric_value(&server.metrics(), "strata_store_samples");
+    assert_eq!(
+        samples,
+        Some(0.0),
+        "memory should hold nothing of it any more"
+    );
+}
+
 /// The arguments of `strata archive` with the server's configuration file.
 fn archive_args(server: &Server) -> [String; 3] {
     let config = server.dir().join("config.json");
@@ -229,13 +240,7 @@ fn queries_read_the_archive_as_if_the_data_were_in_memory() {
         Duration::from_secs(120),
     );
     assert!(output.status.success(), "{}", output.stderr);
-    server.restart();
-    let samples = metric_value(&server.metrics(), "strata_store_samples");
-    assert_eq!(
-        samples,
-        Some(0.0),
-        "memory should hold nothing of it any more"
-    );
+    restarted_empty(&mut server);
     for (request, before) in requests.iter().zip(&before) {
         assert_eq!(&server.query(request), before, "{request}");
     }
@@ -278,13 +283,7 @@ fn a_response_in_many_chunks_reads_the_archive_as_memory() {
     assert!(output.status.success(), "{}", output.stderr);
     let rows = read_with_pyarrow(&archive)["rows"].as_array().map(Vec::len);
     assert_eq!(rows, Some(300 * threads as usize));
-    server.restart();
-    let samples = metric_value(&server.metrics(), "strata_store_samples");
-    assert_eq!(
-        samples,
-        Some(0.0),
-        "memory should hold nothing of it any more"
-    );
+    restarted_empty(&mut server);
     assert_eq!(server.query(&request), before);
 }
 

@@ -2,8 +2,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
+use std::hint::black_box;
 use std::path::Path;
-use strata_archive::{FileSummary, PeriodWriter};
+use strata_archive::{Archive, FileSummary, PeriodWriter};
 
 /// 2023-11-14 00:00 UTC, a day boundary.
 pub const START: i64 = 1_699_920_000;
@@ -63,4 +66,26 @@ pub fn write_day(directory: &Path) -> FileSummary {
         }
     }
     writer.finish().expect("finish")
+}
+
+/// The reads both read benches time over the day of [`write_day`]: one host's node metric,
+/// and one host's hwthread metric ([`THREADS`] series).
+#[allow(dead_code)] // (the write bench reads nothing)
+pub fn bench_day_reads(group: &mut BenchmarkGroup<'_, WallTime>, archive: &Archive) {
+    let (from_s, to_s) = (START, START + DAY);
+    let host = host(HOSTS / 2);
+    for (name, metric, series) in [
+        ("one_host_node_metric_day", "cpu_load", 1),
+        ("one_host_hwthread_metric_day", "ipc", THREADS),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let result = archive
+                    .read("fritz", black_box(&host), metric, from_s, to_s)
+                    .expect("read");
+                assert_eq!(result.series.len(), series);
+                result
+            })
+        });
+    }
 }
