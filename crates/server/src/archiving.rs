@@ -84,6 +84,11 @@ impl ArchiveState {
             .map_err(std::io::Error::other)
     }
 
+    /// Every cluster's archived end.
+    pub fn clusters(&self) -> &BTreeMap<String, i64> {
+        &self.clusters
+    }
+
     /// The end of what `cluster` has archived.
     pub fn archived_until(&self, cluster: &str) -> Option<i64> {
         self.clusters.get(cluster).copied()

@@ -1,8 +1,9 @@
 //! Background work on the store: retention and the memory cap (COMPAT.md §3.5, decision 10).
 
 use crate::App;
-use crate::archiving::{ArchiveSettings, run_pass};
+use crate::archiving::{ArchiveSettings, ArchiveState, run_pass};
 use crate::telemetry::ClusterLabel;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -103,6 +104,16 @@ async fn every(
 /// Retention in archive mode: a pass archives what leaves the memory window and frees only
 /// what is archived; a snapshot then drops the freed data from disk too.
 async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration) {
+    // How far each cluster is archived is known before the first pass (an alert on a missing
+    // gauge would fire after every restart otherwise).
+    let state_app = app.clone();
+    let state = tokio::task::spawn_blocking(move || {
+        ArchiveState::load(state_app.durability.data_directory())
+    })
+    .await;
+    if let Ok(state) = state {
+        record_archived_until(&app, state.clusters());
+    }
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -140,12 +151,7 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
         telemetry.archive_samples.inc_by(report.samples);
         telemetry.archive_bytes.inc_by(report.bytes);
         telemetry.archive_pass_seconds.set(report.seconds);
-        for (cluster, until) in &report.archived_until {
-            let label = ClusterLabel {
-                cluster: cluster.clone(),
-            };
-            telemetry.archived_until.get_or_create(&label).set(*until);
-        }
+        record_archived_until(&app, &report.archived_until);
         telemetry
             .archive_failures
             .inc_by(report.errors.len() as u64);
@@ -202,5 +208,18 @@ async fn snapshots(app: Arc<App>, schedule: Schedule) {
                 tracing::error!(%error, "snapshot failed; the WAL keeps everything until one succeeds");
             }
         }
+    }
+}
+
+/// `strata_archive_end_seconds{cluster}` from the archived end of each cluster.
+fn record_archived_until(app: &App, clusters: &BTreeMap<String, i64>) {
+    for (cluster, until) in clusters {
+        let label = ClusterLabel {
+            cluster: cluster.clone(),
+        };
+        app.telemetry
+            .archived_until
+            .get_or_create(&label)
+            .set(*until);
     }
 }

@@ -285,6 +285,13 @@ fn a_response_in_many_chunks_reads_the_archive_as_memory() {
     assert_eq!(rows, Some(300 * threads as usize));
     restarted_empty(&mut server);
     assert_eq!(server.query(&request), before);
+    // How far c1 is archived shows before the restarted server's first pass (10 min away).
+    let gauge = "strata_archive_end_seconds{cluster=\"c1\"}";
+    let metrics = wait_for_metrics(&server, "the archived end", |m| {
+        metric_value(m, gauge).is_some()
+    });
+    let end = metric_value(&metrics, gauge).unwrap_or(0.0);
+    assert!(end >= (first + 300 * 60) as f64, "{metrics}");
 }
 
 // Goal: `strata archive` refuses to run beside a serving strata (the data directory's lock).
