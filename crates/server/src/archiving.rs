@@ -211,6 +211,11 @@ fn pass(
             (Some(until), Some(files)) => Some(until.max(files)),
             (until, files) => until.or(files),
         };
+        if let Some(until) = archived {
+            // Also while the pass refuses below (retention raised): such a write would land
+            // below the archived end, where no pass ever writes again.
+            store.set_archived_until(&cluster, until);
+        }
         let oldest = oldest_sample(store, &cluster);
         let first = match archived {
             // Ahead of what a pass at this clock can archive (the clock went back,
@@ -275,6 +280,8 @@ fn pass(
                 report.errors.push(error);
                 return report;
             }
+            // The file is written: a sample for it now would be in no file.
+            store.set_archived_until(&cluster, end);
             start = end;
         }
         if let Some(until) = state.retention_cutoff(&cluster, cutoff_s) {

@@ -230,6 +230,7 @@ impl App {
                 tracing::warn!(
                     unknown_metric = report.dropped.unknown_metric,
                     outside_retention = report.dropped.outside_retention,
+                    archived = report.dropped.archived,
                     future = report.dropped.future,
                     over_limits = report.dropped.over_limits(),
                     memory_cap = report.dropped.memory_cap,

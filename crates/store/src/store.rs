@@ -99,6 +99,9 @@ pub struct DropCounts {
     pub unknown_metric: usize,
     /// Older than the retention window.
     pub outside_retention: usize,
+    /// Below what its cluster has archived (archive mode; [`Store::set_archived_until`]): the
+    /// period's file is written and would never hold it.
+    pub archived: usize,
     /// Further ahead of the clock than the future tolerance.
     pub future: usize,
     /// A new metric beyond [`StoreLimits::metrics_max`].
@@ -118,6 +121,7 @@ impl std::ops::AddAssign for DropCounts {
     fn add_assign(&mut self, other: Self) {
         self.unknown_metric += other.unknown_metric;
         self.outside_retention += other.outside_retention;
+        self.archived += other.archived;
         self.future += other.future;
         self.too_many_metrics += other.too_many_metrics;
         self.too_many_hosts += other.too_many_hosts;
@@ -138,10 +142,11 @@ impl DropCounts {
     }
 
     /// Every count with its reason's name, as `/metrics` and the log show them.
-    pub fn reasons(&self) -> [(&'static str, usize); 8] {
+    pub fn reasons(&self) -> [(&'static str, usize); 9] {
         [
             ("unknown_metric", self.unknown_metric),
             ("outside_retention", self.outside_retention),
+            ("archived", self.archived),
             ("future", self.future),
             ("too_many_metrics", self.too_many_metrics),
             ("too_many_hosts", self.too_many_hosts),
@@ -317,6 +322,8 @@ pub struct Store {
     /// Samples dropped because their metric is unknown, by metric name. Bounded: names beyond
     /// `UNKNOWN_METRIC_NAMES_MAX` are counted under [`OTHER_METRICS`].
     unknown_metrics: parking_lot::Mutex<HashMap<String, u64>>,
+    /// Per cluster, the end of what is archived (archive mode): writes below it are refused.
+    archived_until: RwLock<HashMap<Box<str>, i64>>,
 }
 
 /// Whether metrics are registered on first sight: when none are configured (COMPAT.md
@@ -346,6 +353,7 @@ impl Store {
             memory: Memory::default(),
             config,
             unknown_metrics: Default::default(),
+            archived_until: Default::default(),
         }
     }
 
@@ -391,6 +399,9 @@ impl Store {
     /// meanwhile left the retention window; the server passes the same time to both.
     pub fn admit(&self, batch: &mut WriteBatch, now_s: i64) -> DropCounts {
         let oldest_s = now_s - self.config.retention_s;
+        let archived = self.archived_until.read();
+        // The archived end of the last sample's cluster (one lookup per run of a cluster).
+        let mut floor: Option<(&str, i64)> = None;
         let newest_s = now_s + self.config.future_tolerance_s;
         let mut dropped = DropCounts::default();
         let registry = self.registry.read();
@@ -433,6 +444,18 @@ impl Store {
                 dropped.outside_retention += 1;
                 return false;
             }
+            if !archived.is_empty() {
+                let cluster = sample.key.cluster;
+                let until = match floor {
+                    Some((last, until)) if same_text(last, cluster) => until,
+                    _ => archived.get(cluster).copied().unwrap_or(i64::MIN),
+                };
+                floor = Some((cluster, until));
+                if sample.timestamp_s < until {
+                    dropped.archived += 1;
+                    return false;
+                }
+            }
             if sample.timestamp_s > newest_s {
                 dropped.future += 1;
                 return false;
@@ -447,6 +470,12 @@ impl Store {
             self.count_unknown_metric(name, count);
         }
         dropped
+    }
+
+    /// Refuses, from now on, writes to `cluster` below `until_s` ([`Store::admit`]): the end of
+    /// what the cluster has archived, whose files are written and would never hold them.
+    pub fn set_archived_until(&self, cluster: &str, until_s: i64) {
+        self.archived_until.write().insert(cluster.into(), until_s);
     }
 
     /// Applies a batch. `now_s` is the current time, for the retention and future bounds.

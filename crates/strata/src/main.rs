@@ -210,6 +210,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .open()
             .with_context(|| format!("opening the archive at {}", settings.location))?;
         app.attach_archive(archive);
+        // Writes below what is archived are refused from the first request on.
+        let state = strata_server::archiving::ArchiveState::load(durability.data_directory());
+        for (cluster, until) in state.clusters() {
+            store.set_archived_until(cluster, *until);
+        }
     }
     app.telemetry.record_recovery(&recovery);
     // Reads cursors and hints and may write a cursor: off the async workers.
