@@ -45,6 +45,9 @@ const COALESCE_BYTES: u64 = 1 << 20;
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// Timeout of one HTTP request (a part of 64 MiB at ~3 MB/s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one read request (a listing, a footer, a row group's column chunks): a query
+/// against a server that accepts connections and never answers waits about this long.
+const READ_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A failed request is retried this many times, with backoff, and never after the retry
 /// timeout: [`READ_RETRY_TIMEOUT`] for queries' reads (a query waits seconds, not minutes, for
@@ -105,14 +108,19 @@ pub(crate) struct S3Archive {
     io: Io,
 }
 
-/// A client of the server `settings` name, retrying for at most `retry_timeout`.
-fn client(settings: &S3Settings, retry_timeout: Duration) -> Result<AmazonS3, Error> {
+/// A client of the server `settings` name: each request times out after `timeout`, and is
+/// retried for at most `retry_timeout`.
+fn client(
+    settings: &S3Settings,
+    timeout: Duration,
+    retry_timeout: Duration,
+) -> Result<AmazonS3, Error> {
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(&settings.bucket)
         .with_virtual_hosted_style_request(false)
         .with_client_options(
             ClientOptions::new()
-                .with_timeout(REQUEST_TIMEOUT)
+                .with_timeout(timeout)
                 .with_connect_timeout(CONNECT_TIMEOUT),
         )
         .with_retry(RetryConfig {
@@ -153,8 +161,8 @@ impl S3Archive {
             .filter(|&size| size > 0)
             .ok_or(Error::InvalidPartSize(settings.part_size))?;
         Ok(Self {
-            store: Arc::new(client(settings, READ_RETRY_TIMEOUT)?),
-            upload_store: Arc::new(client(settings, UPLOAD_RETRY_TIMEOUT)?),
+            store: Arc::new(client(settings, READ_REQUEST_TIMEOUT, READ_RETRY_TIMEOUT)?),
+            upload_store: Arc::new(client(settings, REQUEST_TIMEOUT, UPLOAD_RETRY_TIMEOUT)?),
             bucket: settings.bucket.clone(),
             prefix: settings
                 .prefix
