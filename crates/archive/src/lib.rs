@@ -19,7 +19,9 @@
 //!   ([`Archive::publish`]); reads go through the same code as local files (see `s3.rs`).
 //!
 //! Dependencies, and why: `parquet` (the Apache reference implementation; default features off,
-//! only `arrow` for the record-batch reader/writer and `zstd`, cc-metric-store's compression),
+//! only `arrow` for the record-batch reader/writer, `zstd`, cc-metric-store's compression, and
+//! `snap`/`flate2` so that files other tools rewrote, snappy or gzip, read too; both crates are
+//! in the tree already),
 //! `arrow-array`/`arrow-schema` of the same version (the batches the writer takes and the reader
 //! yields), `object_store` (the Arrow project's S3 client; only its `aws` feature, which reuses
 //! the workspace's reqwest 0.13, rustls and aws-lc-rs), `tokio` (the small runtime its requests
