@@ -83,6 +83,23 @@ fn write(c: &mut Criterion) {
         let mut batch = batches[0].clone();
         b.iter(|| black_box(store.admit(&mut batch, NOW)));
     });
+    // Archive mode: the cluster has archived up to a day ago, so every sample is compared with
+    // that end (all are above it and kept). Against `..._auto` (same store, nothing archived).
+    for archived in [false, true] {
+        let name = if archived {
+            "admit_batch_16_hosts_x_340_series_archived"
+        } else {
+            "admit_batch_16_hosts_x_340_series_auto"
+        };
+        group.bench_function(name, |b| {
+            let store = store();
+            if archived {
+                store.set_archived_until("hpc1", NOW - 86_400);
+            }
+            let mut batch = batches[0].clone();
+            b.iter(|| black_box(store.admit(&mut batch, NOW)));
+        });
+    }
     group.bench_function("admit_and_write_batch_16_hosts_x_340_series", |b| {
         let store = store();
         let mut batches = batches.clone();
