@@ -520,19 +520,98 @@ pub async fn write(
             ))
         })?,
     };
-    let mut encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING))?;
-    let default_cluster = params.cluster.as_deref().unwrap_or("");
-    if !default_cluster.is_empty() {
-        check_name(
-            "cluster",
-            default_cluster,
-            app.config.ingest.line.name_bytes_max,
-        )
-        .map_err(|error| ApiError::BadRequest(format!("query parameter: {error}")))?;
+    let request = WriteRequest {
+        default_cluster: params.cluster.as_deref().unwrap_or(""),
+        precision,
+        source: "http",
+    };
+    ingest_body(&app, request, &headers, body, now_s)
+        .await?
+        .into_result(app.config.ingest.body_bytes_max)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")]).into_response())
+}
+
+/// What a write applies to lines that do not say it themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRequest<'a> {
+    /// Cluster of lines without a `cluster` tag; empty for none (such lines are rejected).
+    pub default_cluster: &'a str,
+    pub precision: Precision,
+    /// Names the sender in the log line about rejected lines (`http`, `influx_v1`,
+    /// `nats:SUBJECT`), so that a broken publisher can be found.
+    pub source: &'a str,
+}
+
+/// How a write went, once every complete line received was decoded and committed.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    /// Non-blank, non-comment lines seen.
+    pub lines: u64,
+    /// Lines rejected (counted in `/metrics` by reason).
+    pub rejected: u64,
+    /// The first [`REJECTED_LINES_LISTED_MAX`] rejected lines.
+    pub first_rejected: Vec<RejectedLine>,
+    /// Why the body ended early, if it did; the lines before were stored.
+    pub failure: Option<BodyFailure>,
+}
+
+/// Why a body was not read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFailure {
+    Timeout,
+    TooLarge,
+    Read(String),
+}
+
+impl WriteOutcome {
+    pub fn lines_stored(&self) -> u64 {
+        self.lines - self.rejected
     }
+
+    /// The `/api/write` answer: the body failure if any, else the rejected lines if any.
+    pub fn into_result(self, body_bytes_max: u64) -> Result<(), ApiError> {
+        let lines_stored = self.lines_stored();
+        match self.failure {
+            Some(BodyFailure::Timeout) => Err(ApiError::Timeout { lines_stored }),
+            Some(BodyFailure::TooLarge) => Err(ApiError::PayloadTooLarge {
+                limit_bytes: body_bytes_max,
+                lines_stored,
+            }),
+            Some(BodyFailure::Read(message)) => Err(ApiError::BadRequest(format!(
+                "reading request body failed: {message}; the first {lines_stored} lines were stored"
+            ))),
+            None if self.rejected > 0 => Err(ApiError::LinesRejected {
+                rejected: self.rejected,
+                lines: self.lines,
+                first: self.first_rejected,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn of(decoder: &mut LineDecoder, failure: Option<BodyFailure>) -> Self {
+        Self {
+            lines: decoder.lines,
+            rejected: decoder.rejected_total(),
+            first_rejected: std::mem::take(&mut decoder.first_rejected),
+            failure,
+        }
+    }
+}
+
+/// Reads, decodes and commits an HTTP write body (every write endpoint). `Err` is what
+/// stopped the request before or during the commit (a bad header or cluster, a WAL failure);
+/// everything about the body itself is in the [`WriteOutcome`].
+pub async fn ingest_body(
+    app: &App,
+    request: WriteRequest<'_>,
+    headers: &HeaderMap,
+    body: Body,
+    now_s: i64,
+) -> Result<WriteOutcome, ApiError> {
+    let mut encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING))?;
+    let mut decoder = new_decoder(app, &request, now_s)?;
     let limits = &app.config.ingest;
-    let mut decoder = LineDecoder::new(default_cluster, precision, now_s, limits.line.clone());
-    decoder.batch = app.take_batch();
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let mut body = body;
     // Decoded bytes (what the limit is about) and bytes received: the limit holds for both,
@@ -541,9 +620,9 @@ pub async fn write(
     let mut received_bytes: u64 = 0;
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => break Err(Failure::Timeout),
+            Err(_) => break Err(Failure::Body(BodyFailure::Timeout)),
             Ok(None) => break Ok(()),
-            Ok(Some(Err(error))) => break Err(Failure::Read(error.to_string())),
+            Ok(Some(Err(error))) => break Err(Failure::Body(BodyFailure::Read(error.to_string()))),
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
@@ -551,15 +630,15 @@ pub async fn write(
         };
         received_bytes += data.len() as u64;
         if received_bytes > limits.body_bytes_max {
-            break Err(Failure::TooLarge);
+            break Err(Failure::Body(BodyFailure::TooLarge));
         }
         let step = match &mut encoding {
             Encoding::Identity => {
                 body_bytes += data.len() as u64;
-                decode(&app, &mut decoder, &data, now_s).await
+                decode(app, &mut decoder, &data, now_s).await
             }
             Encoding::Gzip(gzip) => {
-                inflate(&app, gzip, &data, &mut decoder, &mut body_bytes, now_s).await
+                inflate(app, gzip, &data, &mut decoder, &mut body_bytes, now_s).await
             }
         };
         if let Err(failure) = step {
@@ -570,24 +649,100 @@ pub async fn write(
         (Ok(()), Encoding::Gzip(gzip)) => {
             let result = gzip.try_finish();
             let inflated = std::mem::take(gzip.get_mut());
-            match decode(&app, &mut decoder, &inflated, now_s).await {
-                Ok(()) => result.map_err(|e| Failure::Read(format!("invalid gzip data: {e}"))),
+            match decode(app, &mut decoder, &inflated, now_s).await {
+                Ok(()) => result.map_err(|e| {
+                    Failure::Body(BodyFailure::Read(format!("invalid gzip data: {e}")))
+                }),
                 Err(failure) => Err(failure),
             }
         }
         (outcome, _) => outcome,
     };
-    let outcome = match outcome {
+    app.telemetry.body_bytes.inc_by(body_bytes);
+    finish(app, decoder, outcome, &request, now_s).await
+}
+
+/// Decodes and commits one message that is wholly in memory (a NATS message). The decoding
+/// runs on the blocking pool, one batch at a time, so that a large message never holds an
+/// async worker; the caller bounds how many run at once. `Err` is a commit failure (the WAL
+/// refuses writes): the batches before it were stored.
+pub async fn ingest_message(
+    app: &App,
+    request: WriteRequest<'_>,
+    payload: bytes::Bytes,
+    now_s: i64,
+) -> Result<WriteOutcome, ApiError> {
+    let mut decoder = new_decoder(app, &request, now_s)?;
+    if payload.len() as u64 > app.config.ingest.body_bytes_max {
+        let too_large = Err(Failure::Body(BodyFailure::TooLarge));
+        return finish(app, decoder, too_large, &request, now_s).await;
+    }
+    let mut offset = 0;
+    loop {
+        let input = payload.clone();
+        let (returned, used) = tokio::task::spawn_blocking(move || {
+            let used = decoder.feed(input.get(offset..).unwrap_or_default());
+            (decoder, used)
+        })
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+        decoder = returned;
+        offset += used;
+        if offset >= payload.len() {
+            break;
+        }
+        // The batch is full: commit it before decoding the rest.
+        match app.commit(std::mem::take(&mut decoder.batch), now_s).await {
+            Ok(batch) => decoder.batch = batch,
+            Err((error, batch)) => {
+                app.give_batch(batch);
+                return Err(error);
+            }
+        }
+    }
+    finish(app, decoder, Ok(()), &request, now_s).await
+}
+
+fn new_decoder(app: &App, request: &WriteRequest<'_>, now_s: i64) -> Result<LineDecoder, ApiError> {
+    let limits = &app.config.ingest;
+    if !request.default_cluster.is_empty() {
+        check_name(
+            "cluster",
+            request.default_cluster,
+            limits.line.name_bytes_max,
+        )
+        .map_err(|error| ApiError::BadRequest(format!("query parameter: {error}")))?;
+    }
+    let mut decoder = LineDecoder::new(
+        request.default_cluster,
+        request.precision,
+        now_s,
+        limits.line.clone(),
+    );
+    decoder.batch = app.take_batch();
+    Ok(decoder)
+}
+
+/// Commits what is left after the input ended (whatever the reason: every complete line
+/// received is kept, decision 2), counts the rejected lines and describes the outcome.
+async fn finish(
+    app: &App,
+    mut decoder: LineDecoder,
+    outcome: Result<(), Failure>,
+    request: &WriteRequest<'_>,
+    now_s: i64,
+) -> Result<WriteOutcome, ApiError> {
+    let failure = match outcome {
         Err(Failure::Commit(error)) => {
             app.give_batch(std::mem::take(&mut decoder.batch));
             return Err(error);
         }
-        outcome => outcome,
+        Err(Failure::Body(failure)) => Some(failure),
+        Ok(()) => {
+            decoder.finish();
+            None
+        }
     };
-    // Whatever the outcome, every complete line received is kept (decision 2).
-    if outcome.is_ok() {
-        decoder.finish();
-    }
     let committed = match app.commit(std::mem::take(&mut decoder.batch), now_s).await {
         Ok(batch) => {
             app.give_batch(batch);
@@ -598,39 +753,13 @@ pub async fn write(
             Err(error)
         }
     };
-    app.telemetry.body_bytes.inc_by(body_bytes);
-    app.record_rejections(&decoder, now_s);
+    app.record_rejections(&decoder, request.source, now_s);
     committed?;
-    let lines_stored = decoder.lines - decoder.rejected_total();
-    match outcome {
-        Err(Failure::Timeout) => return Err(ApiError::Timeout { lines_stored }),
-        Err(Failure::TooLarge) => {
-            return Err(ApiError::PayloadTooLarge {
-                limit_bytes: limits.body_bytes_max,
-                lines_stored,
-            });
-        }
-        Err(Failure::Read(message)) => {
-            return Err(ApiError::BadRequest(format!(
-                "reading request body failed: {message}; the first {lines_stored} lines were stored"
-            )));
-        }
-        Err(Failure::Commit(_)) | Ok(()) => {}
-    }
-    if decoder.rejected_total() > 0 {
-        return Err(ApiError::LinesRejected {
-            rejected: decoder.rejected_total(),
-            lines: decoder.lines,
-            first: std::mem::take(&mut decoder.first_rejected),
-        });
-    }
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")]).into_response())
+    Ok(WriteOutcome::of(&mut decoder, failure))
 }
 
 enum Failure {
-    Timeout,
-    TooLarge,
-    Read(String),
+    Body(BodyFailure),
     /// A full batch could not be committed (the WAL refuses writes).
     Commit(ApiError),
 }
@@ -672,11 +801,11 @@ async fn inflate(
 ) -> Result<(), Failure> {
     for step in data.chunks(GZIP_INPUT_STEP_BYTES) {
         gzip.write_all(step)
-            .map_err(|e| Failure::Read(format!("invalid gzip data: {e}")))?;
+            .map_err(|e| Failure::Body(BodyFailure::Read(format!("invalid gzip data: {e}"))))?;
         let inflated = gzip.get_mut();
         *body_bytes += inflated.len() as u64;
         if *body_bytes > app.config.ingest.body_bytes_max {
-            return Err(Failure::TooLarge);
+            return Err(Failure::Body(BodyFailure::TooLarge));
         }
         decode(app, decoder, inflated, now_s).await?;
         inflated.clear();

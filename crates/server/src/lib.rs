@@ -296,7 +296,7 @@ impl App {
         self.spare_batches.give(batch);
     }
 
-    fn record_rejections(&self, decoder: &LineDecoder, now_s: i64) {
+    fn record_rejections(&self, decoder: &LineDecoder, source: &str, now_s: i64) {
         let total = decoder.rejected_total();
         if total == 0 {
             return;
@@ -318,6 +318,7 @@ impl App {
                 .map(|r| format!("line {}: {}", r.line, r.reason))
                 .unwrap_or_default();
             tracing::warn!(
+                source,
                 rejected = total,
                 lines = decoder.lines,
                 suppressed,
