@@ -67,8 +67,14 @@ impl Authenticator {
     pub fn check(&self, header: Option<&str>, now_s: i64) -> Result<(), AuthError> {
         let token = header
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or(AuthError::MissingBearer)?
-            .trim();
+            .ok_or(AuthError::MissingBearer)?;
+        self.check_token(token, now_s)
+    }
+
+    /// Checks a token however it arrived (the InfluxDB endpoints take it from several
+    /// places, see [`scheme_token`] and [`basic_password`]): same validation, same cache.
+    pub fn check_token(&self, token: &str, now_s: i64) -> Result<(), AuthError> {
+        let token = token.trim();
         if let Some(expiry) = self.cache.lock().get(token) {
             return match expiry {
                 Some(exp) if is_expired(*exp, now_s) => Err(AuthError::Expired),
@@ -130,6 +136,30 @@ impl Authenticator {
         }
         Ok(exp)
     }
+}
+
+/// The credentials of an `Authorization` header value `<scheme> <credentials>` when its
+/// scheme is one of `schemes`, compared case-insensitively (RFC 9110 §11.1).
+pub fn scheme_token<'a>(header: &'a str, schemes: &[&str]) -> Option<&'a str> {
+    let (scheme, credentials) = header.trim_start().split_once(' ')?;
+    schemes
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme))
+        .then(|| credentials.trim())
+}
+
+/// The password of an `Authorization: Basic base64(user:password)` header value (RFC 7617),
+/// `None` when the scheme differs, the base64 is invalid or there is no colon. InfluxDB 1.x
+/// clients send their credentials this way; Strata takes the password as the token.
+pub fn basic_password(header: &str) -> Option<String> {
+    let encoded = scheme_token(header, &["Basic"])?;
+    let mut decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    // The user name ends at the first colon; the password may contain more.
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    decoded.drain(..=colon);
+    String::from_utf8(decoded).ok()
 }
 
 /// golang-jwt v4: a token is valid strictly before its `exp` second (`now.Before(exp)`).

@@ -103,59 +103,65 @@ fn error_json(status: StatusCode, error: &str, rejected: Option<&[RejectedLine]>
     json_response(status, &body)
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the one-line message of this error; each API wraps them in its own
+    /// body shape (cc-metric-store's here, InfluxDB's in [`crate::influx`]).
+    pub fn status_and_message(&self) -> (StatusCode, String) {
         match self {
-            Self::BadRequest(message) => error_json(StatusCode::BAD_REQUEST, &message, None),
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
             Self::LinesRejected {
-                rejected,
-                lines,
-                first,
-            } => error_json(
+                rejected, lines, ..
+            } => (
                 StatusCode::BAD_REQUEST,
-                &format!("{rejected} of {lines} lines rejected"),
-                Some(&first),
+                format!("{rejected} of {lines} lines rejected"),
             ),
             Self::PayloadTooLarge {
                 limit_bytes,
                 lines_stored,
-            } => error_json(
+            } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
+                format!(
                     "request body exceeds the limit of {limit_bytes} bytes; \
                      the first {lines_stored} lines were stored"
                 ),
-                None,
             ),
-            Self::Unavailable(reason) => error_json(
+            Self::Unavailable(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not stored: {reason}"),
-                None,
+                format!("not stored: {reason}"),
             ),
-            Self::Timeout { lines_stored } => error_json(
+            Self::Timeout { lines_stored } => (
                 StatusCode::REQUEST_TIMEOUT,
-                &format!(
+                format!(
                     "request body not received within the request timeout; \
                      the first {lines_stored} lines were stored"
                 ),
-                None,
             ),
-            Self::Busy(reason) => error_json(StatusCode::SERVICE_UNAVAILABLE, &reason, None),
-            Self::Internal(reason) => error_json(
+            Self::Busy(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason.clone()),
+            Self::Internal(reason) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("internal error: {reason}"),
-                None,
+                format!("internal error: {reason}"),
             ),
-            Self::Unauthorized(reason) => (
-                StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason.clone()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = self.status_and_message();
+        match self {
+            Self::LinesRejected { first, .. } => error_json(status, &message, Some(&first)),
+            Self::Unauthorized(_) => (
+                status,
                 [(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 )],
                 axum::Extension(PlainTextError),
-                format!("{reason}\n"),
+                format!("{message}\n"),
             )
                 .into_response(),
+            _ => error_json(status, &message, None),
         }
     }
 }

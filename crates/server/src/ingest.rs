@@ -60,6 +60,10 @@ pub enum Precision {
     Milliseconds,
     Microseconds,
     Nanoseconds,
+    /// InfluxDB 1.x's `precision=m` (only `/write` accepts it).
+    Minutes,
+    /// InfluxDB 1.x's `precision=h` (only `/write` accepts it).
+    Hours,
 }
 
 impl Precision {
@@ -74,10 +78,14 @@ impl Precision {
         })
     }
 
-    /// Converts a timestamp to unix seconds, truncating sub-second parts.
+    /// Converts a timestamp to unix seconds, truncating sub-second parts. Minutes and hours
+    /// beyond the `i64` range of seconds saturate (and are then dropped as future or outside
+    /// retention, like any far-off time).
     pub fn to_seconds(self, timestamp: i64) -> i64 {
         let magnitude = timestamp.unsigned_abs();
         let divisor = match self {
+            Self::Minutes => return timestamp.saturating_mul(60),
+            Self::Hours => return timestamp.saturating_mul(3_600),
             Self::Seconds => 1,
             Self::Milliseconds => 1_000,
             Self::Microseconds => 1_000_000,
@@ -425,28 +433,40 @@ pub struct WriteParams {
 }
 
 impl WriteParams {
-    /// Parses the raw query string. Unknown parameters are ignored, as cc-metric-store does;
-    /// a known one given twice, a bad `%` escape or a value that is not UTF-8 is a 400
-    /// (decoding such bytes lossily would turn `%FF` into a different name than was sent).
+    /// Parses the raw query string by [`query_params`]' rules.
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let mut params = Self::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = percent_decode(key)?;
-            let slot = match key.as_str() {
-                "cluster" => &mut params.cluster,
-                "precision" => &mut params.precision,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(ApiError::BadRequest(format!(
-                    "query parameter {key:?} is given more than once"
-                )));
-            }
-            *slot = Some(percent_decode(value)?);
-        }
-        Ok(params)
+        let [cluster, precision] = query_params(query, ["cluster", "precision"])?;
+        Ok(Self { cluster, precision })
     }
+}
+
+/// The values of `keys` in a raw query string (or a form-encoded body), in the order of
+/// `keys`. Other parameters are ignored, as cc-metric-store and InfluxDB do; one of `keys`
+/// given twice, a bad `%` escape or a value that is not UTF-8 is a 400 (decoding such bytes
+/// lossily would turn `%FF` into a different name than was sent).
+pub fn query_params<const N: usize>(
+    query: &str,
+    keys: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let mut values = [const { None }; N];
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key)?;
+        let Some(slot) = keys
+            .iter()
+            .position(|k| *k == key)
+            .and_then(|i| values.get_mut(i))
+        else {
+            continue;
+        };
+        if slot.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {key:?} is given more than once"
+            )));
+        }
+        *slot = Some(percent_decode(value)?);
+    }
+    Ok(values)
 }
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XY` a byte.
@@ -883,6 +903,9 @@ m,host=h,subtype=net,stype-id=eth1,unit=x value=5 1725827464
         assert_eq!(Precision::Milliseconds.to_seconds(5_000), 5);
         assert_eq!(Precision::parse("n"), Some(Precision::Nanoseconds));
         assert_eq!(Precision::parse("h"), None);
+        assert_eq!(Precision::Minutes.to_seconds(3), 180);
+        assert_eq!(Precision::Hours.to_seconds(-2), -7_200);
+        assert_eq!(Precision::Hours.to_seconds(i64::MAX), i64::MAX);
         let decoder = decode("m,host=h value=1\n", 100);
         assert_eq!(
             decoder.batch.iter().next().map(|s| s.timestamp_s),

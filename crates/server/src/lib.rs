@@ -11,8 +11,15 @@
 //! | `/api/healthcheck` | GET, POST | [`admin::healthcheck`]: per-node health |
 //! | `/metrics` | GET | Prometheus metrics about Strata itself (no auth) |
 //! | `/healthz` | GET | liveness: `ok` (no auth) |
+//! | `/write` | POST | [`influx::write_v1`]: InfluxDB 1.x write (`db`, `precision`) |
+//! | `/api/v2/write` | POST | [`influx::write_v2`]: InfluxDB 2.x write (`bucket`, `precision`) |
+//! | `/query` | GET, POST | [`influx::query`]: InfluxDB 1.x, `CREATE DATABASE` only |
+//! | `/ping` | GET, HEAD | [`influx::ping`]: InfluxDB liveness (no auth) |
+//! | `/health` | GET | [`influx::health`]: InfluxDB 2.x health (no auth) |
 //!
-//! With a JWT public key configured, every `/api/` route requires an EdDSA bearer token.
+//! With a JWT public key configured, every `/api/` route requires an EdDSA bearer token, and
+//! the InfluxDB write and query routes the same token where InfluxDB clients put theirs
+//! ([`influx::authenticate_v1`], [`influx::authenticate_v2`]).
 //!
 //! [`listen::serve`] accepts the connections (header timeout, connection limit, graceful
 //! shutdown). Queries, healthchecks and dumps are computed on blocking threads, a bounded
@@ -26,6 +33,7 @@ pub mod archiving;
 pub mod auth;
 pub mod durability;
 pub mod error;
+pub mod influx;
 pub mod ingest;
 pub mod listen;
 pub mod maintenance;
@@ -362,8 +370,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/write/", post(ingest::write))
         .merge(reads)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    // InfluxDB's routes answer in InfluxDB's shapes, their 401 included, so they sit outside
+    // `authenticate` with their own token extraction.
+    let influx_v1 = Router::new()
+        .route("/write", post(influx::write_v1))
+        .route("/query", get(influx::query).post(influx::query))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            influx::authenticate_v1,
+        ));
+    let influx_v2 = Router::new()
+        .route("/api/v2/write", post(influx::write_v2))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            influx::authenticate_v2,
+        ));
     Router::new()
         .merge(api)
+        .merge(influx_v1)
+        .merge(influx_v2)
+        .route("/ping", get(influx::ping))
+        .route("/health", get(influx::health))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(|| async { StatusCode::NOT_FOUND })
@@ -413,7 +440,8 @@ const PATH_ECHO_BYTES_MAX: usize = 128;
 /// routes (404), wrong methods (405) and axum's own extractor rejections (a query string that
 /// does not deserialize, a body over [`ServerConfig::request_body_bytes_max`]) come out of
 /// axum as plain text or empty. The 401 of authentication stays plain text on purpose
-/// ([`error::PlainTextError`]). Other headers (`Allow` on a 405) are kept.
+/// ([`error::PlainTextError`]); the InfluxDB routes' errors are JSON already and pass
+/// unchanged. Other headers (`Allow` on a 405) are kept.
 async fn json_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -488,6 +516,11 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
         "/api/healthcheck" => "healthcheck",
         "/metrics" => "metrics",
         "/healthz" => "healthz",
+        "/write" => "influx_v1",
+        "/api/v2/write" => "influx_v2",
+        "/query" => "influx_query",
+        "/ping" => "influx_ping",
+        "/health" => "influx_health",
         _ => "other",
     }
 }
