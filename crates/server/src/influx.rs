@@ -30,6 +30,10 @@ use std::sync::Arc;
 /// APIs' write endpoints, as Strata does; the suffix says what answers.
 pub const INFLUXDB_VERSION: &str = "1.8.10-strata";
 
+/// Largest `/query` body: a form with one `CREATE DATABASE` statement is a few dozen bytes,
+/// and nothing else is answered there.
+pub const QUERY_FORM_BYTES_MAX: usize = 64 * 1024;
+
 /// Which InfluxDB API a request came in through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -346,10 +350,10 @@ pub async fn query(
     ))
 }
 
-/// A form-encoded body, at most `request-body-bytes-max` bytes, within the request timeout.
+/// A form-encoded body of at most [`QUERY_FORM_BYTES_MAX`], within the request timeout.
 async fn read_form(app: &App, body: Body) -> Result<String, InfluxError> {
     let api = Api::V1;
-    let limit = app.config.request_body_bytes_max;
+    let limit = QUERY_FORM_BYTES_MAX;
     let collected = tokio::time::timeout_at(
         app.deadline(),
         http_body_util::Limited::new(body, limit).collect(),
