@@ -279,7 +279,11 @@ fn with_jwt_on_influx_clients_authenticate_where_they_put_tokens() {
     // 1.x client's Bearer, Token, Basic (password = JWT) and `p=` are checked like /api/'s
     // Bearer; a missing or bad token is a 401 in InfluxDB's shape that says nothing about the
     // token; /ping and /health stay open; no token ever reaches the log.
-    let server = Server::start_with_config(&json!({"main": {"jwt-public-key": DOCS_PUBLIC_KEY}}));
+    // Debug level: the reason of each refusal is logged there.
+    let server = Server::start_with_log_level(
+        &json!({"main": {"jwt-public-key": DOCS_PUBLIC_KEY}}),
+        "debug",
+    );
     let t = minutes_ago(20);
     let bad_token = format!("{DOCS_TOKEN}x");
     let line = |host: &str| vec![format!("cpu_load,hostname={host} value=1 {t}")];
@@ -389,6 +393,7 @@ fn with_jwt_on_influx_clients_authenticate_where_they_put_tokens() {
         assert!(data.is_null(), "{host} was stored: {data}");
     }
     let log = server.log();
+    assert!(log.contains("request refused"), "{log}");
     for secret in [DOCS_TOKEN, &bad_token, &no_colon] {
         assert!(!log.contains(secret), "a token is in the log:\n{log}");
     }

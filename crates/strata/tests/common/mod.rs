@@ -273,6 +273,8 @@ pub struct Server {
     dir: tempfile::TempDir,
     /// The open-files limit the server runs under, if the test set one.
     open_files: Option<u32>,
+    /// The `--log-level` the server runs with, if the test set one (else `info`).
+    log_level: Option<&'static str>,
 }
 
 impl Server {
@@ -285,27 +287,38 @@ impl Server {
     /// `main.addr` (a free loopback port), `metric-store.checkpoints.directory` (inside a temp
     /// dir) and, unless given, `retention-in-memory: "48h"` (`memory-cap` is optional).
     pub fn start_with_config(config: &Value) -> Server {
-        Server::start_with(config, None)
+        Server::start_with(config, None, None)
     }
 
     /// Like [`Server::start_with_config`], with the open-files limit (`ulimit -n`) of the
     /// server process (and its restarts) set to `open_files`.
     pub fn start_with_open_files(config: &Value, open_files: u32) -> Server {
-        Server::start_with(config, Some(open_files))
+        Server::start_with(config, Some(open_files), None)
     }
 
-    fn start_with(config: &Value, open_files: Option<u32>) -> Server {
+    /// Like [`Server::start_with_config`], logging at `level` (`--log-level`), e.g. `debug`
+    /// for a test that checks what never reaches the log.
+    pub fn start_with_log_level(config: &Value, level: &'static str) -> Server {
+        Server::start_with(config, None, Some(level))
+    }
+
+    fn start_with(
+        config: &Value,
+        open_files: Option<u32>,
+        log_level: Option<&'static str>,
+    ) -> Server {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("creating a temp dir");
             let addr = format!("127.0.0.1:{}", free_port());
             let config_path = write_config(dir.path(), config, &addr);
-            let child = spawn_serve(dir.path(), &config_path, open_files);
+            let child = spawn_serve(dir.path(), &config_path, open_files, log_level);
             let mut server = Server {
                 child,
                 addr,
                 dir,
                 open_files,
+                log_level,
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -398,7 +411,7 @@ impl Server {
             .expect("opening earlier-runs.log");
         writeln!(earlier, "----- run ended -----\n{}", self.log()).expect("archiving the log");
         let config = self.dir.path().join("config.json");
-        self.child = spawn_serve(self.dir.path(), &config, self.open_files);
+        self.child = spawn_serve(self.dir.path(), &config, self.open_files, self.log_level);
     }
 
     /// The logs of the runs before the latest [`Server::restart`] or [`Server::respawn`].
@@ -588,8 +601,20 @@ fn write_config(dir: &Path, config: &Value, addr: &str) -> PathBuf {
     path
 }
 
-fn spawn_serve(dir: &Path, config: &Path, open_files: Option<u32>) -> Child {
-    let args = ["serve".as_ref(), "--config".as_ref(), config.as_os_str()];
+fn spawn_serve(
+    dir: &Path,
+    config: &Path,
+    open_files: Option<u32>,
+    log_level: Option<&'static str>,
+) -> Child {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["serve".as_ref(), "--config".as_ref(), config.as_os_str()];
+    if let Some(level) = log_level {
+        args.extend([
+            std::ffi::OsStr::new("--log-level"),
+            std::ffi::OsStr::new(level),
+        ]);
+    }
     let Some(open_files) = open_files else {
         return spawn_strata(dir, &args);
     };
