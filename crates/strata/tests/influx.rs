@@ -57,6 +57,24 @@ fn client_writes(server: &Server, writes: &[Value]) -> Vec<Value> {
     results
 }
 
+/// Asserts that `cpu_load` of each `(cluster, host, from, values)` holds `values` in
+/// consecutive 60 s slots from `from`.
+#[track_caller]
+fn assert_stored(server: &Server, expected: &[(&str, &str, i64, &[f64])]) {
+    for (cluster, host, from, values) in expected {
+        let data = read(
+            server,
+            cluster,
+            host,
+            "cpu_load",
+            *from,
+            values.len() as i64,
+        );
+        let values: Vec<Option<f64>> = values.iter().copied().map(Some).collect();
+        assert_data(&data, &values);
+    }
+}
+
 /// The data of `metric` on `host` in `cluster` over `[from, from + 60 * slots)`.
 fn read(server: &Server, cluster: &str, host: &str, metric: &str, from: i64, slots: i64) -> Value {
     let body = server.query(
@@ -64,6 +82,12 @@ fn read(server: &Server, cluster: &str, host: &str, metric: &str, from: i64, slo
                                     "queries": [{"metric": metric, "host": host}]}),
     );
     body["results"][0][0]["data"].clone()
+}
+
+/// `strata_http_responses_total{route, status}` in the `/metrics` text.
+fn responses(metrics: &str, route: &str, status: u16) -> Option<f64> {
+    let series = format!(r#"strata_http_responses_total{{route="{route}",status="{status}"}}"#);
+    metric_value(metrics, &series)
 }
 
 #[track_caller]
@@ -144,39 +168,29 @@ fn influxdb_client_v2_writes_are_stored_exactly() {
     let body: Value = serde_json::from_str(failed["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["code"], json!("invalid"), "{body}");
 
-    assert_data(
-        &read(&server, C, "n1", "cpu_load", t, 2),
-        &[Some(1.25), Some(2.5)],
+    assert_stored(
+        &server,
+        &[
+            (C, "n1", t, &[1.25, 2.5]),
+            ("alex", "n1", t, &[7.0]),
+            (C, "n2", t, &[3.75, 4.0]),
+            (C, "n3", t, &[-1.0]),
+            (C, "n4", t, &[1000.0]),
+            (C, "n5", t, &[5.0, 6.0]),
+        ],
     );
-    assert_data(&read(&server, "alex", "n1", "cpu_load", t, 1), &[Some(7.0)]);
-    assert_data(
-        &read(&server, C, "n2", "cpu_load", t, 2),
-        &[Some(3.75), Some(4.0)],
-    );
-    assert_data(&read(&server, C, "n3", "cpu_load", t, 1), &[Some(-1.0)]);
-    assert_data(&read(&server, C, "n4", "cpu_load", t, 1), &[Some(1000.0)]);
     let socket = server.query(&json!({"cluster": C, "from": t, "to": t + 60, "queries": [
         {"metric": "mem_used", "host": "n4", "type": "socket", "type-ids": ["1"]}]}));
     assert_data(&socket["results"][0][0]["data"], &[Some(42.0)]);
-    assert_data(
-        &read(&server, C, "n5", "cpu_load", t, 2),
-        &[Some(5.0), Some(6.0)],
-    );
 
     let metrics = server.metrics();
     assert_eq!(
-        metric_value(
-            &metrics,
-            r#"strata_http_responses_total{route="influx_v2",status="204"}"#
-        ),
+        responses(&metrics, "influx_v2", 204),
         Some(4.0),
         "{metrics}"
     );
     assert_eq!(
-        metric_value(
-            &metrics,
-            r#"strata_http_responses_total{route="influx_v2",status="400"}"#
-        ),
+        responses(&metrics, "influx_v2", 400),
         Some(1.0),
         "{metrics}"
     );
@@ -235,39 +249,25 @@ fn influxdb_v1_client_writes_are_stored_exactly() {
                          (tag 'hostname' or 'host')"})
     );
 
-    assert_data(
-        &read(&server, C, "a1", "cpu_load", t, 2),
-        &[Some(1.5), Some(2.5)],
-    );
-    for (host, value) in [
-        ("a2", 3.0),
-        ("a3", 4.0),
-        ("a4", 5.0),
-        ("a5", 6.0),
-        ("a6", 7.0),
-    ] {
-        assert_data(&read(&server, C, host, "cpu_load", t, 1), &[Some(value)]);
-    }
     let minute = t / 60 * 60;
-    assert_data(
-        &read(&server, C, "a7", "cpu_load", minute, 2),
-        &[Some(8.0), Some(9.0)],
-    );
-    assert_data(&read(&server, C, "a8", "cpu_load", hour, 1), &[Some(10.0)]);
-    assert_data(
-        &read(&server, "alex", "a9", "cpu_load", t, 1),
-        &[Some(11.0)],
-    );
-    assert_data(
-        &read(&server, C, "b1", "cpu_load", t, 2),
-        &[Some(12.0), Some(13.0)],
+    assert_stored(
+        &server,
+        &[
+            (C, "a1", t, &[1.5, 2.5]),
+            (C, "a2", t, &[3.0]),
+            (C, "a3", t, &[4.0]),
+            (C, "a4", t, &[5.0]),
+            (C, "a5", t, &[6.0]),
+            (C, "a6", t, &[7.0]),
+            (C, "a7", minute, &[8.0, 9.0]),
+            (C, "a8", hour, &[10.0]),
+            ("alex", "a9", t, &[11.0]),
+            (C, "b1", t, &[12.0, 13.0]),
+        ],
     );
     let metrics = server.metrics();
     assert_eq!(
-        metric_value(
-            &metrics,
-            r#"strata_http_responses_total{route="influx_v1",status="204"}"#
-        ),
+        responses(&metrics, "influx_v1", 204),
         Some(9.0),
         "{metrics}"
     );
@@ -310,28 +310,18 @@ fn with_jwt_on_influx_clients_authenticate_where_they_put_tokens() {
     for i in [0, 3, 4, 5] {
         assert_eq!(results[i]["ok"], json!(true), "write {i}: {}", results[i]);
     }
-    for i in [1, 2] {
-        assert_eq!(
-            results[i]["status"],
-            json!(401),
-            "write {i}: {}",
-            results[i]
-        );
-        let body: Value = serde_json::from_str(results[i]["body"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            body,
-            json!({"code": "unauthorized", "message": "unauthorized access"})
-        );
-    }
-    for i in [6, 7] {
-        assert_eq!(
-            results[i]["status"],
-            json!(401),
-            "write {i}: {}",
-            results[i]
-        );
-        let body: Value = serde_json::from_str(results[i]["body"].as_str().unwrap()).unwrap();
-        assert_eq!(body, json!({"error": "authorization failed"}));
+    let unauthorized_v2 = json!({"code": "unauthorized", "message": "unauthorized access"});
+    let unauthorized_v1 = json!({"error": "authorization failed"});
+    for (i, expected) in [
+        (1, &unauthorized_v2),
+        (2, &unauthorized_v2),
+        (6, &unauthorized_v1),
+        (7, &unauthorized_v1),
+    ] {
+        let result = &results[i];
+        assert_eq!(result["status"], json!(401), "write {i}: {result}");
+        let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
+        assert_eq!(&body, expected, "write {i}");
     }
 
     // `p=` and the malformed credentials no client sends.
@@ -614,10 +604,9 @@ fn errors_and_limits_answer_in_influxdb_shapes() {
         ("influx_health", 200),
         ("influx_query", 200),
     ] {
-        let series = format!(r#"strata_http_responses_total{{route="{route}",status="{status}"}}"#);
         assert!(
-            metric_value(&metrics, &series).is_some_and(|v| v >= 1.0),
-            "{series} missing:\n{metrics}"
+            responses(&metrics, route, status).is_some_and(|v| v >= 1.0),
+            "{route} {status} missing:\n{metrics}"
         );
     }
 }
