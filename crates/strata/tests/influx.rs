@@ -647,3 +647,39 @@ fn a_slow_influx_body_is_answered_408_in_influxdb_shape() {
     }
     assert_data(&read(&server, C, "h1", "slow", t, 1), &[Some(1.0)]);
 }
+
+#[test]
+fn a_wal_that_refuses_writes_is_a_503_in_influxdb_shape_and_health_fails() {
+    // Goal (issue 9 item 3): when the write-ahead log cannot append (here: a file size limit,
+    // as a full disk), both write APIs answer 503 in their shapes (2.x code `unavailable`, so
+    // clients retry), and InfluxDB 2.x's /health fails as /healthz does.
+    let server = Server::start_with_config(&json!({"metric-store": {"wal": {"fsync": "batch"}}}));
+    let t = minutes_ago(2_010);
+    let body = |host: &str| -> String {
+        (0..2_000)
+            .map(|i| format!("m,hostname={host} value={i} {}\n", t + 60 * i))
+            .collect()
+    };
+    server
+        .post(&format!("/write?db={C}"), body("h0"))
+        .assert_status(204);
+    server.limit_file_size(64 << 10);
+    let refused = (1..50)
+        .map(|i| server.post(&format!("/write?db={C}"), body(&format!("h{i}"))))
+        .find(|response| response.status != 204)
+        .expect("the WAL never hit the file size limit");
+    assert_v1_error(&refused, 503, "write-ahead log");
+    let v2 = server.post(&format!("/api/v2/write?bucket={C}"), body("v2"));
+    assert_v2_error(&v2, 503, "unavailable", "write-ahead log");
+    let health = server.get("/health");
+    health.assert_status(503);
+    let health = health.json();
+    assert_eq!(health["status"], json!("fail"), "{health}");
+    assert!(
+        health["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refuses writes until restart")),
+        "{health}"
+    );
+    server.get("/ping").assert_status(204);
+}

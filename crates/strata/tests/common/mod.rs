@@ -449,6 +449,26 @@ impl Server {
         self.set_config(&config);
     }
 
+    /// Caps the size of the files the running server writes (`prlimit --fsize`) at
+    /// `headroom` bytes beyond its largest file now, so that its write-ahead log soon fails
+    /// to append (EFBIG, as on a full disk). Needs `prlimit` (util-linux).
+    pub fn limit_file_size(&self, headroom: u64) {
+        let largest = files_under(self.dir())
+            .iter()
+            .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
+            .max()
+            .unwrap_or(0);
+        let limit = largest + headroom;
+        let status = Command::new("prlimit")
+            .args([
+                format!("--pid={}", self.pid()),
+                format!("--fsize={limit}:{limit}"),
+            ])
+            .status()
+            .expect("running prlimit (util-linux)");
+        assert!(status.success(), "prlimit failed: {status}");
+    }
+
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
