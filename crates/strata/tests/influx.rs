@@ -412,7 +412,7 @@ fn errors_and_limits_answer_in_influxdb_shapes() {
     // status and body shape of the API they came in through; /ping, /health and CREATE
     // DATABASE answer what clients expect; the valid lines of a rejected body are stored.
     let server = Server::start_with_config(&json!({
-        "metric-store": {"limits": {"body-size": 1000}}
+        "metric-store": {"limits": {"body-size": 1000, "line-length": 200}}
     }));
     let t = minutes_ago(10);
     let good = format!("m,hostname=h1 value=1 {t}\n");
@@ -470,7 +470,8 @@ fn errors_and_limits_answer_in_influxdb_shapes() {
         "request too large",
         "exceeds the limit",
     );
-    // A huge line in a body within the limit is one rejected line, the rest is stored.
+    // A line over `line-length` in a body within the limit is one rejected line, the rest is
+    // stored.
     let huge = format!(
         "m,hostname=h4 value=4 {t}\nm,hostname=h4,x={} value=5 {t}\n",
         "y".repeat(900)
@@ -478,7 +479,7 @@ fn errors_and_limits_answer_in_influxdb_shapes() {
     assert_v1_error(
         &v1(&format!("?db={C}"), &[], huge.as_bytes()),
         400,
-        "partial write: 1 of 2 lines rejected; first: line 2: ",
+        "partial write: 1 of 2 lines rejected; first: line 2: line is too long",
     );
     assert_data(&read(&server, C, "h4", "m", t, 1), &[Some(4.0)]);
 
