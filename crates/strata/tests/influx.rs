@@ -183,6 +183,9 @@ fn influxdb_client_v2_writes_are_stored_exactly() {
         {"metric": "mem_used", "host": "n4", "type": "socket", "type-ids": ["1"]}]}));
     assert_data(&socket["results"][0][0]["data"], &[Some(42.0)]);
 
+    // The rate-limited log line about rejected lines names the API they came through.
+    let log = server.log();
+    assert!(log.contains("source=\"influx_v2\""), "{log}");
     let metrics = server.metrics();
     assert_eq!(
         responses(&metrics, "influx_v2", 204),
@@ -265,6 +268,9 @@ fn influxdb_v1_client_writes_are_stored_exactly() {
             (C, "b1", t, &[12.0, 13.0]),
         ],
     );
+    // The rate-limited log line about rejected lines names the API they came through.
+    let log = server.log();
+    assert!(log.contains("source=\"influx_v1\""), "{log}");
     let metrics = server.metrics();
     assert_eq!(
         responses(&metrics, "influx_v1", 204),
