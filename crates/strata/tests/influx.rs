@@ -154,8 +154,14 @@ fn influxdb_client_v2_writes_are_stored_exactly() {
             "this is not line protocol".to_owned(),
             format!("cpu_load,hostname=n5 value=6 {}", (t + 60) * 1_000_000_000),
         ]}),
+        // The client's ping(), version() and health().
+        json!({"api": "v2", "op": "ping"}),
     ];
     let results = client_writes(&server, &writes);
+    assert_eq!(
+        results[5],
+        json!({"ok": true, "version": "1.8.10-strata", "health": "pass"})
+    );
     assert_ok(&results[..4]);
     let failed = &results[4];
     assert_eq!(failed["exception"], json!("ApiException"), "{failed}");
@@ -236,8 +242,19 @@ fn influxdb_v1_client_writes_are_stored_exactly() {
                "lines": [line("b1", "12", t), "cpu_load value=1".to_owned(),
                          line("b1", "13", t + 60)]}),
     ];
-    let results = client_writes(&server, &writes);
+    let probes = [
+        json!({"api": "v1", "op": "ping"}),
+        // Telegraf and this client create the database first; Strata answers and ignores it.
+        json!({"api": "v1", "op": "create_database", "db": C}),
+        json!({"api": "v1", "op": "query", "db": C, "q": "SELECT * FROM cpu_load"}),
+    ];
+    let results = client_writes(&server, &[&writes[..], &probes[..]].concat());
     assert_ok(&results[..9]);
+    assert_eq!(results[10], json!({"ok": true, "version": "1.8.10-strata"}));
+    assert_eq!(results[11], json!({"ok": true}));
+    assert_eq!(results[12]["status"], json!(400), "{}", results[12]);
+    let message = results[12]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("query data with /api/query"), "{message}");
     let failed = &results[9];
     assert_eq!(
         failed["exception"],
