@@ -10,7 +10,7 @@
 //! | -------------- | -------- | -------- |
 //! | `main`         | yes      | `addr`, `jwt-public-key`, (unsupported: TLS, `user`/`group`, `backend-url`, `debug.gops`) |
 //! | `metrics`      | no¹      | name → `{"frequency": seconds, "aggregation": "sum"\|"avg"\|null}` |
-//! | `nats`         | no       | `address`, `username`, `password`, `creds-file-path` |
+//! | `nats`         | no       | one connection object (`address`, `username`, `password`, `creds-file-path`, Strata's `nkey-seed-file`, `tls`), or an array of them each with a unique `name`³ |
 //! | `metric-store` | yes      | retention, memory cap, checkpoints, cleanup, NATS subscriptions, and Strata's `wal`, `default-frequency`, `resampling`, `limits`, `remote-write`² |
 //!
 //! ¹ cc-metric-store requires `metrics`; in Strata a missing or empty `metrics` section means
@@ -34,6 +34,10 @@
 //! | `queue`             | Prometheus's        | `min-shards` (1), `max-shards` (50, ≥ min), `max-samples-per-send` (2000, ≤ 100 000), `batch-send-deadline` (5s), `min-backoff` (30ms), `max-backoff` (5s, ≥ min), `retry-on-http-429` (true) |
 //! | `max-backlog-bytes` | `"10GiB"`           | log bytes the endpoint may hold back from deletion |
 //! | `max-backlog-age`   | `"24h"`             | oldest log data the endpoint may hold back |
+//!
+//! ³ `metric-store.nats-subscriptions` entries (`subscribe-to`, `cluster-tag`, `queue-group`,
+//! Strata's `jetstream {stream, consumer, ack-wait}` and `connection`) are attached to their
+//! connection: `connection` names it, and is required when `nats` lists several.
 //!
 //! A key `<name>-file` (for example `metrics-file`) loads section `<name>` from a separate
 //! JSON file; giving both `<name>` and `<name>-file` is an error. A relative path is looked
@@ -118,8 +122,8 @@ pub struct Config {
     /// `store.default_frequency_s` and aggregation `avg` (Decision 3); otherwise samples of
     /// unlisted metrics are dropped and counted.
     pub metrics: BTreeMap<String, MetricConfig>,
-    /// The `nats` connection section, if present. Parsed and kept; NATS ingest comes later.
-    pub nats: Option<NatsSection>,
+    /// The NATS connections with their subscriptions; empty = no NATS ingest.
+    pub nats: Vec<NatsConnection>,
     /// The `metric-store` section.
     pub store: StoreSection,
 }
@@ -137,7 +141,7 @@ impl Config {
                 jwt_public_key: None,
             },
             metrics: BTreeMap::new(),
-            nats: None,
+            nats: Vec::new(),
             store: StoreSection {
                 retention_in_memory: DEFAULT_RETENTION,
                 memory_cap_bytes: None,
@@ -188,14 +192,9 @@ impl Config {
             None => BTreeMap::new(),
         };
 
-        let nats = match load_section(&top, "nats", "nats-file")? {
-            Some(loaded) => Some(parse_nats(&Section::new(
-                &loaded.file,
-                "nats".to_owned(),
-                &loaded.value,
-                NATS_KEYS,
-            )?)?),
-            None => None,
+        let mut nats = match load_section(&top, "nats", "nats-file")? {
+            Some(loaded) => parse_nats(&loaded.file, &loaded.value)?,
+            None => Vec::new(),
         };
 
         let store = load_section(&top, "metric-store", "metric-store-file")?.ok_or_else(|| {
@@ -204,12 +203,17 @@ impl Config {
                 section: "metric-store".to_owned(),
             }
         })?;
-        let store = parse_store(&Section::new(
-            &store.file,
-            "metric-store".to_owned(),
-            &store.value,
-            STORE_KEYS,
-        )?)?;
+        let mut store = parse_store(
+            &Section::new(
+                &store.file,
+                "metric-store".to_owned(),
+                &store.value,
+                STORE_KEYS,
+            )?,
+            &nats,
+        )?;
+        store.nats_subscriptions =
+            attach_subscriptions(&mut nats, std::mem::take(&mut store.nats_subscriptions));
 
         Ok(Config {
             source: Some(origin.to_owned()),

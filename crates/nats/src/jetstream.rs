@@ -1,0 +1,175 @@
+//! JetStream subscriptions: a durable pull consumer on an existing stream; messages are
+//! acknowledged by the worker once committed.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::{self as js, AckKind, Message};
+use futures_util::StreamExt;
+use strata_server::error::ApiError;
+use strata_server::ingest::WriteOutcome;
+
+use crate::connect::reconnect_delay;
+use crate::{JetStreamConfig, Reader, Subscription};
+
+/// Messages asked for per pull request (fewer when `nats-pending-messages` is smaller).
+const JS_PULL_BATCH: usize = 64;
+/// Unacknowledged messages the server hands out to one consumer, for a consumer Strata
+/// creates: pulled batches plus the job queue, with room for a second instance.
+const JS_MAX_ACK_PENDING: i64 = 1024;
+/// Idle heartbeat of a pull request: a connection lost silently is noticed after 2 of them.
+const JS_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long one pull request waits on the server.
+const JS_PULL_EXPIRES: Duration = Duration::from_secs(30);
+
+/// Reads the subscription's consumer until shutdown; every failure is logged (rate-limited),
+/// counted and retried after a backoff — except a consumer whose acknowledgement policy is
+/// not explicit, which is refused for good (it would lose or duplicate messages silently).
+pub(crate) async fn run(mut reader: Reader) {
+    let subscription = reader.subscription.clone();
+    let Some(config) = subscription.config.jetstream.clone() else {
+        return;
+    };
+    let context = js::new(reader.client.clone());
+    let mut failures = 0;
+    loop {
+        if *reader.stopped.borrow() {
+            return;
+        }
+        match pull(&mut reader, &context, &config).await {
+            Pulled::Stopped => return,
+            Pulled::Refused => return,
+            Pulled::Failed(kind, error) => {
+                subscription.metrics.jetstream_error(kind).inc();
+                if let Some(suppressed) = subscription.failure_log.allow(strata_server::now_s()) {
+                    tracing::warn!(
+                        subscription = subscription.label,
+                        stream = config.stream,
+                        consumer = config.consumer,
+                        kind,
+                        error,
+                        suppressed,
+                        "JetStream consumer failed; retrying"
+                    );
+                }
+                failures += 1;
+                let backoff = tokio::time::sleep(reconnect_delay(failures));
+                tokio::select! {
+                    () = backoff => {}
+                    _ = reader.stopped.changed() => return,
+                }
+            }
+            Pulled::Ended => failures = 0,
+        }
+    }
+}
+
+enum Pulled {
+    Stopped,
+    Refused,
+    /// The message stream ended by itself: pull again.
+    Ended,
+    Failed(&'static str, String),
+}
+
+async fn pull(reader: &mut Reader, context: &js::Context, config: &JetStreamConfig) -> Pulled {
+    let subscription = &reader.subscription;
+    let stream = match context.get_stream(&config.stream).await {
+        Ok(stream) => stream,
+        Err(error) => return Pulled::Failed("stream", error.to_string()),
+    };
+    let wanted = pull::Config {
+        durable_name: Some(config.consumer.clone()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_ack_pending: JS_MAX_ACK_PENDING,
+        filter_subject: subscription.config.subject.clone(),
+        deliver_policy: DeliverPolicy::All,
+        ..Default::default()
+    };
+    let consumer: PullConsumer = match stream
+        .get_or_create_consumer(&config.consumer, wanted)
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(error) => return Pulled::Failed("consumer", error.to_string()),
+    };
+    let policy = consumer.cached_info().config.ack_policy;
+    if policy != AckPolicy::Explicit {
+        subscription.metrics.jetstream_error("ack_policy").inc();
+        tracing::error!(
+            subscription = subscription.label,
+            stream = config.stream,
+            consumer = config.consumer,
+            ack_policy = ?policy,
+            "JetStream consumer refused: its ack policy is not explicit, so Strata could not \
+             acknowledge only what it stored; delete it (Strata creates it) or use another name"
+        );
+        return Pulled::Refused;
+    }
+    let batch = JS_PULL_BATCH.min(reader.pending_messages).max(1);
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(JS_HEARTBEAT)
+        .expires(JS_PULL_EXPIRES)
+        .messages()
+        .await;
+    let mut messages = match messages {
+        Ok(messages) => messages,
+        Err(error) => return Pulled::Failed("messages", error.to_string()),
+    };
+    loop {
+        tokio::select! {
+            next = messages.next() => match next {
+                Some(Ok(message)) => {
+                    if message.info().is_ok_and(|info| info.delivered > 1) {
+                        subscription.metrics.redelivered.inc();
+                    }
+                    if !reader.queue(message.payload.clone(), Some(message)).await {
+                        return Pulled::Stopped;
+                    }
+                }
+                Some(Err(error)) => return Pulled::Failed("messages", error.to_string()),
+                None => return Pulled::Ended,
+            },
+            // Pulled but not queued messages are redelivered after ack-wait.
+            _ = reader.stopped.changed() => return Pulled::Stopped,
+        }
+    }
+}
+
+/// Runs `ingest`, telling the server every `ack_wait / 2` that the message is still being
+/// worked on, so that a slow commit does not cause a redelivery.
+pub(crate) async fn with_progress(
+    ingest: impl Future<Output = Result<WriteOutcome, ApiError>>,
+    message: &Message,
+    ack_wait: Duration,
+    subscription: &Subscription,
+) -> Result<WriteOutcome, ApiError> {
+    let mut ingest = std::pin::pin!(ingest);
+    loop {
+        tokio::select! {
+            result = &mut ingest => return result,
+            () = tokio::time::sleep(ack_wait / 2) => {
+                answer(message, AckKind::Progress, subscription).await;
+            }
+        }
+    }
+}
+
+/// Sends an acknowledgement and counts it.
+pub(crate) async fn answer(message: &Message, kind: AckKind, subscription: &Subscription) {
+    let label = match kind {
+        AckKind::Ack => "ack",
+        AckKind::Nak(_) => "nak",
+        AckKind::Progress => "progress",
+        AckKind::Next | AckKind::Term => "other",
+    };
+    match message.ack_with(kind).await {
+        Ok(()) => subscription.metrics.ack(label).inc(),
+        // The client is closed; the server redelivers after ack-wait.
+        Err(_) => subscription.metrics.jetstream_error("ack").inc(),
+    };
+}

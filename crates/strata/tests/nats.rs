@@ -1,0 +1,542 @@
+//! NATS ingest against the real binary and a real nats-server (Debian's 2.9; scripts/test.sh
+//! installs it): core subscriptions, queue groups, JetStream, reconnects, authentication and
+//! back-pressure (issue 9). Every wait polls with a deadline; nothing sleeps as an assertion.
+
+// Test helpers outside `#[test]` functions panic on purpose, like the tests themselves.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Server, metric_value, minutes_ago};
+use serde_json::{Value, json};
+use strata_testkit::{NatsServer, free_port};
+
+/// Longest wait for something NATS ingest should do.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A Strata subscribed through `nats` (the `nats` section) with `subscriptions`; `store`
+/// is merged into `metric-store`.
+fn strata(nats: Value, subscriptions: Value, store: Value) -> Server {
+    let mut metric_store = json!({"nats-subscriptions": subscriptions});
+    for (key, value) in store.as_object().unwrap() {
+        metric_store[key] = value.clone();
+    }
+    Server::start_with_config(&json!({"nats": nats, "metric-store": metric_store}))
+}
+
+/// Polls `check` until it holds; panics with `what` at the deadline.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {TIMEOUT:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `/metrics` value, 0 when the series is absent.
+fn metric(server: &Server, series: &str) -> f64 {
+    metric_value(&server.metrics(), series).unwrap_or(0.0)
+}
+
+fn messages(server: &Server, subscription: &str, result: &str) -> f64 {
+    metric(
+        server,
+        &format!(
+            "strata_nats_messages_total{{subscription=\"{subscription}\",result=\"{result}\"}}"
+        ),
+    )
+}
+
+/// The node value of `cpu_load` at `t` for each host in `cluster` (`None`: not stored).
+fn values(server: &Server, cluster: &str, hosts: &[String], t: i64) -> Vec<Option<f64>> {
+    let queries: Vec<Value> = hosts
+        .iter()
+        .map(|host| json!({"metric": "cpu_load", "host": host}))
+        .collect();
+    let response = server.query(&json!({"cluster": cluster, "from": t, "to": t + 60,
+                                        "queries": queries}));
+    (0..hosts.len())
+        .map(|i| {
+            let entry = &response["results"][i][0];
+            entry["data"]
+                .as_array()
+                .and_then(|data| data.first())
+                .and_then(Value::as_f64)
+        })
+        .collect()
+}
+
+fn line(host: &str, value: f64, t: i64) -> String {
+    format!("cpu_load,hostname={host},type=node value={value} {t}\n")
+}
+
+fn hosts(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[test]
+fn publish_and_query_back() {
+    // Goal: a core message's lines are stored under the subscription's cluster tag; a bad
+    // line in it is rejected and counted while the good ones are kept.
+    let nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "m.a", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    nats.wait_for_subscriptions("m.a", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    let payload = format!(
+        "{}cpu_load,hostname=h1,type=node bogus=1 {t}\n{}",
+        line("h1", 1.5, t),
+        line("h2", 2.5, t)
+    );
+    nats.client().publish("m.a", [payload.clone().into_bytes()]);
+    wait_until("the partial message is counted", || {
+        messages(&server, "m.a", "partial") == 1.0
+    });
+    let stored = values(&server, "fritz", &hosts("h", 3)[1..], t);
+    assert_eq!(stored, [Some(1.5), Some(2.5)]);
+    let text = server.metrics();
+    assert_eq!(
+        metric_value(
+            &text,
+            "strata_ingest_lines_rejected_total{reason=\"unknown_field\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&text, "strata_ingest_samples_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(&text, "strata_nats_connected{subscription=\"m.a\"}"),
+        Some(1.0)
+    );
+    assert!(
+        metric_value(
+            &text,
+            "strata_nats_received_bytes_total{subscription=\"m.a\"}"
+        ) == Some(payload.len() as f64)
+    );
+    assert!(
+        server.log().contains("source=\"nats:m.a\""),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn cluster_tag_is_per_subscription() {
+    // Goal: with several workers, an untagged line always gets the cluster tag of the
+    // subscription it arrived on (cc-metric-store mixes them up), and a `cluster` tag in the
+    // line wins over it.
+    let nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "a.x", "cluster-tag": "fritz"},
+               {"subscribe-to": "b.x", "cluster-tag": "alex"}]),
+        json!({"num-workers": 4}),
+    );
+    nats.wait_for_subscriptions("a.x", 1, TIMEOUT);
+    nats.wait_for_subscriptions("b.x", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    let (a, b) = (hosts("a", 100), hosts("b", 100));
+    let client = nats.client();
+    for i in 0..100 {
+        client.publish("a.x", [line(&a[i], i as f64, t).into_bytes()]);
+        client.publish("b.x", [line(&b[i], i as f64, t).into_bytes()]);
+    }
+    client.publish(
+        "a.x",
+        [format!("cpu_load,cluster=x,hostname=tagged,type=node value=7 {t}\n").into_bytes()],
+    );
+    wait_until("201 messages stored", || {
+        messages(&server, "a.x", "stored") + messages(&server, "b.x", "stored") == 201.0
+    });
+    let expected: Vec<Option<f64>> = (0..100).map(|i| Some(i as f64)).collect();
+    assert_eq!(values(&server, "fritz", &a, t), expected);
+    assert_eq!(values(&server, "alex", &b, t), expected);
+    assert!(values(&server, "alex", &a, t).iter().all(Option::is_none));
+    assert!(values(&server, "fritz", &b, t).iter().all(Option::is_none));
+    assert_eq!(values(&server, "x", &["tagged".into()], t), [Some(7.0)]);
+}
+
+#[test]
+fn bad_message_does_not_stop_subscription() {
+    // Goal: garbage, an oversized, an empty and a non-UTF-8 message are each counted and
+    // dropped; the subscription goes on and stores the next good message.
+    let nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "bad", "cluster-tag": "fritz"}]),
+        json!({"limits": {"body-size": "1KiB"}}),
+    );
+    nats.wait_for_subscriptions("bad", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    let client = nats.client();
+    client.publish(
+        "bad",
+        [
+            b"%%% this is not line protocol\n".to_vec(),
+            line("big", 1.0, t).repeat(100).into_bytes(),
+            Vec::new(),
+            vec![0xff, 0xfe, 0x80, b'\n', 0xc3],
+            line("good", 4.0, t).into_bytes(),
+        ],
+    );
+    wait_until("the good message is stored", || {
+        messages(&server, "bad", "stored") == 1.0
+    });
+    assert_eq!(messages(&server, "bad", "rejected"), 2.0);
+    assert_eq!(messages(&server, "bad", "too_large"), 1.0);
+    assert_eq!(messages(&server, "bad", "empty"), 1.0);
+    assert_eq!(
+        values(&server, "fritz", &["good".into(), "big".into()], t),
+        [Some(4.0), None]
+    );
+    assert_eq!(metric(&server, "strata_ingest_samples_total"), 1.0);
+}
+
+/// Publishes one message per host to `subject` and waits until the `servers` stored
+/// `expected` messages between them; returns which hosts each server holds.
+fn spread(
+    nats: &NatsServer,
+    servers: &[&Server],
+    subject: &str,
+    expected: f64,
+) -> Vec<BTreeSet<String>> {
+    let t = minutes_ago(10);
+    let all = hosts("q", 300);
+    nats.client().publish(
+        subject,
+        all.iter().map(|host| line(host, 1.0, t).into_bytes()),
+    );
+    wait_until("every message stored", || {
+        servers
+            .iter()
+            .map(|s| messages(s, subject, "stored"))
+            .sum::<f64>()
+            == expected
+    });
+    servers
+        .iter()
+        .map(|server| {
+            let stored = values(server, "fritz", &all, t);
+            all.iter()
+                .zip(stored)
+                .filter(|(_, value)| value.is_some())
+                .map(|(host, _)| host.clone())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn queue_group_splits_between_two_stratas() {
+    // Goal: two Stratas in one queue group share the messages: each is stored once, by
+    // one of them, and both get some.
+    let nats = NatsServer::start();
+    let subscription = json!([{"subscribe-to": "q.x", "cluster-tag": "fritz", "queue-group": "g"}]);
+    let one = strata(
+        json!({"address": nats.url()}),
+        subscription.clone(),
+        json!({}),
+    );
+    let two = strata(json!({"address": nats.url()}), subscription, json!({}));
+    nats.wait_for_subscriptions("q.x", 2, TIMEOUT);
+    let held = spread(&nats, &[&one, &two], "q.x", 300.0);
+    assert!(held[0].intersection(&held[1]).next().is_none());
+    assert_eq!(held[0].union(&held[1]).count(), 300);
+    assert!(
+        !held[0].is_empty() && !held[1].is_empty(),
+        "{} / {}",
+        held[0].len(),
+        held[1].len()
+    );
+}
+
+#[test]
+fn without_queue_group_both_receive_everything() {
+    // Goal (control of the above): without a queue group every Strata stores every message.
+    let nats = NatsServer::start();
+    let subscription = json!([{"subscribe-to": "q.x", "cluster-tag": "fritz"}]);
+    let one = strata(
+        json!({"address": nats.url()}),
+        subscription.clone(),
+        json!({}),
+    );
+    let two = strata(json!({"address": nats.url()}), subscription, json!({}));
+    nats.wait_for_subscriptions("q.x", 2, TIMEOUT);
+    let held = spread(&nats, &[&one, &two], "q.x", 600.0);
+    assert_eq!(held[0].len(), 300);
+    assert_eq!(held[0], held[1]);
+}
+
+#[test]
+fn nats_down_at_start_then_up() {
+    // Goal: Strata starts and serves HTTP while its NATS server is down, says so, and
+    // subscribes once the server comes up.
+    let mut nats = NatsServer::start();
+    nats.stop();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "late", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    let t = minutes_ago(10);
+    server.write_ok("fritz", &line("http", 1.0, t));
+    wait_until("the failed connect is logged", || {
+        server.log().contains("NATS client error")
+    });
+    assert_eq!(
+        metric(&server, "strata_nats_connected{subscription=\"late\"}"),
+        0.0
+    );
+    nats.restart();
+    nats.wait_for_subscriptions("late", 1, TIMEOUT);
+    nats.client()
+        .publish("late", [line("late", 2.0, t).into_bytes()]);
+    wait_until("the message is stored", || {
+        messages(&server, "late", "stored") == 1.0
+    });
+    assert_eq!(
+        values(&server, "fritz", &["http".into(), "late".into()], t),
+        [Some(1.0), Some(2.0)]
+    );
+    assert_eq!(
+        metric(&server, "strata_nats_connected{subscription=\"late\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn nats_server_restart_resumes_ingest() {
+    // Goal: after the NATS server restarts, the client reconnects and re-subscribes by
+    // itself, and ingest goes on.
+    let mut nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "r", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    nats.wait_for_subscriptions("r", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    nats.client()
+        .publish("r", [line("before", 1.0, t).into_bytes()]);
+    wait_until("the first message is stored", || {
+        messages(&server, "r", "stored") == 1.0
+    });
+    nats.restart();
+    nats.wait_for_subscriptions("r", 1, TIMEOUT);
+    nats.client()
+        .publish("r", [line("after", 2.0, t).into_bytes()]);
+    wait_until("the second message is stored", || {
+        messages(&server, "r", "stored") == 2.0
+    });
+    assert_eq!(
+        values(&server, "fritz", &["before".into(), "after".into()], t),
+        [Some(1.0), Some(2.0)]
+    );
+    let text = server.metrics();
+    let event = |event: &str| {
+        metric_value(
+            &text,
+            &format!("strata_nats_events_total{{subscription=\"r\",event=\"{event}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(event("connected") >= 2.0, "{text}");
+    assert!(event("disconnected") >= 1.0, "{text}");
+    assert!(server.log().contains("NATS disconnected, reconnecting"));
+}
+
+#[test]
+fn user_password_auth() {
+    // Goal: the right user and password ingest; a wrong password is logged (without the
+    // password) and retried while HTTP keeps serving.
+    let nats = NatsServer::start_with_auth("strata", "right-secret-1");
+    let right = strata(
+        json!({"address": nats.url(), "username": "strata", "password": "right-secret-1"}),
+        json!([{"subscribe-to": "auth", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    let wrong = strata(
+        json!({"address": nats.url(), "username": "strata", "password": "wrong-secret-2"}),
+        json!([{"subscribe-to": "auth", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    nats.wait_for_subscriptions("auth", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    nats.client()
+        .publish("auth", [line("h", 1.0, t).into_bytes()]);
+    wait_until("the right login stores", || {
+        messages(&right, "auth", "stored") == 1.0
+    });
+    wait_until("the wrong login is logged", || {
+        wrong.log().contains("authorization violation")
+    });
+    wait_until("the wrong login is retried", || {
+        metric(
+            &wrong,
+            "strata_nats_events_total{subscription=\"auth\",event=\"client_error\"}",
+        ) >= 2.0
+    });
+    wrong.write_ok("fritz", &line("http", 2.0, t));
+    assert_eq!(
+        values(&wrong, "fritz", &["http".into(), "h".into()], t),
+        [Some(2.0), None]
+    );
+    assert_eq!(
+        metric(&wrong, "strata_nats_connected{subscription=\"auth\"}"),
+        0.0
+    );
+    for server in [&right, &wrong] {
+        let log = server.log();
+        assert!(!log.contains("secret"), "a password in the log:\n{log}");
+    }
+}
+
+#[test]
+fn slow_consumer_is_counted() {
+    // Goal: when core messages arrive faster than one worker commits them (fsync per
+    // commit) the client's small buffer overflows; the drops are counted, never silent, and
+    // nothing is stored that was not sent.
+    let nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "slow", "cluster-tag": "fritz"}]),
+        json!({"num-workers": 1, "wal": {"fsync": "always"},
+               "limits": {"nats-pending-messages": 2}}),
+    );
+    nats.wait_for_subscriptions("slow", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    let sent = 3000;
+    nats.client().publish(
+        "slow",
+        (0..sent).map(|i| line(&format!("s{i}"), 1.0, t).into_bytes()),
+    );
+    let drops = "strata_nats_slow_consumer_drops_total{subscription=\"slow\"}";
+    wait_until("drops are counted", || metric(&server, drops) > 0.0);
+    // Settle: the stored count stops growing.
+    let mut last = -1.0;
+    wait_until("ingest settles", || {
+        let now = messages(&server, "slow", "stored");
+        let settled = now == last;
+        last = now;
+        settled
+    });
+    let text = server.metrics();
+    let stored = metric_value(
+        &text,
+        "strata_nats_messages_total{subscription=\"slow\",result=\"stored\"}",
+    )
+    .unwrap();
+    let dropped = metric_value(&text, drops).unwrap();
+    assert!(stored <= sent as f64 && stored > 0.0, "stored {stored}");
+    assert!(
+        stored + dropped <= sent as f64,
+        "stored {stored} + dropped {dropped}"
+    );
+    assert!(server.log().contains("ingest cannot keep up"));
+}
+
+#[test]
+fn jetstream_survives_sigkill() {
+    // Goal: with fsync always, a JetStream message is acknowledged only once it is in the
+    // WAL: killing Strata mid-stream and starting it again loses nothing.
+    let nats = NatsServer::start();
+    let client = nats.client();
+    client.create_stream("S", &["js.>"]);
+    let mut server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "strata", "ack-wait": "2s"}}]),
+        json!({"num-workers": 1, "wal": {"fsync": "always"}}),
+    );
+    let t = minutes_ago(10);
+    let all = hosts("j", 500);
+    client.publish_stored(
+        "js.m",
+        all.iter()
+            .enumerate()
+            .map(|(i, host)| line(host, i as f64, t).into_bytes()),
+    );
+    wait_until("ingest has begun", || {
+        metric(&server, "strata_ingest_samples_total") > 0.0
+    });
+    let before = client.consumer_state("S", "strata").unwrap();
+    server.kill_now();
+    server.restart();
+    wait_until("the consumer has nothing left", || {
+        client
+            .consumer_state("S", "strata")
+            .is_some_and(|s| s.num_pending == 0 && s.num_ack_pending == 0)
+    });
+    let expected: Vec<Option<f64>> = (0..all.len()).map(|i| Some(i as f64)).collect();
+    assert_eq!(values(&server, "fritz", &all, t), expected);
+    eprintln!("at the kill: {before:?}");
+}
+
+#[test]
+fn jetstream_consumer_with_another_ack_policy_is_refused() {
+    // Goal: an existing consumer that does not need acknowledgements is not used (Strata
+    // could not promise anything with it): logged, counted, the other subscription runs.
+    let nats = NatsServer::start();
+    let client = nats.client();
+    client.create_stream("S", &["js.>"]);
+    client.create_consumer("S", "none", strata_testkit::AckPolicy::None);
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "none"}},
+               {"subscribe-to": "core", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    wait_until("the refusal is counted", || {
+        metric(
+            &server,
+            "strata_nats_jetstream_errors_total{subscription=\"js.m\",kind=\"ack_policy\"}",
+        ) == 1.0
+    });
+    assert!(server.log().contains("ack policy is not explicit"));
+    nats.wait_for_subscriptions("core", 1, TIMEOUT);
+    nats.client()
+        .publish("core", [line("c", 1.0, minutes_ago(10)).into_bytes()]);
+    wait_until("the core subscription stores", || {
+        messages(&server, "core", "stored") == 1.0
+    });
+}
+
+#[test]
+fn nats_config_errors_stop_the_start() {
+    // Goal: an unreadable credentials file is a configuration error reported at start,
+    // unlike a down server.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"main": {"addr": format!("127.0.0.1:{port}")},
+               "nats": {"address": "nats://127.0.0.1:1", "nkey-seed-file": "/nonexistent/seed"},
+               "metric-store": {"retention-in-memory": "1h",
+                                "checkpoints": {"directory": dir.path().join("data")},
+                                "nats-subscriptions": [{"subscribe-to": "x"}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let output = common::run_strata(
+        dir.path(),
+        &["serve", "--config", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert!(!output.status.success());
+    assert!(
+        output.stderr.contains("nkey-seed-file /nonexistent/seed"),
+        "{}",
+        output.stderr
+    );
+}
