@@ -26,18 +26,25 @@ const JS_PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// Reads the subscription's consumer until shutdown; every failure is logged (rate-limited),
 /// counted and retried after a backoff — except a consumer whose acknowledgement policy is
 /// not explicit, which is refused for good (it would lose or duplicate messages silently).
-pub(crate) async fn run(mut reader: Reader) {
+pub(crate) async fn run(reader: Reader) {
     let subscription = reader.subscription.clone();
+    let mut stopped = reader.stopped.clone();
     let Some(config) = subscription.config.jetstream.clone() else {
         return;
     };
     let context = js::new(reader.client.clone());
     let mut failures = 0;
     loop {
-        if *reader.stopped.borrow() {
+        if *stopped.borrow() {
             return;
         }
-        match pull(&mut reader, &context, &config).await {
+        // Every step waits on the server (requests time out after 10 s): stop at once.
+        let pulled = tokio::select! {
+            pulled = pull(&reader, &context, &config) => pulled,
+            // Pulled but not queued messages are delivered again after ack-wait.
+            _ = stopped.changed() => return,
+        };
+        match pulled {
             Pulled::Stopped => return,
             Pulled::Refused => return,
             Pulled::Failed(kind, error) => {
@@ -57,7 +64,7 @@ pub(crate) async fn run(mut reader: Reader) {
                 let backoff = tokio::time::sleep(reconnect_delay(failures));
                 tokio::select! {
                     () = backoff => {}
-                    _ = reader.stopped.changed() => return,
+                    _ = stopped.changed() => return,
                 }
             }
             Pulled::Ended => failures = 0,
@@ -73,7 +80,7 @@ enum Pulled {
     Failed(&'static str, String),
 }
 
-async fn pull(reader: &mut Reader, context: &js::Context, config: &JetStreamConfig) -> Pulled {
+async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) -> Pulled {
     let subscription = &reader.subscription;
     let stream = match context.get_stream(&config.stream).await {
         Ok(stream) => stream,
@@ -121,21 +128,17 @@ async fn pull(reader: &mut Reader, context: &js::Context, config: &JetStreamConf
         Err(error) => return Pulled::Failed("messages", error.to_string()),
     };
     loop {
-        tokio::select! {
-            next = messages.next() => match next {
-                Some(Ok(message)) => {
-                    if message.info().is_ok_and(|info| info.delivered > 1) {
-                        subscription.metrics.redelivered.inc();
-                    }
-                    if !reader.queue(message.payload.clone(), Some(message)).await {
-                        return Pulled::Stopped;
-                    }
+        match messages.next().await {
+            Some(Ok(message)) => {
+                if message.info().is_ok_and(|info| info.delivered > 1) {
+                    subscription.metrics.redelivered.inc();
                 }
-                Some(Err(error)) => return Pulled::Failed("messages", error.to_string()),
-                None => return Pulled::Ended,
-            },
-            // Pulled but not queued messages are redelivered after ack-wait.
-            _ = reader.stopped.changed() => return Pulled::Stopped,
+                if !reader.queue(message.payload.clone(), Some(message)).await {
+                    return Pulled::Stopped;
+                }
+            }
+            Some(Err(error)) => return Pulled::Failed("messages", error.to_string()),
+            None => return Pulled::Ended,
         }
     }
 }

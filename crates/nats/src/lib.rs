@@ -212,10 +212,12 @@ impl NatsIngest {
     }
 
     /// Stops receiving, commits (and acknowledges) what was received, then closes the
-    /// connections; bounded by [`NATS_DRAIN_TIMEOUT`].
+    /// connections; all within [`NATS_DRAIN_TIMEOUT`] (a down server must not hold up the
+    /// shutdown).
     pub async fn stop(mut self) {
+        let deadline = tokio::time::Instant::now() + NATS_DRAIN_TIMEOUT;
         let _ = self.stop.send(true);
-        let finished = tokio::time::timeout(NATS_DRAIN_TIMEOUT, async {
+        let finished = tokio::time::timeout_at(deadline, async {
             while self.readers.join_next().await.is_some() {}
             // The readers held the queue's senders: the workers end once it is empty.
             while self.workers.join_next().await.is_some() {}
@@ -224,18 +226,29 @@ impl NatsIngest {
         if finished.is_err() {
             tracing::warn!(
                 timeout = ?NATS_DRAIN_TIMEOUT,
-                "NATS ingest did not finish its messages in time; JetStream redelivers what was not acknowledged"
+                "NATS ingest did not finish its messages in time; JetStream delivers again \
+                 what was not acknowledged"
             );
             self.readers.abort_all();
             self.workers.abort_all();
         }
-        for client in &self.clients {
-            // Acknowledgements are published: make sure they left.
-            let _ = tokio::time::timeout(NATS_DRAIN_TIMEOUT, client.flush()).await;
-            let _ = tokio::time::timeout(NATS_DRAIN_TIMEOUT, client.drain()).await;
-        }
+        // Acknowledgements are published: flush them out, then close every connection.
+        let closing = self
+            .clients
+            .iter()
+            .filter(|c| connected(c))
+            .map(|client| async move {
+                let _ = client.flush().await;
+                let _ = client.drain().await;
+            });
+        let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(closing)).await;
         tracing::info!("NATS ingest stopped");
     }
+}
+
+/// Draining or flushing a client that is not connected would wait for the reconnect.
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
 }
 
 /// The `subscription` label of each subscription, in order: its subject, or
@@ -303,6 +316,9 @@ impl Reader {
                     }
                 }
                 _ = self.stopped.changed() => {
+                    if !connected(&self.client) {
+                        return;
+                    }
                     // Stop the server sending, then hand on what the client still holds
                     // (the stream ends after it).
                     let _ = subscriber.drain().await;

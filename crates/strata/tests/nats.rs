@@ -540,3 +540,66 @@ fn nats_config_errors_stop_the_start() {
         output.stderr
     );
 }
+
+#[test]
+fn sigterm_stops_nats_first_and_loses_nothing() {
+    // Goal: on SIGTERM, NATS ingest stops receiving and finishes (commits and acknowledges)
+    // what it holds before HTTP stops and the final snapshot is written; a restart then
+    // gets the rest of the stream, nothing lost.
+    let nats = NatsServer::start();
+    let client = nats.client();
+    client.create_stream("S", &["js.>"]);
+    let mut server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "strata", "ack-wait": "2s"}}]),
+        json!({"num-workers": 1, "wal": {"fsync": "always"}}),
+    );
+    let t = minutes_ago(10);
+    let all = hosts("g", 500);
+    client.publish_stored(
+        "js.m",
+        all.iter()
+            .enumerate()
+            .map(|(i, host)| line(host, i as f64, t).into_bytes()),
+    );
+    wait_until("ingest has begun", || {
+        metric(&server, "strata_ingest_samples_total") > 0.0
+    });
+    server.signal("TERM");
+    let status = server
+        .wait_exit(TIMEOUT)
+        .expect("strata exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    let log = server.log();
+    let stopped = log.find("NATS ingest stopped").expect("NATS stop logged");
+    let snapshot = log.find("final snapshot written").expect("snapshot logged");
+    assert!(stopped < snapshot, "{log}");
+    server.restart();
+    wait_until("the consumer has nothing left", || {
+        client
+            .consumer_state("S", "strata")
+            .is_some_and(|s| s.num_pending == 0 && s.num_ack_pending == 0)
+    });
+    let expected: Vec<Option<f64>> = (0..all.len()).map(|i| Some(i as f64)).collect();
+    assert_eq!(values(&server, "fritz", &all, t), expected);
+}
+
+#[test]
+fn sigterm_with_nats_down_is_bounded() {
+    // Goal: a NATS server that is down does not hold up the shutdown beyond the drain
+    // timeout (10 s).
+    let mut nats = NatsServer::start();
+    nats.stop();
+    let mut server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "a"}, {"subscribe-to": "b",
+                "jetstream": {"stream": "S", "consumer": "c"}}]),
+        json!({}),
+    );
+    server.signal("TERM");
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("strata exits within the drain timeout");
+    assert!(status.success(), "{status}");
+}
