@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{Server, metric_value, minutes_ago};
 use serde_json::{Value, json};
-use strata_testkit::{NatsServer, free_port};
+use strata_testkit::{NatsClient, NatsServer, free_port};
 
 /// Longest wait for something NATS ingest should do.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -444,41 +444,71 @@ fn slow_consumer_is_counted() {
     assert!(server.log().contains("ingest cannot keep up"));
 }
 
+/// A JetStream run for the crash and shutdown tests: stream `S`, a Strata (one worker,
+/// fsync always, ack-wait 2 s) consuming it, 500 messages stored in the stream and ingest
+/// begun.
+struct JetStreamRun {
+    nats: NatsServer,
+    client: NatsClient,
+    server: Server,
+    hosts: Vec<String>,
+    t: i64,
+}
+
+impl JetStreamRun {
+    fn start() -> Self {
+        let nats = NatsServer::start();
+        let client = nats.client();
+        client.create_stream("S", &["js.>"]);
+        let server = strata(
+            json!({"address": nats.url()}),
+            json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                    "jetstream": {"stream": "S", "consumer": "strata", "ack-wait": "2s"}}]),
+            json!({"num-workers": 1, "wal": {"fsync": "always"}}),
+        );
+        let t = minutes_ago(10);
+        let hosts = hosts("j", 500);
+        client.publish_stored(
+            "js.m",
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(i, host)| line(host, i as f64, t).into_bytes()),
+        );
+        wait_until("ingest has begun", || {
+            metric(&server, "strata_ingest_samples_total") > 0.0
+        });
+        Self {
+            nats,
+            client,
+            server,
+            hosts,
+            t,
+        }
+    }
+
+    /// After a restart: the consumer is done and every message is stored.
+    fn assert_nothing_lost(&mut self) {
+        self.server.restart();
+        wait_until("the consumer has nothing left", || {
+            self.client
+                .consumer_state("S", "strata")
+                .is_some_and(|s| s.num_pending == 0 && s.num_ack_pending == 0)
+        });
+        let expected: Vec<Option<f64>> = (0..self.hosts.len()).map(|i| Some(i as f64)).collect();
+        assert_eq!(values(&self.server, "fritz", &self.hosts, self.t), expected);
+    }
+}
+
 #[test]
 fn jetstream_survives_sigkill() {
     // Goal: with fsync always, a JetStream message is acknowledged only once it is in the
     // WAL: killing Strata mid-stream and starting it again loses nothing.
-    let nats = NatsServer::start();
-    let client = nats.client();
-    client.create_stream("S", &["js.>"]);
-    let mut server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
-                "jetstream": {"stream": "S", "consumer": "strata", "ack-wait": "2s"}}]),
-        json!({"num-workers": 1, "wal": {"fsync": "always"}}),
-    );
-    let t = minutes_ago(10);
-    let all = hosts("j", 500);
-    client.publish_stored(
-        "js.m",
-        all.iter()
-            .enumerate()
-            .map(|(i, host)| line(host, i as f64, t).into_bytes()),
-    );
-    wait_until("ingest has begun", || {
-        metric(&server, "strata_ingest_samples_total") > 0.0
-    });
-    let before = client.consumer_state("S", "strata").unwrap();
-    server.kill_now();
-    server.restart();
-    wait_until("the consumer has nothing left", || {
-        client
-            .consumer_state("S", "strata")
-            .is_some_and(|s| s.num_pending == 0 && s.num_ack_pending == 0)
-    });
-    let expected: Vec<Option<f64>> = (0..all.len()).map(|i| Some(i as f64)).collect();
-    assert_eq!(values(&server, "fritz", &all, t), expected);
-    eprintln!("at the kill: {before:?}");
+    let mut run = JetStreamRun::start();
+    let at_kill = run.client.consumer_state("S", "strata").unwrap();
+    run.server.kill_now();
+    run.assert_nothing_lost();
+    eprintln!("at the kill: {at_kill:?}");
 }
 
 #[test]
@@ -546,43 +576,18 @@ fn sigterm_stops_nats_first_and_loses_nothing() {
     // Goal: on SIGTERM, NATS ingest stops receiving and finishes (commits and acknowledges)
     // what it holds before HTTP stops and the final snapshot is written; a restart then
     // gets the rest of the stream, nothing lost.
-    let nats = NatsServer::start();
-    let client = nats.client();
-    client.create_stream("S", &["js.>"]);
-    let mut server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
-                "jetstream": {"stream": "S", "consumer": "strata", "ack-wait": "2s"}}]),
-        json!({"num-workers": 1, "wal": {"fsync": "always"}}),
-    );
-    let t = minutes_ago(10);
-    let all = hosts("g", 500);
-    client.publish_stored(
-        "js.m",
-        all.iter()
-            .enumerate()
-            .map(|(i, host)| line(host, i as f64, t).into_bytes()),
-    );
-    wait_until("ingest has begun", || {
-        metric(&server, "strata_ingest_samples_total") > 0.0
-    });
-    server.signal("TERM");
-    let status = server
+    let mut run = JetStreamRun::start();
+    run.server.signal("TERM");
+    let status = run
+        .server
         .wait_exit(TIMEOUT)
         .expect("strata exits after SIGTERM");
     assert!(status.success(), "{status}");
-    let log = server.log();
+    let log = run.server.log();
     let stopped = log.find("NATS ingest stopped").expect("NATS stop logged");
     let snapshot = log.find("final snapshot written").expect("snapshot logged");
     assert!(stopped < snapshot, "{log}");
-    server.restart();
-    wait_until("the consumer has nothing left", || {
-        client
-            .consumer_state("S", "strata")
-            .is_some_and(|s| s.num_pending == 0 && s.num_ack_pending == 0)
-    });
-    let expected: Vec<Option<f64>> = (0..all.len()).map(|i| Some(i as f64)).collect();
-    assert_eq!(values(&server, "fritz", &all, t), expected);
+    run.assert_nothing_lost();
 }
 
 #[test]
@@ -602,4 +607,80 @@ fn sigterm_with_nats_down_is_bounded() {
         .wait_exit(Duration::from_secs(20))
         .expect("strata exits within the drain timeout");
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn jetstream_naks_when_the_wal_fails_and_nothing_is_lost() {
+    // Goal: a message whose commit the write-ahead log refuses is not acknowledged but
+    // answered -NAK, so that JetStream delivers it again; after a restart (a log that
+    // writes again) every message is stored. The log is made to fail with a file size limit
+    // (`prlimit --fsize`), as in wal_poisoned.rs.
+    const LINES: usize = 2000;
+    let nats = NatsServer::start();
+    let client = nats.client();
+    client.create_stream("S", &["js.>"]);
+    let mut server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "strata", "ack-wait": "2s"}}]),
+        json!({"wal": {"fsync": "batch"}}),
+    );
+    let start = minutes_ago(LINES as i64 + 10);
+    let payload = |host: &str| -> Vec<u8> {
+        (0..LINES)
+            .map(|i| line(host, i as f64, start + 60 * i as i64))
+            .collect::<String>()
+            .into_bytes()
+    };
+    server.write_ok("fritz", &String::from_utf8(payload("http")).unwrap());
+    let largest = common::files_under(server.dir())
+        .iter()
+        .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
+        .max()
+        .unwrap_or(0);
+    let limit = largest + (64 << 10);
+    let status = std::process::Command::new("prlimit")
+        .args([
+            format!("--pid={}", server.pid()),
+            format!("--fsize={limit}:{limit}"),
+        ])
+        .status()
+        .expect("running prlimit (util-linux)");
+    assert!(status.success(), "prlimit failed: {status}");
+    let all = hosts("w", 20);
+    client.publish_stored("js.m", all.iter().map(|host| payload(host)));
+    wait_until("a failed commit is answered -NAK", || {
+        messages(&server, "js.m", "failed") > 0.0
+            && metric(
+                &server,
+                "strata_nats_jetstream_acks_total{subscription=\"js.m\",kind=\"nak\"}",
+            ) > 0.0
+    });
+    assert!(server.is_running(), "SIGXFSZ killed the server");
+    server.kill_now();
+    server.restart();
+    wait_until("the consumer has nothing left", || {
+        client
+            .consumer_state("S", "strata")
+            .is_some_and(|s| s.num_pending == 0 && s.num_ack_pending == 0)
+    });
+    let to = start + 60 * LINES as i64;
+    let expected: Vec<Option<f64>> = (0..LINES).map(|i| Some(i as f64)).collect();
+    for host in &all {
+        let response = server.query(&json!({"cluster": "fritz", "from": start, "to": to,
+                                            "queries": [{"metric": "cpu_load", "host": host}]}));
+        let data: Vec<Option<f64>> = response["results"][0][0]["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{host}: {response}"))
+            .iter()
+            .map(Value::as_f64)
+            .collect();
+        assert_eq!(data, expected, "{host}");
+    }
+    assert!(
+        metric(
+            &server,
+            "strata_nats_redelivered_messages_total{subscription=\"js.m\"}"
+        ) > 0.0
+    );
 }
