@@ -448,7 +448,8 @@ fn slow_consumer_is_counted() {
 /// fsync always, ack-wait 2 s) consuming it, 500 messages stored in the stream and ingest
 /// begun.
 struct JetStreamRun {
-    nats: NatsServer,
+    /// Runs as long as the run (killed on drop).
+    _nats: NatsServer,
     client: NatsClient,
     server: Server,
     hosts: Vec<String>,
@@ -479,7 +480,7 @@ impl JetStreamRun {
             metric(&server, "strata_ingest_samples_total") > 0.0
         });
         Self {
-            nats,
+            _nats: nats,
             client,
             server,
             hosts,
@@ -682,5 +683,50 @@ fn jetstream_naks_when_the_wal_fails_and_nothing_is_lost() {
             &server,
             "strata_nats_redelivered_messages_total{subscription=\"js.m\"}"
         ) > 0.0
+    );
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    // Goal: `tls` (CA, client certificate and key) and a `tls://` address reach a server
+    // that requires TLS and a client certificate; without the certificate the handshake
+    // fails, is counted and retried, and HTTP still serves.
+    let nats = NatsServer::start_with_tls();
+    let dir = nats.tls_dir().unwrap();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let subscription = json!([{"subscribe-to": "tls", "cluster-tag": "fritz"}]);
+    let good = strata(
+        json!({"address": format!("tls://127.0.0.1:{}", nats.port()),
+               "tls": {"ca-file": file("ca.crt"), "cert-file": file("client.crt"),
+                       "key-file": file("client.key")}}),
+        subscription.clone(),
+        json!({}),
+    );
+    let without_cert = strata(
+        json!({"address": nats.url(), "tls": {"ca-file": file("ca.crt")}}),
+        subscription,
+        json!({}),
+    );
+    nats.wait_for_subscriptions("tls", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    nats.client()
+        .publish("tls", [line("h", 1.0, t).into_bytes()]);
+    wait_until("the TLS client stores", || {
+        messages(&good, "tls", "stored") == 1.0
+    });
+    wait_until("the failed handshakes are counted", || {
+        metric(
+            &without_cert,
+            "strata_nats_events_total{subscription=\"tls\",event=\"client_error\"}",
+        ) >= 2.0
+    });
+    assert_eq!(
+        metric(&without_cert, "strata_nats_connected{subscription=\"tls\"}"),
+        0.0
+    );
+    without_cert.write_ok("fritz", &line("http", 2.0, t));
+    assert_eq!(
+        values(&without_cert, "fritz", &["http".into()], t),
+        [Some(2.0)]
     );
 }

@@ -15,12 +15,14 @@ mod cut;
 mod nats;
 mod proxy;
 mod receivers;
+mod tls;
 
 pub use async_nats::jetstream::consumer::AckPolicy;
 pub use cut::CutProxy;
 pub use nats::{ConsumerState, NatsClient, NatsServer};
 pub use proxy::{Fault, FaultProxy, decode_samples};
 pub use receivers::{MOTO_PART_MIN_BYTES, Moto, Prometheus, Series, VictoriaMetrics};
+pub use tls::make_certificates;
 
 use std::net::TcpListener;
 

@@ -22,20 +22,27 @@ pub struct NatsServer {
     port: u16,
     monitor_port: u16,
     auth: Option<(String, String)>,
+    tls: bool,
 }
 
 impl NatsServer {
     /// JetStream on, no authentication.
     pub fn start() -> Self {
-        Self::launch(None)
+        Self::launch(None, false)
     }
 
     /// JetStream on; clients must log in with `user` and `password`.
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::launch(Some((user.to_owned(), password.to_owned())))
+        Self::launch(Some((user.to_owned(), password.to_owned())), false)
     }
 
-    fn launch(auth: Option<(String, String)>) -> Self {
+    /// JetStream on; TLS only, with a client certificate signed by the test CA required.
+    /// The certificates ([`crate::make_certificates`]) are in [`NatsServer::tls_dir`].
+    pub fn start_with_tls() -> Self {
+        Self::launch(None, true)
+    }
+
+    fn launch(auth: Option<(String, String)>, tls: bool) -> Self {
         let mut last = String::new();
         for _ in 0..BIND_ATTEMPTS {
             let mut server = NatsServer {
@@ -44,7 +51,11 @@ impl NatsServer {
                 port: crate::free_port(),
                 monitor_port: crate::free_port(),
                 auth: auth.clone(),
+                tls,
             };
+            if tls {
+                crate::make_certificates(server.dir.path());
+            }
             match server.spawn() {
                 Ok(()) => return server,
                 Err(log) => last = log,
@@ -60,6 +71,11 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where ca.crt, server.{crt,key} and client.{crt,key} are, for a TLS server.
+    pub fn tls_dir(&self) -> Option<&Path> {
+        self.tls.then(|| self.dir.path())
     }
 
     /// The server's own log.
@@ -131,14 +147,22 @@ impl NatsServer {
             "-l".to_owned(),
             path(&self.log_path()),
         ];
+        let mut conf = String::new();
         if let Some((user, password)) = &self.auth {
-            let conf = dir.join("nats.conf");
-            std::fs::write(
-                &conf,
-                format!("authorization {{ user: {user:?}, password: {password:?} }}\n"),
-            )
-            .expect("writing nats.conf");
-            args.extend(["-c".to_owned(), path(&conf)]);
+            conf += &format!("authorization {{ user: {user:?}, password: {password:?} }}\n");
+        }
+        if self.tls {
+            conf += &format!(
+                "tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true }}\n",
+                path(&dir.join("server.crt")),
+                path(&dir.join("server.key")),
+                path(&dir.join("ca.crt")),
+            );
+        }
+        if !conf.is_empty() {
+            let file = dir.join("nats.conf");
+            std::fs::write(&file, conf).expect("writing nats.conf");
+            args.extend(["-c".to_owned(), path(&file)]);
         }
         let child = Command::new(BINARY)
             .args(&args)
@@ -225,12 +249,19 @@ impl NatsServer {
         }
     }
 
-    /// A test-side client, logged in if the server wants it.
+    /// A test-side client, logged in (password, client certificate) if the server wants it.
     pub fn client(&self) -> NatsClient {
-        NatsClient::connect(
-            &self.url(),
-            self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
-        )
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some((user, password)) = &self.auth {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(dir) = self.tls_dir() {
+            options = options
+                .require_tls(true)
+                .add_root_certificates(dir.join("ca.crt"))
+                .add_client_certificate(dir.join("client.crt"), dir.join("client.key"));
+        }
+        NatsClient::connect(&self.url(), options)
     }
 }
 
@@ -263,15 +294,11 @@ pub struct NatsClient {
 }
 
 impl NatsClient {
-    pub fn connect(url: &str, auth: Option<(&str, &str)>) -> Self {
+    pub fn connect(url: &str, options: async_nats::ConnectOptions) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let mut options = async_nats::ConnectOptions::new();
-        if let Some((user, password)) = auth {
-            options = options.user_and_password(user.to_owned(), password.to_owned());
-        }
         let client = runtime
             .block_on(options.connect(url))
             .unwrap_or_else(|e| panic!("test client cannot connect to {url}: {e}"));
