@@ -159,7 +159,12 @@ impl EventLog {
             Event::Disconnected => {
                 tracing::warn!(subscription, suppressed, "NATS disconnected, reconnecting")
             }
-            _ => tracing::warn!(subscription, suppressed, "NATS {event}, retrying"),
+            Event::ClientError(_) => {
+                tracing::warn!(subscription, suppressed, "NATS {event}, retrying");
+            }
+            Event::LameDuckMode | Event::ServerError(_) => {
+                tracing::warn!(subscription, suppressed, "NATS {event}");
+            }
         }
     }
 }

@@ -151,13 +151,23 @@ pub(crate) async fn with_progress(
     ack_wait: Duration,
     subscription: &Subscription,
 ) -> Result<WriteOutcome, ApiError> {
-    let mut ingest = std::pin::pin!(ingest);
+    every(ingest, ack_wait / 2, || {
+        answer(message, AckKind::Progress, subscription)
+    })
+    .await
+}
+
+/// Runs `work`, and `tick` each `period` until it is done.
+async fn every<T, F: Future<Output = ()>>(
+    work: impl Future<Output = T>,
+    period: Duration,
+    mut tick: impl FnMut() -> F,
+) -> T {
+    let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
-            result = &mut ingest => return result,
-            () = tokio::time::sleep(ack_wait / 2) => {
-                answer(message, AckKind::Progress, subscription).await;
-            }
+            result = &mut work => return result,
+            () = tokio::time::sleep(period) => tick().await,
         }
     }
 }
@@ -175,4 +185,28 @@ pub(crate) async fn answer(message: &Message, kind: AckKind, subscription: &Subs
         // The client is closed; the server redelivers after ack-wait.
         Err(_) => subscription.metrics.jetstream_error("ack").inc(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_while_the_work_runs_and_not_after() {
+        let mut ticks = 0;
+        let work = tokio::time::sleep(Duration::from_millis(3500));
+        every(work, Duration::from_secs(1), || {
+            ticks += 1;
+            std::future::ready(())
+        })
+        .await;
+        assert_eq!(ticks, 3);
+        let mut late = 0;
+        every(std::future::ready(()), Duration::from_secs(1), || {
+            late += 1;
+            std::future::ready(())
+        })
+        .await;
+        assert_eq!(late, 0);
+    }
 }

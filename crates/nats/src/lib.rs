@@ -420,3 +420,45 @@ async fn handle(app: &App, job: Job) {
         jetstream::answer(message, ack, subscription).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(subjects: &[&str]) -> ConnectionConfig {
+        ConnectionConfig {
+            name: None,
+            addresses: vec!["a:1".to_owned()],
+            auth: Auth::None,
+            tls: None,
+            subscriptions: subjects
+                .iter()
+                .map(|subject| SubscriptionConfig {
+                    subject: (*subject).to_owned(),
+                    cluster_tag: None,
+                    queue_group: None,
+                    jetstream: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn labels_are_subjects_numbered_when_shared() {
+        let connections = [connection(&["a", "b", "a"]), connection(&["c", "a"])];
+        assert_eq!(labels(&connections), ["a#1", "b", "a#2", "c", "a#3"]);
+    }
+
+    #[test]
+    fn auth_debug_hides_the_password() {
+        let auth = Auth::UserPassword {
+            username: "u".to_owned(),
+            password: "hunter2".to_owned(),
+        };
+        let shown = format!("{auth:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+}

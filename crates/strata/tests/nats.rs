@@ -730,3 +730,23 @@ fn tls_with_a_client_certificate() {
         [Some(2.0)]
     );
 }
+
+#[test]
+fn nkey_seed_file_auth() {
+    // Goal: `nkey-seed-file` logs in to a server that knows the user by its nkey.
+    let nats = NatsServer::start_with_nkey();
+    let server = strata(
+        json!({"address": nats.url(),
+               "nkey-seed-file": nats.nkey_seed_file().display().to_string()}),
+        json!([{"subscribe-to": "nk", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    nats.wait_for_subscriptions("nk", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    nats.client()
+        .publish("nk", [line("h", 3.0, t).into_bytes()]);
+    wait_until("the message is stored", || {
+        messages(&server, "nk", "stored") == 1.0
+    });
+    assert_eq!(values(&server, "fritz", &["h".into()], t), [Some(3.0)]);
+}

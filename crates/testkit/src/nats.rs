@@ -21,28 +21,58 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     port: u16,
     monitor_port: u16,
-    auth: Option<(String, String)>,
+    login: Login,
     tls: bool,
+}
+
+/// How clients must log in.
+#[derive(Clone)]
+enum Login {
+    Anyone,
+    Password {
+        user: String,
+        password: String,
+    },
+    /// An nkey user; the seed is in `user.nk` in the server's directory.
+    Nkey {
+        seed: String,
+        public_key: String,
+    },
 }
 
 impl NatsServer {
     /// JetStream on, no authentication.
     pub fn start() -> Self {
-        Self::launch(None, false)
+        Self::launch(Login::Anyone, false)
     }
 
     /// JetStream on; clients must log in with `user` and `password`.
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::launch(Some((user.to_owned(), password.to_owned())), false)
+        let login = Login::Password {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        };
+        Self::launch(login, false)
+    }
+
+    /// JetStream on; clients must sign the server's nonce with a user nkey whose seed is in
+    /// [`NatsServer::nkey_seed_file`].
+    pub fn start_with_nkey() -> Self {
+        let user = nkeys::KeyPair::new_user();
+        let login = Login::Nkey {
+            seed: user.seed().expect("nkey seed"),
+            public_key: user.public_key(),
+        };
+        Self::launch(login, false)
     }
 
     /// JetStream on; TLS only, with a client certificate signed by the test CA required.
     /// The certificates ([`crate::make_certificates`]) are in [`NatsServer::tls_dir`].
     pub fn start_with_tls() -> Self {
-        Self::launch(None, true)
+        Self::launch(Login::Anyone, true)
     }
 
-    fn launch(auth: Option<(String, String)>, tls: bool) -> Self {
+    fn launch(login: Login, tls: bool) -> Self {
         let mut last = String::new();
         for _ in 0..BIND_ATTEMPTS {
             let mut server = NatsServer {
@@ -50,11 +80,15 @@ impl NatsServer {
                 dir: tempfile::tempdir().expect("temp dir"),
                 port: crate::free_port(),
                 monitor_port: crate::free_port(),
-                auth: auth.clone(),
+                login: login.clone(),
                 tls,
             };
             if tls {
                 crate::make_certificates(server.dir.path());
+            }
+            if let Login::Nkey { seed, .. } = &login {
+                std::fs::write(server.nkey_seed_file(), format!("{seed}\n"))
+                    .expect("writing the seed");
             }
             match server.spawn() {
                 Ok(()) => return server,
@@ -71,6 +105,11 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The seed file of [`NatsServer::start_with_nkey`].
+    pub fn nkey_seed_file(&self) -> PathBuf {
+        self.dir.path().join("user.nk")
     }
 
     /// Where ca.crt, server.{crt,key} and client.{crt,key} are, for a TLS server.
@@ -148,8 +187,14 @@ impl NatsServer {
             path(&self.log_path()),
         ];
         let mut conf = String::new();
-        if let Some((user, password)) = &self.auth {
-            conf += &format!("authorization {{ user: {user:?}, password: {password:?} }}\n");
+        match &self.login {
+            Login::Anyone => {}
+            Login::Password { user, password } => {
+                conf += &format!("authorization {{ user: {user:?}, password: {password:?} }}\n");
+            }
+            Login::Nkey { public_key, .. } => {
+                conf += &format!("authorization {{ users = [ {{ nkey: {public_key:?} }} ] }}\n");
+            }
         }
         if self.tls {
             conf += &format!(
@@ -252,8 +297,12 @@ impl NatsServer {
     /// A test-side client, logged in (password, client certificate) if the server wants it.
     pub fn client(&self) -> NatsClient {
         let mut options = async_nats::ConnectOptions::new();
-        if let Some((user, password)) = &self.auth {
-            options = options.user_and_password(user.clone(), password.clone());
+        match &self.login {
+            Login::Anyone => {}
+            Login::Password { user, password } => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            Login::Nkey { seed, .. } => options = options.nkey(seed.clone()),
         }
         if let Some(dir) = self.tls_dir() {
             options = options
