@@ -47,7 +47,7 @@ pub(crate) async fn run(reader: Reader) {
         match pulled {
             Pulled::Stopped => return,
             Pulled::Refused => return,
-            Pulled::Failed(kind, error) => {
+            Pulled::Failed(kind, error, received) => {
                 subscription.metrics.jetstream_error(kind).inc();
                 if let Some(suppressed) = subscription.failure_log.allow(strata_server::now_s()) {
                     tracing::warn!(
@@ -60,14 +60,14 @@ pub(crate) async fn run(reader: Reader) {
                         "JetStream consumer failed; retrying"
                     );
                 }
-                failures += 1;
+                // Back off from the start again once messages flowed in between.
+                failures = if received { 1 } else { failures + 1 };
                 let backoff = tokio::time::sleep(reconnect_delay(failures));
                 tokio::select! {
                     () = backoff => {}
                     _ = stopped.changed() => return,
                 }
             }
-            Pulled::Ended => failures = 0,
         }
     }
 }
@@ -75,16 +75,15 @@ pub(crate) async fn run(reader: Reader) {
 enum Pulled {
     Stopped,
     Refused,
-    /// The message stream ended by itself: pull again.
-    Ended,
-    Failed(&'static str, String),
+    /// What failed, why, and whether messages were received before.
+    Failed(&'static str, String, bool),
 }
 
 async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) -> Pulled {
     let subscription = &reader.subscription;
     let stream = match context.get_stream(&config.stream).await {
         Ok(stream) => stream,
-        Err(error) => return Pulled::Failed("stream", error.to_string()),
+        Err(error) => return Pulled::Failed("stream", error.to_string(), false),
     };
     let wanted = pull::Config {
         durable_name: Some(config.consumer.clone()),
@@ -100,7 +99,7 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
         .await
     {
         Ok(consumer) => consumer,
-        Err(error) => return Pulled::Failed("consumer", error.to_string()),
+        Err(error) => return Pulled::Failed("consumer", error.to_string(), false),
     };
     let policy = consumer.cached_info().config.ack_policy;
     if policy != AckPolicy::Explicit {
@@ -125,11 +124,13 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
         .await;
     let mut messages = match messages {
         Ok(messages) => messages,
-        Err(error) => return Pulled::Failed("messages", error.to_string()),
+        Err(error) => return Pulled::Failed("messages", error.to_string(), false),
     };
+    let mut received = false;
     loop {
         match messages.next().await {
             Some(Ok(message)) => {
+                received = true;
                 if message.info().is_ok_and(|info| info.delivered > 1) {
                     subscription.metrics.redelivered.inc();
                 }
@@ -137,8 +138,13 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
                     return Pulled::Stopped;
                 }
             }
-            Some(Err(error)) => return Pulled::Failed("messages", error.to_string()),
-            None => return Pulled::Ended,
+            Some(Err(error)) => return Pulled::Failed("messages", error.to_string(), received),
+            // It ends only after a terminal error it already reported: pull again, after
+            // the backoff like any failure, so that it never spins.
+            None => {
+                let error = "the message stream ended".to_owned();
+                return Pulled::Failed("messages", error, received);
+            }
         }
     }
 }

@@ -750,3 +750,33 @@ fn nkey_seed_file_auth() {
     });
     assert_eq!(values(&server, "fritz", &["h".into()], t), [Some(3.0)]);
 }
+
+#[test]
+fn jetstream_resumes_after_nats_restart() {
+    // Goal: a JetStream subscription survives a restart of the NATS server: the consumer is
+    // read again and messages published after the restart are stored.
+    let mut nats = NatsServer::start();
+    nats.client().create_stream("S", &["js.>"]);
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "strata"}}]),
+        json!({}),
+    );
+    let t = minutes_ago(10);
+    nats.client()
+        .publish_stored("js.m", [line("before", 1.0, t).into_bytes()]);
+    wait_until("the first message is stored", || {
+        messages(&server, "js.m", "stored") == 1.0
+    });
+    nats.restart();
+    nats.client()
+        .publish_stored("js.m", [line("after", 2.0, t).into_bytes()]);
+    wait_until("the second message is stored", || {
+        messages(&server, "js.m", "stored") == 2.0
+    });
+    assert_eq!(
+        values(&server, "fritz", &["before".into(), "after".into()], t),
+        [Some(1.0), Some(2.0)]
+    );
+}
