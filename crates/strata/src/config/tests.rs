@@ -188,6 +188,7 @@ fn compat_example_parses_to_expected_values() {
             },
             remote_write: Vec::new(),
         },
+        format: ConfigFormat::Sectioned,
     };
     assert_eq!(config, expected);
 }
