@@ -72,6 +72,8 @@ mod cleanup;
 mod duration;
 mod error;
 mod legacy;
+#[cfg(test)]
+mod legacy_tests;
 mod main;
 mod metrics;
 mod nats;

@@ -445,8 +445,8 @@ fn unknown_key_messages() {
          remote-write"
     );
     assert_eq!(
-        message_of(&with("/http-api", json!({}))),
-        "config.json: unknown key \"http-api\" at the top level; expected one of: main, \
+        message_of(&with("/http", json!({}))),
+        "config.json: unknown key \"http\" at the top level; expected one of: main, \
          main-file, metrics, metrics-file, nats, nats-file, metric-store, metric-store-file"
     );
     assert_eq!(
