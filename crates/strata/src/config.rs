@@ -13,6 +13,9 @@
 //! | `nats`         | no       | `address`, `username`, `password`, `creds-file-path` |
 //! | `metric-store` | yes      | retention, memory cap, checkpoints, cleanup, NATS subscriptions, and Strata's `wal`, `default-frequency`, `resampling`, `limits`, `remote-write`² |
 //!
+//! cc-metric-store's legacy flat file from before v1.5 (`http-api`, `checkpoints`, `archive`,
+//! a `nats` array, …) is converted into these sections first; see `legacy`.
+//!
 //! ¹ cc-metric-store requires `metrics`; in Strata a missing or empty `metrics` section means
 //! "register unknown metrics on first sight" (Decision 3).
 //!

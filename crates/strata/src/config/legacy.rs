@@ -225,67 +225,26 @@ fn fixed_places() -> Vec<Place> {
 
 impl Converted {
     /// `error` from the v1.5 parser, naming the legacy section and key it came from.
-    pub(super) fn relocate(&self, error: ConfigError) -> ConfigError {
-        match error {
-            ConfigError::MissingKey { file, section, key } => {
-                let (section, key) = self.legacy_place(section, key);
-                ConfigError::MissingKey { file, section, key }
+    pub(super) fn relocate(&self, mut error: ConfigError) -> ConfigError {
+        match &mut error {
+            ConfigError::MissingKey { section, key, .. }
+            | ConfigError::InvalidValue { section, key, .. }
+            | ConfigError::NotSupported { section, key, .. } => {
+                let (legacy_section, legacy_key) = self.legacy_place(section, key);
+                *section = legacy_section;
+                *key = legacy_key;
             }
-            ConfigError::InvalidValue {
-                file,
-                section,
-                key,
-                reason,
-            } => {
-                let (section, key) = self.legacy_place(section, key);
-                ConfigError::InvalidValue {
-                    file,
-                    section,
-                    key,
-                    reason,
-                }
+            ConfigError::UnknownKey { section, .. } | ConfigError::NotAnObject { section, .. } => {
+                *section = self.legacy_section(section);
             }
-            ConfigError::NotSupported {
-                file,
-                section,
-                key,
-                reason,
-            } => {
-                let (section, key) = self.legacy_place(section, key);
-                ConfigError::NotSupported {
-                    file,
-                    section,
-                    key,
-                    reason,
-                }
-            }
-            ConfigError::UnknownKey {
-                file,
-                section,
-                key,
-                expected,
-            } => ConfigError::UnknownKey {
-                file,
-                section: self.legacy_section(section),
-                key,
-                expected,
-            },
-            ConfigError::NotAnObject {
-                file,
-                section,
-                found,
-            } => ConfigError::NotAnObject {
-                file,
-                section: self.legacy_section(section),
-                found,
-            },
-            other => other,
+            _ => {}
         }
+        error
     }
 
     /// The legacy section and key of the v1.5 `key` in `section`; unchanged when the place
     /// is the same in both formats (`metrics.<name>`).
-    fn legacy_place(&self, section: String, key: String) -> (String, String) {
+    fn legacy_place(&self, section: &str, key: &str) -> (String, String) {
         let found = self
             .places
             .iter()
@@ -293,18 +252,19 @@ impl Converted {
         match found {
             Some(place) => (
                 place.legacy_section.clone(),
-                place.legacy_key.map_or(key, str::to_owned),
+                place.legacy_key.unwrap_or(key).to_owned(),
             ),
-            None => (section, key),
+            None => (section.to_owned(), key.to_owned()),
         }
     }
 
     /// The legacy section of a whole v1.5 section.
-    fn legacy_section(&self, section: String) -> String {
+    fn legacy_section(&self, section: &str) -> String {
         self.places
             .iter()
             .find(|place| place.section == section && place.key.is_none())
-            .map_or(section, |place| place.legacy_section.clone())
+            .map_or(section, |place| place.legacy_section.as_str())
+            .to_owned()
     }
 }
 
