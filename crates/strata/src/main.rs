@@ -83,9 +83,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Print the v1.5 equivalent of a cc-metric-store legacy flat configuration file (before
-    /// v1.5) on stdout, and what does not carry over one to one on stderr. A v1.5 file is
-    /// printed with its keys sorted. The file is checked as `strata serve` checks it.
+    /// Print the v1.5 equivalent of a cc-metric-store legacy flat configuration file.
+    ///
+    /// The file (cc-metric-store's format before v1.5) is checked as `strata serve` checks
+    /// it; the v1.5 JSON goes to stdout, what does not carry over one to one to stderr. A
+    /// file in the v1.5 format already is printed with its keys sorted.
     Convert {
         /// The configuration file.
         file: PathBuf,

@@ -90,10 +90,9 @@ const CONNECTION_SETTINGS: &[&str] = &["address", "username", "password", "creds
 const SUBSCRIPTION_KEYS: &[&str] = &["subscribe-to", "cluster-tag"];
 
 /// Which format a configuration was written in.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigFormat {
     /// cc-metric-store v1.5's sections (with Strata's keys), or the embedded default.
-    #[default]
     Sectioned,
     /// cc-metric-store's flat file from before v1.5, converted; `notes` says what did not
     /// carry over one to one.
