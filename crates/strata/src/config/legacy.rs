@@ -292,11 +292,18 @@ pub(super) fn to_v15(top: &Value, origin: &Path) -> Result<Converted, ConfigErro
         &mut store,
         "retention-in-memory",
     );
-    if let Some(checkpoints) = top.section("checkpoints", CHECKPOINTS_KEYS)? {
-        convert_checkpoints(&checkpoints, &mut store, &mut converted.notes)?;
-    } else {
-        converted.notes.push(directory_note());
-    }
+    // No section: what its keys would default to is said all the same.
+    let no_checkpoints = Value::Object(Map::new());
+    let checkpoints = match top.section("checkpoints", CHECKPOINTS_KEYS)? {
+        Some(checkpoints) => checkpoints,
+        None => Section::new(
+            origin,
+            "checkpoints".to_owned(),
+            &no_checkpoints,
+            CHECKPOINTS_KEYS,
+        )?,
+    };
+    convert_checkpoints(&checkpoints, &mut store, &mut converted.notes)?;
     match top.section("archive", ARCHIVE_KEYS)? {
         Some(archive) => convert_archive(&archive, &mut store, &mut converted.notes)?,
         None => converted.notes.push(
@@ -334,30 +341,30 @@ fn turns_off(duration: &str) -> bool {
     matches!(parse_go_duration(duration), Ok(nanos) if nanos <= 0)
 }
 
-fn directory_note() -> String {
-    format!(
-        "checkpoints.directory is not set: Strata keeps its write-ahead log and snapshots in \
-         {DEFAULT_CHECKPOINT_DIRECTORY} (v1.5's default)"
-    )
-}
-
 fn convert_checkpoints(
     section: &Section<'_>,
     store: &mut Map<String, Value>,
     notes: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
+    let interval_h = DEFAULT_CHECKPOINT_INTERVAL.as_secs() / 3600;
     match section.string("interval")? {
+        None => notes.push(format!(
+            "checkpoints.interval is not set: Strata writes a snapshot every {interval_h}h \
+             (v1.5's default)"
+        )),
         Some(interval) if turns_off(interval) => notes.push(format!(
             "checkpoints.interval {} turned periodic checkpoints off; Strata writes a snapshot \
-             every {}h (its write-ahead log holds everything in between)",
-            quote(interval),
-            DEFAULT_CHECKPOINT_INTERVAL.as_secs() / 3600
+             every {interval_h}h (its write-ahead log holds everything in between)",
+            quote(interval)
         )),
-        _ => copy(section, "interval", store, "checkpoint-interval"),
+        Some(_) => copy(section, "interval", store, "checkpoint-interval"),
     }
     let mut checkpoints = Map::new();
     if section.non_empty_string("directory")?.is_none() {
-        notes.push(directory_note());
+        notes.push(format!(
+            "checkpoints.directory is not set: Strata keeps its write-ahead log and snapshots \
+             in {DEFAULT_CHECKPOINT_DIRECTORY} (v1.5's default)"
+        ));
     }
     copy(section, "directory", &mut checkpoints, "directory");
     match section.string("file-format")? {

@@ -177,6 +177,8 @@ fn every_key_maps() {
     assert_eq!(
         notes_of(&minimal_legacy()),
         [
+            "checkpoints.interval is not set: Strata writes a snapshot every 12h (v1.5's \
+             default)",
             "checkpoints.directory is not set: Strata keeps its write-ahead log and snapshots \
              in ./var/checkpoints (v1.5's default)",
             "no archive section: data older than retention-in-memory is deleted (v1.5's \
