@@ -541,9 +541,11 @@ fn convert_reads_files_as_serve_does() {
     ));
 }
 
-/// One legacy file from its parts: at most one NATS connection (several need decision 6's
-/// parser, which lands separately), values that are valid.
-#[allow(clippy::type_complexity)]
+/// Most NATS connections in a generated legacy file. Several need decision 6's `nats` array
+/// in the v1.5 parser, which lands separately: raise this to 3 then.
+const GENERATED_CONNECTIONS_MAX: usize = 1;
+
+/// One legacy file from its parts, with values that are valid.
 fn legacy_file() -> impl Strategy<Value = Value> {
     let duration = || prop::sample::select(vec!["0", "-1h", "30m", "12h", "1h30m"]);
     let aggregation =
@@ -570,7 +572,10 @@ fn legacy_file() -> impl Strategy<Value = Value> {
         ),
         0..3,
     );
-    let nats = prop::option::of(prop::option::of(subscriptions));
+    let nats = prop::option::of(prop::collection::vec(
+        subscriptions,
+        0..=GENERATED_CONNECTIONS_MAX,
+    ));
     (
         prop::option::of(prop::sample::select(vec!["", KEY])),
         prop::option::of(checkpoints),
@@ -617,20 +622,25 @@ fn legacy_file() -> impl Strategy<Value = Value> {
                     }
                     document["metrics"][name] = entry;
                 }
-                match nats {
-                    None => {}
-                    Some(None) => document["nats"] = json!([]),
-                    Some(Some(subscriptions)) => {
-                        let subscriptions: Vec<Value> = subscriptions
-                            .into_iter()
-                            .map(|(subject, tag)| match tag {
-                                Some(tag) => json!({"subscribe-to": subject, "cluster-tag": tag}),
-                                None => json!({"subscribe-to": subject}),
-                            })
-                            .collect();
-                        document["nats"] = json!([{"address": "nats://localhost:4222",
-                            "username": "u", "password": "p", "subscriptions": subscriptions}]);
-                    }
+                if let Some(connections) = nats {
+                    let connections: Vec<Value> = connections
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, subscriptions)| {
+                            let subscriptions: Vec<Value> = subscriptions
+                                .into_iter()
+                                .map(|(subject, tag)| match tag {
+                                    Some(tag) => {
+                                        json!({"subscribe-to": subject, "cluster-tag": tag})
+                                    }
+                                    None => json!({"subscribe-to": subject}),
+                                })
+                                .collect();
+                            json!({"address": format!("nats://n{index}:4222"), "username": "u",
+                                   "password": "p", "subscriptions": subscriptions})
+                        })
+                        .collect();
+                    document["nats"] = Value::Array(connections);
                 }
                 if debug {
                     document["debug"] = json!({"dump-to-file": "", "gops": false});
@@ -656,9 +666,13 @@ proptest! {
         prop_assert!(!detect(&serde_json::from_str(&text).unwrap(), origin).unwrap());
 
         prop_assert_eq!(legacy.metrics.len(), document["metrics"].as_object().unwrap().len());
-        let subscriptions = document["nats"][0]["subscriptions"].as_array().map_or(0, Vec::len);
+        let connections = document["nats"].as_array().map_or(&[][..], Vec::as_slice);
+        let subscriptions: usize = connections
+            .iter()
+            .map(|connection| connection["subscriptions"].as_array().map_or(0, Vec::len))
+            .sum();
         prop_assert_eq!(legacy.store.nats_subscriptions.len(), subscriptions);
-        prop_assert_eq!(legacy.nats.is_some(), document["nats"].as_array().is_some_and(|c| !c.is_empty()));
+        prop_assert_eq!(legacy.nats.is_some(), !connections.is_empty());
         let retention = document["retention-in-memory"].as_str().unwrap();
         prop_assert_eq!(legacy.store.retention_in_memory, if retention == "2h" { 2 * HOUR } else { 48 * HOUR });
         let archive = &document["archive"];
