@@ -166,7 +166,8 @@ impl Config {
         }
     }
 
-    /// Reads a cc-metric-store v1.5 sectioned JSON configuration file (plus Strata's keys).
+    /// Reads a cc-metric-store configuration file: v1.5 sections (plus Strata's keys), or the
+    /// legacy flat format.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         Config::from_json(&read_config(path)?, path)
     }

@@ -170,16 +170,13 @@ fn convert_config(file: &std::path::Path) -> anyhow::Result<()> {
 
 /// A legacy file says so at startup, with what did not carry over one to one.
 fn log_config_format(config: &Config) {
-    let ConfigFormat::LegacyFlat { notes } = &config.format else {
+    let (ConfigFormat::LegacyFlat { notes }, Some(file)) = (&config.format, &config.source) else {
         return;
     };
-    let file = config
-        .source
-        .as_ref()
-        .map_or_else(|| "FILE".to_owned(), |path| path.display().to_string());
     tracing::info!(
-        "configuration format: {}; `strata config convert {file}` prints the v1.5 equivalent",
-        config.format
+        "configuration format: {}; `strata config convert {}` prints the v1.5 equivalent",
+        config.format,
+        file.display()
     );
     for note in notes {
         tracing::warn!("legacy configuration: {note}");
