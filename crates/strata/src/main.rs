@@ -7,7 +7,7 @@ mod import;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use config::{ArchiveLocation, CleanupMode, Config, FsyncPolicy, NatsAuth};
+use config::{ArchiveLocation, CleanupMode, Config, ConfigFormat, FsyncPolicy, NatsAuth};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ enum Command {
     /// memory and registers every metric it sees at a 60 s frequency.
     Serve {
         /// A cc-metric-store v1.5 configuration file (JSON with main, metrics, nats and
-        /// metric-store sections).
+        /// metric-store sections), or its legacy flat file from before v1.5.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -74,13 +74,31 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the v1.5 equivalent of a cc-metric-store legacy flat configuration file.
+    ///
+    /// The file (cc-metric-store's format before v1.5) is checked as `strata serve` checks
+    /// it; the v1.5 JSON goes to stdout, what does not carry over one to one to stderr. A
+    /// file in the v1.5 format already is printed with its keys sorted.
+    Convert {
+        /// The configuration file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format)?;
     let load = |path: &Option<PathBuf>| match path {
-        Some(path) => Config::from_file(path),
+        Some(path) => Config::from_file(path).inspect(log_config_format),
         None => Ok(Config::embedded_default()),
     };
     let runtime = || {
@@ -124,6 +142,44 @@ fn main() -> anyhow::Result<()> {
             println!("no damage found in {}", directory.display());
             Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Convert { file },
+        } => convert_config(&file),
+    }
+}
+
+/// `strata config convert FILE`: the v1.5 document on stdout, notes on stderr.
+fn convert_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let conversion = config::convert(file)?;
+    let text = serde_json::to_string_pretty(&conversion.document)
+        .context("serialising the converted configuration")?;
+    match &conversion.format {
+        ConfigFormat::Sectioned => eprintln!(
+            "note: {} is in the v1.5 format already; printed with its keys sorted",
+            file.display()
+        ),
+        ConfigFormat::LegacyFlat { notes } => {
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+        }
+    }
+    println!("{text}");
+    Ok(())
+}
+
+/// A legacy file says so at startup, with what did not carry over one to one.
+fn log_config_format(config: &Config) {
+    let (ConfigFormat::LegacyFlat { notes }, Some(file)) = (&config.format, &config.source) else {
+        return;
+    };
+    tracing::info!(
+        "configuration format: {}; `strata config convert {}` prints the v1.5 equivalent",
+        config.format,
+        file.display()
+    );
+    for note in notes {
+        tracing::warn!("legacy configuration: {note}");
     }
 }
 

@@ -195,6 +195,7 @@ fn compat_example_parses_to_expected_values() {
             },
             remote_write: Vec::new(),
         },
+        format: ConfigFormat::Sectioned,
     };
     assert_eq!(config, expected);
 }
@@ -459,8 +460,8 @@ fn unknown_key_messages() {
          remote-write"
     );
     assert_eq!(
-        message_of(&with("/http-api", json!({}))),
-        "config.json: unknown key \"http-api\" at the top level; expected one of: main, \
+        message_of(&with("/http", json!({}))),
+        "config.json: unknown key \"http\" at the top level; expected one of: main, \
          main-file, metrics, metrics-file, nats, nats-file, metric-store, metric-store-file"
     );
     assert_eq!(

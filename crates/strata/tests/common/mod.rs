@@ -294,12 +294,33 @@ impl Server {
         Server::start_with(config, Some(open_files))
     }
 
+    /// A server with the configuration file `make(dir, addr)` written as it is, for formats
+    /// the harness does not complete (cc-metric-store's legacy flat file): `dir` is the
+    /// server's temp dir, `addr` the free loopback address to listen on. [`Server::restart`]
+    /// keeps the file, but cannot move such a server to another port.
+    pub fn start_with_file(make: impl Fn(&Path, &str) -> Value) -> Server {
+        Server::start_writing(
+            |dir, addr| {
+                let path = dir.join("config.json");
+                let text = serde_json::to_vec_pretty(&make(dir, addr)).expect("serialising");
+                std::fs::write(&path, text).expect("writing config");
+                path
+            },
+            None,
+        )
+    }
+
     fn start_with(config: &Value, open_files: Option<u32>) -> Server {
+        Server::start_writing(|dir, addr| write_config(dir, config, addr), open_files)
+    }
+
+    /// Starts a server whose configuration file `write(dir, addr)` writes and returns.
+    fn start_writing(write: impl Fn(&Path, &str) -> PathBuf, open_files: Option<u32>) -> Server {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("creating a temp dir");
             let addr = format!("127.0.0.1:{}", free_port());
-            let config_path = write_config(dir.path(), config, &addr);
+            let config_path = write(dir.path(), &addr);
             let child = spawn_serve(dir.path(), &config_path, open_files);
             let mut server = Server {
                 child,
