@@ -27,6 +27,16 @@ fn strata(nats: Value, subscriptions: Value, store: Value) -> Server {
     Server::start_with_config(&json!({"nats": nats, "metric-store": metric_store}))
 }
 
+/// A Strata subscribed to `subject` of `nats` with cluster tag `fritz`; `store` as for
+/// [`strata`].
+fn strata_on(nats: &NatsServer, subject: &str, store: Value) -> Server {
+    strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": subject, "cluster-tag": "fritz"}]),
+        store,
+    )
+}
+
 /// Polls `check` until it holds; panics with `what` at the deadline.
 fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
@@ -73,6 +83,23 @@ fn line(host: &str, value: f64, t: i64) -> String {
     format!("cpu_load,hostname={host},type=node value={value} {t}\n")
 }
 
+/// Once `subject` has a subscriber, publishes one core message of one line (`host` =
+/// `value` at `t`) and waits until `server` has stored `stored` messages from it.
+fn send_line(
+    nats: &NatsServer,
+    server: &Server,
+    subject: &str,
+    (host, value, t): (&str, f64, i64),
+    stored: f64,
+) {
+    nats.wait_for_subscriptions(subject, 1, TIMEOUT);
+    nats.client()
+        .publish(subject, [line(host, value, t).into_bytes()]);
+    wait_until(&format!("{stored} messages of {subject} stored"), || {
+        messages(server, subject, "stored") == stored
+    });
+}
+
 fn hosts(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix}{i}")).collect()
 }
@@ -82,11 +109,7 @@ fn publish_and_query_back() {
     // Goal: a core message's lines are stored under the subscription's cluster tag; a bad
     // line in it is rejected and counted while the good ones are kept.
     let nats = NatsServer::start();
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "m.a", "cluster-tag": "fritz"}]),
-        json!({}),
-    );
+    let server = strata_on(&nats, "m.a", json!({}));
     nats.wait_for_subscriptions("m.a", 1, TIMEOUT);
     let t = minutes_ago(10);
     let payload = format!(
@@ -170,11 +193,7 @@ fn bad_message_does_not_stop_subscription() {
     // Goal: garbage, an oversized, an empty and a non-UTF-8 message are each counted and
     // dropped; the subscription goes on and stores the next good message.
     let nats = NatsServer::start();
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "bad", "cluster-tag": "fritz"}]),
-        json!({"limits": {"body-size": "1KiB"}}),
-    );
+    let server = strata_on(&nats, "bad", json!({"limits": {"body-size": "1KiB"}}));
     nats.wait_for_subscriptions("bad", 1, TIMEOUT);
     let t = minutes_ago(10);
     let client = nats.client();
@@ -201,54 +220,50 @@ fn bad_message_does_not_stop_subscription() {
     assert_eq!(metric(&server, "strata_ingest_samples_total"), 1.0);
 }
 
-/// Publishes one message per host to `subject` and waits until the `servers` stored
-/// `expected` messages between them; returns which hosts each server holds.
-fn spread(
-    nats: &NatsServer,
-    servers: &[&Server],
-    subject: &str,
-    expected: f64,
-) -> Vec<BTreeSet<String>> {
+/// Two Stratas with `subscription` (on `q.x`, cluster tag `fritz`) on one NATS server: 300
+/// messages of one host each are published, and once the two stored `expected` messages
+/// between them, says which hosts each holds.
+fn spread(subscription: Value, expected: f64) -> [BTreeSet<String>; 2] {
+    let nats = NatsServer::start();
+    let servers = [(); 2].map(|()| {
+        strata(
+            json!({"address": nats.url()}),
+            json!([subscription.clone()]),
+            json!({}),
+        )
+    });
+    nats.wait_for_subscriptions("q.x", 2, TIMEOUT);
     let t = minutes_ago(10);
     let all = hosts("q", 300);
     nats.client().publish(
-        subject,
+        "q.x",
         all.iter().map(|host| line(host, 1.0, t).into_bytes()),
     );
     wait_until("every message stored", || {
         servers
             .iter()
-            .map(|s| messages(s, subject, "stored"))
+            .map(|s| messages(s, "q.x", "stored"))
             .sum::<f64>()
             == expected
     });
-    servers
-        .iter()
-        .map(|server| {
-            let stored = values(server, "fritz", &all, t);
-            all.iter()
-                .zip(stored)
-                .filter(|(_, value)| value.is_some())
-                .map(|(host, _)| host.clone())
-                .collect()
-        })
-        .collect()
+    servers.map(|server| {
+        let stored = values(&server, "fritz", &all, t);
+        all.iter()
+            .zip(stored)
+            .filter(|(_, value)| value.is_some())
+            .map(|(host, _)| host.clone())
+            .collect()
+    })
 }
 
 #[test]
 fn queue_group_splits_between_two_stratas() {
     // Goal: two Stratas in one queue group share the messages: each is stored once, by
     // one of them, and both get some.
-    let nats = NatsServer::start();
-    let subscription = json!([{"subscribe-to": "q.x", "cluster-tag": "fritz", "queue-group": "g"}]);
-    let one = strata(
-        json!({"address": nats.url()}),
-        subscription.clone(),
-        json!({}),
+    let held = spread(
+        json!({"subscribe-to": "q.x", "cluster-tag": "fritz", "queue-group": "g"}),
+        300.0,
     );
-    let two = strata(json!({"address": nats.url()}), subscription, json!({}));
-    nats.wait_for_subscriptions("q.x", 2, TIMEOUT);
-    let held = spread(&nats, &[&one, &two], "q.x", 300.0);
     assert!(held[0].intersection(&held[1]).next().is_none());
     assert_eq!(held[0].union(&held[1]).count(), 300);
     assert!(
@@ -262,16 +277,10 @@ fn queue_group_splits_between_two_stratas() {
 #[test]
 fn without_queue_group_both_receive_everything() {
     // Goal (control of the above): without a queue group every Strata stores every message.
-    let nats = NatsServer::start();
-    let subscription = json!([{"subscribe-to": "q.x", "cluster-tag": "fritz"}]);
-    let one = strata(
-        json!({"address": nats.url()}),
-        subscription.clone(),
-        json!({}),
+    let held = spread(
+        json!({"subscribe-to": "q.x", "cluster-tag": "fritz"}),
+        600.0,
     );
-    let two = strata(json!({"address": nats.url()}), subscription, json!({}));
-    nats.wait_for_subscriptions("q.x", 2, TIMEOUT);
-    let held = spread(&nats, &[&one, &two], "q.x", 600.0);
     assert_eq!(held[0].len(), 300);
     assert_eq!(held[0], held[1]);
 }
@@ -282,11 +291,7 @@ fn nats_down_at_start_then_up() {
     // subscribes once the server comes up.
     let mut nats = NatsServer::start();
     nats.stop();
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "late", "cluster-tag": "fritz"}]),
-        json!({}),
-    );
+    let server = strata_on(&nats, "late", json!({}));
     let t = minutes_ago(10);
     server.write_ok("fritz", &line("http", 1.0, t));
     wait_until("the failed connect is logged", || {
@@ -297,12 +302,7 @@ fn nats_down_at_start_then_up() {
         0.0
     );
     nats.restart();
-    nats.wait_for_subscriptions("late", 1, TIMEOUT);
-    nats.client()
-        .publish("late", [line("late", 2.0, t).into_bytes()]);
-    wait_until("the message is stored", || {
-        messages(&server, "late", "stored") == 1.0
-    });
+    send_line(&nats, &server, "late", ("late", 2.0, t), 1.0);
     assert_eq!(
         values(&server, "fritz", &["http".into(), "late".into()], t),
         [Some(1.0), Some(2.0)]
@@ -318,25 +318,11 @@ fn nats_server_restart_resumes_ingest() {
     // Goal: after the NATS server restarts, the client reconnects and re-subscribes by
     // itself, and ingest goes on.
     let mut nats = NatsServer::start();
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "r", "cluster-tag": "fritz"}]),
-        json!({}),
-    );
-    nats.wait_for_subscriptions("r", 1, TIMEOUT);
+    let server = strata_on(&nats, "r", json!({}));
     let t = minutes_ago(10);
-    nats.client()
-        .publish("r", [line("before", 1.0, t).into_bytes()]);
-    wait_until("the first message is stored", || {
-        messages(&server, "r", "stored") == 1.0
-    });
+    send_line(&nats, &server, "r", ("before", 1.0, t), 1.0);
     nats.restart();
-    nats.wait_for_subscriptions("r", 1, TIMEOUT);
-    nats.client()
-        .publish("r", [line("after", 2.0, t).into_bytes()]);
-    wait_until("the second message is stored", || {
-        messages(&server, "r", "stored") == 2.0
-    });
+    send_line(&nats, &server, "r", ("after", 2.0, t), 2.0);
     assert_eq!(
         values(&server, "fritz", &["before".into(), "after".into()], t),
         [Some(1.0), Some(2.0)]
@@ -369,13 +355,8 @@ fn user_password_auth() {
         json!([{"subscribe-to": "auth", "cluster-tag": "fritz"}]),
         json!({}),
     );
-    nats.wait_for_subscriptions("auth", 1, TIMEOUT);
     let t = minutes_ago(10);
-    nats.client()
-        .publish("auth", [line("h", 1.0, t).into_bytes()]);
-    wait_until("the right login stores", || {
-        messages(&right, "auth", "stored") == 1.0
-    });
+    send_line(&nats, &right, "auth", ("h", 1.0, t), 1.0);
     wait_until("the wrong login is logged", || {
         wrong.log().contains("authorization violation")
     });
@@ -406,9 +387,9 @@ fn slow_consumer_is_counted() {
     // commit) the client's small buffer overflows; the drops are counted, never silent, and
     // nothing is stored that was not sent.
     let nats = NatsServer::start();
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "slow", "cluster-tag": "fritz"}]),
+    let server = strata_on(
+        &nats,
+        "slow",
         json!({"num-workers": 1, "wal": {"fsync": "always"},
                "limits": {"nats-pending-messages": 2}}),
     );
@@ -534,12 +515,7 @@ fn jetstream_consumer_with_another_ack_policy_is_refused() {
         ) == 1.0
     });
     assert!(server.log().contains("ack policy is not explicit"));
-    nats.wait_for_subscriptions("core", 1, TIMEOUT);
-    nats.client()
-        .publish("core", [line("c", 1.0, minutes_ago(10)).into_bytes()]);
-    wait_until("the core subscription stores", || {
-        messages(&server, "core", "stored") == 1.0
-    });
+    send_line(&nats, &server, "core", ("c", 1.0, minutes_ago(10)), 1.0);
 }
 
 #[test]
@@ -634,20 +610,7 @@ fn jetstream_naks_when_the_wal_fails_and_nothing_is_lost() {
             .into_bytes()
     };
     server.write_ok("fritz", &String::from_utf8(payload("http")).unwrap());
-    let largest = common::files_under(server.dir())
-        .iter()
-        .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
-        .max()
-        .unwrap_or(0);
-    let limit = largest + (64 << 10);
-    let status = std::process::Command::new("prlimit")
-        .args([
-            format!("--pid={}", server.pid()),
-            format!("--fsize={limit}:{limit}"),
-        ])
-        .status()
-        .expect("running prlimit (util-linux)");
-    assert!(status.success(), "prlimit failed: {status}");
+    server.limit_file_size(64 << 10);
     let all = hosts("w", 20);
     client.publish_stored("js.m", all.iter().map(|host| payload(host)));
     wait_until("a failed commit is answered -NAK", || {
@@ -707,13 +670,8 @@ fn tls_with_a_client_certificate() {
         subscription,
         json!({}),
     );
-    nats.wait_for_subscriptions("tls", 1, TIMEOUT);
     let t = minutes_ago(10);
-    nats.client()
-        .publish("tls", [line("h", 1.0, t).into_bytes()]);
-    wait_until("the TLS client stores", || {
-        messages(&good, "tls", "stored") == 1.0
-    });
+    send_line(&nats, &good, "tls", ("h", 1.0, t), 1.0);
     wait_until("the failed handshakes are counted", || {
         metric(
             &without_cert,
@@ -741,13 +699,8 @@ fn nkey_seed_file_auth() {
         json!([{"subscribe-to": "nk", "cluster-tag": "fritz"}]),
         json!({}),
     );
-    nats.wait_for_subscriptions("nk", 1, TIMEOUT);
     let t = minutes_ago(10);
-    nats.client()
-        .publish("nk", [line("h", 3.0, t).into_bytes()]);
-    wait_until("the message is stored", || {
-        messages(&server, "nk", "stored") == 1.0
-    });
+    send_line(&nats, &server, "nk", ("h", 3.0, t), 1.0);
     assert_eq!(values(&server, "fritz", &["h".into()], t), [Some(3.0)]);
 }
 

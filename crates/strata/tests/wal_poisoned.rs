@@ -9,9 +9,8 @@
 
 mod common;
 
-use common::{Server, files_under, metric_value, minutes_ago};
+use common::{Server, metric_value, minutes_ago};
 use serde_json::json;
-use std::process::Command;
 
 const CLUSTER: &str = "poison";
 
@@ -42,20 +41,7 @@ fn a_wal_that_cannot_write_is_reported_and_loses_nothing_acknowledged() {
     let start = minutes_ago(LINES + 10);
     server.write_ok(CLUSTER, &lines("n0", start, 0));
 
-    let largest = files_under(server.dir())
-        .iter()
-        .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
-        .max()
-        .unwrap_or(0);
-    let limit = largest + HEADROOM_BYTES;
-    let status = Command::new("prlimit")
-        .args([
-            format!("--pid={}", server.pid()),
-            format!("--fsize={limit}:{limit}"),
-        ])
-        .status()
-        .expect("running prlimit (util-linux)");
-    assert!(status.success(), "prlimit failed: {status}");
+    server.limit_file_size(HEADROOM_BYTES);
 
     let mut acknowledged = vec!["n0".to_owned()];
     let mut refused = None;

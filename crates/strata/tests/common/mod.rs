@@ -489,6 +489,26 @@ impl Server {
         assert!(status.success(), "kill -{name} failed: {status}");
     }
 
+    /// Gives the running process a file size limit (`prlimit --fsize`, util-linux) of its
+    /// largest file plus `headroom_bytes`, so that its write-ahead log fails with EFBIG once
+    /// a segment grows past it, as on a full disk.
+    pub fn limit_file_size(&self, headroom_bytes: u64) {
+        let largest = files_under(self.dir())
+            .iter()
+            .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
+            .max()
+            .unwrap_or(0);
+        let limit = largest + headroom_bytes;
+        let status = Command::new("prlimit")
+            .args([
+                format!("--pid={}", self.pid()),
+                format!("--fsize={limit}:{limit}"),
+            ])
+            .status()
+            .expect("running prlimit (util-linux)");
+        assert!(status.success(), "prlimit failed: {status}");
+    }
+
     /// SIGKILL through the std API: no `kill(1)` process to spawn, so the signal leaves at
     /// once (for crash tests that aim at a moment). Reap it with [`Server::wait_exit`].
     pub fn kill_now(&mut self) {
