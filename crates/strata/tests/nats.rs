@@ -733,3 +733,18 @@ fn jetstream_resumes_after_nats_restart() {
         [Some(1.0), Some(2.0)]
     );
 }
+
+#[test]
+fn subscriptions_without_a_nats_section_are_ignored_with_a_warning() {
+    // Goal: as in cc-metric-store, subscriptions without a connection receive nothing; the
+    // start says so instead of staying silent.
+    let server = Server::start_with_config(&json!({
+        "metric-store": {"nats-subscriptions": [{"subscribe-to": "x", "cluster-tag": "fritz"}]}
+    }));
+    let log = server.log();
+    assert!(
+        log.contains("metric-store.nats-subscriptions are ignored: there is no nats section"),
+        "{log}"
+    );
+    assert!(!server.metrics().contains("strata_nats_connected{"));
+}
