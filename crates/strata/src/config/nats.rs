@@ -252,6 +252,17 @@ pub(super) fn parse_subscriptions(
     for entry in &entries {
         let subscribe_to =
             entry.required("subscribe-to", entry.non_empty_string("subscribe-to")?)?;
+        // The client refuses these at subscribe time, which would only be a log line.
+        if subscribe_to.contains(char::is_whitespace) || subscribe_to.split('.').any(str::is_empty)
+        {
+            return Err(entry.invalid(
+                "subscribe-to",
+                format!(
+                    "{} is not a NATS subject (dot-separated tokens, no blanks)",
+                    quote(subscribe_to)
+                ),
+            ));
+        }
         let cluster_tag = entry.non_empty_string("cluster-tag")?;
         if let Some(tag) = cluster_tag {
             check_name("cluster", tag, name_bytes_max)
@@ -283,6 +294,12 @@ pub(super) fn parse_subscriptions(
             None => None,
         };
         let queue_group = entry.non_empty_string("queue-group")?.map(str::to_owned);
+        if queue_group
+            .as_deref()
+            .is_some_and(|g| g.contains(char::is_whitespace))
+        {
+            return Err(entry.invalid("queue-group", "must not contain blanks"));
+        }
         if jetstream.is_some() && queue_group.is_some() {
             return Err(entry.invalid(
                 "queue-group",

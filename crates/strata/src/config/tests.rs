@@ -2260,6 +2260,27 @@ fn nats_errors() {
         ),
         (
             json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a..b"}]),
+            "metric-store.nats-subscriptions[0]",
+            "subscribe-to",
+            "\"a..b\" is not a NATS subject (dot-separated tokens, no blanks)",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a b"}]),
+            "metric-store.nats-subscriptions[0]",
+            "subscribe-to",
+            "\"a b\" is not a NATS subject (dot-separated tokens, no blanks)",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "queue-group": "g 1"}]),
+            "metric-store.nats-subscriptions[0]",
+            "queue-group",
+            "must not contain blanks",
+        ),
+        (
+            json!({"address": "a:1"}),
             json!([{"subscribe-to": "x", "connection": "nope"}]),
             "metric-store.nats-subscriptions[0]",
             "connection",
