@@ -44,6 +44,10 @@ pub const NATS_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Jobs waiting for a worker, per worker.
 const QUEUE_JOBS_PER_WORKER: usize = 2;
 
+/// Most decode workers: `num-workers` beyond it (it also sizes checkpointing) is lowered
+/// for NATS, so that the job queue stays small and its size cannot overflow.
+const WORKERS_MAX: usize = 256;
+
 /// How long a failed WAL write waits before JetStream delivers the message again.
 const JS_NAK_DELAY: Duration = Duration::from_secs(5);
 
@@ -54,9 +58,11 @@ const LOG_INTERVAL_S: i64 = 10;
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
     pub connections: Vec<ConnectionConfig>,
-    /// Decode workers shared by all subscriptions (`num-workers`), ≥ 1.
+    /// Decode workers shared by all subscriptions (`num-workers`; 1 to [`WORKERS_MAX`]
+    /// are used).
     pub workers: usize,
-    /// Messages one subscription's client buffers (`limits.nats-pending-messages`), ≥ 1.
+    /// Messages one subscription's client buffers (`limits.nats-pending-messages`), ≥ 1 and
+    /// small enough for a channel.
     pub pending_messages: usize,
 }
 
@@ -162,7 +168,13 @@ impl NatsIngest {
         // rustls must have one process-wide crypto provider; another crate enabling `ring`
         // would otherwise make TLS connects fail. An already installed one is kept.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let workers = config.workers.max(1);
+        let workers = config.workers.clamp(1, WORKERS_MAX);
+        if workers < config.workers {
+            tracing::warn!(
+                num_workers = config.workers,
+                "NATS ingest uses {WORKERS_MAX} decode workers at most"
+            );
+        }
         let (jobs, queue) = mpsc::channel(workers * QUEUE_JOBS_PER_WORKER);
         let (stop, stopped) = watch::channel(false);
         let mut ingest = NatsIngest {

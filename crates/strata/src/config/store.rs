@@ -71,6 +71,10 @@ pub const DEFAULT_CONNECTIONS_MAX: usize = 1024;
 /// nats-server at most 512 MiB per subscription.
 pub const DEFAULT_NATS_PENDING_MESSAGES: usize = 512;
 
+/// Largest `limits.nats-pending-messages`: a million messages per subscription is already
+/// far more memory than a buffer should hold.
+pub const NATS_PENDING_MESSAGES_MAX: usize = 1 << 20;
+
 /// cc-metric-store's `memory-cap` unit: decimal gigabytes.
 const MEMORY_CAP_UNIT_BYTES: u64 = 1_000_000_000;
 
@@ -464,9 +468,15 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
         connections_max: section
             .count("connections")?
             .unwrap_or(defaults.connections_max),
-        nats_pending_messages: section
-            .count("nats-pending-messages")?
-            .unwrap_or(defaults.nats_pending_messages),
+        nats_pending_messages: match section.count("nats-pending-messages")? {
+            Some(count) if count > NATS_PENDING_MESSAGES_MAX => {
+                return Err(section.invalid(
+                    "nats-pending-messages",
+                    format!("{count} is more than {NATS_PENDING_MESSAGES_MAX}"),
+                ));
+            }
+            count => count.unwrap_or(defaults.nats_pending_messages),
+        },
         store: parse_store_limits(section, defaults.store)?,
     })
 }

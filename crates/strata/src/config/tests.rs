@@ -2352,6 +2352,17 @@ fn nats_errors() {
             "must be greater than 0"
         )
     );
+    assert_eq!(
+        message_of(&with(
+            "/metric-store/limits/nats-pending-messages",
+            json!(u64::MAX)
+        )),
+        invalid(
+            "metric-store.limits",
+            "nats-pending-messages",
+            "18446744073709551615 is more than 1048576"
+        )
+    );
 }
 
 /// Goal: the NATS password never shows in `Debug` output (logs, error messages).
