@@ -20,6 +20,8 @@ const JS_PULL_BATCH: usize = 64;
 const JS_MAX_ACK_PENDING: i64 = 1024;
 /// Idle heartbeat of a pull request: a connection lost silently is noticed after 2 of them.
 const JS_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Shortest interval of "in progress" answers, whatever a consumer's ack wait says.
+const PROGRESS_INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// How long one pull request waits on the server.
 const JS_PULL_EXPIRES: Duration = Duration::from_secs(30);
 
@@ -72,6 +74,14 @@ pub(crate) async fn run(reader: Reader) {
     }
 }
 
+/// A JetStream message on its way through the job queue.
+pub(crate) struct Delivery {
+    pub message: Message,
+    /// The consumer's own `ack_wait` (an existing consumer keeps the one it was created
+    /// with, whatever the configuration says now).
+    pub ack_wait: Duration,
+}
+
 enum Pulled {
     Stopped,
     Refused,
@@ -102,6 +112,7 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
         Err(error) => return Pulled::Failed("consumer", error.to_string(), false),
     };
     let policy = consumer.cached_info().config.ack_policy;
+    let ack_wait = consumer.cached_info().config.ack_wait;
     if policy != AckPolicy::Explicit {
         subscription.metrics.jetstream_error("ack_policy").inc();
         tracing::error!(
@@ -134,7 +145,9 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
                 if message.info().is_ok_and(|info| info.delivered > 1) {
                     subscription.metrics.redelivered.inc();
                 }
-                if !reader.queue(message.payload.clone(), Some(message)).await {
+                let payload = message.payload.clone();
+                let delivery = Delivery { message, ack_wait };
+                if !reader.queue(payload, Some(delivery)).await {
                     return Pulled::Stopped;
                 }
             }
@@ -153,12 +166,12 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
 /// worked on, so that a slow commit does not cause a redelivery.
 pub(crate) async fn with_progress(
     ingest: impl Future<Output = Result<WriteOutcome, ApiError>>,
-    message: &Message,
-    ack_wait: Duration,
+    delivery: &Delivery,
     subscription: &Subscription,
 ) -> Result<WriteOutcome, ApiError> {
-    every(ingest, ack_wait / 2, || {
-        answer(message, AckKind::Progress, subscription)
+    let period = (delivery.ack_wait / 2).max(PROGRESS_INTERVAL_MIN);
+    every(ingest, period, || {
+        answer(&delivery.message, AckKind::Progress, subscription)
     })
     .await
 }

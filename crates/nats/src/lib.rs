@@ -141,7 +141,7 @@ struct Job {
     subscription: Arc<Subscription>,
     payload: Bytes,
     /// JetStream: the message, to acknowledge after the commit.
-    jetstream: Option<async_nats::jetstream::Message>,
+    jetstream: Option<jetstream::Delivery>,
 }
 
 /// The running NATS ingest.
@@ -347,11 +347,7 @@ impl Reader {
 
     /// Queues a message for the workers (waiting while the queue is full, which is the
     /// back-pressure); `false` once the workers are gone.
-    async fn queue(
-        &self,
-        payload: Bytes,
-        jetstream: Option<async_nats::jetstream::Message>,
-    ) -> bool {
+    async fn queue(&self, payload: Bytes, jetstream: Option<jetstream::Delivery>) -> bool {
         self.subscription
             .metrics
             .received_bytes
@@ -386,11 +382,9 @@ async fn handle(app: &App, job: Job) {
         source: &subscription.source,
     };
     let ingest = ingest_message(app, request, job.payload, now_s);
-    let result = match (&job.jetstream, &subscription.config.jetstream) {
-        (Some(message), Some(config)) => {
-            jetstream::with_progress(ingest, message, config.ack_wait, subscription).await
-        }
-        _ => ingest.await,
+    let result = match &job.jetstream {
+        Some(delivery) => jetstream::with_progress(ingest, delivery, subscription).await,
+        None => ingest.await,
     };
     let metrics = &subscription.metrics;
     let ack = match result {
@@ -428,8 +422,8 @@ async fn handle(app: &App, job: Job) {
             AckKind::Nak(Some(JS_NAK_DELAY))
         }
     };
-    if let Some(message) = &job.jetstream {
-        jetstream::answer(message, ack, subscription).await;
+    if let Some(delivery) = &job.jetstream {
+        jetstream::answer(&delivery.message, ack, subscription).await;
     }
 }
 
