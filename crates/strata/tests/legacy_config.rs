@@ -8,9 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{DOCS_PUBLIC_KEY, DOCS_TOKEN, Server, now_s, run_strata};
+use common::{DOCS_PUBLIC_KEY, DOCS_TOKEN, Server, minutes_ago, now_s, run_strata};
 use serde_json::{Value, json};
-use strata_testkit::free_port;
+use strata_testkit::{NatsServer, free_port};
 
 /// Longest wait for `strata config convert` or a refused `strata serve`.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,7 +18,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A file shaped like cc-metric-store's `configs/config-nats.json` (written from COMPAT.md
 /// §5.3, not fetched): every section of the format, a NATS connection with two subscriptions
 /// to one subject (per-subscription cluster tags), paths inside the test's `dir`. The NATS
-/// server is a port nobody listens on: the keys are parsed; NATS ingest is tested elsewhere.
+/// server is a port nobody listens on (NATS ingest through a legacy file: the last test).
 fn legacy_config(dir: &Path, addr: &str) -> Value {
     json!({
         "metrics": {
@@ -256,4 +256,68 @@ fn convert_refuses_what_serve_refuses() {
     );
     let printed: Value = serde_json::from_str(&output.stdout).expect("stdout is JSON");
     assert_eq!(printed, sectioned);
+}
+
+/// Goal: every connection of a legacy file's `nats` array ingests, each subscription with its
+/// own cluster tag: two nats-servers, one with a user and password, one subscription on each
+/// (plus a second, differently tagged one on the first, as cc-metric-store's shipped example
+/// has); untagged lines land in their subscription's cluster.
+#[test]
+fn legacy_nats_connections_ingest() {
+    let with_auth = NatsServer::start_with_auth("root", "legacy-pass");
+    let open = NatsServer::start();
+    let server = Server::start_with_file(|dir, addr| {
+        json!({
+            "metrics": {"cpu_load": {"frequency": 60, "aggregation": "avg"}},
+            "checkpoints": {"interval": "12h", "directory": dir.join("checkpoints")},
+            "archive": {"interval": "48h", "directory": dir.join("archive"), "delete-instead": true},
+            "http-api": {"address": addr},
+            "retention-in-memory": "48h",
+            "nats": [
+                {"address": with_auth.url(), "username": "root", "password": "legacy-pass",
+                 "subscriptions": [{"subscribe-to": "updates", "cluster-tag": "fritz"},
+                                   {"subscribe-to": "other", "cluster-tag": "woody"}]},
+                {"address": open.url(),
+                 "subscriptions": [{"subscribe-to": "updates", "cluster-tag": "alex"}]}
+            ]
+        })
+    });
+    let t = minutes_ago(5);
+    let sends = [
+        (&with_auth, "updates", "fritz", 1.0),
+        (&with_auth, "other", "woody", 2.0),
+        (&open, "updates", "alex", 3.0),
+    ];
+    for (nats, subject, _, value) in sends {
+        nats.wait_for_subscriptions(subject, 1, EXIT_TIMEOUT);
+        nats.client().publish(
+            subject,
+            [format!("cpu_load,hostname=h1,type=node value={value} {t}\n").into_bytes()],
+        );
+    }
+    let deadline = std::time::Instant::now() + EXIT_TIMEOUT;
+    for (_, _, cluster, value) in sends {
+        loop {
+            let answer = server.query(&json!({
+                "cluster": cluster, "from": t, "to": t + 60,
+                "queries": [{"metric": "cpu_load", "host": "h1"}]
+            }));
+            let stored = answer["results"][0][0]["data"][0].as_f64();
+            if stored == Some(value) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cluster {cluster}: {answer}\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let log = server.log();
+    assert!(log.contains("cc-metric-store legacy flat"), "{log}");
+    assert!(
+        !log.contains("legacy-pass"),
+        "the password in the log:\n{log}"
+    );
 }
