@@ -13,11 +13,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # Debian packages the tests need: prlimit (util-linux) for the poisoned-WAL test, and the real
-# remote-write receivers the forwarding tests send to (Prometheus 2.42, VictoriaMetrics 1.79).
+# remote-write receivers the forwarding tests send to (Prometheus 2.42, VictoriaMetrics 1.79),
+# and nats-server (2.9, with JetStream) for NATS ingest.
 missing=()
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo_if_needed=""
@@ -25,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo_if_needed apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}"
     # The packages start system services; the tests start their own instances on free ports.
-    for service in prometheus victoria-metrics; do
+    for service in prometheus victoria-metrics nats-server; do
         $sudo_if_needed systemctl stop "$service" >/dev/null 2>&1 || true
     done
 fi

@@ -36,6 +36,91 @@ pub struct ResponseLabel {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabel {
+    pub subscription: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionEventLabel {
+    pub subscription: String,
+    pub event: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionResultLabel {
+    pub subscription: String,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionKindLabel {
+    pub subscription: String,
+    pub kind: &'static str,
+}
+
+/// NATS ingest (`strata_nats_*`), per subscription (label: its subject). Filled by the
+/// strata-nats crate; the samples and rejected lines of NATS messages are counted in the
+/// `strata_ingest_*` metrics like those of HTTP requests.
+#[derive(Debug, Clone, Default)]
+pub struct NatsMetrics {
+    pub connected: Family<SubscriptionLabel, Gauge>,
+    pub events: Family<SubscriptionEventLabel, Counter>,
+    pub messages: Family<SubscriptionResultLabel, Counter>,
+    pub received_bytes: Family<SubscriptionLabel, Counter>,
+    pub slow_consumer_drops: Family<SubscriptionLabel, Counter>,
+    pub jetstream_acks: Family<SubscriptionKindLabel, Counter>,
+    pub redelivered: Family<SubscriptionLabel, Counter>,
+    pub jetstream_errors: Family<SubscriptionKindLabel, Counter>,
+}
+
+impl NatsMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "nats_connected",
+            "1 while the subscription's NATS client is connected",
+            self.connected.clone(),
+        );
+        r.register(
+            "nats_events",
+            "NATS client events (connected, disconnected, slow_consumer, server_error, client_error, …)",
+            self.events.clone(),
+        );
+        r.register(
+            "nats_messages",
+            "NATS messages handled, by result: stored, partial (some lines rejected), rejected \
+             (every line), empty, too_large (over limits.body-size), failed (WAL write failed)",
+            self.messages.clone(),
+        );
+        r.register(
+            "nats_received_bytes",
+            "Payload bytes of NATS messages received",
+            self.received_bytes.clone(),
+        );
+        r.register(
+            "nats_slow_consumer_drops",
+            "Core NATS messages the client dropped because limits.nats-pending-messages were \
+             waiting (a lower bound: the client may lose some of its own reports)",
+            self.slow_consumer_drops.clone(),
+        );
+        r.register(
+            "nats_jetstream_acks",
+            "JetStream acknowledgements sent, by kind (ack, nak, progress)",
+            self.jetstream_acks.clone(),
+        );
+        r.register(
+            "nats_redelivered_messages",
+            "JetStream messages delivered more than once",
+            self.redelivered.clone(),
+        );
+        r.register(
+            "nats_jetstream_errors",
+            "JetStream failures, by kind (stream, consumer, ack_policy, messages, ack)",
+            self.jetstream_errors.clone(),
+        );
+    }
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -49,6 +134,7 @@ pub struct Telemetry {
     registry: Registry,
     /// Remote-write forwarding (`strata_remote_*`), per endpoint.
     pub remote: strata_forward::metrics::Metrics,
+    pub nats: NatsMetrics,
     pub samples_written: Counter,
     pub lines_rejected: Family<ReasonLabel, Counter>,
     pub samples_dropped: Family<ReasonLabel, Counter>,
@@ -114,6 +200,7 @@ impl Telemetry {
         let mut telemetry = Self {
             registry,
             remote,
+            nats: NatsMetrics::default(),
             samples_written: Counter::default(),
             lines_rejected: Family::default(),
             samples_dropped: Family::default(),
@@ -166,6 +253,7 @@ impl Telemetry {
             resident_bytes: Gauge::default(),
         };
         let r = &mut telemetry.registry;
+        telemetry.nats.register(r);
         r.register(
             "ingest_samples",
             "Samples stored in memory",

@@ -10,8 +10,11 @@
 //! | -------------- | -------- | -------- |
 //! | `main`         | yes      | `addr`, `jwt-public-key`, (unsupported: TLS, `user`/`group`, `backend-url`, `debug.gops`) |
 //! | `metrics`      | no¹      | name → `{"frequency": seconds, "aggregation": "sum"\|"avg"\|null}` |
-//! | `nats`         | no       | `address`, `username`, `password`, `creds-file-path` |
+//! | `nats`         | no       | one connection object (`address`, `username`, `password`, `creds-file-path`, Strata's `nkey-seed-file`, `tls`), or an array of them each with a unique `name`³ |
 //! | `metric-store` | yes      | retention, memory cap, checkpoints, cleanup, NATS subscriptions, and Strata's `wal`, `default-frequency`, `resampling`, `limits`, `remote-write`² |
+//!
+//! cc-metric-store's legacy flat file from before v1.5 (`http-api`, `checkpoints`, `archive`,
+//! a `nats` array, …) is converted into these sections first; see `legacy`.
 //!
 //! ¹ cc-metric-store requires `metrics`; in Strata a missing or empty `metrics` section means
 //! "register unknown metrics on first sight" (Decision 3).
@@ -34,6 +37,10 @@
 //! | `queue`             | Prometheus's        | `min-shards` (1), `max-shards` (50, ≥ min), `max-samples-per-send` (2000, ≤ 100 000), `batch-send-deadline` (5s), `min-backoff` (30ms), `max-backoff` (5s, ≥ min), `retry-on-http-429` (true) |
 //! | `max-backlog-bytes` | `"10GiB"`           | log bytes the endpoint may hold back from deletion |
 //! | `max-backlog-age`   | `"24h"`             | oldest log data the endpoint may hold back |
+//!
+//! ³ `metric-store.nats-subscriptions` entries (`subscribe-to`, `cluster-tag`, `queue-group`,
+//! Strata's `jetstream {stream, consumer, ack-wait}` and `connection`) are attached to their
+//! connection: `connection` names it, and is required when `nats` lists several.
 //!
 //! A key `<name>-file` (for example `metrics-file`) loads section `<name>` from a separate
 //! JSON file; giving both `<name>` and `<name>-file` is an error. A relative path is looked
@@ -71,6 +78,9 @@
 mod cleanup;
 mod duration;
 mod error;
+mod legacy;
+#[cfg(test)]
+mod legacy_tests;
 mod main;
 mod metrics;
 mod nats;
@@ -84,12 +94,14 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use strata_store::{MetricConfig, Resampler};
 
 // NOTE: glob re-exports keep one namespace, as when this was one file: the rest of the
 // program names `config::FsyncPolicy`, and the tests see every helper through `super::*`.
 pub use self::cleanup::*;
 pub use self::error::*;
+pub use self::legacy::{ConfigFormat, convert};
 pub use self::main::*;
 pub use self::nats::*;
 pub use self::section::*;
@@ -118,10 +130,12 @@ pub struct Config {
     /// `store.default_frequency_s` and aggregation `avg` (Decision 3); otherwise samples of
     /// unlisted metrics are dropped and counted.
     pub metrics: BTreeMap<String, MetricConfig>,
-    /// The `nats` connection section, if present. Parsed and kept; NATS ingest comes later.
-    pub nats: Option<NatsSection>,
+    /// The NATS connections with their subscriptions; empty = no NATS ingest.
+    pub nats: Vec<NatsConnection>,
     /// The `metric-store` section.
     pub store: StoreSection,
+    /// The format of the file, for the startup log.
+    pub format: ConfigFormat,
 }
 
 impl Config {
@@ -137,7 +151,7 @@ impl Config {
                 jwt_public_key: None,
             },
             metrics: BTreeMap::new(),
-            nats: None,
+            nats: Vec::new(),
             store: StoreSection {
                 retention_in_memory: DEFAULT_RETENTION,
                 memory_cap_bytes: None,
@@ -152,23 +166,36 @@ impl Config {
                 limits: LimitsSection::default(),
                 remote_write: Vec::new(),
             },
+            format: ConfigFormat::Sectioned,
         }
     }
 
-    /// Reads a cc-metric-store v1.5 sectioned JSON configuration file (plus Strata's keys).
+    /// Reads a cc-metric-store configuration file: v1.5 sections (plus Strata's keys), or the
+    /// legacy flat format.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = read_limited(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        Config::from_json(&text, path)
+        Config::from_json(&read_config(path)?, path)
     }
 
-    /// Parses configuration text. `origin` names the file in error messages, is the base
+    /// Parses configuration text: cc-metric-store v1.5's sections, or its legacy flat format
+    /// (converted, see `legacy`). `origin` names the file in error messages, is the base
     /// for relative `<name>-file` paths, and becomes [`Config::source`].
     pub fn from_json(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let top_value = parse_json(text, origin)?;
-        let top = Section::new(origin, String::new(), &top_value, TOP_LEVEL_KEYS)?;
+        if legacy::detect(&top_value, origin)? {
+            let converted = legacy::to_v15(&top_value, origin)?;
+            let config = Config::from_sections(&converted.document, origin)
+                .map_err(|error| converted.relocate(error))?;
+            let format = ConfigFormat::LegacyFlat {
+                notes: converted.notes,
+            };
+            return Ok(Config { format, ..config });
+        }
+        Config::from_sections(&top_value, origin)
+    }
+
+    /// Parses a v1.5 document.
+    fn from_sections(top_value: &Value, origin: &Path) -> Result<Config, ConfigError> {
+        let top = Section::new(origin, String::new(), top_value, TOP_LEVEL_KEYS)?;
 
         let main = load_section(&top, "main", "main-file")?.ok_or_else(|| {
             ConfigError::MissingSection {
@@ -188,14 +215,9 @@ impl Config {
             None => BTreeMap::new(),
         };
 
-        let nats = match load_section(&top, "nats", "nats-file")? {
-            Some(loaded) => Some(parse_nats(&Section::new(
-                &loaded.file,
-                "nats".to_owned(),
-                &loaded.value,
-                NATS_KEYS,
-            )?)?),
-            None => None,
+        let mut nats = match load_section(&top, "nats", "nats-file")? {
+            Some(loaded) => parse_nats(&loaded.file, &loaded.value)?,
+            None => Vec::new(),
         };
 
         let store = load_section(&top, "metric-store", "metric-store-file")?.ok_or_else(|| {
@@ -204,12 +226,17 @@ impl Config {
                 section: "metric-store".to_owned(),
             }
         })?;
-        let store = parse_store(&Section::new(
-            &store.file,
-            "metric-store".to_owned(),
-            &store.value,
-            STORE_KEYS,
-        )?)?;
+        let mut store = parse_store(
+            &Section::new(
+                &store.file,
+                "metric-store".to_owned(),
+                &store.value,
+                STORE_KEYS,
+            )?,
+            &nats,
+        )?;
+        store.nats_subscriptions =
+            attach_subscriptions(&mut nats, std::mem::take(&mut store.nats_subscriptions));
 
         Ok(Config {
             source: Some(origin.to_owned()),
@@ -217,6 +244,15 @@ impl Config {
             metrics,
             nats,
             store,
+            format: ConfigFormat::Sectioned,
         })
     }
+}
+
+/// The text of the configuration file `path`.
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    read_limited(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    })
 }

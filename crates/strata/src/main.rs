@@ -7,7 +7,7 @@ mod import;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use config::{ArchiveLocation, CleanupMode, Config, FsyncPolicy};
+use config::{ArchiveLocation, CleanupMode, Config, ConfigFormat, FsyncPolicy, NatsAuth};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ enum Command {
     /// memory and registers every metric it sees at a 60 s frequency.
     Serve {
         /// A cc-metric-store v1.5 configuration file (JSON with main, metrics, nats and
-        /// metric-store sections).
+        /// metric-store sections), or its legacy flat file from before v1.5.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -74,13 +74,31 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the v1.5 equivalent of a cc-metric-store legacy flat configuration file.
+    ///
+    /// The file (cc-metric-store's format before v1.5) is checked as `strata serve` checks
+    /// it; the v1.5 JSON goes to stdout, what does not carry over one to one to stderr. A
+    /// file in the v1.5 format already is printed with its keys sorted.
+    Convert {
+        /// The configuration file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format)?;
     let load = |path: &Option<PathBuf>| match path {
-        Some(path) => Config::from_file(path),
+        Some(path) => Config::from_file(path).inspect(log_config_format),
         None => Ok(Config::embedded_default()),
     };
     let runtime = || {
@@ -124,6 +142,44 @@ fn main() -> anyhow::Result<()> {
             println!("no damage found in {}", directory.display());
             Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Convert { file },
+        } => convert_config(&file),
+    }
+}
+
+/// `strata config convert FILE`: the v1.5 document on stdout, notes on stderr.
+fn convert_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let conversion = config::convert(file)?;
+    let text = serde_json::to_string_pretty(&conversion.document)
+        .context("serialising the converted configuration")?;
+    match &conversion.format {
+        ConfigFormat::Sectioned => eprintln!(
+            "note: {} is in the v1.5 format already; printed with its keys sorted",
+            file.display()
+        ),
+        ConfigFormat::LegacyFlat { notes } => {
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+        }
+    }
+    println!("{text}");
+    Ok(())
+}
+
+/// A legacy file says so at startup, with what did not carry over one to one.
+fn log_config_format(config: &Config) {
+    let (ConfigFormat::LegacyFlat { notes }, Some(file)) = (&config.format, &config.source) else {
+        return;
+    };
+    tracing::info!(
+        "configuration format: {}; `strata config convert {}` prints the v1.5 equivalent",
+        config.format,
+        file.display()
+    );
+    for note in notes {
+        tracing::warn!("legacy configuration: {note}");
     }
 }
 
@@ -158,8 +214,15 @@ fn durability_config(config: &Config) -> DurabilityConfig {
 }
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    // The NATS client logs every failed reconnect attempt; Strata logs them rate-limited
+    // itself (strata_nats), so the client's own lines are off unless asked for.
+    let directives = if level.contains("async_nats") {
+        level.to_owned()
+    } else {
+        format!("{level},async_nats=off")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directives))
         .with_context(|| format!("invalid --log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -247,7 +310,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         connections_max: connections_max(limits.connections_max),
         header_timeout: limits.header_timeout,
     };
-    strata_server::listen::serve(listener, serving, connections, shutdown_signal()).await;
+    // Connects in the background: a down NATS server never delays serving HTTP.
+    let nats = match nats_config(&config) {
+        Some(nats) => Some(
+            strata_nats::NatsIngest::start(app.clone(), nats)
+                .await
+                .context("starting NATS ingest")?,
+        ),
+        None => None,
+    };
+    // cc-metric-store's order: NATS stops receiving (and commits what it holds), then
+    // HTTP, then the final snapshot.
+    let shutdown = async move {
+        shutdown_signal().await;
+        if let Some(nats) = nats {
+            nats.stop().await;
+        }
+    };
+    strata_server::listen::serve(listener, serving, connections, shutdown).await;
     for task in maintenance {
         task.abort();
     }
@@ -333,6 +413,53 @@ fn archive_settings(config: &Config) -> Option<ArchiveSettings> {
     Some(ArchiveSettings {
         location,
         interval_s: cleanup.interval.as_secs().max(1) as i64,
+    })
+}
+
+/// NATS ingest's settings; `None` without a subscription.
+fn nats_config(config: &Config) -> Option<strata_nats::NatsConfig> {
+    let connections: Vec<_> = config
+        .nats
+        .iter()
+        .filter(|connection| !connection.subscriptions.is_empty())
+        .map(|connection| strata_nats::ConnectionConfig {
+            name: connection.name.clone(),
+            addresses: connection.addresses.clone(),
+            auth: match &connection.auth {
+                NatsAuth::None => strata_nats::Auth::None,
+                NatsAuth::UserPassword { username, password } => strata_nats::Auth::UserPassword {
+                    username: username.clone(),
+                    password: password.expose().to_owned(),
+                },
+                NatsAuth::CredsFile(path) => strata_nats::Auth::CredsFile(path.clone()),
+                NatsAuth::NkeySeedFile(path) => strata_nats::Auth::NkeySeedFile(path.clone()),
+            },
+            tls: connection.tls.as_ref().map(|tls| strata_nats::Tls {
+                ca_file: tls.ca_file.clone(),
+                client_cert: tls.client_cert.clone(),
+            }),
+            subscriptions: connection
+                .subscriptions
+                .iter()
+                .map(|subscription| strata_nats::SubscriptionConfig {
+                    subject: subscription.subscribe_to.clone(),
+                    cluster_tag: subscription.cluster_tag.clone(),
+                    queue_group: subscription.queue_group.clone(),
+                    jetstream: subscription.jetstream.as_ref().map(|js| {
+                        strata_nats::JetStreamConfig {
+                            stream: js.stream.clone(),
+                            consumer: js.consumer.clone(),
+                            ack_wait: js.ack_wait,
+                        }
+                    }),
+                })
+                .collect(),
+        })
+        .collect();
+    (!connections.is_empty()).then_some(strata_nats::NatsConfig {
+        connections,
+        workers: config.store.num_workers,
+        pending_messages: config.store.limits.nats_pending_messages,
     })
 }
 
@@ -450,9 +577,27 @@ async fn shutdown_signal() {
 /// Configuration that parses but has no effect in this build, or that a server is likely to
 /// refuse, says so at startup, so an operator migrating from cc-metric-store is never misled.
 fn warn_about_config(config: &Config) {
-    if config.nats.is_some() || !config.store.nats_subscriptions.is_empty() {
+    if !config.store.nats_subscriptions.is_empty() {
         tracing::warn!(
-            "NATS ingest is not implemented yet: the nats section and nats-subscriptions are ignored"
+            subscriptions = config.store.nats_subscriptions.len(),
+            "metric-store.nats-subscriptions are ignored: there is no nats section (connection)"
+        );
+    }
+    for connection in config.nats.iter().filter(|c| c.subscriptions.is_empty()) {
+        tracing::warn!(
+            connection = connection.name.as_deref().unwrap_or(""),
+            "NATS connection without subscriptions: nothing is received through it"
+        );
+    }
+    let jetstream = config
+        .nats
+        .iter()
+        .flat_map(|c| &c.subscriptions)
+        .any(|s| s.jetstream.is_some());
+    if jetstream && config.store.wal.fsync == FsyncPolicy::Off {
+        tracing::warn!(
+            "wal.fsync is off: JetStream messages are acknowledged once in memory, so those \
+             acknowledged since the last snapshot are lost if Strata stops without one"
         );
     }
     let checkpoints = &config.store.checkpoints;

@@ -2,7 +2,7 @@
 //! receivers started on free loopback ports (Prometheus 2.42 and VictoriaMetrics 1.79 from
 //! Debian; `scripts/test.sh` installs them), and a fault-injecting proxy in front of them;
 //! moto's S3 server (PyPI) and a TCP proxy that cuts every connection after some bytes, for
-//! the archive on object storage.
+//! the archive on object storage; a nats-server (Debian) with JetStream, and a client for it.
 //!
 //! The proxy decodes requests with its own few lines of snappy and protobuf walking, not with
 //! the sender's code, so a bug in the sender's encoding cannot hide itself.
@@ -12,12 +12,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cut;
+mod nats;
 mod proxy;
 mod receivers;
+mod tls;
 
+pub use async_nats::jetstream::consumer::AckPolicy;
 pub use cut::CutProxy;
+pub use nats::{ConsumerState, NatsClient, NatsServer};
 pub use proxy::{Fault, FaultProxy, decode_samples};
 pub use receivers::{MOTO_PART_MIN_BYTES, Moto, Prometheus, Series, VictoriaMetrics};
+pub use tls::make_certificates;
 
 use std::net::TcpListener;
 

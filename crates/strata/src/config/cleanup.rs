@@ -127,7 +127,7 @@ impl S3Location {
 /// A credential: shown as `"<redacted>"` by `Debug`, so that it never reaches a log line
 /// or an error message; [`Secret::expose`] gives the value to whoever must use it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(pub(super) String);
 
 impl Secret {
     pub fn expose(&self) -> &str {

@@ -73,6 +73,15 @@ pub enum ConfigError {
     /// Both `<name>` and `<name>-file` are given.
     #[error("{}: both {section:?} and \"{section}-file\" are given; use one", .file.display())]
     DuplicateSection { file: PathBuf, section: String },
+    /// Top-level keys of cc-metric-store's legacy flat format and of the v1.5 format together.
+    #[error("{}: mixes the legacy flat format of cc-metric-store before v1.5 ({}) with the v1.5 format ({}); use one (strata config convert FILE prints a legacy file in the v1.5 format)", .file.display(), .legacy.join(", "), .sectioned.join(", "))]
+    MixedFormats {
+        file: PathBuf,
+        /// The legacy keys present.
+        legacy: Vec<&'static str>,
+        /// The v1.5 keys present.
+        sectioned: Vec<&'static str>,
+    },
 }
 
 /// `section "x"`, or `the top level`.

@@ -1,22 +1,83 @@
-//! The `nats` section (the connection) and `metric-store.nats-subscriptions`.
+//! The `nats` section (the connections) and `metric-store.nats-subscriptions`.
+//!
+//! cc-metric-store's v1.5 `nats` is one object (one connection). Strata also accepts an array
+//! of connection objects, each with a unique `name` (what cc-metric-store's legacy flat format
+//! needs); a subscription then says which one it uses with `connection`.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
 use strata_store::check_name;
 
 use super::ConfigError;
-use super::section::Section;
+use super::cleanup::Secret;
+use super::section::{Section, quote};
 
-pub(super) const NATS_KEYS: &[&str] = &["address", "username", "password", "creds-file-path"];
+const NATS_KEYS: &[&str] = &[
+    "name",
+    "address",
+    "username",
+    "password",
+    "creds-file-path",
+    "nkey-seed-file",
+    "tls",
+];
 
-const SUBSCRIPTION_KEYS: &[&str] = &["subscribe-to", "cluster-tag", "queue-group"];
+const TLS_KEYS: &[&str] = &["ca-file", "cert-file", "key-file"];
 
-/// The `nats` section: how to reach the NATS server (subscriptions are in `metric-store`).
-/// Empty strings mean "not set", as in cc-metric-store.
+const SUBSCRIPTION_KEYS: &[&str] = &[
+    "subscribe-to",
+    "cluster-tag",
+    "queue-group",
+    "jetstream",
+    "connection",
+];
+
+const JETSTREAM_KEYS: &[&str] = &["stream", "consumer", "ack-wait"];
+
+/// Default `jetstream.ack-wait`: how long the server waits for an acknowledgement before
+/// it delivers a message again.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Address schemes Strata's client speaks (`ws://` needs a feature left out).
+const SCHEMES: &[&str] = &["nats", "tls"];
+
+/// One NATS connection: how to reach the servers, and what to subscribe to there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConnection {
+    /// Required and unique when `nats` is an array; optional for the single object.
+    pub name: Option<String>,
+    /// Server URLs (`nats://`, `tls://` or bare `host:port`); at least one.
+    pub addresses: Vec<String>,
+    pub auth: NatsAuth,
+    pub tls: Option<NatsTls>,
+    /// The entries of `metric-store.nats-subscriptions` that use this connection.
+    pub subscriptions: Vec<NatsSubscription>,
+}
+
+/// How the client logs in: at most one way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    /// `username` and `password`, both non-empty.
+    UserPassword {
+        username: String,
+        password: Secret,
+    },
+    /// `creds-file-path`: a JWT and nkey seed file.
+    CredsFile(PathBuf),
+    /// `nkey-seed-file`: a file holding an nkey seed.
+    NkeySeedFile(PathBuf),
+}
+
+/// `nats.tls`: TLS to the servers (also implied by a `tls://` address).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NatsSection {
-    pub address: String,
-    pub username: String,
-    pub password: String,
-    pub creds_file_path: String,
+pub struct NatsTls {
+    /// PEM roots to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), together.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// One entry of `metric-store.nats-subscriptions`.
@@ -29,41 +90,252 @@ pub struct NatsSubscription {
     pub cluster_tag: Option<String>,
     /// NATS queue group, so that several Strata instances share a subject (Decision 13).
     pub queue_group: Option<String>,
+    /// Read from a JetStream stream through a durable pull consumer instead.
+    pub jetstream: Option<JetStreamSubscription>,
+    /// `connection`: the name of the connection it uses; checked against `nats`.
+    pub connection: Option<String>,
 }
 
-pub(super) fn parse_nats(section: &Section<'_>) -> Result<NatsSection, ConfigError> {
-    let text = |key: &str| -> Result<String, ConfigError> {
-        Ok(section.string(key)?.unwrap_or_default().to_owned())
+/// `jetstream` of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamSubscription {
+    /// The stream; it must exist (Strata never creates streams).
+    pub stream: String,
+    /// The durable consumer; created if missing.
+    pub consumer: String,
+    /// `ack-wait` of a consumer Strata creates.
+    pub ack_wait: Duration,
+}
+
+/// The `nats` value: one connection object (cc-metric-store) or an array of named ones.
+pub(super) fn parse_nats(
+    file: &std::path::Path,
+    value: &Value,
+) -> Result<Vec<NatsConnection>, ConfigError> {
+    match value {
+        Value::Array(entries) => {
+            let mut connections: Vec<NatsConnection> = Vec::with_capacity(entries.len());
+            for (index, entry) in entries.iter().enumerate() {
+                let section = Section::new(file, format!("nats[{index}]"), entry, NATS_KEYS)?;
+                let connection = parse_connection(&section)?;
+                let Some(name) = &connection.name else {
+                    return Err(
+                        section.invalid("name", "is required when nats is an array of connections")
+                    );
+                };
+                if connections.iter().any(|c| c.name.as_ref() == Some(name)) {
+                    return Err(section.invalid("name", format!("{} is used twice", quote(name))));
+                }
+                connections.push(connection);
+            }
+            Ok(connections)
+        }
+        value => Ok(vec![parse_connection(&Section::new(
+            file,
+            "nats".to_owned(),
+            value,
+            NATS_KEYS,
+        )?)?]),
+    }
+}
+
+fn parse_connection(section: &Section<'_>) -> Result<NatsConnection, ConfigError> {
+    let name = section.non_empty_string("name")?.map(str::to_owned);
+    let addresses = parse_addresses(section)?;
+    let username = section.non_empty_string("username")?;
+    let password = section.non_empty_string("password")?;
+    let mut ways = Vec::new();
+    match (username, password) {
+        (Some(username), Some(password)) => ways.push(NatsAuth::UserPassword {
+            username: username.to_owned(),
+            password: Secret(password.to_owned()),
+        }),
+        (None, None) => {}
+        (Some(_), None) => return Err(section.invalid("password", "is required with username")),
+        (None, Some(_)) => return Err(section.invalid("username", "is required with password")),
+    }
+    if let Some(path) = section.path("creds-file-path")? {
+        ways.push(NatsAuth::CredsFile(path));
+    }
+    if let Some(path) = section.path("nkey-seed-file")? {
+        ways.push(NatsAuth::NkeySeedFile(path));
+    }
+    if ways.len() > 1 {
+        return Err(section.invalid(
+            "creds-file-path",
+            "username/password, creds-file-path and nkey-seed-file exclude each other: set one",
+        ));
+    }
+    let tls = match section.section("tls", TLS_KEYS)? {
+        Some(tls) => Some(parse_tls(&tls)?),
+        None => None,
     };
-    Ok(NatsSection {
-        address: text("address")?,
-        username: text("username")?,
-        password: text("password")?,
-        creds_file_path: text("creds-file-path")?,
+    Ok(NatsConnection {
+        name,
+        addresses,
+        auth: ways.pop().unwrap_or(NatsAuth::None),
+        tls,
+        subscriptions: Vec::new(),
+    })
+}
+
+/// `address`: a string, possibly a comma-separated list (as cc-metric-store passes it to
+/// nats.go), or an array of strings.
+fn parse_addresses(section: &Section<'_>) -> Result<Vec<String>, ConfigError> {
+    let listed = match section.get("address") {
+        Some(Value::Array(_)) => section.strings("address")?.unwrap_or_default(),
+        _ => section
+            .string("address")?
+            .map(|text| text.split(',').collect())
+            .unwrap_or_default(),
+    };
+    let addresses: Vec<String> = listed
+        .iter()
+        .map(|text| text.trim())
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if addresses.is_empty() {
+        return Err(section.missing("address"));
+    }
+    for address in &addresses {
+        let rest = match address.split_once("://") {
+            Some((scheme, rest)) if SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) => rest,
+            Some(_) => {
+                return Err(section.invalid(
+                    "address",
+                    format!(
+                        "{} is not supported: use nats://, tls:// or host:port",
+                        quote(address)
+                    ),
+                ));
+            }
+            None => address.as_str(),
+        };
+        if rest.contains('@') {
+            return Err(section.invalid(
+                "address",
+                "must not hold credentials; use username and password",
+            ));
+        }
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(section.invalid("address", format!("{} has no host", quote(address))));
+        }
+    }
+    Ok(addresses)
+}
+
+fn parse_tls(section: &Section<'_>) -> Result<NatsTls, ConfigError> {
+    let client_cert = match (section.path("cert-file")?, section.path("key-file")?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => return Err(section.invalid("key-file", "is required with cert-file")),
+        (None, Some(_)) => return Err(section.invalid("cert-file", "is required with key-file")),
+    };
+    Ok(NatsTls {
+        ca_file: section.path("ca-file")?,
+        client_cert,
     })
 }
 
 /// The subscriptions; a `cluster-tag` is held to the cluster name rule of ingest
-/// ([`check_name`]), since it becomes the cluster of the lines received.
+/// ([`check_name`]), since it becomes the cluster of the lines received. `connections` are
+/// the parsed `nats` section: a `connection` must name one of them, and is required when
+/// there are several.
 pub(super) fn parse_subscriptions(
     section: &Section<'_>,
     name_bytes_max: usize,
+    connections: &[NatsConnection],
 ) -> Result<Vec<NatsSubscription>, ConfigError> {
     let entries = section.objects("nats-subscriptions", SUBSCRIPTION_KEYS)?;
     let mut subscriptions = Vec::with_capacity(entries.len());
     for entry in &entries {
         let subscribe_to =
             entry.required("subscribe-to", entry.non_empty_string("subscribe-to")?)?;
+        // The client refuses these at subscribe time, which would only be a log line.
+        if subscribe_to.contains(char::is_whitespace) || subscribe_to.split('.').any(str::is_empty)
+        {
+            return Err(entry.invalid(
+                "subscribe-to",
+                format!(
+                    "{} is not a NATS subject (dot-separated tokens, no blanks)",
+                    quote(subscribe_to)
+                ),
+            ));
+        }
         let cluster_tag = entry.non_empty_string("cluster-tag")?;
         if let Some(tag) = cluster_tag {
             check_name("cluster", tag, name_bytes_max)
                 .map_err(|error| entry.invalid("cluster-tag", error.to_string()))?;
         }
+        let connection = entry.non_empty_string("connection")?;
+        match connection {
+            Some(name) if !connections.iter().any(|c| c.name.as_deref() == Some(name)) => {
+                return Err(entry.invalid(
+                    "connection",
+                    format!("{} names no connection of the nats section", quote(name)),
+                ));
+            }
+            None if connections.len() > 1 => {
+                return Err(entry.missing("connection"));
+            }
+            _ => {}
+        }
+        let jetstream = match entry.section("jetstream", JETSTREAM_KEYS)? {
+            Some(js) => Some(JetStreamSubscription {
+                stream: js
+                    .required("stream", js.non_empty_string("stream")?)?
+                    .to_owned(),
+                consumer: js
+                    .required("consumer", js.non_empty_string("consumer")?)?
+                    .to_owned(),
+                ack_wait: js.duration("ack-wait")?.unwrap_or(DEFAULT_ACK_WAIT),
+            }),
+            None => None,
+        };
+        let queue_group = entry.non_empty_string("queue-group")?.map(str::to_owned);
+        if queue_group
+            .as_deref()
+            .is_some_and(|g| g.contains(char::is_whitespace))
+        {
+            return Err(entry.invalid("queue-group", "must not contain blanks"));
+        }
+        if jetstream.is_some() && queue_group.is_some() {
+            return Err(entry.invalid(
+                "queue-group",
+                "does not apply to jetstream: instances sharing the durable consumer share its messages",
+            ));
+        }
         subscriptions.push(NatsSubscription {
             subscribe_to: subscribe_to.to_owned(),
             cluster_tag: cluster_tag.map(str::to_owned),
-            queue_group: entry.non_empty_string("queue-group")?.map(str::to_owned),
+            queue_group,
+            jetstream,
+            connection: connection.map(str::to_owned),
         });
     }
     Ok(subscriptions)
+}
+
+/// Gives each subscription to its connection; returns those left over when there is no
+/// connection at all (cc-metric-store ignores them too; `serve` warns).
+pub(super) fn attach_subscriptions(
+    connections: &mut [NatsConnection],
+    subscriptions: Vec<NatsSubscription>,
+) -> Vec<NatsSubscription> {
+    let mut unattached = Vec::new();
+    for subscription in subscriptions {
+        let target = match (&subscription.connection, connections.len()) {
+            (_, 0) => None,
+            (None, _) => connections.first_mut(),
+            (Some(name), _) => connections
+                .iter_mut()
+                .find(|c| c.name.as_deref() == Some(name.as_str())),
+        };
+        match target {
+            Some(connection) => connection.subscriptions.push(subscription),
+            None => unattached.push(subscription),
+        }
+    }
+    unattached
 }

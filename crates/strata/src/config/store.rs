@@ -12,7 +12,7 @@ use strata_store::{Resampler, ResamplerKind, StoreLimits};
 use super::ConfigError;
 use super::cleanup::{CLEANUP_KEYS, CleanupSection, parse_cleanup};
 use super::main::{DEBUG_KEYS, parse_debug};
-use super::nats::{NatsSubscription, parse_subscriptions};
+use super::nats::{NatsConnection, NatsSubscription, parse_subscriptions};
 use super::remote_write::{REMOTE_WRITE_KEY, parse_remote_write};
 use super::section::Section;
 
@@ -66,6 +66,15 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `limits.connections`.
 pub const DEFAULT_CONNECTIONS_MAX: usize = 1024;
 
+/// Default `limits.nats-pending-messages`: messages a NATS subscription buffers before the
+/// client drops (core) or stops pulling (JetStream); at the 1 MiB default payload limit of
+/// nats-server at most 512 MiB per subscription.
+pub const DEFAULT_NATS_PENDING_MESSAGES: usize = 512;
+
+/// Largest `limits.nats-pending-messages`: a million messages per subscription is already
+/// far more memory than a buffer should hold.
+pub const NATS_PENDING_MESSAGES_MAX: usize = 1 << 20;
+
 /// cc-metric-store's `memory-cap` unit: decimal gigabytes.
 const MEMORY_CAP_UNIT_BYTES: u64 = 1_000_000_000;
 
@@ -109,6 +118,7 @@ const LIMITS_KEYS: &[&str] = &[
     "hosts-per-cluster",
     "series-per-host",
     "children-per-level",
+    "nats-pending-messages",
 ];
 
 /// The `metric-store` section.
@@ -127,6 +137,9 @@ pub struct StoreSection {
     pub checkpoint_interval: Duration,
     pub checkpoints: CheckpointsSection,
     pub cleanup: CleanupSection,
+    /// Subscriptions no connection took: only when there is no `nats` section (they are
+    /// validated and ignored, as cc-metric-store ignores them; `serve` warns). The others
+    /// are in [`NatsConnection::subscriptions`].
     pub nats_subscriptions: Vec<NatsSubscription>,
     pub wal: WalSection,
     /// Frequency in seconds of metrics registered on first sight (Decision 3). Always within
@@ -204,6 +217,8 @@ pub struct LimitsSection {
     pub header_timeout: Duration,
     /// `connections`: most open client connections.
     pub connections_max: usize,
+    /// `nats-pending-messages`: messages one NATS subscription buffers.
+    pub nats_pending_messages: usize,
     /// `metrics` (auto-registered), `hosts-per-cluster`, `series-per-host`,
     /// `children-per-level`: what writes may create; samples beyond are dropped and counted.
     pub store: StoreLimits,
@@ -242,6 +257,7 @@ impl Default for LimitsSection {
             concurrent_queries: DEFAULT_CONCURRENT_QUERIES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             connections_max: DEFAULT_CONNECTIONS_MAX,
+            nats_pending_messages: DEFAULT_NATS_PENDING_MESSAGES,
             store: StoreLimits::DEFAULT,
         }
     }
@@ -264,7 +280,11 @@ pub fn default_num_workers() -> usize {
     (cpus / 2 + 1).min(NUM_WORKERS_DEFAULT_MAX)
 }
 
-pub(super) fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigError> {
+/// `nats` is the parsed `nats` section, which subscriptions refer to.
+pub(super) fn parse_store(
+    section: &Section<'_>,
+    nats: &[NatsConnection],
+) -> Result<StoreSection, ConfigError> {
     let retention_in_memory = section.required(
         "retention-in-memory",
         section.duration("retention-in-memory")?,
@@ -303,7 +323,7 @@ pub(super) fn parse_store(section: &Section<'_>) -> Result<StoreSection, ConfigE
         Some(sub) => parse_limits(&sub)?,
         None => LimitsSection::default(),
     };
-    let nats_subscriptions = parse_subscriptions(section, limits.name_bytes_max)?;
+    let nats_subscriptions = parse_subscriptions(section, limits.name_bytes_max, nats)?;
     if let Some(debug) = section.section("debug", DEBUG_KEYS)? {
         parse_debug(&debug)?;
     }
@@ -448,6 +468,15 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
         connections_max: section
             .count("connections")?
             .unwrap_or(defaults.connections_max),
+        nats_pending_messages: match section.count("nats-pending-messages")? {
+            Some(count) if count > NATS_PENDING_MESSAGES_MAX => {
+                return Err(section.invalid(
+                    "nats-pending-messages",
+                    format!("{count} is more than {NATS_PENDING_MESSAGES_MAX}"),
+                ));
+            }
+            count => count.unwrap_or(defaults.nats_pending_messages),
+        },
         store: parse_store_limits(section, defaults.store)?,
     })
 }

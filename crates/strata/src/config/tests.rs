@@ -137,12 +137,22 @@ fn compat_example_parses_to_expected_values() {
                 },
             ),
         ]),
-        nats: Some(NatsSection {
-            address: "nats://0.0.0.0:4222".to_owned(),
-            username: "root".to_owned(),
-            password: "root".to_owned(),
-            creds_file_path: String::new(),
-        }),
+        nats: vec![NatsConnection {
+            name: None,
+            addresses: vec!["nats://0.0.0.0:4222".to_owned()],
+            auth: NatsAuth::UserPassword {
+                username: "root".to_owned(),
+                password: Secret("root".to_owned()),
+            },
+            tls: None,
+            subscriptions: vec![NatsSubscription {
+                subscribe_to: "hpc-nats".to_owned(),
+                cluster_tag: Some("fritz".to_owned()),
+                queue_group: None,
+                jetstream: None,
+                connection: None,
+            }],
+        }],
         store: StoreSection {
             retention_in_memory: 48 * HOUR,
             memory_cap_bytes: Some(100_000_000_000),
@@ -158,11 +168,7 @@ fn compat_example_parses_to_expected_values() {
                 directory: Some(ArchiveLocation::Local(PathBuf::from("./var/archive"))),
                 interval: 48 * HOUR,
             },
-            nats_subscriptions: vec![NatsSubscription {
-                subscribe_to: "hpc-nats".to_owned(),
-                cluster_tag: Some("fritz".to_owned()),
-                queue_group: None,
-            }],
+            nats_subscriptions: Vec::new(),
             wal: WalSection {
                 fsync: FsyncPolicy::Batch,
                 fsync_interval: Duration::from_millis(100),
@@ -184,10 +190,12 @@ fn compat_example_parses_to_expected_values() {
                 concurrent_queries: 8,
                 header_timeout: Duration::from_secs(30),
                 connections_max: 1024,
+                nats_pending_messages: 512,
                 store: StoreLimits::DEFAULT,
             },
             remote_write: Vec::new(),
         },
+        format: ConfigFormat::Sectioned,
     };
     assert_eq!(config, expected);
 }
@@ -200,7 +208,7 @@ fn embedded_default_values() {
     assert_eq!(config.main.addr, "127.0.0.1:8082");
     assert_eq!(config.main.jwt_public_key, None);
     assert!(config.metrics.is_empty());
-    assert_eq!(config.nats, None);
+    assert!(config.nats.is_empty());
     let store = &config.store;
     assert_eq!(store.retention_in_memory, Duration::from_secs(172_800));
     assert_eq!(store.memory_cap_bytes, None);
@@ -265,7 +273,8 @@ fn strata_keys_parse() {
             "series-per-query": 5, "request-timeout": "2m30s", "points-per-query": 7,
             "concurrent-queries": 2, "header-timeout": "1s", "connections": 9,
             "series-per-query": 5, "request-timeout": "2m30s", "metrics": 7,
-            "hosts-per-cluster": 8, "series-per-host": 9, "children-per-level": 10
+            "hosts-per-cluster": 8, "series-per-host": 9, "children-per-level": 10,
+            "nats-pending-messages": 11
         }),
     );
     set(&mut document, "/metric-store/num-workers", json!(3));
@@ -323,6 +332,7 @@ fn strata_keys_parse() {
             concurrent_queries: 2,
             header_timeout: Duration::from_secs(1),
             connections_max: 9,
+            nats_pending_messages: 11,
             store: StoreLimits {
                 metrics_max: 7,
                 hosts_per_cluster_max: 8,
@@ -349,11 +359,15 @@ fn strata_keys_parse() {
                 subscribe_to: "a".to_owned(),
                 cluster_tag: None,
                 queue_group: Some("strata".to_owned()),
+                jetstream: None,
+                connection: None,
             },
             NatsSubscription {
                 subscribe_to: "b".to_owned(),
                 cluster_tag: Some("alex".to_owned()),
                 queue_group: None,
+                jetstream: None,
+                connection: None,
             },
         ]
     );
@@ -388,6 +402,7 @@ fn unknown_keys_name_key_section_and_file() {
         ("/main/debug/bogus", "main.debug"),
         ("/metrics/cpu_load/bogus", "metrics.cpu_load"),
         ("/nats/bogus", "nats"),
+        ("/nats/tls/bogus", "nats.tls"),
         ("/metric-store/bogus", "metric-store"),
         (
             "/metric-store/checkpoints/bogus",
@@ -407,6 +422,7 @@ fn unknown_keys_name_key_section_and_file() {
             "/metrics/cpu_load",
             json!({"frequency": 60, "aggregation": "avg"}),
         );
+        set(&mut document, "/nats/address", json!("n:4222"));
         set(&mut document, pointer, json!(1));
         match error_of(&document) {
             ConfigError::UnknownKey {
@@ -444,8 +460,8 @@ fn unknown_key_messages() {
          remote-write"
     );
     assert_eq!(
-        message_of(&with("/http-api", json!({}))),
-        "config.json: unknown key \"http-api\" at the top level; expected one of: main, \
+        message_of(&with("/http", json!({}))),
+        "config.json: unknown key \"http\" at the top level; expected one of: main, \
          main-file, metrics, metrics-file, nats, nats-file, metric-store, metric-store-file"
     );
     assert_eq!(
@@ -765,18 +781,7 @@ fn missing_required_keys() {
 fn optional_sections_and_null() {
     assert!(parse_ok(&without("/metrics")).metrics.is_empty());
     assert!(parse_ok(&with("/metrics", Value::Null)).metrics.is_empty());
-    assert_eq!(parse_ok(&with("/nats", Value::Null)).nats, None);
-    assert_eq!(
-        parse_ok(&with(
-            "/nats",
-            json!({"creds-file-path": "/etc/nats.creds"})
-        ))
-        .nats,
-        Some(NatsSection {
-            creds_file_path: "/etc/nats.creds".to_owned(),
-            ..NatsSection::default()
-        })
-    );
+    assert!(parse_ok(&with("/nats", Value::Null)).nats.is_empty());
     let config = parse_ok(&with(
         "/metrics",
         json!({"a": {"frequency": 10, "aggregation": ""}, "b": {"frequency": 1, "aggregation": null}}),
@@ -1468,8 +1473,8 @@ fn section_files() {
     );
     assert_eq!(config.metrics.len(), 2);
     assert_eq!(
-        config.nats.map(|nats| nats.address),
-        Some("nats://n:4222".to_owned())
+        config.nats.first().map(|nats| nats.addresses.clone()),
+        Some(vec!["nats://n:4222".to_owned()])
     );
     assert_eq!(config.store.retention_in_memory, 2 * HOUR);
     assert_eq!(config.store.memory_cap_bytes, Some(1_000_000_000));
@@ -2044,4 +2049,330 @@ fn remote_write_needs_the_write_ahead_log() {
         );
         assert_eq!(parse_ok(&document).store.remote_write.len(), 1, "{fsync}");
     }
+}
+
+/// `minimal()` with a `nats` section and subscriptions.
+fn nats(nats: Value, subscriptions: Value) -> Value {
+    let mut document = with("/nats", nats);
+    set(
+        &mut document,
+        "/metric-store/nats-subscriptions",
+        subscriptions,
+    );
+    document
+}
+
+fn subscription(subject: &str) -> NatsSubscription {
+    NatsSubscription {
+        subscribe_to: subject.to_owned(),
+        cluster_tag: None,
+        queue_group: None,
+        jetstream: None,
+        connection: None,
+    }
+}
+
+/// Goal: every key of a NATS connection and subscription is read, and the subscriptions
+/// end up on their connection.
+#[test]
+fn nats_keys_parse() {
+    let config = parse_ok(&nats(
+        json!({"address": "tls://a:4222, b:4222", "nkey-seed-file": "/etc/seed",
+               "tls": {"ca-file": "/ca.pem", "cert-file": "/c.pem", "key-file": "/k.pem"}}),
+        json!([{"subscribe-to": "m.>", "cluster-tag": "fritz", "queue-group": "g"},
+               {"subscribe-to": "js", "jetstream": {"stream": "S", "consumer": "strata",
+                                                    "ack-wait": "2s"}}]),
+    ));
+    assert!(config.store.nats_subscriptions.is_empty());
+    assert_eq!(
+        config.nats,
+        [NatsConnection {
+            name: None,
+            addresses: vec!["tls://a:4222".to_owned(), "b:4222".to_owned()],
+            auth: NatsAuth::NkeySeedFile(PathBuf::from("/etc/seed")),
+            tls: Some(NatsTls {
+                ca_file: Some(PathBuf::from("/ca.pem")),
+                client_cert: Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem"))),
+            }),
+            subscriptions: vec![
+                NatsSubscription {
+                    cluster_tag: Some("fritz".to_owned()),
+                    queue_group: Some("g".to_owned()),
+                    ..subscription("m.>")
+                },
+                NatsSubscription {
+                    jetstream: Some(JetStreamSubscription {
+                        stream: "S".to_owned(),
+                        consumer: "strata".to_owned(),
+                        ack_wait: Duration::from_secs(2),
+                    }),
+                    ..subscription("js")
+                },
+            ],
+        }]
+    );
+    // An array of addresses, creds file, defaults of jetstream and the pending limit.
+    let config = parse_ok(&nats(
+        json!({"address": ["nats://a:1", "b:2"], "creds-file-path": "/c.creds"}),
+        json!([{"subscribe-to": "js", "jetstream": {"stream": "S", "consumer": "c"}}]),
+    ));
+    let connection = &config.nats[0];
+    assert_eq!(connection.addresses, ["nats://a:1", "b:2"]);
+    assert_eq!(
+        connection.auth,
+        NatsAuth::CredsFile(PathBuf::from("/c.creds"))
+    );
+    assert_eq!(
+        connection.subscriptions[0]
+            .jetstream
+            .as_ref()
+            .map(|js| js.ack_wait),
+        Some(DEFAULT_ACK_WAIT)
+    );
+    assert_eq!(config.store.limits.nats_pending_messages, 512);
+}
+
+/// Goal: `nats` as an array holds several named connections; each subscription goes to the
+/// one it names (decision 6), and with one connection `connection` is optional but checked.
+#[test]
+fn nats_array_of_named_connections() {
+    let config = parse_ok(&nats(
+        json!([{"name": "one", "address": "a:1"},
+               {"name": "two", "address": "b:2", "username": "u", "password": "p"}]),
+        json!([{"subscribe-to": "x", "connection": "two"},
+               {"subscribe-to": "y", "connection": "one"}]),
+    ));
+    let names: Vec<_> = config.nats.iter().map(|c| c.name.as_deref()).collect();
+    assert_eq!(names, [Some("one"), Some("two")]);
+    assert_eq!(
+        config.nats[0].subscriptions,
+        [NatsSubscription {
+            connection: Some("one".to_owned()),
+            ..subscription("y")
+        }]
+    );
+    assert_eq!(
+        config.nats[1].subscriptions,
+        [NatsSubscription {
+            connection: Some("two".to_owned()),
+            ..subscription("x")
+        }]
+    );
+    let one = parse_ok(&nats(
+        json!({"name": "only", "address": "a:1"}),
+        json!([{"subscribe-to": "x", "connection": "only"}, {"subscribe-to": "y"}]),
+    ));
+    assert_eq!(one.nats[0].subscriptions.len(), 2);
+}
+
+/// Goal: subscriptions without any `nats` section are validated and kept aside (ignored
+/// with a warning at startup, as cc-metric-store ignores them).
+#[test]
+fn nats_subscriptions_without_connection_are_kept_aside() {
+    let config = parse_ok(&with(
+        "/metric-store/nats-subscriptions",
+        json!([{"subscribe-to": "x"}]),
+    ));
+    assert!(config.nats.is_empty());
+    assert_eq!(config.store.nats_subscriptions, [subscription("x")]);
+}
+
+/// Goal: every NATS mistake is an error naming the section and key.
+#[test]
+fn nats_errors() {
+    let cases: &[(Value, Value, &str, &str, &str)] = &[
+        (
+            json!({"address": "ws://a:1"}),
+            json!([]),
+            "nats",
+            "address",
+            "\"ws://a:1\" is not supported: use nats://, tls:// or host:port",
+        ),
+        (
+            json!({"address": "nats://u:pw@a:1"}),
+            json!([]),
+            "nats",
+            "address",
+            "must not hold credentials; use username and password",
+        ),
+        (
+            json!({"address": "nats://"}),
+            json!([]),
+            "nats",
+            "address",
+            "\"nats://\" has no host",
+        ),
+        (
+            json!({"address": ["a:1", 2]}),
+            json!([]),
+            "nats",
+            "address",
+            "expected an array of strings, found 2",
+        ),
+        (
+            json!({"address": "a:1", "username": "u"}),
+            json!([]),
+            "nats",
+            "password",
+            "is required with username",
+        ),
+        (
+            json!({"address": "a:1", "password": "p"}),
+            json!([]),
+            "nats",
+            "username",
+            "is required with password",
+        ),
+        (
+            json!({"address": "a:1", "creds-file-path": "/c", "nkey-seed-file": "/s"}),
+            json!([]),
+            "nats",
+            "creds-file-path",
+            "username/password, creds-file-path and nkey-seed-file exclude each other: set one",
+        ),
+        (
+            json!({"address": "a:1", "tls": {"cert-file": "/c"}}),
+            json!([]),
+            "nats.tls",
+            "key-file",
+            "is required with cert-file",
+        ),
+        (
+            json!({"address": "a:1", "tls": {"key-file": "/k"}}),
+            json!([]),
+            "nats.tls",
+            "cert-file",
+            "is required with key-file",
+        ),
+        (
+            json!([{"address": "a:1"}]),
+            json!([]),
+            "nats[0]",
+            "name",
+            "is required when nats is an array of connections",
+        ),
+        (
+            json!([{"name": "n", "address": "a:1"}, {"name": "n", "address": "b:1"}]),
+            json!([]),
+            "nats[1]",
+            "name",
+            "\"n\" is used twice",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a..b"}]),
+            "metric-store.nats-subscriptions[0]",
+            "subscribe-to",
+            "\"a..b\" is not a NATS subject (dot-separated tokens, no blanks)",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a b"}]),
+            "metric-store.nats-subscriptions[0]",
+            "subscribe-to",
+            "\"a b\" is not a NATS subject (dot-separated tokens, no blanks)",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "queue-group": "g 1"}]),
+            "metric-store.nats-subscriptions[0]",
+            "queue-group",
+            "must not contain blanks",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "connection": "nope"}]),
+            "metric-store.nats-subscriptions[0]",
+            "connection",
+            "\"nope\" names no connection of the nats section",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "queue-group": "g",
+                 "jetstream": {"stream": "S", "consumer": "c"}}]),
+            "metric-store.nats-subscriptions[0]",
+            "queue-group",
+            "does not apply to jetstream: instances sharing the durable consumer share its messages",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "jetstream": {"stream": "S", "consumer": "c",
+                                                    "ack-wait": "0s"}}]),
+            "metric-store.nats-subscriptions[0].jetstream",
+            "ack-wait",
+            "must be greater than zero, found \"0s\"",
+        ),
+    ];
+    for (connection, subscriptions, section, key, reason) in cases {
+        assert_eq!(
+            message_of(&nats(connection.clone(), subscriptions.clone())),
+            invalid(section, key, reason),
+            "{connection} {subscriptions}"
+        );
+    }
+    let missing = [
+        (json!({"address": ""}), json!([]), "nats", "address"),
+        (
+            json!({"username": "u", "password": "p"}),
+            json!([]),
+            "nats",
+            "address",
+        ),
+        (
+            json!([{"name": "a", "address": "a:1"}, {"name": "b", "address": "b:1"}]),
+            json!([{"subscribe-to": "x"}]),
+            "metric-store.nats-subscriptions[0]",
+            "connection",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "jetstream": {"stream": "S"}}]),
+            "metric-store.nats-subscriptions[0].jetstream",
+            "consumer",
+        ),
+    ];
+    for (connection, subscriptions, section, key) in missing {
+        match error_of(&nats(connection, subscriptions)) {
+            ConfigError::MissingKey {
+                section: found_section,
+                key: found_key,
+                ..
+            } => assert_eq!((found_section.as_str(), found_key.as_str()), (section, key)),
+            other => panic!("expected MissingKey {section}.{key}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        message_of(&with(
+            "/metric-store/limits/nats-pending-messages",
+            json!(0)
+        )),
+        invalid(
+            "metric-store.limits",
+            "nats-pending-messages",
+            "must be greater than 0"
+        )
+    );
+    assert_eq!(
+        message_of(&with(
+            "/metric-store/limits/nats-pending-messages",
+            json!(u64::MAX)
+        )),
+        invalid(
+            "metric-store.limits",
+            "nats-pending-messages",
+            "18446744073709551615 is more than 1048576"
+        )
+    );
+}
+
+/// Goal: the NATS password never shows in `Debug` output (logs, error messages).
+#[test]
+fn nats_password_is_redacted() {
+    let config = parse_ok(&nats(
+        json!({"address": "a:1", "username": "u", "password": "hunter2-secret"}),
+        json!([]),
+    ));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<redacted>"));
 }

@@ -302,8 +302,38 @@ impl Server {
         Server::start_with(config, None, Some(level))
     }
 
+    /// A server with the configuration file `make(dir, addr)` written as it is, for formats
+    /// the harness does not complete (cc-metric-store's legacy flat file): `dir` is the
+    /// server's temp dir, `addr` the free loopback address to listen on. [`Server::restart`]
+    /// keeps the file, but cannot move such a server to another port.
+    pub fn start_with_file(make: impl Fn(&Path, &str) -> Value) -> Server {
+        Server::start_writing(
+            |dir, addr| {
+                let path = dir.join("config.json");
+                let text = serde_json::to_vec_pretty(&make(dir, addr)).expect("serialising");
+                std::fs::write(&path, text).expect("writing config");
+                path
+            },
+            None,
+            None,
+        )
+    }
+
     fn start_with(
         config: &Value,
+        open_files: Option<u32>,
+        log_level: Option<&'static str>,
+    ) -> Server {
+        Server::start_writing(
+            |dir, addr| write_config(dir, config, addr),
+            open_files,
+            log_level,
+        )
+    }
+
+    /// Starts a server whose configuration file `write(dir, addr)` writes and returns.
+    fn start_writing(
+        write: impl Fn(&Path, &str) -> PathBuf,
         open_files: Option<u32>,
         log_level: Option<&'static str>,
     ) -> Server {
@@ -311,7 +341,7 @@ impl Server {
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("creating a temp dir");
             let addr = format!("127.0.0.1:{}", free_port());
-            let config_path = write_config(dir.path(), config, &addr);
+            let config_path = write(dir.path(), &addr);
             let child = spawn_serve(dir.path(), &config_path, open_files, log_level);
             let mut server = Server {
                 child,
@@ -449,26 +479,6 @@ impl Server {
         self.set_config(&config);
     }
 
-    /// Caps the size of the files the running server writes (`prlimit --fsize`) at
-    /// `headroom` bytes beyond its largest file now, so that its write-ahead log soon fails
-    /// to append (EFBIG, as on a full disk). Needs `prlimit` (util-linux).
-    pub fn limit_file_size(&self, headroom: u64) {
-        let largest = files_under(self.dir())
-            .iter()
-            .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
-            .max()
-            .unwrap_or(0);
-        let limit = largest + headroom;
-        let status = Command::new("prlimit")
-            .args([
-                format!("--pid={}", self.pid()),
-                format!("--fsize={limit}:{limit}"),
-            ])
-            .status()
-            .expect("running prlimit (util-linux)");
-        assert!(status.success(), "prlimit failed: {status}");
-    }
-
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -499,6 +509,26 @@ impl Server {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Gives the running process a file size limit (`prlimit --fsize`, util-linux) of its
+    /// largest file plus `headroom_bytes`, so that its write-ahead log fails with EFBIG once
+    /// a segment grows past it, as on a full disk.
+    pub fn limit_file_size(&self, headroom_bytes: u64) {
+        let largest = files_under(self.dir())
+            .iter()
+            .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
+            .max()
+            .unwrap_or(0);
+        let limit = largest + headroom_bytes;
+        let status = Command::new("prlimit")
+            .args([
+                format!("--pid={}", self.pid()),
+                format!("--fsize={limit}:{limit}"),
+            ])
+            .status()
+            .expect("running prlimit (util-linux)");
+        assert!(status.success(), "prlimit failed: {status}");
     }
 
     /// SIGKILL through the std API: no `kill(1)` process to spawn, so the signal leaves at

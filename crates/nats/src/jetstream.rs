@@ -1,0 +1,231 @@
+//! JetStream subscriptions: a durable pull consumer on an existing stream; messages are
+//! acknowledged by the worker once committed.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::{self as js, AckKind, Message};
+use futures_util::StreamExt;
+use strata_server::error::ApiError;
+use strata_server::ingest::WriteOutcome;
+
+use crate::connect::reconnect_delay;
+use crate::{JetStreamConfig, Reader, Subscription};
+
+/// Messages asked for per pull request (fewer when `nats-pending-messages` is smaller).
+const JS_PULL_BATCH: usize = 64;
+/// Unacknowledged messages the server hands out to one consumer, for a consumer Strata
+/// creates: pulled batches plus the job queue, with room for a second instance.
+const JS_MAX_ACK_PENDING: i64 = 1024;
+/// Idle heartbeat of a pull request: a connection lost silently is noticed after 2 of them.
+const JS_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Shortest interval of "in progress" answers, whatever a consumer's ack wait says.
+const PROGRESS_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// How long one pull request waits on the server.
+const JS_PULL_EXPIRES: Duration = Duration::from_secs(30);
+
+/// Reads the subscription's consumer until shutdown; every failure is logged (rate-limited),
+/// counted and retried after a backoff — except a consumer whose acknowledgement policy is
+/// not explicit, which is refused for good (it would lose or duplicate messages silently).
+pub(crate) async fn run(reader: Reader) {
+    let subscription = reader.subscription.clone();
+    let mut stopped = reader.stopped.clone();
+    let Some(config) = subscription.config.jetstream.clone() else {
+        return;
+    };
+    let context = js::new(reader.client.clone());
+    let mut failures = 0;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        // Every step waits on the server (requests time out after 10 s): stop at once.
+        let pulled = tokio::select! {
+            pulled = pull(&reader, &context, &config) => pulled,
+            // Pulled but not queued messages are delivered again after ack-wait.
+            _ = stopped.changed() => return,
+        };
+        match pulled {
+            Pulled::Stopped => return,
+            Pulled::Refused => return,
+            Pulled::Failed(kind, error, received) => {
+                subscription.metrics.jetstream_error(kind).inc();
+                if let Some(suppressed) = subscription.failure_log.allow(strata_server::now_s()) {
+                    tracing::warn!(
+                        subscription = subscription.label,
+                        stream = config.stream,
+                        consumer = config.consumer,
+                        kind,
+                        error,
+                        suppressed,
+                        "JetStream consumer failed; retrying"
+                    );
+                }
+                // Back off from the start again once messages flowed in between.
+                failures = if received { 1 } else { failures + 1 };
+                let backoff = tokio::time::sleep(reconnect_delay(failures));
+                tokio::select! {
+                    () = backoff => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// A JetStream message on its way through the job queue.
+pub(crate) struct Delivery {
+    pub message: Message,
+    /// The consumer's own `ack_wait` (an existing consumer keeps the one it was created
+    /// with, whatever the configuration says now).
+    pub ack_wait: Duration,
+}
+
+enum Pulled {
+    Stopped,
+    Refused,
+    /// What failed, why, and whether messages were received before.
+    Failed(&'static str, String, bool),
+}
+
+async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) -> Pulled {
+    let subscription = &reader.subscription;
+    let stream = match context.get_stream(&config.stream).await {
+        Ok(stream) => stream,
+        Err(error) => return Pulled::Failed("stream", error.to_string(), false),
+    };
+    let wanted = pull::Config {
+        durable_name: Some(config.consumer.clone()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_ack_pending: JS_MAX_ACK_PENDING,
+        filter_subject: subscription.config.subject.clone(),
+        deliver_policy: DeliverPolicy::All,
+        ..Default::default()
+    };
+    let consumer: PullConsumer = match stream
+        .get_or_create_consumer(&config.consumer, wanted)
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(error) => return Pulled::Failed("consumer", error.to_string(), false),
+    };
+    let policy = consumer.cached_info().config.ack_policy;
+    let ack_wait = consumer.cached_info().config.ack_wait;
+    if policy != AckPolicy::Explicit {
+        subscription.metrics.jetstream_error("ack_policy").inc();
+        tracing::error!(
+            subscription = subscription.label,
+            stream = config.stream,
+            consumer = config.consumer,
+            ack_policy = ?policy,
+            "JetStream consumer refused: its ack policy is not explicit, so Strata could not \
+             acknowledge only what it stored; delete it (Strata creates it) or use another name"
+        );
+        return Pulled::Refused;
+    }
+    let batch = JS_PULL_BATCH.min(reader.pending_messages).max(1);
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(JS_HEARTBEAT)
+        .expires(JS_PULL_EXPIRES)
+        .messages()
+        .await;
+    let mut messages = match messages {
+        Ok(messages) => messages,
+        Err(error) => return Pulled::Failed("messages", error.to_string(), false),
+    };
+    let mut received = false;
+    loop {
+        match messages.next().await {
+            Some(Ok(message)) => {
+                received = true;
+                if message.info().is_ok_and(|info| info.delivered > 1) {
+                    subscription.metrics.redelivered.inc();
+                }
+                let payload = message.payload.clone();
+                let delivery = Delivery { message, ack_wait };
+                if !reader.queue(payload, Some(delivery)).await {
+                    return Pulled::Stopped;
+                }
+            }
+            Some(Err(error)) => return Pulled::Failed("messages", error.to_string(), received),
+            // It ends only after a terminal error it already reported: pull again, after
+            // the backoff like any failure, so that it never spins.
+            None => {
+                let error = "the message stream ended".to_owned();
+                return Pulled::Failed("messages", error, received);
+            }
+        }
+    }
+}
+
+/// Runs `ingest`, telling the server every `ack_wait / 2` that the message is still being
+/// worked on, so that a slow commit does not cause a redelivery.
+pub(crate) async fn with_progress(
+    ingest: impl Future<Output = Result<WriteOutcome, ApiError>>,
+    delivery: &Delivery,
+    subscription: &Subscription,
+) -> Result<WriteOutcome, ApiError> {
+    let period = (delivery.ack_wait / 2).max(PROGRESS_INTERVAL_MIN);
+    every(ingest, period, || {
+        answer(&delivery.message, AckKind::Progress, subscription)
+    })
+    .await
+}
+
+/// Runs `work`, and `tick` each `period` until it is done.
+async fn every<T, F: Future<Output = ()>>(
+    work: impl Future<Output = T>,
+    period: Duration,
+    mut tick: impl FnMut() -> F,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            () = tokio::time::sleep(period) => tick().await,
+        }
+    }
+}
+
+/// Sends an acknowledgement and counts it.
+pub(crate) async fn answer(message: &Message, kind: AckKind, subscription: &Subscription) {
+    let label = match kind {
+        AckKind::Ack => "ack",
+        AckKind::Nak(_) => "nak",
+        AckKind::Progress => "progress",
+        AckKind::Next | AckKind::Term => "other",
+    };
+    match message.ack_with(kind).await {
+        Ok(()) => subscription.metrics.ack(label).inc(),
+        // The client is closed; the server redelivers after ack-wait.
+        Err(_) => subscription.metrics.jetstream_error("ack").inc(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_while_the_work_runs_and_not_after() {
+        let mut ticks = 0;
+        let work = tokio::time::sleep(Duration::from_millis(3500));
+        every(work, Duration::from_secs(1), || {
+            ticks += 1;
+            std::future::ready(())
+        })
+        .await;
+        assert_eq!(ticks, 3);
+        let mut late = 0;
+        every(std::future::ready(()), Duration::from_secs(1), || {
+            late += 1;
+            std::future::ready(())
+        })
+        .await;
+        assert_eq!(late, 0);
+    }
+}

@@ -1,0 +1,470 @@
+//! NATS ingest: core subscriptions (optionally in a queue group) and JetStream durable pull
+//! consumers, decoded and committed through the one ingest path HTTP uses
+//! ([`strata_server::ingest::ingest_message`]).
+//!
+//! ```text
+//! per subscription: one client ─▶ its buffer (pending-messages) ─▶ reader task ─┐
+//!                                                                               ▼
+//!                    job queue (2 × workers) ─▶ workers: ingest_message, then JetStream ack/nak
+//! ```
+//!
+//! - One client (connection) per subscription: a slow-consumer event can only be told apart
+//!   per connection, and a backlogged subscription does not hold up the others.
+//! - Every job carries its subscription, so a line without a `cluster` tag gets the cluster
+//!   tag of the subscription it came from (cc-metric-store mixes them up with several workers).
+//! - Bounded: the client buffers `pending-messages` per subscription (core: beyond it the
+//!   client drops and reports a slow consumer, counted), the job queue holds 2 × workers jobs,
+//!   JetStream pulls only when the reader asks for more and bounds unacknowledged messages.
+//! - A down server never stops Strata: clients connect and reconnect in the background
+//!   forever with exponential backoff.
+
+mod connect;
+mod jetstream;
+mod metrics;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use strata_server::App;
+use strata_server::ingest::{BodyFailure, Precision, WriteRequest, ingest_message};
+use strata_server::telemetry::LogLimiter;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::metrics::SubscriptionMetrics;
+
+/// Longest wait at shutdown for the subscriptions to stop and in-flight messages to be
+/// committed (and acknowledged); what is left after it is abandoned (JetStream redelivers it).
+pub const NATS_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Jobs waiting for a worker, per worker.
+const QUEUE_JOBS_PER_WORKER: usize = 2;
+
+/// Most decode workers: `num-workers` beyond it (it also sizes checkpointing) is lowered
+/// for NATS, so that the job queue stays small and its size cannot overflow.
+const WORKERS_MAX: usize = 256;
+
+/// How long a failed WAL write waits before JetStream delivers the message again.
+const JS_NAK_DELAY: Duration = Duration::from_secs(5);
+
+/// Seconds between two log lines of one kind per subscription.
+const LOG_INTERVAL_S: i64 = 10;
+
+/// Everything NATS ingest needs, from the configuration.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub connections: Vec<ConnectionConfig>,
+    /// Decode workers shared by all subscriptions (`num-workers`; 1 to [`WORKERS_MAX`]
+    /// are used).
+    pub workers: usize,
+    /// Messages one subscription's client buffers (`limits.nats-pending-messages`), ≥ 1 and
+    /// small enough for a channel.
+    pub pending_messages: usize,
+}
+
+/// One configured connection; every subscription gets a client of its own built from it.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub name: Option<String>,
+    /// Server URLs: `nats://`, `tls://` or `host:port`.
+    pub addresses: Vec<String>,
+    pub auth: Auth,
+    pub tls: Option<Tls>,
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+/// How a client logs in.
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    UserPassword { username: String, password: String },
+    CredsFile(PathBuf),
+    NkeySeedFile(PathBuf),
+}
+
+impl std::fmt::Debug for Auth {
+    /// Never shows the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::UserPassword { username, .. } => f
+                .debug_struct("UserPassword")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Self::CredsFile(path) => f.debug_tuple("CredsFile").field(path).finish(),
+            Self::NkeySeedFile(path) => f.debug_tuple("NkeySeedFile").field(path).finish(),
+        }
+    }
+}
+
+/// TLS settings; TLS is required when present.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriptionConfig {
+    pub subject: String,
+    /// Cluster of lines without a `cluster` tag.
+    pub cluster_tag: Option<String>,
+    pub queue_group: Option<String>,
+    pub jetstream: Option<JetStreamConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    pub stream: String,
+    pub consumer: String,
+    pub ack_wait: Duration,
+}
+
+/// What a subscription's reader, its jobs and its client's event callback share.
+struct Subscription {
+    config: SubscriptionConfig,
+    /// `subscription` label: the subject, numbered when several subscriptions share one.
+    label: String,
+    /// `source` of ingest log lines: `nats:<subject>`.
+    source: String,
+    metrics: SubscriptionMetrics,
+    failure_log: LogLimiter,
+}
+
+/// One message to decode and commit, with where it came from.
+struct Job {
+    subscription: Arc<Subscription>,
+    payload: Bytes,
+    /// JetStream: the message, to acknowledge after the commit.
+    jetstream: Option<jetstream::Delivery>,
+}
+
+/// The running NATS ingest.
+pub struct NatsIngest {
+    clients: Vec<async_nats::Client>,
+    stop: watch::Sender<bool>,
+    readers: JoinSet<()>,
+    workers: JoinSet<()>,
+}
+
+/// A connection could not be set up from its configuration (a credentials file that cannot
+/// be read); a down server is not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("NATS connection {connection}: {message}")]
+pub struct StartError {
+    connection: String,
+    message: String,
+}
+
+impl NatsIngest {
+    /// Starts a client and a reader per subscription and the workers; returns at once
+    /// (clients connect in the background).
+    pub async fn start(app: Arc<App>, config: NatsConfig) -> Result<NatsIngest, StartError> {
+        // rustls must have one process-wide crypto provider; another crate enabling `ring`
+        // would otherwise make TLS connects fail. An already installed one is kept.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let workers = config.workers.clamp(1, WORKERS_MAX);
+        if workers < config.workers {
+            tracing::warn!(
+                num_workers = config.workers,
+                "NATS ingest uses {WORKERS_MAX} decode workers at most"
+            );
+        }
+        let (jobs, queue) = mpsc::channel(workers * QUEUE_JOBS_PER_WORKER);
+        let (stop, stopped) = watch::channel(false);
+        let mut ingest = NatsIngest {
+            clients: Vec::new(),
+            stop,
+            readers: JoinSet::new(),
+            workers: JoinSet::new(),
+        };
+        let labels = labels(&config.connections);
+        let mut labels = labels.into_iter();
+        for connection in &config.connections {
+            for subscription in &connection.subscriptions {
+                let label = labels.next().unwrap_or_default();
+                let subscription = Arc::new(Subscription {
+                    label: label.clone(),
+                    source: format!("nats:{}", subscription.subject),
+                    metrics: SubscriptionMetrics::new(&app.telemetry.nats, &label),
+                    config: subscription.clone(),
+                    failure_log: LogLimiter::new(LOG_INTERVAL_S),
+                });
+                let client =
+                    connect::client(connection, &subscription, config.pending_messages).await?;
+                tracing::info!(
+                    subscription = subscription.label,
+                    servers = ?connection.addresses,
+                    cluster_tag = subscription.config.cluster_tag.as_deref().unwrap_or(""),
+                    queue_group = subscription.config.queue_group.as_deref().unwrap_or(""),
+                    jetstream = ?subscription.config.jetstream,
+                    "NATS subscription starting"
+                );
+                let reader = Reader {
+                    client: client.clone(),
+                    subscription,
+                    jobs: jobs.clone(),
+                    stopped: stopped.clone(),
+                    pending_messages: config.pending_messages,
+                };
+                ingest.readers.spawn(reader.run());
+                ingest.clients.push(client);
+            }
+        }
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..workers {
+            ingest.workers.spawn(work(app.clone(), queue.clone()));
+        }
+        Ok(ingest)
+    }
+
+    /// Stops receiving, commits (and acknowledges) what was received, then closes the
+    /// connections; all within [`NATS_DRAIN_TIMEOUT`] (a down server must not hold up the
+    /// shutdown).
+    pub async fn stop(mut self) {
+        let deadline = tokio::time::Instant::now() + NATS_DRAIN_TIMEOUT;
+        let _ = self.stop.send(true);
+        let finished = tokio::time::timeout_at(deadline, async {
+            while self.readers.join_next().await.is_some() {}
+            // The readers held the queue's senders: the workers end once it is empty.
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                timeout = ?NATS_DRAIN_TIMEOUT,
+                "NATS ingest did not finish its messages in time; JetStream delivers again \
+                 what was not acknowledged"
+            );
+            self.readers.abort_all();
+            self.workers.abort_all();
+        }
+        // Acknowledgements are published: flush them out, then close every connection.
+        let closing = self
+            .clients
+            .iter()
+            .filter(|c| connected(c))
+            .map(|client| async move {
+                let _ = client.flush().await;
+                let _ = client.drain().await;
+            });
+        let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(closing)).await;
+        tracing::info!("NATS ingest stopped");
+    }
+}
+
+/// Draining or flushing a client that is not connected would wait for the reconnect.
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// The `subscription` label of each subscription, in order: its subject, or
+/// `subject#n` (n from 1) when several subscriptions share a subject.
+fn labels(connections: &[ConnectionConfig]) -> Vec<String> {
+    let subjects: Vec<&str> = connections
+        .iter()
+        .flat_map(|c| &c.subscriptions)
+        .map(|s| s.subject.as_str())
+        .collect();
+    subjects
+        .iter()
+        .enumerate()
+        .map(|(index, subject)| {
+            let same = subjects.iter().filter(|s| *s == subject).count();
+            if same == 1 {
+                (*subject).to_owned()
+            } else {
+                let nth = subjects[..=index].iter().filter(|s| *s == subject).count();
+                format!("{subject}#{nth}")
+            }
+        })
+        .collect()
+}
+
+/// Receives one subscription's messages and queues them for the workers.
+struct Reader {
+    client: async_nats::Client,
+    subscription: Arc<Subscription>,
+    jobs: mpsc::Sender<Job>,
+    stopped: watch::Receiver<bool>,
+    pending_messages: usize,
+}
+
+impl Reader {
+    async fn run(self) {
+        if self.subscription.config.jetstream.is_some() {
+            jetstream::run(self).await;
+        } else {
+            self.run_core().await;
+        }
+    }
+
+    async fn run_core(mut self) {
+        let subscription = &self.subscription;
+        let subject = subscription.config.subject.clone();
+        let subscribed = match &subscription.config.queue_group {
+            Some(group) => self.client.queue_subscribe(subject, group.clone()).await,
+            None => self.client.subscribe(subject).await,
+        };
+        let mut subscriber = match subscribed {
+            Ok(subscriber) => subscriber,
+            Err(error) => {
+                // Only when the client is closed, which Strata never does before this.
+                tracing::error!(subscription = subscription.label, %error, "cannot subscribe");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                message = subscriber.next() => {
+                    let Some(message) = message else { return };
+                    if !self.queue(message.payload, None).await {
+                        return;
+                    }
+                }
+                _ = self.stopped.changed() => {
+                    if !connected(&self.client) {
+                        return;
+                    }
+                    // Stop the server sending, then hand on what the client still holds
+                    // (the stream ends after it).
+                    let _ = subscriber.drain().await;
+                    while let Some(message) = subscriber.next().await {
+                        if !self.queue(message.payload, None).await {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues a message for the workers (waiting while the queue is full, which is the
+    /// back-pressure); `false` once the workers are gone.
+    async fn queue(&self, payload: Bytes, jetstream: Option<jetstream::Delivery>) -> bool {
+        self.subscription
+            .metrics
+            .received_bytes
+            .inc_by(payload.len() as u64);
+        let job = Job {
+            subscription: self.subscription.clone(),
+            payload,
+            jetstream,
+        };
+        self.jobs.send(job).await.is_ok()
+    }
+}
+
+/// A worker: takes jobs until the queue is closed and empty.
+async fn work(app: Arc<App>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let job = queue.lock().await.recv().await;
+        let Some(job) = job else { return };
+        handle(&app, job).await;
+    }
+}
+
+/// Decodes and commits one message, counts the result, and answers JetStream: ack once every
+/// batch is committed, also when lines were rejected (a redelivery cannot fix them); nak
+/// with a delay when the WAL refused the write.
+async fn handle(app: &App, job: Job) {
+    let subscription = &job.subscription;
+    let now_s = strata_server::now_s();
+    let request = WriteRequest {
+        default_cluster: subscription.config.cluster_tag.as_deref().unwrap_or(""),
+        precision: Precision::Auto,
+        source: &subscription.source,
+    };
+    let ingest = ingest_message(app, request, job.payload, now_s);
+    let result = match &job.jetstream {
+        Some(delivery) => jetstream::with_progress(ingest, delivery, subscription).await,
+        None => ingest.await,
+    };
+    let metrics = &subscription.metrics;
+    let ack = match result {
+        Ok(outcome) => {
+            let counter = match outcome.failure {
+                Some(BodyFailure::TooLarge) => &metrics.too_large,
+                _ if outcome.lines == 0 => &metrics.empty,
+                _ if outcome.rejected == 0 => &metrics.stored,
+                _ if outcome.lines_stored() > 0 => &metrics.partial,
+                _ => &metrics.rejected,
+            };
+            counter.inc();
+            if matches!(outcome.failure, Some(BodyFailure::TooLarge))
+                && let Some(suppressed) = subscription.failure_log.allow(now_s)
+            {
+                tracing::warn!(
+                    subscription = subscription.label,
+                    limit = app.config.ingest.body_bytes_max,
+                    suppressed,
+                    "NATS message larger than limits.body-size dropped"
+                );
+            }
+            AckKind::Ack
+        }
+        Err(error) => {
+            metrics.failed.inc();
+            if let Some(suppressed) = subscription.failure_log.allow(now_s) {
+                tracing::error!(
+                    subscription = subscription.label,
+                    ?error,
+                    suppressed,
+                    "NATS message not stored (JetStream delivers it again)"
+                );
+            }
+            AckKind::Nak(Some(JS_NAK_DELAY))
+        }
+    };
+    if let Some(delivery) = &job.jetstream {
+        jetstream::answer(&delivery.message, ack, subscription).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(subjects: &[&str]) -> ConnectionConfig {
+        ConnectionConfig {
+            name: None,
+            addresses: vec!["a:1".to_owned()],
+            auth: Auth::None,
+            tls: None,
+            subscriptions: subjects
+                .iter()
+                .map(|subject| SubscriptionConfig {
+                    subject: (*subject).to_owned(),
+                    cluster_tag: None,
+                    queue_group: None,
+                    jetstream: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn labels_are_subjects_numbered_when_shared() {
+        let connections = [connection(&["a", "b", "a"]), connection(&["c", "a"])];
+        assert_eq!(labels(&connections), ["a#1", "b", "a#2", "c", "a#3"]);
+    }
+
+    #[test]
+    fn auth_debug_hides_the_password() {
+        let auth = Auth::UserPassword {
+            username: "u".to_owned(),
+            password: "hunter2".to_owned(),
+        };
+        let shown = format!("{auth:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+}
