@@ -26,18 +26,9 @@ cd "$(dirname "$0")/.."
 day_data=${1:-/tmp/strata-bench-day}
 week_data=${2:-/tmp/strata-bench-week}
 rounds=${QUERY_ROUNDS:-50}
-shared=../shared/bench
-
-cargo build --release -p strata >&2
-cargo build --release --manifest-path "$shared/loadgen/Cargo.toml" --target-dir target/loadgen >&2
-loadgen=target/loadgen/release/loadgen
-
+source scripts/bench-lib.sh
+build_release
 midnight=$(( $(date +%s) / 86400 * 86400 ))
-generate() { # DIR NODES TICKS START
-    [ -f "$1/lp.bin" ] && return
-    python3 -c 'import numpy' 2>/dev/null || pip install numpy cramjam >&2
-    python3 "$shared/gen.py" --out "$1" --nodes "$2" --ticks "$3" --start "$4" --no-prw >&2
-}
 generate "$day_data" 256 1440 $(( midnight - 2 * 86400 ))
 generate "$week_data" 8 10080 $(( midnight - 8 * 86400 ))
 

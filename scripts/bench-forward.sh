@@ -42,18 +42,8 @@ loadgen_args=("$@")
 [ ${#loadgen_args[@]} -gt 0 ] || loadgen_args=(--batch 16 --conns 8)
 mem_data=$data-100k
 fsync=${FSYNC:-batch}
-shared=../shared/bench
-
-cargo build --release -p strata >&2
-cargo build --release --manifest-path "$shared/loadgen/Cargo.toml" --target-dir target/loadgen >&2
-loadgen=target/loadgen/release/loadgen
-
-generate() { # DIR NODES TICKS
-    [ -f "$1/lp.bin" ] && return
-    python3 -c 'import numpy' 2>/dev/null || pip install numpy cramjam >&2
-    python3 "$shared/gen.py" --out "$1" --nodes "$2" --ticks "$3" --no-prw \
-        --start $(( $(date +%s) / 60 * 60 - $3 * 60 )) >&2
-}
+source scripts/bench-lib.sh
+build_release
 generate "$data" 256 360
 generate "$mem_data" "${MEM_NODES:-295}" 4
 

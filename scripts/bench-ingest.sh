@@ -18,17 +18,9 @@ data=${1:-/tmp/strata-bench}
 shift || true
 loadgen_args=("$@")
 [ ${#loadgen_args[@]} -gt 0 ] || loadgen_args=(--batch 16 --conns 8)
-shared=../shared/bench
-
-cargo build --release -p strata
-cargo build --release --manifest-path "$shared/loadgen/Cargo.toml" --target-dir target/loadgen
-loadgen=target/loadgen/release/loadgen
-
-if [ ! -f "$data/lp.bin" ]; then
-    python3 -c 'import numpy' 2>/dev/null || pip install numpy cramjam
-    python3 "$shared/gen.py" --out "$data" --nodes 256 --ticks 360 --no-prw \
-        --start $(( $(date +%s) / 60 * 60 - 360 * 60 ))
-fi
+source scripts/bench-lib.sh
+build_release
+generate "$data" 256 360
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 workdir=$(mktemp -d)

@@ -22,18 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-/tmp/strata-bench}
 rounds=${ROUNDS:-2}
-shared=../shared/bench
 command -v nats-server >/dev/null || { echo "nats-server not found (apt-get install nats-server)" >&2; exit 1; }
-
-cargo build --release -p strata
-cargo build --release --manifest-path "$shared/loadgen/Cargo.toml" --target-dir target/loadgen
-loadgen=target/loadgen/release/loadgen
-
-if [ ! -f "$data/lp.bin" ]; then
-    python3 -c 'import numpy' 2>/dev/null || pip install numpy cramjam
-    python3 "$shared/gen.py" --out "$data" --nodes 256 --ticks 360 --no-prw \
-        --start $(( $(date +%s) / 60 * 60 - 360 * 60 ))
-fi
+source scripts/bench-lib.sh
+build_release
+generate "$data" 256 360
 total=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["samples"])' "$data/meta.json")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
