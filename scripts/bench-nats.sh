@@ -34,7 +34,7 @@ server=""
 nats_pid=""
 cleanup() {
     for pid in $server $nats_pid; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        { kill "$pid" && wait "$pid"; } 2>/dev/null || true
     done
     rm -rf "$workdir"
     return 0
