@@ -378,6 +378,7 @@ async fn handle(app: &App, job: Job) {
     let now_s = strata_server::now_s();
     let request = WriteRequest {
         default_cluster: subscription.config.cluster_tag.as_deref().unwrap_or(""),
+        cluster_fallback: "the subscription's cluster-tag",
         precision: Precision::Auto,
         source: &subscription.source,
     };

@@ -71,6 +71,14 @@ impl Api {
         }
     }
 
+    /// [`Api::cluster_key`] as an error message names it.
+    fn cluster_parameter(self) -> &'static str {
+        match self {
+            Self::V1 => "query parameter 'db'",
+            Self::V2 => "query parameter 'bucket'",
+        }
+    }
+
     fn precisions(self) -> &'static str {
         match self {
             Self::V1 => "n, ns, u, us, µs, ms, s, m or h",
@@ -233,6 +241,7 @@ async fn write(
     };
     let request = WriteRequest {
         default_cluster: &cluster,
+        cluster_fallback: api.cluster_parameter(),
         precision,
         source: api.source(),
     };

@@ -158,6 +158,8 @@ impl RejectReason {
 #[derive(Debug)]
 pub struct LineDecoder {
     default_cluster: String,
+    /// Where a line's cluster comes from when it has no `cluster` tag, for the error message.
+    cluster_fallback: &'static str,
     precision: Precision,
     /// Time given to lines without a timestamp: the request's arrival (decision 1).
     now_s: i64,
@@ -186,6 +188,7 @@ impl LineDecoder {
     ) -> Self {
         Self {
             default_cluster: default_cluster.to_owned(),
+            cluster_fallback: "query parameter 'cluster'",
             precision,
             now_s,
             limits,
@@ -197,6 +200,13 @@ impl LineDecoder {
             first_rejected: Vec::new(),
             batch: WriteBatch::new(),
         }
+    }
+
+    /// Names where the default cluster comes from (e.g. "query parameter 'db'") in the error
+    /// of a line without a cluster.
+    pub fn with_cluster_fallback(mut self, fallback: &'static str) -> Self {
+        self.cluster_fallback = fallback;
+        self
     }
 
     pub fn rejected_total(&self) -> u64 {
@@ -390,7 +400,10 @@ impl LineDecoder {
         if cluster.is_empty() {
             return Err((
                 RejectReason::MissingCluster,
-                "missing cluster (tag 'cluster' or query parameter 'cluster')".to_owned(),
+                format!(
+                    "missing cluster (tag 'cluster' or {})",
+                    self.cluster_fallback
+                ),
             ));
         }
         for (what, name) in [("cluster", &cluster), ("host", &host)] {
@@ -542,6 +555,7 @@ pub async fn write(
     };
     let request = WriteRequest {
         default_cluster: params.cluster.as_deref().unwrap_or(""),
+        cluster_fallback: "query parameter 'cluster'",
         precision,
         source: "http",
     };
@@ -556,6 +570,9 @@ pub async fn write(
 pub struct WriteRequest<'a> {
     /// Cluster of lines without a `cluster` tag; empty for none (such lines are rejected).
     pub default_cluster: &'a str,
+    /// Where `default_cluster` comes from, for the error of a line without a cluster
+    /// (e.g. "query parameter 'db'").
+    pub cluster_fallback: &'static str,
     pub precision: Precision,
     /// Names the sender in the log line about rejected lines (`http`, `influx_v1`,
     /// `nats:SUBJECT`), so that a broken publisher can be found.
@@ -738,7 +755,8 @@ fn new_decoder(app: &App, request: &WriteRequest<'_>, now_s: i64) -> Result<Line
         request.precision,
         now_s,
         limits.line.clone(),
-    );
+    )
+    .with_cluster_fallback(request.cluster_fallback);
     decoder.batch = app.take_batch();
     Ok(decoder)
 }

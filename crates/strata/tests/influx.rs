@@ -460,6 +460,12 @@ fn errors_and_limits_answer_in_influxdb_shapes() {
     );
     let stored = read(&server, C, "h2", "m", t, 1);
     assert_data(&stored, &[Some(2.0)]);
+    // A line without a cluster names the parameter of this API, not /api/write's.
+    assert_v1_error(
+        &v1("?cluster=ignored", &[], good.as_bytes()),
+        400,
+        "missing cluster (tag 'cluster' or query parameter 'db')",
+    );
 
     let large: String = (0..100)
         .map(|i| format!("m,hostname=h3 value={i} {t}\n"))
