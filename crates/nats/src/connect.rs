@@ -18,6 +18,11 @@ const RECONNECT_JITTER: f64 = 0.2;
 /// Longest wait for one connect attempt (TCP, TLS and the NATS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Fewest messages a client buffers between its connection and the subscription's reader.
+/// The reader only moves them into its own bounded buffer (core) or waits for the workers
+/// (JetStream, whose pulls stay far below this), so the client itself should never drop.
+const CLIENT_BUFFER_MESSAGES_MIN: usize = 4096;
+
 /// The client of one subscription; connects in the background (a down server is retried
 /// forever, never an error).
 pub(crate) async fn client(
@@ -39,7 +44,7 @@ pub(crate) async fn client(
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(CONNECT_TIMEOUT)
-        .subscription_capacity(pending_messages)
+        .subscription_capacity(pending_messages.max(CLIENT_BUFFER_MESSAGES_MIN))
         .event_callback(move |event| {
             events.record(&event);
             std::future::ready(())
@@ -154,7 +159,7 @@ impl EventLog {
                 suppressed,
                 "NATS messages dropped: ingest cannot keep up (counted in \
                  strata_nats_slow_consumer_drops_total); raise num-workers or \
-                 limits.nats-pending-messages, or use JetStream"
+                 limits.nats-pending-messages/-bytes, or use JetStream"
             ),
             Event::Disconnected => {
                 tracing::warn!(subscription, suppressed, "NATS disconnected, reconnecting")

@@ -3,7 +3,7 @@
 //! ([`strata_server::ingest::ingest_message`]).
 //!
 //! ```text
-//! per subscription: one client ─▶ its buffer (pending-messages) ─▶ reader task ─┐
+//! per subscription: one client ─▶ reader task ─▶ core: its pending buffer ───────┐
 //!                                                                               ▼
 //!                    job queue (2 × workers) ─▶ workers: ingest_message, then JetStream ack/nak
 //! ```
@@ -12,8 +12,8 @@
 //!   per connection, and a backlogged subscription does not hold up the others.
 //! - Every job carries its subscription, so a line without a `cluster` tag gets the cluster
 //!   tag of the subscription it came from (cc-metric-store mixes them up with several workers).
-//! - Bounded: the client buffers `pending-messages` per subscription (core: beyond it the
-//!   client drops and reports a slow consumer, counted), the job queue holds 2 × workers jobs,
+//! - Bounded: a core subscription buffers up to `nats-pending-messages` and `-bytes` (beyond
+//!   them it drops, counted exactly), the job queue holds 2 × workers jobs,
 //!   JetStream pulls only when the reader asks for more and bounds unacknowledged messages.
 //! - A down server never stops Strata: clients connect and reconnect in the background
 //!   forever with exponential backoff.
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use strata_server::App;
 use strata_server::ingest::{BodyFailure, Precision, WriteRequest, ingest_message};
 use strata_server::telemetry::LogLimiter;
@@ -61,9 +61,11 @@ pub struct NatsConfig {
     /// Decode workers shared by all subscriptions (`num-workers`; 1 to [`WORKERS_MAX`]
     /// are used).
     pub workers: usize,
-    /// Messages one subscription's client buffers (`limits.nats-pending-messages`), ≥ 1 and
-    /// small enough for a channel.
+    /// Messages one subscription buffers (`limits.nats-pending-messages`), ≥ 1 and small
+    /// enough for a channel.
     pub pending_messages: usize,
+    /// Payload bytes one core subscription buffers (`limits.nats-pending-bytes`).
+    pub pending_bytes: usize,
 }
 
 /// One configured connection; every subscription gets a client of its own built from it.
@@ -134,6 +136,7 @@ struct Subscription {
     source: String,
     metrics: SubscriptionMetrics,
     failure_log: LogLimiter,
+    drop_log: LogLimiter,
 }
 
 /// One message to decode and commit, with where it came from.
@@ -194,6 +197,7 @@ impl NatsIngest {
                     metrics: SubscriptionMetrics::new(&app.telemetry.nats, &label),
                     config: subscription.clone(),
                     failure_log: LogLimiter::new(LOG_INTERVAL_S),
+                    drop_log: LogLimiter::new(LOG_INTERVAL_S),
                 });
                 let client =
                     connect::client(connection, &subscription, config.pending_messages).await?;
@@ -211,6 +215,7 @@ impl NatsIngest {
                     jobs: jobs.clone(),
                     stopped: stopped.clone(),
                     pending_messages: config.pending_messages,
+                    pending_bytes: config.pending_bytes,
                 };
                 ingest.readers.spawn(reader.run());
                 ingest.clients.push(client);
@@ -293,6 +298,7 @@ struct Reader {
     jobs: mpsc::Sender<Job>,
     stopped: watch::Receiver<bool>,
     pending_messages: usize,
+    pending_bytes: usize,
 }
 
 impl Reader {
@@ -304,6 +310,9 @@ impl Reader {
         }
     }
 
+    /// Receives core messages into [`Pending`] while handing them to the workers, so that
+    /// a burst waits in memory up to the limits instead of being dropped by the client; what
+    /// does not fit is dropped here and counted exactly.
     async fn run_core(mut self) {
         let subscription = &self.subscription;
         let subject = subscription.config.subject.clone();
@@ -319,29 +328,66 @@ impl Reader {
                 return;
             }
         };
+        let mut pending = Pending::new(self.pending_messages, self.pending_bytes);
         loop {
             tokio::select! {
-                message = subscriber.next() => {
-                    let Some(message) = message else { return };
-                    if !self.queue(message.payload, None).await {
-                        return;
-                    }
+                biased;
+                _ = self.stopped.changed() => break,
+                permit = self.jobs.reserve(), if !pending.is_empty() => {
+                    let (Ok(permit), Some(payload)) = (permit, pending.pop()) else { return };
+                    permit.send(self.job(payload, None));
                 }
-                _ = self.stopped.changed() => {
-                    if !connected(&self.client) {
-                        return;
-                    }
-                    // Stop the server sending, then hand on what the client still holds
-                    // (the stream ends after it).
-                    let _ = subscriber.drain().await;
-                    while let Some(message) = subscriber.next().await {
-                        if !self.queue(message.payload, None).await {
-                            return;
-                        }
-                    }
-                    return;
+                message = subscriber.next() => {
+                    let Some(message) = message else { break };
+                    self.receive(&mut pending, message.payload);
                 }
             }
+        }
+        if connected(&self.client) {
+            // Stop the server sending; the stream ends after what the client still holds.
+            let _ = subscriber.drain().await;
+            while let Some(message) = subscriber.next().await {
+                self.receive(&mut pending, message.payload);
+            }
+        } else {
+            // Draining would wait for a reconnect: take only what the client holds.
+            while let Some(Some(message)) = subscriber.next().now_or_never() {
+                self.receive(&mut pending, message.payload);
+            }
+        }
+        while let Some(payload) = pending.pop() {
+            if self.jobs.send(self.job(payload, None)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Counts a core message and keeps it, or drops it when [`Pending`] is full.
+    fn receive(&self, pending: &mut Pending, payload: Bytes) {
+        let metrics = &self.subscription.metrics;
+        metrics.received_bytes.inc_by(payload.len() as u64);
+        if pending.push(payload) {
+            return;
+        }
+        metrics.slow_consumer_drops.inc();
+        if let Some(suppressed) = self.subscription.drop_log.allow(strata_server::now_s()) {
+            tracing::warn!(
+                subscription = self.subscription.label,
+                pending_messages = pending.messages.len(),
+                pending_bytes = pending.bytes,
+                suppressed,
+                "NATS messages dropped: ingest cannot keep up (counted in \
+                 strata_nats_slow_consumer_drops_total); raise num-workers or \
+                 limits.nats-pending-messages/-bytes, or use JetStream"
+            );
+        }
+    }
+
+    fn job(&self, payload: Bytes, jetstream: Option<jetstream::Delivery>) -> Job {
+        Job {
+            subscription: self.subscription.clone(),
+            payload,
+            jetstream,
         }
     }
 
@@ -352,12 +398,51 @@ impl Reader {
             .metrics
             .received_bytes
             .inc_by(payload.len() as u64);
-        let job = Job {
-            subscription: self.subscription.clone(),
-            payload,
-            jetstream,
-        };
-        self.jobs.send(job).await.is_ok()
+        self.jobs.send(self.job(payload, jetstream)).await.is_ok()
+    }
+}
+
+/// Core messages received and not yet handed to a worker, bounded by count and by bytes
+/// (`limits.nats-pending-messages` and `-bytes`, like the pending limits of nats.go, which
+/// cc-metric-store uses; the client library bounds only the count).
+struct Pending {
+    messages: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+    messages_max: usize,
+    bytes_max: usize,
+}
+
+impl Pending {
+    fn new(messages_max: usize, bytes_max: usize) -> Self {
+        Self {
+            messages: std::collections::VecDeque::new(),
+            bytes: 0,
+            messages_max,
+            bytes_max,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Keeps `payload` unless that would pass a limit; `false`: it was not kept. A message
+    /// larger than the byte limit alone is kept when nothing else waits, so that one large
+    /// message is decoded (and refused by `body-size` if need be) rather than dropped here.
+    fn push(&mut self, payload: Bytes) -> bool {
+        let fits = self.messages.len() < self.messages_max
+            && (self.bytes + payload.len() <= self.bytes_max || self.messages.is_empty());
+        if fits {
+            self.bytes += payload.len();
+            self.messages.push_back(payload);
+        }
+        fits
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        let payload = self.messages.pop_front()?;
+        self.bytes -= payload.len();
+        Some(payload)
     }
 }
 

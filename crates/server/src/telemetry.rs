@@ -99,8 +99,8 @@ impl NatsMetrics {
         );
         r.register(
             "nats_slow_consumer_drops",
-            "Core NATS messages the client dropped because limits.nats-pending-messages were \
-             waiting (a lower bound: the client may lose some of its own reports)",
+            "Core NATS messages dropped because limits.nats-pending-messages or \
+             nats-pending-bytes were waiting",
             self.slow_consumer_drops.clone(),
         );
         r.register(

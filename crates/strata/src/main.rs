@@ -460,6 +460,7 @@ fn nats_config(config: &Config) -> Option<strata_nats::NatsConfig> {
         connections,
         workers: config.store.num_workers,
         pending_messages: config.store.limits.nats_pending_messages,
+        pending_bytes: config.store.limits.nats_pending_bytes,
     })
 }
 

@@ -66,10 +66,14 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `limits.connections`.
 pub const DEFAULT_CONNECTIONS_MAX: usize = 1024;
 
-/// Default `limits.nats-pending-messages`: messages a NATS subscription buffers before the
-/// client drops (core) or stops pulling (JetStream); at the 1 MiB default payload limit of
-/// nats-server at most 512 MiB per subscription.
-pub const DEFAULT_NATS_PENDING_MESSAGES: usize = 512;
+/// Default `limits.nats-pending-messages`: messages a NATS subscription buffers before it
+/// drops (core) or stops pulling (JetStream). Bursts of small messages (every collector
+/// flushing in the same second) need many; `nats-pending-bytes` bounds their memory.
+pub const DEFAULT_NATS_PENDING_MESSAGES: usize = 65_536;
+
+/// Default `limits.nats-pending-bytes`: payload bytes a core subscription buffers before it
+/// drops (64 MiB, nats.go's default pending limit, which cc-metric-store has).
+pub const DEFAULT_NATS_PENDING_BYTES: u64 = 64 << 20;
 
 /// Largest `limits.nats-pending-messages`: a million messages per subscription is already
 /// far more memory than a buffer should hold.
@@ -119,6 +123,7 @@ const LIMITS_KEYS: &[&str] = &[
     "series-per-host",
     "children-per-level",
     "nats-pending-messages",
+    "nats-pending-bytes",
 ];
 
 /// The `metric-store` section.
@@ -219,6 +224,8 @@ pub struct LimitsSection {
     pub connections_max: usize,
     /// `nats-pending-messages`: messages one NATS subscription buffers.
     pub nats_pending_messages: usize,
+    /// `nats-pending-bytes`: payload bytes one core NATS subscription buffers.
+    pub nats_pending_bytes: usize,
     /// `metrics` (auto-registered), `hosts-per-cluster`, `series-per-host`,
     /// `children-per-level`: what writes may create; samples beyond are dropped and counted.
     pub store: StoreLimits,
@@ -258,6 +265,7 @@ impl Default for LimitsSection {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             connections_max: DEFAULT_CONNECTIONS_MAX,
             nats_pending_messages: DEFAULT_NATS_PENDING_MESSAGES,
+            nats_pending_bytes: DEFAULT_NATS_PENDING_BYTES as usize,
             store: StoreLimits::DEFAULT,
         }
     }
@@ -477,6 +485,9 @@ fn parse_limits(section: &Section<'_>) -> Result<LimitsSection, ConfigError> {
             }
             count => count.unwrap_or(defaults.nats_pending_messages),
         },
+        nats_pending_bytes: section
+            .size_usize("nats-pending-bytes")?
+            .unwrap_or(defaults.nats_pending_bytes),
         store: parse_store_limits(section, defaults.store)?,
     })
 }

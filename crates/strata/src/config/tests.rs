@@ -190,7 +190,8 @@ fn compat_example_parses_to_expected_values() {
                 concurrent_queries: 8,
                 header_timeout: Duration::from_secs(30),
                 connections_max: 1024,
-                nats_pending_messages: 512,
+                nats_pending_messages: 65_536,
+                nats_pending_bytes: 64 << 20,
                 store: StoreLimits::DEFAULT,
             },
             remote_write: Vec::new(),
@@ -274,7 +275,8 @@ fn strata_keys_parse() {
             "concurrent-queries": 2, "header-timeout": "1s", "connections": 9,
             "series-per-query": 5, "request-timeout": "2m30s", "metrics": 7,
             "hosts-per-cluster": 8, "series-per-host": 9, "children-per-level": 10,
-            "nats-pending-messages": 11
+            "nats-pending-messages": 11,
+            "nats-pending-bytes": "3MiB"
         }),
     );
     set(&mut document, "/metric-store/num-workers", json!(3));
@@ -333,6 +335,7 @@ fn strata_keys_parse() {
             header_timeout: Duration::from_secs(1),
             connections_max: 9,
             nats_pending_messages: 11,
+            nats_pending_bytes: 3 << 20,
             store: StoreLimits {
                 metrics_max: 7,
                 hosts_per_cluster_max: 8,
