@@ -2132,7 +2132,8 @@ fn nats_keys_parse() {
             .map(|js| js.ack_wait),
         Some(DEFAULT_ACK_WAIT)
     );
-    assert_eq!(config.store.limits.nats_pending_messages, 512);
+    assert_eq!(config.store.limits.nats_pending_messages, 65_536);
+    assert_eq!(config.store.limits.nats_pending_bytes, 64 << 20);
 }
 
 /// Goal: `nats` as an array holds several named connections; each subscription goes to the
