@@ -125,6 +125,23 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
         );
         return Pulled::Refused;
     }
+    // A consumer of other subjects would bring lines another subscription (with its own
+    // cluster tag) should get, or miss this one's.
+    let info = &consumer.cached_info().config;
+    // (Several filter subjects, of servers from 2.10, show as an empty one: refused too.)
+    if info.filter_subject != subscription.config.subject {
+        subscription.metrics.jetstream_error("filter_subject").inc();
+        tracing::error!(
+            subscription = subscription.label,
+            stream = config.stream,
+            consumer = config.consumer,
+            filter_subject = info.filter_subject,
+            "JetStream consumer refused: its filter subject is not the subscription's \
+             subscribe-to, so it would deliver other subjects' messages or miss some; delete it \
+             (Strata creates it) or use another name"
+        );
+        return Pulled::Refused;
+    }
     let batch = JS_PULL_BATCH.min(reader.pending_messages).max(1);
     let messages = consumer
         .stream()

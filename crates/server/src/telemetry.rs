@@ -115,7 +115,7 @@ impl NatsMetrics {
         );
         r.register(
             "nats_jetstream_errors",
-            "JetStream failures, by kind (stream, consumer, ack_policy, messages, ack)",
+            "JetStream failures, by kind (stream, consumer, ack_policy, filter_subject, messages, ack)",
             self.jetstream_errors.clone(),
         );
     }

@@ -519,6 +519,35 @@ fn jetstream_consumer_with_another_ack_policy_is_refused() {
 }
 
 #[test]
+fn jetstream_consumer_with_another_filter_subject_is_refused() {
+    // Goal: an existing consumer of other subjects (here: all of the stream) is not used:
+    // its messages could be meant for another subscription with another cluster tag.
+    let nats = NatsServer::start();
+    let client = nats.client();
+    client.create_stream("S", &["js.>"]);
+    client.create_consumer("S", "all", strata_testkit::AckPolicy::Explicit);
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "all"}},
+               {"subscribe-to": "core", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    wait_until("the refusal is counted", || {
+        metric(
+            &server,
+            "strata_nats_jetstream_errors_total{subscription=\"js.m\",kind=\"filter_subject\"}",
+        ) == 1.0
+    });
+    assert!(
+        server
+            .log()
+            .contains("its filter subject is not the subscription's")
+    );
+    send_line(&nats, &server, "core", ("c", 1.0, minutes_ago(10)), 1.0);
+}
+
+#[test]
 fn nats_config_errors_stop_the_start() {
     // Goal: an unreadable credentials file is a configuration error reported at start,
     // unlike a down server.

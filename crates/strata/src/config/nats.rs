@@ -306,15 +306,75 @@ pub(super) fn parse_subscriptions(
                 "does not apply to jetstream: instances sharing the durable consumer share its messages",
             ));
         }
-        subscriptions.push(NatsSubscription {
+        let subscription = NatsSubscription {
             subscribe_to: subscribe_to.to_owned(),
             cluster_tag: cluster_tag.map(str::to_owned),
             queue_group,
             jetstream,
             connection: connection.map(str::to_owned),
-        });
+        };
+        check_not_shared(entry, &subscription, &subscriptions, connections)?;
+        subscriptions.push(subscription);
     }
     Ok(subscriptions)
+}
+
+/// Refuses a subscription that would take messages meant for an earlier one on the same
+/// servers: the same durable consumer (each message would reach only one of them), or the
+/// same subject and queue group with another cluster tag (lines without a `cluster` tag
+/// would get either tag, at random).
+fn check_not_shared(
+    entry: &Section<'_>,
+    subscription: &NatsSubscription,
+    earlier: &[NatsSubscription],
+    connections: &[NatsConnection],
+) -> Result<(), ConfigError> {
+    let servers = |s: &NatsSubscription| {
+        let connection = match &s.connection {
+            Some(name) => connections.iter().find(|c| c.name.as_ref() == Some(name)),
+            None => connections.first(),
+        };
+        let mut addresses = connection.map(|c| c.addresses.clone()).unwrap_or_default();
+        addresses.sort();
+        addresses
+    };
+    let here = servers(subscription);
+    for (index, other) in earlier.iter().enumerate() {
+        if servers(other) != here {
+            continue;
+        }
+        let other_name = format!("metric-store.nats-subscriptions[{index}]");
+        if let (Some(js), Some(other_js)) = (&subscription.jetstream, &other.jetstream)
+            && js.stream == other_js.stream
+            && js.consumer == other_js.consumer
+        {
+            return Err(entry.invalid(
+                "jetstream",
+                format!(
+                    "stream {} consumer {} is also used by {other_name} on the same servers: \
+                     give each subscription a consumer of its own",
+                    quote(&js.stream),
+                    quote(&js.consumer)
+                ),
+            ));
+        }
+        if let Some(group) = &subscription.queue_group
+            && other.queue_group.as_ref() == Some(group)
+            && other.subscribe_to == subscription.subscribe_to
+            && other.cluster_tag != subscription.cluster_tag
+        {
+            return Err(entry.invalid(
+                "cluster-tag",
+                format!(
+                    "differs from that of {other_name}, which subscribes to {} in queue group {} \
+                     on the same servers: each message would reach only one of them",
+                    quote(&subscription.subscribe_to),
+                    quote(group)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Gives each subscription to its connection; returns those left over when there is no

@@ -2302,6 +2302,24 @@ fn nats_errors() {
             "ack-wait",
             "must be greater than zero, found \"0s\"",
         ),
+        (
+            json!([{"name": "a", "address": "n:1"}, {"name": "b", "address": "n:1"}]),
+            json!([{"subscribe-to": "x", "connection": "a", "jetstream": {"stream": "S", "consumer": "c"}},
+                   {"subscribe-to": "y", "connection": "b", "jetstream": {"stream": "S", "consumer": "c"}}]),
+            "metric-store.nats-subscriptions[1]",
+            "jetstream",
+            "stream \"S\" consumer \"c\" is also used by metric-store.nats-subscriptions[0] on the \
+             same servers: give each subscription a consumer of its own",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "queue-group": "g", "cluster-tag": "one"},
+                   {"subscribe-to": "x", "queue-group": "g"}]),
+            "metric-store.nats-subscriptions[1]",
+            "cluster-tag",
+            "differs from that of metric-store.nats-subscriptions[0], which subscribes to \"x\" \
+             in queue group \"g\" on the same servers: each message would reach only one of them",
+        ),
     ];
     for (connection, subscriptions, section, key, reason) in cases {
         assert_eq!(
@@ -2363,6 +2381,22 @@ fn nats_errors() {
             "18446744073709551615 is more than 1048576"
         )
     );
+}
+
+/// Goal: subscriptions that share a consumer or a queue group are fine on other servers,
+/// or (queue group) with the same cluster tag.
+#[test]
+fn nats_sharing_allowed_where_harmless() {
+    let config = parse_ok(&nats(
+        json!([{"name": "a", "address": "n:1"}, {"name": "b", "address": "m:1"}]),
+        json!([{"subscribe-to": "x", "connection": "a", "jetstream": {"stream": "S", "consumer": "c"}},
+               {"subscribe-to": "x", "connection": "b", "jetstream": {"stream": "S", "consumer": "c"}},
+               {"subscribe-to": "y", "connection": "a", "queue-group": "g", "cluster-tag": "t"},
+               {"subscribe-to": "y", "connection": "a", "queue-group": "g", "cluster-tag": "t"},
+               {"subscribe-to": "y", "connection": "b", "queue-group": "g", "cluster-tag": "u"}]),
+    ));
+    assert_eq!(config.nats[0].subscriptions.len(), 3);
+    assert_eq!(config.nats[1].subscriptions.len(), 2);
 }
 
 /// Goal: the NATS password never shows in `Debug` output (logs, error messages).
