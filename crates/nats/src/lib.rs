@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use strata_server::App;
 use strata_server::ingest::{BodyFailure, Precision, WriteRequest, ingest_message};
 use strata_server::telemetry::LogLimiter;
@@ -142,11 +142,23 @@ struct Job {
     payload: Bytes,
     /// JetStream: the message, to acknowledge after the commit.
     jetstream: Option<jetstream::Delivery>,
+    /// Set once the job is handled; a job dropped before (its task aborted at the shutdown
+    /// timeout, or the workers gone) is counted as abandoned.
+    handled: bool,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.handled {
+            self.subscription.metrics.abandoned.inc();
+        }
+    }
 }
 
 /// The running NATS ingest.
 pub struct NatsIngest {
     clients: Vec<async_nats::Client>,
+    subscriptions: Vec<Arc<Subscription>>,
     stop: watch::Sender<bool>,
     readers: JoinSet<()>,
     workers: JoinSet<()>,
@@ -179,6 +191,7 @@ impl NatsIngest {
         let (stop, stopped) = watch::channel(false);
         let mut ingest = NatsIngest {
             clients: Vec::new(),
+            subscriptions: Vec::new(),
             stop,
             readers: JoinSet::new(),
             workers: JoinSet::new(),
@@ -205,6 +218,7 @@ impl NatsIngest {
                     jetstream = ?subscription.config.jetstream,
                     "NATS subscription starting"
                 );
+                ingest.subscriptions.push(subscription.clone());
                 let reader = Reader {
                     client: client.clone(),
                     subscription,
@@ -236,13 +250,7 @@ impl NatsIngest {
         })
         .await;
         if finished.is_err() {
-            tracing::warn!(
-                timeout = ?NATS_DRAIN_TIMEOUT,
-                "NATS ingest did not finish its messages in time; JetStream delivers again \
-                 what was not acknowledged"
-            );
-            self.readers.abort_all();
-            self.workers.abort_all();
+            self.abandon().await;
         }
         // Acknowledgements are published: flush them out, then close every connection.
         let closing = self
@@ -255,6 +263,47 @@ impl NatsIngest {
             });
         let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(closing)).await;
         tracing::info!("NATS ingest stopped");
+    }
+}
+
+impl NatsIngest {
+    /// Aborts readers and workers; the jobs they held or queued are counted
+    /// (`result="abandoned"`) and logged, core and JetStream apart.
+    async fn abandon(&mut self) {
+        let before = self.abandoned();
+        self.readers.abort_all();
+        self.workers.abort_all();
+        // Once the aborted tasks are gone, so is the queue with the jobs in it.
+        while self.readers.join_next().await.is_some() {}
+        while self.workers.join_next().await.is_some() {}
+        let (core, jetstream) = self.abandoned();
+        let (core, jetstream) = (core - before.0, jetstream - before.1);
+        if core > 0 {
+            tracing::error!(
+                timeout = ?NATS_DRAIN_TIMEOUT,
+                messages = core,
+                "core NATS messages lost at shutdown: not committed in time"
+            );
+        }
+        if jetstream > 0 || core == 0 {
+            tracing::warn!(
+                timeout = ?NATS_DRAIN_TIMEOUT,
+                messages = jetstream,
+                "NATS ingest did not finish in time; JetStream delivers again the messages \
+                 that were not acknowledged"
+            );
+        }
+    }
+
+    /// Abandoned messages so far: (core, JetStream).
+    fn abandoned(&self) -> (u64, u64) {
+        self.subscriptions.iter().fold((0, 0), |(core, js), s| {
+            let count = s.metrics.abandoned.get();
+            match s.config.jetstream {
+                Some(_) => (core, js + count),
+                None => (core + count, js),
+            }
+        })
     }
 }
 
@@ -329,6 +378,13 @@ impl Reader {
                 }
                 _ = self.stopped.changed() => {
                     if !connected(&self.client) {
+                        // Draining would wait for the reconnect: hand on what the client
+                        // already holds.
+                        while let Some(Some(message)) = subscriber.next().now_or_never() {
+                            if !self.queue(message.payload, None).await {
+                                return;
+                            }
+                        }
                         return;
                     }
                     // Stop the server sending, then hand on what the client still holds
@@ -356,6 +412,7 @@ impl Reader {
             subscription: self.subscription.clone(),
             payload,
             jetstream,
+            handled: false,
         };
         self.jobs.send(job).await.is_ok()
     }
@@ -373,7 +430,7 @@ async fn work(app: Arc<App>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
 /// Decodes and commits one message, counts the result, and answers JetStream: ack once every
 /// batch is committed, also when lines were rejected (a redelivery cannot fix them); nak
 /// with a delay when the WAL refused the write.
-async fn handle(app: &App, job: Job) {
+async fn handle(app: &App, mut job: Job) {
     let subscription = &job.subscription;
     let now_s = strata_server::now_s();
     let request = WriteRequest {
@@ -381,7 +438,7 @@ async fn handle(app: &App, job: Job) {
         precision: Precision::Auto,
         source: &subscription.source,
     };
-    let ingest = ingest_message(app, request, job.payload, now_s);
+    let ingest = ingest_message(app, request, job.payload.clone(), now_s);
     let result = match &job.jetstream {
         Some(delivery) => jetstream::with_progress(ingest, delivery, subscription).await,
         None => ingest.await,
@@ -425,6 +482,7 @@ async fn handle(app: &App, job: Job) {
     if let Some(delivery) = &job.jetstream {
         jetstream::answer(&delivery.message, ack, subscription).await;
     }
+    job.handled = true;
 }
 
 #[cfg(test)]
@@ -453,6 +511,37 @@ mod tests {
     fn labels_are_subjects_numbered_when_shared() {
         let connections = [connection(&["a", "b", "a"]), connection(&["c", "a"])];
         assert_eq!(labels(&connections), ["a#1", "b", "a#2", "c", "a#3"]);
+    }
+
+    fn subscription(metrics: &strata_server::telemetry::NatsMetrics) -> Arc<Subscription> {
+        Arc::new(Subscription {
+            config: connection(&["a"]).subscriptions.remove(0),
+            label: "a".to_owned(),
+            source: "a".to_owned(),
+            metrics: SubscriptionMetrics::new(metrics, "a"),
+            failure_log: LogLimiter::new(LOG_INTERVAL_S),
+        })
+    }
+
+    #[test]
+    fn a_job_dropped_unhandled_is_counted_as_abandoned() {
+        let metrics = strata_server::telemetry::NatsMetrics::default();
+        let subscription = subscription(&metrics);
+        let job = |handled| Job {
+            subscription: subscription.clone(),
+            payload: Bytes::new(),
+            jetstream: None,
+            handled,
+        };
+        drop(job(true));
+        assert_eq!(subscription.metrics.abandoned.get(), 0);
+        // What the queue still holds when the aborted workers are gone.
+        let (jobs, queue) = mpsc::channel(4);
+        for _ in 0..3 {
+            jobs.try_send(job(false)).unwrap();
+        }
+        drop(queue);
+        assert_eq!(subscription.metrics.abandoned.get(), 3);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub(crate) struct SubscriptionMetrics {
     pub empty: Counter,
     pub too_large: Counter,
     pub failed: Counter,
+    pub abandoned: Counter,
 }
 
 impl SubscriptionMetrics {
@@ -47,6 +48,7 @@ impl SubscriptionMetrics {
             empty: result("empty"),
             too_large: result("too_large"),
             failed: result("failed"),
+            abandoned: result("abandoned"),
             families: families.clone(),
             label: label.to_owned(),
         }

@@ -89,7 +89,8 @@ impl NatsMetrics {
         r.register(
             "nats_messages",
             "NATS messages handled, by result: stored, partial (some lines rejected), rejected \
-             (every line), empty, too_large (over limits.body-size), failed (WAL write failed)",
+             (every line), empty, too_large (over limits.body-size), failed (WAL write failed), \
+             abandoned (not handled within the shutdown timeout; JetStream delivers it again)",
             self.messages.clone(),
         );
         r.register(
