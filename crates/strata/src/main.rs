@@ -589,17 +589,6 @@ fn warn_about_config(config: &Config) {
             "NATS connection without subscriptions: nothing is received through it"
         );
     }
-    let jetstream = config
-        .nats
-        .iter()
-        .flat_map(|c| &c.subscriptions)
-        .any(|s| s.jetstream.is_some());
-    if jetstream && config.store.wal.fsync == FsyncPolicy::Off {
-        tracing::warn!(
-            "wal.fsync is off: JetStream messages are acknowledged once in memory, so those \
-             acknowledged since the last snapshot are lost if Strata stops without one"
-        );
-    }
     let checkpoints = &config.store.checkpoints;
     if let Some(format) = &checkpoints.file_format {
         tracing::warn!(

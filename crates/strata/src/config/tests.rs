@@ -2051,6 +2051,31 @@ fn remote_write_needs_the_write_ahead_log() {
     }
 }
 
+/// Goal: a JetStream acknowledgement promises the write-ahead log, so `wal.fsync: "off"`
+/// with a JetStream subscription is an error naming both; core subscriptions are fine.
+#[test]
+fn jetstream_needs_the_write_ahead_log() {
+    let mut document = nats(
+        json!({"address": "a:1"}),
+        json!([{"subscribe-to": "core"},
+               {"subscribe-to": "js", "jetstream": {"stream": "S", "consumer": "c"}}]),
+    );
+    set(&mut document, "/metric-store/wal/fsync", json!("off"));
+    assert_eq!(
+        message_of(&document),
+        "config.json: invalid value for key \"nats-subscriptions[1].jetstream\" in section \
+         \"metric-store\": is acknowledged only once in the write-ahead log, which \
+         metric-store.wal.fsync: off disables; set wal.fsync to always, batch or never, or \
+         use a core subscription"
+    );
+    set(
+        &mut document,
+        "/metric-store/nats-subscriptions",
+        json!([{"subscribe-to": "core"}]),
+    );
+    assert_eq!(parse_ok(&document).store.wal.fsync, FsyncPolicy::Off);
+}
+
 /// `minimal()` with a `nats` section and subscriptions.
 fn nats(nats: Value, subscriptions: Value) -> Value {
     let mut document = with("/nats", nats);
