@@ -39,7 +39,10 @@ pub(crate) async fn client(
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(CONNECT_TIMEOUT)
-        .subscription_capacity(pending_messages)
+        .subscription_capacity(match subscription.config.jetstream {
+            Some(_) => crate::jetstream::client_capacity(pending_messages),
+            None => pending_messages,
+        })
         .event_callback(move |event| {
             events.record(&event);
             std::future::ready(())

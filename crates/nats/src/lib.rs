@@ -22,19 +22,21 @@ mod connect;
 mod jetstream;
 mod metrics;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use strata_server::App;
+use strata_server::error::ApiError;
 use strata_server::ingest::{BodyFailure, Precision, WriteRequest, ingest_message};
 use strata_server::telemetry::LogLimiter;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::jetstream::Answer;
 use crate::metrics::SubscriptionMetrics;
 
 /// Longest wait at shutdown for the subscriptions to stop and in-flight messages to be
@@ -47,9 +49,6 @@ const QUEUE_JOBS_PER_WORKER: usize = 2;
 /// Most decode workers: `num-workers` beyond it (it also sizes checkpointing) is lowered
 /// for NATS, so that the job queue stays small and its size cannot overflow.
 const WORKERS_MAX: usize = 256;
-
-/// How long a failed WAL write waits before JetStream delivers the message again.
-const JS_NAK_DELAY: Duration = Duration::from_secs(5);
 
 /// Seconds between two log lines of one kind per subscription.
 const LOG_INTERVAL_S: i64 = 10;
@@ -130,7 +129,7 @@ struct Subscription {
     config: SubscriptionConfig,
     /// `subscription` label: the subject, numbered when several subscriptions share one.
     label: String,
-    /// `source` of ingest log lines: `nats:<subject>`.
+    /// `source` of ingest log lines: `nats:<label>`.
     source: String,
     metrics: SubscriptionMetrics,
     failure_log: LogLimiter,
@@ -149,7 +148,8 @@ struct Job {
 
 impl Drop for Job {
     fn drop(&mut self) {
-        if !self.handled {
+        // A panic is counted by the worker, as such.
+        if !self.handled && !std::thread::panicking() {
             self.subscription.metrics.abandoned.inc();
         }
     }
@@ -203,7 +203,7 @@ impl NatsIngest {
                 let label = labels.next().unwrap_or_default();
                 let subscription = Arc::new(Subscription {
                     label: label.clone(),
-                    source: format!("nats:{}", subscription.subject),
+                    source: format!("nats:{label}"),
                     metrics: SubscriptionMetrics::new(&app.telemetry.nats, &label),
                     config: subscription.clone(),
                     failure_log: LogLimiter::new(LOG_INTERVAL_S),
@@ -232,7 +232,11 @@ impl NatsIngest {
         }
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..workers {
-            ingest.workers.spawn(work(app.clone(), queue.clone()));
+            let app = app.clone();
+            ingest.workers.spawn(work(queue.clone(), move |job| {
+                let app = app.clone();
+                async move { handle(&app, job).await }
+            }));
         }
         Ok(ingest)
     }
@@ -346,10 +350,18 @@ struct Reader {
 
 impl Reader {
     async fn run(self) {
-        if self.subscription.config.jetstream.is_some() {
+        let subscription = self.subscription.clone();
+        let stopped = self.stopped.clone();
+        if subscription.config.jetstream.is_some() {
             jetstream::run(self).await;
         } else {
             self.run_core().await;
+        }
+        if !*stopped.borrow() {
+            tracing::error!(
+                subscription = subscription.label,
+                "NATS subscription ended before the shutdown: nothing more is received on it"
+            );
         }
     }
 
@@ -418,12 +430,31 @@ impl Reader {
     }
 }
 
-/// A worker: takes jobs until the queue is closed and empty.
-async fn work(app: Arc<App>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// A worker: takes jobs until the queue is closed and empty. Each job runs in a task of its
+/// own, so that a panic costs that message only (logged, counted), never the worker.
+async fn work<F>(queue: Arc<Mutex<mpsc::Receiver<Job>>>, handle: impl Fn(Job) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     loop {
         let job = queue.lock().await.recv().await;
         let Some(job) = job else { return };
-        handle(&app, job).await;
+        let subscription = job.subscription.clone();
+        // Dropped with the worker (aborted at the shutdown timeout), it aborts the job.
+        let mut running = JoinSet::new();
+        running.spawn(handle(job));
+        if let Some(Err(error)) = running.join_next().await
+            && error.is_panic()
+        {
+            subscription.metrics.panicked.inc();
+            if let Some(suppressed) = subscription.failure_log.allow(strata_server::now_s()) {
+                tracing::error!(
+                    subscription = subscription.label,
+                    suppressed,
+                    "NATS message handling panicked (a bug); the message is not stored"
+                );
+            }
+        }
     }
 }
 
@@ -464,19 +495,33 @@ async fn handle(app: &App, mut job: Job) {
                     "NATS message larger than limits.body-size dropped"
                 );
             }
-            AckKind::Ack
+            Answer::Ack
         }
         Err(error) => {
             metrics.failed.inc();
+            // Only a log that refused the write may take the message another time; any
+            // other failure would repeat with it.
+            let retry = matches!(error, ApiError::Unavailable(_));
+            let (answer, outcome) = match (&job.jetstream, retry) {
+                (None, _) => (Answer::Ack, "core NATS message lost: not stored"),
+                (Some(_), true) => (
+                    Answer::Nak,
+                    "NATS message not stored; JetStream delivers it again",
+                ),
+                (Some(_), false) => (
+                    Answer::Term,
+                    "NATS message not stored and terminated: JetStream will not deliver it again",
+                ),
+            };
             if let Some(suppressed) = subscription.failure_log.allow(now_s) {
                 tracing::error!(
                     subscription = subscription.label,
                     ?error,
                     suppressed,
-                    "NATS message not stored (JetStream delivers it again)"
+                    "{outcome}"
                 );
             }
-            AckKind::Nak(Some(JS_NAK_DELAY))
+            answer
         }
     };
     if let Some(delivery) = &job.jetstream {
@@ -542,6 +587,37 @@ mod tests {
         }
         drop(queue);
         assert_eq!(subscription.metrics.abandoned.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_counted_and_the_worker_goes_on() {
+        let metrics = strata_server::telemetry::NatsMetrics::default();
+        let subscription = subscription(&metrics);
+        let (jobs, queue) = mpsc::channel(4);
+        for payload in ["panic", "fine"] {
+            let job = Job {
+                subscription: subscription.clone(),
+                payload: Bytes::from(payload),
+                jetstream: None,
+                handled: false,
+            };
+            jobs.try_send(job).unwrap();
+        }
+        drop(jobs);
+        let (done, mut handled) = mpsc::channel(2);
+        let queue = Arc::new(Mutex::new(queue));
+        work(queue, move |mut job| {
+            let done = done.clone();
+            async move {
+                assert_ne!(job.payload, "panic", "a bug while handling a message");
+                job.handled = true;
+                let _ = done.try_send(job.payload.clone());
+            }
+        })
+        .await;
+        assert_eq!(handled.recv().await, Some(Bytes::from("fine")));
+        assert_eq!(subscription.metrics.panicked.get(), 1);
+        assert_eq!(subscription.metrics.abandoned.get(), 0);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub(crate) struct SubscriptionMetrics {
     pub too_large: Counter,
     pub failed: Counter,
     pub abandoned: Counter,
+    pub panicked: Counter,
+    /// `strata_nats_jetstream_acks_total{kind}`: ack, nak, progress, term.
+    pub acks: [Counter; 4],
 }
 
 impl SubscriptionMetrics {
@@ -49,6 +52,12 @@ impl SubscriptionMetrics {
             too_large: result("too_large"),
             failed: result("failed"),
             abandoned: result("abandoned"),
+            panicked: result("panicked"),
+            acks: ["ack", "nak", "progress", "term"].map(|kind_| {
+                families
+                    .jetstream_acks
+                    .get_or_create_owned(&kind(label, kind_))
+            }),
             families: families.clone(),
             label: label.to_owned(),
         }
@@ -62,13 +71,6 @@ impl SubscriptionMetrics {
                 subscription: self.label.clone(),
                 event,
             })
-    }
-
-    /// `strata_nats_jetstream_acks_total{kind}`.
-    pub fn ack(&self, kind_: &'static str) -> Counter {
-        self.families
-            .jetstream_acks
-            .get_or_create_owned(&kind(&self.label, kind_))
     }
 
     /// `strata_nats_jetstream_errors_total{kind}`.

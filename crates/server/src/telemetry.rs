@@ -89,8 +89,9 @@ impl NatsMetrics {
         r.register(
             "nats_messages",
             "NATS messages handled, by result: stored, partial (some lines rejected), rejected \
-             (every line), empty, too_large (over limits.body-size), failed (WAL write failed), \
-             abandoned (not handled within the shutdown timeout; JetStream delivers it again)",
+             (every line), empty, too_large (over limits.body-size), failed (not stored: the WAL \
+             refused the write, or a bug), panicked (a bug), abandoned (not handled within the \
+             shutdown timeout; JetStream delivers it again)",
             self.messages.clone(),
         );
         r.register(
@@ -101,12 +102,13 @@ impl NatsMetrics {
         r.register(
             "nats_slow_consumer_drops",
             "Core NATS messages the client dropped because limits.nats-pending-messages were \
-             waiting (a lower bound: the client may lose some of its own reports)",
+             waiting (a lower bound: the client may lose some of its own reports; JetStream \
+             pulls only what fits)",
             self.slow_consumer_drops.clone(),
         );
         r.register(
             "nats_jetstream_acks",
-            "JetStream acknowledgements sent, by kind (ack, nak, progress)",
+            "JetStream acknowledgements sent, by kind (ack, nak, progress, term)",
             self.jetstream_acks.clone(),
         );
         r.register(
