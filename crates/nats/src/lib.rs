@@ -174,6 +174,15 @@ pub struct StartError {
 }
 
 impl NatsIngest {
+    /// Checks what can be checked before connecting (the files of every connection), so
+    /// that `serve` fails at once on a mistake, before recovery and listening.
+    pub async fn check(config: &NatsConfig) -> Result<(), StartError> {
+        for connection in &config.connections {
+            connect::check_files(connection).await?;
+        }
+        Ok(())
+    }
+
     /// Starts a client and a reader per subscription and the workers; returns at once
     /// (clients connect in the background).
     pub async fn start(app: Arc<App>, config: NatsConfig) -> Result<NatsIngest, StartError> {

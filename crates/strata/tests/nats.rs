@@ -549,32 +549,63 @@ fn jetstream_consumer_with_another_filter_subject_is_refused() {
 
 #[test]
 fn nats_config_errors_stop_the_start() {
-    // Goal: an unreadable credentials file is a configuration error reported at start,
-    // unlike a down server.
+    // Goal: a credentials, seed or TLS file that cannot be used is a configuration error
+    // reported at start, before recovery and listening (unlike a down server), and a bad
+    // seed is never echoed.
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({"main": {"addr": format!("127.0.0.1:{port}")},
-               "nats": {"address": "nats://127.0.0.1:1", "nkey-seed-file": "/nonexistent/seed"},
-               "metric-store": {"retention-in-memory": "1h",
-                                "checkpoints": {"directory": dir.path().join("data")},
-                                "nats-subscriptions": [{"subscribe-to": "x"}]}})
-        .to_string(),
-    )
-    .unwrap();
-    let output = common::run_strata(
-        dir.path(),
-        &["serve", "--config", config.to_str().unwrap()],
-        TIMEOUT,
-    );
-    assert!(!output.status.success());
-    assert!(
-        output.stderr.contains("nkey-seed-file /nonexistent/seed"),
-        "{}",
-        output.stderr
-    );
+    let bad_seed = dir.path().join("seed");
+    std::fs::write(&bad_seed, "SUAnotaseed-secret\n").unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let cases = [
+        (
+            json!({"nkey-seed-file": "/nonexistent/seed"}),
+            "nkey-seed-file /nonexistent/seed".to_owned(),
+        ),
+        (
+            json!({"nkey-seed-file": bad_seed}),
+            format!(
+                "nkey-seed-file {}: does not hold an nkey seed",
+                bad_seed.display()
+            ),
+        ),
+        (
+            json!({"tls": {"ca-file": not_pem}}),
+            format!("tls.ca-file {}: no certificate", not_pem.display()),
+        ),
+        (
+            json!({"tls": {"cert-file": not_pem, "key-file": not_pem}}),
+            format!("tls.cert-file {}: no certificate", not_pem.display()),
+        ),
+    ];
+    for (mut nats, expected) in cases {
+        nats["address"] = json!("nats://127.0.0.1:1");
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            json!({"main": {"addr": format!("127.0.0.1:{port}")},
+                   "nats": nats,
+                   "metric-store": {"retention-in-memory": "1h",
+                                    "checkpoints": {"directory": dir.path().join("data")},
+                                    "nats-subscriptions": [{"subscribe-to": "x"}]}})
+            .to_string(),
+        )
+        .unwrap();
+        let output = common::run_strata(
+            dir.path(),
+            &["serve", "--config", config.to_str().unwrap()],
+            TIMEOUT,
+        );
+        assert!(!output.status.success());
+        assert!(output.stderr.contains(&expected), "{}", output.stderr);
+        assert!(!output.stderr.contains("notaseed"), "{}", output.stderr);
+        assert!(
+            !output.stderr.contains("strata listening"),
+            "{}",
+            output.stderr
+        );
+    }
 }
 
 #[test]

@@ -119,9 +119,7 @@ pub(super) fn parse_nats(
                 let section = Section::new(file, format!("nats[{index}]"), entry, NATS_KEYS)?;
                 let connection = parse_connection(&section)?;
                 let Some(name) = &connection.name else {
-                    return Err(
-                        section.invalid("name", "is required when nats is an array of connections")
-                    );
+                    return Err(section.missing("name"));
                 };
                 if connections.iter().any(|c| c.name.as_ref() == Some(name)) {
                     return Err(section.invalid("name", format!("{} is used twice", quote(name))));
@@ -144,26 +142,31 @@ fn parse_connection(section: &Section<'_>) -> Result<NatsConnection, ConfigError
     let addresses = parse_addresses(section)?;
     let username = section.non_empty_string("username")?;
     let password = section.non_empty_string("password")?;
+    // Each way with the key(s) that set it, for an error naming those present.
     let mut ways = Vec::new();
     match (username, password) {
-        (Some(username), Some(password)) => ways.push(NatsAuth::UserPassword {
-            username: username.to_owned(),
-            password: Secret(password.to_owned()),
-        }),
+        (Some(username), Some(password)) => ways.push((
+            "username/password",
+            NatsAuth::UserPassword {
+                username: username.to_owned(),
+                password: Secret(password.to_owned()),
+            },
+        )),
         (None, None) => {}
         (Some(_), None) => return Err(section.invalid("password", "is required with username")),
         (None, Some(_)) => return Err(section.invalid("username", "is required with password")),
     }
     if let Some(path) = section.path("creds-file-path")? {
-        ways.push(NatsAuth::CredsFile(path));
+        ways.push(("creds-file-path", NatsAuth::CredsFile(path)));
     }
     if let Some(path) = section.path("nkey-seed-file")? {
-        ways.push(NatsAuth::NkeySeedFile(path));
+        ways.push(("nkey-seed-file", NatsAuth::NkeySeedFile(path)));
     }
-    if ways.len() > 1 {
+    if let [(first, _), .., (last, _)] = ways.as_slice() {
+        // `last` is a file key: username/password, when present, comes first.
         return Err(section.invalid(
-            "creds-file-path",
-            "username/password, creds-file-path and nkey-seed-file exclude each other: set one",
+            last,
+            format!("{first} and {last} exclude each other: set one way to log in"),
         ));
     }
     let tls = match section.section("tls", TLS_KEYS)? {
@@ -173,7 +176,7 @@ fn parse_connection(section: &Section<'_>) -> Result<NatsConnection, ConfigError
     Ok(NatsConnection {
         name,
         addresses,
-        auth: ways.pop().unwrap_or(NatsAuth::None),
+        auth: ways.pop().map_or(NatsAuth::None, |(_, auth)| auth),
         tls,
         subscriptions: Vec::new(),
     })

@@ -2252,8 +2252,22 @@ fn nats_errors() {
             json!({"address": "a:1", "creds-file-path": "/c", "nkey-seed-file": "/s"}),
             json!([]),
             "nats",
+            "nkey-seed-file",
+            "creds-file-path and nkey-seed-file exclude each other: set one way to log in",
+        ),
+        (
+            json!({"address": "a:1", "username": "u", "password": "p", "nkey-seed-file": "/s"}),
+            json!([]),
+            "nats",
+            "nkey-seed-file",
+            "username/password and nkey-seed-file exclude each other: set one way to log in",
+        ),
+        (
+            json!({"address": "a:1", "username": "u", "password": "p", "creds-file-path": "/c"}),
+            json!([]),
+            "nats",
             "creds-file-path",
-            "username/password, creds-file-path and nkey-seed-file exclude each other: set one",
+            "username/password and creds-file-path exclude each other: set one way to log in",
         ),
         (
             json!({"address": "a:1", "tls": {"cert-file": "/c"}}),
@@ -2268,13 +2282,6 @@ fn nats_errors() {
             "nats.tls",
             "cert-file",
             "is required with key-file",
-        ),
-        (
-            json!([{"address": "a:1"}]),
-            json!([]),
-            "nats[0]",
-            "name",
-            "is required when nats is an array of connections",
         ),
         (
             json!([{"name": "n", "address": "a:1"}, {"name": "n", "address": "b:1"}]),
@@ -2355,6 +2362,7 @@ fn nats_errors() {
     }
     let missing = [
         (json!({"address": ""}), json!([]), "nats", "address"),
+        (json!([{"address": "a:1"}]), json!([]), "nats[0]", "name"),
         (
             json!({"username": "u", "password": "p"}),
             json!([]),
