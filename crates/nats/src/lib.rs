@@ -504,24 +504,11 @@ async fn handle(app: &App, mut job: Job) {
                     "NATS message larger than limits.body-size dropped"
                 );
             }
-            Answer::Ack
+            Some(Answer::Ack)
         }
         Err(error) => {
             metrics.failed.inc();
-            // Only a log that refused the write may take the message another time; any
-            // other failure would repeat with it.
-            let retry = matches!(error, ApiError::Unavailable(_));
-            let (answer, outcome) = match (&job.jetstream, retry) {
-                (None, _) => (Answer::Ack, "core NATS message lost: not stored"),
-                (Some(_), true) => (
-                    Answer::Nak,
-                    "NATS message not stored; JetStream delivers it again",
-                ),
-                (Some(_), false) => (
-                    Answer::Term,
-                    "NATS message not stored and terminated: JetStream will not deliver it again",
-                ),
-            };
+            let (answer, outcome) = on_failure(&error, job.jetstream.is_some());
             if let Some(suppressed) = subscription.failure_log.allow(now_s) {
                 tracing::error!(
                     subscription = subscription.label,
@@ -533,10 +520,27 @@ async fn handle(app: &App, mut job: Job) {
             answer
         }
     };
-    if let Some(delivery) = &job.jetstream {
+    if let (Some(delivery), Some(ack)) = (&job.jetstream, ack) {
         jetstream::answer(&delivery.message, ack, subscription).await;
     }
     job.handled = true;
+}
+
+/// The JetStream answer to a message that was not stored (none for a core message), and
+/// what to log. Only a log that refused the write may take the message another time; any
+/// other failure (a bug) would repeat with it.
+fn on_failure(error: &ApiError, jetstream: bool) -> (Option<Answer>, &'static str) {
+    match (jetstream, error) {
+        (false, _) => (None, "core NATS message lost: not stored"),
+        (true, ApiError::Unavailable(_)) => (
+            Some(Answer::Nak),
+            "NATS message not stored; JetStream delivers it again",
+        ),
+        (true, _) => (
+            Some(Answer::Term),
+            "NATS message not stored and terminated: JetStream will not deliver it again",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -627,6 +631,22 @@ mod tests {
         assert_eq!(handled.recv().await, Some(Bytes::from("fine")));
         assert_eq!(subscription.metrics.panicked.get(), 1);
         assert_eq!(subscription.metrics.abandoned.get(), 0);
+    }
+
+    #[test]
+    fn only_a_wal_failure_is_delivered_again() {
+        let wal = ApiError::Unavailable("log".to_owned());
+        let bug = ApiError::Internal("decoder panicked".to_owned());
+        assert_eq!(on_failure(&wal, true).0, Some(Answer::Nak));
+        assert_eq!(on_failure(&bug, true).0, Some(Answer::Term));
+        for error in [&wal, &bug] {
+            let (answer, log) = on_failure(error, false);
+            assert_eq!(answer, None);
+            assert!(
+                log.starts_with("core") && !log.contains("JetStream"),
+                "{log}"
+            );
+        }
     }
 
     #[test]
