@@ -493,58 +493,49 @@ fn jetstream_survives_sigkill() {
     eprintln!("at the kill: {at_kill:?}");
 }
 
+/// An existing consumer made with `ack_policy` (and no filter subject) is refused for
+/// `js.m`: counted as `kind`, logged with `log`; the core subscription beside it runs.
+fn existing_consumer_is_refused(ack_policy: strata_testkit::AckPolicy, kind: &str, log: &str) {
+    let nats = NatsServer::start();
+    let client = nats.client();
+    client.create_stream("S", &["js.>"]);
+    client.create_consumer("S", "existing", ack_policy);
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
+                "jetstream": {"stream": "S", "consumer": "existing"}},
+               {"subscribe-to": "core", "cluster-tag": "fritz"}]),
+        json!({}),
+    );
+    let refusals =
+        format!("strata_nats_jetstream_errors_total{{subscription=\"js.m\",kind=\"{kind}\"}}");
+    wait_until("the refusal is counted", || {
+        metric(&server, &refusals) == 1.0
+    });
+    assert!(server.log().contains(log));
+    send_line(&nats, &server, "core", ("c", 1.0, minutes_ago(10)), 1.0);
+}
+
 #[test]
 fn jetstream_consumer_with_another_ack_policy_is_refused() {
     // Goal: an existing consumer that does not need acknowledgements is not used (Strata
     // could not promise anything with it): logged, counted, the other subscription runs.
-    let nats = NatsServer::start();
-    let client = nats.client();
-    client.create_stream("S", &["js.>"]);
-    client.create_consumer("S", "none", strata_testkit::AckPolicy::None);
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
-                "jetstream": {"stream": "S", "consumer": "none"}},
-               {"subscribe-to": "core", "cluster-tag": "fritz"}]),
-        json!({}),
+    existing_consumer_is_refused(
+        strata_testkit::AckPolicy::None,
+        "ack_policy",
+        "ack policy is not explicit",
     );
-    wait_until("the refusal is counted", || {
-        metric(
-            &server,
-            "strata_nats_jetstream_errors_total{subscription=\"js.m\",kind=\"ack_policy\"}",
-        ) == 1.0
-    });
-    assert!(server.log().contains("ack policy is not explicit"));
-    send_line(&nats, &server, "core", ("c", 1.0, minutes_ago(10)), 1.0);
 }
 
 #[test]
 fn jetstream_consumer_with_another_filter_subject_is_refused() {
     // Goal: an existing consumer of other subjects (here: all of the stream) is not used:
     // its messages could be meant for another subscription with another cluster tag.
-    let nats = NatsServer::start();
-    let client = nats.client();
-    client.create_stream("S", &["js.>"]);
-    client.create_consumer("S", "all", strata_testkit::AckPolicy::Explicit);
-    let server = strata(
-        json!({"address": nats.url()}),
-        json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
-                "jetstream": {"stream": "S", "consumer": "all"}},
-               {"subscribe-to": "core", "cluster-tag": "fritz"}]),
-        json!({}),
+    existing_consumer_is_refused(
+        strata_testkit::AckPolicy::Explicit,
+        "filter_subject",
+        "its filter subject is not the subscription's",
     );
-    wait_until("the refusal is counted", || {
-        metric(
-            &server,
-            "strata_nats_jetstream_errors_total{subscription=\"js.m\",kind=\"filter_subject\"}",
-        ) == 1.0
-    });
-    assert!(
-        server
-            .log()
-            .contains("its filter subject is not the subscription's")
-    );
-    send_line(&nats, &server, "core", ("c", 1.0, minutes_ago(10)), 1.0);
 }
 
 #[test]
