@@ -189,6 +189,30 @@ fn cluster_tag_is_per_subscription() {
 }
 
 #[test]
+fn rejected_lines_are_logged_with_the_subscription_label() {
+    // Goal: the `source` of a rejected-line log names the subscription (its label), also
+    // when two subscriptions share a subject.
+    let nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "dup", "cluster-tag": "fritz"},
+               {"subscribe-to": "dup", "cluster-tag": "alex"}]),
+        json!({}),
+    );
+    nats.wait_for_subscriptions("dup", 2, TIMEOUT);
+    nats.client()
+        .publish("dup", [b"not line protocol\n".to_vec()]);
+    wait_until("both rejected it", || {
+        messages(&server, "dup#1", "rejected") + messages(&server, "dup#2", "rejected") == 2.0
+    });
+    let log = server.log();
+    assert!(
+        log.contains("source=\"nats:dup#1\"") || log.contains("source=\"nats:dup#2\""),
+        "{log}"
+    );
+}
+
+#[test]
 fn bad_message_does_not_stop_subscription() {
     // Goal: garbage, an oversized, an empty and a non-UTF-8 message are each counted and
     // dropped; the subscription goes on and stores the next good message.
