@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{ConnectOptions, Event, ServerError};
+use async_nats::{ConnectOptions, Event};
 use strata_server::telemetry::LogLimiter;
 
 use crate::{Auth, ConnectionConfig, LOG_INTERVAL_S, StartError, Subscription};
@@ -23,6 +23,66 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (JetStream, whose pulls stay far below this), so the client itself should never drop.
 const CLIENT_BUFFER_MESSAGES_MIN: usize = 4096;
 
+/// Checks the files a connection needs (credentials, nkey seed, TLS certificates and key):
+/// readable and well-formed, so that a mistake stops the start instead of failing every
+/// connect attempt later. Never shows a seed.
+pub(crate) async fn check_files(connection: &ConnectionConfig) -> Result<(), StartError> {
+    let fail = |message: String| start_error(connection, message);
+    match &connection.auth {
+        Auth::None | Auth::UserPassword { .. } => {}
+        Auth::CredsFile(path) => {
+            ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|error| fail(format!("creds-file-path {}: {error}", path.display())))?;
+        }
+        Auth::NkeySeedFile(path) => {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|error| fail(format!("nkey-seed-file {}: {error}", path.display())))?;
+            if nkeys::KeyPair::from_seed(seed.trim()).is_err() {
+                return Err(fail(format!(
+                    "nkey-seed-file {}: does not hold an nkey seed",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if let Some(tls) = &connection.tls {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates = |key: &str, path: &std::path::Path| {
+            let parsed: Result<Vec<_>, _> =
+                CertificateDer::pem_file_iter(path).and_then(|certificates| certificates.collect());
+            match parsed {
+                Ok(certificates) if !certificates.is_empty() => Ok(()),
+                Ok(_) => Err(fail(format!(
+                    "tls.{key} {}: no certificate",
+                    path.display()
+                ))),
+                Err(error) => Err(fail(format!("tls.{key} {}: {error}", path.display()))),
+            }
+        };
+        if let Some(ca) = &tls.ca_file {
+            certificates("ca-file", ca)?;
+        }
+        if let Some((cert, key)) = &tls.client_cert {
+            certificates("cert-file", cert)?;
+            PrivateKeyDer::from_pem_file(key)
+                .map_err(|error| fail(format!("tls.key-file {}: {error}", key.display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn start_error(connection: &ConnectionConfig, message: String) -> StartError {
+    StartError {
+        connection: connection
+            .name
+            .clone()
+            .unwrap_or_else(|| connection.addresses.join(",")),
+        message,
+    }
+}
+
 /// The client of one subscription; connects in the background (a down server is retried
 /// forever, never an error).
 pub(crate) async fn client(
@@ -30,13 +90,7 @@ pub(crate) async fn client(
     subscription: &Arc<Subscription>,
     pending_messages: usize,
 ) -> Result<async_nats::Client, StartError> {
-    let fail = |message: String| StartError {
-        connection: connection
-            .name
-            .clone()
-            .unwrap_or_else(|| connection.addresses.join(",")),
-        message,
-    };
+    let fail = |message: String| start_error(connection, message);
     let events = EventLog::new(subscription.clone());
     let mut options = ConnectOptions::new()
         .name(format!("strata {}", subscription.label))
@@ -44,7 +98,10 @@ pub(crate) async fn client(
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(CONNECT_TIMEOUT)
-        .subscription_capacity(pending_messages.max(CLIENT_BUFFER_MESSAGES_MIN))
+        .subscription_capacity(match subscription.config.jetstream {
+            Some(_) => crate::jetstream::client_capacity(pending_messages),
+            None => pending_messages.max(CLIENT_BUFFER_MESSAGES_MIN),
+        })
         .event_callback(move |event| {
             events.record(&event);
             std::future::ready(())
@@ -127,7 +184,7 @@ impl EventLog {
             Event::LameDuckMode => 2,
             Event::Draining => 3,
             Event::Closed => 4,
-            Event::SlowConsumer(_) | Event::ServerError(ServerError::SlowConsumer(_)) => 5,
+            Event::SlowConsumer(_) => 5,
             Event::ServerError(_) => 6,
             Event::ClientError(_) => 7,
         };

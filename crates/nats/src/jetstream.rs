@@ -13,8 +13,10 @@ use strata_server::ingest::WriteOutcome;
 use crate::connect::reconnect_delay;
 use crate::{JetStreamConfig, Reader, Subscription};
 
-/// Messages asked for per pull request (fewer when `nats-pending-messages` is smaller).
+/// Most messages asked for per pull request (fewer when `nats-pending-messages` is small).
 const JS_PULL_BATCH: usize = 64;
+/// Client buffer slots kept for heartbeats and status messages beside pulled messages.
+const JS_STATUS_ROOM: usize = 2;
 /// Unacknowledged messages the server hands out to one consumer, for a consumer Strata
 /// creates: pulled batches plus the job queue, with room for a second instance.
 const JS_MAX_ACK_PENDING: i64 = 1024;
@@ -22,6 +24,8 @@ const JS_MAX_ACK_PENDING: i64 = 1024;
 const JS_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Shortest interval of "in progress" answers, whatever a consumer's ack wait says.
 const PROGRESS_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// How long a failed WAL write waits before JetStream delivers the message again.
+const JS_NAK_DELAY: Duration = Duration::from_secs(5);
 /// How long one pull request waits on the server.
 const JS_PULL_EXPIRES: Duration = Duration::from_secs(30);
 
@@ -80,6 +84,8 @@ pub(crate) struct Delivery {
     /// The consumer's own `ack_wait` (an existing consumer keeps the one it was created
     /// with, whatever the configuration says now).
     pub ack_wait: Duration,
+    /// When it arrived: its ack-wait runs from then, also while it waits in the queue.
+    pub received: tokio::time::Instant,
 }
 
 enum Pulled {
@@ -125,7 +131,24 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
         );
         return Pulled::Refused;
     }
-    let batch = JS_PULL_BATCH.min(reader.pending_messages).max(1);
+    // A consumer of other subjects would bring lines another subscription (with its own
+    // cluster tag) should get, or miss this one's.
+    let info = &consumer.cached_info().config;
+    // (Several filter subjects, of servers from 2.10, show as an empty one: refused too.)
+    if info.filter_subject != subscription.config.subject {
+        subscription.metrics.jetstream_error("filter_subject").inc();
+        tracing::error!(
+            subscription = subscription.label,
+            stream = config.stream,
+            consumer = config.consumer,
+            filter_subject = info.filter_subject,
+            "JetStream consumer refused: its filter subject is not the subscription's \
+             subscribe-to, so it would deliver other subjects' messages or miss some; delete it \
+             (Strata creates it) or use another name"
+        );
+        return Pulled::Refused;
+    }
+    let batch = pull_batch(reader.pending_messages);
     let messages = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -146,7 +169,11 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
                     subscription.metrics.redelivered.inc();
                 }
                 let payload = message.payload.clone();
-                let delivery = Delivery { message, ack_wait };
+                let delivery = Delivery {
+                    message,
+                    ack_wait,
+                    received: tokio::time::Instant::now(),
+                };
                 if !reader.queue(payload, Some(delivery)).await {
                     return Pulled::Stopped;
                 }
@@ -162,45 +189,80 @@ async fn pull(reader: &Reader, context: &js::Context, config: &JetStreamConfig) 
     }
 }
 
-/// Runs `ingest`, telling the server every `ack_wait / 2` that the message is still being
-/// worked on, so that a slow commit does not cause a redelivery.
+/// Messages asked for per pull request. async-nats asks for more once half a batch is
+/// left, so up to 1.5 batches plus heartbeats and status messages may wait in the client's
+/// `pending` slots: a batch of at most half of them, less some room, never overflows.
+pub(crate) fn pull_batch(pending_messages: usize) -> usize {
+    (pending_messages / 2)
+        .saturating_sub(JS_STATUS_ROOM)
+        .clamp(1, JS_PULL_BATCH)
+}
+
+/// The client buffer of a JetStream subscription: `pending-messages`, but at least room for
+/// what a pull of one message may bring.
+pub(crate) fn client_capacity(pending_messages: usize) -> usize {
+    pending_messages.max(2 * pull_batch(pending_messages) + JS_STATUS_ROOM)
+}
+
+/// Runs `ingest`, telling the server every `ack_wait / 2` since the message arrived that it
+/// is still being worked on, so that a slow commit (or a long wait in the queue) does not
+/// cause a redelivery.
 pub(crate) async fn with_progress(
     ingest: impl Future<Output = Result<WriteOutcome, ApiError>>,
     delivery: &Delivery,
     subscription: &Subscription,
 ) -> Result<WriteOutcome, ApiError> {
     let period = (delivery.ack_wait / 2).max(PROGRESS_INTERVAL_MIN);
-    every(ingest, period, || {
-        answer(&delivery.message, AckKind::Progress, subscription)
+    every(ingest, delivery.received + period, period, || {
+        answer(&delivery.message, Answer::Progress, subscription)
     })
     .await
 }
 
-/// Runs `work`, and `tick` each `period` until it is done.
+/// Runs `work`, and `tick` at `first` (at once when past) and each `period` after, until it
+/// is done.
 async fn every<T, F: Future<Output = ()>>(
     work: impl Future<Output = T>,
+    first: tokio::time::Instant,
     period: Duration,
     mut tick: impl FnMut() -> F,
 ) -> T {
     let mut work = std::pin::pin!(work);
+    let mut ticks = tokio::time::interval_at(first, period);
+    // Late ticks are not caught up: one answer restarts the ack-wait.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             result = &mut work => return result,
-            () = tokio::time::sleep(period) => tick().await,
+            _ = ticks.tick() => tick().await,
         }
     }
 }
 
-/// Sends an acknowledgement and counts it.
-pub(crate) async fn answer(message: &Message, kind: AckKind, subscription: &Subscription) {
-    let label = match kind {
-        AckKind::Ack => "ack",
-        AckKind::Nak(_) => "nak",
-        AckKind::Progress => "progress",
-        AckKind::Next | AckKind::Term => "other",
+/// The answers Strata sends; the index of each is that of its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Committed (also with rejected lines: a redelivery cannot fix them).
+    Ack = 0,
+    /// The log refused the write: deliver again after [`JS_NAK_DELAY`].
+    Nak = 1,
+    /// Still being committed: restart the ack-wait.
+    Progress = 2,
+    /// Failed in a way a redelivery would repeat: never deliver again.
+    Term = 3,
+}
+
+/// Sends an answer and counts it.
+pub(crate) async fn answer(message: &Message, answer: Answer, subscription: &Subscription) {
+    let kind = match answer {
+        Answer::Ack => AckKind::Ack,
+        Answer::Nak => AckKind::Nak(Some(JS_NAK_DELAY)),
+        Answer::Progress => AckKind::Progress,
+        Answer::Term => AckKind::Term,
     };
     match message.ack_with(kind).await {
-        Ok(()) => subscription.metrics.ack(label).inc(),
+        Ok(()) => subscription.metrics.acks[answer as usize].inc(),
         // The client is closed; the server redelivers after ack-wait.
         Err(_) => subscription.metrics.jetstream_error("ack").inc(),
     };
@@ -212,20 +274,59 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ticks_while_the_work_runs_and_not_after() {
+        let second = Duration::from_secs(1);
         let mut ticks = 0;
         let work = tokio::time::sleep(Duration::from_millis(3500));
-        every(work, Duration::from_secs(1), || {
+        let first = tokio::time::Instant::now() + second;
+        every(work, first, second, || {
             ticks += 1;
             std::future::ready(())
         })
         .await;
         assert_eq!(ticks, 3);
         let mut late = 0;
-        every(std::future::ready(()), Duration::from_secs(1), || {
+        let first = tokio::time::Instant::now() + second;
+        every(std::future::ready(()), first, second, || {
             late += 1;
             std::future::ready(())
         })
         .await;
         assert_eq!(late, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_at_once_when_received_long_ago() {
+        // A message that waited in the queue past half its ack-wait is answered at once,
+        // then every period, without catching up the missed ticks.
+        let received = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let mut at = Vec::new();
+        let work = tokio::time::sleep(Duration::from_millis(2500));
+        every(
+            work,
+            received + Duration::from_secs(1),
+            Duration::from_secs(1),
+            || {
+                at.push(received.elapsed().as_millis());
+                std::future::ready(())
+            },
+        )
+        .await;
+        assert_eq!(at, [5000, 6000, 7000]);
+    }
+
+    #[test]
+    fn pulled_batches_fit_the_client_buffer() {
+        for pending in [1, 2, 3, 5, 6, 7, 10, 100, 132, 512, 1 << 20] {
+            let batch = pull_batch(pending);
+            let capacity = client_capacity(pending);
+            assert!((1..=JS_PULL_BATCH).contains(&batch), "{pending}: {batch}");
+            // 1.5 batches outstanding plus status messages.
+            assert!(
+                batch + batch / 2 + JS_STATUS_ROOM <= capacity,
+                "{pending}: batch {batch}, capacity {capacity}"
+            );
+        }
+        assert_eq!(pull_batch(512), JS_PULL_BATCH);
     }
 }

@@ -22,19 +22,21 @@ mod connect;
 mod jetstream;
 mod metrics;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use strata_server::App;
+use strata_server::error::ApiError;
 use strata_server::ingest::{BodyFailure, Precision, WriteRequest, ingest_message};
 use strata_server::telemetry::LogLimiter;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::jetstream::Answer;
 use crate::metrics::SubscriptionMetrics;
 
 /// Longest wait at shutdown for the subscriptions to stop and in-flight messages to be
@@ -47,9 +49,6 @@ const QUEUE_JOBS_PER_WORKER: usize = 2;
 /// Most decode workers: `num-workers` beyond it (it also sizes checkpointing) is lowered
 /// for NATS, so that the job queue stays small and its size cannot overflow.
 const WORKERS_MAX: usize = 256;
-
-/// How long a failed WAL write waits before JetStream delivers the message again.
-const JS_NAK_DELAY: Duration = Duration::from_secs(5);
 
 /// Seconds between two log lines of one kind per subscription.
 const LOG_INTERVAL_S: i64 = 10;
@@ -132,7 +131,7 @@ struct Subscription {
     config: SubscriptionConfig,
     /// `subscription` label: the subject, numbered when several subscriptions share one.
     label: String,
-    /// `source` of ingest log lines: `nats:<subject>`.
+    /// `source` of ingest log lines: `nats:<label>`.
     source: String,
     metrics: SubscriptionMetrics,
     failure_log: LogLimiter,
@@ -145,11 +144,24 @@ struct Job {
     payload: Bytes,
     /// JetStream: the message, to acknowledge after the commit.
     jetstream: Option<jetstream::Delivery>,
+    /// Set once the job is handled; a job dropped before (its task aborted at the shutdown
+    /// timeout, or the workers gone) is counted as abandoned.
+    handled: bool,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // A panic is counted by the worker, as such.
+        if !self.handled && !std::thread::panicking() {
+            self.subscription.metrics.abandoned.inc();
+        }
+    }
 }
 
 /// The running NATS ingest.
 pub struct NatsIngest {
     clients: Vec<async_nats::Client>,
+    subscriptions: Vec<Arc<Subscription>>,
     stop: watch::Sender<bool>,
     readers: JoinSet<()>,
     workers: JoinSet<()>,
@@ -165,6 +177,15 @@ pub struct StartError {
 }
 
 impl NatsIngest {
+    /// Checks what can be checked before connecting (the files of every connection), so
+    /// that `serve` fails at once on a mistake, before recovery and listening.
+    pub async fn check(config: &NatsConfig) -> Result<(), StartError> {
+        for connection in &config.connections {
+            connect::check_files(connection).await?;
+        }
+        Ok(())
+    }
+
     /// Starts a client and a reader per subscription and the workers; returns at once
     /// (clients connect in the background).
     pub async fn start(app: Arc<App>, config: NatsConfig) -> Result<NatsIngest, StartError> {
@@ -182,6 +203,7 @@ impl NatsIngest {
         let (stop, stopped) = watch::channel(false);
         let mut ingest = NatsIngest {
             clients: Vec::new(),
+            subscriptions: Vec::new(),
             stop,
             readers: JoinSet::new(),
             workers: JoinSet::new(),
@@ -193,7 +215,7 @@ impl NatsIngest {
                 let label = labels.next().unwrap_or_default();
                 let subscription = Arc::new(Subscription {
                     label: label.clone(),
-                    source: format!("nats:{}", subscription.subject),
+                    source: format!("nats:{label}"),
                     metrics: SubscriptionMetrics::new(&app.telemetry.nats, &label),
                     config: subscription.clone(),
                     failure_log: LogLimiter::new(LOG_INTERVAL_S),
@@ -209,6 +231,7 @@ impl NatsIngest {
                     jetstream = ?subscription.config.jetstream,
                     "NATS subscription starting"
                 );
+                ingest.subscriptions.push(subscription.clone());
                 let reader = Reader {
                     client: client.clone(),
                     subscription,
@@ -223,7 +246,11 @@ impl NatsIngest {
         }
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..workers {
-            ingest.workers.spawn(work(app.clone(), queue.clone()));
+            let app = app.clone();
+            ingest.workers.spawn(work(queue.clone(), move |job| {
+                let app = app.clone();
+                async move { handle(&app, job).await }
+            }));
         }
         Ok(ingest)
     }
@@ -241,13 +268,7 @@ impl NatsIngest {
         })
         .await;
         if finished.is_err() {
-            tracing::warn!(
-                timeout = ?NATS_DRAIN_TIMEOUT,
-                "NATS ingest did not finish its messages in time; JetStream delivers again \
-                 what was not acknowledged"
-            );
-            self.readers.abort_all();
-            self.workers.abort_all();
+            self.abandon().await;
         }
         // Acknowledgements are published: flush them out, then close every connection.
         let closing = self
@@ -260,6 +281,47 @@ impl NatsIngest {
             });
         let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(closing)).await;
         tracing::info!("NATS ingest stopped");
+    }
+}
+
+impl NatsIngest {
+    /// Aborts readers and workers; the jobs they held or queued are counted
+    /// (`result="abandoned"`) and logged, core and JetStream apart.
+    async fn abandon(&mut self) {
+        let before = self.abandoned();
+        self.readers.abort_all();
+        self.workers.abort_all();
+        // Once the aborted tasks are gone, so is the queue with the jobs in it.
+        while self.readers.join_next().await.is_some() {}
+        while self.workers.join_next().await.is_some() {}
+        let (core, jetstream) = self.abandoned();
+        let (core, jetstream) = (core - before.0, jetstream - before.1);
+        if core > 0 {
+            tracing::error!(
+                timeout = ?NATS_DRAIN_TIMEOUT,
+                messages = core,
+                "core NATS messages lost at shutdown: not committed in time"
+            );
+        }
+        if jetstream > 0 || core == 0 {
+            tracing::warn!(
+                timeout = ?NATS_DRAIN_TIMEOUT,
+                messages = jetstream,
+                "NATS ingest did not finish in time; JetStream delivers again the messages \
+                 that were not acknowledged"
+            );
+        }
+    }
+
+    /// Abandoned messages so far: (core, JetStream).
+    fn abandoned(&self) -> (u64, u64) {
+        self.subscriptions.iter().fold((0, 0), |(core, js), s| {
+            let count = s.metrics.abandoned.get();
+            match s.config.jetstream {
+                Some(_) => (core, js + count),
+                None => (core + count, js),
+            }
+        })
     }
 }
 
@@ -303,10 +365,18 @@ struct Reader {
 
 impl Reader {
     async fn run(self) {
-        if self.subscription.config.jetstream.is_some() {
+        let subscription = self.subscription.clone();
+        let stopped = self.stopped.clone();
+        if subscription.config.jetstream.is_some() {
             jetstream::run(self).await;
         } else {
             self.run_core().await;
+        }
+        if !*stopped.borrow() {
+            tracing::error!(
+                subscription = subscription.label,
+                "NATS subscription ended before the shutdown: nothing more is received on it"
+            );
         }
     }
 
@@ -388,6 +458,7 @@ impl Reader {
             subscription: self.subscription.clone(),
             payload,
             jetstream,
+            handled: false,
         }
     }
 
@@ -446,19 +517,38 @@ impl Pending {
     }
 }
 
-/// A worker: takes jobs until the queue is closed and empty.
-async fn work(app: Arc<App>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// A worker: takes jobs until the queue is closed and empty. Each job runs in a task of its
+/// own, so that a panic costs that message only (logged, counted), never the worker.
+async fn work<F>(queue: Arc<Mutex<mpsc::Receiver<Job>>>, handle: impl Fn(Job) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     loop {
         let job = queue.lock().await.recv().await;
         let Some(job) = job else { return };
-        handle(&app, job).await;
+        let subscription = job.subscription.clone();
+        // Dropped with the worker (aborted at the shutdown timeout), it aborts the job.
+        let mut running = JoinSet::new();
+        running.spawn(handle(job));
+        if let Some(Err(error)) = running.join_next().await
+            && error.is_panic()
+        {
+            subscription.metrics.panicked.inc();
+            if let Some(suppressed) = subscription.failure_log.allow(strata_server::now_s()) {
+                tracing::error!(
+                    subscription = subscription.label,
+                    suppressed,
+                    "NATS message handling panicked (a bug); the message is not stored"
+                );
+            }
+        }
     }
 }
 
 /// Decodes and commits one message, counts the result, and answers JetStream: ack once every
 /// batch is committed, also when lines were rejected (a redelivery cannot fix them); nak
 /// with a delay when the WAL refused the write.
-async fn handle(app: &App, job: Job) {
+async fn handle(app: &App, mut job: Job) {
     let subscription = &job.subscription;
     let now_s = strata_server::now_s();
     let request = WriteRequest {
@@ -467,7 +557,7 @@ async fn handle(app: &App, job: Job) {
         precision: Precision::Auto,
         source: &subscription.source,
     };
-    let ingest = ingest_message(app, request, job.payload, now_s);
+    let ingest = ingest_message(app, request, job.payload.clone(), now_s);
     let result = match &job.jetstream {
         Some(delivery) => jetstream::with_progress(ingest, delivery, subscription).await,
         None => ingest.await,
@@ -493,23 +583,42 @@ async fn handle(app: &App, job: Job) {
                     "NATS message larger than limits.body-size dropped"
                 );
             }
-            AckKind::Ack
+            Some(Answer::Ack)
         }
         Err(error) => {
             metrics.failed.inc();
+            let (answer, outcome) = on_failure(&error, job.jetstream.is_some());
             if let Some(suppressed) = subscription.failure_log.allow(now_s) {
                 tracing::error!(
                     subscription = subscription.label,
                     ?error,
                     suppressed,
-                    "NATS message not stored (JetStream delivers it again)"
+                    "{outcome}"
                 );
             }
-            AckKind::Nak(Some(JS_NAK_DELAY))
+            answer
         }
     };
-    if let Some(delivery) = &job.jetstream {
+    if let (Some(delivery), Some(ack)) = (&job.jetstream, ack) {
         jetstream::answer(&delivery.message, ack, subscription).await;
+    }
+    job.handled = true;
+}
+
+/// The JetStream answer to a message that was not stored (none for a core message), and
+/// what to log. Only a log that refused the write may take the message another time; any
+/// other failure (a bug) would repeat with it.
+fn on_failure(error: &ApiError, jetstream: bool) -> (Option<Answer>, &'static str) {
+    match (jetstream, error) {
+        (false, _) => (None, "core NATS message lost: not stored"),
+        (true, ApiError::Unavailable(_)) => (
+            Some(Answer::Nak),
+            "NATS message not stored; JetStream delivers it again",
+        ),
+        (true, _) => (
+            Some(Answer::Term),
+            "NATS message not stored and terminated: JetStream will not deliver it again",
+        ),
     }
 }
 
@@ -539,6 +648,85 @@ mod tests {
     fn labels_are_subjects_numbered_when_shared() {
         let connections = [connection(&["a", "b", "a"]), connection(&["c", "a"])];
         assert_eq!(labels(&connections), ["a#1", "b", "a#2", "c", "a#3"]);
+    }
+
+    fn subscription(metrics: &strata_server::telemetry::NatsMetrics) -> Arc<Subscription> {
+        Arc::new(Subscription {
+            config: connection(&["a"]).subscriptions.remove(0),
+            label: "a".to_owned(),
+            source: "a".to_owned(),
+            metrics: SubscriptionMetrics::new(metrics, "a"),
+            failure_log: LogLimiter::new(LOG_INTERVAL_S),
+            drop_log: LogLimiter::new(LOG_INTERVAL_S),
+        })
+    }
+
+    #[test]
+    fn a_job_dropped_unhandled_is_counted_as_abandoned() {
+        let metrics = strata_server::telemetry::NatsMetrics::default();
+        let subscription = subscription(&metrics);
+        let job = |handled| Job {
+            subscription: subscription.clone(),
+            payload: Bytes::new(),
+            jetstream: None,
+            handled,
+        };
+        drop(job(true));
+        assert_eq!(subscription.metrics.abandoned.get(), 0);
+        // What the queue still holds when the aborted workers are gone.
+        let (jobs, queue) = mpsc::channel(4);
+        for _ in 0..3 {
+            jobs.try_send(job(false)).unwrap();
+        }
+        drop(queue);
+        assert_eq!(subscription.metrics.abandoned.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_counted_and_the_worker_goes_on() {
+        let metrics = strata_server::telemetry::NatsMetrics::default();
+        let subscription = subscription(&metrics);
+        let (jobs, queue) = mpsc::channel(4);
+        for payload in ["panic", "fine"] {
+            let job = Job {
+                subscription: subscription.clone(),
+                payload: Bytes::from(payload),
+                jetstream: None,
+                handled: false,
+            };
+            jobs.try_send(job).unwrap();
+        }
+        drop(jobs);
+        let (done, mut handled) = mpsc::channel(2);
+        let queue = Arc::new(Mutex::new(queue));
+        work(queue, move |mut job| {
+            let done = done.clone();
+            async move {
+                assert_ne!(job.payload, "panic", "a bug while handling a message");
+                job.handled = true;
+                let _ = done.try_send(job.payload.clone());
+            }
+        })
+        .await;
+        assert_eq!(handled.recv().await, Some(Bytes::from("fine")));
+        assert_eq!(subscription.metrics.panicked.get(), 1);
+        assert_eq!(subscription.metrics.abandoned.get(), 0);
+    }
+
+    #[test]
+    fn only_a_wal_failure_is_delivered_again() {
+        let wal = ApiError::Unavailable("log".to_owned());
+        let bug = ApiError::Internal("decoder panicked".to_owned());
+        assert_eq!(on_failure(&wal, true).0, Some(Answer::Nak));
+        assert_eq!(on_failure(&bug, true).0, Some(Answer::Term));
+        for error in [&wal, &bug] {
+            let (answer, log) = on_failure(error, false);
+            assert_eq!(answer, None);
+            assert!(
+                log.starts_with("core") && !log.contains("JetStream"),
+                "{log}"
+            );
+        }
     }
 
     #[test]

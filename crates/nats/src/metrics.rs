@@ -21,6 +21,10 @@ pub(crate) struct SubscriptionMetrics {
     pub empty: Counter,
     pub too_large: Counter,
     pub failed: Counter,
+    pub abandoned: Counter,
+    pub panicked: Counter,
+    /// `strata_nats_jetstream_acks_total{kind}`: ack, nak, progress, term.
+    pub acks: [Counter; 4],
 }
 
 impl SubscriptionMetrics {
@@ -47,6 +51,13 @@ impl SubscriptionMetrics {
             empty: result("empty"),
             too_large: result("too_large"),
             failed: result("failed"),
+            abandoned: result("abandoned"),
+            panicked: result("panicked"),
+            acks: ["ack", "nak", "progress", "term"].map(|kind_| {
+                families
+                    .jetstream_acks
+                    .get_or_create_owned(&kind(label, kind_))
+            }),
             families: families.clone(),
             label: label.to_owned(),
         }
@@ -60,13 +71,6 @@ impl SubscriptionMetrics {
                 subscription: self.label.clone(),
                 event,
             })
-    }
-
-    /// `strata_nats_jetstream_acks_total{kind}`.
-    pub fn ack(&self, kind_: &'static str) -> Counter {
-        self.families
-            .jetstream_acks
-            .get_or_create_owned(&kind(&self.label, kind_))
     }
 
     /// `strata_nats_jetstream_errors_total{kind}`.

@@ -733,6 +733,8 @@ pub async fn ingest_message(
             Ok(batch) => decoder.batch = batch,
             Err((error, batch)) => {
                 app.give_batch(batch);
+                // Lines rejected before the failure are counted all the same.
+                app.record_rejections(&decoder, request.source, now_s);
                 return Err(error);
             }
         }
@@ -773,6 +775,7 @@ async fn finish(
     let failure = match outcome {
         Err(Failure::Commit(error)) => {
             app.give_batch(std::mem::take(&mut decoder.batch));
+            app.record_rejections(&decoder, request.source, now_s);
             return Err(error);
         }
         Err(Failure::Body(failure)) => Some(failure),

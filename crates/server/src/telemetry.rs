@@ -89,7 +89,9 @@ impl NatsMetrics {
         r.register(
             "nats_messages",
             "NATS messages handled, by result: stored, partial (some lines rejected), rejected \
-             (every line), empty, too_large (over limits.body-size), failed (WAL write failed)",
+             (every line), empty, too_large (over limits.body-size), failed (not stored: the WAL \
+             refused the write, or a bug), panicked (a bug), abandoned (not handled within the \
+             shutdown timeout; JetStream delivers it again)",
             self.messages.clone(),
         );
         r.register(
@@ -100,12 +102,12 @@ impl NatsMetrics {
         r.register(
             "nats_slow_consumer_drops",
             "Core NATS messages dropped because limits.nats-pending-messages or \
-             nats-pending-bytes were waiting",
+             nats-pending-bytes were waiting (JetStream pulls only what fits)",
             self.slow_consumer_drops.clone(),
         );
         r.register(
             "nats_jetstream_acks",
-            "JetStream acknowledgements sent, by kind (ack, nak, progress)",
+            "JetStream acknowledgements sent, by kind (ack, nak, progress, term)",
             self.jetstream_acks.clone(),
         );
         r.register(
@@ -115,7 +117,7 @@ impl NatsMetrics {
         );
         r.register(
             "nats_jetstream_errors",
-            "JetStream failures, by kind (stream, consumer, ack_policy, messages, ack)",
+            "JetStream failures, by kind (stream, consumer, ack_policy, filter_subject, messages, ack)",
             self.jetstream_errors.clone(),
         );
     }

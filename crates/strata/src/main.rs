@@ -216,14 +216,10 @@ fn durability_config(config: &Config) -> DurabilityConfig {
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     // The NATS client logs every failed reconnect attempt; Strata logs them rate-limited
     // itself (strata_nats), so the client's own lines are off unless asked for.
-    let directives = if level.contains("async_nats") {
-        level.to_owned()
-    } else {
-        format!("{level},async_nats=off")
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directives))
-        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    let rust_log = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV).ok();
+    let directives = log_directives(level, rust_log.as_deref());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .with_context(|| format!("invalid --log-level or RUST_LOG {directives:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -233,6 +229,17 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// The log filter: `RUST_LOG` when set, else `--log-level`; either way with the NATS
+/// client's own lines off unless it is named.
+fn log_directives(level: &str, rust_log: Option<&str>) -> String {
+    let level = rust_log.filter(|value| !value.is_empty()).unwrap_or(level);
+    if level.contains("async_nats") {
+        level.to_owned()
+    } else {
+        format!("{level},async_nats=off")
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -261,6 +268,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(
             "no main.jwt-public-key configured: the API accepts requests without authentication"
         );
+    }
+    // A NATS file that cannot be used stops the start before recovery and listening.
+    let nats_config = nats_config(&config);
+    if let Some(nats) = &nats_config {
+        strata_nats::NatsIngest::check(nats)
+            .await
+            .context("starting NATS ingest")?;
     }
     let store = Arc::new(Store::new(store_config));
     let (durability, recovery) = recover(&config, &store)?;
@@ -311,7 +325,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         header_timeout: limits.header_timeout,
     };
     // Connects in the background: a down NATS server never delays serving HTTP.
-    let nats = match nats_config(&config) {
+    let nats = match nats_config {
         Some(nats) => Some(
             strata_nats::NatsIngest::start(app.clone(), nats)
                 .await
@@ -590,17 +604,6 @@ fn warn_about_config(config: &Config) {
             "NATS connection without subscriptions: nothing is received through it"
         );
     }
-    let jetstream = config
-        .nats
-        .iter()
-        .flat_map(|c| &c.subscriptions)
-        .any(|s| s.jetstream.is_some());
-    if jetstream && config.store.wal.fsync == FsyncPolicy::Off {
-        tracing::warn!(
-            "wal.fsync is off: JetStream messages are acknowledged once in memory, so those \
-             acknowledged since the last snapshot are lost if Strata stops without one"
-        );
-    }
     let checkpoints = &config.store.checkpoints;
     if let Some(format) = &checkpoints.file_format {
         tracing::warn!(
@@ -627,3 +630,27 @@ fn warn_about_config(config: &Config) {
 
 /// The smallest part (but the last) that every S3 implementation accepts.
 const S3_PART_SIZE_PORTABLE: u64 = 5 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    /// Goal: the NATS client's own lines are off with RUST_LOG too, unless it names them.
+    #[test]
+    fn nats_client_logs_off_unless_named() {
+        assert_eq!(log_directives("info", None), "info,async_nats=off");
+        assert_eq!(log_directives("info", Some("")), "info,async_nats=off");
+        assert_eq!(
+            log_directives("info", Some("debug")),
+            "debug,async_nats=off"
+        );
+        assert_eq!(
+            log_directives("info", Some("info,async_nats=debug")),
+            "info,async_nats=debug"
+        );
+        assert_eq!(
+            log_directives("warn,async_nats=info", Some("")),
+            "warn,async_nats=info"
+        );
+    }
+}

@@ -189,6 +189,30 @@ fn cluster_tag_is_per_subscription() {
 }
 
 #[test]
+fn rejected_lines_are_logged_with_the_subscription_label() {
+    // Goal: the `source` of a rejected-line log names the subscription (its label), also
+    // when two subscriptions share a subject.
+    let nats = NatsServer::start();
+    let server = strata(
+        json!({"address": nats.url()}),
+        json!([{"subscribe-to": "dup", "cluster-tag": "fritz"},
+               {"subscribe-to": "dup", "cluster-tag": "alex"}]),
+        json!({}),
+    );
+    nats.wait_for_subscriptions("dup", 2, TIMEOUT);
+    nats.client()
+        .publish("dup", [b"not line protocol\n".to_vec()]);
+    wait_until("both rejected it", || {
+        messages(&server, "dup#1", "rejected") + messages(&server, "dup#2", "rejected") == 2.0
+    });
+    let log = server.log();
+    assert!(
+        log.contains("source=\"nats:dup#1\"") || log.contains("source=\"nats:dup#2\""),
+        "{log}"
+    );
+}
+
+#[test]
 fn bad_message_does_not_stop_subscription() {
     // Goal: garbage, an oversized, an empty and a non-UTF-8 message are each counted and
     // dropped; the subscription goes on and stores the next good message.
@@ -488,59 +512,110 @@ fn jetstream_survives_sigkill() {
     eprintln!("at the kill: {at_kill:?}");
 }
 
-#[test]
-fn jetstream_consumer_with_another_ack_policy_is_refused() {
-    // Goal: an existing consumer that does not need acknowledgements is not used (Strata
-    // could not promise anything with it): logged, counted, the other subscription runs.
+/// An existing consumer made with `ack_policy` (and no filter subject) is refused for
+/// `js.m`: counted as `kind`, logged with `log`; the core subscription beside it runs.
+fn existing_consumer_is_refused(ack_policy: strata_testkit::AckPolicy, kind: &str, log: &str) {
     let nats = NatsServer::start();
     let client = nats.client();
     client.create_stream("S", &["js.>"]);
-    client.create_consumer("S", "none", strata_testkit::AckPolicy::None);
+    client.create_consumer("S", "existing", ack_policy);
     let server = strata(
         json!({"address": nats.url()}),
         json!([{"subscribe-to": "js.m", "cluster-tag": "fritz",
-                "jetstream": {"stream": "S", "consumer": "none"}},
+                "jetstream": {"stream": "S", "consumer": "existing"}},
                {"subscribe-to": "core", "cluster-tag": "fritz"}]),
         json!({}),
     );
+    let refusals =
+        format!("strata_nats_jetstream_errors_total{{subscription=\"js.m\",kind=\"{kind}\"}}");
     wait_until("the refusal is counted", || {
-        metric(
-            &server,
-            "strata_nats_jetstream_errors_total{subscription=\"js.m\",kind=\"ack_policy\"}",
-        ) == 1.0
+        metric(&server, &refusals) == 1.0
     });
-    assert!(server.log().contains("ack policy is not explicit"));
+    assert!(server.log().contains(log));
     send_line(&nats, &server, "core", ("c", 1.0, minutes_ago(10)), 1.0);
 }
 
 #[test]
+fn jetstream_consumer_with_another_ack_policy_is_refused() {
+    // Goal: an existing consumer that does not need acknowledgements is not used (Strata
+    // could not promise anything with it): logged, counted, the other subscription runs.
+    existing_consumer_is_refused(
+        strata_testkit::AckPolicy::None,
+        "ack_policy",
+        "ack policy is not explicit",
+    );
+}
+
+#[test]
+fn jetstream_consumer_with_another_filter_subject_is_refused() {
+    // Goal: an existing consumer of other subjects (here: all of the stream) is not used:
+    // its messages could be meant for another subscription with another cluster tag.
+    existing_consumer_is_refused(
+        strata_testkit::AckPolicy::Explicit,
+        "filter_subject",
+        "its filter subject is not the subscription's",
+    );
+}
+
+#[test]
 fn nats_config_errors_stop_the_start() {
-    // Goal: an unreadable credentials file is a configuration error reported at start,
-    // unlike a down server.
+    // Goal: a credentials, seed or TLS file that cannot be used is a configuration error
+    // reported at start, before recovery and listening (unlike a down server), and a bad
+    // seed is never echoed.
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({"main": {"addr": format!("127.0.0.1:{port}")},
-               "nats": {"address": "nats://127.0.0.1:1", "nkey-seed-file": "/nonexistent/seed"},
-               "metric-store": {"retention-in-memory": "1h",
-                                "checkpoints": {"directory": dir.path().join("data")},
-                                "nats-subscriptions": [{"subscribe-to": "x"}]}})
-        .to_string(),
-    )
-    .unwrap();
-    let output = common::run_strata(
-        dir.path(),
-        &["serve", "--config", config.to_str().unwrap()],
-        TIMEOUT,
-    );
-    assert!(!output.status.success());
-    assert!(
-        output.stderr.contains("nkey-seed-file /nonexistent/seed"),
-        "{}",
-        output.stderr
-    );
+    let bad_seed = dir.path().join("seed");
+    std::fs::write(&bad_seed, "SUAnotaseed-secret\n").unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let cases = [
+        (
+            json!({"nkey-seed-file": "/nonexistent/seed"}),
+            "nkey-seed-file /nonexistent/seed".to_owned(),
+        ),
+        (
+            json!({"nkey-seed-file": bad_seed}),
+            format!(
+                "nkey-seed-file {}: does not hold an nkey seed",
+                bad_seed.display()
+            ),
+        ),
+        (
+            json!({"tls": {"ca-file": not_pem}}),
+            format!("tls.ca-file {}: no certificate", not_pem.display()),
+        ),
+        (
+            json!({"tls": {"cert-file": not_pem, "key-file": not_pem}}),
+            format!("tls.cert-file {}: no certificate", not_pem.display()),
+        ),
+    ];
+    for (mut nats, expected) in cases {
+        nats["address"] = json!("nats://127.0.0.1:1");
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            json!({"main": {"addr": format!("127.0.0.1:{port}")},
+                   "nats": nats,
+                   "metric-store": {"retention-in-memory": "1h",
+                                    "checkpoints": {"directory": dir.path().join("data")},
+                                    "nats-subscriptions": [{"subscribe-to": "x"}]}})
+            .to_string(),
+        )
+        .unwrap();
+        let output = common::run_strata(
+            dir.path(),
+            &["serve", "--config", config.to_str().unwrap()],
+            TIMEOUT,
+        );
+        assert!(!output.status.success());
+        assert!(output.stderr.contains(&expected), "{}", output.stderr);
+        assert!(!output.stderr.contains("notaseed"), "{}", output.stderr);
+        assert!(
+            !output.stderr.contains("strata listening"),
+            "{}",
+            output.stderr
+        );
+    }
 }
 
 #[test]
@@ -560,6 +635,48 @@ fn sigterm_stops_nats_first_and_loses_nothing() {
     let snapshot = log.find("final snapshot written").expect("snapshot logged");
     assert!(stopped < snapshot, "{log}");
     run.assert_nothing_lost();
+}
+
+#[test]
+fn sigterm_with_nats_down_commits_what_the_client_holds() {
+    // Goal: core messages the client received before the server went down are still
+    // committed at SIGTERM (the client cannot drain without a server, but it holds them).
+    let mut nats = NatsServer::start();
+    let mut server = strata_on(
+        &nats,
+        "held",
+        json!({"num-workers": 1, "limits": {"nats-pending-messages": 1000}}),
+    );
+    nats.wait_for_subscriptions("held", 1, TIMEOUT);
+    let t = minutes_ago(10);
+    let hosts = hosts("h", 300);
+    // Many copies of a line per message: the worker takes a while over each.
+    nats.client().publish(
+        "held",
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| line(host, i as f64, t).repeat(2000).into_bytes()),
+    );
+    wait_until("the server sent every message", || {
+        nats.sent_to_subscribers("held") == Some(hosts.len() as u64)
+    });
+    nats.kill();
+    wait_until("strata saw the server go", || {
+        metric(&server, "strata_nats_connected{subscription=\"held\"}") == 0.0
+    });
+    let handled_at_term = messages(&server, "held", "stored");
+    server.signal("TERM");
+    let status = server.wait_exit(TIMEOUT).expect("strata exits");
+    assert!(status.success(), "{status}");
+    server.restart();
+    let expected: Vec<Option<f64>> = (0..hosts.len()).map(|i| Some(i as f64)).collect();
+    assert_eq!(values(&server, "fritz", &hosts, t), expected);
+    // Else the test proves nothing: the client still held messages at SIGTERM.
+    assert!(
+        handled_at_term < hosts.len() as f64,
+        "all {handled_at_term} handled before SIGTERM"
+    );
 }
 
 #[test]

@@ -87,6 +87,24 @@ fn a_wal_that_cannot_write_is_reported_and_loses_nothing_acknowledged() {
         )
         .assert_error(503, "write-ahead log");
     assert_eq!(metric_value(&server.metrics(), dropped), Some(1.0));
+    // A line rejected before the log refused a mid-request commit (a body of more than one
+    // batch) is counted too.
+    let rejected = "strata_ingest_lines_rejected_total{reason=\"syntax\"}";
+    let before = metric_value(&server.metrics(), rejected).unwrap_or(0.0);
+    let batches = (strata_server::ingest::BATCH_SAMPLES_MAX as i64 / LINES + 1) as usize;
+    server
+        .write_lines(
+            CLUSTER,
+            &format!(
+                "not line protocol\n{}",
+                lines("late", start, 0).repeat(batches)
+            ),
+        )
+        .assert_error(503, "write-ahead log");
+    assert_eq!(
+        metric_value(&server.metrics(), rejected),
+        Some(before + 1.0)
+    );
 
     server.kill_now();
     server.restart();

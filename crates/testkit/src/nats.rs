@@ -278,6 +278,34 @@ impl NatsServer {
             .count()
     }
 
+    /// Messages the server has sent to the clients subscribed to `subject`, once it holds
+    /// none back for them (nothing pending in their outbound buffers); `None` before.
+    pub fn sent_to_subscribers(&self, subject: &str) -> Option<u64> {
+        let url = format!(
+            "http://127.0.0.1:{}/connz?subs=1&limit=1024",
+            self.monitor_port
+        );
+        let body: serde_json::Value = reqwest::blocking::get(url).ok()?.json().ok()?;
+        let subscribers: Vec<&serde_json::Value> = body["connections"]
+            .as_array()?
+            .iter()
+            .filter(|c| {
+                c["subscriptions_list"]
+                    .as_array()
+                    .is_some_and(|subs| subs.iter().any(|s| s.as_str() == Some(subject)))
+            })
+            .collect();
+        subscribers
+            .iter()
+            .all(|c| c["pending_bytes"].as_u64() == Some(0))
+            .then(|| {
+                subscribers
+                    .iter()
+                    .filter_map(|c| c["out_msgs"].as_u64())
+                    .sum()
+            })
+    }
+
     /// Waits until `count` subscriptions to `subject` exist, or panics at the deadline.
     pub fn wait_for_subscriptions(&self, subject: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -119,9 +119,7 @@ pub(super) fn parse_nats(
                 let section = Section::new(file, format!("nats[{index}]"), entry, NATS_KEYS)?;
                 let connection = parse_connection(&section)?;
                 let Some(name) = &connection.name else {
-                    return Err(
-                        section.invalid("name", "is required when nats is an array of connections")
-                    );
+                    return Err(section.missing("name"));
                 };
                 if connections.iter().any(|c| c.name.as_ref() == Some(name)) {
                     return Err(section.invalid("name", format!("{} is used twice", quote(name))));
@@ -144,26 +142,31 @@ fn parse_connection(section: &Section<'_>) -> Result<NatsConnection, ConfigError
     let addresses = parse_addresses(section)?;
     let username = section.non_empty_string("username")?;
     let password = section.non_empty_string("password")?;
+    // Each way with the key(s) that set it, for an error naming those present.
     let mut ways = Vec::new();
     match (username, password) {
-        (Some(username), Some(password)) => ways.push(NatsAuth::UserPassword {
-            username: username.to_owned(),
-            password: Secret(password.to_owned()),
-        }),
+        (Some(username), Some(password)) => ways.push((
+            "username/password",
+            NatsAuth::UserPassword {
+                username: username.to_owned(),
+                password: Secret(password.to_owned()),
+            },
+        )),
         (None, None) => {}
         (Some(_), None) => return Err(section.invalid("password", "is required with username")),
         (None, Some(_)) => return Err(section.invalid("username", "is required with password")),
     }
     if let Some(path) = section.path("creds-file-path")? {
-        ways.push(NatsAuth::CredsFile(path));
+        ways.push(("creds-file-path", NatsAuth::CredsFile(path)));
     }
     if let Some(path) = section.path("nkey-seed-file")? {
-        ways.push(NatsAuth::NkeySeedFile(path));
+        ways.push(("nkey-seed-file", NatsAuth::NkeySeedFile(path)));
     }
-    if ways.len() > 1 {
+    if let [(first, _), .., (last, _)] = ways.as_slice() {
+        // `last` is a file key: username/password, when present, comes first.
         return Err(section.invalid(
-            "creds-file-path",
-            "username/password, creds-file-path and nkey-seed-file exclude each other: set one",
+            last,
+            format!("{first} and {last} exclude each other: set one way to log in"),
         ));
     }
     let tls = match section.section("tls", TLS_KEYS)? {
@@ -173,7 +176,7 @@ fn parse_connection(section: &Section<'_>) -> Result<NatsConnection, ConfigError
     Ok(NatsConnection {
         name,
         addresses,
-        auth: ways.pop().unwrap_or(NatsAuth::None),
+        auth: ways.pop().map_or(NatsAuth::None, |(_, auth)| auth),
         tls,
         subscriptions: Vec::new(),
     })
@@ -306,15 +309,75 @@ pub(super) fn parse_subscriptions(
                 "does not apply to jetstream: instances sharing the durable consumer share its messages",
             ));
         }
-        subscriptions.push(NatsSubscription {
+        let subscription = NatsSubscription {
             subscribe_to: subscribe_to.to_owned(),
             cluster_tag: cluster_tag.map(str::to_owned),
             queue_group,
             jetstream,
             connection: connection.map(str::to_owned),
-        });
+        };
+        check_not_shared(entry, &subscription, &subscriptions, connections)?;
+        subscriptions.push(subscription);
     }
     Ok(subscriptions)
+}
+
+/// Refuses a subscription that would take messages meant for an earlier one on the same
+/// servers: the same durable consumer (each message would reach only one of them), or the
+/// same subject and queue group with another cluster tag (lines without a `cluster` tag
+/// would get either tag, at random).
+fn check_not_shared(
+    entry: &Section<'_>,
+    subscription: &NatsSubscription,
+    earlier: &[NatsSubscription],
+    connections: &[NatsConnection],
+) -> Result<(), ConfigError> {
+    let servers = |s: &NatsSubscription| {
+        let connection = match &s.connection {
+            Some(name) => connections.iter().find(|c| c.name.as_ref() == Some(name)),
+            None => connections.first(),
+        };
+        let mut addresses = connection.map(|c| c.addresses.clone()).unwrap_or_default();
+        addresses.sort();
+        addresses
+    };
+    let here = servers(subscription);
+    for (index, other) in earlier.iter().enumerate() {
+        if servers(other) != here {
+            continue;
+        }
+        let other_name = format!("metric-store.nats-subscriptions[{index}]");
+        if let (Some(js), Some(other_js)) = (&subscription.jetstream, &other.jetstream)
+            && js.stream == other_js.stream
+            && js.consumer == other_js.consumer
+        {
+            return Err(entry.invalid(
+                "jetstream",
+                format!(
+                    "stream {} consumer {} is also used by {other_name} on the same servers: \
+                     give each subscription a consumer of its own",
+                    quote(&js.stream),
+                    quote(&js.consumer)
+                ),
+            ));
+        }
+        if let Some(group) = &subscription.queue_group
+            && other.queue_group.as_ref() == Some(group)
+            && other.subscribe_to == subscription.subscribe_to
+            && other.cluster_tag != subscription.cluster_tag
+        {
+            return Err(entry.invalid(
+                "cluster-tag",
+                format!(
+                    "differs from that of {other_name}, which subscribes to {} in queue group {} \
+                     on the same servers: each message would reach only one of them",
+                    quote(&subscription.subscribe_to),
+                    quote(group)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Gives each subscription to its connection; returns those left over when there is no

@@ -347,6 +347,19 @@ pub(super) fn parse_store(
         None => Resampler::default(),
     };
 
+    // A JetStream acknowledgement promises the message is in the write-ahead log.
+    if wal.fsync == FsyncPolicy::Off
+        && let Some(index) = nats_subscriptions
+            .iter()
+            .position(|s| s.jetstream.is_some())
+    {
+        return Err(section.invalid(
+            &format!("nats-subscriptions[{index}].jetstream"),
+            "is acknowledged only once in the write-ahead log, which metric-store.wal.fsync: \
+             off disables; set wal.fsync to always, batch or never, or use a core subscription",
+        ));
+    }
+
     let remote_write = parse_remote_write(section)?;
     if wal.fsync == FsyncPolicy::Off && !remote_write.is_empty() {
         return Err(section.invalid(

@@ -2054,6 +2054,31 @@ fn remote_write_needs_the_write_ahead_log() {
     }
 }
 
+/// Goal: a JetStream acknowledgement promises the write-ahead log, so `wal.fsync: "off"`
+/// with a JetStream subscription is an error naming both; core subscriptions are fine.
+#[test]
+fn jetstream_needs_the_write_ahead_log() {
+    let mut document = nats(
+        json!({"address": "a:1"}),
+        json!([{"subscribe-to": "core"},
+               {"subscribe-to": "js", "jetstream": {"stream": "S", "consumer": "c"}}]),
+    );
+    set(&mut document, "/metric-store/wal/fsync", json!("off"));
+    assert_eq!(
+        message_of(&document),
+        "config.json: invalid value for key \"nats-subscriptions[1].jetstream\" in section \
+         \"metric-store\": is acknowledged only once in the write-ahead log, which \
+         metric-store.wal.fsync: off disables; set wal.fsync to always, batch or never, or \
+         use a core subscription"
+    );
+    set(
+        &mut document,
+        "/metric-store/nats-subscriptions",
+        json!([{"subscribe-to": "core"}]),
+    );
+    assert_eq!(parse_ok(&document).store.wal.fsync, FsyncPolicy::Off);
+}
+
 /// `minimal()` with a `nats` section and subscriptions.
 fn nats(nats: Value, subscriptions: Value) -> Value {
     let mut document = with("/nats", nats);
@@ -2231,8 +2256,22 @@ fn nats_errors() {
             json!({"address": "a:1", "creds-file-path": "/c", "nkey-seed-file": "/s"}),
             json!([]),
             "nats",
+            "nkey-seed-file",
+            "creds-file-path and nkey-seed-file exclude each other: set one way to log in",
+        ),
+        (
+            json!({"address": "a:1", "username": "u", "password": "p", "nkey-seed-file": "/s"}),
+            json!([]),
+            "nats",
+            "nkey-seed-file",
+            "username/password and nkey-seed-file exclude each other: set one way to log in",
+        ),
+        (
+            json!({"address": "a:1", "username": "u", "password": "p", "creds-file-path": "/c"}),
+            json!([]),
+            "nats",
             "creds-file-path",
-            "username/password, creds-file-path and nkey-seed-file exclude each other: set one",
+            "username/password and creds-file-path exclude each other: set one way to log in",
         ),
         (
             json!({"address": "a:1", "tls": {"cert-file": "/c"}}),
@@ -2247,13 +2286,6 @@ fn nats_errors() {
             "nats.tls",
             "cert-file",
             "is required with key-file",
-        ),
-        (
-            json!([{"address": "a:1"}]),
-            json!([]),
-            "nats[0]",
-            "name",
-            "is required when nats is an array of connections",
         ),
         (
             json!([{"name": "n", "address": "a:1"}, {"name": "n", "address": "b:1"}]),
@@ -2306,6 +2338,24 @@ fn nats_errors() {
             "ack-wait",
             "must be greater than zero, found \"0s\"",
         ),
+        (
+            json!([{"name": "a", "address": "n:1"}, {"name": "b", "address": "n:1"}]),
+            json!([{"subscribe-to": "x", "connection": "a", "jetstream": {"stream": "S", "consumer": "c"}},
+                   {"subscribe-to": "y", "connection": "b", "jetstream": {"stream": "S", "consumer": "c"}}]),
+            "metric-store.nats-subscriptions[1]",
+            "jetstream",
+            "stream \"S\" consumer \"c\" is also used by metric-store.nats-subscriptions[0] on the \
+             same servers: give each subscription a consumer of its own",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "x", "queue-group": "g", "cluster-tag": "one"},
+                   {"subscribe-to": "x", "queue-group": "g"}]),
+            "metric-store.nats-subscriptions[1]",
+            "cluster-tag",
+            "differs from that of metric-store.nats-subscriptions[0], which subscribes to \"x\" \
+             in queue group \"g\" on the same servers: each message would reach only one of them",
+        ),
     ];
     for (connection, subscriptions, section, key, reason) in cases {
         assert_eq!(
@@ -2316,6 +2366,7 @@ fn nats_errors() {
     }
     let missing = [
         (json!({"address": ""}), json!([]), "nats", "address"),
+        (json!([{"address": "a:1"}]), json!([]), "nats[0]", "name"),
         (
             json!({"username": "u", "password": "p"}),
             json!([]),
@@ -2367,6 +2418,22 @@ fn nats_errors() {
             "18446744073709551615 is more than 1048576"
         )
     );
+}
+
+/// Goal: subscriptions that share a consumer or a queue group are fine on other servers,
+/// or (queue group) with the same cluster tag.
+#[test]
+fn nats_sharing_allowed_where_harmless() {
+    let config = parse_ok(&nats(
+        json!([{"name": "a", "address": "n:1"}, {"name": "b", "address": "m:1"}]),
+        json!([{"subscribe-to": "x", "connection": "a", "jetstream": {"stream": "S", "consumer": "c"}},
+               {"subscribe-to": "x", "connection": "b", "jetstream": {"stream": "S", "consumer": "c"}},
+               {"subscribe-to": "y", "connection": "a", "queue-group": "g", "cluster-tag": "t"},
+               {"subscribe-to": "y", "connection": "a", "queue-group": "g", "cluster-tag": "t"},
+               {"subscribe-to": "y", "connection": "b", "queue-group": "g", "cluster-tag": "u"}]),
+    ));
+    assert_eq!(config.nats[0].subscriptions.len(), 3);
+    assert_eq!(config.nats[1].subscriptions.len(), 2);
 }
 
 /// Goal: the NATS password never shows in `Debug` output (logs, error messages).
