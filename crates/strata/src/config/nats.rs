@@ -224,6 +224,19 @@ fn parse_addresses(section: &Section<'_>) -> Result<Vec<String>, ConfigError> {
         if rest.is_empty() || rest.starts_with('/') {
             return Err(section.invalid("address", format!("{} has no host", quote(address))));
         }
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let port = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split_once("]:").map(|(_, port)| port),
+            None => authority.rsplit_once(':').map(|(_, port)| port),
+        };
+        if let Some(port) = port
+            && !matches!(port.parse::<u16>(), Ok(1..))
+        {
+            return Err(section.invalid(
+                "address",
+                format!("{} has no valid port (1 to 65535)", quote(address)),
+            ));
+        }
     }
     Ok(addresses)
 }
@@ -256,12 +269,16 @@ pub(super) fn parse_subscriptions(
         let subscribe_to =
             entry.required("subscribe-to", entry.non_empty_string("subscribe-to")?)?;
         // The client refuses these at subscribe time, which would only be a log line.
-        if subscribe_to.contains(char::is_whitespace) || subscribe_to.split('.').any(str::is_empty)
+        let tokens: Vec<&str> = subscribe_to.split('.').collect();
+        if subscribe_to.contains(char::is_whitespace)
+            || tokens.iter().any(|t| t.is_empty())
+            || tokens[..tokens.len() - 1].contains(&">")
         {
             return Err(entry.invalid(
                 "subscribe-to",
                 format!(
-                    "{} is not a NATS subject (dot-separated tokens, no blanks)",
+                    "{} is not a NATS subject (dot-separated tokens, no blanks, '>' only as \
+                     the last token)",
                     quote(subscribe_to)
                 ),
             ));
@@ -286,12 +303,8 @@ pub(super) fn parse_subscriptions(
         }
         let jetstream = match entry.section("jetstream", JETSTREAM_KEYS)? {
             Some(js) => Some(JetStreamSubscription {
-                stream: js
-                    .required("stream", js.non_empty_string("stream")?)?
-                    .to_owned(),
-                consumer: js
-                    .required("consumer", js.non_empty_string("consumer")?)?
-                    .to_owned(),
+                stream: jetstream_name(&js, "stream")?,
+                consumer: jetstream_name(&js, "consumer")?,
                 ack_wait: js.duration("ack-wait")?.unwrap_or(DEFAULT_ACK_WAIT),
             }),
             None => None,
@@ -401,4 +414,24 @@ pub(super) fn attach_subscriptions(
         }
     }
     unattached
+}
+
+/// A stream or durable consumer name as nats-server accepts it: the server refuses names
+/// with blanks, `.`, `*`, `>` or path separators only when the consumer is created, and
+/// some of those refusals never reach the client (the subscription would ingest nothing).
+fn jetstream_name(section: &Section<'_>, key: &str) -> Result<String, ConfigError> {
+    let name = section.required(key, section.non_empty_string(key)?)?;
+    if let Some(bad) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || ".*>/\\".contains(*c))
+    {
+        return Err(section.invalid(
+            key,
+            format!(
+                "{} holds {bad:?}; NATS names cannot hold blanks, '.', '*', '>', '/' or '\\'",
+                quote(name)
+            ),
+        ));
+    }
+    Ok(name.to_owned())
 }

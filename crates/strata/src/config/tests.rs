@@ -2299,14 +2299,52 @@ fn nats_errors() {
             json!([{"subscribe-to": "a..b"}]),
             "metric-store.nats-subscriptions[0]",
             "subscribe-to",
-            "\"a..b\" is not a NATS subject (dot-separated tokens, no blanks)",
+            "\"a..b\" is not a NATS subject (dot-separated tokens, no blanks, '>' only as the \
+             last token)",
         ),
         (
             json!({"address": "a:1"}),
             json!([{"subscribe-to": "a b"}]),
             "metric-store.nats-subscriptions[0]",
             "subscribe-to",
-            "\"a b\" is not a NATS subject (dot-separated tokens, no blanks)",
+            "\"a b\" is not a NATS subject (dot-separated tokens, no blanks, '>' only as the \
+             last token)",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a.>.b"}]),
+            "metric-store.nats-subscriptions[0]",
+            "subscribe-to",
+            "\"a.>.b\" is not a NATS subject (dot-separated tokens, no blanks, '>' only as the \
+             last token)",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a", "jetstream": {"stream": "S", "consumer": "a.b"}}]),
+            "metric-store.nats-subscriptions[0].jetstream",
+            "consumer",
+            "\"a.b\" holds '.'; NATS names cannot hold blanks, '.', '*', '>', '/' or '\\'",
+        ),
+        (
+            json!({"address": "a:1"}),
+            json!([{"subscribe-to": "a", "jetstream": {"stream": "S*", "consumer": "c"}}]),
+            "metric-store.nats-subscriptions[0].jetstream",
+            "stream",
+            "\"S*\" holds '*'; NATS names cannot hold blanks, '.', '*', '>', '/' or '\\'",
+        ),
+        (
+            json!({"address": "nats://127.0.0.1:99999"}),
+            json!([]),
+            "nats",
+            "address",
+            "\"nats://127.0.0.1:99999\" has no valid port (1 to 65535)",
+        ),
+        (
+            json!({"address": "[::1]:0"}),
+            json!([]),
+            "nats",
+            "address",
+            "\"[::1]:0\" has no valid port (1 to 65535)",
         ),
         (
             json!({"address": "a:1"}),
