@@ -331,7 +331,8 @@ fn connected(client: &async_nats::Client) -> bool {
 }
 
 /// The `subscription` label of each subscription, in order: its subject, or
-/// `subject#n` (n from 1) when several subscriptions share a subject.
+/// `subject #n` (n from 1) when several subscriptions share a subject: a subject has no
+/// blanks, so this label cannot be another subscription's subject.
 fn labels(connections: &[ConnectionConfig]) -> Vec<String> {
     let subjects: Vec<&str> = connections
         .iter()
@@ -347,7 +348,7 @@ fn labels(connections: &[ConnectionConfig]) -> Vec<String> {
                 (*subject).to_owned()
             } else {
                 let nth = subjects[..=index].iter().filter(|s| *s == subject).count();
-                format!("{subject}#{nth}")
+                format!("{subject} #{nth}")
             }
         })
         .collect()
@@ -647,7 +648,7 @@ mod tests {
     #[test]
     fn labels_are_subjects_numbered_when_shared() {
         let connections = [connection(&["a", "b", "a"]), connection(&["c", "a"])];
-        assert_eq!(labels(&connections), ["a#1", "b", "a#2", "c", "a#3"]);
+        assert_eq!(labels(&connections), ["a #1", "b", "a #2", "c", "a #3"]);
     }
 
     fn subscription(metrics: &strata_server::telemetry::NatsMetrics) -> Arc<Subscription> {

@@ -203,11 +203,11 @@ fn rejected_lines_are_logged_with_the_subscription_label() {
     nats.client()
         .publish("dup", [b"not line protocol\n".to_vec()]);
     wait_until("both rejected it", || {
-        messages(&server, "dup#1", "rejected") + messages(&server, "dup#2", "rejected") == 2.0
+        messages(&server, "dup #1", "rejected") + messages(&server, "dup #2", "rejected") == 2.0
     });
     let log = server.log();
     assert!(
-        log.contains("source=\"nats:dup#1\"") || log.contains("source=\"nats:dup#2\""),
+        log.contains("source=\"nats:dup #1\"") || log.contains("source=\"nats:dup #2\""),
         "{log}"
     );
 }
