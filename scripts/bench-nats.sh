@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # NATS ingest benchmark with the shared workload (../shared/bench/README.md), beside HTTP.
 #
-#   [FSYNC=off|never|batch|always] [ROUNDS=2] scripts/bench-nats.sh [DATA_DIR]
+#   [FSYNC=off|never|batch|always] [ROUNDS=2] [WORKERS=N] scripts/bench-nats.sh [DATA_DIR]
 #
 # Builds strata and loadgen in release mode, generates the workload into DATA_DIR (default
 # /tmp/strata-bench, 256 nodes × 360 ticks ≈ 31 M samples) if it is missing, starts a
@@ -60,7 +60,8 @@ start_strata() { # PHASE ROUND
  "metric-store": {"retention-in-memory": "48h", "memory-cap": 0, "checkpoint-interval": "12h",
                   "checkpoints": {"directory": "$workdir/data-$1-$2"},
                   "wal": {"fsync": "${FSYNC:-batch}"},
-                  "limits": {"nats-pending-messages": 8192},
+                  "limits": {"nats-pending-messages": 1048576, "nats-pending-bytes": "8GiB"},${WORKERS:+
+                  \"num-workers\": $WORKERS,}
                   "nats-subscriptions": [
                       {"subscribe-to": "bench.core.$2"},
                       {"subscribe-to": "bench.js",
