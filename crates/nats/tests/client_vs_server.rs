@@ -14,8 +14,21 @@ fn core_and_jetstream_pull_ack() {
     helper.publish_stored("spike.js.a", (0..10).map(|i| format!("m{i}").into_bytes()));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run(server.url()));
-    let state = helper.consumer_state("S", "strata").unwrap();
-    assert_eq!((state.num_pending, state.num_ack_pending), (0, 0));
+    // The server applies acknowledgements asynchronously to the consumer's state.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let state = helper.consumer_state("S", "strata").unwrap();
+        if (state.num_pending, state.num_ack_pending) == (0, 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acks not applied: {} pending, {} unacknowledged",
+            state.num_pending,
+            state.num_ack_pending
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 async fn run(url: String) {
