@@ -405,7 +405,11 @@ impl Reader {
                 return;
             }
         };
-        let mut pending = Pending::new(self.pending_messages, self.pending_bytes);
+        let mut pending = Pending::new(
+            self.pending_messages,
+            self.pending_bytes,
+            subscription.metrics.abandoned.clone(),
+        );
         loop {
             tokio::select! {
                 biased;
@@ -488,15 +492,28 @@ struct Pending {
     bytes: usize,
     messages_max: usize,
     bytes_max: usize,
+    /// `result="abandoned"`: what is still here when the reader is aborted at shutdown.
+    abandoned: prometheus_client::metrics::counter::Counter,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.abandoned.inc_by(self.messages.len() as u64);
+    }
 }
 
 impl Pending {
-    fn new(messages_max: usize, bytes_max: usize) -> Self {
+    fn new(
+        messages_max: usize,
+        bytes_max: usize,
+        abandoned: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Self {
             messages: std::collections::VecDeque::new(),
             bytes: 0,
             messages_max,
             bytes_max,
+            abandoned,
         }
     }
 
@@ -687,6 +704,28 @@ mod tests {
         }
         drop(queue);
         assert_eq!(subscription.metrics.abandoned.get(), 3);
+    }
+
+    #[test]
+    fn pending_keeps_to_its_limits_and_counts_what_it_still_holds_as_abandoned() {
+        let metrics = strata_server::telemetry::NatsMetrics::default();
+        let subscription = subscription(&metrics);
+        let abandoned = &subscription.metrics.abandoned;
+        let mut pending = Pending::new(3, 10, abandoned.clone());
+        // One message over the byte limit is kept when nothing else waits.
+        assert!(pending.push(Bytes::from(vec![b'x'; 20])));
+        assert!(!pending.push(Bytes::from("a")));
+        assert_eq!(pending.pop().map(|b| b.len()), Some(20));
+        for _ in 0..3 {
+            assert!(pending.push(Bytes::from("abc")));
+        }
+        assert!(!pending.push(Bytes::from("d")), "over the message limit");
+        assert_eq!(pending.bytes, 9);
+        assert!(pending.pop().is_some());
+        assert!(!pending.push(Bytes::from("efghi")), "over the byte limit");
+        assert!(pending.push(Bytes::from("efg")));
+        drop(pending);
+        assert_eq!(abandoned.get(), 3);
     }
 
     #[tokio::test]
