@@ -40,10 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # config NAME RETENTION: writes $workdir/NAME.json (archive mode, daily periods), sets port.
 config() {
     port=$(free_port)

@@ -56,9 +56,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 wait_for() { # URL
     for _ in $(seq 300); do curl -sf "$1" >/dev/null && return; sleep 0.1; done
     echo "no answer from $1" >&2

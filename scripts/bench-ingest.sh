@@ -22,7 +22,7 @@ source scripts/bench-lib.sh
 build_release
 generate "$data" 256 360
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 workdir=$(mktemp -d)
 config="$workdir/config.json"
 cat > "$config" <<JSON

@@ -16,3 +16,8 @@ generate() { # DIR NODES TICKS [START]
     python3 "$shared/gen.py" --out "$1" --nodes "$2" --ticks "$3" --no-prw \
         --start "${4:-$(( $(date +%s) / 60 * 60 - $3 * 60 ))}" >&2
 }
+
+# A free loopback TCP port.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

@@ -28,7 +28,6 @@ build_release
 generate "$data" 256 360
 total=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["samples"])' "$data/meta.json")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 workdir=$(mktemp -d)
 server=""
 nats_pid=""
