@@ -23,6 +23,7 @@
 //! No I/O, no async: the server crate drives this.
 
 mod batch;
+pub mod block;
 mod buffer;
 mod fxhash;
 mod image;
