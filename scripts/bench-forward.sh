@@ -11,7 +11,7 @@
 # run (compare figures only within it: the machine is shared and noisy):
 #
 #   1. live: the workload into a strata without remote-write, then into a fresh strata with
-#      one endpoint to a fresh VictoriaMetrics (`victoria-metrics`, on PATH): loadgen's
+#      one endpoint to a fresh VictoriaMetrics (`victoria-metrics`, installed from Debian when missing): loadgen's
 #      samples/s and the server's CPU seconds both ways, the time from the first write until
 #      the endpoint's cursor is at the log's end (every sample acknowledged) and the server's
 #      CPU until then, so forwarding CPU per sample = (CPU with − CPU without) / samples.
@@ -44,6 +44,7 @@ mem_data=$data-100k
 fsync=${FSYNC:-batch}
 source scripts/bench-lib.sh
 build_release
+install_missing victoria-metrics
 generate "$data" 256 360
 generate "$mem_data" "${MEM_NODES:-295}" 4
 
@@ -55,34 +56,6 @@ cleanup() {
     rm -rf "$workdir"
 }
 trap cleanup EXIT
-
-wait_for() { # URL
-    for _ in $(seq 300); do curl -sf "$1" >/dev/null && return; sleep 0.1; done
-    echo "no answer from $1" >&2
-    exit 1
-}
-now() { date +%s.%N; }
-cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
-rss_bytes() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$1/status"; }
-# metric PORT NAME: the sum of every series of NAME (all endpoints) on strata's /metrics.
-metric() {
-    curl -s "http://127.0.0.1:$1/metrics" |
-        awk -v m="$2" '{ n = $1; sub(/\{.*/, "", n) } n == m { s += $2 } END { printf "%d\n", s }'
-}
-vm_rows() {
-    curl -s "http://127.0.0.1:$1/metrics" |
-        awk '$1 == "vm_rows_inserted_total{type=\"promremotewrite\"}" { print $2 }'
-}
-
-# start_vm NAME PORT: sets vm_pid.
-start_vm() {
-    victoria-metrics -httpListenAddr="127.0.0.1:$2" -storageDataPath="$workdir/$1" \
-        -retentionPeriod=100y -search.latencyOffset=0s -loggerLevel=ERROR \
-        > "$workdir/$1.log" 2>&1 &
-    vm_pid=$!
-    pids+=("$vm_pid")
-    wait_for "http://127.0.0.1:$2/health"
-}
 
 # start_strata NAME ENDPOINT_URL...: sets port and server; no URL, no remote-write.
 start_strata() {
@@ -106,11 +79,6 @@ JSON
     server=$!
     pids+=("$server")
     wait_for "http://127.0.0.1:$port/healthz"
-}
-
-stop() { # PID
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
 }
 
 # ingest DATA NAME: the whole workload, loadgen's JSON into $workdir/NAME.loadgen.json.
@@ -214,7 +182,7 @@ cpu_ingested=$(cpu_seconds "$server")
 wait_forwarded 1
 t_done=$(now)
 cpu_done=$(cpu_seconds "$server")
-live_rows=$(vm_rows "$vm_port")
+live_rows=$(vm_rows "$vm_port" promremotewrite)
 put live_samples "$(metric "$port" strata_ingest_samples_total)"
 put ingest_with_samples_per_s "$(loadgen_rate "$workdir/live.loadgen.json")"
 put server_cpu_with_during_ingest_s "$(awk -v a="$cpu0" -v b="$cpu_ingested" 'BEGIN { print b - a }')"
@@ -264,7 +232,7 @@ put catchup_server_cpu_s "$(awk -v a="$cpu0" -v b="$(cpu_seconds "$server")" 'BE
 put catchup_vm_cpu_s "$(awk -v a="$vm_cpu0" -v b="$(cpu_seconds "$vm_pid")" 'BEGIN { print b - a }')"
 put catchup_max_shards "$max_shards"
 put catchup_shards_desired_at_end "$(metric "$port" strata_remote_shards_desired)"
-put catchup_vm_rows "$(vm_rows "$vm_port")"
+put catchup_vm_rows "$(vm_rows "$vm_port" promremotewrite)"
 put catchup_retried "$(metric "$port" strata_remote_samples_retried_total)"
 put catchup_sent_total "$(metric "$port" strata_remote_samples_sent_total)"
 put catchup_replay_skipped "$(metric "$port" strata_remote_replay_skipped_samples_total)"

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end ingest benchmark with the shared workload (../shared/bench/README.md).
 #
-#   [FSYNC=off|never|batch|always] scripts/bench-ingest.sh [DATA_DIR] [LOADGEN_ARGS...]
+#   [FSYNC=off|never|batch|always] [NODES=256] [TICKS=360] \
+#       scripts/bench-ingest.sh [DATA_DIR] [LOADGEN_ARGS...]
 #
 # Builds strata and loadgen in release mode, generates the workload into DATA_DIR (default
-# /tmp/strata-bench, 256 nodes × 360 ticks ≈ 31 M samples) if it is missing, starts strata on
-# a free loopback port (WAL fsync policy $FSYNC, default off), replays the whole workload
-# with `loadgen http --format lp --batch 16 --conns 8` (override with LOADGEN_ARGS), then
-# prints one JSON object: loadgen's samples/s, the server's CPU seconds, its resident memory,
-# bytes per stored sample and WAL bytes per sample. For restart measurements: KEEP_DATA=DIR
-# keeps the server's data directory there, CHECKPOINT_INTERVAL sets `checkpoint-interval`,
-# and CRASH=1 ends the server with SIGKILL instead of SIGTERM (no final snapshot). Compare figures only within one run: the machine
-# is shared and noisy.
+# /tmp/strata-bench, NODES × TICKS, default 256 nodes × 360 ticks ≈ 31 M samples, ending now)
+# if it is missing, starts strata on a free loopback port (WAL fsync policy $FSYNC, default
+# off), replays the whole workload with `loadgen http --format lp --batch 16 --conns 8`
+# (override with LOADGEN_ARGS), then prints one JSON object: loadgen's samples/s, the server's
+# CPU seconds, its resident memory, bytes per stored sample and WAL bytes per sample. Issue
+# 10's shapes: `NODES=64 TICKS=1440 FSYNC=batch scripts/bench-ingest.sh /tmp/strata-bench-day`
+# (one day, 31.3 M samples) and NODES=205 TICKS=1440 (~100 M samples) in a directory of its
+# own. For restart measurements: KEEP_DATA=DIR keeps the server's data directory there,
+# CHECKPOINT_INTERVAL sets `checkpoint-interval`, and CRASH=1 ends the server with SIGKILL
+# instead of SIGTERM (no final snapshot). Compare figures only within one run: the machine is
+# shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-/tmp/strata-bench}
@@ -20,7 +24,7 @@ loadgen_args=("$@")
 [ ${#loadgen_args[@]} -gt 0 ] || loadgen_args=(--batch 16 --conns 8)
 source scripts/bench-lib.sh
 build_release
-generate "$data" 256 360
+generate "$data" "${NODES:-256}" "${TICKS:-360}"
 
 port=$(free_port)
 workdir=$(mktemp -d)
@@ -38,24 +42,18 @@ server=$!
 signal=TERM
 [ "${CRASH:-0}" = 1 ] && signal=KILL
 trap 'kill -$signal $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$workdir"' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-    sleep 0.1
-done
+wait_for "http://127.0.0.1:$port/healthz"
 
-cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$server/stat"; }
-rss_bytes() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$server/status"; }
-rss_start=$(rss_bytes)
-cpu_start=$(cpu_seconds)
+rss_start=$(rss_bytes $server)
+cpu_start=$(cpu_seconds $server)
 "$loadgen" http --url "http://127.0.0.1:$port/api/write?cluster=hpc1" --data "$data" \
     --format lp "${loadgen_args[@]}" > "$workdir/loadgen.json" 2> "$workdir/loadgen.log"
-cpu_end=$(cpu_seconds)
-rss_end=$(rss_bytes)
-metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-samples=$(metric strata_store_samples)
-written=$(metric strata_ingest_samples_total)
-buffer_bytes=$(metric strata_store_buffer_bytes)
-wal_bytes=$(metric strata_wal_bytes)
+cpu_end=$(cpu_seconds $server)
+rss_end=$(rss_bytes $server)
+samples=$(metric "$port" strata_store_samples)
+written=$(metric "$port" strata_ingest_samples_total)
+buffer_bytes=$(metric "$port" strata_store_buffer_bytes)
+wal_bytes=$(metric "$port" strata_wal_bytes)
 python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
 import json, sys
 samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes = map(float, sys.argv[1:9])
