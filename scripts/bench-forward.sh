@@ -48,38 +48,7 @@ install_missing victoria-metrics
 generate "$data" 256 360
 generate "$mem_data" "${MEM_NODES:-295}" 4
 
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-# start_strata NAME ENDPOINT_URL...: sets port and server; no URL, no remote-write.
-start_strata() {
-    local name=$1 endpoints="" i=0
-    shift
-    for url in "$@"; do
-        endpoints+="${endpoints:+,}{\"name\": \"vm$i\", \"url\": \"$url\"}"
-        i=$((i + 1))
-    done
-    port=$(free_port)
-    cat > "$workdir/$name.json" <<JSON
-{"main": {"addr": "127.0.0.1:$port"},
- "metrics": {},
- "metric-store": {"retention-in-memory": "48h", "memory-cap": 0, "checkpoint-interval": "12h",
-                  "checkpoints": {"directory": "$workdir/$name"},
-                  "wal": {"fsync": "$fsync"},
-                  "remote-write": [$endpoints]}}
-JSON
-    target/release/strata --log-level warn serve --config "$workdir/$name.json" \
-        2> "$workdir/$name.log" &
-    server=$!
-    pids+=("$server")
-    wait_for "http://127.0.0.1:$port/healthz"
-}
+scratch_workdir
 
 # ingest DATA NAME: the whole workload, loadgen's JSON into $workdir/NAME.loadgen.json.
 ingest() {

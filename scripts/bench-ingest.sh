@@ -9,12 +9,13 @@
 # if it is missing, starts strata on a free loopback port (WAL fsync policy $FSYNC, default
 # off), replays the whole workload with `loadgen http --format lp --batch 16 --conns 8`
 # (override with LOADGEN_ARGS), then prints one JSON object: loadgen's samples/s, the server's
-# CPU seconds, its resident memory, bytes per stored sample and WAL bytes per sample. Issue
-# 10's shapes: `NODES=64 TICKS=1440 FSYNC=batch scripts/bench-ingest.sh /tmp/strata-bench-day`
-# (one day, 31.3 M samples) and NODES=205 TICKS=1440 (~100 M samples) in a directory of its
-# own. For restart measurements: KEEP_DATA=DIR keeps the server's data directory there,
-# CHECKPOINT_INTERVAL sets `checkpoint-interval`, and CRASH=1 ends the server with SIGKILL
-# instead of SIGTERM (no final snapshot). Compare figures only within one run: the machine is
+# CPU seconds, its resident memory per sample slot in memory (NaN-filled gaps included) and per
+# sample written, and WAL bytes per sample. Issue 10's shapes: `NODES=64 TICKS=1440
+# FSYNC=batch scripts/bench-ingest.sh /tmp/strata-bench-day` (one day, 31.3 M samples) and
+# NODES=205 TICKS=1440 (~100 M samples) in a directory of its own. For restart measurements:
+# KEEP_DATA=DIR keeps the server's data directory there, CHECKPOINT_INTERVAL sets
+# `checkpoint-interval`, and CRASH=1 ends the server with SIGKILL instead of SIGTERM (no final
+# snapshot). Compare figures only within one run: the machine is
 # shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,8 @@ print(json.dumps({
     "rss_bytes_before": int(rss_start),
     "rss_bytes_after": int(rss_end),
     "rss_bytes_per_sample": round(rss_end / samples, 3) if samples else None,
+    # Per sample written: samples_in_memory counts slots, NaN-filled gaps included.
+    "rss_bytes_per_written_sample": round(rss_end / written, 3) if written else None,
     "wal_bytes": int(wal_bytes),
     "wal_bytes_per_sample": round(wal_bytes / written, 3) if written else None,
 }))

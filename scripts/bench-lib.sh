@@ -55,6 +55,19 @@ install_missing() { # COMMAND...
     done
 }
 
+# Sets workdir, a scratch directory removed at exit once every process in the pids array (the
+# servers a script starts: start_vm adds its own) has ended.
+scratch_workdir() {
+    workdir=$(mktemp -d)
+    pids=()
+    trap remove_workdir EXIT
+}
+remove_workdir() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$workdir"
+}
+
 wait_for() { # URL
     for _ in $(seq 300); do curl -sf "$1" >/dev/null && return; sleep 0.1; done
     echo "no answer from $1" >&2
@@ -85,6 +98,32 @@ start_vm() {
     vm_pid=$!
     pids+=("$vm_pid")
     wait_for "http://127.0.0.1:$2/health"
+}
+
+# start_strata NAME ENDPOINT_URL...: a fresh strata (WAL fsync policy $fsync, default batch)
+# with its data in $workdir/NAME, its log in $workdir/NAME.log and a remote-write endpoint per
+# URL (none, no remote-write); appends its pid to pids, sets port and server.
+start_strata() {
+    local name=$1 endpoints="" i=0
+    shift
+    for url in "$@"; do
+        endpoints+="${endpoints:+,}{\"name\": \"vm$i\", \"url\": \"$url\"}"
+        i=$((i + 1))
+    done
+    port=$(free_port)
+    cat > "$workdir/$name.json" <<JSON
+{"main": {"addr": "127.0.0.1:$port"},
+ "metrics": {},
+ "metric-store": {"retention-in-memory": "48h", "memory-cap": 0, "checkpoint-interval": "12h",
+                  "checkpoints": {"directory": "$workdir/$name"},
+                  "wal": {"fsync": "${fsync:-batch}"},
+                  "remote-write": [$endpoints]}}
+JSON
+    target/release/strata --log-level warn serve --config "$workdir/$name.json" \
+        2> "$workdir/$name.log" &
+    server=$!
+    pids+=("$server")
+    wait_for "http://127.0.0.1:$port/healthz"
 }
 
 # vm_rows PORT TYPE: the rows VictoriaMetrics has taken in through TYPE (influx, promremotewrite).

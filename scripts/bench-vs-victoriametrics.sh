@@ -60,6 +60,7 @@ rounds=${1:-3}
 data=${DATA:-/tmp/strata-bench-day}
 query_rounds=${QUERY_ROUNDS:-200}
 settle=${SETTLE:-10}
+fsync=batch
 source scripts/bench-lib.sh
 build_release
 install_missing victoria-metrics
@@ -67,14 +68,7 @@ generate "$data" "${NODES:-64}" "${TICKS:-1440}"
 meta() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$data/meta.json" "$1"; }
 expected=$(meta samples)
 
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$workdir"
-}
-trap cleanup EXIT
+scratch_workdir
 
 figures=()
 put() { figures+=("\"$1\": $2"); }
@@ -190,20 +184,8 @@ PY
 }
 
 round_strata() { # ROUND POSITION
-    local name=strata-$1 port server
-    port=$(free_port)
-    cat > "$workdir/$name.json" <<JSON
-{"main": {"addr": "127.0.0.1:$port"},
- "metrics": {},
- "metric-store": {"retention-in-memory": "48h", "memory-cap": 0, "checkpoint-interval": "12h",
-                  "checkpoints": {"directory": "$workdir/$name"},
-                  "wal": {"fsync": "batch"}}}
-JSON
-    target/release/strata --log-level warn serve --config "$workdir/$name.json" \
-        2> "$workdir/$name.log" &
-    server=$!
-    pids+=("$server")
-    wait_for "http://127.0.0.1:$port/healthz"
+    local name=strata-$1
+    start_strata "$name"
     ingest "$server" "http://127.0.0.1:$port/api/write?cluster=hpc1" "$name"
     local written dropped
     written=$(metric "$port" strata_ingest_samples_total)
