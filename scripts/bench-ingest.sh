@@ -15,8 +15,7 @@
 # NODES=205 TICKS=1440 (~100 M samples) in a directory of its own. For restart measurements:
 # KEEP_DATA=DIR keeps the server's data directory there, CHECKPOINT_INTERVAL sets
 # `checkpoint-interval`, and CRASH=1 ends the server with SIGKILL instead of SIGTERM (no final
-# snapshot). Compare figures only within one run: the machine is
-# shared and noisy.
+# snapshot). Compare figures only within one run: the machine is shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-/tmp/strata-bench}
