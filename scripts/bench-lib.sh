@@ -63,8 +63,8 @@ scratch_workdir() {
     trap remove_workdir EXIT
 }
 remove_workdir() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
+    for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$workdir"
 }
 
@@ -84,9 +84,14 @@ metric() {
         awk -v m="$2" '{ n = $1; sub(/\{.*/, "", n) } n == m { s += $2 } END { printf "%d\n", s }'
 }
 
-stop() { # PID
+# stop PID: ends a server this script started and forgets it (a reaped pid can be reused by
+# another process, which the exit's cleanup must not signal).
+stop() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
+    local kept=() pid
+    for pid in ${pids[@]+"${pids[@]}"}; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    pids=(${kept[@]+"${kept[@]}"})
 }
 
 # start_vm NAME PORT: a fresh VictoriaMetrics with its data in $workdir/NAME, its log in

@@ -105,9 +105,10 @@ settled() {
     put disk_bytes_live "$(du_bytes "$2")"
 }
 
-# queries ENGINE PORT: the two query latencies (see the header) as one JSON object.
-queries() {
-    python3 - "$1" "$2" "$data/meta.json" "$query_rounds" <<'PY'
+# put_queries ENGINE PORT: puts the two query latencies (see the header).
+put_queries() {
+    local fields
+    fields=$(python3 - "$1" "$2" "$data/meta.json" "$query_rounds" <<'PY'
 import http.client, json, statistics, sys, time, urllib.parse
 engine, port, meta, rounds = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3])), int(sys.argv[4])
 start, end, step, host = meta["start"], meta["end"], meta["interval"], "n0000"
@@ -155,8 +156,10 @@ for name, type_ids in (("query_1_series", ids[:1]), ("query_64_series", ids)):
     times.sort()
     out[name] = {"median_ms": round(statistics.median(times) * 1e3, 3),
                  "p90_ms": round(times[int(len(times) * 0.9)] * 1e3, 3)}
-print(json.dumps(out))
+print(json.dumps(out)[1:-1])
 PY
+)
+    figures+=("$fields")
 }
 
 # emit ROUND ENGINE POSITION: prints the round's figures as one JSON line (also kept for the
@@ -223,13 +226,6 @@ round_vm() { # ROUND POSITION
     put disk_bytes_stopped "$(du_bytes "$workdir/$name")"
     emit "$1" victoria-metrics "$2"
     rm -rf "${workdir:?}/$name"
-}
-
-put_queries() { # ENGINE PORT
-    local answer
-    answer=$(queries "$1" "$2")
-    put query_1_series "$(python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["query_1_series"]))' "$answer")"
-    put query_64_series "$(python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["query_64_series"]))' "$answer")"
 }
 
 for round in $(seq "$rounds"); do
