@@ -4,7 +4,7 @@
 #   scripts/bench-archive.sh [DAY_DATA] [WEEK_DATA]
 #
 # Builds strata and loadgen in release mode and generates, if missing,
-#   DAY_DATA  (default /tmp/strata-bench-day):  256 nodes × 1440 ticks (24 h, ~125 M samples),
+#   DAY_DATA  (default /tmp/strata-bench-archive-day):  256 nodes × 1440 ticks (24 h, ~125 M samples),
 #             starting at 00:00 UTC two days ago, so that the day is one archive period;
 #   WEEK_DATA (default /tmp/strata-bench-week): 8 nodes × 10080 ticks (7 days, ~27 M samples),
 #             starting at 00:00 UTC eight days ago (seven daily files).
@@ -23,7 +23,7 @@
 # Prints one JSON object.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-day_data=${1:-/tmp/strata-bench-day}
+day_data=${1:-/tmp/strata-bench-archive-day}
 week_data=${2:-/tmp/strata-bench-week}
 rounds=${QUERY_ROUNDS:-50}
 source scripts/bench-lib.sh
