@@ -37,7 +37,8 @@
 //! `z(q) = (q >> 1) ^ −(q & 1)` (zigzag) the mantissas are: delta mode `m[i] = m[i−1] +
 //! (z(q[i]) << s)` from `m[−1] = m0` with `q[0] = 0`; DOD mode `d[i] = d[i−1] + (z(q[i]) << s)`,
 //! `m[i] = m[i−1] + d[i]` from `d[−1] = d1`, `m[−1] = m0 − d1`, with `q[0] = q[1] = 0` (so
-//! `m[0] = m0`, `m[1] = m0 + d1`). Dense value `i` is `((m[i] as f64) / 10^e) as f32`.
+//! `m[0] = m0`, `m[1] = m0 + d1`). Dense value `i` is `((m[i] as f64) / 10^e) as f32`; every
+//! `|m[i]| < 2^51` ([`validate`] checks).
 //! XOR and DECIMAL dense values are never NaN (the encoder makes NaN patterns exceptions and
 //! [`validate`] checks XOR), so [`first_present`]/[`last_present`] read only the header.
 //!
@@ -50,7 +51,7 @@
 //! so a value that arrived as a decimal text round-trips by construction. The encoder does not
 //! rely on that: it computes `m` for each value and keeps it only when the formula gives back
 //! the same `to_bits()`; a value that fails (−0.0, ±inf, NaN payloads, subnormals, values
-//! that need more than 9 decimals or more than 2^53) becomes an exception, and more than 8
+//! that need more than 9 decimals or a mantissa of 2^51 or more) becomes an exception, and more than 8
 //! exceptions rule DECIMAL out. The encoder writes the smallest of the candidates it tried and
 //! at worst RAW, so a block is never larger than [`BLOCK_BYTES_MAX`].
 //!
@@ -99,8 +100,6 @@ const EXPONENT_MAX: u8 = 22;
 const EXPONENT_SEARCH_MAX: u8 = 9;
 /// Packed integers are u32 (`bitpacking`'s word).
 const WIDTH_MAX: u32 = 32;
-/// Mantissas up to 2^53 are exact in f64, as in the parser's fast path.
-const MANTISSA_MAX: u64 = 1 << 53;
 /// XOR is tried next to DECIMAL only when at least this share (1/n) of neighbours repeat;
 /// without repeats it never beats DECIMAL and costs more encode time than the rest together.
 const XOR_REPEAT_SHARE: usize = 4;
@@ -134,10 +133,11 @@ pub enum BlockError {
     Malformed(&'static str),
 }
 
-/// The value of a DECIMAL mantissa: the parser's fast path plus ingest's cast (module docs).
+/// The value of a DECIMAL mantissa (given as its exact f64): the parser's fast path plus
+/// ingest's cast (module docs). Encoder and decoder both call this.
 #[inline(always)]
-fn decimal_value(mantissa: i64, power: f64) -> f32 {
-    ((mantissa as f64) / power) as f32
+fn decimal_value(mantissa: f64, power: f64) -> f32 {
+    (mantissa / power) as f32
 }
 
 #[inline(always)]
@@ -327,6 +327,16 @@ fn write_header(out: &mut Vec<u8>, codec: u8, len: usize, nan: u128, exc: &Excep
 // ---------------------------------------------------------------------------------------
 // Encoder
 
+const IDENTITY: [u8; BLOCK_SLOTS] = {
+    let mut slots = [0; BLOCK_SLOTS];
+    let mut slot = 0;
+    while slot < BLOCK_SLOTS {
+        slots[slot] = slot as u8;
+        slot += 1;
+    }
+    slots
+};
+
 /// Slots that are not missing, in order (all slots when every slot is missing: such a block
 /// is CONST `MISSING` without a bitmap).
 struct Input {
@@ -342,26 +352,31 @@ impl Input {
         let mut input = Input {
             len: values.len(),
             nan: 0,
-            count: 0,
-            bits: [0; BLOCK_SLOTS],
-            slots: [0; BLOCK_SLOTS],
+            count: values.len(),
+            bits: [MISSING; BLOCK_SLOTS],
+            slots: IDENTITY,
         };
+        let mut missing = 0;
+        for (bits, value) in input.bits.iter_mut().zip(values) {
+            *bits = value.to_bits();
+            missing += usize::from(*bits == MISSING);
+        }
+        if missing == 0 || missing == values.len() {
+            return input;
+        }
+        // Gaps: keep the present values, in order, and a bitmap of the missing ones.
+        let mut count = 0;
         for (slot, value) in values.iter().enumerate() {
             let bits = value.to_bits();
-            input.bits[input.count] = bits;
-            input.slots[input.count] = slot as u8;
-            let missing = bits == MISSING;
-            input.nan |= u128::from(missing) << slot;
-            input.count += usize::from(!missing);
-        }
-        if input.count == 0 {
-            input.nan = 0;
-            input.count = input.len;
-            input.bits.fill(MISSING);
-            for (slot, entry) in input.slots.iter_mut().enumerate() {
-                *entry = slot as u8;
+            if bits == MISSING {
+                input.nan |= slot_bit(slot);
+            } else {
+                input.bits[count] = bits;
+                input.slots[count] = slot as u8;
+                count += 1;
             }
         }
+        input.count = count;
         input
     }
 
@@ -443,6 +458,27 @@ impl Decimal {
     }
 }
 
+/// Adding and subtracting 1.5·2^52 rounds an f64 below 2^51 to an integer, and the sum's low
+/// bits are that integer: both without a float-to-integer conversion, so the loop vectorises.
+const ROUNDER: f64 = 6_755_399_441_055_744.0;
+/// Mantissas stay below this in magnitude (exact through [`ROUNDER`]).
+const MANTISSA_LIMIT: u64 = 1 << 51;
+const ROUNDER_LIMIT: f64 = MANTISSA_LIMIT as f64;
+
+/// The mantissa of `bits` at `power` and whether it gives `bits` back exactly.
+#[inline(always)]
+fn mantissa(bits: u32, power: f64) -> (i64, bool) {
+    let scaled = f64::from(f32::from_bits(bits)) * power;
+    let rounded = scaled + ROUNDER;
+    let mantissa = (rounded.to_bits() as i64).wrapping_sub(ROUNDER.to_bits() as i64);
+    // `rounded - ROUNDER` is `mantissa as f64` (exact below 2^51), so this is
+    // `decimal_value(mantissa, power)`.
+    let exact = scaled.abs() < ROUNDER_LIMIT
+        && mantissa.unsigned_abs() < MANTISSA_LIMIT
+        && decimal_value(rounded - ROUNDER, power).to_bits() == bits;
+    (mantissa, exact)
+}
+
 /// Mantissas of the input at exponent `e` into `mantissas[..n]` (returned), failures into
 /// `exceptions`; `None` when more than [`BLOCK_EXCEPTIONS_MAX`] fail or nothing fits.
 fn mantissas(
@@ -453,21 +489,38 @@ fn mantissas(
 ) -> Option<usize> {
     let power = POW10[usize::from(exponent)];
     *exceptions = Exceptions::default();
+    // The first 9 values all failing decide it (random bits: most exponents) cheaply.
+    let probe = input.count.min(BLOCK_EXCEPTIONS_MAX + 1);
+    if input.bits[..probe]
+        .iter()
+        .all(|&bits| !mantissa(bits, power).1)
+    {
+        return None;
+    }
+    // Branch-free first pass; the exceptions are collected only when there are any.
+    let mut failed = 0;
+    for (value, &bits) in mantissas.iter_mut().zip(input.bits()) {
+        let (mantissa, exact) = mantissa(bits, power);
+        *value = mantissa;
+        failed += usize::from(!exact);
+    }
+    if failed > BLOCK_EXCEPTIONS_MAX || failed == input.count {
+        return None;
+    }
+    if failed == 0 {
+        return Some(input.count);
+    }
     let mut count = 0;
     for (&bits, &slot) in input.bits().iter().zip(&input.slots) {
-        let scaled = f64::from(f32::from_bits(bits)) * power;
-        // Any rounding will do: the check below decides.
-        let mantissa = (scaled + 0.5f64.copysign(scaled)) as i64;
-        if mantissa.unsigned_abs() <= MANTISSA_MAX
-            && decimal_value(mantissa, power).to_bits() == bits
-        {
+        let (mantissa, exact) = mantissa(bits, power);
+        if exact {
             mantissas[count] = mantissa;
             count += 1;
-        } else if !exceptions.push(slot, bits) {
-            return None;
+        } else {
+            exceptions.push(slot, bits);
         }
     }
-    (count > 0).then_some(count)
+    Some(count)
 }
 
 /// The smallest exponent with the fewest exceptions (the hint's exponent first: when it fits
@@ -755,21 +808,37 @@ pub fn encode(values: &[f32], hint: &mut EncodeHint, out: &mut Vec<u8>) -> usize
 // ---------------------------------------------------------------------------------------
 // Decoder
 
-/// MSB-first bit reader; reads past the end give zeros (and still count).
-struct BitReader<'a> {
-    bytes: &'a [u8],
+/// Longest XOR stream: 127 values of at most 2 + 10 + 32 bits.
+const XOR_STREAM_MAX: usize = (BLOCK_SLOTS - 1) * 44 / 8 + 1;
+
+/// MSB-first bit reader over a zero-padded copy of the stream: reads past the end give
+/// zeros (they still count, so `validate` sees the stream ran past the bytes).
+struct BitReader {
+    bytes: [u8; XOR_STREAM_MAX + 8],
     pos: usize,
 }
 
-impl BitReader<'_> {
+impl BitReader {
+    fn new(stream: &[u8]) -> BitReader {
+        let mut bytes = [0; XOR_STREAM_MAX + 8];
+        let n = stream.len().min(XOR_STREAM_MAX);
+        bytes[..n].copy_from_slice(&stream[..n]);
+        BitReader { bytes, pos: 0 }
+    }
+
+    /// The next 57 to 64 bits, MSB first (the rest zero).
+    #[inline]
+    fn peek(&self) -> u64 {
+        let at = (self.pos / 8).min(XOR_STREAM_MAX);
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.bytes[at..at + 8]);
+        u64::from_be_bytes(word) << (self.pos % 8)
+    }
+
     /// `count` is 0..=32.
     #[inline]
     fn get(&mut self, count: u32) -> u32 {
-        let mut word = [0u8; 8];
-        let available = self.bytes.get(self.pos / 8..).unwrap_or_default();
-        let n = available.len().min(8);
-        word[..n].copy_from_slice(&available[..n]);
-        let word = u64::from_be_bytes(word) << (self.pos % 8);
+        let word = self.peek();
         self.pos += count as usize;
         word.checked_shr(64 - count).unwrap_or(0) as u32
     }
@@ -778,21 +847,32 @@ impl BitReader<'_> {
 /// Decodes `out.len()` XOR values; returns the payload bytes they took.
 fn decode_xor(payload: &[u8], out: &mut [u32]) -> usize {
     let mut value = read_u32(payload).unwrap_or(MISSING);
-    let mut reader = BitReader {
-        bytes: payload.get(4..).unwrap_or_default(),
-        pos: 0,
-    };
+    let mut reader = BitReader::new(payload.get(4..).unwrap_or_default());
     let (mut window_lz, mut window_len) = (0u32, WIDTH_MAX);
-    for (i, slot) in out.iter_mut().enumerate() {
-        if i > 0 && reader.get(1) == 1 {
-            if reader.get(1) == 1 {
-                window_lz = reader.get(5);
-                window_len = reader.get(5) + 1;
-            }
-            let window_tz = WIDTH_MAX.saturating_sub(window_lz + window_len);
-            value ^= reader.get(window_len).wrapping_shl(window_tz);
+    let mut i = 0;
+    if let Some(first) = out.first_mut() {
+        *first = value;
+        i = 1;
+    }
+    while i < out.len() {
+        // A run of `0` control bits is a run of repeats (clock, idle series): take it at once.
+        let zeros = (reader.peek().leading_zeros() as usize).min(56);
+        if zeros > 0 {
+            let run = zeros.min(out.len() - i);
+            out[i..i + run].fill(value);
+            reader.pos += run;
+            i += run;
+            continue;
         }
-        *slot = value;
+        reader.pos += 1;
+        if reader.get(1) == 1 {
+            window_lz = reader.get(5);
+            window_len = reader.get(5) + 1;
+        }
+        let window_tz = WIDTH_MAX.saturating_sub(window_lz + window_len);
+        value ^= reader.get(window_len).wrapping_shl(window_tz);
+        out[i] = value;
+        i += 1;
     }
     4 + reader.pos.div_ceil(8)
 }
@@ -861,38 +941,55 @@ fn unpack(bytes: &[u8], width: u32, out: &mut [u32; BLOCK_SLOTS], count: usize) 
     }
 }
 
+/// The mantissas of a DECIMAL payload into `out[..count]`.
+fn decimal_mantissas(
+    payload: &[u8],
+    layout: &DecimalLayout,
+    dod: bool,
+    out: &mut [i64; BLOCK_SLOTS],
+    count: usize,
+) {
+    let mut steps = [0u32; BLOCK_SLOTS];
+    let bytes = payload.get(layout.packed..).unwrap_or_default();
+    unpack(bytes, u32::from(layout.width), &mut steps, count);
+    // Unzigzag in u32 lanes (vectorises); the steps fit i32.
+    for step in &mut steps {
+        *step = (*step >> 1) ^ (*step & 1).wrapping_neg();
+    }
+    let shift = u32::from(layout.shift);
+    let step = |q: u32| i64::from(q as i32).wrapping_shl(shift);
+    // The prefix sums are the only serial part: nothing else in these loops.
+    let out = out.iter_mut().take(count);
+    if dod {
+        let mut delta = layout.d1;
+        let mut mantissa = layout.m0.wrapping_sub(layout.d1);
+        for (value, &q) in out.zip(&steps) {
+            delta = delta.wrapping_add(step(q));
+            mantissa = mantissa.wrapping_add(delta);
+            *value = mantissa;
+        }
+    } else {
+        let mut mantissa = layout.m0;
+        for (value, &q) in out.zip(&steps) {
+            mantissa = mantissa.wrapping_add(step(q));
+            *value = mantissa;
+        }
+    }
+}
+
 fn decode_decimal(payload: &[u8], dod: bool, out: &mut [f32]) {
     let Some(layout) = decimal_layout(payload, out.len(), dod) else {
         return;
     };
-    let mut packed = [0u32; BLOCK_SLOTS];
-    let bytes = payload.get(layout.packed..).unwrap_or_default();
-    unpack(bytes, u32::from(layout.width), &mut packed, out.len());
+    let mut mantissas = [0i64; BLOCK_SLOTS];
+    decimal_mantissas(payload, &layout, dod, &mut mantissas, out.len());
     let power = POW10[usize::from(layout.exponent.min(EXPONENT_MAX))];
-    let shift = u32::from(layout.shift);
-    let step = |q: u32| unzigzag(u64::from(q)).wrapping_shl(shift);
-    // Separate loops so that each is a tight serial prefix sum with independent conversions.
-    if dod {
-        let mut delta = layout.d1;
-        let mut mantissa = layout.m0.wrapping_sub(layout.d1);
-        for (value, &q) in out.iter_mut().zip(&packed) {
-            delta = delta.wrapping_add(step(q));
-            mantissa = mantissa.wrapping_add(delta);
-            *value = decimal_value(mantissa, power);
-        }
-    } else if layout.exponent == 0 {
-        let mut mantissa = layout.m0;
-        for (value, &q) in out.iter_mut().zip(&packed) {
-            mantissa = mantissa.wrapping_add(step(q));
-            // Division by 1 is exact: same value as `decimal_value(mantissa, 1.0)`.
-            *value = mantissa as f64 as f32;
-        }
-    } else {
-        let mut mantissa = layout.m0;
-        for (value, &q) in out.iter_mut().zip(&packed) {
-            mantissa = mantissa.wrapping_add(step(q));
-            *value = decimal_value(mantissa, power);
-        }
+    // `decimal_value` with the conversion done by ROUNDER (exact below 2^51, which the
+    // encoder and `validate` guarantee), so that this loop vectorises.
+    let rounder = ROUNDER.to_bits() as i64;
+    for (value, &mantissa) in out.iter_mut().zip(&mantissas) {
+        let exact = f64::from_bits(mantissa.wrapping_add(rounder) as u64) - ROUNDER;
+        *value = decimal_value(exact, power);
     }
 }
 
@@ -1004,6 +1101,11 @@ pub fn validate(bytes: &[u8]) -> Result<usize, BlockError> {
                 return Err(BlockError::Malformed(
                     "DECIMAL exponent or width out of range",
                 ));
+            }
+            let mut mantissas = [0i64; BLOCK_SLOTS];
+            decimal_mantissas(header.payload, &layout, dod, &mut mantissas, dense);
+            if mantissas.iter().any(|m| m.unsigned_abs() >= MANTISSA_LIMIT) {
+                return Err(BlockError::Malformed("DECIMAL mantissa of 2^51 or more"));
             }
             layout.end
         }
@@ -1435,7 +1537,10 @@ mod tests {
             }
             let block = check(&values, &mut EncodeHint::default());
             prop_assert!(codec(&block) != CODEC_RAW || values.len() <= 2, "{:02x?}", block);
-            prop_assert!(codec(&block) == CODEC_RAW || block[2] & FLAG_EXCEPTIONS == 0);
+            if values.iter().any(|v| !v.is_nan()) {
+                let plan = plan_decimal(&Input::new(&values), &EncodeHint::default()).unwrap();
+                prop_assert_eq!(plan.exceptions.count, 0);
+            }
         }
 
         #[test]
