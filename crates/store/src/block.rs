@@ -100,9 +100,10 @@ const EXPONENT_MAX: u8 = 22;
 const EXPONENT_SEARCH_MAX: u8 = 9;
 /// Packed integers are u32 (`bitpacking`'s word).
 const WIDTH_MAX: u32 = 32;
-/// XOR is tried next to DECIMAL only when at least this share (1/n) of neighbours repeat;
-/// without repeats it never beats DECIMAL and costs more encode time than the rest together.
-const XOR_REPEAT_SHARE: usize = 4;
+/// XOR is tried next to DECIMAL only when it could win, estimating 1 bit per repeat and at
+/// least this many per changed value (2 control bits, and float XORs of changed decimals
+/// rarely have fewer than 6 meaningful bits); trying it costs more than the rest of `encode`.
+const XOR_CHANGE_BITS_MIN: usize = 8;
 /// Scratch for the scalar unpacker: the largest packing plus one u64 of slack.
 const PACKED_BYTES_MAX: usize = BLOCK_SLOTS * WIDTH_MAX as usize / 8;
 
@@ -567,17 +568,14 @@ fn choose_exponent(
     Some((exponent, count))
 }
 
-/// Zigzag `(value >> shift)` of each difference into `packed[first..]`, returning (shift,
-/// width) or `None` when they need more than 32 bits.
-fn pack_differences(differences: &[i64], packed: &mut [u32]) -> Option<(u32, u32)> {
+/// The common trailing zero bits of the differences and the bit width of their zigzagged
+/// quotients; `None` when that exceeds 32 bits.
+fn shift_and_width(differences: &[i64]) -> Option<(u32, u32)> {
     let any = differences.iter().fold(0, |acc, d| acc | d);
     let shift = if any == 0 { 0 } else { any.trailing_zeros() };
-    let mut all = 0u64;
-    for (slot, &difference) in packed.iter_mut().zip(differences) {
-        let q = zigzag(difference >> shift);
-        all |= q;
-        *slot = q as u32;
-    }
+    let all = differences
+        .iter()
+        .fold(0, |acc, &d| acc | zigzag(d >> shift));
     let width = width_of(all);
     (width <= WIDTH_MAX).then_some((shift, width))
 }
@@ -587,48 +585,52 @@ fn plan_decimal(input: &Input, hint: &EncodeHint) -> Option<Decimal> {
     let mut exceptions = Exceptions::default();
     let (exponent, count) = choose_exponent(input, hint.exponent, &mut values, &mut exceptions)?;
     let values = &values[..count];
+    // differences[i] = m[i] - m[i-1] (delta mode, differences[0] = 0) or the change of that
+    // (DOD, differences[0..2] = 0): the `q` of the module docs before zigzag and shift.
     let mut deltas = [0i64; BLOCK_SLOTS];
     for (delta, pair) in deltas[1..].iter_mut().zip(values.windows(2)) {
         *delta = pair[1].wrapping_sub(pair[0]);
     }
-    let repeats = deltas[1..count].iter().filter(|&&d| d == 0).count();
-    let mut plan = Decimal {
-        exponent,
-        shift: 0,
-        width: 0,
-        dod: false,
-        m0: values[0],
-        d1: 0,
-        count,
-        packed: [0; BLOCK_SLOTS],
-        exceptions,
-        repeats,
-    };
-    let delta = pack_differences(&deltas[1..count], &mut plan.packed[1..]);
-    if let Some((shift, width)) = delta {
-        (plan.shift, plan.width) = (shift, width);
-    }
+    let mut dods = [0i64; BLOCK_SLOTS];
+    let mut dod = None;
     if count >= 3 {
-        let mut dods = [0i64; BLOCK_SLOTS];
         for (dod, pair) in dods[2..].iter_mut().zip(deltas[1..count].windows(2)) {
             *dod = pair[1].wrapping_sub(pair[0]);
         }
-        let mut packed = [0u32; BLOCK_SLOTS];
-        if let Some((shift, width)) = pack_differences(&dods[2..count], &mut packed[2..]) {
-            let candidate = Decimal {
-                shift,
-                width,
-                dod: true,
-                d1: deltas[1],
-                packed,
-                ..plan
-            };
-            if delta.is_none() || candidate.payload_bytes() < plan.payload_bytes() {
-                return Some(candidate);
-            }
-        }
+        dod = shift_and_width(&dods[2..count]);
     }
-    delta.map(|_| plan)
+    let delta = shift_and_width(&deltas[1..count]);
+    let d1 = deltas[1];
+    let dod_extra = varint_bytes(zigzag(d1));
+    let use_dod = match (delta, dod) {
+        (None, None) => return None,
+        (Some((_, delta)), Some((_, dod))) => {
+            packed_bytes(count, dod) + dod_extra < packed_bytes(count, delta)
+        }
+        (None, Some(_)) => true,
+        (Some(_), None) => false,
+    };
+    let ((shift, width), differences) = if use_dod {
+        (dod?, &dods[..count])
+    } else {
+        (delta?, &deltas[..count])
+    };
+    let mut plan = Decimal {
+        exponent,
+        shift,
+        width,
+        dod: use_dod,
+        m0: values[0],
+        d1,
+        count,
+        packed: [0; BLOCK_SLOTS],
+        exceptions,
+        repeats: deltas[1..count].iter().filter(|&&d| d == 0).count(),
+    };
+    for (q, &difference) in plan.packed.iter_mut().zip(differences) {
+        *q = zigzag(difference >> shift) as u32;
+    }
+    Some(plan)
 }
 
 /// CONST with the first value, when at most [`BLOCK_EXCEPTIONS_MAX`] differ.
@@ -785,9 +787,10 @@ pub fn encode(values: &[f32], hint: &mut EncodeHint, out: &mut Vec<u8>) -> usize
         .into_iter()
         .flatten()
         .fold(raw_bytes, usize::min);
-    let try_xor = decimal
-        .as_ref()
-        .is_none_or(|d| d.repeats * XOR_REPEAT_SHARE >= d.count);
+    let try_xor = decimal.as_ref().is_none_or(|d| {
+        let changes = d.count - 1 - d.repeats;
+        d.repeats + XOR_CHANGE_BITS_MIN * changes < d.count * d.width as usize
+    });
     if try_xor && write_xor(&input, out).is_some() {
         if out.len() - before < best {
             return out.len() - before;
