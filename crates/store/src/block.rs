@@ -100,10 +100,11 @@ const EXPONENT_MAX: u8 = 22;
 const EXPONENT_SEARCH_MAX: u8 = 9;
 /// Packed integers are u32 (`bitpacking`'s word).
 const WIDTH_MAX: u32 = 32;
-/// XOR is tried next to DECIMAL only when it could win, estimating 1 bit per repeat and at
-/// least this many per changed value (2 control bits, and float XORs of changed decimals
-/// rarely have fewer than 6 meaningful bits); trying it costs more than the rest of `encode`.
-const XOR_CHANGE_BITS_MIN: usize = 8;
+/// XOR is tried next to DECIMAL only when it could win by [`XOR_PREFERENCE`], estimating
+/// 1 bit per repeat and this many per changed value (2 control bits and the meaningful bits:
+/// about 20 for the float XOR of changed decimals): in practice only for mostly repeating
+/// series (clock frequencies). Trying it costs more than the rest of `encode`.
+const XOR_CHANGE_BITS: usize = 24;
 /// XOR is written only when it is smaller than `(n-1)/n` of the best other codec.
 const XOR_PREFERENCE: usize = 8;
 /// Scratch for the scalar unpacker: the largest packing plus one u64 of slack.
@@ -570,16 +571,30 @@ fn choose_exponent(
     Some((exponent, count))
 }
 
-/// The common trailing zero bits of the differences and the bit width of their zigzagged
-/// quotients; `None` when that exceeds 32 bits.
-fn shift_and_width(differences: &[i64]) -> Option<(u32, u32)> {
-    let any = differences.iter().fold(0, |acc, d| acc | d);
-    let shift = if any == 0 { 0 } else { any.trailing_zeros() };
-    let all = differences
-        .iter()
-        .fold(0, |acc, &d| acc | zigzag(d >> shift));
-    let width = width_of(all);
-    (width <= WIDTH_MAX).then_some((shift, width))
+/// OR of a run of differences and of their zigzags: enough for the shift and the width.
+#[derive(Default, Clone, Copy)]
+struct Spread {
+    any: i64,
+    zigzags: u64,
+}
+
+impl Spread {
+    #[inline(always)]
+    fn add(&mut self, difference: i64) {
+        self.any |= difference;
+        self.zigzags |= zigzag(difference);
+    }
+
+    /// (shift, width): the common trailing zero bits, and the width of `zigzag(d >> shift)`
+    /// (which is the width of `zigzag(d)` minus the shift); `None` above 32 bits.
+    fn shift_and_width(self) -> Option<(u32, u32)> {
+        if self.any == 0 {
+            return Some((0, 0));
+        }
+        let shift = self.any.trailing_zeros();
+        let width = width_of(self.zigzags) - shift;
+        (width <= WIDTH_MAX).then_some((shift, width))
+    }
 }
 
 fn plan_decimal(input: &Input, hint: &EncodeHint) -> Option<Decimal> {
@@ -587,36 +602,33 @@ fn plan_decimal(input: &Input, hint: &EncodeHint) -> Option<Decimal> {
     let mut exceptions = Exceptions::default();
     let (exponent, count) = choose_exponent(input, hint.exponent, &mut values, &mut exceptions)?;
     let values = &values[..count];
-    // differences[i] = m[i] - m[i-1] (delta mode, differences[0] = 0) or the change of that
-    // (DOD, differences[0..2] = 0): the `q` of the module docs before zigzag and shift.
-    let mut deltas = [0i64; BLOCK_SLOTS];
-    for (delta, pair) in deltas[1..].iter_mut().zip(values.windows(2)) {
-        *delta = pair[1].wrapping_sub(pair[0]);
+    // One pass for both modes: delta d[i] = m[i] - m[i-1], DOD d[i] - d[i-1].
+    let (mut deltas, mut dods) = (Spread::default(), Spread::default());
+    let mut repeats = 0;
+    let d1 = values.get(1).map_or(0, |m1| m1.wrapping_sub(values[0]));
+    let mut previous = d1;
+    for pair in values.windows(2) {
+        let delta = pair[1].wrapping_sub(pair[0]);
+        deltas.add(delta);
+        dods.add(delta.wrapping_sub(previous));
+        repeats += usize::from(delta == 0);
+        previous = delta;
     }
-    let mut dods = [0i64; BLOCK_SLOTS];
-    let mut dod = None;
-    if count >= 3 {
-        for (dod, pair) in dods[2..].iter_mut().zip(deltas[1..count].windows(2)) {
-            *dod = pair[1].wrapping_sub(pair[0]);
-        }
-        dod = shift_and_width(&dods[2..count]);
-    }
-    let delta = shift_and_width(&deltas[1..count]);
-    let d1 = deltas[1];
-    let dod_extra = varint_bytes(zigzag(d1));
+    let delta = deltas.shift_and_width();
+    let dod = if count >= 3 {
+        dods.shift_and_width()
+    } else {
+        None
+    };
     let use_dod = match (delta, dod) {
         (None, None) => return None,
         (Some((_, delta)), Some((_, dod))) => {
-            packed_bytes(count, dod) + dod_extra < packed_bytes(count, delta)
+            packed_bytes(count, dod) + varint_bytes(zigzag(d1)) < packed_bytes(count, delta)
         }
         (None, Some(_)) => true,
         (Some(_), None) => false,
     };
-    let ((shift, width), differences) = if use_dod {
-        (dod?, &dods[..count])
-    } else {
-        (delta?, &deltas[..count])
-    };
+    let (shift, width) = if use_dod { dod? } else { delta? };
     let mut plan = Decimal {
         exponent,
         shift,
@@ -627,9 +639,18 @@ fn plan_decimal(input: &Input, hint: &EncodeHint) -> Option<Decimal> {
         count,
         packed: [0; BLOCK_SLOTS],
         exceptions,
-        repeats: deltas[1..count].iter().filter(|&&d| d == 0).count(),
+        repeats,
     };
-    for (q, &difference) in plan.packed.iter_mut().zip(differences) {
+    // q[0] = 0 (and q[1] = 0 for DOD: d1 is in the header).
+    let mut previous = d1;
+    for (q, pair) in plan.packed[1..].iter_mut().zip(values.windows(2)) {
+        let delta = pair[1].wrapping_sub(pair[0]);
+        let difference = if use_dod {
+            delta.wrapping_sub(previous)
+        } else {
+            delta
+        };
+        previous = delta;
         *q = zigzag(difference >> shift) as u32;
     }
     Some(plan)
@@ -794,8 +815,8 @@ pub fn encode(values: &[f32], hint: &mut EncodeHint, out: &mut Vec<u8>) -> usize
         .flatten()
         .fold(raw_bytes, usize::min);
     let try_xor = decimal.as_ref().is_none_or(|d| {
-        let changes = d.count - 1 - d.repeats;
-        d.repeats + XOR_CHANGE_BITS_MIN * changes < d.count * d.width as usize
+        let estimate = d.repeats + XOR_CHANGE_BITS * (d.count - 1 - d.repeats);
+        estimate * XOR_PREFERENCE < d.count * d.width as usize * (XOR_PREFERENCE - 1)
     });
     if try_xor && write_xor(&input, out).is_some() {
         // XOR decodes several times slower than DECIMAL: it must save an eighth.
