@@ -1018,9 +1018,16 @@ fn decode_decimal(payload: &[u8], dod: bool, out: &mut [f32]) {
     // `decimal_value` with the conversion done by ROUNDER (exact below 2^51, which the
     // encoder and `validate` guarantee), so that this loop vectorises.
     let rounder = ROUNDER.to_bits() as i64;
-    for (value, &mantissa) in out.iter_mut().zip(&mantissas) {
-        let exact = f64::from_bits(mantissa.wrapping_add(rounder) as u64) - ROUNDER;
-        *value = decimal_value(exact, power);
+    let exact = |mantissa: i64| f64::from_bits(mantissa.wrapping_add(rounder) as u64) - ROUNDER;
+    if layout.exponent == 0 {
+        // Dividing by 10^0 = 1 is exact: the same values without the division's cost.
+        for (value, &mantissa) in out.iter_mut().zip(&mantissas) {
+            *value = exact(mantissa) as f32;
+        }
+    } else {
+        for (value, &mantissa) in out.iter_mut().zip(&mantissas) {
+            *value = decimal_value(exact(mantissa), power);
+        }
     }
 }
 
