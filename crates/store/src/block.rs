@@ -1574,7 +1574,9 @@ mod tests {
                 }
             }
             let block = check(&values, &mut EncodeHint::default());
-            prop_assert!(codec(&block) != CODEC_RAW || values.len() <= 2, "{:02x?}", block);
+            // Very short blocks may be smaller as RAW (header and first mantissa).
+            let present = values.iter().filter(|v| !v.is_nan()).count();
+            prop_assert!(codec(&block) != CODEC_RAW || present < 16, "{:02x?}", block);
             if values.iter().any(|v| !v.is_nan()) {
                 let plan = plan_decimal(&Input::new(&values), &EncodeHint::default()).unwrap();
                 prop_assert_eq!(plan.exceptions.count, 0);
