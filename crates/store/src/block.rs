@@ -48,13 +48,24 @@
 //! exceptions move bit patterns only. DECIMAL's value formula `((m as f64) / 10^e) as f32` is
 //! the line-protocol parser's Clinger fast path (`strata_lineproto`'s `number.rs`: an exact
 //! mantissa ≤ 2^53 divided by an exact power of ten ≤ 10^22) followed by ingest's `as f32`,
-//! so a value that arrived as a decimal text round-trips by construction. The encoder does not
-//! rely on that: it computes `m` for each value and keeps it only when the formula gives back
-//! the same `to_bits()`; a value that fails (−0.0, ±inf, NaN payloads, subnormals, values
-//! that need more than 9 decimals or a mantissa of 2^51 or more) becomes an exception, and more than 8
-//! exceptions rule DECIMAL out. The encoder writes the smallest of the candidates it tried and
-//! at worst RAW, so a block is never larger than [`BLOCK_BYTES_MAX`].
+//! so a value that arrived as a decimal text round-trips by construction (the test
+//! `ingested_decimals_are_decimal_blocks` checks that no such value needs an exception). The
+//! encoder does not rely on that: it computes `m` for each value and keeps it only when the
+//! formula gives back the same `to_bits()`. A value that fails (−0.0, ±inf, NaN payloads,
+//! subnormals, values that need more than 9 decimals or a mantissa of 2^51 or more) becomes
+//! an exception; more than 8 exceptions rule DECIMAL out. Encoder and decoder share
+//! `decimal_value`; both turn `m` into an f64 by adding 1.5·2^52 to its bits (exact below
+//! 2^51), which vectorises where `m as f64` does not.
 //!
+//! # Encoder
+//!
+//! Candidates: CONST (all present values equal, or all but ≤ 8 exceptions); DECIMAL at the
+//! hint's exponent, else the smallest exponent 0..=9 with the fewest exceptions (then lowered
+//! while every mantissa ends in 0), in delta or delta-of-delta mode, whichever packs smaller;
+//! XOR, only when DECIMAL failed or the block mostly repeats (XOR decodes bit by bit, so it
+//! must also be an eighth smaller); RAW. The smallest is written, so a block is never larger
+//! than RAW ([`BLOCK_BYTES_MAX`] for 128 slots).
+
 //! # Crates
 //!
 //! `bitpacking` 0.9 (MIT, quickwit-oss, a port of Lemire's simdcomp): `BitPacker4x` packs
@@ -107,7 +118,7 @@ const WIDTH_MAX: u32 = 32;
 const XOR_CHANGE_BITS: usize = 24;
 /// XOR is written only when it is smaller than `(n-1)/n` of the best other codec.
 const XOR_PREFERENCE: usize = 8;
-/// Scratch for the scalar unpacker: the largest packing plus one u64 of slack.
+/// The largest packing (128 values of 32 bits); the scalar unpacker's scratch adds a u64.
 const PACKED_BYTES_MAX: usize = BLOCK_SLOTS * WIDTH_MAX as usize / 8;
 
 const POW10: [f64; EXPONENT_MAX as usize + 1] = [
@@ -1179,7 +1190,9 @@ pub fn decode(block: &[u8], out: &mut [f32; BLOCK_SLOTS]) -> usize {
 }
 
 /// Appends slots `[first, first + count)` of a block to `out` (clamped to the block's length).
-/// Decodes in place at the end of `out`: no temporary.
+/// Decodes in place at the end of `out` (grown by the block's length, then cut to the range):
+/// no temporary block. Safe Rust cannot write into spare capacity, so the growth fills it
+/// first (a 512-byte memset per block).
 pub fn decode_range_into(block: &[u8], first: usize, count: usize, out: &mut Vec<f32>) {
     let len = len(block);
     let first = first.min(len);
