@@ -1494,6 +1494,24 @@ mod tests {
         assert_eq!(hint.exponent, 2);
     }
 
+    /// Presence comes from the header: the payload is not even read.
+    #[test]
+    fn presence_needs_only_the_header() {
+        let mut values = walk(700, &[5, -2, 9].repeat(43)[..128], 1);
+        values[..3].fill(f32::NAN);
+        values[120..].fill(f32::NAN);
+        values[5] = f32::from_bits(0x7fa0_0000);
+        values[119] = -0.0;
+        let block = check(&values, &mut EncodeHint::default());
+        assert_eq!(codec(&block), CODEC_DECIMAL);
+        let header = parse(&block).unwrap().header_bytes;
+        let cut = &block[..header];
+        assert_eq!(
+            (first_present(cut), last_present(cut)),
+            (Some(3), Some(119))
+        );
+    }
+
     /// Format version 1, pinned: these bytes must keep decoding to these values.
     #[test]
     fn fixtures_pin_format_1() {
