@@ -478,7 +478,7 @@ impl Decimal {
 const ROUNDER: f64 = 6_755_399_441_055_744.0;
 /// Mantissas stay below this in magnitude (exact through [`ROUNDER`]).
 const MANTISSA_LIMIT: u64 = 1 << 51;
-const ROUNDER_LIMIT: f64 = MANTISSA_LIMIT as f64;
+const SCALED_MAX: f64 = (MANTISSA_LIMIT - 1) as f64;
 
 /// The mantissa of `bits` at `power` and whether it gives `bits` back exactly.
 #[inline(always)]
@@ -488,9 +488,10 @@ fn mantissa(bits: u32, power: f64) -> (i64, bool) {
     let mantissa = (rounded.to_bits() as i64).wrapping_sub(ROUNDER.to_bits() as i64);
     // `rounded - ROUNDER` is `mantissa as f64` (exact below 2^51), so this is
     // `decimal_value(mantissa, power)`.
-    let exact = scaled.abs() < ROUNDER_LIMIT
-        && mantissa.unsigned_abs() < MANTISSA_LIMIT
-        && decimal_value(rounded - ROUNDER, power).to_bits() == bits;
+    // `&`, not `&&`: no branches, so that the caller's loop vectorises. `|scaled| <= 2^51 - 1`
+    // keeps the rounded mantissa below 2^51 (NaN fails the comparison).
+    let exact =
+        (scaled.abs() <= SCALED_MAX) & (decimal_value(rounded - ROUNDER, power).to_bits() == bits);
     (mantissa, exact)
 }
 
