@@ -583,7 +583,8 @@ fn choose_exponent(
     Some((exponent, count))
 }
 
-/// OR of a run of differences and of their zigzags: enough for the shift and the width.
+/// OR of a run of differences and of a value as wide as their zigzags: enough for the
+/// shift and the width.
 #[derive(Default, Clone, Copy)]
 struct Spread {
     any: i64,
@@ -594,7 +595,9 @@ impl Spread {
     #[inline(always)]
     fn add(&mut self, difference: i64) {
         self.any |= difference;
-        self.zigzags |= zigzag(difference);
+        // Same bit width as `zigzag(difference)` without the arithmetic shift (which SSE2
+        // lacks for 64-bit lanes): its highest set bit is where the sign bits end.
+        self.zigzags |= (difference ^ (difference << 1)) as u64;
     }
 
     /// (shift, width): the common trailing zero bits, and the width of `zigzag(d >> shift)`
@@ -663,7 +666,9 @@ fn plan_decimal(input: &Input, hint: &EncodeHint) -> Option<Decimal> {
             delta
         };
         previous = delta;
-        *q = zigzag(difference >> shift) as u32;
+        // The quotient fits 32 bits zigzagged (width <= 32): zigzag in i32 lanes.
+        let quotient = (difference >> shift) as i32;
+        *q = ((quotient << 1) ^ (quotient >> 31)) as u32;
     }
     Some(plan)
 }
@@ -1628,6 +1633,13 @@ mod tests {
             let mut value = start;
             let values: Vec<f32> = jitter.iter().map(|j| { value += rate + j; value as f32 }).collect();
             check(&values, &mut EncodeHint::default());
+        }
+
+        #[test]
+        fn spread_width_is_the_zigzag_width(d in -(1i64 << 60)..1 << 60) {
+            let mut spread = Spread::default();
+            spread.add(d);
+            prop_assert_eq!(width_of(spread.zigzags), width_of(zigzag(d)));
         }
 
         #[test]
