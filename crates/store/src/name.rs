@@ -56,12 +56,12 @@ pub fn check_name(what: &'static str, name: &str, bytes_max: usize) -> Result<()
             bytes: name.len(),
             max: bytes_max,
         }
-    } else if name.contains(['/', '\\']) || name.contains("..") || name == "." {
-        NameError::Path
-    } else if name.chars().any(char::is_control) {
-        NameError::Control
     } else {
-        return Ok(());
+        match scan_name(name) {
+            Scan { path: true, .. } => NameError::Path,
+            Scan { control: true, .. } => NameError::Control,
+            _ => return Ok(()),
+        }
     };
     let mut end = name.len().min(ECHO_BYTES_MAX);
     while !name.is_char_boundary(end) {
@@ -74,9 +74,49 @@ pub fn check_name(what: &'static str, name: &str, bytes_max: usize) -> Result<()
     })
 }
 
+/// What [`scan_name`] found in a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scan {
+    /// `/`, `\`, `..` or exactly `.`.
+    path: bool,
+    /// A character for which [`char::is_control`] holds.
+    control: bool,
+}
+
+/// One pass over the bytes of `name`. Ingest checks the cluster and host of every line:
+/// `str::contains("..")` sets up a substring searcher per call, and the three searches cost
+/// 4.6 % of the server's CPU on the shared workload (perf, issue 10).
+fn scan_name(name: &str) -> Scan {
+    let mut scan = Scan {
+        path: name == ".",
+        control: false,
+    };
+    let mut previous = 0u8;
+    for &byte in name.as_bytes() {
+        scan.path |= byte == b'/' || byte == b'\\' || (byte == b'.' && previous == b'.');
+        // The control characters are U+0000–U+001F, U+007F and U+0080–U+009F; the last are
+        // 0xC2 0x80–0x9F in UTF-8, and 0xC2 is never a continuation byte.
+        scan.control |= byte < 0x20 || byte == 0x7f || (previous == 0xc2 && byte < 0xa0);
+        previous = byte;
+    }
+    scan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The byte scan decides exactly as the `str` searches it replaced.
+        #[test]
+        fn the_byte_scan_agrees_with_str_searches(name in "(\\PC|[./\\\\\u{0}-\u{1f}\u{7f}-\u{a0}])*") {
+            let scan = scan_name(&name);
+            let path = name.contains(['/', '\\']) || name.contains("..") || name == ".";
+            prop_assert_eq!(scan.path, path);
+            prop_assert_eq!(scan.control, name.chars().any(char::is_control));
+        }
+    }
 
     #[test]
     fn accepts_ordinary_names_and_refuses_the_rest() {
