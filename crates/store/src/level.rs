@@ -57,6 +57,28 @@ impl<K: Hash + Eq + Clone, V> Entries<K, V> {
         }
     }
 
+    /// [`Entries::position`], trying the entry at `hint` and the one after it first, and
+    /// moving `hint` to what was found. A collector sends a host's series in the same order
+    /// every time: within a batch, the next sample's entry is the previous one's (the same
+    /// metric on the next hwthread) or the one after it (the next hwthread, or the next
+    /// metric of one level), and a key comparison replaces the hash lookup.
+    #[inline]
+    fn position_near<Q>(&self, key: &Q, hint: &mut Hint) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let near = hint.0;
+        let found = [near, near + 1]
+            .into_iter()
+            .find(|&i| self.items.get(i).is_some_and(|(k, _)| k.borrow() == key))
+            .or_else(|| self.position(key));
+        if let Some(i) = found {
+            hint.0 = i;
+        }
+        found
+    }
+
     fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
@@ -142,6 +164,10 @@ impl<K: Hash + Eq + Clone, V> Entries<K, V> {
     }
 }
 
+/// Where the last lookup in a collection found its entry ([`Entries::position_near`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Hint(usize);
+
 /// What [`Level::write`] did.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Written {
@@ -173,12 +199,24 @@ impl Level {
         children_max: usize,
         delta: &mut MemoryDelta,
     ) -> Option<&mut Level> {
-        match self.children.position(name) {
+        self.child_or_insert_near(name, children_max, delta, &mut Hint::default())
+    }
+
+    /// [`Level::child_or_insert`] that looks near `hint` first and leaves it at the child.
+    pub(crate) fn child_or_insert_near(
+        &mut self,
+        name: &str,
+        children_max: usize,
+        delta: &mut MemoryDelta,
+        hint: &mut Hint,
+    ) -> Option<&mut Level> {
+        match self.children.position_near(name, hint) {
             Some(i) => self.children.items.get_mut(i).map(|(_, level)| level),
             None if self.children.items.len() < children_max => {
                 let before = self.children.heap_bytes();
                 let name: Box<str> = name.into();
                 let grown = boxed_str(&name);
+                hint.0 = self.children.items.len();
                 self.children.push(name, Level::default());
                 delta.structure += (self.children.heap_bytes() + grown) as isize - before as isize;
                 self.children.items.last_mut().map(|(_, level)| level)
@@ -251,7 +289,31 @@ impl Level {
         pool: &BufferPool,
         may_create: bool,
     ) -> Option<Written> {
-        if let Some(series) = self.series.get_mut(&metric) {
+        let sample = (timestamp_s, value);
+        self.write_near(
+            metric,
+            frequency_s,
+            sample,
+            pool,
+            may_create,
+            &mut Hint::default(),
+        )
+    }
+
+    /// [`Level::write`] of `(timestamp_s, value)` that looks for the series near `hint`
+    /// first and leaves it at the series.
+    pub(crate) fn write_near(
+        &mut self,
+        metric: MetricId,
+        frequency_s: i64,
+        (timestamp_s, value): (i64, f32),
+        pool: &BufferPool,
+        may_create: bool,
+        hint: &mut Hint,
+    ) -> Option<Written> {
+        if let Some(i) = self.series.position_near(&metric, hint)
+            && let Some((_, series)) = self.series.items.get_mut(i)
+        {
             return Some(Written {
                 memory: series.write(timestamp_s, value, pool),
                 new_series: false,
@@ -261,6 +323,7 @@ impl Level {
             return None;
         }
         let (series, mut memory) = Series::new(frequency_s, timestamp_s, value, pool);
+        hint.0 = self.series.items.len();
         memory.structure += self.insert_series(metric, series) as isize;
         Some(Written {
             memory,
@@ -374,6 +437,58 @@ mod tests {
         }
         assert!(level.children.index.is_some());
         assert!(level.child("hwthread119").is_some() && level.child(&names[35]).is_some());
+    }
+
+    #[test]
+    fn hints_only_shortcut_lookups_that_find_the_same_entry() {
+        // Issue 10: writes look near the previous entry first; a stale or wrong hint must
+        // still find the entry by its key, and never a neighbour.
+        let pool = BufferPool::new(4);
+        let mut level = Level::default();
+        let mut hint = Hint::default();
+        let mut delta = MemoryDelta::default();
+        for i in 0..40 {
+            let child =
+                level.child_or_insert_near(&format!("c{i}"), usize::MAX, &mut delta, &mut hint);
+            child.expect("no limit").write(0, 10, 100, 1.0, &pool, true);
+            assert_eq!(hint.0, i, "a new child leaves the hint at it");
+        }
+        for (name, start) in [("c7", 6), ("c7", 7), ("c7", 39), ("c0", 39), ("c39", 0)] {
+            let mut hint = Hint(start);
+            let child = level.child_or_insert_near(name, usize::MAX, &mut delta, &mut hint);
+            let found = child.expect("exists") as *const Level;
+            assert_eq!(
+                found,
+                level.child(name).expect("exists") as *const Level,
+                "{name}"
+            );
+            assert_eq!(level.children.items[hint.0].0.as_ref(), name);
+        }
+        // Removing entries moves the others; the hint then points at another key.
+        for name in ["c5", "c6"] {
+            level
+                .child_mut(name)
+                .expect("exists")
+                .free_before(i64::MAX, &pool);
+        }
+        level.free_before(0, &pool);
+        let mut hint = Hint(5);
+        let child = level.child_or_insert_near("c9", 0, &mut delta, &mut hint);
+        assert!(child.is_some_and(|c| c.series(0).is_some()));
+        assert_eq!(level.children.items[hint.0].0.as_ref(), "c9");
+        // Series: a hint at another metric's series writes to the right one.
+        for metric in 0..20 {
+            level.write(metric, 10, 100, metric as f32, &pool, true);
+        }
+        let mut hint = Hint(3);
+        let written = level.write_near(17, 10, (110, 7.0), &pool, false, &mut hint);
+        assert!(written.is_some_and(|w| !w.new_series));
+        assert_eq!(level.series.items[hint.0].0, 17);
+        assert!(
+            level
+                .write_near(99, 10, (110, 7.0), &pool, false, &mut hint)
+                .is_none()
+        );
     }
 
     #[test]

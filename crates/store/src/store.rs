@@ -9,7 +9,7 @@
 use crate::batch::WriteBatch;
 use crate::buffer::{FreeOutcome, MemoryDelta};
 use crate::fxhash::same_text;
-use crate::level::Level;
+use crate::level::{Hint, Level};
 use crate::memory::{BUFFER_ALLOCATION_OVERHEAD, map_entry};
 use crate::metric::{MetricConfig, MetricId, Refusal, Registry};
 use crate::pool::BufferPool;
@@ -158,15 +158,17 @@ impl DropCounts {
 }
 
 /// The level at `path` below `root`, creating missing levels (their bytes added to
-/// `delta`) while a level has fewer than `children_max` children.
+/// `delta`) while a level has fewer than `children_max` children. Each level's child is
+/// looked for near its hint first ([`Level::child_or_insert_near`]).
 fn descend<'l, 'p>(
     mut level: &'l mut Level,
     path: impl Iterator<Item = &'p str>,
     children_max: usize,
     delta: &mut MemoryDelta,
+    hints: &mut [Hint; 2],
 ) -> Option<&'l mut Level> {
-    for name in path {
-        level = level.child_or_insert(name, children_max, delta)?;
+    for (name, hint) in path.zip(hints) {
+        level = level.child_or_insert_near(name, children_max, delta, hint)?;
     }
     Some(level)
 }
@@ -517,6 +519,8 @@ impl Store {
         let mut delta = MemoryDelta::default();
         // The host being written, by key; `None` inside when the host limit refused it.
         let mut current: Option<((&str, &str), Option<HostGuard>)> = None;
+        // Where the previous sample's levels and series were found.
+        let (mut level_hints, mut series_hint) = ([Hint::default(); 2], Hint::default());
         for (sample, metric) in batch.iter().zip(metrics) {
             // (Under auto-registration `Unknown` means outside the window, not registered.)
             if metric == Err(Refusal::Unknown) && !registers {
@@ -557,13 +561,25 @@ impl Store {
             let path = sample.key.path();
             let t = sample.timestamp_s;
             let children_max = limits.children_per_level_max;
-            let written: Result<_, Limit> =
-                match descend(&mut guard.root, path, children_max, &mut created) {
-                    None => Err(|d| &mut d.too_many_children),
-                    Some(level) => level
-                        .write(metric, frequency_s, t, sample.value, &self.pool, may_create)
-                        .ok_or(|d| &mut d.too_many_series),
-                };
+            let written: Result<_, Limit> = match descend(
+                &mut guard.root,
+                path,
+                children_max,
+                &mut created,
+                &mut level_hints,
+            ) {
+                None => Err(|d| &mut d.too_many_children),
+                Some(level) => level
+                    .write_near(
+                        metric,
+                        frequency_s,
+                        (t, sample.value),
+                        &self.pool,
+                        may_create,
+                        &mut series_hint,
+                    )
+                    .ok_or(|d| &mut d.too_many_series),
+            };
             // Levels created on the way count even when the sample is refused.
             guard.add_structure(created);
             delta += created;
