@@ -22,7 +22,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_lineproto::{ErrorKind, FieldValue, Line, Parser};
-use strata_store::{LevelName, WriteBatch, check_name};
+use strata_store::{LevelName, WriteBatch, check_name, same_text};
 
 /// Samples decoded before a batch is committed. Bounds the memory of a batch (56 bytes per
 /// sample plus names) and lets big bodies become visible while they stream in.
@@ -411,7 +411,7 @@ impl LineDecoder {
                 ),
             ));
         }
-        if *cluster != *self.checked.0 || *host != *self.checked.1 {
+        if !same_text(&cluster, &self.checked.0) || !same_text(&host, &self.checked.1) {
             for (what, name) in [("cluster", &cluster), ("host", &host)] {
                 check_name(what, name, self.limits.name_bytes_max)
                     .map_err(|error| (RejectReason::InvalidName, error.to_string()))?;

@@ -6,6 +6,8 @@
 //! batch owns its data (it can cross threads and outlive the request body). Consecutive samples
 //! of the same cluster, host, level or metric share one span.
 
+use crate::fxhash::{same_bytes, same_text};
+
 /// A range of the batch's text arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Span {
@@ -198,7 +200,7 @@ impl WriteBatch {
     }
 
     fn intern(&mut self, name: &str, previous: Option<Span>) -> Span {
-        if let Some(span) = previous.filter(|&span| self.text(span) == name) {
+        if let Some(span) = previous.filter(|&span| same_text(self.text(span), name)) {
             return span;
         }
         let start = self.text.len();
@@ -208,10 +210,11 @@ impl WriteBatch {
 
     fn intern_level(&mut self, level: LevelName<'_>, previous: Option<Span>) -> Span {
         if let Some(span) = previous.filter(|&span| {
-            let text = self.text(span);
-            text.len() == level.kind.len() + level.id.len()
-                && text.starts_with(level.kind)
-                && text.ends_with(level.id)
+            let (text, kind) = (self.text(span).as_bytes(), level.kind.len());
+            text.len() == kind + level.id.len()
+                && text.split_at_checked(kind).is_some_and(|(k, id)| {
+                    same_bytes(k, level.kind.as_bytes()) && same_bytes(id, level.id.as_bytes())
+                })
         }) {
             return span;
         }

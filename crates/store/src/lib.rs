@@ -39,7 +39,7 @@ mod store;
 
 pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;
-pub use fxhash::{FxBuildHasher, FxHasher, same_text};
+pub use fxhash::{FxBuildHasher, FxHasher, same_bytes, same_text};
 pub use image::{HostImage, ImportReport, LevelImage, Run, SAMPLE_TIME_S, SeriesImage};
 pub use inspect::{DebugBuffer, DebugLevel, HealthState, HostHealth, MetricHealth};
 pub use metric::{Aggregation, FREQUENCY_S, MetricConfig, UnknownAggregation};

@@ -3,7 +3,9 @@
 use crate::format::{self, Cursor, Kind};
 use crate::{Error, Free, Result};
 use std::collections::HashMap;
-use strata_store::{FxBuildHasher as FxBuild, LevelName, SeriesKey, WriteBatch, same_text as same};
+use strata_store::{
+    FxBuildHasher as FxBuild, LevelName, SeriesKey, WriteBatch, same_bytes, same_text as same,
+};
 
 /// Most bytes one sample takes in a payload: a ref delta (≤ 6 bytes for a 32-bit ref, zigzag and
 /// shifted), a timestamp delta (≤ 10) and the value (4).
@@ -60,7 +62,7 @@ fn key_matches(key: &[u8], parts: [&str; 3]) -> bool {
             _ => return false,
         };
         match rest.get(skip..skip + length) {
-            Some(bytes) if bytes == part.as_bytes() => rest = &rest[skip + length..],
+            Some(bytes) if same_bytes(bytes, part.as_bytes()) => rest = &rest[skip + length..],
             _ => return false,
         }
     }
