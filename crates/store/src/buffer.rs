@@ -1,8 +1,7 @@
 //! Fixed-frequency float32 buffers and the chains (series) they form.
 //!
 //! A [`Buffer`] holds up to [`BUFFER_CAPACITY`] consecutive slots of one series; slot `i` covers
-//! `[start + i·f, start + (i+1)·f)`. No timestamps are stored per sample, which is why a sample
-//! costs four bytes. Missing slots are NaN.
+//! `[start + i·f, start + (i+1)·f)`. No timestamps are stored per sample. Missing slots are NaN.
 //!
 //! A [`Series`] is the chain of buffers of one metric on one level, sorted by `start` and
 //! non-overlapping. Every buffer of a series starts on the same grid (`first write − f/2 + k·f`),
@@ -23,16 +22,35 @@
 //!
 //! Runs loaded from snapshots are coalesced into full-size buffers the same way
 //! ([`Series::adopt`]), so a chain fragmented by an older version is compacted on restart.
+//!
+//! # Sealed blocks
+//!
+//! Slots `[k·128, (k+1)·128)` of a buffer are its block `k` ([`BLOCK_SLOTS`]). Blocks behind
+//! the one being written are *sealed*: encoded losslessly by [`crate::block`], in a fraction of
+//! four bytes a slot. The rest, the *tail*, is raw float32, so appending costs what it always
+//! did. Both share one allocation: the sealed blocks back to back, then the tail's slots as
+//! little-endian bytes; the spare capacity is the tail's room to grow. A write past the tail's
+//! block seals it (padded with NaN to 128 slots); a new head seals the old head's tail as it is
+//! (a short block); [`Series::seal_idle`] seals the tails nothing writes to any more. Only the
+//! last sealed block can be short, and only while its buffer has no tail: a write past it pads
+//! it to 128 slots first, so slot `i` is always in block `i / 128`. A late write into a sealed
+//! block decodes, patches and encodes it again ([`Series::merge_run`] does that once per block
+//! for a run of samples).
 
+use crate::block::{self, BLOCK_SLOTS, EncodeHint};
 use crate::memory::allocation;
 use crate::pool::BufferPool;
+use std::cell::RefCell;
+use std::ops::{ControlFlow, Range};
 
 /// Slots per buffer (cc-metric-store's `BufferCap`). At 60 s that is 8.5 hours per buffer.
 pub const BUFFER_CAPACITY: usize = 512;
 
-/// The heap allocation of a buffer grows in steps of this many slots, so that a partly filled
-/// buffer (every head buffer, and every buffer of a short-lived series) wastes at most
-/// `GROWTH_SLOTS − 1` slots instead of up to 511.
+/// Blocks of a full buffer.
+const BLOCKS_PER_BUFFER: usize = BUFFER_CAPACITY / BLOCK_SLOTS;
+
+/// A tail's room grows in steps of this many slots, so that a partly filled tail (every head,
+/// and every buffer of a short-lived series) wastes at most `GROWTH_SLOTS − 1` slots.
 const GROWTH_SLOTS: usize = 16;
 
 /// The first allocation of a buffer is this small: a series that gets one sample (a host
@@ -40,33 +58,207 @@ const GROWTH_SLOTS: usize = 16;
 /// one more reallocation per buffer.
 const FIRST_SLOTS: usize = 4;
 
-const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(GROWTH_SLOTS));
+const SLOT_BYTES: usize = size_of::<f32>();
 
-/// One run of slots of a series.
+/// Bytes of a whole block's raw tail: the allocations the pool recycles.
+pub(crate) const TAIL_BYTES: usize = BLOCK_SLOTS * SLOT_BYTES;
+
+/// [`Series::seal_idle`] seals a tail once its buffer has had no new slot for this many steps
+/// (16 minutes at 60 s). Sealing too early costs one re-encode of one block if the series
+/// resumes; sealing late keeps up to 512 raw bytes per series that stopped (a job or a node
+/// that ended). Collector hiccups and late samples span a few steps, so 16 leaves those alone.
+pub(crate) const IDLE_SEAL_STEPS: i64 = 16;
+
+const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(BLOCK_SLOTS));
+const _: () = assert!(BLOCK_SLOTS.is_multiple_of(GROWTH_SLOTS));
+// Offsets into a buffer's bytes are u16.
+const _: () = assert!(BLOCKS_PER_BUFFER * block::BLOCK_BYTES_MAX <= u16::MAX as usize);
+
+const NAN_BYTES: [u8; SLOT_BYTES] = f32::NAN.to_le_bytes();
+
+thread_local! {
+    /// Blocks are encoded here, then copied into their buffer, which grows by exactly their
+    /// size (encoding into the buffer itself could double its allocation).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encodes `values` as one block and hands its bytes to `then`.
+fn with_encoded<R>(values: &[f32], hint: &mut EncodeHint, then: impl FnOnce(&[u8]) -> R) -> R {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        block::encode(values, hint, scratch);
+        then(scratch)
+    })
+}
+
+fn slot_value(bytes: &[u8]) -> f32 {
+    <[u8; SLOT_BYTES]>::try_from(bytes).map_or(f32::NAN, f32::from_le_bytes)
+}
+
+/// A sealed block or the raw tail of a buffer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Segment<'a> {
+    /// The buffer's slot where it starts.
+    first: usize,
+    len: usize,
+    bytes: &'a [u8],
+    sealed: bool,
+}
+
+impl Segment<'_> {
+    /// All its slots, decoded into `out`.
+    fn decode<'o>(&self, out: &'o mut [f32; BLOCK_SLOTS]) -> &'o [f32] {
+        let len = if self.sealed {
+            block::decode(self.bytes, out)
+        } else {
+            for (slot, bytes) in out.iter_mut().zip(self.bytes.chunks_exact(SLOT_BYTES)) {
+                *slot = slot_value(bytes);
+            }
+            self.len
+        };
+        &out[..len.min(BLOCK_SLOTS)]
+    }
+
+    /// Appends its slots `[first, first + count)` to `out`.
+    fn extend_into(&self, first: usize, count: usize, out: &mut Vec<f32>) {
+        if self.sealed {
+            block::decode_range_into(self.bytes, first, count, out);
+        } else {
+            let bytes = self
+                .bytes
+                .get(first * SLOT_BYTES..(first + count) * SLOT_BYTES);
+            out.extend(
+                bytes
+                    .unwrap_or_default()
+                    .chunks_exact(SLOT_BYTES)
+                    .map(slot_value),
+            );
+        }
+    }
+
+    fn first_present(&self) -> Option<usize> {
+        if self.sealed {
+            return block::first_present(self.bytes);
+        }
+        let mut slots = self.bytes.chunks_exact(SLOT_BYTES);
+        slots.position(|bytes| !slot_value(bytes).is_nan())
+    }
+}
+
+/// The segments of a buffer, oldest first.
+struct Segments<'a> {
+    items: [Segment<'a>; BLOCKS_PER_BUFFER + 1],
+    count: usize,
+}
+
+impl<'a> Segments<'a> {
+    fn as_slice(&self) -> &[Segment<'a>] {
+        &self.items[..self.count]
+    }
+}
+
+/// One run of slots of a series: sealed blocks, then a raw tail (see the module doc).
 #[derive(Debug)]
 pub(crate) struct Buffer {
     /// Start of slot 0, unix seconds.
     start: i64,
-    /// Filled slots; `data.len() <= BUFFER_CAPACITY`.
-    data: Vec<f32>,
+    /// The sealed blocks (`tail_at` bytes), then the tail's slots.
+    data: Vec<u8>,
+    /// Filled slots, at most [`BUFFER_CAPACITY`].
+    len: u16,
+    tail_at: u16,
+    sealed: u8,
+    /// What the encoder learnt from the previous block (a byte; a series carries it from
+    /// buffer to buffer).
+    hint: EncodeHint,
 }
 
 impl Buffer {
+    fn empty(start: i64, mut data: Vec<u8>, hint: EncodeHint) -> Self {
+        data.clear();
+        Self {
+            start,
+            data,
+            len: 0,
+            tail_at: 0,
+            sealed: 0,
+            hint,
+        }
+    }
+
     pub(crate) fn start(&self) -> i64 {
         self.start
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.data.len()
+        usize::from(self.len)
     }
 
-    pub(crate) fn values(&self) -> &[f32] {
-        &self.data
-    }
-
-    /// Bytes of heap this buffer holds.
+    /// Bytes of heap this buffer holds: its sealed blocks and its tail's room.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.data.capacity() * size_of::<f32>()
+        self.data.capacity()
+    }
+
+    pub(crate) fn sealed_blocks(&self) -> usize {
+        usize::from(self.sealed)
+    }
+
+    /// Bytes of the sealed blocks.
+    pub(crate) fn encoded_bytes(&self) -> usize {
+        usize::from(self.tail_at)
+    }
+
+    fn tail(&self) -> &[u8] {
+        &self.data[self.encoded_bytes()..]
+    }
+
+    /// The buffer's slot where the tail starts.
+    fn tail_first(&self) -> usize {
+        self.sealed_blocks() * BLOCK_SLOTS
+    }
+
+    fn segments(&self) -> Segments<'_> {
+        let mut segments = Segments {
+            items: [Segment::default(); BLOCKS_PER_BUFFER + 1],
+            count: 0,
+        };
+        let (mut sealed, tail) = self.data.split_at(self.encoded_bytes());
+        for (k, item) in segments.items.iter_mut().enumerate() {
+            let first = k * BLOCK_SLOTS;
+            if let Ok(size) = block::validate(sealed) {
+                let (bytes, rest) = sealed.split_at(size.min(sealed.len()));
+                *item = Segment {
+                    first,
+                    len: block::len(bytes),
+                    bytes,
+                    sealed: true,
+                };
+                sealed = rest;
+            } else if !tail.is_empty() {
+                *item = Segment {
+                    first,
+                    len: tail.len() / SLOT_BYTES,
+                    bytes: tail,
+                    sealed: false,
+                };
+                segments.count = k + 1;
+                break;
+            } else {
+                break;
+            }
+            segments.count = k + 1;
+        }
+        segments
+    }
+
+    /// Byte range of sealed block `k`.
+    fn block_range(&self, k: usize) -> Option<Range<usize>> {
+        let mut at = 0;
+        for _ in 0..k {
+            at += block::validate(&self.data[at..self.encoded_bytes()]).ok()?;
+        }
+        let size = block::validate(&self.data[at..self.encoded_bytes()]).ok()?;
+        Some(at..at + size)
     }
 
     /// The time of the first slot's sample as cc-metric-store reports it (`start + f/2`).
@@ -89,6 +281,11 @@ impl Buffer {
         self.first_write(frequency_s) + index as i64 * frequency_s
     }
 
+    /// The slot whose range holds `t`, if `t` is not before the buffer.
+    fn slot_of(&self, t: i64, frequency_s: i64) -> Option<usize> {
+        usize::try_from((t.checked_sub(self.start)?) / frequency_s).ok()
+    }
+
     /// How many slots have a sample time before `t` (at most `len`).
     fn slots_sampled_before(&self, t: i64, frequency_s: i64) -> usize {
         // Slot i is before `t` when i·f < t − first_write, so the count is ⌈offset / f⌉.
@@ -102,45 +299,235 @@ impl Buffer {
 
     /// The sample time of the first slot that holds a value (not NaN): where reads start.
     fn first_value(&self, frequency_s: i64) -> i64 {
-        let index = self.data.iter().position(|v| !v.is_nan()).unwrap_or(0);
+        let segments = self.segments();
+        let index = segments
+            .as_slice()
+            .iter()
+            .find_map(|segment| Some(segment.first + segment.first_present()?))
+            .unwrap_or(0);
         self.first_write(frequency_s) + index as i64 * frequency_s
     }
 
-    /// Grows the allocation to hold `len` slots: [`FIRST_SLOTS`], then in steps of
-    /// [`GROWTH_SLOTS`]. Returns the growth in bytes.
-    fn reserve_slots(&mut self, len: usize) -> usize {
-        debug_assert!(len <= BUFFER_CAPACITY);
-        let before = self.data.capacity();
-        if len > before {
-            let target = if len <= FIRST_SLOTS {
-                FIRST_SLOTS
-            } else {
-                len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY)
-            };
-            self.data.reserve_exact(target - self.data.len());
+    /// Appends slots `[first, first + count)` (within `len`) to `out`, decoding sealed blocks
+    /// straight into it.
+    fn read_into(&self, first: usize, count: usize, out: &mut Vec<f32>) {
+        let end = first + count;
+        for segment in self.segments().as_slice() {
+            let from = first.max(segment.first);
+            let to = end.min(segment.first + segment.len);
+            if from < to {
+                segment.extend_into(from - segment.first, to - from, out);
+            }
         }
-        (self.data.capacity() - before) * size_of::<f32>()
     }
 
-    /// Writes `value` into slot `index`, NaN-filling skipped slots. Returns the growth of the
-    /// heap allocation in bytes.
-    fn put(&mut self, index: usize, value: f32) -> usize {
-        debug_assert!(index < BUFFER_CAPACITY);
-        if let Some(slot) = self.data.get_mut(index) {
-            *slot = value;
-            return 0;
+    /// Every slot, decoded (for exports).
+    pub(crate) fn to_values(&self) -> Vec<f32> {
+        let mut values = Vec::with_capacity(self.len());
+        self.read_into(0, self.len(), &mut values);
+        values
+    }
+
+    /// Calls `visit` with the values of the slots `[first, end)` a block at a time (the slot
+    /// of the first value, the values), oldest or newest block first, until it breaks.
+    fn visit<B>(
+        &self,
+        first: usize,
+        end: usize,
+        newest_first: bool,
+        mut visit: impl FnMut(usize, &[f32]) -> ControlFlow<B>,
+    ) -> Option<B> {
+        let segments = self.segments();
+        let segments = segments.as_slice();
+        let mut values = [f32::NAN; BLOCK_SLOTS];
+        for k in 0..segments.len() {
+            let segment = segments[if newest_first {
+                segments.len() - 1 - k
+            } else {
+                k
+            }];
+            let from = first.max(segment.first);
+            let to = end.min(segment.first + segment.len);
+            if from >= to {
+                continue;
+            }
+            let decoded = segment.decode(&mut values);
+            let Some(slice) = decoded.get(from - segment.first..to - segment.first) else {
+                continue;
+            };
+            if let ControlFlow::Break(found) = visit(from, slice) {
+                return Some(found);
+            }
         }
-        let grown = self.reserve_slots(index + 1);
-        self.data.resize(index, f32::NAN);
-        self.data.push(value);
-        grown
+        None
+    }
+
+    /// Makes room for a tail of `slots` slots: [`FIRST_SLOTS`], then in steps of
+    /// [`GROWTH_SLOTS`].
+    fn reserve_tail(&mut self, slots: usize) {
+        debug_assert!(slots <= BLOCK_SLOTS);
+        if self.encoded_bytes() + slots * SLOT_BYTES > self.data.capacity() {
+            let target = if slots <= FIRST_SLOTS {
+                FIRST_SLOTS
+            } else {
+                slots.next_multiple_of(GROWTH_SLOTS).min(BLOCK_SLOTS)
+            };
+            let wanted = self.encoded_bytes() + target * SLOT_BYTES;
+            self.data.reserve_exact(wanted - self.data.len());
+        }
+    }
+
+    /// Writes `value` into slot `slot` of the tail, NaN-filling skipped slots.
+    fn tail_put(&mut self, slot: usize, value: f32) {
+        debug_assert!(slot < BLOCK_SLOTS);
+        let at = self.encoded_bytes() + slot * SLOT_BYTES;
+        if let Some(bytes) = self.data.get_mut(at..at + SLOT_BYTES) {
+            bytes.copy_from_slice(&value.to_le_bytes());
+            return;
+        }
+        self.reserve_tail(slot + 1);
+        while self.data.len() < at {
+            self.data.extend_from_slice(&NAN_BYTES);
+        }
+        self.data.extend_from_slice(&value.to_le_bytes());
+        self.len = (self.tail_first() + slot + 1) as u16;
+    }
+
+    /// Encodes the tail as the next sealed block: padded with NaN to a whole block when the
+    /// buffer goes on past it (an empty tail then makes a block of NaN), as it is when the
+    /// buffer is done.
+    fn seal_tail(&mut self, pad: bool) {
+        let slots = self.tail().len() / SLOT_BYTES;
+        let count = if pad { BLOCK_SLOTS } else { slots };
+        if count == 0 || self.sealed_blocks() == BLOCKS_PER_BUFFER {
+            return;
+        }
+        let mut values = [f32::NAN; BLOCK_SLOTS];
+        for (value, bytes) in values.iter_mut().zip(self.tail().chunks_exact(SLOT_BYTES)) {
+            *value = slot_value(bytes);
+        }
+        let tail_at = self.encoded_bytes();
+        let mut hint = self.hint;
+        with_encoded(&values[..count], &mut hint, |bytes| {
+            self.data.truncate(tail_at);
+            self.data.reserve_exact(bytes.len());
+            self.data.extend_from_slice(bytes);
+        });
+        self.hint = hint;
+        self.tail_at = self.data.len() as u16;
+        self.sealed += 1;
+        self.len = (self.tail_first() - BLOCK_SLOTS + count) as u16;
+        if !pad {
+            self.data.shrink_to_fit();
+        } else if slots == BLOCK_SLOTS && self.sealed_blocks() < BLOCKS_PER_BUFFER {
+            // A series filling its buffer fills the next tail too: keep the room, one
+            // reallocation per block instead of one per growth step.
+            self.data.reserve_exact(TAIL_BYTES);
+        }
+    }
+
+    /// Decodes sealed block `k`, lets `edit` change its values and length, and encodes it
+    /// again in place.
+    fn patch(&mut self, k: usize, edit: impl FnOnce(&mut [f32; BLOCK_SLOTS], &mut usize)) {
+        let Some(range) = self.block_range(k) else {
+            return;
+        };
+        let mut values = [f32::NAN; BLOCK_SLOTS];
+        let mut len = block::decode(&self.data[range.clone()], &mut values);
+        edit(&mut values, &mut len);
+        let len = len.clamp(1, BLOCK_SLOTS);
+        let replaced = range.len();
+        let mut hint = self.hint;
+        let written = with_encoded(&values[..len], &mut hint, |bytes| {
+            self.data
+                .reserve_exact(bytes.len().saturating_sub(replaced));
+            self.data.splice(range, bytes.iter().copied());
+            bytes.len()
+        });
+        self.hint = hint;
+        self.tail_at = (self.encoded_bytes() + written - replaced) as u16;
+        if self.tail().is_empty() {
+            if k + 1 == self.sealed_blocks() {
+                self.len = (k * BLOCK_SLOTS + len) as u16;
+            }
+            self.data.shrink_to_fit();
+        }
+    }
+
+    /// Makes block `k` (at or past the sealed ones) the tail's: seals what is before it.
+    fn open(&mut self, k: usize) {
+        if self.tail().is_empty() && self.len() < self.tail_first() {
+            // The last sealed block is short: it becomes whole before anything follows it.
+            self.patch(self.sealed_blocks() - 1, |_, len| *len = BLOCK_SLOTS);
+        }
+        while self.sealed_blocks() < k {
+            self.seal_tail(true);
+        }
+    }
+
+    /// Writes `(slot, value)` pairs that all lie in one block, in order (the last write to a
+    /// slot wins); a sealed block is decoded and encoded once for all of them.
+    fn put_many(&mut self, writes: &[(usize, f32)]) {
+        let Some(&(first, _)) = writes.first() else {
+            return;
+        };
+        let k = first / BLOCK_SLOTS;
+        debug_assert!(writes.iter().all(|&(slot, _)| slot / BLOCK_SLOTS == k));
+        let base = k * BLOCK_SLOTS;
+        if k < self.sealed_blocks() {
+            self.patch(k, |values, len| {
+                for &(slot, value) in writes {
+                    if let Some(target) = values.get_mut(slot - base) {
+                        *target = value;
+                        *len = (*len).max(slot - base + 1);
+                    }
+                }
+            });
+            return;
+        }
+        self.open(k);
+        for &(slot, value) in writes {
+            self.tail_put(slot - base, value);
+        }
+    }
+
+    /// Writes `value` into slot `index`, NaN-filling skipped slots.
+    fn put(&mut self, index: usize, value: f32) {
+        debug_assert!(index < BUFFER_CAPACITY);
+        self.put_many(&[(index, value)]);
+    }
+
+    /// Writes `values` into the slots from `first` on, NaN included (a block at a time).
+    fn put_run(&mut self, first: usize, values: &[f32]) {
+        let mut writes = Vec::with_capacity(BLOCK_SLOTS);
+        for (slot, &value) in (first..).zip(values) {
+            if writes
+                .last()
+                .is_some_and(|&(last, _)| last / BLOCK_SLOTS != slot / BLOCK_SLOTS)
+            {
+                self.put_many(&writes);
+                writes.clear();
+            }
+            writes.push((slot, value));
+        }
+        self.put_many(&writes);
+    }
+
+    fn has_tail(&self) -> bool {
+        !self.tail().is_empty()
+    }
+
+    /// Seals the tail as it is (the buffer is done, or idle) and frees its spare room.
+    fn seal(&mut self) {
+        self.seal_tail(false);
+        self.data.shrink_to_fit();
     }
 }
 
 /// Counts what a write did to the store's memory, so the store can keep exact totals.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryDelta {
-    /// Buffer data.
+    /// Buffer data: sealed blocks and tails.
     pub bytes: isize,
     pub buffers: isize,
     /// The tree's own allocations ([`crate::memory`]).
@@ -159,14 +546,23 @@ impl std::ops::AddAssign for MemoryDelta {
 ///
 /// The head is kept inline: nearly every write goes to it, and with hundreds of thousands of
 /// series a write is a chain of cache misses (level → series → data); an inline head removes
-/// one link of that chain, and a series with one buffer needs no second allocation.
+/// one link of that chain, and a series with one buffer needs no second allocation. The older
+/// buffers are a boxed slice (16 bytes, no spare capacity): a new one arrives once per 512
+/// slots, and the series stays 64 bytes.
 #[derive(Debug)]
 pub(crate) struct Series {
     frequency_s: i64,
     /// Buffers before the head, sorted by start, non-overlapping.
-    older: Vec<Buffer>,
+    older: Box<[Buffer]>,
     /// The newest buffer; it starts after every older one.
     head: Buffer,
+}
+
+/// Which buffer of a series: an older one by position, or the head.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Older(usize),
+    Head,
 }
 
 impl Series {
@@ -178,10 +574,20 @@ impl Series {
         pool: &BufferPool,
     ) -> (Self, MemoryDelta) {
         assert!(frequency_s > 0, "frequency must be positive");
-        let (head, delta) = new_buffer(timestamp_s - frequency_s / 2, 0, value, pool);
+        let mut head = Buffer::empty(
+            timestamp_s - frequency_s / 2,
+            pool.take(),
+            EncodeHint::default(),
+        );
+        head.put(0, value);
+        let delta = MemoryDelta {
+            bytes: head.heap_bytes() as isize,
+            buffers: 1,
+            structure: 0,
+        };
         let series = Self {
             frequency_s,
-            older: Vec::new(),
+            older: Box::default(),
             head,
         };
         (series, delta)
@@ -192,6 +598,7 @@ impl Series {
     /// the previous one are appended to the newest buffer while they fit in its capacity
     /// (gaps NaN-filled), else become buffers as they are; any other run is written value by
     /// value (NaN slots skipped), so overlapping or misaligned input is merged, never misread.
+    /// Every block is encoded once, except where runs overlap.
     pub(crate) fn adopt(frequency_s: i64, runs: Vec<(i64, Vec<f32>)>, pool: &BufferPool) -> Self {
         assert!(frequency_s > 0, "frequency must be positive");
         let mut runs = runs.into_iter().filter(|(_, values)| !values.is_empty());
@@ -199,9 +606,10 @@ impl Series {
         assert!(data.len() <= BUFFER_CAPACITY, "run longer than a buffer");
         let mut series = Self {
             frequency_s,
-            older: Vec::new(),
-            head: Buffer { start, data },
+            older: Box::default(),
+            head: Buffer::empty(start, pool.take(), EncodeHint::default()),
         };
+        series.head.put_run(0, &data);
         for (start, data) in runs {
             let head = &mut series.head;
             let follows = data.len() <= BUFFER_CAPACITY
@@ -214,13 +622,12 @@ impl Series {
             // Slot of the run in the head; the run follows the head's data, so it is past it.
             let slot = ((start - head.start) / frequency_s) as usize;
             if slot + data.len() <= BUFFER_CAPACITY {
-                head.reserve_slots(slot + data.len());
-                head.data.resize(slot, f32::NAN);
-                head.data.extend_from_slice(&data);
+                head.put_run(slot, &data);
                 continue;
             }
-            let previous = std::mem::replace(&mut series.head, Buffer { start, data });
-            series.older.push(previous);
+            let mut next = Buffer::empty(start, pool.take(), head.hint);
+            next.put_run(0, &data);
+            series.push_head(next);
         }
         series
     }
@@ -229,9 +636,9 @@ impl Series {
         self.frequency_s
     }
 
-    /// Heap bytes of the chain itself (the vector of older buffers), not of their data.
+    /// Heap bytes of the chain itself (the older buffers' headers), not of their data.
     pub(crate) fn structure_bytes(&self) -> usize {
-        allocation(self.older.capacity() * size_of::<Buffer>())
+        allocation(self.older.len() * size_of::<Buffer>())
     }
 
     /// Every buffer, oldest first.
@@ -243,34 +650,68 @@ impl Series {
         self.older.first().unwrap_or(&self.head)
     }
 
+    fn buffer_mut(&mut self, at: At) -> &mut Buffer {
+        match at {
+            At::Older(i) => &mut self.older[i],
+            At::Head => &mut self.head,
+        }
+    }
+
+    fn insert_older(&mut self, position: usize, buffer: Buffer) {
+        let mut older = std::mem::take(&mut self.older).into_vec();
+        older.reserve_exact(1);
+        older.insert(position, buffer);
+        self.older = older.into_boxed_slice();
+    }
+
+    /// Makes `head` the head; the previous head is done, its tail sealed. Returns the change
+    /// of the previous head's bytes.
+    fn push_head(&mut self, head: Buffer) -> isize {
+        let before = self.head.heap_bytes();
+        self.head.seal();
+        let sealed = self.head.heap_bytes() as isize - before as isize;
+        let previous = std::mem::replace(&mut self.head, head);
+        self.insert_older(self.older.len(), previous);
+        sealed
+    }
+
     /// Writes one sample; the last write to a slot wins.
     pub(crate) fn write(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
-        let before = self.older.capacity();
+        let before = self.older.len();
         let mut delta = self.put(timestamp_s, value, pool);
-        if self.older.capacity() != before {
-            let grown = self.structure_bytes() - allocation(before * size_of::<Buffer>());
-            delta.structure += grown as isize;
+        if self.older.len() != before {
+            let grown =
+                self.structure_bytes() as isize - allocation(before * size_of::<Buffer>()) as isize;
+            delta.structure += grown;
         }
         delta
     }
 
     /// [`Series::write`] without counting the chain's own growth.
     fn put(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
+        let (at, index, _, mut delta) = self.locate(timestamp_s, pool);
+        let buffer = self.buffer_mut(at);
+        let before = buffer.heap_bytes();
+        buffer.put(index, value);
+        delta.bytes += buffer.heap_bytes() as isize - before as isize;
+        delta
+    }
+
+    /// The buffer whose range holds `timestamp_s`, creating it when none does; the slot of
+    /// the sample in it, the end of its writable range, and the memory a new buffer took.
+    fn locate(&mut self, timestamp_s: i64, pool: &BufferPool) -> (At, usize, usize, MemoryDelta) {
         let f = self.frequency_s;
         if timestamp_s >= self.head.start {
             let index = ((timestamp_s - self.head.start) / f) as usize;
             if index < BUFFER_CAPACITY {
-                return MemoryDelta {
-                    bytes: self.head.put(index, value) as isize,
-                    ..MemoryDelta::default()
-                };
+                return (At::Head, index, BUFFER_CAPACITY, MemoryDelta::default());
             }
             // Past the head's last slot: a new head at the slot of this sample.
             let start = self.head.start + index as i64 * f;
-            let (head, delta) = new_buffer(start, 0, value, pool);
-            let previous = std::mem::replace(&mut self.head, head);
-            self.older.push(previous);
-            return delta;
+            let head = Buffer::empty(start, pool.take(), self.head.hint);
+            let mut delta = new_buffer_delta(&head);
+            delta.bytes += self.push_head(head);
+            return (At::Head, 0, BUFFER_CAPACITY, delta);
         }
         // A late sample: the last older buffer starting at or before it, if any.
         let position = self.older.partition_point(|b| b.start <= timestamp_s);
@@ -278,15 +719,14 @@ impl Series {
             .older
             .get(position)
             .map_or(self.head.start, |b| b.start);
+        let writable = |start: i64| BUFFER_CAPACITY.min(((next_start - start) / f) as usize);
         let mut floor = i64::MIN;
-        if let Some(previous) = position.checked_sub(1).map(|i| &mut self.older[i]) {
+        if let Some(i) = position.checked_sub(1) {
+            let previous = &self.older[i];
             let index = ((timestamp_s - previous.start) / f) as usize;
-            let slots_before_next = ((next_start - previous.start) / f) as usize;
-            if index < BUFFER_CAPACITY.min(slots_before_next) {
-                return MemoryDelta {
-                    bytes: previous.put(index, value) as isize,
-                    ..MemoryDelta::default()
-                };
+            let end = writable(previous.start);
+            if index < end {
+                return (At::Older(i), index, end, MemoryDelta::default());
             }
             // Past the previous buffer's capacity: the new buffer starts no earlier than that.
             floor = previous.start + BUFFER_CAPACITY as i64 * f;
@@ -297,24 +737,48 @@ impl Series {
         let span = BUFFER_CAPACITY as i64 * f;
         let buffers_back = (next_start - timestamp_s + span - 1) / span;
         let start = (next_start - buffers_back * span).max(floor);
-        let (buffer, delta) = new_buffer(start, ((timestamp_s - start) / f) as usize, value, pool);
-        self.older.insert(position, buffer);
-        delta
+        let buffer = Buffer::empty(start, pool.take(), self.head.hint);
+        let delta = new_buffer_delta(&buffer);
+        self.insert_older(position, buffer);
+        let index = ((timestamp_s - start) / f) as usize;
+        (At::Older(position), index, writable(start), delta)
     }
 
-    /// Writes a run of slots `start_s, start_s + f, …` (at `frequency_s`) value by value,
-    /// skipping NaN, so a run that overlaps or is off this series' grid merges into it.
-    pub(crate) fn merge_run(
+    /// Writes a run of slots `start_s, start_s + f, …` (at `frequency_s`), skipping NaN, so a
+    /// run that overlaps or is off this series' grid merges into it. Samples that land in the
+    /// same sealed block are written with one decode and one encode.
+    fn merge_run(
         &mut self,
         start_s: i64,
         frequency_s: i64,
         values: &[f32],
         pool: &BufferPool,
     ) -> MemoryDelta {
+        let f = self.frequency_s;
+        let chain_before = self.older.len();
         let mut delta = MemoryDelta::default();
-        for (t, value) in run_samples(start_s, frequency_s, values) {
-            delta += self.write(t, value, pool);
+        let mut samples = run_samples(start_s, frequency_s, values).peekable();
+        let mut writes = Vec::new();
+        while let Some((t, value)) = samples.next() {
+            let (at, index, end, created) = self.locate(t, pool);
+            delta += created;
+            let buffer = self.buffer_mut(at);
+            let block_end = ((index / BLOCK_SLOTS + 1) * BLOCK_SLOTS).min(end);
+            writes.clear();
+            writes.push((index, value));
+            while let Some(slot) = samples
+                .peek()
+                .and_then(|&(t, _)| buffer.slot_of(t, f))
+                .filter(|slot| (index..block_end).contains(slot))
+            {
+                writes.extend(samples.next().map(|(_, value)| (slot, value)));
+            }
+            let before = buffer.heap_bytes();
+            buffer.put_many(&writes);
+            delta.bytes += buffer.heap_bytes() as isize - before as isize;
         }
+        delta.structure += self.structure_bytes() as isize
+            - allocation(chain_before * size_of::<Buffer>()) as isize;
         delta
     }
 
@@ -381,31 +845,33 @@ impl Series {
             let first = ((t - buffer.start) / f) as usize;
             let available = buffer.len() - first;
             let take = available.min(remaining);
-            out.extend_from_slice(&buffer.data[first..first + take]);
+            buffer.read_into(first, take, out);
             remaining -= take;
             t += take as i64 * f;
         }
     }
 
-    /// Removes every buffer whose `end() < before`. When that includes the head, the series
-    /// is reported with `all = true` and its owner drops it.
+    /// Removes every buffer whose `end() < before` (the chain's shrinking counted as structure).
+    /// When that includes the head, the series is reported with `all = true` and its owner
+    /// drops it.
     pub(crate) fn free_before(&mut self, before: i64, pool: &BufferPool) -> FreeOutcome {
         let f = self.frequency_s;
         let count = self.older.partition_point(|b| b.end(f) < before);
         let mut outcome = FreeOutcome::default();
-        for buffer in self.older.drain(..count) {
-            outcome.add(&buffer);
-            pool.give(buffer.data);
+        if count > 0 {
+            let chain_before = self.structure_bytes();
+            let mut older = std::mem::take(&mut self.older).into_vec();
+            for buffer in older.drain(..count) {
+                outcome.add(&buffer);
+                pool.give(buffer.data);
+            }
+            self.older = older.into_boxed_slice();
+            outcome.structure += chain_before - self.structure_bytes();
         }
         if self.older.is_empty() && self.head.end(f) < before {
             outcome.all = true;
-            let head = std::mem::replace(
-                &mut self.head,
-                Buffer {
-                    start: 0,
-                    data: Vec::new(),
-                },
-            );
+            let empty = Buffer::empty(0, Vec::new(), EncodeHint::default());
+            let head = std::mem::replace(&mut self.head, empty);
             outcome.add(&head);
             pool.give(head.data);
         }
@@ -416,11 +882,32 @@ impl Series {
     pub(crate) fn free_oldest(&mut self, pool: &BufferPool) -> FreeOutcome {
         let mut outcome = FreeOutcome::default();
         if !self.older.is_empty() {
-            let buffer = self.older.remove(0);
+            let chain_before = self.structure_bytes();
+            let mut older = std::mem::take(&mut self.older).into_vec();
+            let buffer = older.remove(0);
+            self.older = older.into_boxed_slice();
+            outcome.structure += chain_before - self.structure_bytes();
             outcome.add(&buffer);
             pool.give(buffer.data);
         }
         outcome
+    }
+
+    /// Seals the raw tails of buffers that got no new slot in the [`IDLE_SEAL_STEPS`] steps
+    /// before `now_s`: the head of a series that stopped, and older buffers that late samples
+    /// opened. Returns the change of the buffers' bytes.
+    pub(crate) fn seal_idle(&mut self, now_s: i64) -> isize {
+        let f = self.frequency_s;
+        let idle_before = now_s.saturating_sub(IDLE_SEAL_STEPS.saturating_mul(f));
+        let mut bytes = 0;
+        for buffer in self.older.iter_mut().chain(std::iter::once(&mut self.head)) {
+            if buffer.has_tail() && buffer.data_end(f) < idle_before {
+                let before = buffer.heap_bytes();
+                buffer.seal();
+                bytes += buffer.heap_bytes() as isize - before as isize;
+            }
+        }
+        bytes
     }
 
     /// The newest buffer's data end, for health checks: `start + len·f`.
@@ -441,10 +928,11 @@ impl Series {
         for buffer in self.buffers() {
             let first = buffer.slots_sampled_before(from_s, f);
             let end = buffer.slots_sampled_before(to_s, f);
-            if first < end {
-                let start = buffer.start + first as i64 * f;
-                out.extend(run_samples(start, f, &buffer.data[first..end]));
-            }
+            buffer.visit(first, end, false, |slot, values| {
+                let start = buffer.start + slot as i64 * f;
+                out.extend(run_samples(start, f, values));
+                ControlFlow::<()>::Continue(())
+            });
         }
     }
 
@@ -453,8 +941,12 @@ impl Series {
         let f = self.frequency_s;
         self.buffers().rev().find_map(|buffer| {
             let end = buffer.slots_sampled_before(t, f);
-            let i = buffer.data[..end].iter().rposition(|v| !v.is_nan())?;
-            Some((buffer.sample_time(i, f), buffer.data[i]))
+            buffer.visit(0, end, true, |slot, values| {
+                let found = values.iter().rposition(|v| !v.is_nan());
+                found.map_or(ControlFlow::Continue(()), |i| {
+                    ControlFlow::Break((buffer.sample_time(slot + i, f), values[i]))
+                })
+            })
         })
     }
 
@@ -463,8 +955,12 @@ impl Series {
         let f = self.frequency_s;
         self.buffers().find_map(|buffer| {
             let first = buffer.slots_sampled_before(t, f);
-            let i = first + buffer.data[first..].iter().position(|v| !v.is_nan())?;
-            Some((buffer.sample_time(i, f), buffer.data[i]))
+            buffer.visit(first, buffer.len(), false, |slot, values| {
+                let found = values.iter().position(|v| !v.is_nan());
+                found.map_or(ControlFlow::Continue(()), |i| {
+                    ControlFlow::Break((buffer.sample_time(slot + i, f), values[i]))
+                })
+            })
         })
     }
 }
@@ -482,20 +978,13 @@ pub(crate) fn run_samples(
         .map(move |(i, &value)| (start_s + i * frequency_s + frequency_s / 2, value))
 }
 
-/// A new buffer whose slot `index` holds `value` (the slots before it NaN), and what it costs.
-fn new_buffer(start: i64, index: usize, value: f32, pool: &BufferPool) -> (Buffer, MemoryDelta) {
-    let mut buffer = Buffer {
-        start,
-        data: pool.take(),
-    };
-    let reused = buffer.heap_bytes();
-    let grown = buffer.put(index, value);
-    let delta = MemoryDelta {
-        bytes: (reused + grown) as isize,
+/// What a new (empty) buffer costs.
+fn new_buffer_delta(buffer: &Buffer) -> MemoryDelta {
+    MemoryDelta {
+        bytes: buffer.heap_bytes() as isize,
         buffers: 1,
         structure: 0,
-    };
-    (buffer, delta)
+    }
 }
 
 /// What a free pass removed.
@@ -549,12 +1038,18 @@ mod tests {
     fn series(runs: Vec<(i64, Vec<f32>)>) -> Series {
         let mut buffers: Vec<Buffer> = runs
             .into_iter()
-            .map(|(start, data)| Buffer { start, data })
+            .map(|(start, data)| {
+                let mut buffer = Buffer::empty(start, Vec::new(), EncodeHint::default());
+                buffer.put_run(0, &data);
+                buffer
+            })
             .collect();
         let head = buffers.pop().expect("at least one run");
+        // Older buffers are sealed, as in a series that was written.
+        buffers.iter_mut().for_each(Buffer::seal);
         Series {
             frequency_s: 10,
-            older: buffers,
+            older: buffers.into_boxed_slice(),
             head,
         }
     }
@@ -587,7 +1082,7 @@ mod tests {
         // TestBufferWrite: the first write creates start = ts − f/2 and fills slot 0.
         let (series, delta) = Series::new(10, 100, 1.0, &pool());
         assert_eq!(all(&series)[0].start(), 95);
-        assert_eq!(all(&series)[0].values(), &[1.0]);
+        assert_eq!(all(&series)[0].to_values(), &[1.0]);
         assert_eq!(delta.buffers, 1);
         assert_eq!(delta.bytes, (FIRST_SLOTS * 4) as isize);
     }
@@ -599,7 +1094,7 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(130, 4.0, &pool);
         assert!(same(
-            all(&series)[0].values(),
+            &all(&series)[0].to_values(),
             &[1.0, f32::NAN, f32::NAN, 4.0]
         ));
     }
@@ -611,7 +1106,7 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(110, 2.0, &pool);
         series.write(112, 5.0, &pool);
-        assert_eq!(all(&series)[0].values(), &[1.0, 5.0]);
+        assert_eq!(all(&series)[0].to_values(), &[1.0, 5.0]);
     }
 
     #[test]
@@ -625,7 +1120,7 @@ mod tests {
         assert_eq!(all(&series).len(), 2);
         assert_eq!(all(&series)[0].len(), BUFFER_CAPACITY);
         assert_eq!(all(&series)[1].start(), 95 + BUFFER_CAPACITY as i64 * 10);
-        assert_eq!(all(&series)[1].values(), &[BUFFER_CAPACITY as f32]);
+        assert_eq!(all(&series)[1].to_values(), &[BUFFER_CAPACITY as f32]);
     }
 
     #[test]
@@ -650,7 +1145,7 @@ mod tests {
         series.write(100 + 600 * 10, 2.0, &pool);
         series.write(150, 3.0, &pool);
         assert_eq!(all(&series).len(), 2);
-        assert_eq!(all(&series)[0].values()[5], 3.0);
+        assert_eq!(all(&series)[0].to_values()[5], 3.0);
         // A late sample in the gap past the old buffer's capacity gets its own buffer, starting
         // where the old buffer's range ends.
         series.write(100 + 550 * 10, 4.0, &pool);
@@ -672,7 +1167,7 @@ mod tests {
         assert_eq!(all(&series)[1].start(), 95 + 512 * 10);
         assert_eq!(all(&series)[1].len(), 488);
         series.write(100 + 1000 * 10, 5.0, &pool);
-        assert_eq!(all(&series)[2].values(), &[5.0]);
+        assert_eq!(all(&series)[2].to_values(), &[5.0]);
         let (data, _, _) = read(&series, 100 + 995 * 10, 100 + 1001 * 10);
         let nan = f32::NAN;
         assert!(same(&data, &[3.0, nan, nan, nan, 4.0, 5.0]));
@@ -908,14 +1403,27 @@ mod tests {
         assert_eq!(series.slot_count(), 17);
     }
 
+    /// Heap bytes of every buffer of a series, counted afresh.
+    fn heap(series: &Series) -> isize {
+        series.buffers().map(|b| b.heap_bytes() as isize).sum()
+    }
+
     #[test]
-    fn allocation_grows_in_steps_and_never_beyond_capacity() {
+    fn a_head_holds_sealed_blocks_and_one_tail_and_a_done_one_is_exact() {
         let pool = pool();
         let (mut series, mut delta) = Series::new(1, 0, 0.0, &pool);
         for t in 1..BUFFER_CAPACITY as i64 {
-            delta.bytes += series.write(t, 1.0, &pool).bytes;
+            delta += series.write(t, 1.0, &pool);
         }
-        assert_eq!(all(&series)[0].heap_bytes(), BUFFER_CAPACITY * 4);
-        assert_eq!(delta.bytes, (BUFFER_CAPACITY * 4) as isize);
+        let head = all(&series)[0];
+        assert_eq!(head.sealed_blocks(), BLOCKS_PER_BUFFER - 1);
+        assert_eq!(head.heap_bytes(), head.encoded_bytes() + TAIL_BYTES);
+        assert_eq!(delta.bytes, heap(&series));
+        // The next write starts a new head and seals the old head's tail, to its exact size.
+        delta += series.write(BUFFER_CAPACITY as i64, 2.0, &pool);
+        let done = all(&series)[0];
+        assert_eq!(done.sealed_blocks(), BLOCKS_PER_BUFFER);
+        assert_eq!(done.heap_bytes(), done.encoded_bytes());
+        assert_eq!((delta.bytes, delta.buffers), (heap(&series), 2));
     }
 }

@@ -767,6 +767,26 @@ impl Store {
         freed
     }
 
+    /// Seals the raw tails of buffers that got no new slot for a while
+    /// (`IDLE_SEAL_STEPS` steps of their series' frequency before `now_s`), so series that
+    /// stopped keep only encoded blocks. Maintenance calls it with retention. Returns the bytes
+    /// it saved.
+    pub fn seal_idle(&self, now_s: i64) -> u64 {
+        let clusters: Vec<Arc<Cluster>> = self.clusters.read().values().cloned().collect();
+        let mut change = 0;
+        for cluster in clusters {
+            let hosts: Vec<Host> = cluster.hosts.read().values().cloned().collect();
+            for host in hosts {
+                change += host.write().root.seal_idle(now_s);
+            }
+        }
+        self.memory.apply(MemoryDelta {
+            bytes: change,
+            ..MemoryDelta::default()
+        });
+        change.min(0).unsigned_abs() as u64
+    }
+
     /// Enforces a memory cap on the store's buffers and structure (COMPAT.md §3.5, decision
     /// 10): frees data older than 75 %, 50 %, then 25 % of the retention window (hosts and
     /// series left empty go with it), and as a last resort the oldest buffer of every series,
