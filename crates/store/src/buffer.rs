@@ -84,6 +84,8 @@ thread_local! {
 
 /// Encodes `values` as one block and hands its bytes to `then`.
 fn with_encoded<R>(values: &[f32], hint: &mut EncodeHint, then: impl FnOnce(&[u8]) -> R) -> R {
+    #[cfg(test)]
+    tests::ENCODED.set(tests::ENCODED.get() + 1);
     SCRATCH.with_borrow_mut(|scratch| {
         scratch.clear();
         block::encode(values, hint, scratch);
@@ -1025,6 +1027,12 @@ mod tests {
     //! the described behaviour.
 
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Blocks this thread encoded (sealed or re-encoded).
+        pub(super) static ENCODED: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn pool() -> BufferPool {
         BufferPool::new(16)
@@ -1425,5 +1433,425 @@ mod tests {
         assert_eq!(done.sealed_blocks(), BLOCKS_PER_BUFFER);
         assert_eq!(done.heap_bytes(), done.encoded_bytes());
         assert_eq!((delta.bytes, delta.buffers), (heap(&series), 2));
+    }
+    #[test]
+    fn a_late_write_into_the_last_slot_of_a_sealed_block_patches_it() {
+        let pool = pool();
+        let (mut series, mut delta) = Series::new(10, 100, 0.0, &pool);
+        for i in 1..200 {
+            delta += series.write(100 + i * 10, i as f32, &pool);
+        }
+        assert_eq!(all(&series)[0].sealed_blocks(), 1);
+        delta += series.write(100 + 127 * 10, -1.0, &pool);
+        delta += series.write(100 + 128 * 10, -2.0, &pool);
+        let values = all(&series)[0].to_values();
+        assert_eq!(
+            (values[126], values[127], values[128], values.len()),
+            (126.0, -1.0, -2.0, 200)
+        );
+        assert_eq!(all(&series)[0].sealed_blocks(), 1);
+        assert_eq!(delta.bytes, heap(&series));
+    }
+
+    #[test]
+    fn a_late_write_extends_a_short_sealed_block_and_a_later_one_pads_it() {
+        let pool = pool();
+        let (mut series, mut delta) = Series::new(10, 100, 0.0, &pool);
+        for i in 1..10 {
+            delta += series.write(100 + i * 10, i as f32, &pool);
+        }
+        // A new head seals the old one's tail as a short block of 10 slots.
+        delta += series.write(100 + 600 * 10, 600.0, &pool);
+        let old = all(&series)[0];
+        assert_eq!(
+            (old.sealed_blocks(), old.len(), old.has_tail()),
+            (1, 10, false)
+        );
+        // A late write past its end but inside the block: the block grows to 21 slots.
+        delta += series.write(100 + 20 * 10, 20.0, &pool);
+        let old = all(&series)[0];
+        assert_eq!(
+            (old.sealed_blocks(), old.len(), old.has_tail()),
+            (1, 21, false)
+        );
+        // One past the block: the block becomes whole (NaN), the sample opens a tail.
+        delta += series.write(100 + 130 * 10, 130.0, &pool);
+        let old = all(&series)[0];
+        assert_eq!(
+            (old.sealed_blocks(), old.len(), old.has_tail()),
+            (1, 131, true)
+        );
+        let values = old.to_values();
+        assert!(
+            values[10..20]
+                .iter()
+                .chain(&values[21..130])
+                .all(|v| v.is_nan())
+        );
+        assert_eq!((values[9], values[20], values[130]), (9.0, 20.0, 130.0));
+        assert_eq!(delta.bytes, heap(&series));
+    }
+
+    #[test]
+    fn a_write_far_into_a_new_buffer_seals_nan_blocks_before_it() {
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 0.0, &pool);
+        series.write(100 + 2000 * 10, 1.0, &pool);
+        // A late sample in slot 300 of the gap buffer from slot 512: blocks 0 and 1 are NaN.
+        series.write(100 + (512 + 300) * 10, 2.0, &pool);
+        let gap = all(&series)[1];
+        assert_eq!((gap.sealed_blocks(), gap.len()), (2, 301));
+        let (data, from, _) = read(&series, 100 + 812 * 10, 100 + 813 * 10);
+        assert_eq!((data, from), (vec![2.0], 100 + 812 * 10));
+    }
+
+    #[test]
+    fn adopting_overlapping_runs_encodes_each_block_once() {
+        // A buffer of 512 slots, then a run overlapping its second and third block, then one
+        // following the data: the overlap re-encodes two blocks once each, not per sample.
+        let full: Vec<f32> = (0..512).map(|i| i as f32).collect();
+        let overlap: Vec<f32> = (0..200).map(|i| -(i as f32)).collect();
+        ENCODED.set(0);
+        let series = Series::adopt(
+            10,
+            vec![
+                (95, full),
+                (95 + 200 * 10, overlap),
+                (95 + 512 * 10, vec![7.0; 3]),
+            ],
+            &pool(),
+        );
+        // Four blocks sealed when the head moved on, two re-encoded by the overlap.
+        assert_eq!(ENCODED.get(), 4 + 2);
+        let (data, _, _) = read(&series, 0, 100 + 515 * 10);
+        assert_eq!(
+            (data[199], data[200], data[399], data[400]),
+            (199.0, 0.0, -199.0, 400.0)
+        );
+        assert_eq!((data[511], data[512], data.len()), (511.0, 7.0, 515));
+    }
+
+    #[test]
+    fn seal_idle_seals_only_tails_that_stopped() {
+        let pool = pool();
+        let (mut idle, _) = Series::new(10, 100, 1.0, &pool);
+        let (mut busy, _) = Series::new(10, 100, 1.0, &pool);
+        for i in 1..10 {
+            idle.write(100 + i * 10, 1.0, &pool);
+            busy.write(100 + i * 10, 1.0, &pool);
+        }
+        busy.write(100 + 30 * 10, 1.0, &pool);
+        // Both ended more than 16 steps ago: 200 and 400.
+        let now = 200 + 20 * 10;
+        let before = heap(&idle);
+        let change = idle.seal_idle(now);
+        assert_eq!(heap(&idle), before.saturating_add(change));
+        assert!(!all(&idle)[0].has_tail() && all(&idle)[0].sealed_blocks() == 1);
+        assert_eq!(busy.seal_idle(now), 0);
+        assert!(all(&busy)[0].has_tail());
+        // Writing again after a seal continues the short block.
+        idle.write(100 + 10 * 10, 2.0, &pool);
+        assert_eq!(read(&idle, 0, 1000).0.len(), 11);
+    }
+
+    #[test]
+    fn a_series_is_still_64_bytes() {
+        // Per-series structure: a host with one sample costs 304 bytes (crates/store/tests/
+        // lifecycle.rs); a bigger series would cost every series 16 more.
+        assert_eq!(size_of::<Series>(), 64);
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    //! A series against a plain map of slot → value under random writes, frees and seals:
+    //! every reader bit for bit, and the memory counts against a recount.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const F: i64 = 10;
+    /// Start of slot 0: the first write is at `START + F/2`.
+    const START: i64 = 1_000_000;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// One sample in slot `slot` (anywhere: in order, late, in gaps, before the start).
+        Write(i64, f32),
+        /// `n` samples after the newest slot written, `skip` slots on.
+        Append { skip: i64, values: Vec<f32> },
+        /// Seals every tail idle at `now` = the newest data end plus `steps`.
+        SealIdle(i64),
+        /// Frees buffers that end before slot `slot`.
+        Free(i64),
+    }
+
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            4 => (-100_000i32..100_000, 0u32..4).prop_map(|(m, e)| m as f32 / 10f32.powi(e as i32)),
+            2 => Just(f32::NAN),
+            1 => any::<u32>().prop_map(f32::from_bits),
+            1 => prop::sample::select(vec![
+                -0.0,
+                0.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::from_bits(1),
+                f32::MAX,
+                f32::MIN_POSITIVE,
+                f32::from_bits(0x7fa0_0001),
+                f32::from_bits(0xffc0_0000),
+            ]),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (-700i64..2600, value()).prop_map(|(slot, v)| Op::Write(slot, v)),
+            4 => (0i64..140, prop::collection::vec(value(), 1..300))
+                .prop_map(|(skip, values)| Op::Append { skip, values }),
+            1 => (0i64..40).prop_map(Op::SealIdle),
+            1 => (-700i64..2600).prop_map(Op::Free),
+        ]
+    }
+
+    /// Sample time of slot `slot`.
+    fn time(slot: i64) -> i64 {
+        START + slot * F + F / 2
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// What the map says: the last value written to each slot.
+    #[derive(Default)]
+    struct Oracle {
+        slots: BTreeMap<i64, f32>,
+    }
+
+    impl Oracle {
+        fn fill(&self, from_slot: i64, count: usize) -> Vec<f32> {
+            (from_slot..from_slot + count as i64)
+                .map(|s| self.slots.get(&s).copied().unwrap_or(f32::NAN))
+                .collect()
+        }
+
+        fn samples(&self) -> impl DoubleEndedIterator<Item = (i64, f32)> + '_ {
+            (self.slots.iter())
+                .filter(|(_, v)| !v.is_nan())
+                .map(|(&s, &v)| (time(s), v))
+        }
+    }
+
+    /// The shape every buffer keeps (module doc): whole blocks before the last, a tail only
+    /// after whole blocks, segments covering `[0, len)`, and an allocation without spare room
+    /// once the tail is gone.
+    fn check_shape(buffer: &Buffer) {
+        let segments = buffer.segments();
+        let segments = segments.as_slice();
+        let mut next = 0;
+        for (k, segment) in segments.iter().enumerate() {
+            assert_eq!(segment.first, next, "segments are contiguous");
+            assert_eq!(segment.first, k * BLOCK_SLOTS);
+            if k + 1 < segments.len() {
+                assert_eq!(segment.len, BLOCK_SLOTS, "only the last segment is short");
+            }
+            next += segment.len;
+        }
+        assert_eq!(next, buffer.len());
+        assert!(buffer.len() <= BUFFER_CAPACITY && buffer.sealed_blocks() <= BLOCKS_PER_BUFFER);
+        let sealed = segments.iter().filter(|s| s.sealed).count();
+        assert_eq!(sealed, buffer.sealed_blocks());
+        if !buffer.has_tail() {
+            assert_eq!(
+                buffer.heap_bytes(),
+                buffer.encoded_bytes(),
+                "exact when sealed"
+            );
+        } else {
+            assert!(buffer.heap_bytes() <= buffer.encoded_bytes() + TAIL_BYTES);
+        }
+    }
+
+    fn check(series: &Series, oracle: &Oracle, counted: MemoryDelta) {
+        let heap: usize = series.buffers().map(Buffer::heap_bytes).sum();
+        assert_eq!(counted.bytes, heap as isize, "bytes counted");
+        assert_eq!(
+            counted.buffers,
+            series.buffers().count() as isize,
+            "buffers counted"
+        );
+        assert_eq!(
+            counted.structure,
+            series.structure_bytes() as isize,
+            "structure counted"
+        );
+        series.buffers().for_each(check_shape);
+        let (Some((&low, _)), Some((&high, _))) = (
+            oracle.slots.first_key_value(),
+            oracle.slots.last_key_value(),
+        ) else {
+            return;
+        };
+        // fill over everything and a margin, from every offset of a slot.
+        let (from, count) = (low - 3, (high - low + 7) as usize);
+        for offset in [0, 3, F - 1] {
+            let mut out = Vec::new();
+            series.fill(START + from * F + offset, count, &mut out);
+            assert_eq!(bits(&out), bits(&oracle.fill(from, count)), "fill");
+        }
+        // read: the window it returns holds exactly the map's values.
+        let mut out = Vec::new();
+        let (read_from, read_to) = series.read(time(low - 2), time(high + 2), &mut out);
+        let first_slot = (read_from - START).div_euclid(F);
+        assert_eq!((read_to - read_from) / F, out.len() as i64);
+        assert_eq!(
+            bits(&out),
+            bits(&oracle.fill(first_slot, out.len())),
+            "read"
+        );
+        // samples_in, first_sample_from, last_sample_before.
+        let mut samples = Vec::new();
+        series.samples_in(i64::MIN, i64::MAX, &mut samples);
+        let expected: Vec<(i64, f32)> = oracle.samples().collect();
+        let as_bits =
+            |s: &[(i64, f32)]| s.iter().map(|&(t, v)| (t, v.to_bits())).collect::<Vec<_>>();
+        assert_eq!(as_bits(&samples), as_bits(&expected), "samples_in");
+        let mid = time((low + high) / 2) - 1;
+        let mut part = Vec::new();
+        series.samples_in(mid, time(high), &mut part);
+        let in_range: Vec<_> = expected
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t >= mid && t < time(high))
+            .collect();
+        assert_eq!(as_bits(&part), as_bits(&in_range), "samples_in part");
+        for t in [time(low), mid, time(high), time(high) + 1, time(low) - 1] {
+            let first = expected.iter().copied().find(|&(s, _)| s >= t);
+            let last = expected.iter().copied().rev().find(|&(s, _)| s < t);
+            let got = (series.first_sample_from(t), series.last_sample_before(t));
+            assert_eq!(
+                (
+                    got.0.map(|(t, v)| (t, v.to_bits())),
+                    got.1.map(|(t, v)| (t, v.to_bits()))
+                ),
+                (
+                    first.map(|(t, v)| (t, v.to_bits())),
+                    last.map(|(t, v)| (t, v.to_bits()))
+                ),
+                "first/last sample around {t}"
+            );
+        }
+    }
+
+    fn run(ops: Vec<Op>) {
+        let pool = BufferPool::new(4);
+        let (mut series, mut counted) = Series::new(F, time(0), 1.5, &pool);
+        let mut oracle = Oracle::default();
+        oracle.slots.insert(0, 1.5);
+        let mut newest = 0;
+        for op in ops {
+            match op {
+                Op::Write(slot, value) => {
+                    counted += series.write(time(slot) - F / 2 + slot.rem_euclid(F), value, &pool);
+                    oracle.slots.insert(slot, value);
+                    newest = newest.max(slot);
+                }
+                Op::Append { skip, values } => {
+                    for (slot, value) in (newest + 1 + skip..).zip(values) {
+                        counted += series.write(time(slot), value, &pool);
+                        oracle.slots.insert(slot, value);
+                        newest = slot;
+                    }
+                }
+                Op::SealIdle(steps) => {
+                    let now = series.newest_data_end() + steps * F;
+                    counted.bytes += series.seal_idle(now);
+                    // A buffer with a tail that ends within the idle window keeps it.
+                    let idle_before = now - IDLE_SEAL_STEPS * F;
+                    for buffer in series.buffers() {
+                        assert!(!buffer.has_tail() || buffer.data_end(F) >= idle_before);
+                    }
+                }
+                Op::Free(slot) => {
+                    let before = START + slot * F;
+                    let freed: Vec<(i64, i64)> = series
+                        .buffers()
+                        .filter(|b| b.end(F) < before)
+                        .map(|b| (b.start(), b.data_end(F)))
+                        .collect();
+                    let chain = series.structure_bytes();
+                    let outcome = series.free_before(before, &pool);
+                    if outcome.all {
+                        // The owner drops the series: start a new one, as a writer would.
+                        return;
+                    }
+                    assert_eq!(outcome.buffers, freed.len());
+                    counted.bytes -= outcome.bytes as isize;
+                    counted.buffers -= outcome.buffers as isize;
+                    counted.structure -= outcome.structure as isize;
+                    assert_eq!(chain - outcome.structure, series.structure_bytes());
+                    for (start, end) in freed {
+                        let (first, last) = ((start - START) / F, (end - START) / F);
+                        oracle.slots.retain(|&s, _| s < first || s >= last);
+                    }
+                }
+            }
+            check(&series, &oracle, counted);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn series_matches_a_map_of_slots(ops in prop::collection::vec(op(), 1..40)) {
+            run(ops);
+        }
+
+        #[test]
+        fn adopted_runs_match_the_map(
+            runs in prop::collection::vec(
+                (-600i64..2000, 0i64..F, prop::collection::vec(value(), 1..BUFFER_CAPACITY)),
+                1..8,
+            )
+        ) {
+            // Runs on the grid (offset 0) or off it; NaN never overwrites (canonical NaN only,
+            // since a run's NaN is "missing").
+            let runs: Vec<(i64, Vec<f32>)> = runs
+                .into_iter()
+                .map(|(slot, offset, values)| {
+                    let values = values.into_iter().map(|v| if v.is_nan() { f32::NAN } else { v });
+                    (START + slot * F + offset, values.collect())
+                })
+                .collect();
+            let first = runs[0].0;
+            let mut oracle = Oracle::default();
+            for (start, values) in &runs {
+                for (t, value) in run_samples(*start, F, values) {
+                    oracle.slots.insert((t - first).div_euclid(F), value);
+                }
+            }
+            let pool = BufferPool::new(4);
+            let series = Series::adopt(F, runs.clone(), &pool);
+            let counted = MemoryDelta {
+                bytes: series.buffers().map(|b| b.heap_bytes() as isize).sum(),
+                buffers: series.buffers().count() as isize,
+                structure: series.structure_bytes() as isize,
+            };
+            // The oracle's slots are relative to the first run's start.
+            let shifted = Oracle {
+                slots: oracle.slots.iter().map(|(&s, &v)| (s + (first - START).div_euclid(F), v)).collect(),
+            };
+            if first.rem_euclid(F) == START.rem_euclid(F) {
+                check(&series, &shifted, counted);
+            } else {
+                let mut samples = Vec::new();
+                series.samples_in(i64::MIN, i64::MAX, &mut samples);
+                prop_assert_eq!(samples.len(), oracle.samples().count());
+            }
+        }
     }
 }

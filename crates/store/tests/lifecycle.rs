@@ -846,3 +846,28 @@ fn writes_past_the_ceiling_make_the_store_full_before_the_next_pass() {
     assert!(store.enforce_memory_cap(cap, NOW).was_over);
     assert_eq!(store.stats().hosts, 1150);
 }
+
+#[test]
+fn seal_idle_seals_the_tails_of_series_that_stopped() {
+    // Issue 10: a series that stopped kept its raw tail forever.
+    let store = Store::new(config());
+    store.write(
+        &batch("h", "stopped", (0..10).map(|i| (1000 + i * 10, i as f32))),
+        NOW,
+    );
+    store.write(&batch("h", "live", [(NOW - 10, 1.0)]), NOW);
+    let before = store.stats();
+    let values = read_all(&store, "h", "stopped");
+    let saved = store.seal_idle(NOW);
+    let after = store.stats();
+    assert!(saved > 0, "{before:?}");
+    assert_eq!(after.buffer_bytes, before.buffer_bytes - saved);
+    assert_eq!(
+        format!("{values:?}"),
+        format!("{:?}", read_all(&store, "h", "stopped"))
+    );
+    // Nothing is left to seal.
+    assert_eq!(store.seal_idle(NOW), 0);
+    store.free(&[], i64::MAX);
+    assert_empty(&store);
+}
