@@ -379,22 +379,6 @@ impl Buffer {
         }
     }
 
-    /// Writes `value` into slot `slot` of the tail, NaN-filling skipped slots.
-    fn tail_put(&mut self, slot: usize, value: f32) {
-        debug_assert!(slot < BLOCK_SLOTS);
-        let at = self.encoded_bytes() + slot * SLOT_BYTES;
-        if let Some(bytes) = self.data.get_mut(at..at + SLOT_BYTES) {
-            bytes.copy_from_slice(&value.to_le_bytes());
-            return;
-        }
-        self.reserve_tail(slot + 1);
-        while self.data.len() < at {
-            self.data.extend_from_slice(&NAN_BYTES);
-        }
-        self.data.extend_from_slice(&value.to_le_bytes());
-        self.len = (self.tail_first() + slot + 1) as u16;
-    }
-
     /// Encodes the tail as the next sealed block: padded with NaN to a whole block when the
     /// buffer goes on past it (an empty tail then makes a block of NaN), as it is when the
     /// buffer is done.
@@ -453,6 +437,9 @@ impl Buffer {
                 self.len = (k * BLOCK_SLOTS + len) as u16;
             }
             self.data.shrink_to_fit();
+        } else {
+            // A block that got smaller leaves the tail no more room than one block's.
+            self.data.shrink_to(self.encoded_bytes() + TAIL_BYTES);
         }
     }
 
@@ -489,7 +476,7 @@ impl Buffer {
         }
         self.open(k);
         for &(slot, value) in writes {
-            self.tail_put(slot - base, value);
+            self.tail_put_run(slot - base, std::slice::from_ref(&value));
         }
     }
 
@@ -499,20 +486,41 @@ impl Buffer {
         self.put_many(&[(index, value)]);
     }
 
-    /// Writes `values` into the slots from `first` on, NaN included (a block at a time).
-    fn put_run(&mut self, first: usize, values: &[f32]) {
-        let mut writes = Vec::with_capacity(BLOCK_SLOTS);
-        for (slot, &value) in (first..).zip(values) {
-            if writes
-                .last()
-                .is_some_and(|&(last, _)| last / BLOCK_SLOTS != slot / BLOCK_SLOTS)
-            {
-                self.put_many(&writes);
-                writes.clear();
+    /// Writes `values` into the slots from `first` on, NaN included, a block at a time.
+    fn put_run(&mut self, first: usize, mut values: &[f32]) {
+        let mut slot = first;
+        while !values.is_empty() {
+            let (k, offset) = (slot / BLOCK_SLOTS, slot % BLOCK_SLOTS);
+            let (chunk, rest) = values.split_at((BLOCK_SLOTS - offset).min(values.len()));
+            if k < self.sealed_blocks() {
+                self.patch(k, |block, len| {
+                    block[offset..offset + chunk.len()].copy_from_slice(chunk);
+                    *len = (*len).max(offset + chunk.len());
+                });
+            } else {
+                self.open(k);
+                self.tail_put_run(offset, chunk);
             }
-            writes.push((slot, value));
+            (slot, values) = (slot + chunk.len(), rest);
         }
-        self.put_many(&writes);
+    }
+
+    /// Writes `values` into the tail from its slot `first` on, NaN-filling skipped slots.
+    fn tail_put_run(&mut self, first: usize, values: &[f32]) {
+        let end = first + values.len();
+        debug_assert!(end <= BLOCK_SLOTS);
+        let at = self.encoded_bytes();
+        if self.data.len() < at + end * SLOT_BYTES {
+            self.reserve_tail(end);
+            while self.data.len() < at + end * SLOT_BYTES {
+                self.data.extend_from_slice(&NAN_BYTES);
+            }
+            self.len = (self.tail_first() + end) as u16;
+        }
+        let slots = self.data[at + first * SLOT_BYTES..].chunks_exact_mut(SLOT_BYTES);
+        for (bytes, value) in slots.zip(values) {
+            bytes.copy_from_slice(&value.to_le_bytes());
+        }
     }
 
     fn has_tail(&self) -> bool {

@@ -300,7 +300,7 @@ pub struct StoreStats {
     pub samples: u64,
     pub metrics: usize,
     pub buffers: u64,
-    /// Heap bytes of the buffers' sample arrays.
+    /// Heap bytes of the buffers: their sealed (encoded) blocks and raw tails.
     pub buffer_bytes: u64,
     /// Heap bytes of freed buffers kept for reuse.
     pub pool_bytes: u64,
