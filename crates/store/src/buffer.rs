@@ -700,11 +700,24 @@ impl Series {
     /// [`Series::write`] without counting the chain's own growth.
     fn put(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
         let (at, index, _, mut delta) = self.locate(timestamp_s, pool);
+        delta.bytes += self.put_at(at, &[(index, value)]);
+        delta
+    }
+
+    /// [`Buffer::put_many`] on the buffer `at`; returns the change of its bytes.
+    fn put_at(&mut self, at: At, writes: &[(usize, f32)]) -> isize {
         let buffer = self.buffer_mut(at);
         let before = buffer.heap_bytes();
-        buffer.put(index, value);
-        delta.bytes += buffer.heap_bytes() as isize - before as isize;
-        delta
+        let behind_tail = writes
+            .first()
+            .is_some_and(|&(slot, _)| slot / BLOCK_SLOTS < buffer.sealed_blocks());
+        if matches!(at, At::Older(_)) && behind_tail {
+            // Samples arriving newest first fill an older buffer backwards: its tail gets
+            // nothing more, so it is sealed now rather than by the idle pass.
+            buffer.seal();
+        }
+        buffer.put_many(writes);
+        buffer.heap_bytes() as isize - before as isize
     }
 
     /// The buffer whose range holds `timestamp_s`, creating it when none does; the slot of
@@ -783,9 +796,7 @@ impl Series {
             {
                 writes.extend(samples.next().map(|(_, value)| (slot, value)));
             }
-            let before = buffer.heap_bytes();
-            buffer.put_many(&writes);
-            delta.bytes += buffer.heap_bytes() as isize - before as isize;
+            delta.bytes += self.put_at(at, &writes);
         }
         delta.structure += self.structure_bytes() as isize
             - allocation(chain_before * size_of::<Buffer>()) as isize;
