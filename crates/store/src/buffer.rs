@@ -1453,6 +1453,7 @@ mod tests {
         assert_eq!(done.heap_bytes(), done.encoded_bytes());
         assert_eq!((delta.bytes, delta.buffers), (heap(&series), 2));
     }
+
     #[test]
     fn a_late_write_into_the_last_slot_of_a_sealed_block_patches_it() {
         let pool = pool();
