@@ -28,8 +28,8 @@
 //! Slots `[k·128, (k+1)·128)` of a buffer are its block `k` ([`BLOCK_SLOTS`]). Blocks behind
 //! the one being written are *sealed*: encoded losslessly by [`crate::block`], in a fraction of
 //! four bytes a slot. The rest, the *tail*, is raw float32, so appending costs what it always
-//! did. Both share one allocation: the sealed blocks back to back, then the tail's slots as
-//! little-endian bytes; the spare capacity is the tail's room to grow. A write past the tail's
+//! did. Both share one allocation: the sealed blocks back to back (each after its byte length),
+//! then the tail's slots as little-endian bytes; the spare capacity is the tail's room to grow. A write past the tail's
 //! block seals it (padded with NaN to 128 slots); a new head seals the old head's tail as it is
 //! (a short block); [`Series::seal_idle`] seals the tails nothing writes to any more. Only the
 //! last sealed block can be short, and only while its buffer has no tail: a write past it pads
@@ -60,6 +60,11 @@ const FIRST_SLOTS: usize = 4;
 
 const SLOT_BYTES: usize = size_of::<f32>();
 
+/// Each sealed block is preceded by its byte length (u16), so readers find block `k` by
+/// skipping `k` lengths instead of parsing `k` headers ([`block::validate`] checks far more
+/// than the length). Two bytes per 128 slots.
+const LENGTH_BYTES: usize = size_of::<u16>();
+
 /// Bytes of a whole block's raw tail: the allocations the pool recycles.
 pub(crate) const TAIL_BYTES: usize = BLOCK_SLOTS * SLOT_BYTES;
 
@@ -72,7 +77,8 @@ pub(crate) const IDLE_SEAL_STEPS: i64 = 16;
 const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(BLOCK_SLOTS));
 const _: () = assert!(BLOCK_SLOTS.is_multiple_of(GROWTH_SLOTS));
 // Offsets into a buffer's bytes are u16.
-const _: () = assert!(BLOCKS_PER_BUFFER * block::BLOCK_BYTES_MAX <= u16::MAX as usize);
+const _: () =
+    assert!(BLOCKS_PER_BUFFER * (LENGTH_BYTES + block::BLOCK_BYTES_MAX) <= u16::MAX as usize);
 
 const NAN_BYTES: [u8; SLOT_BYTES] = f32::NAN.to_le_bytes();
 
@@ -95,6 +101,16 @@ fn with_encoded<R>(values: &[f32], hint: &mut EncodeHint, then: impl FnOnce(&[u8
 
 fn slot_value(bytes: &[u8]) -> f32 {
     <[u8; SLOT_BYTES]>::try_from(bytes).map_or(f32::NAN, f32::from_le_bytes)
+}
+
+/// The byte range of the block whose length prefix is at `at` in `sealed`.
+fn block_at(sealed: &[u8], at: usize) -> Option<Range<usize>> {
+    let prefix = sealed.get(at..at + LENGTH_BYTES)?;
+    let size = usize::from(u16::from_le_bytes(
+        <[u8; LENGTH_BYTES]>::try_from(prefix).ok()?,
+    ));
+    let range = at + LENGTH_BYTES..at + LENGTH_BYTES + size;
+    sealed.get(range.clone()).map(|_| range)
 }
 
 /// A sealed block or the raw tail of a buffer.
@@ -164,7 +180,7 @@ impl<'a> Segments<'a> {
 pub(crate) struct Buffer {
     /// Start of slot 0, unix seconds.
     start: i64,
-    /// The sealed blocks (`tail_at` bytes), then the tail's slots.
+    /// The sealed blocks, each after its length (`tail_at` bytes), then the tail's slots.
     data: Vec<u8>,
     /// Filled slots, at most [`BUFFER_CAPACITY`].
     len: u16,
@@ -205,7 +221,7 @@ impl Buffer {
         usize::from(self.sealed)
     }
 
-    /// Bytes of the sealed blocks.
+    /// Bytes of the sealed blocks, with their lengths.
     pub(crate) fn encoded_bytes(&self) -> usize {
         usize::from(self.tail_at)
     }
@@ -224,18 +240,19 @@ impl Buffer {
             items: [Segment::default(); BLOCKS_PER_BUFFER + 1],
             count: 0,
         };
-        let (mut sealed, tail) = self.data.split_at(self.encoded_bytes());
+        let (sealed, tail) = self.data.split_at(self.encoded_bytes());
+        let mut at = 0;
         for (k, item) in segments.items.iter_mut().enumerate() {
             let first = k * BLOCK_SLOTS;
-            if let Ok(size) = block::validate(sealed) {
-                let (bytes, rest) = sealed.split_at(size.min(sealed.len()));
+            if let Some(range) = block_at(sealed, at) {
+                let bytes = &sealed[range.clone()];
                 *item = Segment {
                     first,
                     len: block::len(bytes),
                     bytes,
                     sealed: true,
                 };
-                sealed = rest;
+                at = range.end;
             } else if !tail.is_empty() {
                 *item = Segment {
                     first,
@@ -243,24 +260,25 @@ impl Buffer {
                     bytes: tail,
                     sealed: false,
                 };
-                segments.count = k + 1;
-                break;
             } else {
                 break;
             }
             segments.count = k + 1;
+            if !item.sealed {
+                break;
+            }
         }
         segments
     }
 
-    /// Byte range of sealed block `k`.
+    /// Byte range of sealed block `k` (without its length).
     fn block_range(&self, k: usize) -> Option<Range<usize>> {
-        let mut at = 0;
+        let sealed = &self.data[..self.encoded_bytes()];
+        let mut range = block_at(sealed, 0)?;
         for _ in 0..k {
-            at += block::validate(&self.data[at..self.encoded_bytes()]).ok()?;
+            range = block_at(sealed, range.end)?;
         }
-        let size = block::validate(&self.data[at..self.encoded_bytes()]).ok()?;
-        Some(at..at + size)
+        Some(range)
     }
 
     /// The time of the first slot's sample as cc-metric-store reports it (`start + f/2`).
@@ -396,7 +414,9 @@ impl Buffer {
         let mut hint = self.hint;
         with_encoded(&values[..count], &mut hint, |bytes| {
             self.data.truncate(tail_at);
-            self.data.reserve_exact(bytes.len());
+            self.data.reserve_exact(LENGTH_BYTES + bytes.len());
+            self.data
+                .extend_from_slice(&(bytes.len() as u16).to_le_bytes());
             self.data.extend_from_slice(bytes);
         });
         self.hint = hint;
@@ -424,12 +444,15 @@ impl Buffer {
         let len = len.clamp(1, BLOCK_SLOTS);
         let replaced = range.len();
         let mut hint = self.hint;
+        let length_at = range.start - LENGTH_BYTES;
         let written = with_encoded(&values[..len], &mut hint, |bytes| {
             self.data
                 .reserve_exact(bytes.len().saturating_sub(replaced));
             self.data.splice(range, bytes.iter().copied());
             bytes.len()
         });
+        self.data[length_at..length_at + LENGTH_BYTES]
+            .copy_from_slice(&(written as u16).to_le_bytes());
         self.hint = hint;
         self.tail_at = (self.encoded_bytes() + written - replaced) as u16;
         if self.tail().is_empty() {
