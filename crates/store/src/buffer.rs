@@ -28,10 +28,10 @@
 //! Slots `[k·128, (k+1)·128)` of a buffer are its block `k` ([`BLOCK_SLOTS`]). Blocks behind
 //! the one being written are *sealed*: encoded losslessly by [`crate::block`], in a fraction of
 //! four bytes a slot. The rest, the *tail*, is raw float32, so appending costs what it always
-//! did. Both share one allocation: the sealed blocks back to back (each after its byte length),
-//! then the tail's slots as little-endian bytes; the spare capacity is the tail's room to grow. A write past the tail's
-//! block seals it (padded with NaN to 128 slots); a new head seals the old head's tail as it is
-//! (a short block); [`Series::seal_idle`] seals the tails nothing writes to any more. Only the
+//! did. Both share one allocation: the sealed blocks back to back (each after its byte
+//! length), then the tail's slots as little-endian bytes; the spare capacity is the tail's room
+//! to grow. A write past the tail's block seals it (padded with NaN to 128 slots); a new head
+//! seals the old head's tail as it is (a short block); [`Series::seal_idle`] seals the tails nothing writes to any more. Only the
 //! last sealed block can be short, and only while its buffer has no tail: a write past it pads
 //! it to 128 slots first, so slot `i` is always in block `i / 128`. A late write into a sealed
 //! block decodes, patches and encodes it again ([`Series::merge_run`] does that once per block
