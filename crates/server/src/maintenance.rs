@@ -41,6 +41,7 @@ pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
         Some(settings) => tokio::spawn(archiving(app.clone(), settings, interval)),
         None => tokio::spawn(every(interval, app.clone(), move |app| {
             let freed = app.store.free_before(crate::now_s() - retention_s);
+            app.store.seal_idle(crate::now_s());
             app.telemetry.retention_freed_buffers.inc_by(freed as u64);
             if freed > 0 {
                 tracing::info!(freed, "retention freed buffers");
@@ -123,6 +124,7 @@ async fn archiving(app: Arc<App>, settings: ArchiveSettings, interval: Duration)
         let pass = tokio::task::spawn_blocking(move || {
             let directory = pass_app.durability.data_directory();
             let archive = pass_app.archive()?;
+            pass_app.store.seal_idle(crate::now_s());
             Some(run_pass(
                 &pass_app.store,
                 archive,

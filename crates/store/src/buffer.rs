@@ -1,8 +1,7 @@
 //! Fixed-frequency float32 buffers and the chains (series) they form.
 //!
 //! A [`Buffer`] holds up to [`BUFFER_CAPACITY`] consecutive slots of one series; slot `i` covers
-//! `[start + i·f, start + (i+1)·f)`. No timestamps are stored per sample, which is why a sample
-//! costs four bytes. Missing slots are NaN.
+//! `[start + i·f, start + (i+1)·f)`. No timestamps are stored per sample. Missing slots are NaN.
 //!
 //! A [`Series`] is the chain of buffers of one metric on one level, sorted by `start` and
 //! non-overlapping. Every buffer of a series starts on the same grid (`first write − f/2 + k·f`),
@@ -23,16 +22,35 @@
 //!
 //! Runs loaded from snapshots are coalesced into full-size buffers the same way
 //! ([`Series::adopt`]), so a chain fragmented by an older version is compacted on restart.
+//!
+//! # Sealed blocks
+//!
+//! Slots `[k·128, (k+1)·128)` of a buffer are its block `k` ([`BLOCK_SLOTS`]). Blocks behind
+//! the one being written are *sealed*: encoded losslessly by [`crate::block`], in a fraction of
+//! four bytes a slot. The rest, the *tail*, is raw float32, so appending costs what it always
+//! did. Both share one allocation: the sealed blocks back to back (each after its byte
+//! length), then the tail's slots as little-endian bytes; the spare capacity is the tail's room
+//! to grow. A write past the tail's block seals it (padded with NaN to 128 slots); a new head
+//! seals the old head's tail as it is (a short block); [`Series::seal_idle`] seals the tails nothing writes to any more. Only the
+//! last sealed block can be short, and only while its buffer has no tail: a write past it pads
+//! it to 128 slots first, so slot `i` is always in block `i / 128`. A late write into a sealed
+//! block decodes, patches and encodes it again ([`Series::merge_run`] does that once per block
+//! for a run of samples).
 
+use crate::block::{self, BLOCK_SLOTS, EncodeHint};
 use crate::memory::allocation;
 use crate::pool::BufferPool;
+use std::cell::RefCell;
+use std::ops::{ControlFlow, Range};
 
 /// Slots per buffer (cc-metric-store's `BufferCap`). At 60 s that is 8.5 hours per buffer.
 pub const BUFFER_CAPACITY: usize = 512;
 
-/// The heap allocation of a buffer grows in steps of this many slots, so that a partly filled
-/// buffer (every head buffer, and every buffer of a short-lived series) wastes at most
-/// `GROWTH_SLOTS − 1` slots instead of up to 511.
+/// Blocks of a full buffer.
+const BLOCKS_PER_BUFFER: usize = BUFFER_CAPACITY / BLOCK_SLOTS;
+
+/// A tail's room grows in steps of this many slots, so that a partly filled tail (every head,
+/// and every buffer of a short-lived series) wastes at most `GROWTH_SLOTS − 1` slots.
 const GROWTH_SLOTS: usize = 16;
 
 /// The first allocation of a buffer is this small: a series that gets one sample (a host
@@ -40,33 +58,227 @@ const GROWTH_SLOTS: usize = 16;
 /// one more reallocation per buffer.
 const FIRST_SLOTS: usize = 4;
 
-const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(GROWTH_SLOTS));
+const SLOT_BYTES: usize = size_of::<f32>();
 
-/// One run of slots of a series.
+/// Each sealed block is preceded by its byte length (u16), so readers find block `k` by
+/// skipping `k` lengths instead of parsing `k` headers ([`block::validate`] checks far more
+/// than the length). Two bytes per 128 slots.
+const LENGTH_BYTES: usize = size_of::<u16>();
+
+/// Bytes of a whole block's raw tail: the allocations the pool recycles.
+pub(crate) const TAIL_BYTES: usize = BLOCK_SLOTS * SLOT_BYTES;
+
+/// [`Series::seal_idle`] seals a tail once its buffer has had no new slot for this many steps
+/// (16 minutes at 60 s). Sealing too early costs one re-encode of one block if the series
+/// resumes; sealing late keeps up to 512 raw bytes per series that stopped (a job or a node
+/// that ended). Collector hiccups and late samples span a few steps, so 16 leaves those alone.
+pub(crate) const IDLE_SEAL_STEPS: i64 = 16;
+
+const _: () = assert!(BUFFER_CAPACITY.is_multiple_of(BLOCK_SLOTS));
+const _: () = assert!(BLOCK_SLOTS.is_multiple_of(GROWTH_SLOTS));
+// Offsets into a buffer's bytes are u16.
+const _: () =
+    assert!(BLOCKS_PER_BUFFER * (LENGTH_BYTES + block::BLOCK_BYTES_MAX) <= u16::MAX as usize);
+
+const NAN_BYTES: [u8; SLOT_BYTES] = f32::NAN.to_le_bytes();
+
+thread_local! {
+    /// Blocks are encoded here, then copied into their buffer, which grows by exactly their
+    /// size (encoding into the buffer itself could double its allocation).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encodes `values` as one block and hands its bytes to `then`.
+fn with_encoded<R>(values: &[f32], hint: &mut EncodeHint, then: impl FnOnce(&[u8]) -> R) -> R {
+    #[cfg(test)]
+    tests::ENCODED.set(tests::ENCODED.get() + 1);
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        block::encode(values, hint, scratch);
+        then(scratch)
+    })
+}
+
+fn slot_value(bytes: &[u8]) -> f32 {
+    <[u8; SLOT_BYTES]>::try_from(bytes).map_or(f32::NAN, f32::from_le_bytes)
+}
+
+/// The byte range of the block whose length prefix is at `at` in `sealed`.
+fn block_at(sealed: &[u8], at: usize) -> Option<Range<usize>> {
+    let prefix = sealed.get(at..at + LENGTH_BYTES)?;
+    let size = usize::from(u16::from_le_bytes(
+        <[u8; LENGTH_BYTES]>::try_from(prefix).ok()?,
+    ));
+    let range = at + LENGTH_BYTES..at + LENGTH_BYTES + size;
+    sealed.get(range.clone()).map(|_| range)
+}
+
+/// A sealed block or the raw tail of a buffer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Segment<'a> {
+    /// The buffer's slot where it starts.
+    first: usize,
+    len: usize,
+    bytes: &'a [u8],
+    sealed: bool,
+}
+
+impl Segment<'_> {
+    /// All its slots, decoded into `out`.
+    fn decode<'o>(&self, out: &'o mut [f32; BLOCK_SLOTS]) -> &'o [f32] {
+        let len = if self.sealed {
+            block::decode(self.bytes, out)
+        } else {
+            for (slot, bytes) in out.iter_mut().zip(self.bytes.chunks_exact(SLOT_BYTES)) {
+                *slot = slot_value(bytes);
+            }
+            self.len
+        };
+        &out[..len.min(BLOCK_SLOTS)]
+    }
+
+    /// Appends its slots `[first, first + count)` to `out`.
+    fn extend_into(&self, first: usize, count: usize, out: &mut Vec<f32>) {
+        if self.sealed {
+            block::decode_range_into(self.bytes, first, count, out);
+        } else {
+            let bytes = self
+                .bytes
+                .get(first * SLOT_BYTES..(first + count) * SLOT_BYTES);
+            out.extend(
+                bytes
+                    .unwrap_or_default()
+                    .chunks_exact(SLOT_BYTES)
+                    .map(slot_value),
+            );
+        }
+    }
+
+    fn first_present(&self) -> Option<usize> {
+        if self.sealed {
+            return block::first_present(self.bytes);
+        }
+        let mut slots = self.bytes.chunks_exact(SLOT_BYTES);
+        slots.position(|bytes| !slot_value(bytes).is_nan())
+    }
+}
+
+/// The segments of a buffer, oldest first.
+struct Segments<'a> {
+    items: [Segment<'a>; BLOCKS_PER_BUFFER + 1],
+    count: usize,
+}
+
+impl<'a> Segments<'a> {
+    fn as_slice(&self) -> &[Segment<'a>] {
+        &self.items[..self.count]
+    }
+}
+
+/// One run of slots of a series: sealed blocks, then a raw tail (see the module doc).
 #[derive(Debug)]
 pub(crate) struct Buffer {
     /// Start of slot 0, unix seconds.
     start: i64,
-    /// Filled slots; `data.len() <= BUFFER_CAPACITY`.
-    data: Vec<f32>,
+    /// The sealed blocks, each after its length (`tail_at` bytes), then the tail's slots.
+    data: Vec<u8>,
+    /// Filled slots, at most [`BUFFER_CAPACITY`].
+    len: u16,
+    tail_at: u16,
+    sealed: u8,
+    /// What the encoder learnt from the previous block (a byte; a series carries it from
+    /// buffer to buffer).
+    hint: EncodeHint,
 }
 
 impl Buffer {
+    fn empty(start: i64, mut data: Vec<u8>, hint: EncodeHint) -> Self {
+        data.clear();
+        Self {
+            start,
+            data,
+            len: 0,
+            tail_at: 0,
+            sealed: 0,
+            hint,
+        }
+    }
+
     pub(crate) fn start(&self) -> i64 {
         self.start
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.data.len()
+        usize::from(self.len)
     }
 
-    pub(crate) fn values(&self) -> &[f32] {
-        &self.data
-    }
-
-    /// Bytes of heap this buffer holds.
+    /// Bytes of heap this buffer holds: its sealed blocks and its tail's room.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.data.capacity() * size_of::<f32>()
+        self.data.capacity()
+    }
+
+    pub(crate) fn sealed_blocks(&self) -> usize {
+        usize::from(self.sealed)
+    }
+
+    /// Bytes of the sealed blocks, with their lengths.
+    pub(crate) fn encoded_bytes(&self) -> usize {
+        usize::from(self.tail_at)
+    }
+
+    fn tail(&self) -> &[u8] {
+        &self.data[self.encoded_bytes()..]
+    }
+
+    /// The buffer's slot where the tail starts.
+    fn tail_first(&self) -> usize {
+        self.sealed_blocks() * BLOCK_SLOTS
+    }
+
+    fn segments(&self) -> Segments<'_> {
+        let mut segments = Segments {
+            items: [Segment::default(); BLOCKS_PER_BUFFER + 1],
+            count: 0,
+        };
+        let (sealed, tail) = self.data.split_at(self.encoded_bytes());
+        let mut at = 0;
+        for (k, item) in segments.items.iter_mut().enumerate() {
+            let first = k * BLOCK_SLOTS;
+            if let Some(range) = block_at(sealed, at) {
+                let bytes = &sealed[range.clone()];
+                *item = Segment {
+                    first,
+                    len: block::len(bytes),
+                    bytes,
+                    sealed: true,
+                };
+                at = range.end;
+            } else if !tail.is_empty() {
+                *item = Segment {
+                    first,
+                    len: tail.len() / SLOT_BYTES,
+                    bytes: tail,
+                    sealed: false,
+                };
+            } else {
+                break;
+            }
+            segments.count = k + 1;
+            if !item.sealed {
+                break;
+            }
+        }
+        segments
+    }
+
+    /// Byte range of sealed block `k` (without its length).
+    fn block_range(&self, k: usize) -> Option<Range<usize>> {
+        let sealed = &self.data[..self.encoded_bytes()];
+        let mut range = block_at(sealed, 0)?;
+        for _ in 0..k {
+            range = block_at(sealed, range.end)?;
+        }
+        Some(range)
     }
 
     /// The time of the first slot's sample as cc-metric-store reports it (`start + f/2`).
@@ -89,6 +301,11 @@ impl Buffer {
         self.first_write(frequency_s) + index as i64 * frequency_s
     }
 
+    /// The slot whose range holds `t`, if `t` is not before the buffer.
+    fn slot_of(&self, t: i64, frequency_s: i64) -> Option<usize> {
+        usize::try_from((t.checked_sub(self.start)?) / frequency_s).ok()
+    }
+
     /// How many slots have a sample time before `t` (at most `len`).
     fn slots_sampled_before(&self, t: i64, frequency_s: i64) -> usize {
         // Slot i is before `t` when i·f < t − first_write, so the count is ⌈offset / f⌉.
@@ -102,45 +319,248 @@ impl Buffer {
 
     /// The sample time of the first slot that holds a value (not NaN): where reads start.
     fn first_value(&self, frequency_s: i64) -> i64 {
-        let index = self.data.iter().position(|v| !v.is_nan()).unwrap_or(0);
+        let segments = self.segments();
+        let index = segments
+            .as_slice()
+            .iter()
+            .find_map(|segment| Some(segment.first + segment.first_present()?))
+            .unwrap_or(0);
         self.first_write(frequency_s) + index as i64 * frequency_s
     }
 
-    /// Grows the allocation to hold `len` slots: [`FIRST_SLOTS`], then in steps of
-    /// [`GROWTH_SLOTS`]. Returns the growth in bytes.
-    fn reserve_slots(&mut self, len: usize) -> usize {
-        debug_assert!(len <= BUFFER_CAPACITY);
-        let before = self.data.capacity();
-        if len > before {
-            let target = if len <= FIRST_SLOTS {
-                FIRST_SLOTS
-            } else {
-                len.next_multiple_of(GROWTH_SLOTS).min(BUFFER_CAPACITY)
-            };
-            self.data.reserve_exact(target - self.data.len());
+    /// Appends slots `[first, first + count)` (within `len`) to `out`, decoding sealed blocks
+    /// straight into it.
+    fn read_into(&self, first: usize, count: usize, out: &mut Vec<f32>) {
+        let end = first + count;
+        for segment in self.segments().as_slice() {
+            let from = first.max(segment.first);
+            let to = end.min(segment.first + segment.len);
+            if from < to {
+                segment.extend_into(from - segment.first, to - from, out);
+            }
         }
-        (self.data.capacity() - before) * size_of::<f32>()
     }
 
-    /// Writes `value` into slot `index`, NaN-filling skipped slots. Returns the growth of the
-    /// heap allocation in bytes.
-    fn put(&mut self, index: usize, value: f32) -> usize {
-        debug_assert!(index < BUFFER_CAPACITY);
-        if let Some(slot) = self.data.get_mut(index) {
-            *slot = value;
-            return 0;
+    /// Every slot, decoded (for exports).
+    pub(crate) fn to_values(&self) -> Vec<f32> {
+        let mut values = Vec::with_capacity(self.len());
+        self.read_into(0, self.len(), &mut values);
+        values
+    }
+
+    /// Calls `visit` with the values of the slots `[first, end)` a block at a time (the slot
+    /// of the first value, the values), oldest or newest block first, until it breaks.
+    fn visit<B>(
+        &self,
+        first: usize,
+        end: usize,
+        newest_first: bool,
+        mut visit: impl FnMut(usize, &[f32]) -> ControlFlow<B>,
+    ) -> Option<B> {
+        let segments = self.segments();
+        let segments = segments.as_slice();
+        let mut values = [f32::NAN; BLOCK_SLOTS];
+        for k in 0..segments.len() {
+            let segment = segments[if newest_first {
+                segments.len() - 1 - k
+            } else {
+                k
+            }];
+            let from = first.max(segment.first);
+            let to = end.min(segment.first + segment.len);
+            if from >= to {
+                continue;
+            }
+            let decoded = segment.decode(&mut values);
+            let Some(slice) = decoded.get(from - segment.first..to - segment.first) else {
+                continue;
+            };
+            if let ControlFlow::Break(found) = visit(from, slice) {
+                return Some(found);
+            }
         }
-        let grown = self.reserve_slots(index + 1);
-        self.data.resize(index, f32::NAN);
-        self.data.push(value);
-        grown
+        None
+    }
+
+    /// Makes room for a tail of `slots` slots: [`FIRST_SLOTS`], then in steps of
+    /// [`GROWTH_SLOTS`].
+    fn reserve_tail(&mut self, slots: usize) {
+        debug_assert!(slots <= BLOCK_SLOTS);
+        if self.encoded_bytes() + slots * SLOT_BYTES > self.data.capacity() {
+            let target = if slots <= FIRST_SLOTS {
+                FIRST_SLOTS
+            } else {
+                slots.next_multiple_of(GROWTH_SLOTS).min(BLOCK_SLOTS)
+            };
+            let wanted = self.encoded_bytes() + target * SLOT_BYTES;
+            self.data.reserve_exact(wanted - self.data.len());
+        }
+    }
+
+    /// Encodes the tail as the next sealed block: padded with NaN to a whole block when the
+    /// buffer goes on past it (an empty tail then makes a block of NaN), as it is when the
+    /// buffer is done.
+    fn seal_tail(&mut self, pad: bool) {
+        let slots = self.tail().len() / SLOT_BYTES;
+        let count = if pad { BLOCK_SLOTS } else { slots };
+        if count == 0 || self.sealed_blocks() == BLOCKS_PER_BUFFER {
+            return;
+        }
+        let mut values = [f32::NAN; BLOCK_SLOTS];
+        for (value, bytes) in values.iter_mut().zip(self.tail().chunks_exact(SLOT_BYTES)) {
+            *value = slot_value(bytes);
+        }
+        let tail_at = self.encoded_bytes();
+        let mut hint = self.hint;
+        with_encoded(&values[..count], &mut hint, |bytes| {
+            self.data.truncate(tail_at);
+            self.data.reserve_exact(LENGTH_BYTES + bytes.len());
+            self.data
+                .extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+            self.data.extend_from_slice(bytes);
+        });
+        self.hint = hint;
+        self.tail_at = self.data.len() as u16;
+        self.sealed += 1;
+        self.len = (self.tail_first() - BLOCK_SLOTS + count) as u16;
+        if !pad {
+            self.data.shrink_to_fit();
+        } else if slots == BLOCK_SLOTS && self.sealed_blocks() < BLOCKS_PER_BUFFER {
+            // A series filling its buffer fills the next tail too: keep the room, one
+            // reallocation per block instead of one per growth step.
+            self.data.reserve_exact(TAIL_BYTES);
+        }
+    }
+
+    /// Decodes sealed block `k`, lets `edit` change its values and length, and encodes it
+    /// again in place.
+    fn patch(&mut self, k: usize, edit: impl FnOnce(&mut [f32; BLOCK_SLOTS], &mut usize)) {
+        let Some(range) = self.block_range(k) else {
+            return;
+        };
+        let mut values = [f32::NAN; BLOCK_SLOTS];
+        let mut len = block::decode(&self.data[range.clone()], &mut values);
+        edit(&mut values, &mut len);
+        let len = len.clamp(1, BLOCK_SLOTS);
+        let replaced = range.len();
+        let mut hint = self.hint;
+        let length_at = range.start - LENGTH_BYTES;
+        let written = with_encoded(&values[..len], &mut hint, |bytes| {
+            self.data
+                .reserve_exact(bytes.len().saturating_sub(replaced));
+            self.data.splice(range, bytes.iter().copied());
+            bytes.len()
+        });
+        self.data[length_at..length_at + LENGTH_BYTES]
+            .copy_from_slice(&(written as u16).to_le_bytes());
+        self.hint = hint;
+        self.tail_at = (self.encoded_bytes() + written - replaced) as u16;
+        if self.tail().is_empty() {
+            if k + 1 == self.sealed_blocks() {
+                self.len = (k * BLOCK_SLOTS + len) as u16;
+            }
+            self.data.shrink_to_fit();
+        } else {
+            // A block that got smaller leaves the tail no more room than one block's.
+            self.data.shrink_to(self.encoded_bytes() + TAIL_BYTES);
+        }
+    }
+
+    /// Makes block `k` (at or past the sealed ones) the tail's: seals what is before it.
+    fn open(&mut self, k: usize) {
+        if self.tail().is_empty() && self.len() < self.tail_first() {
+            // The last sealed block is short: it becomes whole before anything follows it.
+            self.patch(self.sealed_blocks() - 1, |_, len| *len = BLOCK_SLOTS);
+        }
+        while self.sealed_blocks() < k {
+            self.seal_tail(true);
+        }
+    }
+
+    /// Writes `(slot, value)` pairs that all lie in one block, in order (the last write to a
+    /// slot wins); a sealed block is decoded and encoded once for all of them.
+    fn put_many(&mut self, writes: &[(usize, f32)]) {
+        let Some(&(first, _)) = writes.first() else {
+            return;
+        };
+        let k = first / BLOCK_SLOTS;
+        debug_assert!(writes.iter().all(|&(slot, _)| slot / BLOCK_SLOTS == k));
+        let base = k * BLOCK_SLOTS;
+        if k < self.sealed_blocks() {
+            self.patch(k, |values, len| {
+                for &(slot, value) in writes {
+                    if let Some(target) = values.get_mut(slot - base) {
+                        *target = value;
+                        *len = (*len).max(slot - base + 1);
+                    }
+                }
+            });
+            return;
+        }
+        self.open(k);
+        for &(slot, value) in writes {
+            self.tail_put_run(slot - base, std::slice::from_ref(&value));
+        }
+    }
+
+    /// Writes `value` into slot `index`, NaN-filling skipped slots.
+    fn put(&mut self, index: usize, value: f32) {
+        debug_assert!(index < BUFFER_CAPACITY);
+        self.put_many(&[(index, value)]);
+    }
+
+    /// Writes `values` into the slots from `first` on, NaN included, a block at a time.
+    fn put_run(&mut self, first: usize, mut values: &[f32]) {
+        let mut slot = first;
+        while !values.is_empty() {
+            let (k, offset) = (slot / BLOCK_SLOTS, slot % BLOCK_SLOTS);
+            let (chunk, rest) = values.split_at((BLOCK_SLOTS - offset).min(values.len()));
+            if k < self.sealed_blocks() {
+                self.patch(k, |block, len| {
+                    block[offset..offset + chunk.len()].copy_from_slice(chunk);
+                    *len = (*len).max(offset + chunk.len());
+                });
+            } else {
+                self.open(k);
+                self.tail_put_run(offset, chunk);
+            }
+            (slot, values) = (slot + chunk.len(), rest);
+        }
+    }
+
+    /// Writes `values` into the tail from its slot `first` on, NaN-filling skipped slots.
+    fn tail_put_run(&mut self, first: usize, values: &[f32]) {
+        let end = first + values.len();
+        debug_assert!(end <= BLOCK_SLOTS);
+        let at = self.encoded_bytes();
+        if self.data.len() < at + end * SLOT_BYTES {
+            self.reserve_tail(end);
+            while self.data.len() < at + end * SLOT_BYTES {
+                self.data.extend_from_slice(&NAN_BYTES);
+            }
+            self.len = (self.tail_first() + end) as u16;
+        }
+        let slots = self.data[at + first * SLOT_BYTES..].chunks_exact_mut(SLOT_BYTES);
+        for (bytes, value) in slots.zip(values) {
+            bytes.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    fn has_tail(&self) -> bool {
+        !self.tail().is_empty()
+    }
+
+    /// Seals the tail as it is (the buffer is done, or idle) and frees its spare room.
+    fn seal(&mut self) {
+        self.seal_tail(false);
+        self.data.shrink_to_fit();
     }
 }
 
 /// Counts what a write did to the store's memory, so the store can keep exact totals.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryDelta {
-    /// Buffer data.
+    /// Buffer data: sealed blocks and tails.
     pub bytes: isize,
     pub buffers: isize,
     /// The tree's own allocations ([`crate::memory`]).
@@ -159,14 +579,23 @@ impl std::ops::AddAssign for MemoryDelta {
 ///
 /// The head is kept inline: nearly every write goes to it, and with hundreds of thousands of
 /// series a write is a chain of cache misses (level → series → data); an inline head removes
-/// one link of that chain, and a series with one buffer needs no second allocation.
+/// one link of that chain, and a series with one buffer needs no second allocation. The older
+/// buffers are a boxed slice (16 bytes, no spare capacity): a new one arrives once per 512
+/// slots, and the series stays 64 bytes.
 #[derive(Debug)]
 pub(crate) struct Series {
     frequency_s: i64,
     /// Buffers before the head, sorted by start, non-overlapping.
-    older: Vec<Buffer>,
+    older: Box<[Buffer]>,
     /// The newest buffer; it starts after every older one.
     head: Buffer,
+}
+
+/// Which buffer of a series: an older one by position, or the head.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Older(usize),
+    Head,
 }
 
 impl Series {
@@ -178,10 +607,20 @@ impl Series {
         pool: &BufferPool,
     ) -> (Self, MemoryDelta) {
         assert!(frequency_s > 0, "frequency must be positive");
-        let (head, delta) = new_buffer(timestamp_s - frequency_s / 2, 0, value, pool);
+        let mut head = Buffer::empty(
+            timestamp_s - frequency_s / 2,
+            pool.take(),
+            EncodeHint::default(),
+        );
+        head.put(0, value);
+        let delta = MemoryDelta {
+            bytes: head.heap_bytes() as isize,
+            buffers: 1,
+            structure: 0,
+        };
         let series = Self {
             frequency_s,
-            older: Vec::new(),
+            older: Box::default(),
             head,
         };
         (series, delta)
@@ -192,6 +631,7 @@ impl Series {
     /// the previous one are appended to the newest buffer while they fit in its capacity
     /// (gaps NaN-filled), else become buffers as they are; any other run is written value by
     /// value (NaN slots skipped), so overlapping or misaligned input is merged, never misread.
+    /// Every block is encoded once, except where runs overlap.
     pub(crate) fn adopt(frequency_s: i64, runs: Vec<(i64, Vec<f32>)>, pool: &BufferPool) -> Self {
         assert!(frequency_s > 0, "frequency must be positive");
         let mut runs = runs.into_iter().filter(|(_, values)| !values.is_empty());
@@ -199,9 +639,10 @@ impl Series {
         assert!(data.len() <= BUFFER_CAPACITY, "run longer than a buffer");
         let mut series = Self {
             frequency_s,
-            older: Vec::new(),
-            head: Buffer { start, data },
+            older: Box::default(),
+            head: Buffer::empty(start, pool.take(), EncodeHint::default()),
         };
+        series.head.put_run(0, &data);
         for (start, data) in runs {
             let head = &mut series.head;
             let follows = data.len() <= BUFFER_CAPACITY
@@ -214,13 +655,12 @@ impl Series {
             // Slot of the run in the head; the run follows the head's data, so it is past it.
             let slot = ((start - head.start) / frequency_s) as usize;
             if slot + data.len() <= BUFFER_CAPACITY {
-                head.reserve_slots(slot + data.len());
-                head.data.resize(slot, f32::NAN);
-                head.data.extend_from_slice(&data);
+                head.put_run(slot, &data);
                 continue;
             }
-            let previous = std::mem::replace(&mut series.head, Buffer { start, data });
-            series.older.push(previous);
+            let mut next = Buffer::empty(start, pool.take(), head.hint);
+            next.put_run(0, &data);
+            series.push_head(next);
         }
         series
     }
@@ -229,9 +669,9 @@ impl Series {
         self.frequency_s
     }
 
-    /// Heap bytes of the chain itself (the vector of older buffers), not of their data.
+    /// Heap bytes of the chain itself (the older buffers' headers), not of their data.
     pub(crate) fn structure_bytes(&self) -> usize {
-        allocation(self.older.capacity() * size_of::<Buffer>())
+        allocation(self.older.len() * size_of::<Buffer>())
     }
 
     /// Every buffer, oldest first.
@@ -243,34 +683,81 @@ impl Series {
         self.older.first().unwrap_or(&self.head)
     }
 
+    fn buffer_mut(&mut self, at: At) -> &mut Buffer {
+        match at {
+            At::Older(i) => &mut self.older[i],
+            At::Head => &mut self.head,
+        }
+    }
+
+    fn insert_older(&mut self, position: usize, buffer: Buffer) {
+        let mut older = std::mem::take(&mut self.older).into_vec();
+        older.reserve_exact(1);
+        older.insert(position, buffer);
+        self.older = older.into_boxed_slice();
+    }
+
+    /// Makes `head` the head; the previous head is done, its tail sealed. Returns the change
+    /// of the previous head's bytes.
+    fn push_head(&mut self, head: Buffer) -> isize {
+        let before = self.head.heap_bytes();
+        self.head.seal();
+        let sealed = self.head.heap_bytes() as isize - before as isize;
+        let previous = std::mem::replace(&mut self.head, head);
+        self.insert_older(self.older.len(), previous);
+        sealed
+    }
+
     /// Writes one sample; the last write to a slot wins.
     pub(crate) fn write(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
-        let before = self.older.capacity();
+        let before = self.older.len();
         let mut delta = self.put(timestamp_s, value, pool);
-        if self.older.capacity() != before {
-            let grown = self.structure_bytes() - allocation(before * size_of::<Buffer>());
-            delta.structure += grown as isize;
+        if self.older.len() != before {
+            let grown =
+                self.structure_bytes() as isize - allocation(before * size_of::<Buffer>()) as isize;
+            delta.structure += grown;
         }
         delta
     }
 
     /// [`Series::write`] without counting the chain's own growth.
     fn put(&mut self, timestamp_s: i64, value: f32, pool: &BufferPool) -> MemoryDelta {
+        let (at, index, _, mut delta) = self.locate(timestamp_s, pool);
+        delta.bytes += self.put_at(at, &[(index, value)]);
+        delta
+    }
+
+    /// [`Buffer::put_many`] on the buffer `at`; returns the change of its bytes.
+    fn put_at(&mut self, at: At, writes: &[(usize, f32)]) -> isize {
+        let buffer = self.buffer_mut(at);
+        let before = buffer.heap_bytes();
+        let behind_tail = writes
+            .first()
+            .is_some_and(|&(slot, _)| slot / BLOCK_SLOTS < buffer.sealed_blocks());
+        if matches!(at, At::Older(_)) && behind_tail {
+            // Samples arriving newest first fill an older buffer backwards: its tail gets
+            // nothing more, so it is sealed now rather than by the idle pass.
+            buffer.seal();
+        }
+        buffer.put_many(writes);
+        buffer.heap_bytes() as isize - before as isize
+    }
+
+    /// The buffer whose range holds `timestamp_s`, creating it when none does; the slot of
+    /// the sample in it, the end of its writable range, and the memory a new buffer took.
+    fn locate(&mut self, timestamp_s: i64, pool: &BufferPool) -> (At, usize, usize, MemoryDelta) {
         let f = self.frequency_s;
         if timestamp_s >= self.head.start {
             let index = ((timestamp_s - self.head.start) / f) as usize;
             if index < BUFFER_CAPACITY {
-                return MemoryDelta {
-                    bytes: self.head.put(index, value) as isize,
-                    ..MemoryDelta::default()
-                };
+                return (At::Head, index, BUFFER_CAPACITY, MemoryDelta::default());
             }
             // Past the head's last slot: a new head at the slot of this sample.
             let start = self.head.start + index as i64 * f;
-            let (head, delta) = new_buffer(start, 0, value, pool);
-            let previous = std::mem::replace(&mut self.head, head);
-            self.older.push(previous);
-            return delta;
+            let head = Buffer::empty(start, pool.take(), self.head.hint);
+            let mut delta = new_buffer_delta(&head);
+            delta.bytes += self.push_head(head);
+            return (At::Head, 0, BUFFER_CAPACITY, delta);
         }
         // A late sample: the last older buffer starting at or before it, if any.
         let position = self.older.partition_point(|b| b.start <= timestamp_s);
@@ -278,15 +765,14 @@ impl Series {
             .older
             .get(position)
             .map_or(self.head.start, |b| b.start);
+        let writable = |start: i64| BUFFER_CAPACITY.min(((next_start - start) / f) as usize);
         let mut floor = i64::MIN;
-        if let Some(previous) = position.checked_sub(1).map(|i| &mut self.older[i]) {
+        if let Some(i) = position.checked_sub(1) {
+            let previous = &self.older[i];
             let index = ((timestamp_s - previous.start) / f) as usize;
-            let slots_before_next = ((next_start - previous.start) / f) as usize;
-            if index < BUFFER_CAPACITY.min(slots_before_next) {
-                return MemoryDelta {
-                    bytes: previous.put(index, value) as isize,
-                    ..MemoryDelta::default()
-                };
+            let end = writable(previous.start);
+            if index < end {
+                return (At::Older(i), index, end, MemoryDelta::default());
             }
             // Past the previous buffer's capacity: the new buffer starts no earlier than that.
             floor = previous.start + BUFFER_CAPACITY as i64 * f;
@@ -297,24 +783,46 @@ impl Series {
         let span = BUFFER_CAPACITY as i64 * f;
         let buffers_back = (next_start - timestamp_s + span - 1) / span;
         let start = (next_start - buffers_back * span).max(floor);
-        let (buffer, delta) = new_buffer(start, ((timestamp_s - start) / f) as usize, value, pool);
-        self.older.insert(position, buffer);
-        delta
+        let buffer = Buffer::empty(start, pool.take(), self.head.hint);
+        let delta = new_buffer_delta(&buffer);
+        self.insert_older(position, buffer);
+        let index = ((timestamp_s - start) / f) as usize;
+        (At::Older(position), index, writable(start), delta)
     }
 
-    /// Writes a run of slots `start_s, start_s + f, …` (at `frequency_s`) value by value,
-    /// skipping NaN, so a run that overlaps or is off this series' grid merges into it.
-    pub(crate) fn merge_run(
+    /// Writes a run of slots `start_s, start_s + f, …` (at `frequency_s`), skipping NaN, so a
+    /// run that overlaps or is off this series' grid merges into it. Samples that land in the
+    /// same sealed block are written with one decode and one encode.
+    fn merge_run(
         &mut self,
         start_s: i64,
         frequency_s: i64,
         values: &[f32],
         pool: &BufferPool,
     ) -> MemoryDelta {
+        let f = self.frequency_s;
+        let chain_before = self.older.len();
         let mut delta = MemoryDelta::default();
-        for (t, value) in run_samples(start_s, frequency_s, values) {
-            delta += self.write(t, value, pool);
+        let mut samples = run_samples(start_s, frequency_s, values).peekable();
+        let mut writes = Vec::new();
+        while let Some((t, value)) = samples.next() {
+            let (at, index, end, created) = self.locate(t, pool);
+            delta += created;
+            let buffer = self.buffer_mut(at);
+            let block_end = ((index / BLOCK_SLOTS + 1) * BLOCK_SLOTS).min(end);
+            writes.clear();
+            writes.push((index, value));
+            while let Some(slot) = samples
+                .peek()
+                .and_then(|&(t, _)| buffer.slot_of(t, f))
+                .filter(|slot| (index..block_end).contains(slot))
+            {
+                writes.extend(samples.next().map(|(_, value)| (slot, value)));
+            }
+            delta.bytes += self.put_at(at, &writes);
         }
+        delta.structure += self.structure_bytes() as isize
+            - allocation(chain_before * size_of::<Buffer>()) as isize;
         delta
     }
 
@@ -381,31 +889,33 @@ impl Series {
             let first = ((t - buffer.start) / f) as usize;
             let available = buffer.len() - first;
             let take = available.min(remaining);
-            out.extend_from_slice(&buffer.data[first..first + take]);
+            buffer.read_into(first, take, out);
             remaining -= take;
             t += take as i64 * f;
         }
     }
 
-    /// Removes every buffer whose `end() < before`. When that includes the head, the series
-    /// is reported with `all = true` and its owner drops it.
+    /// Removes every buffer whose `end() < before` (the chain's shrinking counted as structure).
+    /// When that includes the head, the series is reported with `all = true` and its owner
+    /// drops it.
     pub(crate) fn free_before(&mut self, before: i64, pool: &BufferPool) -> FreeOutcome {
         let f = self.frequency_s;
         let count = self.older.partition_point(|b| b.end(f) < before);
         let mut outcome = FreeOutcome::default();
-        for buffer in self.older.drain(..count) {
-            outcome.add(&buffer);
-            pool.give(buffer.data);
+        if count > 0 {
+            let chain_before = self.structure_bytes();
+            let mut older = std::mem::take(&mut self.older).into_vec();
+            for buffer in older.drain(..count) {
+                outcome.add(&buffer);
+                pool.give(buffer.data);
+            }
+            self.older = older.into_boxed_slice();
+            outcome.structure += chain_before - self.structure_bytes();
         }
         if self.older.is_empty() && self.head.end(f) < before {
             outcome.all = true;
-            let head = std::mem::replace(
-                &mut self.head,
-                Buffer {
-                    start: 0,
-                    data: Vec::new(),
-                },
-            );
+            let empty = Buffer::empty(0, Vec::new(), EncodeHint::default());
+            let head = std::mem::replace(&mut self.head, empty);
             outcome.add(&head);
             pool.give(head.data);
         }
@@ -416,11 +926,32 @@ impl Series {
     pub(crate) fn free_oldest(&mut self, pool: &BufferPool) -> FreeOutcome {
         let mut outcome = FreeOutcome::default();
         if !self.older.is_empty() {
-            let buffer = self.older.remove(0);
+            let chain_before = self.structure_bytes();
+            let mut older = std::mem::take(&mut self.older).into_vec();
+            let buffer = older.remove(0);
+            self.older = older.into_boxed_slice();
+            outcome.structure += chain_before - self.structure_bytes();
             outcome.add(&buffer);
             pool.give(buffer.data);
         }
         outcome
+    }
+
+    /// Seals the raw tails of buffers that got no new slot in the [`IDLE_SEAL_STEPS`] steps
+    /// before `now_s`: the head of a series that stopped, and older buffers that late samples
+    /// opened. Returns the change of the buffers' bytes.
+    pub(crate) fn seal_idle(&mut self, now_s: i64) -> isize {
+        let f = self.frequency_s;
+        let idle_before = now_s.saturating_sub(IDLE_SEAL_STEPS.saturating_mul(f));
+        let mut bytes = 0;
+        for buffer in self.older.iter_mut().chain(std::iter::once(&mut self.head)) {
+            if buffer.has_tail() && buffer.data_end(f) < idle_before {
+                let before = buffer.heap_bytes();
+                buffer.seal();
+                bytes += buffer.heap_bytes() as isize - before as isize;
+            }
+        }
+        bytes
     }
 
     /// The newest buffer's data end, for health checks: `start + len·f`.
@@ -441,10 +972,11 @@ impl Series {
         for buffer in self.buffers() {
             let first = buffer.slots_sampled_before(from_s, f);
             let end = buffer.slots_sampled_before(to_s, f);
-            if first < end {
-                let start = buffer.start + first as i64 * f;
-                out.extend(run_samples(start, f, &buffer.data[first..end]));
-            }
+            buffer.visit(first, end, false, |slot, values| {
+                let start = buffer.start + slot as i64 * f;
+                out.extend(run_samples(start, f, values));
+                ControlFlow::<()>::Continue(())
+            });
         }
     }
 
@@ -453,8 +985,12 @@ impl Series {
         let f = self.frequency_s;
         self.buffers().rev().find_map(|buffer| {
             let end = buffer.slots_sampled_before(t, f);
-            let i = buffer.data[..end].iter().rposition(|v| !v.is_nan())?;
-            Some((buffer.sample_time(i, f), buffer.data[i]))
+            buffer.visit(0, end, true, |slot, values| {
+                let found = values.iter().rposition(|v| !v.is_nan());
+                found.map_or(ControlFlow::Continue(()), |i| {
+                    ControlFlow::Break((buffer.sample_time(slot + i, f), values[i]))
+                })
+            })
         })
     }
 
@@ -463,8 +999,12 @@ impl Series {
         let f = self.frequency_s;
         self.buffers().find_map(|buffer| {
             let first = buffer.slots_sampled_before(t, f);
-            let i = first + buffer.data[first..].iter().position(|v| !v.is_nan())?;
-            Some((buffer.sample_time(i, f), buffer.data[i]))
+            buffer.visit(first, buffer.len(), false, |slot, values| {
+                let found = values.iter().position(|v| !v.is_nan());
+                found.map_or(ControlFlow::Continue(()), |i| {
+                    ControlFlow::Break((buffer.sample_time(slot + i, f), values[i]))
+                })
+            })
         })
     }
 }
@@ -482,20 +1022,13 @@ pub(crate) fn run_samples(
         .map(move |(i, &value)| (start_s + i * frequency_s + frequency_s / 2, value))
 }
 
-/// A new buffer whose slot `index` holds `value` (the slots before it NaN), and what it costs.
-fn new_buffer(start: i64, index: usize, value: f32, pool: &BufferPool) -> (Buffer, MemoryDelta) {
-    let mut buffer = Buffer {
-        start,
-        data: pool.take(),
-    };
-    let reused = buffer.heap_bytes();
-    let grown = buffer.put(index, value);
-    let delta = MemoryDelta {
-        bytes: (reused + grown) as isize,
+/// What a new (empty) buffer costs.
+fn new_buffer_delta(buffer: &Buffer) -> MemoryDelta {
+    MemoryDelta {
+        bytes: buffer.heap_bytes() as isize,
         buffers: 1,
         structure: 0,
-    };
-    (buffer, delta)
+    }
 }
 
 /// What a free pass removed.
@@ -536,6 +1069,12 @@ mod tests {
     //! the described behaviour.
 
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Blocks this thread encoded (sealed or re-encoded).
+        pub(super) static ENCODED: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn pool() -> BufferPool {
         BufferPool::new(16)
@@ -549,12 +1088,18 @@ mod tests {
     fn series(runs: Vec<(i64, Vec<f32>)>) -> Series {
         let mut buffers: Vec<Buffer> = runs
             .into_iter()
-            .map(|(start, data)| Buffer { start, data })
+            .map(|(start, data)| {
+                let mut buffer = Buffer::empty(start, Vec::new(), EncodeHint::default());
+                buffer.put_run(0, &data);
+                buffer
+            })
             .collect();
         let head = buffers.pop().expect("at least one run");
+        // Older buffers are sealed, as in a series that was written.
+        buffers.iter_mut().for_each(Buffer::seal);
         Series {
             frequency_s: 10,
-            older: buffers,
+            older: buffers.into_boxed_slice(),
             head,
         }
     }
@@ -587,7 +1132,7 @@ mod tests {
         // TestBufferWrite: the first write creates start = ts − f/2 and fills slot 0.
         let (series, delta) = Series::new(10, 100, 1.0, &pool());
         assert_eq!(all(&series)[0].start(), 95);
-        assert_eq!(all(&series)[0].values(), &[1.0]);
+        assert_eq!(all(&series)[0].to_values(), &[1.0]);
         assert_eq!(delta.buffers, 1);
         assert_eq!(delta.bytes, (FIRST_SLOTS * 4) as isize);
     }
@@ -599,7 +1144,7 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(130, 4.0, &pool);
         assert!(same(
-            all(&series)[0].values(),
+            &all(&series)[0].to_values(),
             &[1.0, f32::NAN, f32::NAN, 4.0]
         ));
     }
@@ -611,7 +1156,7 @@ mod tests {
         let (mut series, _) = Series::new(10, 100, 1.0, &pool);
         series.write(110, 2.0, &pool);
         series.write(112, 5.0, &pool);
-        assert_eq!(all(&series)[0].values(), &[1.0, 5.0]);
+        assert_eq!(all(&series)[0].to_values(), &[1.0, 5.0]);
     }
 
     #[test]
@@ -625,7 +1170,7 @@ mod tests {
         assert_eq!(all(&series).len(), 2);
         assert_eq!(all(&series)[0].len(), BUFFER_CAPACITY);
         assert_eq!(all(&series)[1].start(), 95 + BUFFER_CAPACITY as i64 * 10);
-        assert_eq!(all(&series)[1].values(), &[BUFFER_CAPACITY as f32]);
+        assert_eq!(all(&series)[1].to_values(), &[BUFFER_CAPACITY as f32]);
     }
 
     #[test]
@@ -650,7 +1195,7 @@ mod tests {
         series.write(100 + 600 * 10, 2.0, &pool);
         series.write(150, 3.0, &pool);
         assert_eq!(all(&series).len(), 2);
-        assert_eq!(all(&series)[0].values()[5], 3.0);
+        assert_eq!(all(&series)[0].to_values()[5], 3.0);
         // A late sample in the gap past the old buffer's capacity gets its own buffer, starting
         // where the old buffer's range ends.
         series.write(100 + 550 * 10, 4.0, &pool);
@@ -672,7 +1217,7 @@ mod tests {
         assert_eq!(all(&series)[1].start(), 95 + 512 * 10);
         assert_eq!(all(&series)[1].len(), 488);
         series.write(100 + 1000 * 10, 5.0, &pool);
-        assert_eq!(all(&series)[2].values(), &[5.0]);
+        assert_eq!(all(&series)[2].to_values(), &[5.0]);
         let (data, _, _) = read(&series, 100 + 995 * 10, 100 + 1001 * 10);
         let nan = f32::NAN;
         assert!(same(&data, &[3.0, nan, nan, nan, 4.0, 5.0]));
@@ -908,14 +1453,448 @@ mod tests {
         assert_eq!(series.slot_count(), 17);
     }
 
+    /// Heap bytes of every buffer of a series, counted afresh.
+    fn heap(series: &Series) -> isize {
+        series.buffers().map(|b| b.heap_bytes() as isize).sum()
+    }
+
     #[test]
-    fn allocation_grows_in_steps_and_never_beyond_capacity() {
+    fn a_head_holds_sealed_blocks_and_one_tail_and_a_done_one_is_exact() {
         let pool = pool();
         let (mut series, mut delta) = Series::new(1, 0, 0.0, &pool);
         for t in 1..BUFFER_CAPACITY as i64 {
-            delta.bytes += series.write(t, 1.0, &pool).bytes;
+            delta += series.write(t, 1.0, &pool);
         }
-        assert_eq!(all(&series)[0].heap_bytes(), BUFFER_CAPACITY * 4);
-        assert_eq!(delta.bytes, (BUFFER_CAPACITY * 4) as isize);
+        let head = all(&series)[0];
+        assert_eq!(head.sealed_blocks(), BLOCKS_PER_BUFFER - 1);
+        assert_eq!(head.heap_bytes(), head.encoded_bytes() + TAIL_BYTES);
+        assert_eq!(delta.bytes, heap(&series));
+        // The next write starts a new head and seals the old head's tail, to its exact size.
+        delta += series.write(BUFFER_CAPACITY as i64, 2.0, &pool);
+        let done = all(&series)[0];
+        assert_eq!(done.sealed_blocks(), BLOCKS_PER_BUFFER);
+        assert_eq!(done.heap_bytes(), done.encoded_bytes());
+        assert_eq!((delta.bytes, delta.buffers), (heap(&series), 2));
+    }
+
+    #[test]
+    fn a_late_write_into_the_last_slot_of_a_sealed_block_patches_it() {
+        let pool = pool();
+        let (mut series, mut delta) = Series::new(10, 100, 0.0, &pool);
+        for i in 1..200 {
+            delta += series.write(100 + i * 10, i as f32, &pool);
+        }
+        assert_eq!(all(&series)[0].sealed_blocks(), 1);
+        delta += series.write(100 + 127 * 10, -1.0, &pool);
+        delta += series.write(100 + 128 * 10, -2.0, &pool);
+        let values = all(&series)[0].to_values();
+        assert_eq!(
+            (values[126], values[127], values[128], values.len()),
+            (126.0, -1.0, -2.0, 200)
+        );
+        assert_eq!(all(&series)[0].sealed_blocks(), 1);
+        assert_eq!(delta.bytes, heap(&series));
+    }
+
+    #[test]
+    fn a_late_write_extends_a_short_sealed_block_and_a_later_one_pads_it() {
+        let pool = pool();
+        let (mut series, mut delta) = Series::new(10, 100, 0.0, &pool);
+        for i in 1..10 {
+            delta += series.write(100 + i * 10, i as f32, &pool);
+        }
+        // A new head seals the old one's tail as a short block of 10 slots.
+        delta += series.write(100 + 600 * 10, 600.0, &pool);
+        let old = all(&series)[0];
+        assert_eq!(
+            (old.sealed_blocks(), old.len(), old.has_tail()),
+            (1, 10, false)
+        );
+        // A late write past its end but inside the block: the block grows to 21 slots.
+        delta += series.write(100 + 20 * 10, 20.0, &pool);
+        let old = all(&series)[0];
+        assert_eq!(
+            (old.sealed_blocks(), old.len(), old.has_tail()),
+            (1, 21, false)
+        );
+        // One past the block: the block becomes whole (NaN), the sample opens a tail.
+        delta += series.write(100 + 130 * 10, 130.0, &pool);
+        let old = all(&series)[0];
+        assert_eq!(
+            (old.sealed_blocks(), old.len(), old.has_tail()),
+            (1, 131, true)
+        );
+        let values = old.to_values();
+        assert!(
+            values[10..20]
+                .iter()
+                .chain(&values[21..130])
+                .all(|v| v.is_nan())
+        );
+        assert_eq!((values[9], values[20], values[130]), (9.0, 20.0, 130.0));
+        assert_eq!(delta.bytes, heap(&series));
+    }
+
+    #[test]
+    fn a_write_far_into_a_new_buffer_seals_nan_blocks_before_it() {
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 0.0, &pool);
+        series.write(100 + 2000 * 10, 1.0, &pool);
+        // A late sample in slot 300 of the gap buffer from slot 512: blocks 0 and 1 are NaN.
+        series.write(100 + (512 + 300) * 10, 2.0, &pool);
+        let gap = all(&series)[1];
+        assert_eq!((gap.sealed_blocks(), gap.len()), (2, 301));
+        let (data, from, _) = read(&series, 100 + 812 * 10, 100 + 813 * 10);
+        assert_eq!((data, from), (vec![2.0], 100 + 812 * 10));
+    }
+
+    #[test]
+    fn adopting_overlapping_runs_encodes_each_block_once() {
+        // A buffer of 512 slots, then a run overlapping its second and third block, then one
+        // following the data: the overlap re-encodes two blocks once each, not per sample.
+        let full: Vec<f32> = (0..512).map(|i| i as f32).collect();
+        let overlap: Vec<f32> = (0..200).map(|i| -(i as f32)).collect();
+        ENCODED.set(0);
+        let series = Series::adopt(
+            10,
+            vec![
+                (95, full),
+                (95 + 200 * 10, overlap),
+                (95 + 512 * 10, vec![7.0; 3]),
+            ],
+            &pool(),
+        );
+        // Four blocks sealed when the head moved on, two re-encoded by the overlap.
+        assert_eq!(ENCODED.get(), 4 + 2);
+        let (data, _, _) = read(&series, 0, 100 + 515 * 10);
+        assert_eq!(
+            (data[199], data[200], data[399], data[400]),
+            (199.0, 0.0, -199.0, 400.0)
+        );
+        assert_eq!((data[511], data[512], data.len()), (511.0, 7.0, 515));
+    }
+
+    #[test]
+    fn seal_idle_seals_only_tails_that_stopped() {
+        let pool = pool();
+        let (mut idle, _) = Series::new(10, 100, 1.0, &pool);
+        let (mut busy, _) = Series::new(10, 100, 1.0, &pool);
+        for i in 1..10 {
+            idle.write(100 + i * 10, 1.0, &pool);
+            busy.write(100 + i * 10, 1.0, &pool);
+        }
+        busy.write(100 + 30 * 10, 1.0, &pool);
+        // Both ended more than 16 steps ago: 200 and 400.
+        let now = 200 + 20 * 10;
+        let before = heap(&idle);
+        let change = idle.seal_idle(now);
+        assert_eq!(heap(&idle), before.saturating_add(change));
+        assert!(!all(&idle)[0].has_tail() && all(&idle)[0].sealed_blocks() == 1);
+        assert_eq!(busy.seal_idle(now), 0);
+        assert!(all(&busy)[0].has_tail());
+        // Writing again after a seal continues the short block.
+        idle.write(100 + 10 * 10, 2.0, &pool);
+        assert_eq!(read(&idle, 0, 1000).0.len(), 11);
+    }
+
+    #[test]
+    fn a_series_is_still_64_bytes() {
+        // Per-series structure: a host with one sample costs 304 bytes (crates/store/tests/
+        // lifecycle.rs); a bigger series would cost every series 16 more.
+        assert_eq!(size_of::<Series>(), 64);
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    //! A series against a plain map of slot → value under random writes, frees and seals:
+    //! every reader bit for bit, and the memory counts against a recount.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const F: i64 = 10;
+    /// Start of slot 0: the first write is at `START + F/2`.
+    const START: i64 = 1_000_000;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// One sample in slot `slot` (anywhere: in order, late, in gaps, before the start).
+        Write(i64, f32),
+        /// `n` samples after the newest slot written, `skip` slots on.
+        Append { skip: i64, values: Vec<f32> },
+        /// Seals every tail idle at `now` = the newest data end plus `steps`.
+        SealIdle(i64),
+        /// Frees buffers that end before slot `slot`.
+        Free(i64),
+    }
+
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            4 => (-100_000i32..100_000, 0u32..4).prop_map(|(m, e)| m as f32 / 10f32.powi(e as i32)),
+            2 => Just(f32::NAN),
+            1 => any::<u32>().prop_map(f32::from_bits),
+            1 => prop::sample::select(vec![
+                -0.0,
+                0.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::from_bits(1),
+                f32::MAX,
+                f32::MIN_POSITIVE,
+                f32::from_bits(0x7fa0_0001),
+                f32::from_bits(0xffc0_0000),
+            ]),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (-700i64..2600, value()).prop_map(|(slot, v)| Op::Write(slot, v)),
+            4 => (0i64..140, prop::collection::vec(value(), 1..300))
+                .prop_map(|(skip, values)| Op::Append { skip, values }),
+            1 => (0i64..40).prop_map(Op::SealIdle),
+            1 => (-700i64..2600).prop_map(Op::Free),
+        ]
+    }
+
+    /// Sample time of slot `slot`.
+    fn time(slot: i64) -> i64 {
+        START + slot * F + F / 2
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// What the map says: the last value written to each slot.
+    #[derive(Default)]
+    struct Oracle {
+        slots: BTreeMap<i64, f32>,
+    }
+
+    impl Oracle {
+        fn fill(&self, from_slot: i64, count: usize) -> Vec<f32> {
+            (from_slot..from_slot + count as i64)
+                .map(|s| self.slots.get(&s).copied().unwrap_or(f32::NAN))
+                .collect()
+        }
+
+        fn samples(&self) -> impl DoubleEndedIterator<Item = (i64, f32)> + '_ {
+            (self.slots.iter())
+                .filter(|(_, v)| !v.is_nan())
+                .map(|(&s, &v)| (time(s), v))
+        }
+    }
+
+    /// The shape every buffer keeps (module doc): whole blocks before the last, a tail only
+    /// after whole blocks, segments covering `[0, len)`, and an allocation without spare room
+    /// once the tail is gone.
+    fn check_shape(buffer: &Buffer) {
+        let segments = buffer.segments();
+        let segments = segments.as_slice();
+        let mut next = 0;
+        for (k, segment) in segments.iter().enumerate() {
+            assert_eq!(segment.first, next, "segments are contiguous");
+            assert_eq!(segment.first, k * BLOCK_SLOTS);
+            if k + 1 < segments.len() {
+                assert_eq!(segment.len, BLOCK_SLOTS, "only the last segment is short");
+            }
+            next += segment.len;
+        }
+        assert_eq!(next, buffer.len());
+        assert!(buffer.len() <= BUFFER_CAPACITY && buffer.sealed_blocks() <= BLOCKS_PER_BUFFER);
+        let sealed = segments.iter().filter(|s| s.sealed).count();
+        assert_eq!(sealed, buffer.sealed_blocks());
+        if !buffer.has_tail() {
+            assert_eq!(
+                buffer.heap_bytes(),
+                buffer.encoded_bytes(),
+                "exact when sealed"
+            );
+        } else {
+            assert!(buffer.heap_bytes() <= buffer.encoded_bytes() + TAIL_BYTES);
+        }
+    }
+
+    fn check(series: &Series, oracle: &Oracle, counted: MemoryDelta) {
+        let heap: usize = series.buffers().map(Buffer::heap_bytes).sum();
+        assert_eq!(counted.bytes, heap as isize, "bytes counted");
+        assert_eq!(
+            counted.buffers,
+            series.buffers().count() as isize,
+            "buffers counted"
+        );
+        assert_eq!(
+            counted.structure,
+            series.structure_bytes() as isize,
+            "structure counted"
+        );
+        series.buffers().for_each(check_shape);
+        let (Some((&low, _)), Some((&high, _))) = (
+            oracle.slots.first_key_value(),
+            oracle.slots.last_key_value(),
+        ) else {
+            return;
+        };
+        // fill over everything and a margin, from every offset of a slot.
+        let (from, count) = (low - 3, (high - low + 7) as usize);
+        for offset in [0, 3, F - 1] {
+            let mut out = Vec::new();
+            series.fill(START + from * F + offset, count, &mut out);
+            assert_eq!(bits(&out), bits(&oracle.fill(from, count)), "fill");
+        }
+        // read: the window it returns holds exactly the map's values.
+        let mut out = Vec::new();
+        let (read_from, read_to) = series.read(time(low - 2), time(high + 2), &mut out);
+        let first_slot = (read_from - START).div_euclid(F);
+        assert_eq!((read_to - read_from) / F, out.len() as i64);
+        assert_eq!(
+            bits(&out),
+            bits(&oracle.fill(first_slot, out.len())),
+            "read"
+        );
+        // samples_in, first_sample_from, last_sample_before.
+        let mut samples = Vec::new();
+        series.samples_in(i64::MIN, i64::MAX, &mut samples);
+        let expected: Vec<(i64, f32)> = oracle.samples().collect();
+        let as_bits =
+            |s: &[(i64, f32)]| s.iter().map(|&(t, v)| (t, v.to_bits())).collect::<Vec<_>>();
+        assert_eq!(as_bits(&samples), as_bits(&expected), "samples_in");
+        let mid = time((low + high) / 2) - 1;
+        let mut part = Vec::new();
+        series.samples_in(mid, time(high), &mut part);
+        let in_range: Vec<_> = expected
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t >= mid && t < time(high))
+            .collect();
+        assert_eq!(as_bits(&part), as_bits(&in_range), "samples_in part");
+        for t in [time(low), mid, time(high), time(high) + 1, time(low) - 1] {
+            let first = expected.iter().copied().find(|&(s, _)| s >= t);
+            let last = expected.iter().copied().rev().find(|&(s, _)| s < t);
+            let got = (series.first_sample_from(t), series.last_sample_before(t));
+            assert_eq!(
+                (
+                    got.0.map(|(t, v)| (t, v.to_bits())),
+                    got.1.map(|(t, v)| (t, v.to_bits()))
+                ),
+                (
+                    first.map(|(t, v)| (t, v.to_bits())),
+                    last.map(|(t, v)| (t, v.to_bits()))
+                ),
+                "first/last sample around {t}"
+            );
+        }
+    }
+
+    fn run(ops: Vec<Op>) {
+        let pool = BufferPool::new(4);
+        let (mut series, mut counted) = Series::new(F, time(0), 1.5, &pool);
+        let mut oracle = Oracle::default();
+        oracle.slots.insert(0, 1.5);
+        let mut newest = 0;
+        for op in ops {
+            match op {
+                Op::Write(slot, value) => {
+                    counted += series.write(time(slot) - F / 2 + slot.rem_euclid(F), value, &pool);
+                    oracle.slots.insert(slot, value);
+                    newest = newest.max(slot);
+                }
+                Op::Append { skip, values } => {
+                    for (slot, value) in (newest + 1 + skip..).zip(values) {
+                        counted += series.write(time(slot), value, &pool);
+                        oracle.slots.insert(slot, value);
+                        newest = slot;
+                    }
+                }
+                Op::SealIdle(steps) => {
+                    let now = series.newest_data_end() + steps * F;
+                    counted.bytes += series.seal_idle(now);
+                    // A buffer with a tail that ends within the idle window keeps it.
+                    let idle_before = now - IDLE_SEAL_STEPS * F;
+                    for buffer in series.buffers() {
+                        assert!(!buffer.has_tail() || buffer.data_end(F) >= idle_before);
+                    }
+                }
+                Op::Free(slot) => {
+                    let before = START + slot * F;
+                    let freed: Vec<(i64, i64)> = series
+                        .buffers()
+                        .filter(|b| b.end(F) < before)
+                        .map(|b| (b.start(), b.data_end(F)))
+                        .collect();
+                    let chain = series.structure_bytes();
+                    let outcome = series.free_before(before, &pool);
+                    if outcome.all {
+                        // The owner drops the series: start a new one, as a writer would.
+                        return;
+                    }
+                    assert_eq!(outcome.buffers, freed.len());
+                    counted.bytes -= outcome.bytes as isize;
+                    counted.buffers -= outcome.buffers as isize;
+                    counted.structure -= outcome.structure as isize;
+                    assert_eq!(chain - outcome.structure, series.structure_bytes());
+                    for (start, end) in freed {
+                        let (first, last) = ((start - START) / F, (end - START) / F);
+                        oracle.slots.retain(|&s, _| s < first || s >= last);
+                    }
+                }
+            }
+            check(&series, &oracle, counted);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn series_matches_a_map_of_slots(ops in prop::collection::vec(op(), 1..40)) {
+            run(ops);
+        }
+
+        #[test]
+        fn adopted_runs_match_the_map(
+            runs in prop::collection::vec(
+                (-600i64..2000, 0i64..F, prop::collection::vec(value(), 1..BUFFER_CAPACITY)),
+                1..8,
+            )
+        ) {
+            // Runs on the grid (offset 0) or off it; NaN never overwrites (canonical NaN only,
+            // since a run's NaN is "missing").
+            let runs: Vec<(i64, Vec<f32>)> = runs
+                .into_iter()
+                .map(|(slot, offset, values)| {
+                    let values = values.into_iter().map(|v| if v.is_nan() { f32::NAN } else { v });
+                    (START + slot * F + offset, values.collect())
+                })
+                .collect();
+            let first = runs[0].0;
+            let mut oracle = Oracle::default();
+            for (start, values) in &runs {
+                for (t, value) in run_samples(*start, F, values) {
+                    oracle.slots.insert((t - first).div_euclid(F), value);
+                }
+            }
+            let pool = BufferPool::new(4);
+            let series = Series::adopt(F, runs.clone(), &pool);
+            let counted = MemoryDelta {
+                bytes: series.buffers().map(|b| b.heap_bytes() as isize).sum(),
+                buffers: series.buffers().count() as isize,
+                structure: series.structure_bytes() as isize,
+            };
+            // The oracle's slots are relative to the first run's start.
+            let shifted = Oracle {
+                slots: oracle.slots.iter().map(|(&s, &v)| (s + (first - START).div_euclid(F), v)).collect(),
+            };
+            if first.rem_euclid(F) == START.rem_euclid(F) {
+                check(&series, &shifted, counted);
+            } else {
+                let mut samples = Vec::new();
+                series.samples_in(i64::MIN, i64::MAX, &mut samples);
+                prop_assert_eq!(samples.len(), oracle.samples().count());
+            }
+        }
     }
 }

@@ -421,7 +421,7 @@ fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> Level
                         .buffers()
                         .map(|b| Run {
                             start_s: b.start(),
-                            values: b.values().to_vec(),
+                            values: b.to_values(),
                         })
                         .collect(),
                 })

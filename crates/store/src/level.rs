@@ -374,6 +374,21 @@ impl Level {
         total
     }
 
+    /// Seals the idle raw tails in this subtree ([`Series::seal_idle`]); returns the change of
+    /// the buffers' bytes.
+    pub(crate) fn seal_idle(&mut self, now_s: i64) -> isize {
+        let own: isize = self
+            .series
+            .items
+            .iter_mut()
+            .map(|(_, s)| s.seal_idle(now_s))
+            .sum();
+        let children: isize = (self.children.items.iter_mut())
+            .map(|(_, child)| child.seal_idle(now_s))
+            .sum();
+        own + children
+    }
+
     /// Number of series and of slots (samples, NaN-filled ones included) in this subtree.
     pub(crate) fn census(&self) -> (usize, usize) {
         let slots = self.series.items.iter().map(|(_, s)| s.slot_count()).sum();

@@ -4,8 +4,9 @@
 //! - **Tree.** cluster → host → level type+id (`hwthread3`) → sub-level (`netib0`). Each host
 //!   subtree has its own lock; writers and readers of different hosts never wait for each other.
 //! - **Buffers.** A series is a chain of buffers of [`BUFFER_CAPACITY`] float32 slots at the
-//!   metric's frequency; no timestamps are stored, so a sample costs four bytes. Gaps are NaN,
-//!   the last write to a slot wins, late samples go into the older buffer that covers them.
+//!   metric's frequency; no timestamps are stored. Gaps are NaN, the last write to a slot wins,
+//!   late samples go into the older buffer that covers them. A buffer keeps 128-slot blocks
+//!   sealed (encoded losslessly, [`block`]) behind one raw block being written.
 //! - **Writes** arrive as a [`WriteBatch`]: names in one arena, samples by span. The same batch
 //!   is what the write-ahead log records, so ingest is decode → log → [`Store::write`].
 //! - **Reads** ([`Store::query`]) expand a query into selectors, collect the series they reach,
@@ -18,7 +19,8 @@
 //! - **Memory.** Exact buffer counts, and an estimate of the tree's own allocations, are kept
 //!   on every change ([`Store::memory_bytes`], [`Store::structure_bytes`]); retention
 //!   ([`Store::free_before`]) and the memory cap ([`Store::enforce_memory_cap`]) free the
-//!   oldest buffers first, into a bounded pool.
+//!   oldest buffers first, into a bounded pool; [`Store::seal_idle`] seals the raw tails of
+//!   series that stopped.
 //!
 //! No I/O, no async: the server crate drives this.
 

@@ -1,17 +1,18 @@
 //! A bounded pool of buffer allocations.
 //!
-//! Freed buffers are kept for reuse by new ones, so that retention (which frees one buffer per
-//! series every 512 samples) and growth (which allocates one) do not churn the allocator. The
-//! pool is bounded; beyond its bound freed allocations go back to the allocator. Only
-//! full-capacity allocations are pooled: a reused allocation never needs to grow.
+//! Freed buffers are kept for reuse by new ones, so that retention and new buffers do not
+//! churn the allocator. The pool is bounded; beyond its bound freed allocations go back to the
+//! allocator. Only allocations of exactly one block's raw tail ([`TAIL_BYTES`]) are pooled: a
+//! buffer's tail never needs more, and sealed buffers, whose allocations are exactly the size
+//! of their blocks, are not worth keeping.
 
-use crate::buffer::BUFFER_CAPACITY;
+use crate::buffer::TAIL_BYTES;
 use parking_lot::Mutex;
 
 #[derive(Debug)]
 pub(crate) struct BufferPool {
-    free: Mutex<Vec<Vec<f32>>>,
-    /// Most allocations kept; each is `BUFFER_CAPACITY · 4` bytes.
+    free: Mutex<Vec<Vec<u8>>>,
+    /// Most allocations kept; each is [`TAIL_BYTES`].
     buffers_max: usize,
 }
 
@@ -23,16 +24,15 @@ impl BufferPool {
         }
     }
 
-    /// An empty vector: a pooled full-capacity one if available, else a fresh one without an
-    /// allocation.
-    pub(crate) fn take(&self) -> Vec<f32> {
+    /// An empty vector: a pooled one if available, else a fresh one without an allocation.
+    pub(crate) fn take(&self) -> Vec<u8> {
         self.free.lock().pop().unwrap_or_default()
     }
 
     /// Returns an allocation to the pool, or to the allocator when the pool is full or the
-    /// allocation is not full-size.
-    pub(crate) fn give(&self, mut data: Vec<f32>) {
-        if data.capacity() != BUFFER_CAPACITY {
+    /// allocation is not a whole tail.
+    pub(crate) fn give(&self, mut data: Vec<u8>) {
+        if data.capacity() != TAIL_BYTES {
             return;
         }
         let mut free = self.free.lock();
@@ -55,7 +55,7 @@ impl BufferPool {
 
     /// Bytes held by pooled allocations.
     pub(crate) fn bytes(&self) -> usize {
-        self.len() * BUFFER_CAPACITY * size_of::<f32>()
+        self.len() * TAIL_BYTES
     }
 }
 
@@ -68,11 +68,11 @@ mod tests {
         // TestBufferPoolGetReuse: the pool hands back what was returned; empty pool allocates.
         let pool = BufferPool::new(4);
         assert_eq!(pool.take().capacity(), 0);
-        let mut data = Vec::with_capacity(BUFFER_CAPACITY);
-        data.push(1.0);
+        let mut data = Vec::with_capacity(TAIL_BYTES);
+        data.push(1);
         pool.give(data);
         let reused = pool.take();
-        assert_eq!(reused.capacity(), BUFFER_CAPACITY);
+        assert_eq!(reused.capacity(), TAIL_BYTES);
         assert!(reused.is_empty());
     }
 
@@ -80,16 +80,17 @@ mod tests {
     fn is_bounded() {
         let pool = BufferPool::new(2);
         for _ in 0..5 {
-            pool.give(Vec::with_capacity(BUFFER_CAPACITY));
+            pool.give(Vec::with_capacity(TAIL_BYTES));
         }
         assert_eq!(pool.len(), 2);
-        assert_eq!(pool.bytes(), 2 * BUFFER_CAPACITY * 4);
+        assert_eq!(pool.bytes(), 2 * TAIL_BYTES);
     }
 
     #[test]
     fn ignores_partial_allocations() {
         let pool = BufferPool::new(2);
         pool.give(Vec::with_capacity(16));
+        pool.give(Vec::with_capacity(TAIL_BYTES + 100));
         assert_eq!(pool.len(), 0);
     }
 
@@ -98,7 +99,7 @@ mod tests {
         // TestBufferPoolClear / TestBufferPoolClean.
         let pool = BufferPool::new(8);
         for _ in 0..5 {
-            pool.give(Vec::with_capacity(BUFFER_CAPACITY));
+            pool.give(Vec::with_capacity(TAIL_BYTES));
         }
         pool.shrink_to(1);
         assert_eq!(pool.len(), 1);

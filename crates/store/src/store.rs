@@ -302,7 +302,7 @@ pub struct StoreStats {
     pub samples: u64,
     pub metrics: usize,
     pub buffers: u64,
-    /// Heap bytes of the buffers' sample arrays.
+    /// Heap bytes of the buffers: their sealed (encoded) blocks and raw tails.
     pub buffer_bytes: u64,
     /// Heap bytes of freed buffers kept for reuse.
     pub pool_bytes: u64,
@@ -781,6 +781,26 @@ impl Store {
         let freed = self.free(&[], cutoff_s);
         self.pool.shrink_to(freed);
         freed
+    }
+
+    /// Seals the raw tails of buffers that got no new slot for a while
+    /// (`IDLE_SEAL_STEPS` steps of their series' frequency before `now_s`), so series that
+    /// stopped keep only encoded blocks. Maintenance calls it with retention. Returns the bytes
+    /// it saved.
+    pub fn seal_idle(&self, now_s: i64) -> u64 {
+        let clusters: Vec<Arc<Cluster>> = self.clusters.read().values().cloned().collect();
+        let mut change = 0;
+        for cluster in clusters {
+            let hosts: Vec<Host> = cluster.hosts.read().values().cloned().collect();
+            for host in hosts {
+                change += host.write().root.seal_idle(now_s);
+            }
+        }
+        self.memory.apply(MemoryDelta {
+            bytes: change,
+            ..MemoryDelta::default()
+        });
+        change.min(0).unsigned_abs() as u64
     }
 
     /// Enforces a memory cap on the store's buffers and structure (COMPAT.md §3.5, decision
