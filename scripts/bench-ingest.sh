@@ -54,12 +54,14 @@ samples=$(metric "$port" strata_store_samples)
 written=$(metric "$port" strata_ingest_samples_total)
 buffer_bytes=$(metric "$port" strata_store_buffer_bytes)
 wal_bytes=$(metric "$port" strata_wal_bytes)
-python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
+structure_bytes=$(metric "$port" strata_store_structure_bytes)
+pool_bytes=$(metric "$port" strata_store_pool_bytes)
+python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
 import json, sys
-samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes = map(float, sys.argv[1:9])
-loadgen = json.load(open(sys.argv[9]))
+samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes, structure_bytes, pool_bytes = map(float, sys.argv[1:11])
+loadgen = json.load(open(sys.argv[11]))
 print(json.dumps({
-    "fsync": sys.argv[10],
+    "fsync": sys.argv[12],
     "samples_per_s": loadgen["samples_per_s"],
     "failed_requests": loadgen["failed"],
     "client_cores": loadgen["client_cores"],
@@ -74,6 +76,11 @@ print(json.dumps({
     "rss_bytes_per_sample": round(rss_end / samples, 3) if samples else None,
     # Per sample written: samples_in_memory counts slots, NaN-filled gaps included.
     "rss_bytes_per_written_sample": round(rss_end / written, 3) if written else None,
+    # Where the RSS goes, per sample written: the store's data, its tree (an estimate of its
+    # allocations), the pool of free tails; the rest is the allocator and the process.
+    "buffer_bytes_per_written_sample": round(buffer_bytes / written, 3) if written else None,
+    "structure_bytes_per_written_sample": round(structure_bytes / written, 3) if written else None,
+    "pool_bytes": int(pool_bytes),
     "wal_bytes": int(wal_bytes),
     "wal_bytes_per_sample": round(wal_bytes / written, 3) if written else None,
 }))
