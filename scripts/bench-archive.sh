@@ -75,7 +75,9 @@ stop() {
 # queries DATA NAME: latency of the requests (see the header) against the server on $port.
 queries() {
     python3 - "$1" "$port" "$rounds" <<'PY'
-import http.client, json, statistics, sys, time
+import http.client, json, sys
+sys.path.insert(0, "scripts")
+from query_timing import time_requests
 meta = json.load(open(sys.argv[1] + "/meta.json"))
 port, rounds = int(sys.argv[2]), int(sys.argv[3])
 host = "n0000"
@@ -93,23 +95,11 @@ else:
 connection = http.client.HTTPConnection("127.0.0.1", port)
 out = {}
 for name, body in requests.items():
-    payload = json.dumps(body)
-    times, points = [], 0
-    for i in range(5 + rounds):
-        began = time.perf_counter()
-        connection.request("POST", "/api/query", payload, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        answer = response.read()
-        elapsed = time.perf_counter() - began
-        if response.status != 200:
-            sys.exit(f"{name}: HTTP {response.status}: {answer[:300]!r}")
-        if i >= 5:
-            times.append(elapsed)
-        results = json.loads(answer)["results"][0]
-        points = sum(len(r.get("data") or []) for r in results)
-    times.sort()
-    out[name] = {"median_ms": round(statistics.median(times) * 1e3, 2),
-                 "p90_ms": round(times[int(len(times) * 0.9)] * 1e3, 2), "points": points}
+    figures, answer = time_requests(connection, name, "POST", "/api/query", json.dumps(body),
+                                    {"Content-Type": "application/json"}, rounds)
+    results = json.loads(answer)["results"][0]
+    figures["points"] = sum(len(r.get("data") or []) for r in results)
+    out[name] = figures
 print(json.dumps(out))
 PY
 }

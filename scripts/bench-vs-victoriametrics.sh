@@ -109,7 +109,9 @@ settled() {
 put_queries() {
     local fields
     fields=$(python3 - "$1" "$2" "$data/meta.json" "$query_rounds" <<'PY'
-import http.client, json, statistics, sys, time, urllib.parse
+import http.client, json, sys, urllib.parse
+sys.path.insert(0, "scripts")
+from query_timing import time_requests
 engine, port, meta, rounds = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3])), int(sys.argv[4])
 start, end, step, host = meta["start"], meta["end"], meta["interval"], "n0000"
 ids = [str(i) for i in range(meta["cores"])]
@@ -139,23 +141,11 @@ out = {}
 for name, type_ids in (("query_1_series", ids[:1]), ("query_64_series", ids)):
     method, path, body = request(type_ids)
     headers = {"Content-Type": "application/json"} if body else {}
-    times = []
-    for i in range(5 + rounds):
-        began = time.perf_counter()
-        connection.request(method, path, body, headers)
-        response = connection.getresponse()
-        answer = response.read()
-        elapsed = time.perf_counter() - began
-        if response.status != 200:
-            sys.exit(f"{engine} {name}: HTTP {response.status}: {answer[:300]!r}")
-        if i >= 5:
-            times.append(elapsed)
+    out[name], answer = time_requests(connection, f"{engine} {name}", method, path, body,
+                                      headers, rounds)
     got, want = points(answer), len(type_ids) * meta["ticks"]
     if got != want:
         sys.exit(f"{engine} {name}: {got} points, not {want}")
-    times.sort()
-    out[name] = {"median_ms": round(statistics.median(times) * 1e3, 3),
-                 "p90_ms": round(times[int(len(times) * 0.9)] * 1e3, 3)}
 print(json.dumps(out)[1:-1])
 PY
 )
