@@ -75,6 +75,7 @@
 //! rare: gaps and late seals) use the short scalar packer below. No other crate: `pco` and
 //! `zstd` carry per-chunk metadata that would dominate 128 values, `tsz` is f64/Gorilla only.
 
+use crate::varint::{put_varint, unzigzag, zigzag};
 use bitpacking::{BitPacker, BitPacker4x};
 
 /// Slots per sealed block: a quarter of a buffer, so that the open tail of a series, the only
@@ -155,16 +156,6 @@ fn decimal_value(mantissa: f64, power: f64) -> f32 {
     (mantissa / power) as f32
 }
 
-#[inline(always)]
-fn zigzag(value: i64) -> u64 {
-    ((value << 1) ^ (value >> 63)) as u64
-}
-
-#[inline(always)]
-fn unzigzag(value: u64) -> i64 {
-    ((value >> 1) as i64) ^ -((value & 1) as i64)
-}
-
 fn slot_bit(slot: usize) -> u128 {
     1u128.checked_shl(slot as u32).unwrap_or(0)
 }
@@ -191,14 +182,6 @@ fn packed_bytes(count: usize, width: u32) -> usize {
 
 fn varint_bytes(value: u64) -> usize {
     (width_of(value) as usize).div_ceil(7).max(1)
-}
-
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// A LEB128 u64 and its byte length; `None` when cut off or longer than 10 bytes.
@@ -458,9 +441,9 @@ impl Decimal {
             self.dod,
         );
         out.extend_from_slice(&[self.exponent, self.shift as u8]);
-        push_varint(out, zigzag(self.m0));
+        put_varint(out, zigzag(self.m0));
         if self.dod {
-            push_varint(out, zigzag(self.d1));
+            put_varint(out, zigzag(self.d1));
         }
         out.push(self.width as u8);
         let start = out.len();

@@ -38,6 +38,7 @@ mod pool;
 mod query;
 mod resample;
 mod store;
+pub mod varint;
 
 pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;

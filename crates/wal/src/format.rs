@@ -255,21 +255,7 @@ pub fn read_frame(bytes: &[u8], length_max: u32) -> Frame<'_> {
     Frame::Record(payload)
 }
 
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-pub(crate) fn zigzag(value: i64) -> u64 {
-    ((value << 1) ^ (value >> 63)) as u64
-}
-
-pub(crate) fn unzigzag(value: u64) -> i64 {
-    (value >> 1) as i64 ^ -((value & 1) as i64)
-}
+pub(crate) use strata_store::varint::{put_varint, unzigzag, zigzag};
 
 pub(crate) fn put_str(out: &mut Vec<u8>, text: &str) {
     put_varint(out, text.len() as u64);
