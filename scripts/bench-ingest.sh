@@ -15,7 +15,11 @@
 # NODES=205 TICKS=1440 (~100 M samples) in a directory of its own. For restart measurements:
 # KEEP_DATA=DIR keeps the server's data directory there, CHECKPOINT_INTERVAL sets
 # `checkpoint-interval`, and CRASH=1 ends the server with SIGKILL instead of SIGTERM (no final
-# snapshot). Compare figures only within one run: the machine is shared and noisy.
+# snapshot). STRATA_BIN runs another build (default target/release/strata; e.g. main's, to
+# compare in one sitting) and STRATA_WRAPPER runs it under a tool, e.g.
+# STRATA_WRAPPER="heaptrack -o /tmp/strata-heap" (figures are then the wrapped process's; the
+# heap profile is written when the server ends). Compare figures only within one run: the
+# machine is shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-/tmp/strata-bench}
@@ -37,12 +41,17 @@ cat > "$config" <<JSON
                   "checkpoints": {"directory": "${KEEP_DATA:-$workdir/checkpoints}"},
                   "wal": {"fsync": "${FSYNC:-off}"}}}
 JSON
-target/release/strata --log-level warn serve --config "$config" 2> "$workdir/strata.log" &
-server=$!
+# shellcheck disable=SC2086 # STRATA_WRAPPER is a command line
+${STRATA_WRAPPER:-} "${STRATA_BIN:-target/release/strata}" --log-level warn serve --config "$config" \
+    2> "$workdir/strata.log" >&2 &
+launched=$!
+server=$launched
 signal=TERM
 [ "${CRASH:-0}" = 1 ] && signal=KILL
-trap 'kill -$signal $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$workdir"' EXIT
+trap 'kill -$signal $server 2>/dev/null; wait $launched 2>/dev/null || true; rm -rf "$workdir"' EXIT
 wait_for "http://127.0.0.1:$port/healthz"
+# Under a wrapper that does not exec it, the server is its child (heaptrack waits for it).
+[ -z "${STRATA_WRAPPER:-}" ] || server=$(pgrep -n -P "$launched" || echo "$launched")
 
 rss_start=$(rss_bytes $server)
 cpu_start=$(cpu_seconds $server)
