@@ -59,18 +59,22 @@ cpu_start=$(cpu_seconds $server)
     --format lp "${loadgen_args[@]}" > "$workdir/loadgen.json" 2> "$workdir/loadgen.log"
 cpu_end=$(cpu_seconds $server)
 rss_end=$(rss_bytes $server)
+# Right after ingest the RSS can hold a snapshot being written (one is due every few hundred
+# MB of WAL) and pages the allocator has not returned yet; the settled figure is what stays.
+sleep "${SETTLE:-10}"
+rss_settled=$(rss_bytes $server)
 samples=$(metric "$port" strata_store_samples)
 written=$(metric "$port" strata_ingest_samples_total)
 buffer_bytes=$(metric "$port" strata_store_buffer_bytes)
 wal_bytes=$(metric "$port" strata_wal_bytes)
 structure_bytes=$(metric "$port" strata_store_structure_bytes)
 pool_bytes=$(metric "$port" strata_store_pool_bytes)
-python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
+python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$rss_settled" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
 import json, sys
-samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes, structure_bytes, pool_bytes = map(float, sys.argv[1:11])
-loadgen = json.load(open(sys.argv[11]))
+samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes, structure_bytes, pool_bytes, rss_settled = map(float, sys.argv[1:12])
+loadgen = json.load(open(sys.argv[12]))
 print(json.dumps({
-    "fsync": sys.argv[12],
+    "fsync": sys.argv[13],
     "samples_per_s": loadgen["samples_per_s"],
     "failed_requests": loadgen["failed"],
     "client_cores": loadgen["client_cores"],
@@ -85,6 +89,8 @@ print(json.dumps({
     "rss_bytes_per_sample": round(rss_end / samples, 3) if samples else None,
     # Per sample written: samples_in_memory counts slots, NaN-filled gaps included.
     "rss_bytes_per_written_sample": round(rss_end / written, 3) if written else None,
+    # SETTLE (default 10) seconds later.
+    "rss_settled_bytes_per_written_sample": round(rss_settled / written, 3) if written else None,
     # Where the RSS goes, per sample written: the store's data, its tree (an estimate of its
     # allocations), the pool of free tails; the rest is the allocator and the process.
     "buffer_bytes_per_written_sample": round(buffer_bytes / written, 3) if written else None,
