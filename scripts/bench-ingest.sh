@@ -69,12 +69,14 @@ buffer_bytes=$(metric "$port" strata_store_buffer_bytes)
 wal_bytes=$(metric "$port" strata_wal_bytes)
 structure_bytes=$(metric "$port" strata_store_structure_bytes)
 pool_bytes=$(metric "$port" strata_store_pool_bytes)
-python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$rss_settled" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
+encoded_bytes=$(metric "$port" strata_store_encoded_bytes)
+tail_bytes=$(metric "$port" strata_store_tail_bytes)
+python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$rss_settled" "$encoded_bytes" "$tail_bytes" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
 import json, sys
-samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes, structure_bytes, pool_bytes, rss_settled = map(float, sys.argv[1:12])
-loadgen = json.load(open(sys.argv[12]))
+samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes, structure_bytes, pool_bytes, rss_settled, encoded_bytes, tail_bytes = map(float, sys.argv[1:14])
+loadgen = json.load(open(sys.argv[14]))
 print(json.dumps({
-    "fsync": sys.argv[13],
+    "fsync": sys.argv[15],
     "samples_per_s": loadgen["samples_per_s"],
     "failed_requests": loadgen["failed"],
     "client_cores": loadgen["client_cores"],
@@ -95,6 +97,10 @@ print(json.dumps({
     # allocations), the pool of free tails; the rest is the allocator and the process.
     "buffer_bytes_per_written_sample": round(buffer_bytes / written, 3) if written else None,
     "structure_bytes_per_written_sample": round(structure_bytes / written, 3) if written else None,
+    # Of the buffers: sealed blocks and raw tail slots (the rest is the tails' room); 0 from
+    # builds without these gauges.
+    "encoded_bytes_per_written_sample": round(encoded_bytes / written, 3) if written else None,
+    "tail_bytes_per_written_sample": round(tail_bytes / written, 3) if written else None,
     "pool_bytes": int(pool_bytes),
     "wal_bytes": int(wal_bytes),
     "wal_bytes_per_sample": round(wal_bytes / written, 3) if written else None,

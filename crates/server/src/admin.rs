@@ -139,7 +139,8 @@ struct DebugDump<'a> {
     data: Tree<'a>,
 }
 
-/// A level as `{"metric":[{"start":…,"len":…,"end":…}], "child":{…}}`.
+/// A level as `{"metric":[{"start":…,"len":…,"end":…,"sealed_blocks":…,"encoded_bytes":…,
+/// "tail_bytes":…}], "child":{…}}`: cc-metric-store's keys, then how each buffer is held.
 struct Tree<'a>(&'a DebugLevel);
 
 impl Serialize for Tree<'_> {
@@ -149,6 +150,9 @@ impl Serialize for Tree<'_> {
             start: i64,
             len: usize,
             end: i64,
+            sealed_blocks: usize,
+            encoded_bytes: usize,
+            tail_bytes: usize,
         }
         let mut map = serializer.serialize_map(None)?;
         for (metric, buffers) in &self.0.metrics {
@@ -158,6 +162,9 @@ impl Serialize for Tree<'_> {
                     start: b.start,
                     len: b.len,
                     end: b.end,
+                    sealed_blocks: b.sealed_blocks,
+                    encoded_bytes: b.encoded_bytes,
+                    tail_bytes: b.tail_bytes,
                 })
                 .collect();
             map.serialize_entry(metric, &buffers)?;
@@ -299,8 +306,11 @@ mod tests {
                 "load".into(),
                 vec![DebugBuffer {
                     start: 95,
-                    len: 2,
-                    end: 120,
+                    len: 130,
+                    end: 1400,
+                    sealed_blocks: 1,
+                    encoded_bytes: 42,
+                    tail_bytes: 8,
                 }],
             )],
             children: vec![("socket0".into(), DebugLevel::default())],
@@ -308,7 +318,7 @@ mod tests {
         let text = serde_json::to_string(&DebugDump { data: Tree(&tree) }).unwrap();
         assert_eq!(
             text,
-            r#"{"data":{"load":[{"start":95,"len":2,"end":120}],"socket0":{}}}"#
+            r#"{"data":{"load":[{"start":95,"len":130,"end":1400,"sealed_blocks":1,"encoded_bytes":42,"tail_bytes":8}],"socket0":{}}}"#
         );
     }
 }

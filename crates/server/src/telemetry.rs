@@ -182,6 +182,8 @@ pub struct Telemetry {
     store_samples: Gauge,
     store_buffers: Gauge,
     store_buffer_bytes: Gauge,
+    store_encoded_bytes: Gauge,
+    store_tail_bytes: Gauge,
     store_pool_bytes: Gauge,
     store_structure_bytes: Gauge,
     pub memory_cap_bytes: Gauge,
@@ -248,6 +250,8 @@ impl Telemetry {
             store_samples: Gauge::default(),
             store_buffers: Gauge::default(),
             store_buffer_bytes: Gauge::default(),
+            store_encoded_bytes: Gauge::default(),
+            store_tail_bytes: Gauge::default(),
             store_pool_bytes: Gauge::default(),
             store_structure_bytes: Gauge::default(),
             memory_cap_bytes: Gauge::default(),
@@ -397,6 +401,16 @@ impl Telemetry {
             "store_buffer_bytes",
             "Heap bytes of buffer data",
             telemetry.store_buffer_bytes.clone(),
+        );
+        r.register(
+            "store_encoded_bytes",
+            "Of the buffer data, bytes of sealed (encoded) blocks",
+            telemetry.store_encoded_bytes.clone(),
+        );
+        r.register(
+            "store_tail_bytes",
+            "Of the buffer data, bytes of raw float32 tail slots (the rest is the tails' room)",
+            telemetry.store_tail_bytes.clone(),
         );
         r.register(
             "store_pool_bytes",
@@ -592,6 +606,8 @@ impl Telemetry {
         self.store_samples.set(stats.samples as i64);
         self.store_buffers.set(stats.buffers as i64);
         self.store_buffer_bytes.set(stats.buffer_bytes as i64);
+        self.store_encoded_bytes.set(stats.encoded_bytes as i64);
+        self.store_tail_bytes.set(stats.tail_bytes as i64);
         self.store_pool_bytes.set(stats.pool_bytes as i64);
         self.store_structure_bytes.set(stats.structure_bytes as i64);
         self.memory_full.set(i64::from(stats.memory_full));

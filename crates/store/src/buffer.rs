@@ -233,6 +233,11 @@ impl Buffer {
         &self.data[self.encoded_bytes()..]
     }
 
+    /// Bytes of the raw tail's slots (its room not included).
+    pub(crate) fn tail_bytes(&self) -> usize {
+        self.tail().len()
+    }
+
     /// The buffer's slot where the tail starts.
     fn tail_first(&self) -> usize {
         self.sealed_blocks() * BLOCK_SLOTS

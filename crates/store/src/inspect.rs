@@ -58,6 +58,11 @@ pub struct DebugBuffer {
     pub start: i64,
     pub len: usize,
     pub end: i64,
+    /// Blocks of 128 slots sealed (encoded), and their bytes with their length prefixes.
+    pub sealed_blocks: usize,
+    pub encoded_bytes: usize,
+    /// Bytes of the raw float32 tail's slots.
+    pub tail_bytes: usize,
 }
 
 /// One level of the debug dump.
@@ -178,6 +183,24 @@ fn freshness(level: &Level, metric: MetricId, now_s: i64) -> Freshness {
     result
 }
 
+/// The bytes of a subtree's buffers that are sealed blocks and raw tail slots (for
+/// [`crate::StoreStats`]); the rest of their heap bytes is the tails' room.
+pub(crate) fn data_split(level: &Level) -> (u64, u64) {
+    let (mut encoded, mut tail) = (0, 0);
+    for (_, series) in level.all_series() {
+        for buffer in series.buffers() {
+            encoded += buffer.encoded_bytes() as u64;
+            tail += buffer.tail_bytes() as u64;
+        }
+    }
+    for (_, child) in level.children() {
+        let (more_encoded, more_tail) = data_split(child);
+        encoded += more_encoded;
+        tail += more_tail;
+    }
+    (encoded, tail)
+}
+
 fn dump(level: &Level, registry: &Registry) -> DebugLevel {
     let mut metrics: Vec<(String, Vec<DebugBuffer>)> = level
         .all_series()
@@ -190,6 +213,9 @@ fn dump(level: &Level, registry: &Registry) -> DebugLevel {
                     start: b.start(),
                     len: b.len(),
                     end: b.end(f),
+                    sealed_blocks: b.sealed_blocks(),
+                    encoded_bytes: b.encoded_bytes(),
+                    tail_bytes: b.tail_bytes(),
                 })
                 .collect();
             Some((name.to_owned(), buffers))

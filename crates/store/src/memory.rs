@@ -12,7 +12,10 @@
 //! allocation is rounded as glibc's malloc rounds it (8 bytes of header, 16-byte steps, 32
 //! bytes at least), a hash index's size follows hashbrown's layout, and a B-tree map entry is
 //! taken at twice its size (nodes of hosts added in name order are about half full).
-//! Fragmentation and the allocator's per-thread caches are not counted.
+//! Fragmentation and the allocator's per-thread caches are not counted. The server allocates
+//! with jemalloc (crates/strata/src/main.rs), which has no header and rounds to size classes
+//! (16-byte steps to 128 bytes, then four classes per doubling); glibc's rounding is kept as
+//! the estimate (not measured against jemalloc's: an estimate either way).
 
 use std::sync::Arc;
 

@@ -304,6 +304,10 @@ pub struct StoreStats {
     pub buffers: u64,
     /// Heap bytes of the buffers: their sealed (encoded) blocks and raw tails.
     pub buffer_bytes: u64,
+    /// Of those, the sealed blocks (with their length prefixes)…
+    pub encoded_bytes: u64,
+    /// …and the raw tails' slots; the rest is the tails' room to grow.
+    pub tail_bytes: u64,
     /// Heap bytes of freed buffers kept for reuse.
     pub pool_bytes: u64,
     /// Heap bytes of the tree itself: clusters, hosts, levels, series, the metric registry
@@ -949,6 +953,9 @@ impl Store {
                 debug_assert_eq!(tree.root.structure_bytes(), tree.structure, "structure");
                 stats.series += series;
                 stats.samples += samples as u64;
+                let (encoded, tail) = crate::inspect::data_split(&tree.root);
+                stats.encoded_bytes += encoded;
+                stats.tail_bytes += tail;
             }
         }
         stats

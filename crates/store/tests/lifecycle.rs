@@ -852,6 +852,37 @@ fn writes_past_the_ceiling_make_the_store_full_before_the_next_pass() {
 }
 
 #[test]
+fn debug_and_stats_split_buffers_into_sealed_blocks_and_raw_tails() {
+    // Issue 10, item 2: /api/debug and /metrics show how each buffer is held. 300 slots are
+    // two sealed blocks and a tail of 44 slots; a second host's sample is one raw slot.
+    let store = Store::new(config());
+    store.write(
+        &batch("h", "load", (0..300).map(|i| (1000 + i * 10, i as f32))),
+        NOW,
+    );
+    store.write(&batch("g", "load", [(1000, 1.0)]), NOW);
+    let host = store.debug(&["c", "h"]).expect("host exists");
+    let buffer = host.metrics[0].1[0];
+    assert_eq!((buffer.len, buffer.sealed_blocks), (300, 2));
+    assert_eq!(buffer.tail_bytes, (300 - 2 * BLOCK_SLOTS) * 4);
+    assert!(buffer.encoded_bytes > 0 && buffer.encoded_bytes <= 2 * (2 + BLOCK_BYTES_MAX));
+    let stats = store.stats();
+    assert_eq!(stats.encoded_bytes, buffer.encoded_bytes as u64);
+    assert_eq!(stats.tail_bytes, buffer.tail_bytes as u64 + 4);
+    assert!(
+        stats.encoded_bytes + stats.tail_bytes <= stats.buffer_bytes,
+        "{stats:?}"
+    );
+    // Sealing the idle tails moves their bytes into blocks.
+    store.seal_idle(NOW);
+    let stats = store.stats();
+    assert_eq!(
+        (stats.tail_bytes, stats.encoded_bytes),
+        (0, stats.buffer_bytes)
+    );
+}
+
+#[test]
 fn seal_idle_seals_the_tails_of_series_that_stopped() {
     // Issue 10: a series that stopped kept its raw tail forever.
     let store = Store::new(config());

@@ -143,8 +143,9 @@ fn a_free_too_large_for_one_log_record_is_a_400_and_the_log_goes_on() {
 #[test]
 fn debug_dumps_the_tree_as_valid_json_and_selector_narrows_it() {
     // Goal: decision 11 — `/api/debug` is valid JSON `{"data":{…}}` with each buffer's
-    // start (first sample − f/2), len and end (first sample + len·f); `?selector=a:b` narrows
-    // to a subtree and an unknown selector is a 400.
+    // start (first sample − f/2), len and end (first sample + len·f), and (issue 10) its
+    // sealed blocks, their bytes and its raw tail's bytes; `?selector=a:b` narrows to a
+    // subtree and an unknown selector is a 400.
     let server = Server::start();
     let t = minutes_ago(10);
     server.write_ok(
@@ -155,8 +156,11 @@ fn debug_dumps_the_tree_as_valid_json_and_selector_narrows_it() {
             t + 60
         ),
     );
-    let mem = json!([{"start": t - 30, "len": 2, "end": t + 120}]);
-    let cpu = json!([{"start": t - 30, "len": 1, "end": t + 60}]);
+    // Strata's keys after cc-metric-store's: nothing sealed yet, the raw slots' bytes.
+    let mem = json!([{"start": t - 30, "len": 2, "end": t + 120,
+                      "sealed_blocks": 0, "encoded_bytes": 0, "tail_bytes": 8}]);
+    let cpu = json!([{"start": t - 30, "len": 1, "end": t + 60,
+                      "sealed_blocks": 0, "encoded_bytes": 0, "tail_bytes": 4}]);
     let host = json!({"mem": mem, "hwthread0": {"cpu": cpu}});
 
     for (target, expected) in [
@@ -338,6 +342,9 @@ fn metrics_endpoint_counts_what_the_requests_did() {
     assert_eq!(value("strata_store_buffers"), Some(3.0));
     assert_eq!(value("strata_store_hosts"), Some(2.0));
     assert_eq!(value("strata_store_series"), Some(3.0));
+    // Issue 10: the buffers' bytes split into sealed blocks (none yet) and raw tail slots.
+    assert_eq!(value("strata_store_encoded_bytes"), Some(0.0), "{text}");
+    assert_eq!(value("strata_store_tail_bytes"), Some(3.0 * 4.0), "{text}");
     // The tree's own memory is counted beside the buffers (issue 6, item 16).
     let structure = value("strata_store_structure_bytes").unwrap_or(0.0);
     assert!(structure > 3.0 * 64.0, "{text}");
