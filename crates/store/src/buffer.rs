@@ -1785,6 +1785,18 @@ mod model_tests {
             "structure counted"
         );
         series.buffers().for_each(check_shape);
+        // An older buffer whose slots reach the next one's start can get nothing appended, so
+        // it keeps no raw tail (a first sample that arrived after the second is sealed at once).
+        let buffers: Vec<&Buffer> = series.buffers().collect();
+        for pair in buffers.windows(2) {
+            let reach = ((pair[1].start() - pair[0].start()) / F) as usize;
+            if pair[0].len() >= reach.min(BUFFER_CAPACITY) {
+                assert!(
+                    !pair[0].has_tail(),
+                    "an older buffer that is full keeps a tail"
+                );
+            }
+        }
         let (Some((&low, _)), Some((&high, _))) = (
             oracle.slots.first_key_value(),
             oracle.slots.last_key_value(),
