@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use strata_store::{HostImage, LevelImage, Run, SeriesImage};
 use strata_wal::snapshot::{
     Manifest, PACK_BYTES_TARGET, PackWriter, decode_file, encode_pack, finish_generation,
-    generation_directory, list_generations, load_file, remove_generations_before,
+    generation_directory, list_generations, load_file, remove_generations_except,
 };
 
 fn image(host: &str) -> HostImage {
@@ -66,7 +66,7 @@ fn write_generation(directory: &std::path::Path, number: u64, hosts: &[HostImage
         packs.add(host).unwrap();
     }
     packs.finish().unwrap();
-    finish_generation(directory, number, hosts.len(), 0).unwrap();
+    finish_generation(directory, number, hosts.len(), 0, &[]).unwrap();
 }
 
 /// Every host of every file of a generation, loaded.
@@ -143,9 +143,9 @@ fn a_flipped_bit_anywhere_is_refused_and_only_its_host_is_lost() {
 #[test]
 fn a_newer_version_is_refused_by_name() {
     let mut bytes = encode_pack(&[image("h")]);
-    bytes[8] = 3;
+    bytes[8] = 4;
     let error = decode_all(&bytes).unwrap_err().to_string();
-    assert!(error.contains("version 3"), "{error}");
+    assert!(error.contains("version 4"), "{error}");
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
         }
         packs.finish().unwrap();
         if complete {
-            finish_generation(&dir, generation, 2, 1_700_000_000).unwrap();
+            finish_generation(&dir, generation, 2, 1_700_000_000, &[]).unwrap();
         }
     }
     let plan = plan(root.path());
@@ -218,7 +218,7 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
     let mut loaded = Vec::new();
     load_file(&latest.files[0], |h| loaded.push(h)).unwrap();
     assert!(same(&loaded[0], &image("h1")));
-    assert_eq!(remove_generations_before(root.path(), 5).unwrap(), 1);
+    assert_eq!(remove_generations_except(root.path(), 5, &[]).unwrap(), 1);
     assert!(!generation_directory(root.path(), 3).exists());
 }
 
@@ -302,7 +302,7 @@ fn generation(root: &std::path::Path, number: u64, complete: bool) {
     packs.add(&image("h1")).unwrap();
     packs.finish().unwrap();
     if complete {
-        finish_generation(&dir, number, 1, 0).unwrap();
+        finish_generation(&dir, number, 1, 0, &[]).unwrap();
     }
 }
 
@@ -350,7 +350,7 @@ fn a_new_generation_clears_what_a_failed_attempt_left() {
     let mut packs = PackWriter::new(&dir).unwrap();
     packs.add(&image("h2")).unwrap();
     packs.finish().unwrap();
-    finish_generation(&dir, 9, 1, 0).unwrap();
+    finish_generation(&dir, 9, 1, 0, &[]).unwrap();
     let files = &list_generations(root.path()).unwrap()[0].files;
     assert_eq!(files.len(), 1, "{files:?}");
 }
