@@ -183,3 +183,22 @@ fn a_damaged_block_is_lost_alone() {
     assert_eq!(report.lost_slots, 128);
     assert_eq!(report.series, 2);
 }
+
+/// Blocks whose layout breaks the store's rules (buffers that overlap, a short block before
+/// another) are not taken as they are: they are decoded and written value by value, so
+/// nothing is lost and nothing is misread.
+#[test]
+fn blocks_in_an_impossible_layout_are_merged_value_by_value() {
+    let store = store();
+    write(&store, 0, 1_100);
+    let mut image = store.export_host_blocks("c", "h", 5, &|_| false).unwrap();
+    let series = &mut image.root.series[0];
+    assert!(series.buffers.len() >= 2);
+    series.buffers[1].start_s = series.buffers[0].start_s + 10 * 10;
+    let loaded = self::store();
+    let report = loaded.load_host_blocks(image);
+    assert_eq!((report.lost_slots, report.series), (0, 2));
+    let exported = loaded.export_host("c", "h").unwrap();
+    let runs = &exported.root.series[0].runs;
+    assert!(!runs.is_empty());
+}

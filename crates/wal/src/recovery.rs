@@ -11,7 +11,8 @@
 //! - an older generation `O` with an intact MANIFEST, and the log still has segment `O` (or
 //!   there is no log at all, `fsync: off`): `O` and the log after it hold everything, so this
 //!   one is set aside. With the log's segment `O` gone, S4 ran for this generation (an older
-//!   one that it refers to keeps its MANIFEST through S3): it is loaded;
+//!   one that it refers to keeps its MANIFEST through S3): it is loaded. So is it when `O`
+//!   refers to a generation that is gone: only S3 of this generation removes one;
 //! - an older generation without one: S3 was cut off after it removed that MANIFEST, so this
 //!   generation had passed S2. It is loaded;
 //! - no older generation, and the log still has its first segment: nothing was ever deleted
@@ -45,6 +46,7 @@ pub struct Plan {
 /// Decides what to load from the snapshots under `snapshots` and the segments in `wal`.
 pub fn plan(snapshots: &Path, wal: &Path) -> Result<Plan> {
     let generations = list_generations(snapshots)?;
+    let numbers: Vec<u64> = generations.iter().map(|g| g.number).collect();
     let segments = list_segments(wal)?;
     let kept = |segment: u64| segments.iter().any(|s| s.segment == segment);
     let mut plan = Plan {
@@ -57,7 +59,11 @@ pub fn plan(snapshots: &Path, wal: &Path) -> Result<Plan> {
         let load = match (&generation.manifest, generations.peek()) {
             (Manifest::Valid { .. }, _) => true,
             (_, Some(older)) if matches!(older.manifest, Manifest::Valid { .. }) => {
-                !segments.is_empty() && !kept(older.number)
+                let refers_to_removed = older
+                    .references
+                    .iter()
+                    .any(|r| !numbers.contains(&r.generation));
+                refers_to_removed || (!segments.is_empty() && !kept(older.number))
             }
             (_, Some(_)) => true,
             (_, None) => !kept(FIRST_SEGMENT),

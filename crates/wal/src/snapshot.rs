@@ -34,7 +34,11 @@
 //! | hosts | entries | until an entry length of 0 |
 //! | end | u64 (8) = 0, `[u8; 8]` | then `b"SNAPEND!"`, so a cut-off pack is told from a damaged one |
 //!
-//! A host entry is `u64` payload length, `u32` CRC32C of the payload, and the payload:
+//! A host entry is `u64` payload length, `u32` CRC32C of the payload, and the payload. In
+//! version 3 (written) the payload holds the host as sealed blocks, some of them references
+//! to blocks an older generation holds: see [`crate::incremental`], which also says which
+//! generations a MANIFEST lists (`reference <generation> <bytes>` lines) and how recovery
+//! resolves them. Version 2 (read; written only as [`PackWriter`] of [`HostImage`]s): the
 //! cluster and host (strings: varint length + UTF-8), then the root level. A level is
 //! `varint n`, n × series, `varint m`, m × (name string, level). A series is the metric name,
 //! `zigzag varint` frequency, `varint r` runs, each `zigzag varint` start, `varint n` values

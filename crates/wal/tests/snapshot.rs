@@ -381,6 +381,17 @@ fn recovery_plans_over_several_generations() {
     let wal = segments(root.path(), 5..=10);
     let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
     assert_eq!(plan.generation.map(|g| g.number), Some(5));
+    // Unless the older one refers to a generation that is gone: the newer one's removal of
+    // what it does not refer to (S3) ran, so it was complete.
+    let dir = generation_directory(root.path(), 5);
+    write_generation(&dir, 5, &[image("h1")]);
+    let reference = Reference {
+        generation: 2,
+        bytes: 100,
+    };
+    finish_generation(&dir, 5, 1, 0, &[reference]).unwrap();
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(9));
 
     // A first snapshot cut off while a segment of the log is lost: the log is replayed from
     // its start (the lost segment is damage the replay reports), not the partial snapshot.
