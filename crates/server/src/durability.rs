@@ -56,6 +56,11 @@ const SNAPSHOT_HOLD: &str = "snapshot";
 /// the generation is deleted. So at most about half of the snapshot directory is garbage.
 const COMPACT_LIVE_FRACTION: f64 = 0.5;
 
+/// Older generations a snapshot refers to at most. Recovery reads each host's entry in each
+/// of them (its skeleton included), so without a bound a store that never frees data (every
+/// generation mostly live) would make every snapshot add one more to read.
+const GENERATIONS_REFERRED_MAX: usize = 8;
+
 /// A committed generation kept on disk: the bytes of its packs and of the blocks in them
 /// the newest generation uses.
 #[derive(Debug, Default, Clone, Copy)]
@@ -660,11 +665,16 @@ impl Durability {
             ..SnapshotReport::default()
         };
         let kept = self.kept.lock().map(|k| k.clone()).unwrap_or_default();
-        // Blocks in a generation that is mostly garbage are written again, so it goes.
-        let live = |number: u64| {
-            kept.get(&number)
-                .is_some_and(|k| k.live_bytes as f64 >= COMPACT_LIVE_FRACTION * k.pack_bytes as f64)
-        };
+        // Blocks in a generation that is mostly garbage are written again, so it goes; so are
+        // those of the smallest generations past `GENERATIONS_REFERRED_MAX`.
+        let mut referable: Vec<(u64, Kept)> = kept
+            .iter()
+            .filter(|(_, k)| k.live_bytes as f64 >= COMPACT_LIVE_FRACTION * k.pack_bytes as f64)
+            .map(|(&number, &k)| (number, k))
+            .collect();
+        referable.sort_by_key(|(_, k)| std::cmp::Reverse(k.live_bytes));
+        referable.truncate(GENERATIONS_REFERRED_MAX);
+        let live = |number: u64| referable.iter().any(|&(n, _)| n == number);
         report.compacted_bytes = kept
             .iter()
             .filter(|&(&number, _)| !live(number))
@@ -1523,6 +1533,35 @@ mod tests {
         let fifth = durability.snapshot(&store, crate::now_s()).await.unwrap();
         assert!(fifth.compacted_bytes > 0, "{fifth:?}");
         assert_eq!(generation_numbers(directory.path()), [fifth.generation]);
+        let copy = tempfile::tempdir().unwrap();
+        copy_directory(directory.path(), copy.path());
+        let (reloaded, report) = recovered(copy.path());
+        assert!(report.damaged_snapshots.is_empty(), "{report:?}");
+        assert_eq!(images(&reloaded), images(&store));
+    }
+
+    /// A store whose data is never freed keeps every generation mostly live: without a bound
+    /// each snapshot would add one more for recovery to read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_refers_to_a_bounded_number_of_generations() {
+        let (directory, store, durability, start_s) = logged(300).await;
+        for round in 1..=GENERATIONS_REFERRED_MAX as i64 + 3 {
+            let minutes = 300 * round..300 * (round + 1);
+            commit_minutes(
+                &durability,
+                &store,
+                0..SERIES_HOSTS,
+                minutes,
+                start_s - 60 * 3_000,
+            )
+            .await;
+            durability.snapshot(&store, crate::now_s()).await.unwrap();
+            let kept = generation_numbers(directory.path()).len();
+            assert!(
+                kept <= GENERATIONS_REFERRED_MAX + 1,
+                "round {round}: {kept}"
+            );
+        }
         let copy = tempfile::tempdir().unwrap();
         copy_directory(directory.path(), copy.path());
         let (reloaded, report) = recovered(copy.path());

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufReader, Read as _, Seek as _, SeekFrom};
 use std::path::PathBuf;
-use strata_store::{BlockBuffer, BlockSeries, HostBlocks, LevelImage, StoredBlock};
+use strata_store::{BlockBuffer, BlockSeries, FxBuildHasher, HostBlocks, LevelImage, StoredBlock};
 
 /// Sealed blocks a buffer has at most (512 slots of 128).
 const BLOCKS_PER_BUFFER_MAX: usize = 4;
@@ -197,6 +197,9 @@ fn visit_blocks(
     }
 }
 
+/// The blocks of one series of an older entry, by buffer start and block index.
+type SeriesBlocks = HashMap<(i64, usize), Vec<u8>, FxBuildHasher>;
+
 /// Where a host's entry is in an older generation's pack.
 #[derive(Debug, Clone, Copy)]
 struct Located {
@@ -350,13 +353,18 @@ impl Older {
             let Some(mut older) = held else {
                 continue;
             };
-            let mut blocks = HashMap::new();
+            // By series (level path and metric, one allocation each), then buffer and block.
+            let mut blocks: HashMap<String, SeriesBlocks> = HashMap::new();
             visit_blocks(
                 &mut older.root,
                 &mut String::new(),
                 &mut |path, start, k, block| {
                     if let StoredBlock::Bytes { bytes, .. } = block {
-                        blocks.insert((path.to_owned(), start, k), std::mem::take(bytes));
+                        let series = match blocks.get_mut(path) {
+                            Some(series) => series,
+                            None => blocks.entry(path.to_owned()).or_default(),
+                        };
+                        series.insert((start, k), std::mem::take(bytes));
                     }
                 },
             );
@@ -375,7 +383,8 @@ impl Older {
                     if holder != generation {
                         return;
                     }
-                    let Some(bytes) = blocks.remove(&(path.to_owned(), start, k)) else {
+                    let found = blocks.get_mut(path).and_then(|s| s.remove(&(start, k)));
+                    let Some(bytes) = found else {
                         return;
                     };
                     if bytes.len() == size as usize && crc32c::crc32c(&bytes) == crc {
