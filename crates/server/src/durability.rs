@@ -1423,6 +1423,17 @@ mod tests {
         (store, report)
     }
 
+    /// Recovers a copy of `directory` (as after a crash: `store` stays as it is) and checks
+    /// that it holds what `store` holds, bit for bit, with no damage reported.
+    fn recovers_bit_exact(directory: &Path, store: &Store) -> Store {
+        let copy = tempfile::tempdir().unwrap();
+        copy_directory(directory, copy.path());
+        let (reloaded, report) = recovered(copy.path());
+        assert!(report.damaged_snapshots.is_empty(), "{report:?}");
+        assert_eq!(images(&reloaded), images(store));
+        reloaded
+    }
+
     fn copy_directory(from: &Path, to: &Path) {
         fs::create_dir_all(to).unwrap();
         for entry in fs::read_dir(from).unwrap() {
@@ -1491,11 +1502,7 @@ mod tests {
         );
         assert!(second.referenced_bytes > first.bytes / 2, "{second:?}");
 
-        let copy = tempfile::tempdir().unwrap();
-        copy_directory(directory.path(), copy.path());
-        let (reloaded, report) = recovered(copy.path());
-        assert!(report.damaged_snapshots.is_empty(), "{report:?}");
-        assert_eq!(images(&reloaded), images(&store));
+        let reloaded = recovers_bit_exact(directory.path(), &store);
         assert!(
             reloaded.export_host("c", "node00001").is_none(),
             "freed stays freed"
@@ -1533,11 +1540,7 @@ mod tests {
         let fifth = durability.snapshot(&store, crate::now_s()).await.unwrap();
         assert!(fifth.compacted_bytes > 0, "{fifth:?}");
         assert_eq!(generation_numbers(directory.path()), [fifth.generation]);
-        let copy = tempfile::tempdir().unwrap();
-        copy_directory(directory.path(), copy.path());
-        let (reloaded, report) = recovered(copy.path());
-        assert!(report.damaged_snapshots.is_empty(), "{report:?}");
-        assert_eq!(images(&reloaded), images(&store));
+        recovers_bit_exact(directory.path(), &store);
     }
 
     /// A store whose data is never freed keeps every generation mostly live: without a bound
@@ -1562,11 +1565,7 @@ mod tests {
                 "round {round}: {kept}"
             );
         }
-        let copy = tempfile::tempdir().unwrap();
-        copy_directory(directory.path(), copy.path());
-        let (reloaded, report) = recovered(copy.path());
-        assert!(report.damaged_snapshots.is_empty(), "{report:?}");
-        assert_eq!(images(&reloaded), images(&store));
+        recovers_bit_exact(directory.path(), &store);
     }
 
     /// A crash at every step of an incremental snapshot (packs written but no MANIFEST;
