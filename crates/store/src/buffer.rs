@@ -43,6 +43,7 @@ use crate::memory::allocation;
 use crate::pool::BufferPool;
 use std::cell::RefCell;
 use std::ops::{ControlFlow, Range};
+use std::sync::atomic::AtomicU32;
 
 /// Slots per buffer (cc-metric-store's `BufferCap`). At 60 s that is 8.5 hours per buffer.
 pub const BUFFER_CAPACITY: usize = 512;
@@ -192,6 +193,10 @@ pub(crate) struct Buffer {
     /// What the encoder learnt from the previous block (a byte; a series carries it from
     /// buffer to buffer).
     hint: EncodeHint,
+    /// Per sealed block, the snapshot generation whose files hold its bytes (0: none, or
+    /// changed since). Set by a snapshot under the host's read lock, hence atomic; reset
+    /// by a re-encode, under the write lock.
+    generations: [AtomicU32; BLOCKS_PER_BUFFER],
 }
 
 impl Buffer {
@@ -204,6 +209,7 @@ impl Buffer {
             tail_at: 0,
             sealed: 0,
             hint,
+            generations: Default::default(),
         }
     }
 
@@ -441,6 +447,10 @@ impl Buffer {
         let Some(range) = self.block_range(k) else {
             return;
         };
+        // Its bytes change: no snapshot holds them any more.
+        if let Some(generation) = self.generations.get_mut(k) {
+            *generation.get_mut() = 0;
+        }
         let mut values = [f32::NAN; BLOCK_SLOTS];
         let mut len = block::decode(&self.data[range.clone()], &mut values);
         edit(&mut values, &mut len);
@@ -1075,6 +1085,102 @@ impl std::ops::AddAssign for FreeOutcome {
     }
 }
 
+/// What incremental snapshots need (`crate::image`): the sealed blocks with the generation
+/// that holds them, the tail, and buffers and series rebuilt from those bytes.
+impl Buffer {
+    /// The sealed blocks, oldest first: the generation holding each (settable), its bytes.
+    pub(crate) fn sealed_blocks_with_generation(
+        &self,
+    ) -> impl Iterator<Item = (&AtomicU32, &[u8])> {
+        let sealed = &self.data[..self.encoded_bytes()];
+        let mut at = 0;
+        self.generations
+            .iter()
+            .take(self.sealed_blocks())
+            .map_while(move |generation| {
+                let range = block_at(sealed, at)?;
+                at = range.end;
+                Some((generation, &sealed[range]))
+            })
+    }
+
+    /// The tail's values (empty without a tail).
+    pub(crate) fn tail_values(&self) -> Vec<f32> {
+        self.tail()
+            .chunks_exact(SLOT_BYTES)
+            .map(slot_value)
+            .collect()
+    }
+
+    /// A buffer of `len` slots from `start` made of sealed `blocks` (`(generation, bytes)`,
+    /// kept as they are) and a `tail` given as one encoded block (decoded into the raw tail).
+    /// `None` unless every block is well formed ([`block::validate`]), every block but the
+    /// last sealed one without a tail is whole, and the slots add up to `len`.
+    pub(crate) fn from_blocks(
+        start: i64,
+        len: usize,
+        blocks: &[(u32, &[u8])],
+        tail: Option<&[u8]>,
+    ) -> Option<Self> {
+        if blocks.len() + usize::from(tail.is_some()) > BLOCKS_PER_BUFFER
+            || !(1..=BUFFER_CAPACITY).contains(&len)
+        {
+            return None;
+        }
+        let bytes = blocks.iter().map(|(_, b)| LENGTH_BYTES + b.len()).sum();
+        let mut buffer = Self::empty(start, Vec::with_capacity(bytes), EncodeHint::default());
+        let mut slots = 0;
+        for (k, &(generation, bytes)) in blocks.iter().enumerate() {
+            if slots != k * BLOCK_SLOTS || block::validate(bytes).ok()? != bytes.len() {
+                return None;
+            }
+            slots += block::len(bytes);
+            buffer
+                .data
+                .extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+            buffer.data.extend_from_slice(bytes);
+            *buffer.generations[k].get_mut() = generation;
+        }
+        buffer.tail_at = buffer.data.len() as u16;
+        buffer.sealed = blocks.len() as u8;
+        buffer.len = slots as u16;
+        if let Some(tail) = tail {
+            if slots != buffer.tail_first() || block::validate(tail).ok()? != tail.len() {
+                return None;
+            }
+            let mut values = [f32::NAN; BLOCK_SLOTS];
+            let count = block::decode(tail, &mut values);
+            buffer.tail_put_run(0, &values[..count]);
+        }
+        (buffer.len() == len).then_some(buffer)
+    }
+}
+
+impl Series {
+    /// A series of `buffers`, which must be sorted by start, on one grid and not overlap
+    /// (`None` otherwise).
+    pub(crate) fn from_buffers(frequency_s: i64, mut buffers: Vec<Buffer>) -> Option<Self> {
+        if frequency_s <= 0 {
+            return None;
+        }
+        for pair in buffers.windows(2) {
+            let end = pair[0]
+                .start
+                .checked_add(pair[0].len() as i64 * frequency_s)?;
+            let step = pair[1].start.checked_sub(pair[0].start)?;
+            if pair[1].start < end || step % frequency_s != 0 {
+                return None;
+            }
+        }
+        let head = buffers.pop()?;
+        Some(Self {
+            frequency_s,
+            older: buffers.into_boxed_slice(),
+            head,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Buffer rules from cc-metric-store's `metricstore_test.go` (COMPAT.md §8), written from
@@ -1651,10 +1757,11 @@ mod tests {
     }
 
     #[test]
-    fn a_series_is_still_64_bytes() {
-        // Per-series structure: a host with one sample costs 304 bytes (crates/store/tests/
-        // lifecycle.rs); a bigger series would cost every series 16 more.
-        assert_eq!(size_of::<Series>(), 64);
+    fn a_series_is_still_80_bytes() {
+        // Per-series structure: a host with one sample costs 320 bytes (crates/store/tests/
+        // lifecycle.rs); a bigger series would cost every series more. 16 of the 80 are the
+        // head's block generations for incremental snapshots (16 B per 512 slots).
+        assert_eq!(size_of::<Series>(), 80);
     }
 }
 

@@ -1,31 +1,53 @@
 //! Copies of a host's data in and out of the store: what snapshots write and restore, and
 //! what `strata import` brings in from cc-metric-store checkpoints.
 
-use crate::buffer::{BUFFER_CAPACITY, MemoryDelta, Series, run_samples};
+use crate::block::{self, BLOCK_SLOTS, EncodeHint};
+use crate::buffer::{BUFFER_CAPACITY, Buffer, MemoryDelta, Series, run_samples};
 use crate::fxhash::FxBuildHasher;
 use crate::level::{Level, Written};
 use crate::metric::{MetricConfig, MetricId};
 use crate::store::Store;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 /// Sample times [`SeriesImage::from_samples`] takes: unix seconds from 1970 to the end of
 /// the year 9999. Archive files are input like any other: a row at `i64::MIN` next to one at
 /// `i64::MAX` must not make the slot arithmetic of one series overflow.
 pub const SAMPLE_TIME_S: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
 
-/// One host's data.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct HostImage {
+/// One host's data: series of runs of values (`S = SeriesImage`), or of encoded blocks
+/// ([`HostBlocks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostImage<S = SeriesImage> {
     pub cluster: String,
     pub host: String,
-    pub root: LevelImage,
+    pub root: LevelImage<S>,
 }
 
 /// One level: its series and its children.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LevelImage {
-    pub series: Vec<SeriesImage>,
-    pub children: Vec<(String, LevelImage)>,
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelImage<S = SeriesImage> {
+    pub series: Vec<S>,
+    pub children: Vec<(String, LevelImage<S>)>,
+}
+
+impl<S> Default for HostImage<S> {
+    fn default() -> Self {
+        Self {
+            cluster: String::new(),
+            host: String::new(),
+            root: LevelImage::default(),
+        }
+    }
+}
+
+impl<S> Default for LevelImage<S> {
+    fn default() -> Self {
+        Self {
+            series: Vec::new(),
+            children: Vec::new(),
+        }
+    }
 }
 
 /// One series: runs of consecutive slots, sorted by start and not overlapping.
@@ -54,6 +76,9 @@ pub struct ImportReport {
     /// Series stored at a frequency other than the configured one; resampled onto it (see
     /// [`Store::import_host`]).
     pub frequency_mismatches: usize,
+    /// Slots of blocks that could not be loaded ([`Store::load_host_blocks`]: a reference
+    /// that was not resolved, a damaged block): lost, read as gaps.
+    pub lost_slots: usize,
 }
 
 impl Store {
@@ -83,8 +108,19 @@ impl Store {
         Some(HostImage {
             cluster: cluster.to_owned(),
             host: host.to_owned(),
-            root: export_level(root, &|id| {
-                registry.config(id).map(|(name, _)| name.to_owned())
+            root: export_level(root, &|id, series| {
+                let (metric, _) = registry.config(id)?;
+                Some(SeriesImage {
+                    metric: metric.to_owned(),
+                    frequency_s: series.frequency_s(),
+                    runs: series
+                        .buffers()
+                        .map(|b| Run {
+                            start_s: b.start(),
+                            values: b.to_values(),
+                        })
+                        .collect(),
+                })
             }),
         })
     }
@@ -102,6 +138,22 @@ impl Store {
     /// metric's frequency, which is what queries read it with and aggregate it at, and new
     /// samples land on the new grid.
     pub fn import_host(&self, image: HostImage) -> ImportReport {
+        self.import_image(image, |level, series, (id, config), report| {
+            if config.frequency_s != series.frequency_s {
+                report.frequency_mismatches += 1;
+            }
+            report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
+            level.import_series(id, config.frequency_s, series, &self.pool)
+        })
+    }
+
+    /// Adds a host's series, each handed to `take` with its metric (resolved, registered if
+    /// new) and the level it goes to.
+    fn import_image<S: ImageSeries>(
+        &self,
+        image: HostImage<S>,
+        mut take: impl FnMut(&mut Level, S, (MetricId, MetricConfig), &mut ImportReport) -> Written,
+    ) -> ImportReport {
         let mut report = ImportReport::default();
         let mut resolved = HashMap::default();
         collect_metric_names(&image.root, &mut resolved);
@@ -122,16 +174,12 @@ impl Store {
             image.root,
             &mut delta,
             &mut |level, series, delta| {
-                let Some(&Some((id, config))) = resolved.get(series.metric.as_str()) else {
+                let Some(&Some(metric)) = resolved.get(series.metric()) else {
                     report.unknown_metric_series += 1;
                     return;
                 };
-                if config.frequency_s != series.frequency_s {
-                    report.frequency_mismatches += 1;
-                }
                 report.series += 1;
-                report.slots += series.runs.iter().map(|r| r.values.len()).sum::<usize>();
-                let written = level.import_series(id, config.frequency_s, series, &self.pool);
+                let written = take(level, series, metric, &mut report);
                 *delta += written.memory;
                 new_series += usize::from(written.new_series);
             },
@@ -409,28 +457,19 @@ fn export_metric_level(
     })
 }
 
-fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> LevelImage {
+fn export_level<S>(
+    level: &Level,
+    series_of: &dyn Fn(MetricId, &Series) -> Option<S>,
+) -> LevelImage<S> {
     LevelImage {
         series: level
             .all_series()
-            .filter_map(|(id, series)| {
-                Some(SeriesImage {
-                    metric: name_of(id)?,
-                    frequency_s: series.frequency_s(),
-                    runs: series
-                        .buffers()
-                        .map(|b| Run {
-                            start_s: b.start(),
-                            values: b.to_values(),
-                        })
-                        .collect(),
-                })
-            })
+            .filter_map(|(id, series)| series_of(id, series))
             .collect(),
         children: level
             .children_by_name()
             .into_iter()
-            .map(|(name, child)| (name.to_owned(), export_level(child, name_of)))
+            .map(|(name, child)| (name.to_owned(), export_level(child, series_of)))
             .collect(),
     }
 }
@@ -438,10 +477,21 @@ fn export_level(level: &Level, name_of: &dyn Fn(u32) -> Option<String>) -> Level
 /// Metric names of an image, each once (unresolved).
 type Resolved = HashMap<String, Option<(MetricId, MetricConfig)>, FxBuildHasher>;
 
-fn collect_metric_names(level: &LevelImage, names: &mut Resolved) {
+/// A series of an image, as imports see it.
+trait ImageSeries {
+    fn metric(&self) -> &str;
+}
+
+impl ImageSeries for SeriesImage {
+    fn metric(&self) -> &str {
+        &self.metric
+    }
+}
+
+fn collect_metric_names<S: ImageSeries>(level: &LevelImage<S>, names: &mut Resolved) {
     for series in &level.series {
-        if !names.contains_key(&series.metric) {
-            names.insert(series.metric.clone(), None);
+        if !names.contains_key(series.metric()) {
+            names.insert(series.metric().to_owned(), None);
         }
     }
     for (_, child) in &level.children {
@@ -451,11 +501,11 @@ fn collect_metric_names(level: &LevelImage, names: &mut Resolved) {
 
 /// Walks `image` into `target`, creating levels (their bytes added to `delta`) and handing
 /// each series to `each`.
-fn import_level(
+fn import_level<S>(
     target: &mut Level,
-    image: LevelImage,
+    image: LevelImage<S>,
     delta: &mut MemoryDelta,
-    each: &mut dyn FnMut(&mut Level, SeriesImage, &mut MemoryDelta),
+    each: &mut dyn FnMut(&mut Level, S, &mut MemoryDelta),
 ) {
     for series in image.series {
         each(target, series, delta);
@@ -509,11 +559,228 @@ impl Level {
                 buffers.push((start, chunk.to_vec()));
             }
         }
-        let series = Series::adopt(image.frequency_s, buffers, pool);
-        done.memory.bytes = series.buffers().map(|b| b.heap_bytes()).sum::<usize>() as isize;
-        done.memory.buffers = series.buffers().count() as isize;
-        done.new_series = true;
+        self.adopt_series(metric, Series::adopt(image.frequency_s, buffers, pool))
+    }
+
+    /// Adds `series`, new on this level, and counts it.
+    fn adopt_series(&mut self, metric: MetricId, series: Series) -> Written {
+        let memory = MemoryDelta {
+            bytes: series.buffers().map(|b| b.heap_bytes()).sum::<usize>() as isize,
+            buffers: series.buffers().count() as isize,
+            structure: 0,
+        };
+        let mut done = Written {
+            memory,
+            new_series: true,
+        };
         done.memory.structure = self.insert_series(metric, series) as isize;
         done
+    }
+}
+
+/// A host as incremental snapshots write and load it: its series as encoded blocks, which
+/// go to disk and come back as they are ([`Store::export_host_blocks`],
+/// [`Store::load_host_blocks`]).
+pub type HostBlocks = HostImage<BlockSeries>;
+
+/// A series of a [`HostBlocks`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockSeries {
+    pub metric: String,
+    pub frequency_s: i64,
+    /// Sorted by start, on one grid, not overlapping.
+    pub buffers: Vec<BlockBuffer>,
+}
+
+/// One buffer: its sealed blocks (block `k` holds slots `[128·k, 128·(k+1))`), then its raw
+/// tail as one encoded block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockBuffer {
+    /// Start of slot 0, unix seconds.
+    pub start_s: i64,
+    /// Filled slots.
+    pub len: usize,
+    pub blocks: Vec<StoredBlock>,
+    pub tail: Option<Vec<u8>>,
+}
+
+/// A sealed block in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredBlock {
+    /// Its bytes, held by the files of `generation`.
+    Bytes { generation: u64, bytes: Vec<u8> },
+    /// Held by the files of an older `generation`: `size` bytes whose CRC32C is `crc`, so a
+    /// reference to a damaged or different block is detected.
+    Reference {
+        generation: u64,
+        size: u32,
+        crc: u32,
+    },
+}
+
+impl ImageSeries for BlockSeries {
+    fn metric(&self) -> &str {
+        &self.metric
+    }
+}
+
+impl BlockBuffer {
+    /// Slots of block `k` (the tail when `k` is past the sealed blocks).
+    pub fn block_slots(&self, k: usize) -> usize {
+        self.len.saturating_sub(k * BLOCK_SLOTS).min(BLOCK_SLOTS)
+    }
+}
+
+impl Store {
+    /// A copy of one host's data for snapshot `generation`, as blocks: a sealed block that
+    /// a generation for which `live` is true holds is a [`StoredBlock::Reference`] to it;
+    /// any other is copied and remembered as held by `generation` from now on (so a
+    /// snapshot that fails needs no undo: its generation never becomes live, and the next
+    /// one copies those blocks again). A block changed by a later write is copied again.
+    /// Tails are encoded as they are. The host is read-locked while it is copied.
+    pub fn export_host_blocks(
+        &self,
+        cluster: &str,
+        host: &str,
+        generation: u64,
+        live: &dyn Fn(u64) -> bool,
+    ) -> Option<HostBlocks> {
+        let found = self.host(cluster, host)?;
+        let registry = self.registry.read();
+        let tree = found.read();
+        // Beyond u32 (never, in practice: one per WAL segment) a block is never referenced.
+        let tag = u32::try_from(generation).unwrap_or(0);
+        let series_of = |id, series: &Series| {
+            let (metric, _) = registry.config(id)?;
+            let buffers = series.buffers().map(|buffer| {
+                let blocks = buffer.sealed_blocks_with_generation().map(|(held, bytes)| {
+                    let holder = u64::from(held.load(Ordering::Relaxed));
+                    if holder != 0 && live(holder) {
+                        return StoredBlock::Reference {
+                            generation: holder,
+                            size: bytes.len() as u32,
+                            crc: crc32c::crc32c(bytes),
+                        };
+                    }
+                    held.store(tag, Ordering::Relaxed);
+                    StoredBlock::Bytes {
+                        generation,
+                        bytes: bytes.to_vec(),
+                    }
+                });
+                let tail = buffer.tail_values();
+                BlockBuffer {
+                    start_s: buffer.start(),
+                    len: buffer.len(),
+                    blocks: blocks.collect(),
+                    tail: (!tail.is_empty()).then(|| {
+                        let mut out = Vec::new();
+                        block::encode(&tail, &mut EncodeHint::default(), &mut out);
+                        out
+                    }),
+                }
+            });
+            Some(BlockSeries {
+                metric: metric.to_owned(),
+                frequency_s: series.frequency_s(),
+                buffers: buffers.collect(),
+            })
+        };
+        Some(HostImage {
+            cluster: cluster.to_owned(),
+            host: host.to_owned(),
+            root: export_level(&tree.root, &series_of),
+        })
+    }
+
+    /// Adds a host read from a snapshot. A series new to the store, at its metric's
+    /// configured frequency and whole, takes the blocks as they are (validated, not decoded;
+    /// each remembers the generation that holds it); any other is decoded and imported as
+    /// [`Store::import_host`] does. A block that is a [`StoredBlock::Reference`] (not
+    /// resolved) or damaged reads as a gap; its slots are counted in
+    /// [`ImportReport::lost_slots`].
+    pub fn load_host_blocks(&self, image: HostBlocks) -> ImportReport {
+        self.import_image(image, |level, series, (id, config), report| {
+            if config.frequency_s != series.frequency_s {
+                report.frequency_mismatches += 1;
+            }
+            report.slots += series.buffers.iter().map(|b| b.len).sum::<usize>();
+            if config.frequency_s == series.frequency_s
+                && level.series(id).is_none()
+                && let Some(whole) = series_from_blocks(&series)
+            {
+                return level.adopt_series(id, whole);
+            }
+            let (runs, lost) = series.into_series_image();
+            report.lost_slots += lost;
+            level.import_series(id, config.frequency_s, runs, &self.pool)
+        })
+    }
+}
+
+/// The series `image` describes, if every block is there and well formed.
+fn series_from_blocks(image: &BlockSeries) -> Option<Series> {
+    if !crate::FREQUENCY_S.contains(&image.frequency_s) {
+        return None;
+    }
+    let buffers = image.buffers.iter().map(|buffer| {
+        if !SAMPLE_TIME_S.contains(&buffer.start_s) {
+            return None;
+        }
+        let blocks = buffer.blocks.iter().map(|stored| match stored {
+            StoredBlock::Bytes { generation, bytes } => {
+                Some((u32::try_from(*generation).unwrap_or(0), bytes.as_slice()))
+            }
+            StoredBlock::Reference { .. } => None,
+        });
+        let blocks: Vec<_> = blocks.collect::<Option<_>>()?;
+        Buffer::from_blocks(buffer.start_s, buffer.len, &blocks, buffer.tail.as_deref())
+    });
+    Series::from_buffers(image.frequency_s, buffers.collect::<Option<_>>()?)
+}
+
+impl BlockSeries {
+    /// The series as runs of values, decoding every block that is there and well formed;
+    /// and the slots of the others (lost).
+    fn into_series_image(self) -> (SeriesImage, usize) {
+        let mut lost = 0;
+        let mut runs = Vec::new();
+        let f = self.frequency_s;
+        for buffer in &self.buffers {
+            let tail = buffer
+                .tail
+                .as_deref()
+                .map(|tail| (buffer.blocks.len(), tail));
+            let blocks = buffer.blocks.iter().enumerate().map(|(k, stored)| {
+                let bytes = match stored {
+                    StoredBlock::Bytes { bytes, .. } => Some(bytes.as_slice()),
+                    StoredBlock::Reference { .. } => None,
+                };
+                (k, bytes)
+            });
+            for (k, bytes) in blocks.chain(tail.map(|(k, tail)| (k, Some(tail)))) {
+                let start_s = (k as i64)
+                    .checked_mul(BLOCK_SLOTS as i64 * f)
+                    .and_then(|offset| buffer.start_s.checked_add(offset))
+                    .filter(|start| SAMPLE_TIME_S.contains(start));
+                let whole = bytes.filter(|b| block::validate(b).ok() == Some(b.len()));
+                let (Some(start_s), Some(bytes)) = (start_s, whole) else {
+                    lost += buffer.block_slots(k);
+                    continue;
+                };
+                let mut values = [f32::NAN; BLOCK_SLOTS];
+                let count = block::decode(bytes, &mut values);
+                runs.push(Run {
+                    start_s,
+                    values: values[..count].to_vec(),
+                });
+            }
+        }
+        let image = SeriesImage {
+            metric: self.metric,
+            frequency_s: f,
+            runs,
+        };
+        (image, lost)
     }
 }

@@ -43,7 +43,10 @@ pub mod varint;
 pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;
 pub use fxhash::{FxBuildHasher, FxHasher, same_bytes, same_text};
-pub use image::{HostImage, ImportReport, LevelImage, Run, SAMPLE_TIME_S, SeriesImage};
+pub use image::{
+    BlockBuffer, BlockSeries, HostBlocks, HostImage, ImportReport, LevelImage, Run, SAMPLE_TIME_S,
+    SeriesImage, StoredBlock,
+};
 pub use inspect::{DebugBuffer, DebugLevel, HealthState, HostHealth, MetricHealth};
 pub use metric::{Aggregation, FREQUENCY_S, MetricConfig, UnknownAggregation};
 pub use name::{InvalidName, NameError, check_name};

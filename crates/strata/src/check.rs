@@ -107,7 +107,7 @@ fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow
     let out = &mut report.text;
     let mut hosts = 0;
     for file in &generation.files {
-        match strata_wal::snapshot::load_file(file, |_| hosts += 1) {
+        match strata_wal::snapshot::read_pack(file, generation.number, |_| hosts += 1) {
             Ok(_) => {}
             Err(error) if vanished(&error) => return Err(error.into()),
             Err(error) => {

@@ -349,6 +349,11 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(bytes).map_err(|_| Error::Malformed("name is not UTF-8"))
     }
 
+    /// `length` bytes as they are.
+    pub(crate) fn bytes(&mut self, length: usize) -> Result<&'a [u8]> {
+        self.take(length)
+    }
+
     fn take(&mut self, length: usize) -> Result<&'a [u8]> {
         let end = self
             .position

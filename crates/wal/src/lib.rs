@@ -31,6 +31,7 @@
 mod codec;
 mod committed;
 pub mod format;
+pub mod incremental;
 pub mod reader;
 pub mod recovery;
 pub mod retention;

@@ -1,14 +1,18 @@
 //! Where recovery starts: which snapshot generation to load and which segment to replay from.
 //!
 //! A snapshot of generation `G` (see [`crate::snapshot`]) goes through four steps: S1 writes
-//! its packs, S2 its MANIFEST, S3 removes the older generations (each MANIFEST first), S4
-//! deletes the WAL segments below `G`, oldest first. A crash can stop it between any two, and
-//! a MANIFEST can be damaged or lost at any time after S2. Losing a MANIFEST must never lose
-//! the generation, so the MANIFEST is not the only evidence that a generation was completed.
-//! For a generation without an intact MANIFEST, recovery looks at what is older:
+//! its packs, S2 its MANIFEST, S3 removes the older generations that `G` does not refer to
+//! (each MANIFEST first; [`crate::incremental`]), S4 deletes the WAL segments below `G`,
+//! oldest first. A crash can stop it between any two, and a MANIFEST can be damaged or lost
+//! at any time after S2. Losing a MANIFEST must never lose the generation, so the MANIFEST is
+//! not the only evidence that a generation was completed. For a generation without an intact
+//! MANIFEST, recovery looks at what is older:
 //!
-//! - an older generation with an intact MANIFEST: S3 has not begun, so S4 has not either. The
-//!   older generation and the WAL after it hold everything: this one is set aside;
+//! - an older generation `O` with an intact MANIFEST, and the log still has segment `O` (or
+//!   there is no log at all, `fsync: off`): `O` and the log after it hold everything, so this
+//!   one is set aside. With the log's segment `O` gone, S4 ran for this generation (an older
+//!   one that it refers to keeps its MANIFEST through S3): it is loaded. So is it when `O`
+//!   refers to a generation that is gone: only S3 of this generation removes one;
 //! - an older generation without one: S3 was cut off after it removed that MANIFEST, so this
 //!   generation had passed S2. It is loaded;
 //! - no older generation, and the log still has its first segment: nothing was ever deleted
@@ -42,9 +46,9 @@ pub struct Plan {
 /// Decides what to load from the snapshots under `snapshots` and the segments in `wal`.
 pub fn plan(snapshots: &Path, wal: &Path) -> Result<Plan> {
     let generations = list_generations(snapshots)?;
-    let first_segment_kept = list_segments(wal)?
-        .iter()
-        .any(|s| s.segment == FIRST_SEGMENT);
+    let numbers: Vec<u64> = generations.iter().map(|g| g.number).collect();
+    let segments = list_segments(wal)?;
+    let kept = |segment: u64| segments.iter().any(|s| s.segment == segment);
     let mut plan = Plan {
         replay_from: FIRST_SEGMENT,
         ..Plan::default()
@@ -54,8 +58,15 @@ pub fn plan(snapshots: &Path, wal: &Path) -> Result<Plan> {
     while let Some(generation) = generations.next() {
         let load = match (&generation.manifest, generations.peek()) {
             (Manifest::Valid { .. }, _) => true,
-            (_, Some(older)) => !matches!(older.manifest, Manifest::Valid { .. }),
-            (_, None) => !first_segment_kept,
+            (_, Some(older)) if matches!(older.manifest, Manifest::Valid { .. }) => {
+                let refers_to_removed = older
+                    .references
+                    .iter()
+                    .any(|r| !numbers.contains(&r.generation));
+                refers_to_removed || (!segments.is_empty() && !kept(older.number))
+            }
+            (_, Some(_)) => true,
+            (_, None) => !kept(FIRST_SEGMENT),
         };
         if load {
             plan.replay_from = generation.number;

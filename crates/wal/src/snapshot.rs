@@ -34,7 +34,11 @@
 //! | hosts | entries | until an entry length of 0 |
 //! | end | u64 (8) = 0, `[u8; 8]` | then `b"SNAPEND!"`, so a cut-off pack is told from a damaged one |
 //!
-//! A host entry is `u64` payload length, `u32` CRC32C of the payload, and the payload:
+//! A host entry is `u64` payload length, `u32` CRC32C of the payload, and the payload. In
+//! version 3 (written) the payload holds the host as sealed blocks, some of them references
+//! to blocks an older generation holds: see [`crate::incremental`], which also says which
+//! generations a MANIFEST lists (`reference <generation> <bytes>` lines) and how recovery
+//! resolves them. Version 2 (read; written only as [`PackWriter`] of [`HostImage`]s): the
 //! cluster and host (strings: varint length + UTF-8), then the root level. A level is
 //! `varint n`, n × series, `varint m`, m × (name string, level). A series is the metric name,
 //! `zigzag varint` frequency, `varint r` runs, each `zigzag varint` start, `varint n` values
@@ -48,14 +52,14 @@ use crate::format::{self, Cursor};
 use crate::writer::sync_directory;
 use crate::{Error, Result};
 use std::fs;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
-use strata_store::{HostImage, LevelImage, Run, SeriesImage};
+use strata_store::{HostBlocks, HostImage, LevelImage, Run, SeriesImage};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STRATASN";
 pub const SNAPSHOT_END: [u8; 8] = *b"SNAPEND!";
 /// The snapshot format this build writes.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The oldest snapshot format this build reads.
 pub const SNAPSHOT_VERSION_OLDEST: u32 = 1;
 
@@ -73,11 +77,23 @@ const LEVEL_DEPTH_MAX: usize = 16;
 
 const MANIFEST: &str = "MANIFEST";
 
-/// The payload of a host entry: names and levels.
-fn encode_payload(image: &HostImage, out: &mut Vec<u8>) {
-    format::put_str(out, &image.cluster);
-    format::put_str(out, &image.host);
-    encode_level(&image.root, out);
+/// What a pack holds: hosts as runs of values (version 2, still written by tests and tools
+/// that make version 2 packs) or as blocks (version 3, [`crate::incremental`]).
+pub trait PackEntry {
+    /// The pack version whose entries this is.
+    const VERSION: u32;
+    /// The payload of a host entry.
+    fn encode_payload(&self, out: &mut Vec<u8>);
+}
+
+impl PackEntry for HostImage {
+    const VERSION: u32 = 2;
+
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        format::put_str(out, &self.cluster);
+        format::put_str(out, &self.host);
+        encode_level(&self.root, out);
+    }
 }
 
 fn decode_payload(payload: &[u8]) -> Result<HostImage> {
@@ -96,8 +112,8 @@ fn decode_payload(payload: &[u8]) -> Result<HostImage> {
 }
 
 /// A pack holding `images`, as [`PackWriter`] writes them.
-pub fn encode_pack<'a>(images: impl IntoIterator<Item = &'a HostImage>) -> Vec<u8> {
-    let mut out = pack_header();
+pub fn encode_pack<'a, E: PackEntry + 'a>(images: impl IntoIterator<Item = &'a E>) -> Vec<u8> {
+    let mut out = pack_header(E::VERSION);
     for image in images {
         put_entry(image, &mut out);
     }
@@ -105,18 +121,18 @@ pub fn encode_pack<'a>(images: impl IntoIterator<Item = &'a HostImage>) -> Vec<u
     out
 }
 
-fn pack_header() -> Vec<u8> {
+fn pack_header(version: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out
 }
 
-fn put_entry(image: &HostImage, out: &mut Vec<u8>) {
+fn put_entry(image: &impl PackEntry, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; ENTRY_HEADER_BYTES]);
-    encode_payload(image, out);
+    image.encode_payload(out);
     let payload = &out[start + ENTRY_HEADER_BYTES..];
     let length = (payload.len() as u64).to_le_bytes();
     let crc = crc32c::crc32c(payload).to_le_bytes();
@@ -129,10 +145,9 @@ fn put_pack_end(out: &mut Vec<u8>) {
     out.extend_from_slice(&SNAPSHOT_END);
 }
 
-/// Decodes a snapshot file of any readable version, handing every intact host to `each`.
-/// Damage stops the file: the hosts before it are handed out, then the error says where.
-pub fn decode_file(bytes: &[u8], each: impl FnMut(HostImage)) -> Result<()> {
-    let header = bytes
+/// Reads a pack's header: its version, which this build reads.
+pub(crate) fn pack_version(header: &[u8]) -> Result<u32> {
+    let header = header
         .get(..HEADER_BYTES)
         .ok_or(Error::Snapshot("shorter than a header"))?;
     if header[..8] != SNAPSHOT_MAGIC {
@@ -142,64 +157,129 @@ pub fn decode_file(bytes: &[u8], each: impl FnMut(HostImage)) -> Result<()> {
     if header[12..16] != [0; 4] {
         return Err(Error::Snapshot("reserved header bytes are not zero"));
     }
-    match version {
-        1 => decode_host_v1(bytes).map(each),
-        SNAPSHOT_VERSION => decode_pack(bytes, each),
-        found => Err(Error::UnsupportedVersion {
+    if !(SNAPSHOT_VERSION_OLDEST..=SNAPSHOT_VERSION).contains(&version) {
+        return Err(Error::UnsupportedVersion {
             what: "snapshot",
-            found,
+            found: version,
             supported: SNAPSHOT_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+/// Decodes a snapshot file of version 1 or 2, handing every intact host to `each`.
+/// Damage stops the file: the hosts before it are handed out, then the error says where.
+/// A version 3 pack holds blocks: [`read_pack`] reads it.
+pub fn decode_file(bytes: &[u8], mut each: impl FnMut(HostImage)) -> Result<()> {
+    match pack_version(bytes)? {
+        1 => decode_host_v1(bytes).map(each),
+        2 => for_each_entry(&mut &bytes[HEADER_BYTES..], |payload| {
+            decode_payload(payload).map(&mut each).is_ok()
         }),
+        _ => Err(Error::Snapshot(
+            "a version 3 pack (blocks): read with read_pack",
+        )),
     }
 }
 
-/// Decodes the host entries of a pack. An entry whose checksum fails is skipped (its length
-/// still leads to the next one), so one damaged host does not take the rest of the pack with
-/// it; a length that leads nowhere ends the pack. Damage is reported after every readable
-/// host was handed out.
-fn decode_pack(bytes: &[u8], mut each: impl FnMut(HostImage)) -> Result<()> {
-    let mut offset = HEADER_BYTES;
-    let mut damaged: Option<(usize, usize)> = None;
+/// A host read from a pack of any version.
+#[derive(Debug)]
+pub enum PackHost {
+    /// Versions 1 and 2: runs of values, for [`strata_store::Store::import_host`].
+    Values(HostImage),
+    /// Version 3: blocks, some of them references to older generations.
+    Blocks(HostBlocks),
+}
+
+/// Reads a snapshot file of any readable version and hands every intact host to `each`;
+/// returns how many. A version 3 pack is streamed entry by entry (its inline blocks are
+/// tagged as held by `generation`); older ones are read whole. Damage is an error naming
+/// the file, after the hosts before it were handed out.
+pub fn read_pack(path: &Path, generation: u64, mut each: impl FnMut(PackHost)) -> Result<usize> {
+    let in_file = |error| Error::InFile {
+        path: path.to_owned(),
+        source: Box::new(error),
+    };
+    let file = fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("reading", path, e))?
+        .len();
+    let mut reader = std::io::BufReader::new(file);
+    let mut header = [0u8; HEADER_BYTES];
+    let mut hosts = 0;
+    let version = reader
+        .read_exact(&mut header)
+        .map_err(|_| Error::Snapshot("shorter than a header"))
+        .and_then(|()| pack_version(&header))
+        .map_err(in_file)?;
+    if version < 3 {
+        return load_file(path, |image| {
+            hosts += 1;
+            each(PackHost::Values(image));
+        });
+    }
+    let mut reader = std::io::Read::take(reader, size.saturating_sub(HEADER_BYTES as u64));
+    for_each_entry(
+        &mut reader,
+        |payload| match crate::incremental::decode_payload(payload, generation) {
+            Ok(image) => {
+                hosts += 1;
+                each(PackHost::Blocks(image));
+                true
+            }
+            Err(_) => false,
+        },
+    )
+    .map_err(in_file)?;
+    Ok(hosts)
+}
+
+/// Reads the host entries of a pack (after its header) and hands each payload whose
+/// checksum holds to `each`, which says whether it could decode it. A damaged entry is
+/// skipped (its length still leads to the next one), so one damaged host does not take the
+/// rest of the pack with it; a length that leads nowhere ends the pack. Damage is reported
+/// after every readable host was handed out. `entries` is limited (a `Take`, a slice): a
+/// damaged length never allocates more than what is left.
+fn for_each_entry(
+    entries: &mut impl std::io::Read,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> Result<()> {
+    let mut offset = HEADER_BYTES as u64;
+    let mut damaged: Option<(usize, u64)> = None;
+    let mut payload = Vec::new();
     let end = loop {
-        let rest = &bytes[offset..];
-        let Some(length) = rest
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes)
-        else {
+        let mut length = [0u8; 8];
+        if entries.read_exact(&mut length).is_err() {
             break Err(Error::Snapshot("cut off (no end marker)"));
-        };
+        }
+        let length = u64::from_le_bytes(length);
         if length == 0 {
-            break match &rest[8..] {
-                end if end == SNAPSHOT_END => Ok(()),
+            let mut end = Vec::new();
+            break match entries.read_to_end(&mut end) {
+                Ok(_) if end == SNAPSHOT_END => Ok(()),
                 _ => Err(Error::Snapshot("damaged end marker")),
             };
         }
-        let Some(entry) = usize::try_from(length)
-            .ok()
-            .and_then(|l| l.checked_add(ENTRY_HEADER_BYTES))
-            .and_then(|end| rest.get(..end))
-        else {
+        let mut crc = [0u8; 4];
+        payload.clear();
+        // Reads what is there, up to `length`: a damaged length allocates no more than that.
+        let read = entries
+            .read_exact(&mut crc)
+            .and_then(|()| std::io::Read::take(&mut *entries, length).read_to_end(&mut payload));
+        if read.is_err() || payload.len() as u64 != length {
             break Err(Error::Snapshot("host entry cut off or impossibly long"));
-        };
-        let crc = u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]);
-        let payload = &entry[ENTRY_HEADER_BYTES..];
-        match (crc32c::crc32c(payload) == crc)
-            .then(|| decode_payload(payload))
-            .and_then(Result::ok)
-        {
-            Some(image) => each(image),
-            None => {
-                let (count, _) = damaged.get_or_insert((0, offset));
-                *count += 1;
-            }
         }
-        offset += entry.len();
+        if crc32c::crc32c(&payload) != u32::from_le_bytes(crc) || !each(&payload) {
+            let (count, _) = damaged.get_or_insert((0, offset));
+            *count += 1;
+        }
+        offset += ENTRY_HEADER_BYTES as u64 + length;
     };
     match damaged {
         Some((entries, at)) => Err(Error::DamagedEntries {
             entries,
-            offset: at as u64,
+            offset: at,
             rest: end.err().map(|e| e.to_string()),
         }),
         None => end,
@@ -225,10 +305,7 @@ fn decode_host_v1(bytes: &[u8]) -> Result<HostImage> {
 }
 
 fn encode_level(level: &LevelImage, out: &mut Vec<u8>) {
-    format::put_varint(out, level.series.len() as u64);
-    for series in &level.series {
-        format::put_str(out, &series.metric);
-        format::put_varint(out, format::zigzag(series.frequency_s));
+    encode_level_with(level, out, &|series, out| {
         format::put_varint(out, series.runs.len() as u64);
         for run in &series.runs {
             format::put_varint(out, format::zigzag(run.start_s));
@@ -237,23 +314,46 @@ fn encode_level(level: &LevelImage, out: &mut Vec<u8>) {
                 out.extend_from_slice(&value.to_le_bytes());
             }
         }
+    });
+}
+
+/// The series of a level in a pack entry, after its metric name and frequency.
+pub(crate) trait PackSeries: Sized {
+    fn metric(&self) -> &str;
+    fn frequency_s(&self) -> i64;
+}
+
+impl PackSeries for SeriesImage {
+    fn metric(&self) -> &str {
+        &self.metric
+    }
+
+    fn frequency_s(&self) -> i64 {
+        self.frequency_s
+    }
+}
+
+/// Encodes a level: its series (name, frequency, then what `series` writes) and children.
+pub(crate) fn encode_level_with<S: PackSeries>(
+    level: &LevelImage<S>,
+    out: &mut Vec<u8>,
+    series: &dyn Fn(&S, &mut Vec<u8>),
+) {
+    format::put_varint(out, level.series.len() as u64);
+    for one in &level.series {
+        format::put_str(out, one.metric());
+        format::put_varint(out, format::zigzag(one.frequency_s()));
+        series(one, out);
     }
     format::put_varint(out, level.children.len() as u64);
     for (name, child) in &level.children {
         format::put_str(out, name);
-        encode_level(child, out);
+        encode_level_with(child, out, series);
     }
 }
 
 fn decode_level(cursor: &mut Cursor<'_>, depth: usize) -> Result<LevelImage> {
-    if depth > LEVEL_DEPTH_MAX {
-        return Err(Error::Malformed("levels nested too deep"));
-    }
-    let mut level = LevelImage::default();
-    // A series is at least a one-byte name length, frequency and run count.
-    for _ in 0..cursor.count(3)? {
-        let metric = cursor.str()?.to_owned();
-        let frequency_s = format::unzigzag(cursor.varint()?);
+    decode_level_with(cursor, depth, &mut |cursor, metric, frequency_s| {
         let mut runs = Vec::new();
         for _ in 0..cursor.count(2)? {
             let start_s = format::unzigzag(cursor.varint()?);
@@ -261,17 +361,34 @@ fn decode_level(cursor: &mut Cursor<'_>, depth: usize) -> Result<LevelImage> {
             let values = cursor.f32s(count)?;
             runs.push(Run { start_s, values });
         }
-        level.series.push(SeriesImage {
+        Ok(SeriesImage {
             metric,
             frequency_s,
             runs,
-        });
+        })
+    })
+}
+
+/// Decodes a level: for each series its name and frequency, the rest by `series`.
+pub(crate) fn decode_level_with<S>(
+    cursor: &mut Cursor<'_>,
+    depth: usize,
+    series: &mut dyn FnMut(&mut Cursor<'_>, String, i64) -> Result<S>,
+) -> Result<LevelImage<S>> {
+    if depth > LEVEL_DEPTH_MAX {
+        return Err(Error::Malformed("levels nested too deep"));
+    }
+    let mut level = LevelImage::default();
+    // A series is at least a one-byte name length, frequency and count.
+    for _ in 0..cursor.count(3)? {
+        let metric = cursor.str()?.to_owned();
+        let frequency_s = format::unzigzag(cursor.varint()?);
+        level.series.push(series(cursor, metric, frequency_s)?);
     }
     for _ in 0..cursor.count(2)? {
         let name = cursor.str()?.to_owned();
-        level
-            .children
-            .push((name, decode_level(cursor, depth + 1)?));
+        let child = decode_level_with(cursor, depth + 1, series)?;
+        level.children.push((name, child));
     }
     Ok(level)
 }
@@ -282,15 +399,16 @@ pub fn generation_directory(root: &Path, generation: u64) -> PathBuf {
 }
 
 /// Writes hosts into the packs of a generation being built.
-pub struct PackWriter {
+pub struct PackWriter<E> {
     directory: PathBuf,
     /// The pack being filled.
     buffer: Vec<u8>,
     packs: u32,
     bytes: u64,
+    entries: std::marker::PhantomData<fn(&E)>,
 }
 
-impl PackWriter {
+impl<E: PackEntry> PackWriter<E> {
     /// Starts generation directory `directory`. What an earlier, failed attempt left there is
     /// removed first: its packs must not be loaded with this generation's.
     pub fn new(directory: &Path) -> Result<Self> {
@@ -300,14 +418,15 @@ impl PackWriter {
         fs::create_dir_all(directory).map_err(|e| Error::io("creating", directory, e))?;
         Ok(Self {
             directory: directory.to_owned(),
-            buffer: pack_header(),
+            buffer: pack_header(E::VERSION),
             packs: 0,
             bytes: 0,
+            entries: std::marker::PhantomData,
         })
     }
 
     /// Adds a host; the pack is written out once it holds [`PACK_BYTES_TARGET`].
-    pub fn add(&mut self, image: &HostImage) -> Result<()> {
+    pub fn add(&mut self, image: &E) -> Result<()> {
         put_entry(image, &mut self.buffer);
         if self.buffer.len() as u64 >= PACK_BYTES_TARGET {
             self.write_pack()?;
@@ -330,23 +449,31 @@ impl PackWriter {
         let path = self.directory.join(format!("{:06}.snap", self.packs));
         write_atomically(&path, &self.buffer, false)?;
         self.bytes += self.buffer.len() as u64;
-        self.buffer = pack_header();
+        self.buffer = pack_header(E::VERSION);
         Ok(())
     }
 }
 
 /// Completes a generation: syncs its directories and writes the MANIFEST last.
+/// `references` are the older generations whose packs hold blocks this one refers to.
 pub fn finish_generation(
     generation_dir: &Path,
     generation: u64,
     hosts: usize,
     created_s: i64,
+    references: &[Reference],
 ) -> Result<()> {
     // The packs' renames are durable before the MANIFEST can be.
     sync_directory(generation_dir)?;
-    let body = format!(
+    let mut body = format!(
         "strata snapshot\nformat {SNAPSHOT_VERSION}\nwal-segment {generation}\nhosts {hosts}\ncreated {created_s}\n"
     );
+    for reference in references {
+        body.push_str(&format!(
+            "reference {} {}\n",
+            reference.generation, reference.bytes
+        ));
+    }
     let text = format!("{body}crc {}\n", crc32c::crc32c(body.as_bytes()));
     write_atomically(&generation_dir.join(MANIFEST), text.as_bytes(), true)?;
     for directory in directories_above(generation_dir) {
@@ -385,12 +512,24 @@ impl Manifest {
     }
 }
 
+/// An older generation that a generation's blocks refer to, and the bytes of the blocks
+/// referred to (listed in the MANIFEST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reference {
+    pub generation: u64,
+    pub bytes: u64,
+}
+
 /// A generation directory found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {
     pub number: u64,
     pub directory: PathBuf,
     pub manifest: Manifest,
+    /// The older generations its MANIFEST lists (none unless the MANIFEST is intact).
+    pub references: Vec<Reference>,
+    /// Bytes of its snapshot files.
+    pub bytes: u64,
     /// Snapshot files, in name order. Every host in them carries its own checksum, so they
     /// are readable whatever the state of the MANIFEST.
     pub files: Vec<PathBuf>,
@@ -422,31 +561,40 @@ pub fn list_generations(root: &Path) -> Result<Vec<Generation>> {
         .into_iter()
         .rev()
         .map(|(number, directory)| {
+            let (manifest, references) = read_manifest(&directory, number)?;
+            let files = snapshot_files(&directory)?;
+            let bytes = files
+                .iter()
+                .map(|f| fs::metadata(f).map_or(0, |m| m.len()))
+                .sum();
             Ok(Generation {
                 number,
-                manifest: read_manifest(&directory, number)?,
-                files: snapshot_files(&directory)?,
+                manifest,
+                references,
+                bytes,
+                files,
                 directory,
             })
         })
         .collect()
 }
 
-/// The state of a generation's MANIFEST.
-fn read_manifest(directory: &Path, number: u64) -> Result<Manifest> {
+/// The state of a generation's MANIFEST, and the references it lists.
+fn read_manifest(directory: &Path, number: u64) -> Result<(Manifest, Vec<Reference>)> {
+    let damaged = |why: &str| Ok((Manifest::Damaged(why.into()), Vec::new()));
     let path = directory.join(MANIFEST);
     let text = match fs::read(&path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
-            Err(_) => return Ok(Manifest::Damaged("not UTF-8 text".into())),
+            Err(_) => return damaged("not UTF-8 text"),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Manifest::Missing);
+            return Ok((Manifest::Missing, Vec::new()));
         }
         Err(error) => return Err(Error::io("reading", &path, error)),
     };
     let Some((body, crc_line)) = text.trim_end().rsplit_once('\n') else {
-        return Ok(Manifest::Damaged("cut off".into()));
+        return damaged("cut off");
     };
     let body = format!("{body}\n");
     if crc_line
@@ -454,7 +602,7 @@ fn read_manifest(directory: &Path, number: u64) -> Result<Manifest> {
         .and_then(|c| c.parse::<u32>().ok())
         != Some(crc32c::crc32c(body.as_bytes()))
     {
-        return Ok(Manifest::Damaged("checksum mismatch".into()));
+        return damaged("checksum mismatch");
     }
     let field = |key: &str| {
         body.lines()
@@ -471,16 +619,33 @@ fn read_manifest(directory: &Path, number: u64) -> Result<Manifest> {
         });
     }
     if field("wal-segment ") != Some(number) {
-        return Ok(Manifest::Damaged(
-            "names another WAL segment than its directory".into(),
-        ));
+        return damaged("names another WAL segment than its directory");
     }
-    Ok(match field("hosts ") {
-        Some(hosts) => Manifest::Valid {
-            hosts: hosts as usize,
-        },
-        None => Manifest::Damaged("no host count".into()),
-    })
+    let mut references = Vec::new();
+    for line in body.lines() {
+        let Some(fields) = line.strip_prefix("reference ") else {
+            continue;
+        };
+        let parsed = fields.split_once(' ').and_then(|(generation, bytes)| {
+            Some(Reference {
+                generation: generation.parse().ok().filter(|&g| g < number)?,
+                bytes: bytes.parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(reference) => references.push(reference),
+            None => return damaged("unreadable reference"),
+        }
+    }
+    match field("hosts ") {
+        Some(hosts) => Ok((
+            Manifest::Valid {
+                hosts: hosts as usize,
+            },
+            references,
+        )),
+        None => damaged("no host count"),
+    }
 }
 
 /// The snapshot files of a generation directory: packs, and the per-host files of version 1
@@ -522,8 +687,8 @@ pub fn load_file(path: &Path, mut each: impl FnMut(HostImage)) -> Result<usize> 
     Ok(hosts)
 }
 
-/// Removes generations older than `generation` (complete or not).
-pub fn remove_generations_before(root: &Path, generation: u64) -> Result<usize> {
+/// Removes generations older than `generation` (complete or not) but those in `keep`.
+pub fn remove_generations_except(root: &Path, generation: u64, keep: &[u64]) -> Result<usize> {
     let mut removed = 0;
     let entries = match fs::read_dir(root) {
         Ok(entries) => entries,
@@ -537,7 +702,7 @@ pub fn remove_generations_before(root: &Path, generation: u64) -> Result<usize> 
             .to_str()
             .filter(|n| n.len() == 20)
             .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n < generation);
+            .is_some_and(|n| n < generation && !keep.contains(&n));
         if older {
             remove_generation(&entry.path())?;
             removed += 1;

@@ -4,10 +4,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use strata_store::{HostImage, LevelImage, Run, SeriesImage};
+use strata_store::{HostImage, LevelImage, Run, SeriesImage, Store, StoreConfig};
+use strata_wal::incremental::{Older, OpenFiles};
 use strata_wal::snapshot::{
-    Manifest, PACK_BYTES_TARGET, PackWriter, decode_file, encode_pack, finish_generation,
-    generation_directory, list_generations, load_file, remove_generations_before,
+    Manifest, PACK_BYTES_TARGET, PackHost, PackWriter, Reference, decode_file, encode_pack,
+    finish_generation, generation_directory, list_generations, load_file, read_pack,
+    remove_generations_except,
 };
 
 fn image(host: &str) -> HostImage {
@@ -66,7 +68,7 @@ fn write_generation(directory: &std::path::Path, number: u64, hosts: &[HostImage
         packs.add(host).unwrap();
     }
     packs.finish().unwrap();
-    finish_generation(directory, number, hosts.len(), 0).unwrap();
+    finish_generation(directory, number, hosts.len(), 0, &[]).unwrap();
 }
 
 /// Every host of every file of a generation, loaded.
@@ -98,6 +100,44 @@ fn version_1_host_files_are_read() {
     let mut damaged = bytes.to_vec();
     damaged[40] ^= 0x01;
     assert!(decode_all(&damaged).is_err());
+}
+
+/// A generation written by incremental snapshots (version 3, issue 10 item 3): generation 5
+/// holds a block re-encoded by a late write, a reference to a block of generation 2, a new
+/// block and a tail, and its MANIFEST lists the reference.
+#[test]
+fn version_3_generations_with_references_are_read() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshots-v3");
+    let plan = strata_wal::recovery::plan(&root, &root.join("no-wal")).unwrap();
+    let newest = plan.generation.unwrap();
+    assert_eq!(newest.number, 5);
+    let reference = Reference {
+        generation: 2,
+        bytes: 9,
+    };
+    assert_eq!(newest.references, [reference]);
+    let generations = list_generations(&root).unwrap();
+    let (older, damaged) = Older::index(generations.iter().filter(|g| g.number < 5));
+    assert!(damaged.is_empty(), "{damaged:?}");
+    let store = Store::new(StoreConfig::auto(60));
+    let mut files = OpenFiles::default();
+    let hosts = read_pack(&newest.files[0], 5, |host| {
+        let PackHost::Blocks(mut image) = host else {
+            panic!("a version 3 pack holds blocks");
+        };
+        let resolved = older.resolve(&mut image, &mut files);
+        assert_eq!(resolved.unresolved, 0);
+        assert_eq!(resolved.bytes.get(&2), Some(&9));
+        assert_eq!(store.load_host_blocks(image).lost_slots, 0);
+    })
+    .unwrap();
+    assert_eq!(hosts, 1);
+    let image = store.export_host("fritz", "f0201").unwrap();
+    let run = &image.root.children[0].1.series[0].runs[0];
+    let expected: Vec<f32> = (0..400)
+        .map(|i| if i == 10 { 99.0 } else { i as f32 * 0.5 })
+        .collect();
+    assert_eq!((run.start_s, &run.values), (1_699_999_970, &expected));
 }
 
 #[test]
@@ -143,9 +183,9 @@ fn a_flipped_bit_anywhere_is_refused_and_only_its_host_is_lost() {
 #[test]
 fn a_newer_version_is_refused_by_name() {
     let mut bytes = encode_pack(&[image("h")]);
-    bytes[8] = 3;
+    bytes[8] = 4;
     let error = decode_all(&bytes).unwrap_err().to_string();
-    assert!(error.contains("version 3"), "{error}");
+    assert!(error.contains("version 4"), "{error}");
 }
 
 #[test]
@@ -203,7 +243,7 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
         }
         packs.finish().unwrap();
         if complete {
-            finish_generation(&dir, generation, 2, 1_700_000_000).unwrap();
+            finish_generation(&dir, generation, 2, 1_700_000_000, &[]).unwrap();
         }
     }
     let plan = plan(root.path());
@@ -218,7 +258,7 @@ fn the_newest_complete_generation_is_loaded_and_newer_cut_off_ones_set_aside() {
     let mut loaded = Vec::new();
     load_file(&latest.files[0], |h| loaded.push(h)).unwrap();
     assert!(same(&loaded[0], &image("h1")));
-    assert_eq!(remove_generations_before(root.path(), 5).unwrap(), 1);
+    assert_eq!(remove_generations_except(root.path(), 5, &[]).unwrap(), 1);
     assert!(!generation_directory(root.path(), 3).exists());
 }
 
@@ -302,7 +342,7 @@ fn generation(root: &std::path::Path, number: u64, complete: bool) {
     packs.add(&image("h1")).unwrap();
     packs.finish().unwrap();
     if complete {
-        finish_generation(&dir, number, 1, 0).unwrap();
+        finish_generation(&dir, number, 1, 0, &[]).unwrap();
     }
 }
 
@@ -328,6 +368,31 @@ fn recovery_plans_over_several_generations() {
     let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
     assert_eq!(plan.generation.map(|g| g.number), Some(9));
 
+    // Incremental snapshots keep an older generation the newer one refers to, MANIFEST and
+    // all: with the log below the newer one deleted, only the newer one holds what it did,
+    // even with its MANIFEST damaged (issue 10 item 3).
+    let root = tempfile::tempdir().unwrap();
+    generation(root.path(), 5, true);
+    damaged_generation(root.path(), 9);
+    let wal = segments(root.path(), 9..=10);
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(9));
+    // While the log still has segment 5, the older generation and the log hold everything.
+    let wal = segments(root.path(), 5..=10);
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(5));
+    // Unless the older one refers to a generation that is gone: the newer one's removal of
+    // what it does not refer to (S3) ran, so it was complete.
+    let dir = generation_directory(root.path(), 5);
+    write_generation(&dir, 5, &[image("h1")]);
+    let reference = Reference {
+        generation: 2,
+        bytes: 100,
+    };
+    finish_generation(&dir, 5, 1, 0, &[reference]).unwrap();
+    let plan = strata_wal::recovery::plan(root.path(), &wal).unwrap();
+    assert_eq!(plan.generation.map(|g| g.number), Some(9));
+
     // A first snapshot cut off while a segment of the log is lost: the log is replayed from
     // its start (the lost segment is damage the replay reports), not the partial snapshot.
     let root = tempfile::tempdir().unwrap();
@@ -350,7 +415,7 @@ fn a_new_generation_clears_what_a_failed_attempt_left() {
     let mut packs = PackWriter::new(&dir).unwrap();
     packs.add(&image("h2")).unwrap();
     packs.finish().unwrap();
-    finish_generation(&dir, 9, 1, 0).unwrap();
+    finish_generation(&dir, 9, 1, 0, &[]).unwrap();
     let files = &list_generations(root.path()).unwrap()[0].files;
     assert_eq!(files.len(), 1, "{files:?}");
 }
@@ -359,12 +424,76 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_all(&bytes);
-        for version in [1u8, 2] {
+        for version in [1u8, 2, 3] {
             let mut framed = b"STRATASN\x00\x00\x00\x00\x00\x00\x00\x00".to_vec();
             framed[8] = version;
             framed.extend_from_slice(&bytes);
             let _ = decode_all(&framed);
         }
+    }
+
+    /// Version 3 entries with a valid frame and checksum but arbitrary payloads: read and
+    /// indexed as older generations without a panic.
+    #[test]
+    fn arbitrary_version_3_payloads_never_panic(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..4),
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = generation_directory(root.path(), 3);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut pack = b"STRATASN\x03\x00\x00\x00\x00\x00\x00\x00".to_vec();
+        for payload in &payloads {
+            pack.extend_from_slice(&(payload.len() as u64 + 1).to_le_bytes());
+            let mut payload = payload.clone();
+            payload.insert(0, 0);
+            pack.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+            pack.extend_from_slice(&payload);
+        }
+        pack.extend_from_slice(&0u64.to_le_bytes());
+        pack.extend_from_slice(b"SNAPEND!");
+        std::fs::write(dir.join("000001.snap"), &pack).unwrap();
+        let generations = list_generations(root.path()).unwrap();
+        let (older, _) = Older::index(&generations);
+        let store = Store::new(StoreConfig::auto(60));
+        let _ = read_pack(&generations[0].files[0], 3, |host| {
+            if let PackHost::Blocks(mut image) = host {
+                older.resolve(&mut image, &mut OpenFiles::default());
+                store.load_host_blocks(image);
+            }
+        });
+    }
+
+    /// The fixture's newest entry with any bit flipped and its checksum fixed (so the
+    /// decoder, not the checksum, meets the damage): resolved and loaded without a panic.
+    #[test]
+    fn mutated_version_3_entries_never_panic(at in 0usize..1_000, bit in 0u8..8) {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshots-v3");
+        let root = tempfile::tempdir().unwrap();
+        for number in [2, 5] {
+            let (from, to) = (generation_directory(&fixture, number), generation_directory(root.path(), number));
+            std::fs::create_dir_all(&to).unwrap();
+            for file in ["000001.snap", "MANIFEST"] {
+                std::fs::copy(from.join(file), to.join(file)).unwrap();
+            }
+        }
+        let pack = generation_directory(root.path(), 5).join("000001.snap");
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let payload = 28..bytes.len() - 16;
+        let at = payload.start + at % payload.len();
+        bytes[at] ^= 1 << bit;
+        let crc = crc32c::crc32c(&bytes[payload]);
+        bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&pack, &bytes).unwrap();
+        let generations = list_generations(root.path()).unwrap();
+        let (older, _) = Older::index(generations.iter().filter(|g| g.number < 5));
+        let store = Store::new(StoreConfig::auto(60));
+        let _ = read_pack(&pack, 5, |host| {
+            if let PackHost::Blocks(mut image) = host {
+                older.resolve(&mut image, &mut OpenFiles::default());
+                store.load_host_blocks(image);
+            }
+        });
     }
 
     #[test]
