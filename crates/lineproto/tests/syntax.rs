@@ -958,7 +958,22 @@ mem,a=1 value=17,x=1 17
 cpu\\ x,a=1 value=18
 cpu\\ x,a=1 value=19
 cpu v=20
-cpu v=21";
+cpu v=21
+";
+    // Tag sets the index cannot hold whole: more than 8 tags, and a tag longer than 255
+    // bytes; the following lines take over part of them.
+    let long = "x".repeat(256);
+    let body = format!(
+        "{body}\
+t,a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,i=1,j=1 v=22
+t,a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,i=1,j=2 v=23
+t,a=1,b=1,c=2,d=1,e=1,f=1,g=1,h=1,i=1,j=2 v=24
+t,a=1,b=1,c=2 v=25
+t,k=1,l={long},m=1 v=26
+t,k=1,l={long},m=2 v=27
+t,k=1,l=y,m=2 v=28
+t,k=1,l={long},m=2 v=29"
+    );
     let together = parse_all(body.as_bytes());
     let alone: Vec<_> = body
         .lines()

@@ -6,7 +6,7 @@
 //! batch owns its data (it can cross threads and outlive the request body). Consecutive samples
 //! of the same cluster, host, level or metric share one span.
 
-use crate::fxhash::{same_bytes, same_text};
+use crate::fxhash::same_bytes;
 
 /// A range of the batch's text arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,6 +181,29 @@ impl WriteBatch {
             .map(move |entry| entry.sample(&self.text))
     }
 
+    /// The samples from the `from`th on, each with the identity of its names
+    /// ([`SampleNames`]), so that a consumer of runs of one host or metric compares the
+    /// previous sample's names by identity instead of by text.
+    pub fn iter_named(
+        &self,
+        from: usize,
+    ) -> impl ExactSizeIterator<Item = (SampleNames, BatchSample<'_>)> {
+        let entries = self.entries.get(from..).unwrap_or_default();
+        entries.iter().map(move |entry| {
+            let names = SampleNames {
+                host: [entry.cluster, entry.host],
+                metric: entry.metric,
+            };
+            (names, entry.sample(&self.text))
+        })
+    }
+
+    /// The time and value of the samples from the `from`th on, without their names.
+    pub fn times_values(&self, from: usize) -> impl ExactSizeIterator<Item = (i64, f32)> + '_ {
+        let entries = self.entries.get(from..).unwrap_or_default();
+        entries.iter().map(|entry| (entry.timestamp_s, entry.value))
+    }
+
     /// Keeps the samples for which `keep` is true, in order, and returns how many were
     /// removed. In place and without allocating: the names of removed samples stay in the
     /// text arena (a batch lives for one request), so the spans of the others stay valid.
@@ -195,12 +218,19 @@ impl WriteBatch {
         before - entries.len()
     }
 
-    fn text(&self, span: Span) -> &str {
-        span.of(&self.text)
+    /// The bytes of `span`: comparing them needs no UTF-8 boundary checks, unlike
+    /// [`Span::of`].
+    #[inline]
+    fn bytes(&self, span: Span) -> &[u8] {
+        let start = span.start as usize;
+        let bytes = self.text.as_bytes();
+        bytes
+            .get(start..start + span.len as usize)
+            .unwrap_or_default()
     }
 
     fn intern(&mut self, name: &str, previous: Option<Span>) -> Span {
-        if let Some(span) = previous.filter(|&span| same_text(self.text(span), name)) {
+        if let Some(span) = previous.filter(|&span| same_bytes(self.bytes(span), name.as_bytes())) {
             return span;
         }
         let start = self.text.len();
@@ -210,7 +240,7 @@ impl WriteBatch {
 
     fn intern_level(&mut self, level: LevelName<'_>, previous: Option<Span>) -> Span {
         if let Some(span) = previous.filter(|&span| {
-            let (text, kind) = (self.text(span).as_bytes(), level.kind.len());
+            let (text, kind) = (self.bytes(span), level.kind.len());
             text.len() == kind + level.id.len()
                 && text.split_at_checked(kind).is_some_and(|(k, id)| {
                     same_bytes(k, level.kind.as_bytes()) && same_bytes(id, level.id.as_bytes())
@@ -242,6 +272,30 @@ impl WriteBatch {
 pub struct BatchMark {
     entries: usize,
     text: usize,
+}
+
+/// Which text of its batch a sample's names are: two samples of one batch with equal
+/// `SampleNames::host` have the same cluster and host, with equal `SampleNames::metric` the
+/// same metric, without comparing their text. Unequal ones may still name the same (compare
+/// the text then): a name is shared only by a run of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleNames {
+    host: [Span; 2],
+    metric: Span,
+}
+
+impl SampleNames {
+    /// Whether the cluster and host are those of `other` by identity.
+    #[inline]
+    pub fn same_host(&self, other: &SampleNames) -> bool {
+        self.host == other.host
+    }
+
+    /// Whether the metric is that of `other` by identity.
+    #[inline]
+    pub fn same_metric(&self, other: &SampleNames) -> bool {
+        self.metric == other.metric
+    }
 }
 
 /// One sample of a batch.
@@ -317,6 +371,32 @@ mod tests {
         assert_eq!(batch.len(), 4);
         assert_eq!(batch.retain(|_| false), 4);
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn names_of_one_run_are_identical_and_times_values_skip_names() {
+        // Goal: `SampleNames` are equal only where the names are the same text (a run shares
+        // them), and `times_values`/`iter_named` start at `from`.
+        let mut batch = WriteBatch::new();
+        let none = [LevelName::NONE; 2];
+        batch.push("c", "h1", none, "m", 1, 1.0);
+        batch.push("c", "h1", none, "n", 2, 2.0);
+        batch.push("c", "h2", none, "n", 3, 3.0);
+        batch.push("c", "h1", none, "n", 4, 4.0);
+        batch.push("", "", none, "n", 5, 5.0);
+        batch.push("", "x", none, "n", 6, 6.0);
+        let names: Vec<_> = batch.iter_named(0).map(|(names, _)| names).collect();
+        assert!(names[0].same_host(&names[1]) && !names[0].same_metric(&names[1]));
+        assert!(!names[1].same_host(&names[2]) && names[1].same_metric(&names[2]));
+        // The same text in another span is not identical: the caller compares text then.
+        assert!(!names[0].same_host(&names[3]));
+        // Empty names take no bytes of the arena; they are still not the next name.
+        assert!(!names[4].same_host(&names[5]));
+        let from_two: Vec<_> = batch.iter_named(2).map(|(_, s)| s).collect();
+        assert_eq!(from_two, batch.iter().skip(2).collect::<Vec<_>>());
+        let times: Vec<_> = batch.times_values(3).collect();
+        assert_eq!(times, [(4, 4.0), (5, 5.0), (6, 6.0)]);
+        assert_eq!(batch.times_values(7).len(), 0);
     }
 
     #[test]

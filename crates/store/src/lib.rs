@@ -40,7 +40,7 @@ mod resample;
 mod store;
 pub mod varint;
 
-pub use batch::{BatchMark, BatchSample, LevelName, SeriesKey, WriteBatch};
+pub use batch::{BatchMark, BatchSample, LevelName, SampleNames, SeriesKey, WriteBatch};
 pub use buffer::BUFFER_CAPACITY;
 pub use fxhash::{FxBuildHasher, FxHasher, same_bytes, same_text};
 pub use image::{

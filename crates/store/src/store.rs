@@ -6,7 +6,7 @@
 //! registry is read once per batch, before any host lock is taken, so the lock order is always
 //! registry → maps → host.
 
-use crate::batch::WriteBatch;
+use crate::batch::{SampleNames, WriteBatch};
 use crate::buffer::{FreeOutcome, MemoryDelta};
 use crate::fxhash::same_text;
 use crate::level::{Hint, Level};
@@ -279,6 +279,12 @@ fn free_host(
     outcome
 }
 
+/// A sample's cluster and host: their identity in the batch and their text.
+type HostNames<'a> = (SampleNames, (&'a str, &'a str));
+
+/// A metric found in the registry: its id and its frequency in seconds.
+type Resolved = Option<(MetricId, i64)>;
+
 /// The count of one [`StoreLimits`] limit's refusals.
 type Limit = fn(&mut DropCounts) -> &mut usize;
 
@@ -416,6 +422,16 @@ impl Store {
         // While metrics are registered on first sight and there is room, no metric is
         // refused: the common setup pays no lookups.
         let lookup = !registers || at_limit;
+        // The common case, a batch of which nothing is dropped, is found with one read of
+        // the times: `retain` would rewrite every sample.
+        if !lookup
+            && archived.is_empty()
+            && batch
+                .times_values(0)
+                .all(|(t, _)| (oldest_s..=newest_s).contains(&t))
+        {
+            return dropped;
+        }
         let metric_refusal = |name: &str| match registry.get(name) {
             Some(_) => None,
             None if !registers => Some(Refusal::Unknown),
@@ -521,11 +537,12 @@ impl Store {
         };
         let mut report = WriteReport::default();
         let mut delta = MemoryDelta::default();
-        // The host being written, by key; `None` inside when the host limit refused it.
-        let mut current: Option<((&str, &str), Option<HostGuard>)> = None;
+        // The host being written, by names and key; `None` inside when the host limit
+        // refused it.
+        let mut current: Option<(HostNames<'_>, Option<HostGuard>)> = None;
         // Where the previous sample's levels and series were found.
         let (mut level_hints, mut series_hint) = ([Hint::default(); 2], Hint::default());
-        for (sample, metric) in batch.iter().zip(metrics) {
+        for ((names, sample), metric) in batch.iter_named(0).zip(metrics) {
             // (Under auto-registration `Unknown` means outside the window, not registered.)
             if metric == Err(Refusal::Unknown) && !registers {
                 report.dropped.unknown_metric += 1;
@@ -546,15 +563,15 @@ impl Store {
                 continue;
             };
             let key = (sample.key.cluster, sample.key.host);
-            let same_host = current
-                .as_ref()
-                .is_some_and(|(k, _)| same_text(key.0, k.0) && same_text(key.1, k.1));
+            let same_host = current.as_ref().is_some_and(|((n, k), _)| {
+                n.same_host(&names) || (same_text(key.0, k.0) && same_text(key.1, k.1))
+            });
             if !same_host {
                 // Release the previous host before locking the next one: a writer holds at most
                 // one host lock, so two writers can never wait for each other.
                 drop(current.take());
                 let guard = self.lock_host(key.0, key.1, limits.hosts_per_cluster_max);
-                current = Some((key, guard));
+                current = Some(((names, key), guard));
             }
             let Some((_, Some(guard))) = current.as_mut() else {
                 count_refusal(&mut report.dropped, full, |d| &mut d.too_many_hosts);
@@ -628,15 +645,19 @@ impl Store {
         let mut missing = false;
         {
             let registry = self.registry.read();
-            let mut last: Option<(&str, Option<(MetricId, i64)>)> = None;
-            for sample in batch.iter() {
+            let mut last: Option<(SampleNames, &str, Resolved)> = None;
+            for (names, sample) in batch.iter_named(0) {
                 let name = sample.key.metric;
                 let found = match last {
-                    Some((last_name, found)) if same_text(last_name, name) => found,
+                    Some((last_names, last_name, found))
+                        if last_names.same_metric(&names) || same_text(last_name, name) =>
+                    {
+                        found
+                    }
                     _ => registry.get(name).map(|(id, c)| (id, c.frequency_s)),
                 };
                 missing |= found.is_none();
-                last = Some((name, found));
+                last = Some((names, name, found));
                 resolved.push(found.ok_or(Refusal::Unknown));
             }
             if !missing || !registry.auto_registers() {

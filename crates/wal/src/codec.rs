@@ -4,7 +4,8 @@ use crate::format::{self, Cursor, Kind};
 use crate::{Error, Free, Result};
 use std::collections::HashMap;
 use strata_store::{
-    FxBuildHasher as FxBuild, LevelName, SeriesKey, WriteBatch, same_bytes, same_text as same,
+    FxBuildHasher as FxBuild, LevelName, SampleNames, SeriesKey, WriteBatch, same_bytes,
+    same_text as same,
 };
 
 /// Most bytes one sample takes in a payload: a ref delta (≤ 6 bytes for a 32-bit ref, zigzag and
@@ -98,9 +99,10 @@ impl SeriesTable {
         self.batch_refs.clear();
         self.definitions.clear();
         let mut defined = 0u64;
-        let mut current: Option<(&str, &str, usize)> = None;
+        // The host of the previous sample: its names in the batch, its key and its index.
+        let mut current: Option<(SampleNames, &str, &str, usize)> = None;
         let mut position = 0usize;
-        for sample in batch.iter().skip(from) {
+        for (names, sample) in batch.iter_named(from) {
             let taken = self.batch_refs.len();
             if taken > 0
                 && self.definitions.len() + (taken + 1) * SAMPLE_BYTES_MAX > payload_bytes_target
@@ -109,8 +111,9 @@ impl SeriesTable {
             }
             let key = &sample.key;
             let host = match current {
-                Some((cluster, host, index))
-                    if same(cluster, key.cluster) && same(host, key.host) =>
+                Some((previous, cluster, host, index))
+                    if previous.same_host(&names)
+                        || (same(cluster, key.cluster) && same(host, key.host)) =>
                 {
                     index
                 }
@@ -128,7 +131,7 @@ impl SeriesTable {
                             self.hosts.len() - 1
                         }
                     };
-                    current = Some((key.cluster, key.host, index));
+                    current = Some((names, key.cluster, key.host, index));
                     position = 0;
                     index
                 }
@@ -176,16 +179,16 @@ impl SeriesTable {
         out.extend_from_slice(&self.definitions);
         format::put_varint(out, self.batch_refs.len() as u64);
         let (mut previous_ref, mut previous_timestamp) = (0i64, 0i64);
-        for (sample, &series) in batch.iter().skip(from).zip(&self.batch_refs) {
+        for ((timestamp_s, value), &series) in batch.times_values(from).zip(&self.batch_refs) {
             let delta = format::zigzag(i64::from(series) - previous_ref);
-            let changed = sample.timestamp_s != previous_timestamp;
+            let changed = timestamp_s != previous_timestamp;
             format::put_varint(out, delta << 1 | u64::from(changed));
             if changed {
-                format::put_varint(out, format::zigzag(sample.timestamp_s - previous_timestamp));
+                format::put_varint(out, format::zigzag(timestamp_s - previous_timestamp));
             }
-            out.extend_from_slice(&sample.value.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
             previous_ref = i64::from(series);
-            previous_timestamp = sample.timestamp_s;
+            previous_timestamp = timestamp_s;
         }
         from + self.batch_refs.len()
     }
@@ -587,6 +590,39 @@ mod tests {
         }
         assert!(sequence > 10, "{sequence} records");
         assert_eq!(keys(&decoded), keys(&batch));
+    }
+
+    #[test]
+    fn hosts_named_by_other_spans_encode_as_by_shared_ones() {
+        // Goal: the encoder tells hosts apart by the batch's name identity only as a shortcut:
+        // a run of one host whose samples hold its names in different spans (a `retain` made
+        // them neighbours) encodes byte for byte as the same run with shared names.
+        let mut shared = WriteBatch::new();
+        let mut separate = WriteBatch::new();
+        let hw = |id| [LevelName::new("hwthread", id), LevelName::NONE];
+        for (host, id, t) in [
+            ("h1", "0", 1),
+            ("h2", "9", 2),
+            ("h1", "1", 3),
+            ("h2", "8", 4),
+        ] {
+            separate.push("c", host, hw(id), "cpu", t, 1.5);
+            if host == "h1" {
+                shared.push("c", host, hw(id), "cpu", t, 1.5);
+            }
+        }
+        separate.retain(|sample| sample.key.host == "h1");
+        assert_eq!(keys(&shared), keys(&separate));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut table_a, mut table_b) = (SeriesTable::default(), SeriesTable::default());
+        assert_eq!(table_a.encode(&shared, 0, 7, usize::MAX, &mut a), 2);
+        assert_eq!(table_b.encode(&separate, 0, 7, usize::MAX, &mut b), 2);
+        assert_eq!(a, b);
+        // Once the host is known, its second run is predicted the same way too.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        table_a.encode(&shared, 0, 8, usize::MAX, &mut a);
+        table_b.encode(&separate, 0, 8, usize::MAX, &mut b);
+        assert_eq!(a, b);
     }
 
     #[test]
