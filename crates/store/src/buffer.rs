@@ -48,8 +48,8 @@ use std::sync::atomic::AtomicU32;
 /// Slots per buffer (cc-metric-store's `BufferCap`). At 60 s that is 8.5 hours per buffer.
 pub const BUFFER_CAPACITY: usize = 512;
 
-/// Blocks of a full buffer.
-const BLOCKS_PER_BUFFER: usize = BUFFER_CAPACITY / BLOCK_SLOTS;
+/// Sealed blocks of a full buffer (also the most a format-3 snapshot buffer may list).
+pub const BLOCKS_PER_BUFFER: usize = BUFFER_CAPACITY / BLOCK_SLOTS;
 
 /// A tail's room starts at this many slots and doubles up to a whole block (16, 32, 64, 128):
 /// a partly filled tail (every head, and every buffer of a short-lived series) wastes less

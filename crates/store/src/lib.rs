@@ -41,7 +41,7 @@ mod store;
 pub mod varint;
 
 pub use batch::{BatchMark, BatchSample, LevelName, SampleNames, SeriesKey, WriteBatch};
-pub use buffer::BUFFER_CAPACITY;
+pub use buffer::{BLOCKS_PER_BUFFER, BUFFER_CAPACITY};
 pub use fxhash::{FxBuildHasher, FxHasher, same_bytes, same_text};
 pub use image::{
     BlockBuffer, BlockSeries, HostBlocks, HostImage, ImportReport, LevelImage, Run, SAMPLE_TIME_S,

@@ -32,10 +32,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufReader, Read as _, Seek as _, SeekFrom};
 use std::path::PathBuf;
-use strata_store::{BlockBuffer, BlockSeries, FxBuildHasher, HostBlocks, LevelImage, StoredBlock};
-
-/// Sealed blocks a buffer has at most (512 slots of 128).
-const BLOCKS_PER_BUFFER_MAX: usize = 4;
+use strata_store::{
+    BLOCKS_PER_BUFFER, BlockBuffer, BlockSeries, FxBuildHasher, HostBlocks, LevelImage, StoredBlock,
+};
 
 /// Bytes of an entry read to find its host's names while indexing; an entry whose names are
 /// longer is read whole.
@@ -124,7 +123,7 @@ fn decode_level(
             let len =
                 usize::try_from(cursor.varint()?).map_err(|_| Error::Malformed("buffer length"))?;
             let count = cursor.count(2)?;
-            if count > BLOCKS_PER_BUFFER_MAX {
+            if count > BLOCKS_PER_BUFFER {
                 return Err(Error::Malformed("more sealed blocks than a buffer holds"));
             }
             let mut blocks = Vec::with_capacity(count);
