@@ -30,7 +30,7 @@
 #   rss_bytes_per_sample_ingested / _settled  resident memory right after the ingest and
 #                      SETTLE seconds later, per stored sample.
 #   disk_bytes_per_sample_live  `du -sb` of the data directory after SETTLE: Strata's log and
-#                      the snapshots it took on its own (every 128 MiB of log), as they are;
+#                      the snapshots it took on its own (every 48 MiB of log), as they are;
 #                      VictoriaMetrics' parts after /internal/force_flush (its background
 #                      merges go on: not its smallest size).
 #   disk_bytes_per_sample_stopped  the same after a clean stop (SIGTERM): Strata's final
