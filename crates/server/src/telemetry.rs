@@ -162,6 +162,8 @@ pub struct Telemetry {
     snapshots: Counter,
     pub snapshot_failures: Counter,
     snapshot_bytes: Gauge,
+    snapshot_referenced_bytes: Gauge,
+    snapshot_compacted_bytes: Gauge,
     snapshot_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     wal_bytes: Gauge,
     wal_records: Gauge,
@@ -176,6 +178,7 @@ pub struct Telemetry {
     recovery_damaged_segments: Gauge,
     recovery_records_lost: Gauge,
     recovery_damaged_snapshots: Gauge,
+    recovery_snapshot_samples_lost: Gauge,
     pub memory_cap_freed_buffers: Counter,
     store_hosts: Gauge,
     store_series: Gauge,
@@ -230,6 +233,8 @@ impl Telemetry {
             snapshots: Counter::default(),
             snapshot_failures: Counter::default(),
             snapshot_bytes: Gauge::default(),
+            snapshot_referenced_bytes: Gauge::default(),
+            snapshot_compacted_bytes: Gauge::default(),
             snapshot_seconds: Gauge::default(),
             wal_bytes: Gauge::default(),
             wal_records: Gauge::default(),
@@ -244,6 +249,7 @@ impl Telemetry {
             recovery_damaged_segments: Gauge::default(),
             recovery_records_lost: Gauge::default(),
             recovery_damaged_snapshots: Gauge::default(),
+            recovery_snapshot_samples_lost: Gauge::default(),
             memory_cap_freed_buffers: Counter::default(),
             store_hosts: Gauge::default(),
             store_series: Gauge::default(),
@@ -474,6 +480,16 @@ impl Telemetry {
                 &telemetry.snapshot_bytes,
             ),
             (
+                "snapshot_referenced_bytes",
+                "Bytes of sealed blocks the newest snapshot referred to in older snapshots instead of writing them again",
+                &telemetry.snapshot_referenced_bytes,
+            ),
+            (
+                "snapshot_compacted_bytes",
+                "Bytes the newest snapshot wrote again so that a mostly unreferenced older snapshot could be deleted",
+                &telemetry.snapshot_compacted_bytes,
+            ),
+            (
                 "recovery_snapshot_samples",
                 "Samples loaded from snapshots at startup",
                 &telemetry.recovery_snapshot_samples,
@@ -502,6 +518,11 @@ impl Telemetry {
                 "recovery_damaged_snapshots",
                 "Snapshot files that could not be read at startup",
                 &telemetry.recovery_damaged_snapshots,
+            ),
+            (
+                "recovery_snapshot_samples_lost",
+                "Samples of snapshot blocks that could not be loaded at startup (damaged, or in an older snapshot that is damaged or gone)",
+                &telemetry.recovery_snapshot_samples_lost,
             ),
         ];
         for (name, help, gauge) in gauges {
@@ -561,11 +582,17 @@ impl Telemetry {
         self.recovery_records_lost.set(lost as i64);
         self.recovery_damaged_snapshots
             .set(report.damaged_snapshots.len() as i64);
+        self.recovery_snapshot_samples_lost
+            .set(report.snapshot_samples_lost as i64);
     }
 
     pub fn record_snapshot(&self, report: &crate::durability::SnapshotReport) {
         self.snapshots.inc();
         self.snapshot_bytes.set(report.bytes as i64);
+        self.snapshot_referenced_bytes
+            .set(report.referenced_bytes as i64);
+        self.snapshot_compacted_bytes
+            .set(report.compacted_bytes as i64);
         self.snapshot_seconds.set(report.seconds);
     }
 
@@ -716,6 +743,32 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_and_recovery_reports_reach_their_gauges() {
+        // Samples lost to damaged snapshot blocks are a drop: an operator must see them.
+        let telemetry = Telemetry::new();
+        let store = Store::new(strata_store::StoreConfig::auto(60));
+        telemetry.record_recovery(&crate::durability::RecoveryReport {
+            snapshot_samples_lost: 7,
+            ..Default::default()
+        });
+        telemetry.record_snapshot(&crate::durability::SnapshotReport {
+            bytes: 100,
+            referenced_bytes: 900,
+            compacted_bytes: 40,
+            ..Default::default()
+        });
+        let text = telemetry.render(&store, None, true);
+        for line in [
+            "strata_recovery_snapshot_samples_lost 7",
+            "strata_snapshot_bytes 100",
+            "strata_snapshot_referenced_bytes 900",
+            "strata_snapshot_compacted_bytes 40",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn render_includes_store_gauges_and_drops() {
         let telemetry = Telemetry::new();
         let store = Store::new(strata_store::StoreConfig::auto(60));
@@ -770,6 +823,9 @@ mod tests {
             "strata_snapshot_duration_seconds 0",
             "strata_recovery_duration_seconds 0",
             "strata_recovery_records_lost 0",
+            "strata_recovery_snapshot_samples_lost 0",
+            "strata_snapshot_referenced_bytes 0",
+            "strata_snapshot_compacted_bytes 0",
             "strata_retention_freed_buffers_total 0",
             "strata_archive_files_total 0",
             "strata_archive_samples_total 0",
