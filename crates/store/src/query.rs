@@ -232,6 +232,29 @@ impl Store {
         })
     }
 
+    /// Most samples answering `query` reads: the series its selectors find, each over the
+    /// native points of the range. Walks the host's tree as [`Store::query_each`] does but
+    /// reads no data (microseconds), so a caller can tell a cheap query from a costly one
+    /// before deciding where to run it. 0 when the query finds nothing.
+    pub fn read_bound(&self, cluster: &str, query: &Query<'_>, options: &ReadOptions) -> usize {
+        let Some((metric, config)) = self.registry.read().get(query.metric) else {
+            return 0;
+        };
+        let Some(host) = self.host(cluster, query.host) else {
+            return 0;
+        };
+        let window_s = options.to_s.saturating_sub(options.from_s).max(0);
+        let native = usize::try_from(window_s / config.frequency_s.max(1))
+            .unwrap_or(usize::MAX)
+            .saturating_add(2);
+        let tree = host.read();
+        let mut found = Vec::new();
+        for selector in selectors(query) {
+            collect(&tree.root, &selector, metric, &mut found);
+        }
+        found.len().saturating_mul(native)
+    }
+
     /// Most points one entry of `query` can hold, from the time range, the metric's
     /// frequency and the resolution alone, before anything is read or allocated: what a
     /// per-request points budget is checked against. 0 when no data is returned.

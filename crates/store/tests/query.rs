@@ -672,6 +672,58 @@ fn points_bound_is_never_below_what_a_query_returns() {
 }
 
 #[test]
+fn read_bound_counts_every_series_a_query_reads_over_the_native_points() {
+    // The server answers a request on its async worker only when `read_bound` says it reads
+    // little: the bound must count every series the selectors reach, aggregated children
+    // included, at the metric's frequency whatever the resolution.
+    let store = store(&[("m", 10, Aggregation::Avg)]);
+    for id in ["0", "1", "2"] {
+        write(&store, "h", hw(id), "m", &[(NOW - 100, 1.0)]);
+    }
+    // 1,000 s at 10 s: 100 steps, plus a partial one at either end.
+    let window = options(NOW - 1000, NOW);
+    let native = 102;
+    let ids: Vec<String> = ["0", "1", "x"].iter().map(|s| s.to_string()).collect();
+    let by_ids = |aggregate, resolution_s| Query {
+        host: "h",
+        metric: "m",
+        kind: Some("hwthread"),
+        kind_ids: &ids,
+        aggregate,
+        resolution_s,
+        ..Query::default()
+    };
+    assert_eq!(
+        store.read_bound("c", &by_ids(false, 0), &window),
+        2 * native
+    );
+    assert_eq!(
+        store.read_bound("c", &by_ids(true, 600), &window),
+        2 * native
+    );
+    // At the host: every hardware thread below it is read and aggregated.
+    let at_host = Query {
+        host: "h",
+        metric: "m",
+        ..Query::default()
+    };
+    assert_eq!(store.read_bound("c", &at_host, &window), 3 * native);
+    for nothing in [
+        Query {
+            host: "other",
+            ..at_host
+        },
+        Query {
+            metric: "unknown",
+            ..at_host
+        },
+    ] {
+        assert_eq!(store.read_bound("c", &nothing, &window), 0);
+    }
+    assert_eq!(store.read_bound("other", &at_host, &window), 0);
+}
+
+#[test]
 fn query_each_resumes_where_the_caller_stopped() {
     let store = store(&[("m", 10, Aggregation::Avg)]);
     for id in ["0", "1", "2"] {

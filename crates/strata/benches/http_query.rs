@@ -9,6 +9,9 @@
 //! `/api/write`, then sends each query repeatedly over one keep-alive connection, as
 //! cc-backend's HTTP client does, and prints the median, p90 and p99 in microseconds.
 //!
+//! Each line also gives the server's CPU time per request (from /proc), and a first line the
+//! median of `GET /healthz`: what the client and HTTP alone cost on this machine.
+//!
 //! Run: `cargo bench -p strata --bench http_query`.
 
 // A benchmark fails loudly on any unexpected answer, like a test.
@@ -55,6 +58,21 @@ fn main() {
                      "type-ids": (0..HWTHREADS).map(|i| i.to_string()).collect::<Vec<_>>(),
                      "aggreg": true, "resolution": 600}]
     });
+    // The HTTP floor: a request that does no work, on the same connection and client.
+    let mut floor: Vec<f64> = (0..3000)
+        .map(|_| {
+            let started = Instant::now();
+            let (status, _) = connection.get("/healthz", "");
+            assert_eq!(status, 200);
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    floor.sort_by(f64::total_cmp);
+    println!(
+        "{:<48} median {:>8.0} µs",
+        "GET /healthz (HTTP floor)",
+        floor[floor.len() / 2]
+    );
     for (name, request, iterations) in [
         ("1 host x 1 metric x 24h", &one_host, 3000),
         ("64 hosts x 1 metric x 24h (64 queries)", &many_hosts, 500),
@@ -69,6 +87,7 @@ fn main() {
         let (status, response) = connection.get("/api/query", &body);
         assert_eq!(status, 200, "{response}");
         assert_results(&response);
+        let cpu_before = cpu_seconds(server.pid());
         let mut micros: Vec<f64> = (0..iterations)
             .map(|_| {
                 let started = Instant::now();
@@ -78,16 +97,31 @@ fn main() {
                 elapsed
             })
             .collect();
+        let server_cpu_micros = (cpu_seconds(server.pid()) - cpu_before) * 1e6 / iterations as f64;
         micros.sort_by(f64::total_cmp);
         let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
         println!(
-            "{name:<48} median {:>8.0} µs  p90 {:>8.0} µs  p99 {:>8.0} µs  ({iterations} requests, {} response bytes)",
+            "{name:<48} median {:>8.0} µs  p90 {:>8.0} µs  p99 {:>8.0} µs  server CPU {:>6.0} µs/request  ({iterations} requests, {} response bytes)",
             at(0.5),
             at(0.9),
             at(0.99),
+            server_cpu_micros,
             response.len()
         );
     }
+}
+
+/// CPU time (user + system) the process has used, from /proc (ticks of 10 ms: the loops
+/// above run long enough for that to be fine-grained).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server's /proc stat");
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
 }
 
 fn host(index: usize) -> String {

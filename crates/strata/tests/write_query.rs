@@ -769,3 +769,63 @@ fn query_keys_match_case_insensitively_as_go_decodes_them() {
     assert_eq!(body["results"].as_array().map(Vec::len), Some(1), "{body}");
     assert_data(&entry(&body, 0)["data"], &[Some(1.0)]);
 }
+
+#[test]
+fn cheap_and_costly_requests_get_the_same_answers() {
+    // Goal: a small request that reads little is answered on the async worker, any other on
+    // the blocking pool (server query.rs, INLINE_BODY_BYTES_MAX, INLINE_SAMPLES_MAX); both
+    // must answer byte for byte alike. One request three ways: compact (cheap), padded with
+    // whitespace past the inline body size (the pool), and among 24 hardware threads
+    // aggregated over a day (the pool, too many samples), each checked against the data.
+    let server = Server::start();
+    let start = minutes_ago(1440) / 60 * 60;
+    let mut lines = String::new();
+    for i in 0..1440 {
+        let t = start + i * 60;
+        lines.push_str(&format!(
+            "load,hostname=n1,type=node value={} {t}\n",
+            i % 97
+        ));
+        for thread in 0..24 {
+            lines.push_str(&format!(
+                "flops,hostname=n1,type=hwthread,type-id={thread} value={} {t}\n",
+                thread * 10 + i % 7
+            ));
+        }
+    }
+    server.write_ok(C, &lines);
+    let end = start + 1440 * 60;
+    let request = json!({"cluster": C, "from": start, "to": end,
+                         "queries": [{"metric": "load", "host": "n1"}]});
+    let compact = server.get_json("/api/query", &request);
+    compact.assert_status(200);
+    let padded = format!("{}{}", " ".repeat(20 * 1024), request);
+    let pooled = server.request(
+        "GET",
+        "/api/query",
+        &[("Content-Type", "application/json")],
+        padded.as_bytes(),
+    );
+    pooled.assert_status(200);
+    assert_eq!(compact.text(), pooled.text());
+    let expected: Vec<Option<f64>> = (0..1440).map(|i| Some(f64::from(i % 97))).collect();
+    assert_data(&entry(&compact.json(), 0)["data"], &expected);
+
+    let threads: Vec<String> = (0..24).map(|t| t.to_string()).collect();
+    let costly = server.query(&json!({"cluster": C, "from": start, "to": end,
+        "queries": [{"metric": "flops", "host": "n1", "type": "hwthread",
+                     "type-ids": threads, "aggreg": true}]}));
+    // The average over threads of (thread × 10 + i % 7): a metric registered by its first
+    // write aggregates by average (COMPAT.md §2.3).
+    let series = entry(&costly, 0);
+    let data = series["data"].as_array().expect("data");
+    assert_eq!(data.len(), 1440, "{series}");
+    for (i, value) in (0..1440).zip(data) {
+        let expected = (0..24).map(|t| f64::from(t * 10 + i % 7)).sum::<f64>() / 24.0;
+        let got = value.as_f64().expect("number");
+        assert!(
+            (got - expected).abs() < 1e-3,
+            "slot {i}: {got} != {expected}"
+        );
+    }
+}
