@@ -101,7 +101,21 @@ enum ConfigCommand {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() -> anyhow::Result<()> {
+/// An error ends the process with its message and causes on one line and status 1. Not by
+/// returning it from `main`: that prints anyhow's debug form, with a stack backtrace whenever
+/// `RUST_BACKTRACE` is set (common on build hosts), and a backtrace belongs to a panic, not
+/// to a mistyped duration.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format)?;
     let load = |path: &Option<PathBuf>| match path {

@@ -47,6 +47,21 @@ fn refused(config: &Value) -> (String, PathBuf) {
         "strata listened before failing:\n{}",
         output.stderr
     );
+    // One line of message and causes, no backtrace although RUST_BACKTRACE is set.
+    assert_eq!(output.status.code(), Some(1), "{}", output.stderr);
+    let errors: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", output.stderr);
+    for noise in ["backtrace", "Caused by", "at /rustc/", "anyhow::"] {
+        assert!(
+            !output.stderr.contains(noise),
+            "{noise}:\n{}",
+            output.stderr
+        );
+    }
     (output.stderr, path)
 }
 

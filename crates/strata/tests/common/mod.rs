@@ -704,7 +704,8 @@ fn strata_command(
     logged_command(STRATA, dir, args, stdout, stderr)
 }
 
-/// `program <args>` in `dir`, output to the given files, colours off, `RUST_LOG` unset.
+/// `program <args>` in `dir`, output to the given files, colours off, `RUST_LOG` unset,
+/// `RUST_BACKTRACE` set as on many build hosts (an error must still print only its message).
 fn logged_command(
     program: &str,
     dir: &Path,
@@ -717,6 +718,7 @@ fn logged_command(
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(stdout)
