@@ -235,7 +235,6 @@ fn an_outage_with_sigkills_loses_nothing_and_resends_nothing() {
         expected.extend(round.expected);
         std::thread::sleep(Duration::from_millis(300));
         server.kill_now();
-        server.wait_exit(Duration::from_secs(10));
         server.restart();
     }
     assert!(
@@ -354,7 +353,6 @@ fn a_strict_prometheus_gets_every_sample_across_restarts() {
     // Let the cursor and the hint reach the disk, then crash.
     std::thread::sleep(Duration::from_millis(1500));
     server.kill_now();
-    server.wait_exit(Duration::from_secs(10));
     server.restart();
     let second = round(2, 5, 10, 10);
     server.write_ok("c1", &second.lines);
@@ -554,7 +552,6 @@ fn after_a_lost_cursor_the_hint_keeps_resent_samples_from_a_strict_receiver() {
     // is read again from its first segment.
     std::thread::sleep(Duration::from_millis(2500));
     server.kill_now();
-    server.wait_exit(Duration::from_secs(10));
     let cursor = server.data_dir().join("remote-write").join("test.cursor");
     std::fs::write(&cursor, b"damaged").unwrap();
     server.restart();
@@ -691,7 +688,6 @@ fn a_late_sample_read_again_after_a_crash_is_still_sent() {
     server.write_ok("c1", &format!("cpu_load,hostname=late value=1 {older}\n"));
     std::thread::sleep(Duration::from_millis(500));
     server.kill_now();
-    server.wait_exit(Duration::from_secs(10));
     proxy.set(Fault::Pass);
     server.restart();
     let mut expected = newest.clone();
@@ -791,7 +787,6 @@ fn a_deleted_cursor_file_resends_rather_than_skips() {
     server.write_ok("c1", &second.lines);
     std::thread::sleep(Duration::from_millis(300));
     server.kill_now();
-    server.wait_exit(Duration::from_secs(10));
     std::fs::remove_file(server.data_dir().join("remote-write/test.cursor")).unwrap();
     proxy.set(Fault::Pass);
     server.restart();

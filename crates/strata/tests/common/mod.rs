@@ -532,9 +532,11 @@ impl Server {
     }
 
     /// SIGKILL through the std API: no `kill(1)` process to spawn, so the signal leaves at
-    /// once (for crash tests that aim at a moment). Reap it with [`Server::wait_exit`].
+    /// once (for crash tests that aim at a moment). Then reaps the process: until it is gone
+    /// its data directory's LOCK is held and its files may still change.
     pub fn kill_now(&mut self) {
         self.child.kill().expect("sending SIGKILL");
+        self.child.wait().expect("reaping strata");
     }
 
     /// Waits up to `timeout` for the process to exit.
