@@ -910,14 +910,7 @@ fn load_generation(
     report: &mut RecoveryReport,
     directory: &Path,
 ) -> BTreeMap<u64, u64> {
-    let referenced = older.iter().filter(|g| {
-        !matches!(generation.manifest, Manifest::Valid { .. })
-            || generation
-                .references
-                .iter()
-                .any(|r| r.generation == g.number)
-    });
-    let (older, unreadable) = Older::index(referenced);
+    let (older, unreadable) = Older::index(older.iter().filter(|g| generation.may_refer_to(g)));
     let damaged = std::sync::Mutex::new(Vec::new());
     for (path, error) in unreadable {
         tracing::error!(%error, "older snapshot file damaged: blocks referred to in it are lost");

@@ -1,11 +1,14 @@
 //! `strata check DIR`: verifies every WAL segment and every snapshot file of a data
-//! directory without changing anything, and says what is damaged. It reads the directory the
+//! directory without changing anything, and says what is damaged, including blocks of the
+//! newest generation that do not resolve in the older generations holding them. It reads the directory the
 //! way recovery does (`strata_wal::recovery::plan`), so it reports what a start would load.
 
 use anyhow::bail;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use strata_wal::snapshot::{Generation, Manifest};
+use strata_wal::incremental::{Older, OpenFiles};
+use strata_wal::snapshot::{Generation, Manifest, PackHost};
 
 /// The findings; `damaged` decides the exit code.
 #[derive(Debug, Default)]
@@ -105,9 +108,40 @@ fn check_set_aside(generation: &Generation, report: &mut CheckReport) -> anyhow:
 
 fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow::Result<()> {
     let out = &mut report.text;
-    let mut hosts = 0;
+    // The older generations its blocks may be in, indexed as recovery indexes them.
+    let older: Vec<Generation> = match generation.directory.parent() {
+        Some(snapshots) => strata_wal::snapshot::list_generations(snapshots)?
+            .into_iter()
+            .filter(|older| generation.may_refer_to(older))
+            .collect(),
+        None => Vec::new(),
+    };
+    let (older, unreadable) = Older::index(&older);
+    for (_, error) in unreadable {
+        if vanished(&error) {
+            return Err(error.into());
+        }
+        report.damaged = true;
+        writeln!(
+            out,
+            "  DAMAGED {error} (blocks the newest generation refers to in it are lost)"
+        )?;
+    }
+    let (mut hosts, mut unresolved) = (0, 0);
+    let mut held = BTreeMap::<u64, u64>::new();
+    let mut files = OpenFiles::default();
     for file in &generation.files {
-        match strata_wal::snapshot::read_pack(file, generation.number, |_| hosts += 1) {
+        let read = strata_wal::snapshot::read_pack(file, generation.number, |host| {
+            hosts += 1;
+            if let PackHost::Blocks(mut image) = host {
+                let resolved = older.resolve(&mut image, &mut files);
+                unresolved += resolved.unresolved;
+                for (number, bytes) in resolved.bytes {
+                    *held.entry(number).or_default() += bytes;
+                }
+            }
+        });
+        match read {
             Ok(_) => {}
             Err(error) if vanished(&error) => return Err(error.into()),
             Err(error) => {
@@ -122,6 +156,26 @@ fn check_generation(generation: &Generation, report: &mut CheckReport) -> anyhow
         generation.number,
         generation.files.len(),
     )?;
+    let referred: Vec<String> = held
+        .iter()
+        .filter(|&(&number, _)| number != generation.number)
+        .map(|(number, bytes)| format!("{bytes} bytes in generation {number}"))
+        .collect();
+    if !referred.is_empty() {
+        writeln!(
+            out,
+            "  blocks kept in older generations: {}",
+            referred.join(", ")
+        )?;
+    }
+    if unresolved > 0 {
+        report.damaged = true;
+        writeln!(
+            out,
+            "  DAMAGED: {unresolved} blocks referred to are missing or damaged in the older \
+             generations (their samples are lost at the next start; the rest loads)"
+        )?;
+    }
     if let Manifest::Valid { hosts: listed } = generation.manifest
         && listed != hosts
     {

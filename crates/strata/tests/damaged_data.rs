@@ -162,6 +162,77 @@ fn a_missing_wal_segment_is_reported_by_serve_and_check() {
     assert_eq!(values(&server, &hosts[15], start), expected());
 }
 
+/// Issue 10: a snapshot refers to sealed blocks an older generation holds. `check` read only
+/// the newest generation's packs, so blocks lost with a damaged older pack went unreported
+/// until a start lost their samples. It must resolve every reference as recovery does.
+#[test]
+fn check_resolves_the_blocks_a_snapshot_keeps_in_older_generations() {
+    let mut server = Server::start();
+    // 386 samples per host: three sealed 128-slot blocks each and a tail of two, so that
+    // the blocks are most of the first generation and the second one refers to them instead
+    // of writing them again (it rewrites a generation less than half live).
+    let start = minutes_ago(400);
+    for host in ["a", "b"] {
+        let lines: String = (0..386)
+            .map(|i: i64| {
+                let value = ((i * 7919) % 1000) as f64 / 10.0;
+                format!(
+                    "temp,hostname={host},type=node value={value} {}\n",
+                    start + 60 * i
+                )
+            })
+            .collect();
+        server.write_ok(CLUSTER, &lines);
+    }
+    stop(&mut server);
+    server.restart();
+    write_host(&server, "c", minutes_ago(SAMPLES + 5));
+    stop(&mut server);
+
+    let report = check(&server);
+    assert!(report.status.success(), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("3 hosts readable")
+            && report.stdout.contains("blocks kept in older generations"),
+        "{}",
+        report.stdout
+    );
+
+    // Damage the older generation's pack in the middle of a host's entry.
+    let snapshots = server.data_dir().join("snapshots");
+    let mut generations: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    generations.sort();
+    assert_eq!(generations.len(), 2, "{generations:?}");
+    let packs: Vec<PathBuf> = files_under(&generations[0])
+        .into_iter()
+        .filter(|p| !p.ends_with("MANIFEST"))
+        .collect();
+    for pack in &packs {
+        let mut bytes = std::fs::read(pack).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(pack, bytes).unwrap();
+    }
+    let report = check(&server);
+    assert_eq!(report.status.code(), Some(1), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("DAMAGED") && report.stdout.contains("lost"),
+        "{}",
+        report.stdout
+    );
+    // What a start then does: the blocks are lost and said to be, the rest is loaded.
+    server.restart();
+    assert_eq!(values(&server, "c", minutes_ago(SAMPLES + 5)), expected());
+    assert!(
+        server.log().contains("snapshot blocks missing or damaged"),
+        "{}",
+        server.log()
+    );
+}
+
 /// Issue 6 item 9: `check` on a directory that does not exist, or that is not a Strata data
 /// directory, said "no damage found" and exited 0.
 #[test]

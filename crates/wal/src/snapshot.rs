@@ -535,6 +535,16 @@ pub struct Generation {
     pub files: Vec<PathBuf>,
 }
 
+impl Generation {
+    /// Whether this generation's blocks may be held by `older`: it is older and the MANIFEST
+    /// lists it, or any older one when the MANIFEST is not intact (the list is then unknown).
+    pub fn may_refer_to(&self, older: &Generation) -> bool {
+        older.number < self.number
+            && (!matches!(self.manifest, Manifest::Valid { .. })
+                || self.references.iter().any(|r| r.generation == older.number))
+    }
+}
+
 /// Every generation directory under `root`, newest first. A MANIFEST written by a newer
 /// format is an error (never guessed at).
 pub fn list_generations(root: &Path) -> Result<Vec<Generation>> {
