@@ -232,6 +232,18 @@ impl Prometheus {
                 "global:\n  scrape_interval: 1h\nstorage:\n  tsdb:\n    out_of_order_time_window: {window}\n"
             ),
         };
+        Self::with_config(config)
+    }
+
+    /// Prometheus scraping `http://{target}/metrics` every second as job `strata`.
+    pub fn scraping(target: &str) -> Self {
+        Self::with_config(format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: strata\n    \
+             static_configs:\n      - targets: ['{target}']\n"
+        ))
+    }
+
+    fn with_config(config: String) -> Self {
         Self(Process::start(
             "prometheus",
             "prometheus",
@@ -281,6 +293,36 @@ impl Prometheus {
         }
         all.sort_by(|a, b| a.labels.cmp(&b.labels));
         all
+    }
+
+    /// The value of every series `expr` selects now, by its labels.
+    pub fn instant(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let body = self
+            .0
+            .get_json(&format!("/api/v1/query?query={}", encode(expr)));
+        body["data"]["result"]
+            .as_array()
+            .expect("result")
+            .iter()
+            .map(|result| {
+                let labels = result["metric"]
+                    .as_object()
+                    .expect("metric")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                (labels, number(&result["value"][1]))
+            })
+            .collect()
+    }
+
+    /// The metadata Prometheus keeps of scraped `metric`: one `{type, help, unit}` object
+    /// per target that exposes it.
+    pub fn metadata(&self, metric: &str) -> Vec<Value> {
+        let body = self
+            .0
+            .get_json(&format!("/api/v1/metadata?metric={}", encode(metric)));
+        body["data"][metric].as_array().cloned().unwrap_or_default()
     }
 
     /// A counter or gauge from Prometheus's own `/metrics`.
