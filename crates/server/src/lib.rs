@@ -23,7 +23,8 @@
 //!
 //! [`listen::serve`] accepts the connections (header timeout, connection limit, graceful
 //! shutdown). Queries, healthchecks and dumps are computed on blocking threads, a bounded
-//! number at a time ([`App::compute`]).
+//! number at a time ([`App::compute`]), except a cheap query, answered at once
+//! ([`query::query`]).
 //!
 //! Ingest order is decode → [`App::commit`] (WAL append, then apply to memory) → acknowledge.
 //! `commit` is the one place a batch enters the store.
