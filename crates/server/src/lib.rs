@@ -9,6 +9,7 @@
 //! | `/api/free` | POST | [`admin::free`]: drop old buffers |
 //! | `/api/debug` | GET | [`admin::debug`]: dump the tree |
 //! | `/api/healthcheck` | GET, POST | [`admin::healthcheck`]: per-node health |
+//! | `/api/remote-write` | GET | [`admin::remote_write`]: each forwarding endpoint's state |
 //! | `/metrics` | GET | Prometheus metrics about Strata itself (no auth) |
 //! | `/healthz` | GET | liveness: `ok` (no auth) |
 //! | `/write` | POST | [`influx::write_v1`]: InfluxDB 1.x write (`db`, `precision`) |
