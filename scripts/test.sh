@@ -34,9 +34,11 @@ fi
 
 # PyPI packages the tests need: pyarrow, the independent reader of Parquet archive files,
 # moto's S3 server, the object store the archive is tested against, and the real InfluxDB
-# clients (influxdb-client for the v2 API, influxdb for v1) the InfluxDB endpoints are tested with.
+# clients (influxdb-client for the v2 API, influxdb for v1) the InfluxDB endpoints are tested with,
+# and what checks the server against docs/openapi.yaml (PyYAML, jsonschema, openapi-spec-validator).
 if ! python3 -c 'import pyarrow' 2>/dev/null || ! python3 -c 'import moto.server' 2>/dev/null \
-    || ! python3 -c 'import influxdb_client, influxdb' 2>/dev/null; then
+    || ! python3 -c 'import influxdb_client, influxdb' 2>/dev/null \
+    || ! python3 -c 'import yaml, jsonschema, openapi_spec_validator' 2>/dev/null; then
     # Debian's system Python refuses pip installs (PEP 668) unless told otherwise.
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
         -r scripts/test-requirements.txt
