@@ -911,7 +911,7 @@ fn s3_cleanup(endpoint: &str) -> Value {
         "mode": "archive", "directory": format!("s3://{S3_BUCKET}/{S3_PREFIX}"),
         "interval": "1h",
         "s3": {"endpoint": endpoint, "region": "us-east-1", "access-key-id": "strata",
-               "secret-access-key": S3_SECRET, "allow-http": true, "part-size": "64KiB"}})
+               "secret-access-key": common::secret(S3_SECRET), "allow-http": true, "part-size": "64KiB"}})
 }
 
 /// Switches the (stopped) server's configuration to archive mode into moto behind `endpoint`

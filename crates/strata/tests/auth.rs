@@ -221,7 +221,9 @@ fn signed_token(seed: u8, claims: &str) -> (String, String) {
     );
     let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()).to_bytes());
     let public = STANDARD.encode(key.verifying_key().as_bytes());
-    (format!("{signed}.{signature}"), public)
+    let token = format!("{signed}.{signature}");
+    common::secret(&token);
+    (token, public)
 }
 
 #[test]

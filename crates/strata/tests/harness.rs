@@ -1,6 +1,6 @@
 //! Tests of the test harness itself: the HTTP response parser must handle every framing a
 //! server may choose, or a framing change in the server would show up as confusing failures
-//! elsewhere.
+//! elsewhere; and the check every server's log gets for secrets must find them.
 
 mod common;
 
@@ -30,4 +30,17 @@ fn parses_content_length_chunked_and_close_delimited_bodies() {
 
     assert!(parse_response(b"garbage\r\n\r\n").is_err());
     assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
+}
+
+#[test]
+fn a_secret_or_a_token_signature_in_a_log_is_found() {
+    // Every server's log is checked for these when the server is dropped.
+    assert_eq!(common::leaked_secret("INFO nothing to see"), None);
+    common::secret("hunter2-password");
+    assert_eq!(
+        common::leaked_secret("WARN login with hunter2-password failed").as_deref(),
+        Some("hunter2-")
+    );
+    let signature = common::DOCS_TOKEN.rsplit('.').next().unwrap();
+    assert!(common::leaked_secret(&format!("DEBUG bad signature {signature}")).is_some());
 }

@@ -370,12 +370,12 @@ fn user_password_auth() {
     // password) and retried while HTTP keeps serving.
     let nats = NatsServer::start_with_auth("strata", "right-secret-1");
     let right = strata(
-        json!({"address": nats.url(), "username": "strata", "password": "right-secret-1"}),
+        json!({"address": nats.url(), "username": "strata", "password": common::secret("right-secret-1")}),
         json!([{"subscribe-to": "auth", "cluster-tag": "fritz"}]),
         json!({}),
     );
     let wrong = strata(
-        json!({"address": nats.url(), "username": "strata", "password": "wrong-secret-2"}),
+        json!({"address": nats.url(), "username": "strata", "password": common::secret("wrong-secret-2")}),
         json!([{"subscribe-to": "auth", "cluster-tag": "fritz"}]),
         json!({}),
     );
