@@ -101,6 +101,23 @@ enum ConfigCommand {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's statistics, as of now: advancing the epoch makes it gather them. That takes
+/// ~15 µs with one arena and 200,000 live allocations (~90 µs with 8 arenas), measured with a
+/// loop of reads: cheap enough for the /metrics handler, which runs once per scrape.
+fn jemalloc_stats() -> Option<strata_server::telemetry::AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    let read = |value: tikv_jemalloc_ctl::Result<usize>| value.ok().map(|bytes| bytes as u64);
+    Some(strata_server::telemetry::AllocatorStats {
+        allocated: read(stats::allocated::read())?,
+        active: read(stats::active::read())?,
+        resident: read(stats::resident::read())?,
+        metadata: read(stats::metadata::read())?,
+        mapped: read(stats::mapped::read())?,
+        retained: read(stats::retained::read())?,
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format)?;
@@ -286,6 +303,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Arc::new(Store::new(store_config));
     let (durability, recovery) = recover(&config, &store)?;
     let app = Arc::new(App::new(store.clone(), durability.clone(), server_config)?);
+    app.telemetry.set_allocator(jemalloc_stats);
     if let Some(settings) = archive_settings(&config) {
         // Opening makes no request: an unreachable object store fails passes and archive
         // reads (logged, counted), never the start.

@@ -286,6 +286,33 @@ fn healthcheck_rejects_unknown_keys_and_invalid_bodies() {
 }
 
 #[test]
+fn metrics_show_the_allocators_own_statistics() {
+    // Goal (issue 10): jemalloc's statistics are in /metrics, fresh at every scrape, so that
+    // the resident memory can be split into live data, rounding, free pages and metadata.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    let lines: String = (0..2000)
+        .map(|i| format!("a,host=h{i} value={i} {t}\n"))
+        .collect();
+    server.write_ok(C, &lines);
+    let text = server.metrics();
+    let value = |name: &str| {
+        metric_value(&text, &format!("strata_allocator_{name}_bytes"))
+            .unwrap_or_else(|| panic!("strata_allocator_{name}_bytes missing:\n{text}"))
+    };
+    let [allocated, active, resident, metadata, mapped] =
+        ["allocated", "active", "resident", "metadata", "mapped"].map(value);
+    assert!(value("retained") >= 0.0);
+    assert!(metadata > 0.0, "{text}");
+    assert!(0.0 < allocated && allocated <= active, "{text}");
+    assert!(active <= resident && active <= mapped, "{text}");
+    // What the store counts for its data and tree lives in the allocator's allocations.
+    let store = metric_value(&text, "strata_store_buffer_bytes").unwrap_or(f64::NAN)
+        + metric_value(&text, "strata_store_structure_bytes").unwrap_or(f64::NAN);
+    assert!(store > 0.0 && store < allocated, "{text}");
+}
+
+#[test]
 fn metrics_endpoint_counts_what_the_requests_did() {
     // Goal: `/metrics` exposes ingest, rejection, drop, store and HTTP metrics whose values
     // match exactly the requests this test made.
