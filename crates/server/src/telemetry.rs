@@ -142,6 +142,7 @@ pub struct Telemetry {
     pub samples_dropped: Family<ReasonLabel, Counter>,
     unknown_metric_samples: Family<MetricLabel, Counter>,
     pub body_bytes: Counter,
+    pub spare_batch_bytes: Gauge,
     pub compute_refused: Counter,
     pub connections_open: Gauge,
     pub connections_refused: Counter,
@@ -278,6 +279,7 @@ impl Telemetry {
             samples_dropped: Family::default(),
             unknown_metric_samples: Family::default(),
             body_bytes: Counter::default(),
+            spare_batch_bytes: Gauge::default(),
             compute_refused: Counter::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
@@ -357,6 +359,11 @@ impl Telemetry {
             "ingest_body_bytes",
             "Request body bytes read by /api/write, after decompression",
             telemetry.body_bytes.clone(),
+        );
+        r.register(
+            "ingest_spare_batch_bytes",
+            "Memory of emptied write batches kept for the next requests (freed after a second unused)",
+            telemetry.spare_batch_bytes.clone(),
         );
         r.register(
             "http_compute_refused",

@@ -313,6 +313,30 @@ fn metrics_show_the_allocators_own_statistics() {
 }
 
 #[test]
+fn spare_write_batches_are_freed_once_no_request_uses_them() {
+    // Goal (issue 10): the batches a burst of writes leaves behind for reuse are counted in
+    // /metrics and freed once no request took them for a second, rather than kept for good.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    let lines: String = (0..20_000)
+        .map(|i| format!("m{},host=h{} value={i} {t}\n", i % 7, i / 7))
+        .collect();
+    server.write_ok(C, &lines);
+    let spare = || metric_value(&server.metrics(), "strata_ingest_spare_batch_bytes");
+    // A trim frees only what stayed unused since the previous one, a second or more earlier.
+    assert!(
+        spare().is_some_and(|bytes| bytes > 0.0),
+        "{}",
+        server.metrics()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while spare() != Some(0.0) {
+        assert!(std::time::Instant::now() < deadline, "{}", server.metrics());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn metrics_endpoint_counts_what_the_requests_did() {
     // Goal: `/metrics` exposes ingest, rejection, drop, store and HTTP metrics whose values
     // match exactly the requests this test made.
