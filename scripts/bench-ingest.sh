@@ -41,6 +41,9 @@ cat > "$config" <<JSON
                   "checkpoints": {"directory": "${KEEP_DATA:-$workdir/checkpoints}"},
                   "wal": {"fsync": "${FSYNC:-off}"}}}
 JSON
+# The binary's pages in the RSS depend on how much of it is cached (each fault maps the cached
+# pages around it): read it whole first, so that builds compare alike (~2 MB apart otherwise).
+cat "${STRATA_BIN:-target/release/strata}" > /dev/null
 # shellcheck disable=SC2086 # STRATA_WRAPPER is a command line
 ${STRATA_WRAPPER:-} "${STRATA_BIN:-target/release/strata}" --log-level warn serve --config "$config" \
     2> "$workdir/strata.log" >&2 &
