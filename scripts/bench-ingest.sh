@@ -15,7 +15,7 @@
 # NODES=205 TICKS=1440 (~100 M samples) in a directory of its own. For restart measurements:
 # KEEP_DATA=DIR keeps the server's data directory there, CHECKPOINT_INTERVAL sets
 # `checkpoint-interval`, and CRASH=1 ends the server with SIGKILL instead of SIGTERM (no final
-# snapshot). STRATA_BIN runs another build (default target/release/strata; e.g. main's, to
+# snapshot). SMAPS=FILE saves the server's /proc/PID/smaps once settled. STRATA_BIN runs another build (default target/release/strata; e.g. main's, to
 # compare in one sitting) and STRATA_WRAPPER runs it under a tool, e.g.
 # STRATA_WRAPPER="heaptrack -o /tmp/strata-heap" (figures are then the wrapped process's; the
 # heap profile is written when the server ends). Compare figures only within one run: the
@@ -41,6 +41,9 @@ cat > "$config" <<JSON
                   "checkpoints": {"directory": "${KEEP_DATA:-$workdir/checkpoints}"},
                   "wal": {"fsync": "${FSYNC:-off}"}}}
 JSON
+# The binary's pages in the RSS depend on how much of it is cached (each fault maps the cached
+# pages around it): read it whole first, so that builds compare alike (~2 MB apart otherwise).
+cat "${STRATA_BIN:-target/release/strata}" > /dev/null
 # shellcheck disable=SC2086 # STRATA_WRAPPER is a command line
 ${STRATA_WRAPPER:-} "${STRATA_BIN:-target/release/strata}" --log-level warn serve --config "$config" \
     2> "$workdir/strata.log" >&2 &
@@ -63,6 +66,11 @@ rss_end=$(rss_bytes $server)
 # MB of WAL) and pages the allocator has not returned yet; the settled figure is what stays.
 sleep "${SETTLE:-10}"
 rss_settled=$(rss_bytes $server)
+# Of the settled RSS: anonymous pages (heap, stacks) and file pages (the binary's text).
+rss_anon=$(awk '/RssAnon/ { print $2 * 1024 }' "/proc/$server/status")
+rss_file=$(awk '/RssFile/ { print $2 * 1024 }' "/proc/$server/status")
+# SMAPS=FILE keeps the settled process's memory map, mapping by mapping, for a closer look.
+[ -z "${SMAPS:-}" ] || cp "/proc/$server/smaps" "$SMAPS"
 samples=$(metric "$port" strata_store_samples)
 written=$(metric "$port" strata_ingest_samples_total)
 buffer_bytes=$(metric "$port" strata_store_buffer_bytes)
@@ -71,10 +79,17 @@ structure_bytes=$(metric "$port" strata_store_structure_bytes)
 pool_bytes=$(metric "$port" strata_store_pool_bytes)
 encoded_bytes=$(metric "$port" strata_store_encoded_bytes)
 tail_bytes=$(metric "$port" strata_store_tail_bytes)
-python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$rss_settled" "$encoded_bytes" "$tail_bytes" "$workdir/loadgen.json" "${FSYNC:-off}" <<'PY'
+# jemalloc's view at the same moment (0 from builds without these gauges).
+allocator=()
+for name in allocated active resident metadata; do
+    allocator+=("$(metric "$port" "strata_allocator_${name}_bytes")")
+done
+python3 - "$samples" "$written" "$buffer_bytes" "$rss_start" "$rss_end" "$cpu_start" "$cpu_end" "${wal_bytes:-0}" "$structure_bytes" "$pool_bytes" "$rss_settled" "$encoded_bytes" "$tail_bytes" "$workdir/loadgen.json" "${FSYNC:-off}" "$rss_anon" "$rss_file" "${allocator[@]}" <<'PY'
 import json, sys
 samples, written, buffer_bytes, rss_start, rss_end, cpu_start, cpu_end, wal_bytes, structure_bytes, pool_bytes, rss_settled, encoded_bytes, tail_bytes = map(float, sys.argv[1:14])
 loadgen = json.load(open(sys.argv[14]))
+rss_anon, rss_file, allocated, active, resident, metadata = map(float, sys.argv[16:22])
+per_written = lambda bytes: round(bytes / written, 3) if written else None
 print(json.dumps({
     "fsync": sys.argv[15],
     "samples_per_s": loadgen["samples_per_s"],
@@ -82,6 +97,7 @@ print(json.dumps({
     "client_cores": loadgen["client_cores"],
     "latency_ms": loadgen["lat_ms"],
     "server_cpu_seconds": round(cpu_end - cpu_start, 2),
+    "server_cpu_ns_per_written_sample": round((cpu_end - cpu_start) * 1e9 / written, 1) if written else None,
     "samples_written": int(written),
     "samples_in_memory": int(samples),
     "buffer_bytes": int(buffer_bytes),
@@ -102,6 +118,15 @@ print(json.dumps({
     "encoded_bytes_per_written_sample": round(encoded_bytes / written, 3) if written else None,
     "tail_bytes_per_written_sample": round(tail_bytes / written, 3) if written else None,
     "pool_bytes": int(pool_bytes),
+    # The settled RSS's anonymous and file-backed (binary text) pages, and jemalloc's own
+    # figures at the same moment: allocated (what the program holds), active (plus size-class
+    # rounding and free slots in used pages), resident (plus dirty free pages, metadata).
+    "rss_anon_bytes": int(rss_anon),
+    "rss_file_bytes": int(rss_file),
+    "allocator_allocated_per_written_sample": per_written(allocated),
+    "allocator_active_per_written_sample": per_written(active),
+    "allocator_resident_per_written_sample": per_written(resident),
+    "allocator_metadata_bytes": int(metadata),
     "wal_bytes": int(wal_bytes),
     "wal_bytes_per_sample": round(wal_bytes / written, 3) if written else None,
 }))

@@ -50,6 +50,7 @@ pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
         })),
     }];
     tasks.push(tokio::spawn(snapshots(app.clone(), schedule)));
+    tasks.push(tokio::spawn(trim_spare_batches(app.clone())));
     if let Some(cap) = memory_cap_bytes {
         app.telemetry.memory_cap_bytes.set(cap as i64);
         tasks.push(tokio::spawn(every(MEMORY_CAP_INTERVAL, app, move |app| {
@@ -83,6 +84,16 @@ pub fn start(app: Arc<App>, schedule: Schedule) -> Vec<JoinHandle<()>> {
         })));
     }
     tasks
+}
+
+/// Frees the write batches a burst left behind (a few frees: no need for the blocking pool).
+async fn trim_spare_batches(app: Arc<App>) {
+    let mut ticker = tokio::time::interval(crate::SPARE_BATCH_IDLE);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        app.trim_spare_batches();
+    }
 }
 
 /// Runs `work` on the blocking pool every `interval` (it walks the whole store).

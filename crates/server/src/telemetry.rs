@@ -142,6 +142,7 @@ pub struct Telemetry {
     pub samples_dropped: Family<ReasonLabel, Counter>,
     unknown_metric_samples: Family<MetricLabel, Counter>,
     pub body_bytes: Counter,
+    pub spare_batch_bytes: Gauge,
     pub compute_refused: Counter,
     pub connections_open: Gauge,
     pub connections_refused: Counter,
@@ -192,6 +193,71 @@ pub struct Telemetry {
     pub memory_cap_bytes: Gauge,
     memory_full: Gauge,
     resident_bytes: Gauge,
+    /// Reads the allocator's statistics; set by the binary that installed the allocator.
+    allocator: std::sync::OnceLock<AllocatorReader>,
+    allocator_gauges: [Gauge; 6],
+}
+
+/// The global allocator's own view of its memory (jemalloc's `stats.*`), to tell the store's
+/// data from fragmentation, dirty pages and metadata in the resident set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocatorStats {
+    /// Bytes the program holds (allocated and not freed).
+    pub allocated: u64,
+    /// Bytes of pages with live allocations: `allocated` plus rounding and free slots in them.
+    pub active: u64,
+    /// Bytes of the allocator's pages that are resident, its metadata included.
+    pub resident: u64,
+    /// Bytes of the allocator's own bookkeeping.
+    pub metadata: u64,
+    /// Bytes of address space mapped in active extents.
+    pub mapped: u64,
+    /// Bytes of address space kept mapped (but not resident) for reuse.
+    pub retained: u64,
+}
+
+/// Reads [`AllocatorStats`]; `None` if the allocator cannot tell.
+pub type AllocatorReader = fn() -> Option<AllocatorStats>;
+
+/// Names and help of the `strata_allocator_*` gauges, in [`AllocatorStats::values`]' order.
+const ALLOCATOR_GAUGES: [(&str, &str); 6] = [
+    (
+        "allocator_allocated_bytes",
+        "Bytes the allocator has handed out and not got back",
+    ),
+    (
+        "allocator_active_bytes",
+        "Bytes of the allocator's pages that hold allocations (allocated plus size-class rounding and free slots)",
+    ),
+    (
+        "allocator_resident_bytes",
+        "Bytes of the allocator's resident pages, free ones not yet returned to the system and metadata included",
+    ),
+    (
+        "allocator_metadata_bytes",
+        "Bytes of the allocator's own bookkeeping",
+    ),
+    (
+        "allocator_mapped_bytes",
+        "Bytes of address space the allocator has mapped in active extents",
+    ),
+    (
+        "allocator_retained_bytes",
+        "Bytes of address space the allocator keeps for reuse without holding memory",
+    ),
+];
+
+impl AllocatorStats {
+    fn values(&self) -> [u64; 6] {
+        [
+            self.allocated,
+            self.active,
+            self.resident,
+            self.metadata,
+            self.mapped,
+            self.retained,
+        ]
+    }
 }
 
 impl Default for Telemetry {
@@ -213,6 +279,7 @@ impl Telemetry {
             samples_dropped: Family::default(),
             unknown_metric_samples: Family::default(),
             body_bytes: Counter::default(),
+            spare_batch_bytes: Gauge::default(),
             compute_refused: Counter::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
@@ -263,6 +330,8 @@ impl Telemetry {
             memory_cap_bytes: Gauge::default(),
             memory_full: Gauge::default(),
             resident_bytes: Gauge::default(),
+            allocator: std::sync::OnceLock::new(),
+            allocator_gauges: Default::default(),
         };
         let r = &mut telemetry.registry;
         telemetry.nats.register(r);
@@ -290,6 +359,11 @@ impl Telemetry {
             "ingest_body_bytes",
             "Request body bytes read by /api/write, after decompression",
             telemetry.body_bytes.clone(),
+        );
+        r.register(
+            "ingest_spare_batch_bytes",
+            "Memory of emptied write batches kept for the next requests (freed after a second unused)",
+            telemetry.spare_batch_bytes.clone(),
         );
         r.register(
             "http_compute_refused",
@@ -528,6 +602,9 @@ impl Telemetry {
         for (name, help, gauge) in gauges {
             r.register(name, help, gauge.clone());
         }
+        for ((name, help), gauge) in ALLOCATOR_GAUGES.iter().zip(&telemetry.allocator_gauges) {
+            r.register(*name, *help, gauge.clone());
+        }
         r.register(
             "snapshots",
             "Snapshots written",
@@ -549,6 +626,12 @@ impl Telemetry {
             telemetry.recovery_seconds.clone(),
         );
         telemetry
+    }
+
+    /// Makes `read` the source of the `strata_allocator_*` gauges (0 until it is set: a
+    /// library user's allocator is not known here). Only the first call counts.
+    pub fn set_allocator(&self, read: AllocatorReader) {
+        let _ = self.allocator.set(read);
     }
 
     /// Counts what the store refused to keep.
@@ -640,6 +723,11 @@ impl Telemetry {
         self.memory_full.set(i64::from(stats.memory_full));
         if let Some(bytes) = resident_bytes() {
             self.resident_bytes.set(bytes as i64);
+        }
+        if let Some(stats) = self.allocator.get().and_then(|read| read()) {
+            for (gauge, value) in self.allocator_gauges.iter().zip(stats.values()) {
+                gauge.set(value as i64);
+            }
         }
         for (metric, count) in store.unknown_metric_counts() {
             let counter = self

@@ -286,6 +286,57 @@ fn healthcheck_rejects_unknown_keys_and_invalid_bodies() {
 }
 
 #[test]
+fn metrics_show_the_allocators_own_statistics() {
+    // Goal (issue 10): jemalloc's statistics are in /metrics, fresh at every scrape, so that
+    // the resident memory can be split into live data, rounding, free pages and metadata.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    let lines: String = (0..2000)
+        .map(|i| format!("a,host=h{i} value={i} {t}\n"))
+        .collect();
+    server.write_ok(C, &lines);
+    let text = server.metrics();
+    let value = |name: &str| {
+        metric_value(&text, &format!("strata_allocator_{name}_bytes"))
+            .unwrap_or_else(|| panic!("strata_allocator_{name}_bytes missing:\n{text}"))
+    };
+    let [allocated, active, resident, metadata, mapped] =
+        ["allocated", "active", "resident", "metadata", "mapped"].map(value);
+    assert!(value("retained") >= 0.0);
+    assert!(metadata > 0.0, "{text}");
+    assert!(0.0 < allocated && allocated <= active, "{text}");
+    assert!(active <= resident && active <= mapped, "{text}");
+    // What the store counts for its data and tree lives in the allocator's allocations.
+    let store = metric_value(&text, "strata_store_buffer_bytes").unwrap_or(f64::NAN)
+        + metric_value(&text, "strata_store_structure_bytes").unwrap_or(f64::NAN);
+    assert!(store > 0.0 && store < allocated, "{text}");
+}
+
+#[test]
+fn spare_write_batches_are_freed_once_no_request_uses_them() {
+    // Goal (issue 10): the batches a burst of writes leaves behind for reuse are counted in
+    // /metrics and freed once no request took them for a second, rather than kept for good.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    let lines: String = (0..20_000)
+        .map(|i| format!("m{},host=h{} value={i} {t}\n", i % 7, i / 7))
+        .collect();
+    server.write_ok(C, &lines);
+    let spare = || metric_value(&server.metrics(), "strata_ingest_spare_batch_bytes");
+    // A trim frees only what stayed unused since the previous one, a second or more earlier.
+    assert!(
+        spare().is_some_and(|bytes| bytes > 0.0),
+        "{}",
+        server.metrics()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while spare() != Some(0.0) {
+        assert!(std::time::Instant::now() < deadline, "{}", server.metrics());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn metrics_endpoint_counts_what_the_requests_did() {
     // Goal: `/metrics` exposes ingest, rejection, drop, store and HTTP metrics whose values
     // match exactly the requests this test made.
