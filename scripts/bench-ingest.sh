@@ -18,8 +18,9 @@
 # snapshot). SMAPS=FILE saves the server's /proc/PID/smaps once settled. STRATA_BIN runs another build (default target/release/strata; e.g. main's, to
 # compare in one sitting) and STRATA_WRAPPER runs it under a tool, e.g.
 # STRATA_WRAPPER="heaptrack -o /tmp/strata-heap" (figures are then the wrapped process's; the
-# heap profile is written when the server ends). Compare figures only within one run: the
-# machine is shared and noisy.
+# heap profile is written when the server ends). PERF_OUT=FILE records
+# `perf record ${PERF_ARGS:--F 999}` of the server during the replay into FILE. Compare figures
+# only within one run: the machine is shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-/tmp/strata-bench}
@@ -58,9 +59,16 @@ wait_for "http://127.0.0.1:$port/healthz"
 
 rss_start=$(rss_bytes $server)
 cpu_start=$(cpu_seconds $server)
+perf_pid=
+if [ -n "${PERF_OUT:-}" ]; then
+    # shellcheck disable=SC2086 # PERF_ARGS is a list of options
+    perf record -o "$PERF_OUT" -p "$server" ${PERF_ARGS:--F 999} 2>/dev/null &
+    perf_pid=$!
+fi
 "$loadgen" http --url "http://127.0.0.1:$port/api/write?cluster=hpc1" --data "$data" \
     --format lp "${loadgen_args[@]}" > "$workdir/loadgen.json" 2> "$workdir/loadgen.log"
 cpu_end=$(cpu_seconds $server)
+[ -z "$perf_pid" ] || { kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" || true; }
 rss_end=$(rss_bytes $server)
 # Right after ingest the RSS can hold a snapshot being written (one is due every few hundred
 # MB of WAL) and pages the allocator has not returned yet; the settled figure is what stays.

@@ -147,7 +147,7 @@ mod scan;
 
 pub use error::{ECHO_BYTES_MAX, ErrorKind, LineError};
 pub use line::{FieldValue, Fields, Line, Tags};
-pub use parser::Parser;
+pub use parser::{Parser, PlainLine, PlainValue};
 
 /// Default for [`Limits::line_bytes_max`]: 64 KiB. Unit: bytes, excluding the `\n` or `\r\n`
 /// terminator. A longer line yields [`ErrorKind::LineTooLong`] and is not parsed; the next

@@ -75,7 +75,7 @@ pub(crate) enum ValueError {
 /// just past it, which holds `,`, ` ` or is the end of `bytes`.
 ///
 /// `text` is the longest valid UTF-8 prefix of `bytes` (all of it when iterating a validated
-/// field set).
+/// field set); only strings need it.
 #[inline]
 pub(crate) fn parse_field_value<'a>(
     bytes: &'a [u8],
@@ -84,7 +84,7 @@ pub(crate) fn parse_field_value<'a>(
 ) -> Result<(RawValue<'a>, usize), ValueError> {
     match bytes.get(start) {
         None | Some(b',' | b' ') => Err(ValueError::Missing),
-        Some(b'-' | b'0'..=b'9' | b'.') => parse_number(bytes, text, start),
+        Some(b'-' | b'0'..=b'9' | b'.') => parse_number(bytes, start),
         Some(b'"') => parse_string(bytes, text, start),
         Some(b't' | b'T' | b'f' | b'F') => parse_bool(bytes, start),
         Some(_) => Err(ValueError::Invalid {
@@ -281,11 +281,7 @@ fn run_to_u64(run: DigitRun, digits: &[u8]) -> Option<u64> {
 /// Parses an integer (`-?\d+i`), an unsigned integer (`\d+u`) or a float
 /// (`-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?`) starting at `start`.
 #[inline]
-fn parse_number<'a>(
-    bytes: &'a [u8],
-    text: &'a str,
-    start: usize,
-) -> Result<(RawValue<'a>, usize), ValueError> {
+fn parse_number<'a>(bytes: &'a [u8], start: usize) -> Result<(RawValue<'a>, usize), ValueError> {
     let negative = bytes.get(start) == Some(&b'-');
     let int_start = start + usize::from(negative);
     let int = digit_run(bytes, int_start);
@@ -379,8 +375,11 @@ fn parse_number<'a>(
         Some(magnitude) if negative => -magnitude,
         Some(magnitude) => magnitude,
         None => {
-            // The token is ASCII (the grammar check passed), so it lies in `text`.
-            let token = text.get(start..pos).ok_or_else(|| invalid(pos))?;
+            // The token is ASCII (the grammar check passed), so it is UTF-8.
+            let token = bytes
+                .get(start..pos)
+                .and_then(|t| std::str::from_utf8(t).ok());
+            let token = token.ok_or_else(|| invalid(pos))?;
             token.parse::<f64>().map_err(|_| invalid(pos))?
         }
     };

@@ -145,6 +145,116 @@ fn valid_prefix(bytes: &[u8]) -> &str {
     }
 }
 
+/// The next line when it has the plain shape of a collector's sample,
+/// `SERIES value=NUMBER[ TIMESTAMP]`, found by [`Parser::peek_plain`].
+///
+/// Its series key (measurement and tags) is NOT validated: the caller must know the key from
+/// a line that [`Parser::next`] accepted under the same [`Limits`] (validation is a function
+/// of the key's bytes and the limits alone), and otherwise let [`Parser::next`] parse the
+/// line. Everything after the key is validated exactly as [`Parser::next`] would.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlainLine<'a> {
+    /// The line's number.
+    pub number: u64,
+    /// The series key as written: the bytes before the first space. If it holds no `\`,
+    /// that space is where [`Parser::next`] ends the series key too (otherwise the space may
+    /// be escaped: such a key must not be looked up as a whole series key).
+    pub key: &'a [u8],
+    /// The value of the line's one field, `value`.
+    pub value: PlainValue,
+    /// The timestamp, if the line has one.
+    pub timestamp: Option<i64>,
+    /// Where the line starts and where the next one does.
+    start: usize,
+    next: usize,
+}
+
+/// The numeric value of a [`PlainLine`], as [`FieldValue`](crate::FieldValue) would hold it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlainValue {
+    /// See [`FieldValue::Float`](crate::FieldValue::Float).
+    Float(f64),
+    /// See [`FieldValue::Int`](crate::FieldValue::Int).
+    Int(i64),
+    /// See [`FieldValue::UInt`](crate::FieldValue::UInt).
+    UInt(u64),
+}
+
+/// What precedes the value of a plain line: the space that ends the series key and the
+/// field key.
+const PLAIN_FIELD: &[u8] = b" value=";
+
+impl<'a> Parser<'a> {
+    /// The next line if it is a [`PlainLine`], without consuming it; `None` for anything else
+    /// (a blank or comment line, another field, a string or boolean value, an invalid value
+    /// or timestamp, an over-long line), which [`Parser::next`] then parses with its exact
+    /// errors.
+    #[inline]
+    pub fn peek_plain(&self) -> Option<PlainLine<'a>> {
+        let start = self.pos;
+        let rest = self.input.get(start..)?;
+        // The key ends at the first space; a line that ends before one is not plain.
+        let space = memchr::memchr2(b' ', b'\n', rest)?;
+        let (key, after) = rest.split_at_checked(space)?;
+        if after.first() != Some(&b' ') {
+            return None;
+        }
+        let (mut tail, next) = match memchr::memchr(b'\n', after) {
+            Some(newline) => (after.get(..newline)?, start + space + newline + 1),
+            None => (after, self.input.len()),
+        };
+        if let Some(without_cr) = tail.strip_suffix(b"\r") {
+            tail = without_cr;
+        }
+        if key.len() + tail.len() > self.limits.line_bytes_max.min(LINE_BYTES_CAP) {
+            return None;
+        }
+        // A blank start (skipped by `next`) or a comment is not plain.
+        if matches!(key.first(), None | Some(b'\t' | b'#')) || !tail.starts_with(PLAIN_FIELD) {
+            return None;
+        }
+        // No text: numbers do not need it, and strings are not plain.
+        let (value, value_end) = number::parse_field_value(tail, "", PLAIN_FIELD.len()).ok()?;
+        let value = match value {
+            RawValue::Float(v) => PlainValue::Float(v),
+            RawValue::Int(v) => PlainValue::Int(v),
+            RawValue::UInt(v) => PlainValue::UInt(v),
+            RawValue::Bool(_) | RawValue::String { .. } => return None,
+        };
+        // A `,` after the value is a second field (or an error): not plain.
+        if tail.get(value_end) == Some(&b',') {
+            return None;
+        }
+        let timestamp = parse_timestamp(tail, value_end).ok()?;
+        Some(PlainLine {
+            number: self.number_next,
+            key,
+            value,
+            timestamp,
+            start,
+            next,
+        })
+    }
+
+    /// Where `line` (and so its key) starts in the parser's input.
+    pub fn offset_of(line: &PlainLine<'a>) -> usize {
+        line.start
+    }
+
+    /// Consumes `line`, which [`Parser::peek_plain`] returned for the current position, as
+    /// [`Parser::next`] would have. Returns false (and consumes nothing) for any other line.
+    #[inline]
+    pub fn take_plain(&mut self, line: &PlainLine<'a>) -> bool {
+        if line.start != self.pos || line.number != self.number_next {
+            return false;
+        }
+        self.pos = line.next;
+        self.number_next = self.number_next.saturating_add(1);
+        self.lines_consumed += 1;
+        true
+    }
+}
+
 impl<'a> Iterator for Parser<'a> {
     type Item = Result<Line<'a>, LineError>;
 

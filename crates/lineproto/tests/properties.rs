@@ -7,7 +7,7 @@ mod common;
 use common::{Owned, Spec, cc_spec, escape_key, escape_measurement, escape_string, spec};
 use proptest::prelude::*;
 use std::borrow::Cow;
-use strata_lineproto::{FieldValue, Limits, Parser};
+use strata_lineproto::{FieldValue, Limits, Parser, PlainValue};
 
 /// Bytes that matter to the grammar, plus invalid UTF-8, so that random inputs often come
 /// close to valid lines.
@@ -39,6 +39,35 @@ fn arbitrary_input() -> impl Strategy<Value = Vec<u8>> {
                 bytes
             }),
     ]
+}
+
+/// `spec` formatted, with one byte overwritten if `edit` says so (never by a newline: the
+/// result is one line).
+fn edited(spec: &Spec, edit: Option<(prop::sample::Index, u8)>) -> Vec<u8> {
+    let mut bytes = spec.format().into_bytes();
+    if let Some((index, byte)) = edit {
+        let at = index.index(bytes.len());
+        bytes[at] = if byte == b'\n' { b' ' } else { byte };
+    }
+    bytes
+}
+
+/// Collector lines (many of them plain), a few with a byte overwritten.
+fn collector_body() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        (
+            cc_spec(),
+            prop::option::of((any::<prop::sample::Index>(), interesting_byte())),
+        ),
+        1..20,
+    )
+    .prop_map(|lines| {
+        let lines: Vec<Vec<u8>> = lines
+            .iter()
+            .map(|(spec, edit)| edited(spec, *edit))
+            .collect();
+        lines.join(&b'\n')
+    })
 }
 
 /// Whether `text` points into `input`.
@@ -170,17 +199,8 @@ proptest! {
     ) {
         // Goal: the reuse of the previous line's series key never changes a result: a body
         // of lines with shared prefixes (some corrupted) parses exactly as each line alone.
-        let formatted: Vec<Vec<u8>> = lines
-            .iter()
-            .map(|(spec, edit)| {
-                let mut bytes = spec.format().into_bytes();
-                if let Some((index, byte)) = edit {
-                    let at = index.index(bytes.len());
-                    bytes[at] = if *byte == b'\n' { b' ' } else { *byte };
-                }
-                bytes
-            })
-            .collect();
+        let formatted: Vec<Vec<u8>> =
+            lines.iter().map(|(spec, edit)| edited(spec, *edit)).collect();
         let body = formatted.join(&b'\n');
         let limits = Limits { tags_per_line_max: 3, ..Limits::default() };
         let together = common::parse_with(&body, &limits);
@@ -194,6 +214,55 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(together, alone);
+    }
+
+    #[test]
+    fn a_plain_line_is_what_next_parses(
+        input in prop_oneof![arbitrary_input(), collector_body()],
+        cr in any::<bool>(),
+    ) {
+        // Goal: wherever `peek_plain` finds a plain line, `next` yields the same line (number,
+        // `value` field, timestamp) with its series key before the first space, or an error
+        // about the key alone; `take_plain` then leaves the parser where `next` does.
+        let mut input = input;
+        if cr {
+            input.extend_from_slice(b"\r\nm,host=h value=1 2");
+        }
+        let limits = Limits { tags_per_line_max: 3, name_bytes_max: 8, ..Limits::default() };
+        let mut parser = Parser::new(&input, &limits);
+        loop {
+            let plain = parser.peek_plain();
+            let mut taker = parser.clone();
+            let Some(item) = parser.next() else {
+                prop_assert!(plain.is_none());
+                break;
+            };
+            let Some(plain) = plain else { continue };
+            prop_assert!(taker.take_plain(&plain));
+            prop_assert_eq!(taker.position(), parser.position());
+            prop_assert_eq!(taker.lines_consumed(), parser.lines_consumed());
+            let Ok(line) = item else {
+                // Only the series key, which `peek_plain` does not check, may be wrong.
+                continue;
+            };
+            prop_assert_eq!(line.number, plain.number);
+            prop_assert_eq!(line.timestamp, plain.timestamp);
+            let fields: Vec<_> = line.fields().collect();
+            let value = match plain.value {
+                PlainValue::Float(v) => FieldValue::Float(v),
+                PlainValue::Int(v) => FieldValue::Int(v),
+                PlainValue::UInt(v) => FieldValue::UInt(v),
+            };
+            prop_assert_eq!(fields, vec![(Cow::Borrowed("value"), value)]);
+            if plain.key.contains(&b'\\') {
+                // The space may be escaped: such a key is not a whole series key.
+                continue;
+            }
+            let key = std::str::from_utf8(plain.key).unwrap();
+            prop_assert!(key.starts_with(line.measurement.as_ref()));
+            let tags: Vec<String> = line.tags().map(|(k, v)| format!(",{k}={v}")).collect();
+            prop_assert_eq!(format!("{}{}", line.measurement, tags.concat()), key);
+        }
     }
 }
 
@@ -214,4 +283,61 @@ fn assert_borrowing(line: &strata_lineproto::Line<'_>, spec: &Spec) {
             assert_eq!(borrowed(&s), escape_string(text) == *text);
         }
     }
+}
+
+#[test]
+fn collector_lines_are_plain_and_others_are_not() {
+    // Goal: the fast path is taken for what collectors send, and not for lines whose series
+    // key or tail differ from `SERIES value=NUMBER[ TIMESTAMP]`.
+    let plain = [
+        (
+            "cpu_user,cluster=hpc1,hostname=n0000,type=hwthread,type-id=12 value=49.42 1795934400",
+            PlainValue::Float(49.42),
+            Some(1_795_934_400),
+        ),
+        ("m,host=h value=-3i", PlainValue::Int(-3), None),
+        ("m,host=h value=3u  17  ", PlainValue::UInt(3), Some(17)),
+        ("m,host=h value=.5 -1\r", PlainValue::Float(0.5), Some(-1)),
+        // The key is not checked: `next` decides about it (and the line-key cache refuses
+        // keys with `\` or `"`).
+        ("m,=,, value=1", PlainValue::Float(1.0), None),
+        ("m,host=\"h\" value=1", PlainValue::Float(1.0), None),
+        ("m\\ value=1", PlainValue::Float(1.0), None),
+    ];
+    for (text, value, timestamp) in plain {
+        let line = Parser::new(text.as_bytes(), &Limits::default()).peek_plain();
+        let line = line.unwrap_or_else(|| panic!("{text:?} not plain"));
+        assert_eq!((line.value, line.timestamp), (value, timestamp), "{text:?}");
+        assert_eq!(line.key, text.split(' ').next().unwrap().as_bytes());
+    }
+    for text in [
+        "",
+        " m,host=h value=1",
+        "# m,host=h value=1",
+        "m,host=h\\ x value=1",
+        "m,host=h  value=1",
+        "m,host=h value=1,x=2",
+        "m,host=h value=t",
+        "m,host=h value=\"1\"",
+        "m,host=h value=1e400",
+        "m,host=h value=1 2 3",
+        "m,host=h value=1 x",
+        "m,host=h v=1",
+        "m,host=h value=1\r\r",
+        "m,host=h",
+        "m,host=h\nvalue=1 value=1",
+        "m value=1 2\r\r",
+    ] {
+        let line = Parser::new(text.as_bytes(), &Limits::default()).peek_plain();
+        assert_eq!(line, None, "{text:?}");
+    }
+    let short = Limits {
+        line_bytes_max: 10,
+        ..Limits::default()
+    };
+    assert_eq!(
+        Parser::new(b"m,h=h value=1\n", &short).peek_plain(),
+        None,
+        "too long"
+    );
 }

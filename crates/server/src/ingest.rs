@@ -12,6 +12,7 @@
 
 use crate::App;
 use crate::error::{ApiError, RejectedLine};
+use crate::keycache::{KeyCache, KeyCacheReader, KeyNames};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -21,7 +22,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_lineproto::{ErrorKind, FieldValue, Line, Parser};
+use strata_lineproto::{ErrorKind, FieldValue, Line, Parser, PlainLine, PlainValue};
 use strata_store::{LevelName, WriteBatch, check_name, same_text};
 
 /// Samples decoded before a batch is committed. Bounds the memory of a batch (56 bytes per
@@ -181,6 +182,26 @@ pub struct LineDecoder {
     /// The last cluster and host that passed [`check_name`]: a collector sends runs of
     /// lines of one host, whose names need no second check.
     checked: (String, String),
+    /// Series keys decoded before, by any request (see [`crate::keycache`]).
+    key_cache: Option<Arc<KeyCache>>,
+    /// The default cluster is a valid name, so cached keys without a `cluster` tag may use it.
+    default_cluster_valid: bool,
+    /// Lines decoded from the cache and in full, not yet added to the cache's counters.
+    cache_hits: u64,
+    cache_misses: u64,
+    /// The cache record that probably holds the next line's key: the one after the last hit.
+    cache_hint: usize,
+    /// Keys of the current chunk's lines that were decoded in full, to cache after it.
+    uncached: Vec<UncachedKey>,
+}
+
+/// A key decoded in full during a chunk: where it is in the chunk and which sample holds its
+/// names.
+#[derive(Debug)]
+struct UncachedKey {
+    key: std::ops::Range<usize>,
+    sample: usize,
+    tagged_cluster: bool,
 }
 
 impl LineDecoder {
@@ -204,7 +225,24 @@ impl LineDecoder {
             first_rejected: Vec::new(),
             batch: WriteBatch::new(),
             checked: (String::new(), String::new()),
+            key_cache: None,
+            default_cluster_valid: false,
+            cache_hits: 0,
+            cache_misses: 0,
+            cache_hint: 0,
+            uncached: Vec::new(),
         }
+    }
+
+    /// Decodes lines whose series key is in `cache` from it, and adds the keys of the other
+    /// valid lines to it. Ignored unless the cache was filled under this decoder's limits.
+    pub fn with_key_cache(mut self, cache: Arc<KeyCache>) -> Self {
+        if *cache.limits() == self.limits {
+            self.default_cluster_valid = !self.default_cluster.is_empty()
+                && check_name("cluster", &self.default_cluster, self.limits.name_bytes_max).is_ok();
+            self.key_cache = Some(cache);
+        }
+        self
     }
 
     /// Names where the default cluster comes from (e.g. "query parameter 'db'") in the error
@@ -301,22 +339,57 @@ impl LineDecoder {
 
     /// Decodes the lines of `bytes` until the batch is full; returns the bytes consumed.
     fn parse(&mut self, bytes: &[u8]) -> usize {
+        let cache = self.key_cache.take();
+        let used = self.parse_with(bytes, cache.as_deref());
+        if let Some(cache) = &cache {
+            self.update_cache(cache, bytes);
+        }
+        self.key_cache = cache;
+        used
+    }
+
+    fn parse_with(&mut self, bytes: &[u8], cache: Option<&KeyCache>) -> usize {
         let limits = self.limits.clone();
         let mut parser = Parser::with_first_line(bytes, &limits, self.next_line);
+        // Taken at the first plain line and held for the chunk (see `crate::keycache`).
+        let mut reader = None;
         // At least one line, so that a line completed by a later chunk is never lost.
-        for item in parser.by_ref() {
-            self.lines += 1;
-            match item {
-                Ok(line) => {
-                    if let Err((reason, message)) = self.decode(&line) {
-                        self.reject(line.number, reason, message);
-                    }
+        loop {
+            let plain = cache.and_then(|_| parser.peek_plain());
+            if let (Some(cache), Some(plain)) = (cache, &plain)
+                && self.decode_cached(reader.get_or_insert_with(|| cache.read()), plain)
+            {
+                // Always true: the line was peeked at this position.
+                let taken = parser.take_plain(plain);
+                debug_assert!(taken);
+                self.lines += 1;
+                self.cache_hits += 1;
+            } else {
+                let Some(item) = parser.next() else {
+                    break;
+                };
+                self.lines += 1;
+                match item {
+                    Ok(line) => match self.decode(&line) {
+                        Ok(tagged_cluster) => {
+                            if let Some(plain) = &plain {
+                                let start = Parser::offset_of(plain);
+                                self.uncached.push(UncachedKey {
+                                    key: start..start + plain.key.len(),
+                                    sample: self.batch.len().saturating_sub(1),
+                                    tagged_cluster,
+                                });
+                            }
+                        }
+                        Err((reason, message)) => self.reject(line.number, reason, message),
+                    },
+                    Err(error) => self.reject(
+                        error.number,
+                        RejectReason::of(&error.kind),
+                        error.kind.to_string(),
+                    ),
                 }
-                Err(error) => self.reject(
-                    error.number,
-                    RejectReason::of(&error.kind),
-                    error.kind.to_string(),
-                ),
+                self.cache_misses += u64::from(cache.is_some());
             }
             if self.batch_full() {
                 break;
@@ -324,6 +397,66 @@ impl LineDecoder {
         }
         self.next_line += parser.lines_consumed();
         parser.position()
+    }
+
+    /// Adds the sample of a plain line from the names cached for its key. False if the line
+    /// must be decoded in full: its key is not cached, or its value or cluster would be
+    /// rejected (the full path words the error).
+    #[inline]
+    fn decode_cached(&mut self, cache: &KeyCacheReader<'_>, line: &PlainLine<'_>) -> bool {
+        let value = match line.value {
+            PlainValue::Float(v) if !(v as f32).is_finite() => return false,
+            PlainValue::Float(v) => v as f32,
+            PlainValue::Int(v) => v as f32,
+            PlainValue::UInt(v) => v as f32,
+        };
+        let Some((index, names)) = cache.find(line.key, self.cache_hint) else {
+            return false;
+        };
+        let cluster = match names.cluster {
+            Some(cluster) => cluster,
+            None if self.default_cluster_valid => self.default_cluster.as_str(),
+            None => return false,
+        };
+        let timestamp_s = line
+            .timestamp
+            .map_or(self.now_s, |t| self.precision.to_seconds(t));
+        let [first, second] = names.levels;
+        self.batch.push(
+            cluster,
+            names.host,
+            [LevelName::new(first, ""), LevelName::new(second, "")],
+            names.metric,
+            timestamp_s,
+            value,
+        );
+        self.cache_hint = index + 1;
+        true
+    }
+
+    /// After a chunk: caches the keys decoded in full (their names are those of their
+    /// samples) and adds the chunk's counts.
+    fn update_cache(&mut self, cache: &KeyCache, chunk: &[u8]) {
+        cache.count(self.cache_hits, self.cache_misses);
+        (self.cache_hits, self.cache_misses) = (0, 0);
+        if self.uncached.is_empty() {
+            return;
+        }
+        let batch = &self.batch;
+        cache.insert(self.uncached.iter().filter_map(|uncached| {
+            let key = chunk.get(uncached.key.clone())?;
+            let names = batch.get(uncached.sample)?.key;
+            Some((
+                key,
+                KeyNames {
+                    cluster: uncached.tagged_cluster.then_some(names.cluster),
+                    host: names.host,
+                    levels: names.levels,
+                    metric: names.metric,
+                },
+            ))
+        }));
+        self.uncached.clear();
     }
 
     fn reject(&mut self, line: u64, reason: RejectReason, message: String) {
@@ -343,7 +476,8 @@ impl LineDecoder {
     }
 
     /// Applies cc-metric-store's tag semantics to one parsed line and adds its sample.
-    fn decode(&mut self, line: &Line<'_>) -> Result<(), (RejectReason, String)> {
+    /// Returns whether the cluster came from a `cluster` tag (rather than the default).
+    fn decode(&mut self, line: &Line<'_>) -> Result<bool, (RejectReason, String)> {
         let mut cluster: Option<Cow<'_, str>> = None;
         let mut hostname: Option<Cow<'_, str>> = None;
         let mut host: Option<Cow<'_, str>> = None;
@@ -401,6 +535,7 @@ impl LineDecoder {
                 "missing host (tag 'hostname' or 'host')".to_owned(),
             ));
         }
+        let tagged_cluster = cluster.is_some();
         let cluster = cluster.unwrap_or(Cow::Borrowed(&self.default_cluster));
         if cluster.is_empty() {
             return Err((
@@ -445,7 +580,7 @@ impl LineDecoder {
             timestamp_s,
             value,
         );
-        Ok(())
+        Ok(tagged_cluster)
     }
 }
 
@@ -769,7 +904,8 @@ fn new_decoder(app: &App, request: &WriteRequest<'_>, now_s: i64) -> Result<Line
         now_s,
         limits.line.clone(),
     )
-    .with_cluster_fallback(request.cluster_fallback);
+    .with_cluster_fallback(request.cluster_fallback)
+    .with_key_cache(app.key_cache.clone());
     decoder.batch = app.take_batch();
     Ok(decoder)
 }
@@ -1093,6 +1229,213 @@ m,host=h.. value=7 1
         samples += decoder.batch.len();
         assert_eq!((samples, decoder.rejected_total()), (40_000, 0));
         assert!(commits >= 10, "{commits} commits");
+    }
+
+    /// Everything a decoder produced: samples (value bits, not values), lines, rejections by
+    /// reason, and the rejected lines listed.
+    fn outcome(decoder: &LineDecoder) -> (Vec<String>, u64, Vec<u64>, Vec<RejectedLine>) {
+        let samples = decoder
+            .batch
+            .iter()
+            .map(|s| {
+                let k = s.key;
+                format!(
+                    "{}/{}/{}/{}/{}@{}={:x}",
+                    k.cluster,
+                    k.host,
+                    k.levels[0],
+                    k.levels[1],
+                    k.metric,
+                    s.timestamp_s,
+                    s.value.to_bits()
+                )
+            })
+            .collect();
+        (
+            samples,
+            decoder.lines,
+            decoder.rejected.to_vec(),
+            decoder.first_rejected.clone(),
+        )
+    }
+
+    fn decode_with(
+        body: &[u8],
+        cuts: &[usize],
+        cluster: &str,
+        limits: &strata_lineproto::Limits,
+        cache: Option<&Arc<KeyCache>>,
+    ) -> LineDecoder {
+        let mut decoder = LineDecoder::new(cluster, Precision::Auto, 1_700_000_000, limits.clone());
+        if let Some(cache) = cache {
+            decoder = decoder.with_key_cache(cache.clone());
+        }
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([body.len()]) {
+            let mut input = &body[from..cut];
+            while !input.is_empty() {
+                input = &input[decoder.feed(input)..];
+            }
+            from = cut;
+        }
+        decoder.finish();
+        decoder
+    }
+
+    mod key_cache {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A series key from pieces that are valid, near-valid or hostile to the fast path.
+        fn series_key() -> impl Strategy<Value = String> {
+            let measurement = prop::sample::select(vec![
+                "cpu_user".to_owned(),
+                "m".to_owned(),
+                "m\\,x".to_owned(),
+                "m\"q".to_owned(),
+                "é".to_owned(),
+                "n".repeat(300),
+            ]);
+            let tag = (
+                prop::sample::select(vec![
+                    "cluster", "hostname", "host", "type", "type-id", "stype", "subtype",
+                    "stype-id", "x", "a\\=b",
+                ]),
+                prop::sample::select(vec![
+                    "hpc1", "n01", "n02", "a/b", "node", "hwthread", "socket", "0", "12", "h..",
+                    "v\\ w", "\"q\"", "",
+                ]),
+            );
+            (measurement, prop::collection::vec(tag, 0..6)).prop_map(|(measurement, tags)| {
+                let mut key = measurement;
+                for (name, value) in tags {
+                    key.push_str(&format!(",{name}={value}"));
+                }
+                key
+            })
+        }
+
+        /// The rest of a line after its series key, and its end.
+        fn tail() -> impl Strategy<Value = String> {
+            let field = prop::sample::select(vec![
+                " value=1.5",
+                " value=49.42",
+                " value=-3i",
+                " value=7u",
+                " value=1e39",
+                " value=-3.5e38",
+                " value=12345678901234567890123",
+                " value=t",
+                " value=\"s\"",
+                " other=1",
+                " value=1,x=2",
+                "  value=2",
+                " value=",
+                " value=1e400",
+                "",
+            ]);
+            let timestamp = prop::sample::select(vec![
+                "",
+                " 1700000000",
+                " 1700000000123",
+                " -5",
+                " x",
+                "  17  ",
+                " 1 2",
+                " 99999999999999999999",
+            ]);
+            let end = prop::sample::select(vec!["\n", "\r\n", "\n\n", "\n# c\n", "\r\r\n"]);
+            (field, timestamp, end)
+                .prop_map(|(field, timestamp, end)| format!("{field}{timestamp}{end}"))
+        }
+
+        /// A body whose lines share a few series keys (so that the cache holds what later
+        /// lines need), some lines with a byte overwritten.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let line = (
+                any::<prop::sample::Index>(),
+                tail(),
+                prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            );
+            (
+                prop::collection::vec(series_key(), 1..5),
+                prop::collection::vec(line, 1..24),
+            )
+                .prop_map(|(keys, lines)| {
+                    let mut body = Vec::new();
+                    for (key, tail, edit) in lines {
+                        let mut line = format!("{}{tail}", key.get(&keys)).into_bytes();
+                        if let Some((at, byte)) = edit {
+                            let at = at.index(line.len());
+                            line[at] = byte;
+                        }
+                        body.extend_from_slice(&line);
+                    }
+                    body
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1500))]
+
+            #[test]
+            fn decoding_with_a_warm_cache_equals_decoding_without(
+                warm in body(),
+                body in body(),
+                cuts in prop::collection::vec(any::<usize>(), 0..6),
+                warm_cluster in prop::sample::select(vec!["dflt", "other", "", "x..y"]),
+                cluster in prop::sample::select(vec!["dflt", "other", "", "x..y"]),
+                short_names in any::<bool>(),
+                short_lines in any::<bool>(),
+            ) {
+                // Goal: the cache changes nothing but speed: samples (names, times, value
+                // bits), line counts, rejections by reason and the rejected lines with their
+                // numbers and messages are those of the full path, whatever the cache was
+                // warmed with (another body, another default cluster) and however the body
+                // is cut into chunks.
+                let limits = strata_lineproto::Limits {
+                    name_bytes_max: if short_names { 8 } else { 256 },
+                    line_bytes_max: if short_lines { 40 } else { 64 * 1024 },
+                    ..Default::default()
+                };
+                let cache = Arc::new(KeyCache::new(limits.clone()));
+                decode_with(&warm, &[], warm_cluster, &limits, Some(&cache));
+                decode_with(&body, &[], warm_cluster, &limits, Some(&cache));
+                let cold = decode_with(&body, &cuts, cluster, &limits, None);
+                let warm = decode_with(&body, &cuts, cluster, &limits, Some(&cache));
+                prop_assert_eq!(outcome(&warm), outcome(&cold));
+            }
+        }
+
+        #[test]
+        fn collector_lines_are_served_from_the_cache_after_the_first_time() {
+            let body = "cpu_user,cluster=hpc1,hostname=n0000,type=hwthread,type-id=12 value=49.42 1795934400\n\
+                        mem_used,hostname=n0000 value=3i\n";
+            let limits = strata_lineproto::Limits::default();
+            let cache = Arc::new(KeyCache::new(limits.clone()));
+            let first = decode_with(body.as_bytes(), &[], "c", &limits, Some(&cache));
+            assert_eq!(cache.stats().misses, 2);
+            assert_eq!(cache.stats().entries, 2);
+            let second = decode_with(body.as_bytes(), &[30], "c", &limits, Some(&cache));
+            assert_eq!((cache.stats().hits, cache.stats().misses), (2, 2));
+            assert_eq!(outcome(&first), outcome(&second));
+            assert_eq!(
+                keys(&second),
+                [
+                    "hpc1/n0000/hwthread12//cpu_user@1795934400=49.42",
+                    "c/n0000///mem_used@1700000000=3"
+                ]
+            );
+            // Other limits: the cache is not used.
+            let other = strata_lineproto::Limits {
+                name_bytes_max: 9,
+                ..limits
+            };
+            decode_with(body.as_bytes(), &[], "c", &other, Some(&cache));
+            assert_eq!((cache.stats().hits, cache.stats().misses), (2, 2));
+        }
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod durability;
 pub mod error;
 pub mod influx;
 pub mod ingest;
+pub mod keycache;
 pub mod listen;
 pub mod maintenance;
 pub mod progress;
@@ -87,6 +88,8 @@ pub struct App {
     reject_log: LogLimiter,
     drop_log: LogLimiter,
     spare_batches: BatchPool,
+    /// Series keys decoded before, shared by all write requests.
+    pub key_cache: Arc<keycache::KeyCache>,
     /// Permits for CPU-heavy read work, [`ServerConfig::concurrent_queries`] of them.
     cpu: Arc<tokio::sync::Semaphore>,
     /// Remote-write endpoints, once started.
@@ -177,9 +180,11 @@ impl App {
             Some(key) => Some(Authenticator::new(key).ok_or(InvalidPublicKey)?),
             None => None,
         };
+        let key_cache = Arc::new(keycache::KeyCache::new(config.ingest.line.clone()));
         Ok(Self {
             store,
             durability,
+            key_cache,
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 config.concurrent_queries.max(1),
             )),
@@ -589,6 +594,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.telemetry
         .spare_batch_bytes
         .set(app.spare_batches.bytes() as i64);
+    app.telemetry.record_key_cache(app.key_cache.stats());
     let text = app
         .telemetry
         .render(&app.store, durability.wal_stats(), healthy);

@@ -160,6 +160,10 @@ pub struct Telemetry {
     archive_read_failures: Counter,
     archive_skipped_files: Counter,
     archive_footer_cache_bytes: Gauge,
+    key_cache_hits: Counter,
+    key_cache_misses: Counter,
+    key_cache_entries: Gauge,
+    key_cache_bytes: Gauge,
     snapshots: Counter,
     pub snapshot_failures: Counter,
     snapshot_bytes: Gauge,
@@ -297,6 +301,10 @@ impl Telemetry {
             archive_read_failures: Counter::default(),
             archive_skipped_files: Counter::default(),
             archive_footer_cache_bytes: Gauge::default(),
+            key_cache_hits: Counter::default(),
+            key_cache_misses: Counter::default(),
+            key_cache_entries: Gauge::default(),
+            key_cache_bytes: Gauge::default(),
             snapshots: Counter::default(),
             snapshot_failures: Counter::default(),
             snapshot_bytes: Gauge::default(),
@@ -364,6 +372,26 @@ impl Telemetry {
             "ingest_spare_batch_bytes",
             "Memory of emptied write batches kept for the next requests (freed after a second unused)",
             telemetry.spare_batch_bytes.clone(),
+        );
+        r.register(
+            "ingest_key_cache_hits",
+            "Lines decoded from the line-key cache (series key seen before)",
+            telemetry.key_cache_hits.clone(),
+        );
+        r.register(
+            "ingest_key_cache_misses",
+            "Lines parsed in full (series key not cached, or a line the cache does not serve)",
+            telemetry.key_cache_misses.clone(),
+        );
+        r.register(
+            "ingest_key_cache_entries",
+            "Series keys in the line-key cache",
+            telemetry.key_cache_entries.clone(),
+        );
+        r.register(
+            "ingest_key_cache_bytes",
+            "Memory of the line-key cache's entries (keys, names, per-entry overhead)",
+            telemetry.key_cache_bytes.clone(),
         );
         r.register(
             "http_compute_refused",
@@ -694,6 +722,18 @@ impl Telemetry {
             .set(stats.footer_cache_bytes as i64);
     }
 
+    /// Refreshes the line-key cache's metrics from its counts.
+    pub fn record_key_cache(&self, stats: crate::keycache::KeyCacheStats) {
+        self.key_cache_hits
+            .inner()
+            .store(stats.hits, Ordering::Relaxed);
+        self.key_cache_misses
+            .inner()
+            .store(stats.misses, Ordering::Relaxed);
+        self.key_cache_entries.set(stats.entries as i64);
+        self.key_cache_bytes.set(stats.bytes as i64);
+    }
+
     /// Renders every metric, refreshing the ones read from the store and the WAL first.
     pub fn render(
         &self,
@@ -924,6 +964,10 @@ mod tests {
             "strata_archive_read_failures_total 0",
             "strata_archive_skipped_files_total 0",
             "strata_archive_footer_cache_bytes 0",
+            "strata_ingest_key_cache_hits_total 0",
+            "strata_ingest_key_cache_misses_total 0",
+            "strata_ingest_key_cache_entries 0",
+            "strata_ingest_key_cache_bytes 0",
             "strata_process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

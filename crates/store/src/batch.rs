@@ -181,6 +181,13 @@ impl WriteBatch {
             .map(move |entry| entry.sample(&self.text))
     }
 
+    /// The `index`th sample.
+    pub fn get(&self, index: usize) -> Option<BatchSample<'_>> {
+        self.entries
+            .get(index)
+            .map(|entry| entry.sample(&self.text))
+    }
+
     /// The samples from the `from`th on, each with the identity of its names
     /// ([`SampleNames`]), so that a consumer of runs of one host or metric compares the
     /// previous sample's names by identity instead of by text.

@@ -829,3 +829,41 @@ fn cheap_and_costly_requests_get_the_same_answers() {
         );
     }
 }
+
+#[test]
+fn repeated_series_keys_are_decoded_from_the_line_key_cache() {
+    // Goal: the second write of the same series keys is served by the line-key cache (its
+    // counters in /metrics move), stores the same values as the full path, and a line the
+    // cache cannot serve (a value beyond float32) is still rejected with its line number.
+    let server = Server::start();
+    let t = minutes_ago(10);
+    let lines = |t: i64, last: &str| {
+        format!(
+            "cpu_user,cluster={C},hostname=h1,type=hwthread,type-id=0 value=1.5 {t}\n\
+             cpu_user,cluster={C},hostname=h1,type=hwthread,type-id=1 value=2.5 {t}\n\
+             mem_used,hostname=h1 value={last} {t}\n"
+        )
+    };
+    server.write_ok(C, &lines(t, "3i"));
+    let metrics = server.metrics();
+    let value = |metrics: &str, name: &str| metric_value(metrics, name).unwrap_or(-1.0);
+    assert_eq!(value(&metrics, "strata_ingest_key_cache_hits_total"), 0.0);
+    assert_eq!(value(&metrics, "strata_ingest_key_cache_misses_total"), 3.0);
+    assert_eq!(value(&metrics, "strata_ingest_key_cache_entries"), 3.0);
+    assert!(value(&metrics, "strata_ingest_key_cache_bytes") > 0.0);
+
+    server.write_ok(C, &lines(t + 60, "4"));
+    let response = server.write_lines(C, &lines(t + 120, "1e39"));
+    response.assert_error(400, "1 of 3 lines rejected");
+    assert_eq!(response.json()["rejected"][0]["line"], json!(3));
+    let metrics = server.metrics();
+    assert_eq!(value(&metrics, "strata_ingest_key_cache_hits_total"), 5.0);
+    assert_eq!(value(&metrics, "strata_ingest_key_cache_misses_total"), 4.0);
+    assert_eq!(value(&metrics, "strata_ingest_key_cache_entries"), 3.0);
+
+    let body = server.query(&json!({"cluster":C,"from":t,"to":t + 180,
+        "queries":[{"metric":"mem_used","host":"h1"},
+                   {"metric":"cpu_user","host":"h1","type":"hwthread","type-ids":["1"]}]}));
+    assert_data(&entry(&body, 0)["data"], &[Some(3.0), Some(4.0)]);
+    assert_data(&entry(&body, 1)["data"], &[Some(2.5), Some(2.5), Some(2.5)]);
+}
