@@ -617,6 +617,19 @@ fn children_sampled_a_few_seconds_apart_add_no_phantom_step() {
     assert_eq!((result.from_s, result.to_s), (100, 120));
 }
 
+/// Metric `m` of host `h`'s hardware threads `ids`.
+fn by_threads(ids: &[String], aggregate: bool, resolution_s: i64) -> Query<'_> {
+    Query {
+        host: "h",
+        metric: "m",
+        kind: Some("hwthread"),
+        kind_ids: ids,
+        aggregate,
+        resolution_s,
+        ..Query::default()
+    }
+}
+
 #[test]
 fn points_bound_is_never_below_what_a_query_returns() {
     // The per-request points budget of the server is checked against `points_bound` before
@@ -647,15 +660,7 @@ fn points_bound_is_never_below_what_a_query_returns() {
                         ..options(from, to)
                     };
                     let ids = ["0".to_owned(), "1".to_owned()];
-                    let query = Query {
-                        host: "h",
-                        metric: "m",
-                        kind: Some("hwthread"),
-                        kind_ids: &ids,
-                        aggregate,
-                        resolution_s,
-                        ..Query::default()
-                    };
+                    let query = by_threads(&ids, aggregate, resolution_s);
                     let bound = store.points_bound(&query, &options);
                     for result in store.query("c", &query, &options).into_iter().flatten() {
                         let points = result.data.map_or(0, |d| d.len());
@@ -684,15 +689,7 @@ fn read_bound_counts_every_series_a_query_reads_over_the_native_points() {
     let window = options(NOW - 1000, NOW);
     let native = 102;
     let ids: Vec<String> = ["0", "1", "x"].iter().map(|s| s.to_string()).collect();
-    let by_ids = |aggregate, resolution_s| Query {
-        host: "h",
-        metric: "m",
-        kind: Some("hwthread"),
-        kind_ids: &ids,
-        aggregate,
-        resolution_s,
-        ..Query::default()
-    };
+    let by_ids = |aggregate, resolution_s| by_threads(&ids, aggregate, resolution_s);
     assert_eq!(
         store.read_bound("c", &by_ids(false, 0), &window),
         2 * native

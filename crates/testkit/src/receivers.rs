@@ -188,12 +188,7 @@ impl VictoriaMetrics {
         let mut all = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let value: Value = serde_json::from_str(line).expect("export line");
-            let labels = value["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
+            let labels = labels(&value["metric"]);
             let values = value["values"].as_array().expect("values");
             let timestamps = value["timestamps"].as_array().expect("timestamps");
             let mut points: Vec<(i64, f64)> = timestamps
@@ -274,12 +269,7 @@ impl Prometheus {
             .get_json(&format!("/api/v1/query?query={query}&time={at_s}"));
         let mut all = Vec::new();
         for result in body["data"]["result"].as_array().expect("result") {
-            let labels = result["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
+            let labels = labels(&result["metric"]);
             let points = result["values"]
                 .as_array()
                 .expect("values")
@@ -304,15 +294,7 @@ impl Prometheus {
             .as_array()
             .expect("result")
             .iter()
-            .map(|result| {
-                let labels = result["metric"]
-                    .as_object()
-                    .expect("metric")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect();
-                (labels, number(&result["value"][1]))
-            })
+            .map(|result| (labels(&result["metric"]), number(&result["value"][1])))
             .collect()
     }
 
@@ -334,6 +316,16 @@ impl Prometheus {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     }
+}
+
+/// A series' labels as the receivers' JSON APIs give them (`{"__name__": "…", …}`).
+fn labels(metric: &Value) -> BTreeMap<String, String> {
+    metric
+        .as_object()
+        .expect("metric")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
 }
 
 /// A sample value as receivers print it: a JSON number or a string ("NaN", "1.5").
