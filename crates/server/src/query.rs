@@ -98,7 +98,8 @@ const RESPONSE_CHUNK_BYTES: usize = 256 * 1024;
 const RESPONSE_CHUNKS_QUEUED: usize = 2;
 
 /// A request body up to this size is parsed on the async worker (tens of microseconds), to
-/// find out whether the request is cheap enough to answer there ([`INLINE_SAMPLES_MAX`]).
+/// find out whether the request is cheap enough to answer there ([`INLINE_QUERIES_MAX`],
+/// [`INLINE_SAMPLES_MAX`]).
 const INLINE_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// A request whose queries read at most this many samples in all, none from the archive, is
@@ -114,23 +115,27 @@ const INLINE_SAMPLES_MAX: usize = 16 * 1024;
 /// takes.
 pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let deadline = app.deadline();
-    let planned = if body.len() <= INLINE_BODY_BYTES_MAX {
-        Some(plan(&app, &body)?)
+    let pending = if body.len() > INLINE_BODY_BYTES_MAX {
+        Pending::Body(body)
     } else {
-        None
+        match parse(&body)? {
+            request if request.is_short() => Pending::Plan(plan(&app, request)?),
+            request => Pending::Request(request),
+        }
     };
-    let (plan, first, next) = match planned {
-        Some(plan) if cheap(&app, &plan) => {
+    let (plan, first, next) = match pending {
+        Pending::Plan(plan) if cheap(&app, &plan) => {
             let (first, next) = fill(&app.store, app.archive(), &plan, Cursor::default());
             (plan, first, next)
         }
-        planned => {
+        pending => {
             let app = app.clone();
             app.clone()
                 .compute(app.turn_deadline(), move || {
-                    let plan = match planned {
-                        Some(plan) => plan,
-                        None => plan(&app, &body)?,
+                    let plan = match pending {
+                        Pending::Plan(plan) => plan,
+                        Pending::Request(request) => plan(&app, request)?,
+                        Pending::Body(body) => plan(&app, parse(&body)?)?,
                     };
                     let (first, next) = fill(&app.store, app.archive(), &plan, Cursor::default());
                     Ok::<_, ApiError>((plan, first, next))
@@ -154,6 +159,28 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         complete: false,
     });
     Ok((StatusCode::OK, headers, body).into_response())
+}
+
+/// How far a request got before it is known where it is answered.
+enum Pending {
+    /// Planned on the async worker: a small body with few queries.
+    Plan(Plan),
+    /// Parsed but not planned: `for-all-nodes` or many queries, planned on a blocking thread.
+    Request(QueryRequest),
+    /// Not parsed: too large to parse on the async worker.
+    Body(Bytes),
+}
+
+/// Queries a request planned on the async worker may name; `for-all-nodes`, which names one
+/// per host of the cluster (up to `series-per-query`), is always planned off it.
+const INLINE_QUERIES_MAX: usize = 64;
+
+impl QueryRequest {
+    /// Few enough queries to plan on the async worker ([`INLINE_QUERIES_MAX`]).
+    fn is_short(&self) -> bool {
+        self.for_all_nodes.as_ref().is_none_or(Vec::is_empty)
+            && self.queries.as_ref().map_or(0, Vec::len) <= INLINE_QUERIES_MAX
+    }
 }
 
 /// The request reads at most [`INLINE_SAMPLES_MAX`] samples, all from memory. (Memory could
@@ -187,9 +214,11 @@ struct Plan {
     options: ReadOptions,
 }
 
-fn plan(app: &App, body: &[u8]) -> Result<Plan, ApiError> {
-    let request: QueryRequest = decode_json(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query request: {e}")))?;
+fn parse(body: &[u8]) -> Result<QueryRequest, ApiError> {
+    decode_json(body).map_err(|e| ApiError::BadRequest(format!("invalid query request: {e}")))
+}
+
+fn plan(app: &App, request: QueryRequest) -> Result<Plan, ApiError> {
     let mut options = ReadOptions {
         from_s: request.from,
         to_s: request.to,
@@ -649,6 +678,22 @@ mod tests {
             results.join(",")
         );
         assert_eq!(String::from_utf8(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn only_few_explicit_queries_are_planned_on_the_async_worker() {
+        // `for-all-nodes` expands to a query per host of the cluster (up to
+        // series-per-query): never planned on an async worker, whatever the body's size.
+        let short = parse(br#"{"cluster":"c","queries":[{"metric":"m","host":"h"}]}"#).unwrap();
+        assert!(short.is_short());
+        let all_nodes = parse(br#"{"cluster":"c","for-all-nodes":["m"]}"#).unwrap();
+        assert!(!all_nodes.is_short());
+        let queries: Vec<String> = (0..=INLINE_QUERIES_MAX)
+            .map(|i| format!(r#"{{"metric":"m","host":"h{i}"}}"#))
+            .collect();
+        let many = format!(r#"{{"cluster":"c","queries":[{}]}}"#, queries.join(","));
+        assert!(many.len() <= INLINE_BODY_BYTES_MAX);
+        assert!(!parse(many.as_bytes()).unwrap().is_short());
     }
 
     #[test]
