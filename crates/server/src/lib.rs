@@ -43,6 +43,7 @@ pub mod maintenance;
 pub mod progress;
 pub mod query;
 pub mod telemetry;
+pub mod tls;
 
 use crate::auth::Authenticator;
 use crate::durability::{Commit, Durability};

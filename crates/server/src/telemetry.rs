@@ -16,6 +16,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MetricLabel {
     pub metric: String,
 }
@@ -147,6 +152,8 @@ pub struct Telemetry {
     pub connections_open: Gauge,
     pub connections_refused: Counter,
     pub accept_errors: Counter,
+    pub tls_reloads: Family<OutcomeLabel, Counter>,
+    pub tls_handshake_failures: Family<ReasonLabel, Counter>,
     pub responses: Family<ResponseLabel, Counter>,
     pub request_seconds: HistogramFamily,
     pub retention_freed_buffers: Counter,
@@ -288,6 +295,8 @@ impl Telemetry {
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             accept_errors: Counter::default(),
+            tls_reloads: Family::default(),
+            tls_handshake_failures: Family::default(),
             responses: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             retention_freed_buffers: Counter::default(),
@@ -413,6 +422,19 @@ impl Telemetry {
             "http_accept_errors",
             "Failed accepts (e.g. out of file descriptors)",
             telemetry.accept_errors.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Loads of the HTTPS certificate and key after SIGHUP or a change of the files, \
+             by outcome (failed: the previous pair is still served)",
+            telemetry.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "HTTPS connections closed before the TLS handshake completed, by reason \
+             (timeout: not within limits.header-timeout; plain_http: an unencrypted request, \
+             answered 400; error: a protocol or certificate error)",
+            telemetry.tls_handshake_failures.clone(),
         );
         r.register(
             "http_responses",

@@ -8,7 +8,7 @@
 //!
 //! | section        | required | contents |
 //! | -------------- | -------- | -------- |
-//! | `main`         | yes      | `addr`, `jwt-public-key`, (unsupported: TLS, `user`/`group`, `backend-url`, `debug.gops`) |
+//! | `main`         | yes      | `addr`, `jwt-public-key`, `https-cert-file` + `https-key-file` (together), (unsupported: `user`/`group`, `backend-url`, `debug.gops`) |
 //! | `metrics`      | no¹      | name → `{"frequency": seconds, "aggregation": "sum"\|"avg"\|null}` |
 //! | `nats`         | no       | one connection object (`address`, `username`, `password`, `creds-file-path`, Strata's `nkey-seed-file`, `tls`), or an array of them each with a unique `name`³ |
 //! | `metric-store` | yes      | retention, memory cap, checkpoints, cleanup, NATS subscriptions, and Strata's `wal`, `default-frequency`, `resampling`, `limits`, `remote-write`² |
@@ -56,7 +56,7 @@
 //!
 //! - **Strict.** Unknown keys are errors everywhere, as in cc-metric-store (Go's
 //!   `DisallowUnknownFields` plus a JSON schema), so that a misspelt key is never silently
-//!   ignored. Keys Strata parses but does not implement (TLS, privilege dropping,
+//!   ignored. Keys Strata parses but does not implement (privilege dropping,
 //!   `backend-url`, gops) are errors too when set (Decision 17): an operator must not believe
 //!   a setting took effect.
 //! - **Errors say where.** The file is parsed into a [`serde_json::Value`] and walked by
@@ -149,6 +149,7 @@ impl Config {
             main: MainSection {
                 addr: DEFAULT_ADDR.to_owned(),
                 jwt_public_key: None,
+                https: None,
             },
             metrics: BTreeMap::new(),
             nats: Vec::new(),

@@ -281,6 +281,24 @@ fn log_directives(level: &str, rust_log: Option<&str>) -> String {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // An unusable certificate or key stops the start first (one line naming the file).
+    let certificates = match &config.main.https {
+        Some(files) => Some(
+            strata_server::tls::Certificates::load(files.clone()).with_context(|| {
+                config
+                    .source
+                    .as_ref()
+                    .map_or("configuration".to_owned(), |path| {
+                        path.display().to_string()
+                    })
+            })?,
+        ),
+        None => None,
+    };
+    let tls = certificates
+        .as_ref()
+        .map(strata_server::tls::Certificates::acceptor)
+        .transpose()?;
     warn_about_config(&config);
     handle_file_size_signal();
     let store_config = store_config(&config);
@@ -350,9 +368,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         snapshot_wal_bytes: SNAPSHOT_WAL_BYTES,
         archive: archive_settings(&config),
     };
-    let maintenance = strata_server::maintenance::start(app.clone(), schedule);
+    let mut maintenance = strata_server::maintenance::start(app.clone(), schedule);
+    if let Some(certificates) = certificates {
+        maintenance.push(strata_server::tls::spawn_reloader(
+            app.clone(),
+            certificates,
+        ));
+    }
     tracing::info!(
         addr = %listener.local_addr().map_or(config.main.addr.clone(), |a| a.to_string()),
+        scheme = if tls.is_some() { "https" } else { "http" },
         config = %config.source.as_ref().map_or("embedded default".into(), |p| p.display().to_string()),
         metrics = if config.metrics.is_empty() { "auto-registered".to_string() } else { config.metrics.len().to_string() },
         retention = ?config.store.retention_in_memory,
@@ -380,7 +405,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             nats.stop().await;
         }
     };
-    strata_server::listen::serve(listener, serving, connections, shutdown).await;
+    strata_server::listen::serve(listener, serving, connections, tls, shutdown).await;
     for task in maintenance {
         task.abort();
     }

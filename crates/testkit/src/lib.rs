@@ -22,7 +22,7 @@ pub use cut::CutProxy;
 pub use nats::{ConsumerState, NatsClient, NatsServer};
 pub use proxy::{Fault, FaultProxy, decode_samples};
 pub use receivers::{MOTO_PART_MIN_BYTES, Moto, Prometheus, Series, VictoriaMetrics};
-pub use tls::make_certificates;
+pub use tls::{client_config, first_certificate, make_certificates};
 
 use std::net::TcpListener;
 

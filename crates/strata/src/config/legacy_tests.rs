@@ -439,9 +439,9 @@ fn errors_name_legacy_keys() {
         ),
         (
             "/http-api",
-            json!({"address": ":8081", "https-cert-file": "c.pem", "https-key-file": "k.pem"}),
-            "legacy.json: key \"https-cert-file\" in section \"http-api\" is not supported: TLS \
-             is not supported yet; terminate TLS in a reverse proxy",
+            json!({"address": ":8081", "https-cert-file": "c.pem"}),
+            "legacy.json: invalid value for key \"https-key-file\" in section \"http-api\": must \
+             be set with https-cert-file (HTTPS needs both)",
         ),
         (
             "/retention-in-memory",
@@ -704,4 +704,23 @@ proptest! {
             && !matches!(archive["interval"].as_str(), Some("0" | "-1h"));
         prop_assert_eq!(legacy.store.cleanup.mode == CleanupMode::Archive, archiving);
     }
+}
+
+/// Goal (issue 11 item 2): the legacy `http-api` TLS keys turn HTTPS on like v1.5's `main`
+/// keys.
+#[test]
+fn legacy_https_files() {
+    let document = with(
+        minimal_legacy(),
+        "/http-api",
+        json!({"address": ":8081", "https-cert-file": "c.pem", "https-key-file": "k.pem"}),
+    );
+    let config = parse(&document).expect("legacy file with TLS keys");
+    assert_eq!(
+        config.main.https,
+        Some(TlsFiles {
+            cert_file: PathBuf::from("c.pem"),
+            key_file: PathBuf::from("k.pem"),
+        })
+    );
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use base64::Engine as _;
+pub use strata_server::tls::TlsFiles;
 
 use super::ConfigError;
 use super::section::{Section, quote};
@@ -24,9 +25,6 @@ pub(super) const MAIN_KEYS: &[&str] = &[
 
 pub(super) const DEBUG_KEYS: &[&str] = &["dump-to-file", "gops"];
 
-pub(super) const TLS_NOT_SUPPORTED: &str =
-    "TLS is not supported yet; terminate TLS in a reverse proxy";
-
 pub(super) const PRIVILEGE_DROP_NOT_SUPPORTED: &str = "dropping privileges is not supported; start strata as the target user (e.g. systemd User= and Group=)";
 
 pub(super) const BACKEND_URL_NOT_SUPPORTED: &str =
@@ -42,6 +40,9 @@ pub struct MainSection {
     pub addr: String,
     /// Ed25519 public key verifying the JWTs of API requests; `None` = no authentication.
     pub jwt_public_key: Option<[u8; 32]>,
+    /// `https-cert-file` and `https-key-file`: serve HTTPS on `addr`; `None` = plain HTTP.
+    /// Only checked to be both set or both unset here; the files are read at startup.
+    pub https: Option<TlsFiles>,
 }
 
 pub(super) fn parse_main(section: &Section<'_>) -> Result<MainSection, ConfigError> {
@@ -55,11 +56,30 @@ pub(super) fn parse_main(section: &Section<'_>) -> Result<MainSection, ConfigErr
         ),
     };
 
-    for key in ["https-cert-file", "https-key-file"] {
-        if section.non_empty_string(key)?.is_some() {
-            return Err(section.not_supported(key, TLS_NOT_SUPPORTED));
+    // cc-metric-store serves plain HTTP when one of the two is empty; here that is an error,
+    // so that an operator never believes HTTPS is on when it is not.
+    let https = match (
+        section.path("https-cert-file")?,
+        section.path("https-key-file")?,
+    ) {
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(section.invalid(
+                "https-key-file",
+                "must be set with https-cert-file (HTTPS needs both)",
+            ));
         }
-    }
+        (None, Some(_)) => {
+            return Err(section.invalid(
+                "https-cert-file",
+                "must be set with https-key-file (HTTPS needs both)",
+            ));
+        }
+    };
     for key in ["user", "group"] {
         if section.non_empty_string(key)?.is_some() {
             return Err(section.not_supported(key, PRIVILEGE_DROP_NOT_SUPPORTED));
@@ -75,6 +95,7 @@ pub(super) fn parse_main(section: &Section<'_>) -> Result<MainSection, ConfigErr
     Ok(MainSection {
         addr,
         jwt_public_key,
+        https,
     })
 }
 

@@ -113,6 +113,7 @@ fn compat_example_parses_to_expected_values() {
         main: MainSection {
             addr: "0.0.0.0:8082".to_owned(),
             jwt_public_key: Some(EXAMPLE_KEY),
+            https: None,
         },
         metrics: BTreeMap::from([
             (
@@ -1267,25 +1268,49 @@ fn jwt_public_key() {
     );
 }
 
+/// Goal (issue 11 item 2): `https-cert-file` and `https-key-file` are read as
+/// cc-metric-store reads them (both set: HTTPS; both empty: plain HTTP), and one without the
+/// other is an error instead of cc-metric-store's silent plain HTTP. The files themselves are
+/// read at startup (`tests/https.rs`).
+#[test]
+fn https_files() {
+    let mut document = minimal();
+    set(
+        &mut document,
+        "/main",
+        json!({"addr": ":8082", "https-cert-file": "/etc/ccms/cert.pem",
+               "https-key-file": "key.pem"}),
+    );
+    assert_eq!(
+        parse_ok(&document).main.https,
+        Some(TlsFiles {
+            cert_file: PathBuf::from("/etc/ccms/cert.pem"),
+            key_file: PathBuf::from("key.pem"),
+        })
+    );
+    set(
+        &mut document,
+        "/main",
+        json!({"addr": ":8082", "https-cert-file": "", "https-key-file": null}),
+    );
+    assert_eq!(parse_ok(&document).main.https, None);
+    assert_eq!(
+        message_of(&with("/main/https-cert-file", json!("/etc/cert.pem"))),
+        "config.json: invalid value for key \"https-key-file\" in section \"main\": must be \
+         set with https-cert-file (HTTPS needs both)"
+    );
+    assert_eq!(
+        message_of(&with("/main/https-key-file", json!("/etc/key.pem"))),
+        "config.json: invalid value for key \"https-cert-file\" in section \"main\": must be \
+         set with https-key-file (HTTPS needs both)"
+    );
+}
+
 /// Goal: features Strata does not implement are refused loudly when switched on, and
 /// accepted when left at their "off" value (Decision 17).
 #[test]
 fn unsupported_features() {
     let cases: &[(&str, Value, &str, &str, &str)] = &[
-        (
-            "/main/https-cert-file",
-            json!("/etc/cert.pem"),
-            "main",
-            "https-cert-file",
-            TLS_NOT_SUPPORTED,
-        ),
-        (
-            "/main/https-key-file",
-            json!("/etc/key.pem"),
-            "main",
-            "https-key-file",
-            TLS_NOT_SUPPORTED,
-        ),
         (
             "/main/user",
             json!("ccms"),
@@ -1340,12 +1365,6 @@ fn unsupported_features() {
             other => panic!("{pointer}: unexpected {other:?}"),
         }
     }
-    assert_eq!(
-        message_of(&with("/main/https-cert-file", json!("/etc/cert.pem"))),
-        "config.json: key \"https-cert-file\" in section \"main\" is not supported: TLS is \
-         not supported yet; terminate TLS in a reverse proxy"
-    );
-
     let mut document = minimal();
     set(
         &mut document,

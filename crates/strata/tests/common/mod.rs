@@ -18,6 +18,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use strata_testkit::free_port;
 
@@ -164,13 +165,18 @@ pub fn try_http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(REQUEST_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(REQUEST_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+    try_http_over(addr, None, method, target, headers, body)
+}
+
+/// Like [`try_http`], over TLS when `tls` is given (the server name is `localhost`).
+pub fn try_http_over(
+    addr: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
     let mut head = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -181,9 +187,49 @@ pub fn try_http(
     head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
+    let raw = match tls {
+        None => exchange(connect(addr)?, &request),
+        Some(config) => exchange(tls_connect(addr, config)?, &request),
+    }?;
+    parse_response(&raw)
+}
+
+/// A TCP connection with [`REQUEST_TIMEOUT`] for reads and writes.
+pub fn connect(addr: &str) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// A TLS connection to `addr` as server name `localhost`, its handshake completed (the
+/// error says why it failed, e.g. an untrusted certificate).
+pub fn tls_connect(addr: &str, config: &Arc<rustls::ClientConfig>) -> Result<TlsStream, String> {
+    let mut stream = connect(addr)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let mut connection = rustls::ClientConnection::new(config.clone(), name)
+        .map_err(|e| format!("TLS client: {e}"))?;
+    while connection.is_handshaking() {
+        connection
+            .complete_io(&mut stream)
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    Ok(rustls::StreamOwned::new(connection, stream))
+}
+
+/// A client's TLS connection.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Writes `request` and reads until the server closes the connection.
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<Vec<u8>, String> {
     // NOTE: a server may answer (413, 401) and close before reading the whole body; a failed
-    // write is then not an error as long as a response arrives.
-    let write_result = stream.write_all(&request);
+    // write is then not an error as long as a response arrives. Over TLS, a close without
+    // close_notify is a read error after the response.
+    let write_result = stream.write_all(request).and_then(|()| stream.flush());
     let mut raw = Vec::new();
     let read_result = stream.read_to_end(&mut raw);
     if raw.is_empty() {
@@ -191,7 +237,7 @@ pub fn try_http(
             "no response (write: {write_result:?}, read: {read_result:?})"
         ));
     }
-    parse_response(&raw)
+    Ok(raw)
 }
 
 /// Parses a complete HTTP/1.1 response: status line, headers, and a body delimited by
@@ -275,6 +321,8 @@ pub struct Server {
     open_files: Option<u32>,
     /// The `--log-level` the server runs with, if the test set one (else `info`).
     log_level: Option<&'static str>,
+    /// For an HTTPS server: the client configuration every request uses.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Server {
@@ -316,6 +364,19 @@ impl Server {
             },
             None,
             None,
+            None,
+        )
+    }
+
+    /// Like [`Server::start_with_config`] for a `config` that sets `main.https-cert-file` and
+    /// `main.https-key-file`: every request of the harness (readiness included) goes over TLS
+    /// with `client`.
+    pub fn start_https(config: &Value, client: Arc<rustls::ClientConfig>) -> Server {
+        Server::start_writing(
+            |dir, addr| write_config(dir, config, addr),
+            None,
+            None,
+            Some(client),
         )
     }
 
@@ -328,6 +389,7 @@ impl Server {
             |dir, addr| write_config(dir, config, addr),
             open_files,
             log_level,
+            None,
         )
     }
 
@@ -336,6 +398,7 @@ impl Server {
         write: impl Fn(&Path, &str) -> PathBuf,
         open_files: Option<u32>,
         log_level: Option<&'static str>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Server {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -349,6 +412,7 @@ impl Server {
                 dir,
                 open_files,
                 log_level,
+                tls: tls.clone(),
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -377,7 +441,7 @@ impl Server {
                 )));
             }
             if self.log().contains("strata listening")
-                && let Ok(response) = try_http(&self.addr, "GET", "/healthz", &[], b"")
+                && let Ok(response) = self.try_request("GET", "/healthz", &[], b"")
                 && response.status == 200
             {
                 return Ok(());
@@ -560,7 +624,19 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        http(&self.addr, method, target, headers, body)
+        self.try_request(method, target, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {target} to {} failed: {e}", self.addr))
+    }
+
+    /// Like [`Server::request`], but returns I/O and protocol errors instead of panicking.
+    pub fn try_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, String> {
+        try_http_over(&self.addr, self.tls.as_ref(), method, target, headers, body)
     }
 
     pub fn get(&self, target: &str) -> Response {
