@@ -58,6 +58,10 @@ pub async fn serve(
         .await
         .into();
     let graceful = GracefulShutdown::new();
+    // Tells connections still in their TLS handshake that shutdown began: they have no
+    // request yet and close, as hyper closes an idle connection, instead of holding the
+    // shutdown for up to the header timeout.
+    let (stop, stopping) = tokio::sync::watch::channel(());
     let refusal_log = LogLimiter::new(10);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -101,6 +105,7 @@ pub async fn serve(
         let http = http.clone();
         let tls = tls.clone();
         let plain_http_answer = plain_http_answer.clone();
+        let mut stopping = stopping.clone();
         let app = app.clone();
         app.telemetry.connections_open.inc();
         tokio::spawn(async move {
@@ -110,14 +115,22 @@ pub async fn serve(
                     watcher.watch(connection).await
                 }
                 Some(acceptor) => {
-                    match handshake(&acceptor, stream, limits.header_timeout, &plain_http_answer)
-                        .await
-                    {
-                        Ok(stream) => {
+                    let shaken = tokio::select! {
+                        shaken = handshake(
+                            &acceptor,
+                            stream,
+                            limits.header_timeout,
+                            &plain_http_answer,
+                        ) => Some(shaken),
+                        _ = stopping.changed() => None,
+                    };
+                    match shaken {
+                        None => Ok(()),
+                        Some(Ok(stream)) => {
                             let connection = http.serve_connection(TokioIo::new(stream), service);
                             watcher.watch(connection).await
                         }
-                        Err(reason) => {
+                        Some(Err(reason)) => {
                             app.telemetry
                                 .tls_handshake_failures
                                 .get_or_create(&ReasonLabel { reason })
@@ -135,6 +148,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = stop.send(());
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

@@ -168,7 +168,7 @@ fn unusable_settings_stop_startup_with_a_clear_error() {
     config["main"]["https-cert-file"] = json!("/etc/cert.pem");
     let (stderr, _) = refused(&config);
     assert!(
-        stderr.contains("https-cert-file") && stderr.contains("not supported"),
+        stderr.contains("\"https-key-file\" in section \"main\": must be set with https-cert-file"),
         "{stderr}"
     );
 

@@ -393,3 +393,24 @@ fn bad_pair_at_startup_is_a_configuration_error() {
         assert!(!dir.path().join("data").exists(), "stopped before recovery");
     }
 }
+
+/// Goal: a connection still in its TLS handshake does not hold the shutdown (it has no
+/// request yet): SIGTERM ends the server without waiting out the grace period.
+#[test]
+fn shutdown_does_not_wait_for_handshakes() {
+    let pki = Pki::new();
+    let (mut server, open) = pki.start_with_open_connection();
+    let silent = common::connect(&server.addr).unwrap();
+    // Open: the kept-alive one, the silent one, and the one asking.
+    let handshakes = "strata_http_connections";
+    wait_until("the silent connection is open", || {
+        counter(&server, handshakes) >= 3.0
+    });
+    server.signal("TERM");
+    let status = server.wait_exit(WAIT).expect("strata exits");
+    assert!(status.success(), "{status}");
+    let log = server.log();
+    assert!(log.contains("shutdown complete"), "{log}");
+    assert!(!log.contains("shutdown grace period"), "{log}");
+    drop((silent, open));
+}
