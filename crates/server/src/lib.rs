@@ -23,7 +23,8 @@
 //! ([`influx::authenticate_v1`], [`influx::authenticate_v2`]).
 //!
 //! [`listen::serve`] accepts the connections (header timeout, connection limit, graceful
-//! shutdown). Queries, healthchecks and dumps are computed on blocking threads, a bounded
+//! shutdown), over TLS when `main.https-cert-file` and `main.https-key-file` are set
+//! ([`tls`]: rustls, certificate reload on SIGHUP or a change of the files). Queries, healthchecks and dumps are computed on blocking threads, a bounded
 //! number at a time ([`App::compute`]), except a cheap query, answered at once
 //! ([`query::query`]).
 //!
