@@ -360,25 +360,23 @@ fn with_jwt_roles_a_read_only_token_cannot_write_or_free() {
         (format!("/write?db={C}&precision=s"), "Bearer"),
         (format!("/api/v2/write?bucket={C}&precision=s"), "Token"),
     ] {
-        let token = |header: &str| format!("{scheme} {}", header.trim_start_matches("Bearer "));
-        let refused = server.request(
-            "POST",
-            &target,
-            &[("Authorization", token(&backend).as_str())],
-            line.as_bytes(),
-        );
+        let write_as = |bearer: &str| {
+            let authorization = format!("{scheme} {}", bearer.trim_start_matches("Bearer "));
+            server.request(
+                "POST",
+                &target,
+                &[("Authorization", authorization.as_str())],
+                line.as_bytes(),
+            )
+        };
+        let refused = write_as(&backend);
         assert_eq!(refused.status, 403, "{target}: {}", refused.text());
         assert!(
             refused.text().contains("main.jwt-roles.write"),
             "{target}: {}",
             refused.text()
         );
-        let written = server.request(
-            "POST",
-            &target,
-            &[("Authorization", token(&collector).as_str())],
-            line.as_bytes(),
-        );
+        let written = write_as(&collector);
         assert_eq!(written.status, 204, "{target}: {}", written.text());
     }
     let metrics = server.metrics();
