@@ -149,6 +149,7 @@ impl Config {
             main: MainSection {
                 addr: DEFAULT_ADDR.to_owned(),
                 jwt_public_key: None,
+                jwt_roles: None,
             },
             metrics: BTreeMap::new(),
             nats: Vec::new(),
