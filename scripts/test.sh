@@ -12,11 +12,15 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-# cargo-deny builds from source: 27.6 min measured on a 2-core machine shared with two other
-# builds (`time cargo install --locked cargo-deny`), so CI should cache ~/.cargo/bin.
+# cargo-deny builds from source (crates.io is the one source reachable here). Its release
+# profile (fat LTO, one codegen unit) took 27.6 min on a 2-core machine shared with two other
+# builds; a checker needs no such speed, so it is built without LTO at opt-level 1. CI should
+# still cache ~/.cargo/bin.
 CARGO_DENY_VERSION=0.20.2
 if ! cargo deny --version >/dev/null 2>&1; then
-    cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
 fi
 # Debian packages the tests need: prlimit (util-linux) for the poisoned-WAL test, and the real
 # remote-write receivers the forwarding tests send to (Prometheus 2.42, VictoriaMetrics 1.79),
