@@ -12,6 +12,16 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# cargo-deny builds from source (crates.io is the one source reachable here). Its release
+# profile (fat LTO, one codegen unit) took 27.6 min on a 2-core machine shared with two other
+# builds; a checker needs no such speed, so it is built without LTO at opt-level 1. CI should
+# still cache ~/.cargo/bin.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version >/dev/null 2>&1; then
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
+fi
 # Debian packages the tests need: prlimit (util-linux) for the poisoned-WAL test, and the real
 # remote-write receivers the forwarding tests send to (Prometheus 2.42, VictoriaMetrics 1.79),
 # and nats-server (2.9, with JetStream) for NATS ingest.
@@ -45,6 +55,15 @@ if ! python3 -c 'import pyarrow' 2>/dev/null || ! python3 -c 'import moto.server
 fi
 
 cargo fmt --all -- --check
+# Supply chain (deny.toml): licenses, duplicate versions and sources always; RustSec advisories
+# when their database (a git repository on GitHub) can be fetched. cargo audit reads the same
+# database, so it would add nothing.
+if cargo deny fetch db >/dev/null 2>&1; then
+    cargo deny --locked --offline check
+else
+    echo "cargo deny: advisories SKIPPED (the RustSec advisory database could not be fetched); licenses, bans and sources checked" >&2
+    cargo deny --locked --offline check licenses bans sources
+fi
 cargo clippy --workspace --all-targets -- -D warnings
 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc

@@ -25,6 +25,8 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: u64, lines_stored: u64 },
     /// 401 with a plain-text reason, as cc-metric-store answers.
     Unauthorized(String),
+    /// 403: a valid token without a role `main.jwt-roles` asks for (Strata's).
+    Forbidden(String),
     /// 503: the write-ahead log cannot take writes; nothing of the failed batch was stored.
     Unavailable(String),
     /// 408: the body did not arrive within the request timeout.
@@ -142,6 +144,7 @@ impl ApiError {
                 format!("internal error: {reason}"),
             ),
             Self::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason.clone()),
+            Self::Forbidden(reason) => (StatusCode::FORBIDDEN, reason.clone()),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! empty success (Telegraf sends it at start unless `skip_database_creation = true`); every other
 //! query is refused, queries go to `/api/query`.
 
-use crate::auth::{AuthError, basic_password, scheme_token};
+use crate::auth::{Access, AuthError, basic_password, scheme_token};
 use crate::error::{ApiError, json_response};
 use crate::ingest::{self, Precision, WriteRequest, query_params};
 use crate::{App, now_s};
@@ -162,6 +162,7 @@ fn v2_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "invalid",
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not found",
         StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "request too large",
@@ -272,7 +273,9 @@ pub async fn authenticate_v2(
 
 /// Checks the token with the same [`crate::auth::Authenticator`] (and cache) as `/api/`. The
 /// reason of a refusal is logged at debug level only, never the token, and the 401 does not
-/// say it.
+/// say it. Every InfluxDB route is a write route for `main.jwt-roles` (`/query` only answers
+/// the `CREATE DATABASE` writers send); a valid token without the role is a 403 naming the
+/// key.
 async fn authenticate(app: &App, api: Api, request: Request, next: Next) -> Response {
     if let Some(auth) = &app.auth {
         let token = api.token(
@@ -280,12 +283,18 @@ async fn authenticate(app: &App, api: Api, request: Request, next: Next) -> Resp
             request.uri().query(),
         );
         let verdict = match token {
-            Some(token) => auth.check_token(&token, now_s()),
+            Some(token) => auth.check_token(&token, Access::Write, now_s()),
             None => Err(AuthError::MissingBearer),
         };
         if let Err(error) = verdict {
             tracing::debug!(%error, api = api.source(), "request refused");
-            return InfluxError::unauthorized(api).into_response();
+            return match error {
+                AuthError::MissingRole(_) => {
+                    InfluxError::new(api, StatusCode::FORBIDDEN, error.to_string())
+                }
+                _ => InfluxError::unauthorized(api),
+            }
+            .into_response();
         }
     }
     next.run(request).await

@@ -20,7 +20,8 @@
 //!
 //! With a JWT public key configured, every `/api/` route requires an EdDSA bearer token, and
 //! the InfluxDB write and query routes the same token where InfluxDB clients put theirs
-//! ([`influx::authenticate_v1`], [`influx::authenticate_v2`]).
+//! ([`influx::authenticate_v1`], [`influx::authenticate_v2`]). With `main.jwt-roles` as well,
+//! the token's `roles` must grant the route's [`auth::Access`] class.
 //!
 //! [`listen::serve`] accepts the connections (header timeout, connection limit, graceful
 //! shutdown), over TLS when `main.https-cert-file` and `main.https-key-file` are set
@@ -46,7 +47,7 @@ pub mod query;
 pub mod telemetry;
 pub mod tls;
 
-use crate::auth::Authenticator;
+use crate::auth::{Access, AuthError, Authenticator, JwtRoles};
 use crate::durability::{Commit, Durability};
 use crate::error::{ApiError, PlainTextError, error_response};
 use crate::ingest::{IngestLimits, LineDecoder, RejectReason};
@@ -66,6 +67,8 @@ use strata_store::{Resampler, Store, WriteBatch};
 pub struct ServerConfig {
     /// Raw Ed25519 public key; `None` = no authentication.
     pub jwt_public_key: Option<[u8; 32]>,
+    /// `main.jwt-roles`: the roles a token needs per route class; `None` = any valid token.
+    pub jwt_roles: Option<JwtRoles>,
     pub ingest: IngestLimits,
     /// Most result entries one query request may produce.
     pub query_series_max: usize,
@@ -167,9 +170,12 @@ impl BatchPool {
     }
 }
 
-/// The configured key is not an Ed25519 public key.
+/// The configured key is not an Ed25519 public key, or a weak one.
 #[derive(Debug, thiserror::Error)]
-#[error("main.jwt-public-key is not a valid Ed25519 public key")]
+#[error(
+    "main.jwt-public-key is not a valid Ed25519 public key, or is one of small order \
+     (anyone could sign tokens for it)"
+)]
 pub struct InvalidPublicKey;
 
 impl App {
@@ -179,7 +185,9 @@ impl App {
         config: ServerConfig,
     ) -> Result<Self, InvalidPublicKey> {
         let auth = match &config.jwt_public_key {
-            Some(key) => Some(Authenticator::new(key).ok_or(InvalidPublicKey)?),
+            Some(key) => {
+                Some(Authenticator::new(key, config.jwt_roles.clone()).ok_or(InvalidPublicKey)?)
+            }
             None => None,
         };
         let key_cache = Arc::new(keycache::KeyCache::new(config.ingest.line.clone()));
@@ -398,11 +406,10 @@ pub fn now_s() -> i64 {
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = axum::extract::DefaultBodyLimit::max(app.config.request_body_bytes_max);
     // The write handler keeps its own deadline (its 408 says how many lines were stored).
+    let deadline = middleware::from_fn_with_state(app.clone(), within_deadline);
     let reads = Router::new()
         .route("/api/query", get(query::query).post(query::query))
         .route("/api/query/", get(query::query).post(query::query))
-        .route("/api/free", post(admin::free))
-        .route("/api/free/", post(admin::free))
         .route("/api/debug", get(admin::debug))
         .route("/api/debug/", get(admin::debug))
         .route("/api/remote-write", get(admin::remote_write))
@@ -414,12 +421,24 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/healthcheck/",
             get(admin::healthcheck).post(admin::healthcheck),
         )
-        .layer(middleware::from_fn_with_state(app.clone(), within_deadline));
-    let api = Router::new()
+        .layer(deadline.clone())
+        .layer(middleware::from_fn_with_state(
+            (app.clone(), Access::Read),
+            authenticate,
+        ));
+    let free = Router::new()
+        .route("/api/free", post(admin::free))
+        .route("/api/free/", post(admin::free))
+        .layer(deadline);
+    let writes = Router::new()
         .route("/api/write", post(ingest::write))
         .route("/api/write/", post(ingest::write))
-        .merge(reads)
-        .layer(middleware::from_fn_with_state(app.clone(), authenticate));
+        .merge(free)
+        .layer(middleware::from_fn_with_state(
+            (app.clone(), Access::Write),
+            authenticate,
+        ));
+    let api = writes.merge(reads);
     // InfluxDB's routes answer in InfluxDB's shapes, their 401 included, so they sit outside
     // `authenticate` with their own token extraction.
     let influx_v1 = Router::new()
@@ -450,15 +469,26 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+/// Checks the bearer token of an `/api/` request for a route of class `access`: 401 (plain
+/// text, cc-metric-store's) for a missing or invalid token, 403 (JSON) for a valid one
+/// without a role `main.jwt-roles` asks for.
+async fn authenticate(
+    State((app, access)): State<(Arc<App>, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(auth) = &app.auth {
         let header = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if let Err(error) = auth.check(header, now_s()) {
+        if let Err(error) = auth.check(header, access, now_s()) {
             tracing::debug!(%error, "request refused");
-            return ApiError::Unauthorized(error.to_string()).into_response();
+            return match error {
+                AuthError::MissingRole(_) => ApiError::Forbidden(error.to_string()),
+                _ => ApiError::Unauthorized(error.to_string()),
+            }
+            .into_response();
         }
     }
     next.run(request).await

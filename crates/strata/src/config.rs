@@ -150,6 +150,7 @@ impl Config {
                 addr: DEFAULT_ADDR.to_owned(),
                 jwt_public_key: None,
                 https: None,
+                jwt_roles: None,
             },
             metrics: BTreeMap::new(),
             nats: Vec::new(),

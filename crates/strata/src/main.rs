@@ -305,6 +305,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let limits = &config.store.limits;
     let server_config = ServerConfig {
         jwt_public_key: config.main.jwt_public_key,
+        jwt_roles: config.main.jwt_roles.clone(),
         ingest: IngestLimits {
             body_bytes_max: limits.body_bytes_max,
             line: strata_lineproto::Limits {

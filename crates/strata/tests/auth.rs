@@ -273,3 +273,150 @@ fn claims_are_checked_as_golang_jwt_v4_map_claims_checks_them() {
         }
     }
 }
+
+/// A server whose tokens are signed by the key of seed 7, with `main.jwt-roles`: reads need
+/// `api` or `admin`, writes `collector` or `admin`.
+fn server_with_roles() -> Server {
+    let (_, public) = signed_token(7, "{}");
+    Server::start_with_config(&json!({"main": {
+        "jwt-public-key": public,
+        "jwt-roles": {"read": ["api", "admin"], "write": ["collector", "admin"]},
+    }}))
+}
+
+/// Whether a target of [`api_requests`] is a write-class route (`/api/write`, `/api/free`).
+fn is_write_route(target: &str) -> bool {
+    target.starts_with("/api/write") || target.starts_with("/api/free")
+}
+
+#[track_caller]
+fn assert_forbidden(response: &Response, class: &str, what: &str) {
+    assert_eq!(response.status, 403, "{what}: {}", response.text());
+    let body = response.json();
+    assert_eq!(body["status"], json!("Forbidden"), "{what}");
+    assert_eq!(
+        body["error"],
+        json!(format!(
+            "the token has none of the roles in main.jwt-roles.{class}"
+        )),
+        "{what}"
+    );
+}
+
+#[test]
+fn with_jwt_roles_a_read_only_token_cannot_write_or_free() {
+    // Goal: with `main.jwt-roles`, cc-backend's token (role `api`) queries, dumps and checks
+    // health but gets 403 on /api/write and /api/free — naming the config key, not its
+    // claims — and its refused write stores nothing; the collector's token (role
+    // `collector`) writes (also through the InfluxDB routes) but cannot read.
+    let server = server_with_roles();
+    let t = minutes_ago(10);
+    let (backend, _) = signed_token(7, r#"{"sub":"cc-backend","roles":["api"]}"#);
+    let (collector, _) = signed_token(7, r#"{"sub":"cc-metric-collector","roles":["collector"]}"#);
+    let backend = bearer(&backend);
+    let collector = bearer(&collector);
+    let backend_headers = [("Authorization", backend.as_str())];
+    let refused = server.request(
+        "POST",
+        &format!("/api/write?cluster={C}"),
+        &backend_headers,
+        format!("load,host=h9 value=9 {t}\n").as_bytes(),
+    );
+    assert_forbidden(&refused, "write", "backend's write");
+    let dump = server.request("GET", "/api/debug", &backend_headers, b"");
+    dump.assert_status(200);
+    assert_eq!(
+        dump.json(),
+        json!({"data":{}}),
+        "the refused write was stored"
+    );
+    // Twice: the second round is answered from the token cache.
+    for round in 0..2 {
+        for (method, target, body) in api_requests(t) {
+            let what = format!("round {round}: {method} {target}");
+            let as_backend = server.request(method, &target, &backend_headers, &body);
+            let as_collector = server.request(
+                method,
+                &target,
+                &[("Authorization", collector.as_str())],
+                &body,
+            );
+            if is_write_route(&target) {
+                assert_forbidden(&as_backend, "write", &what);
+                assert!(
+                    !as_backend.text().contains("cc-backend"),
+                    "{what}: claims echoed"
+                );
+                assert_eq!(as_collector.status, 200, "{what}: {}", as_collector.text());
+            } else {
+                assert_eq!(as_backend.status, 200, "{what}: {}", as_backend.text());
+                assert_forbidden(&as_collector, "read", &what);
+            }
+        }
+    }
+    // The InfluxDB write routes are write routes.
+    let line = format!("load,host=h2 value=4 {t}\n");
+    for (target, scheme) in [
+        (format!("/write?db={C}&precision=s"), "Bearer"),
+        (format!("/api/v2/write?bucket={C}&precision=s"), "Token"),
+    ] {
+        let write_as = |bearer: &str| {
+            let authorization = format!("{scheme} {}", bearer.trim_start_matches("Bearer "));
+            server.request(
+                "POST",
+                &target,
+                &[("Authorization", authorization.as_str())],
+                line.as_bytes(),
+            )
+        };
+        let refused = write_as(&backend);
+        assert_eq!(refused.status, 403, "{target}: {}", refused.text());
+        assert!(
+            refused.text().contains("main.jwt-roles.write"),
+            "{target}: {}",
+            refused.text()
+        );
+        let written = write_as(&collector);
+        assert_eq!(written.status, 204, "{target}: {}", written.text());
+    }
+    let metrics = server.metrics();
+    let forbidden = [
+        ("write", 3.0),
+        ("free", 2.0),
+        ("query", 4.0),
+        ("debug", 4.0),
+        ("healthcheck", 2.0),
+        ("influx_v1", 1.0),
+        ("influx_v2", 1.0),
+    ];
+    for (route, expected) in forbidden {
+        let series = format!(r#"strata_http_responses_total{{route="{route}",status="403"}}"#);
+        assert_eq!(
+            common::metric_value(&metrics, &series),
+            Some(expected),
+            "{series}"
+        );
+    }
+}
+
+#[test]
+fn with_jwt_roles_an_invalid_token_is_still_a_plain_401() {
+    // Goal: roles are checked after the token: a missing, unsigned or expired token with the
+    // right role is cc-metric-store's plain-text 401, not a 403.
+    let server = server_with_roles();
+    let t = minutes_ago(10);
+    let (expired, _) = signed_token(
+        7,
+        &format!(r#"{{"roles":["admin"],"exp":{}}}"#, now_s() - 1),
+    );
+    let (other_key, _) = signed_token(8, r#"{"roles":["admin"]}"#);
+    for token in [None, Some(expired.as_str()), Some(other_key.as_str())] {
+        for (method, target, body) in api_requests(t) {
+            let auth = token.map(bearer);
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            let response = server.request(method, &target, &headers, &body);
+            assert_unauthorized(&response, &format!("{method} {target}"));
+        }
+    }
+}

@@ -274,6 +274,8 @@ impl Pending {
 const SERIES_TABLE_BYTES_MAX: usize = 256 << 20;
 #[cfg(test)]
 const SERIES_TABLE_BYTES_MAX: usize = 64 << 10;
+// The table's refs and key positions are `u32`s; one record passes the bound by far less.
+const _: () = assert!(SERIES_TABLE_BYTES_MAX < u32::MAX as usize / 2);
 
 /// Most appends committed in one group, so that completions are not held back indefinitely
 /// under a flood.

@@ -33,6 +33,8 @@
 //! | `nats: [one connection]` | `nats {address, username, password, creds-file-path}` and `metric-store.nats-subscriptions` |
 //! | `nats: [several]` | `nats: [{name: "nats-1", …}, …]`, each subscription with `connection` |
 //!
+//! Strata's own `main.jwt-roles` has no legacy form: a top-level `jwt-roles` is an unknown key.
+//!
 //! What does not carry over one to one is said in [`Converted::notes`]: logged at startup,
 //! printed by `strata config convert` on stderr.
 

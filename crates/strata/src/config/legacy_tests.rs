@@ -360,6 +360,24 @@ fn switched_off_and_dropped_keys() {
     );
 }
 
+/// Goal: Strata's `main.jwt-roles` has no legacy form: a legacy file is cc-metric-store's
+/// own format, so a `jwt-roles` in it is an unknown key (convert the file to use it).
+#[test]
+fn jwt_roles_is_not_read_from_a_legacy_file() {
+    let document = with(
+        full_legacy(),
+        "/jwt-roles",
+        json!({"read": ["api"], "write": ["collector"]}),
+    );
+    assert!(
+        message_of(&document)
+            .starts_with("legacy.json: unknown key \"jwt-roles\" at the top level"),
+        "{}",
+        message_of(&document)
+    );
+    assert_eq!(parse(&full_legacy()).expect("parses").main.jwt_roles, None);
+}
+
 /// Goal: every error names the legacy file and the legacy section and key, including the
 /// errors found by the v1.5 parser after the conversion.
 #[test]

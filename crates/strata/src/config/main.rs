@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use base64::Engine as _;
+use strata_server::auth::JwtRoles;
 pub use strata_server::tls::TlsFiles;
 
 use super::ConfigError;
@@ -15,6 +16,7 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8082";
 pub(super) const MAIN_KEYS: &[&str] = &[
     "addr",
     "jwt-public-key",
+    "jwt-roles",
     "https-cert-file",
     "https-key-file",
     "user",
@@ -22,6 +24,8 @@ pub(super) const MAIN_KEYS: &[&str] = &[
     "backend-url",
     "debug",
 ];
+
+pub(super) const JWT_ROLES_KEYS: &[&str] = &["read", "write"];
 
 pub(super) const DEBUG_KEYS: &[&str] = &["dump-to-file", "gops"];
 
@@ -40,6 +44,9 @@ pub struct MainSection {
     pub addr: String,
     /// Ed25519 public key verifying the JWTs of API requests; `None` = no authentication.
     pub jwt_public_key: Option<[u8; 32]>,
+    /// Strata's `jwt-roles`: the roles a token needs per route class; `None` = any valid
+    /// token may do anything, as in cc-metric-store.
+    pub jwt_roles: Option<JwtRoles>,
     /// `https-cert-file` and `https-key-file`: serve HTTPS on `addr`; `None` = plain HTTP.
     /// Only checked to be both set or both unset here; the files are read at startup.
     pub https: Option<TlsFiles>,
@@ -54,6 +61,17 @@ pub(super) fn parse_main(section: &Section<'_>) -> Result<MainSection, ConfigErr
         Some(text) => Some(
             decode_public_key(text).map_err(|reason| section.invalid("jwt-public-key", reason))?,
         ),
+    };
+
+    let jwt_roles = match section.section("jwt-roles", JWT_ROLES_KEYS)? {
+        None => None,
+        Some(_) if jwt_public_key.is_none() => {
+            return Err(section.invalid(
+                "jwt-roles",
+                "needs jwt-public-key: without a key no token is checked",
+            ));
+        }
+        Some(roles) => Some(parse_jwt_roles(&roles)?),
     };
 
     // cc-metric-store serves plain HTTP when one of the two is empty; here that is an error,
@@ -95,7 +113,27 @@ pub(super) fn parse_main(section: &Section<'_>) -> Result<MainSection, ConfigErr
     Ok(MainSection {
         addr,
         jwt_public_key,
+        jwt_roles,
         https,
+    })
+}
+
+/// `jwt-roles`: both classes, each a non-empty list of non-empty role names (an empty list
+/// would lock every token out of that class).
+fn parse_jwt_roles(section: &Section<'_>) -> Result<JwtRoles, ConfigError> {
+    let class = |key: &str| -> Result<Vec<String>, ConfigError> {
+        let roles = section.required(key, section.strings(key)?)?;
+        if roles.is_empty() || roles.iter().any(|role| role.is_empty()) {
+            return Err(section.invalid(
+                key,
+                "list at least one role, none of them empty (a token needs one of them)",
+            ));
+        }
+        Ok(roles.into_iter().map(str::to_owned).collect())
+    };
+    Ok(JwtRoles {
+        read: class("read")?,
+        write: class("write")?,
     })
 }
 
@@ -144,15 +182,23 @@ fn validate_addr(addr: &str) -> Result<String, String> {
 }
 
 /// Decodes `jwt-public-key`: standard base64 (with padding, like Go's `StdEncoding`) of
-/// exactly the 32 bytes of an Ed25519 public key.
+/// exactly the 32 bytes of an Ed25519 public key, one [`strata_server::auth::usable_public_key`].
 fn decode_public_key(text: &str) -> Result<[u8; 32], String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|error| format!("not valid standard base64: {error}"))?;
     let length = bytes.len();
-    <[u8; 32]>::try_from(bytes).map_err(|_| {
+    let key = <[u8; 32]>::try_from(bytes).map_err(|_| {
         format!("an Ed25519 public key is 32 bytes, but this decodes to {length} bytes")
-    })
+    })?;
+    if !strata_server::auth::usable_public_key(&key) {
+        return Err(
+            "not a usable Ed25519 public key: not a curve point, or one of small order \
+             (anyone could sign tokens for it)"
+                .to_owned(),
+        );
+    }
+    Ok(key)
 }
 
 /// `debug` (in `main` and `metric-store`): `dump-to-file` is accepted and ignored, as in

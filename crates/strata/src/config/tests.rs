@@ -4,6 +4,7 @@
 use std::io;
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use strata_store::{Aggregation, ResamplerKind, StoreLimits};
 
@@ -114,6 +115,7 @@ fn compat_example_parses_to_expected_values() {
             addr: "0.0.0.0:8082".to_owned(),
             jwt_public_key: Some(EXAMPLE_KEY),
             https: None,
+            jwt_roles: None,
         },
         metrics: BTreeMap::from([
             (
@@ -1304,6 +1306,87 @@ fn https_files() {
         "config.json: invalid value for key \"https-cert-file\" in section \"main\": must be \
          set with https-key-file (HTTPS needs both)"
     );
+}
+
+/// Goal: a key of small order (a weak key: anyone can make a signature verify against it)
+/// is refused when the file is read. Before: accepted; every forged token then passed.
+#[test]
+fn jwt_public_key_of_small_order_is_refused() {
+    // The identity point (y = 1) and the point of order 2 (y = -1).
+    let mut order_two = [0xff_u8; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    let identity = {
+        let mut bytes = [0_u8; 32];
+        bytes[0] = 1;
+        bytes
+    };
+    for key in [identity, order_two] {
+        let text = base64::engine::general_purpose::STANDARD.encode(key);
+        assert_eq!(
+            message_of(&with("/main/jwt-public-key", json!(text))),
+            "config.json: invalid value for key \"jwt-public-key\" in section \"main\": not a \
+             usable Ed25519 public key: not a curve point, or one of small order (anyone could \
+             sign tokens for it)",
+            "{text}"
+        );
+    }
+}
+
+/// Goal: Strata's `main.jwt-roles` reads both route classes as non-empty role lists, and
+/// needs `jwt-public-key`; a wrong shape names the key.
+#[test]
+fn jwt_roles() {
+    let key = base64::engine::general_purpose::STANDARD.encode(EXAMPLE_KEY);
+    let secured = |roles: Value| {
+        let mut document = with("/main/jwt-public-key", json!(key));
+        set(&mut document, "/main/jwt-roles", roles);
+        document
+    };
+    let config = parse_ok(&secured(
+        json!({"read": ["api", "admin"], "write": ["collector"]}),
+    ));
+    assert_eq!(
+        config.main.jwt_roles,
+        Some(strata_server::auth::JwtRoles {
+            read: vec!["api".to_owned(), "admin".to_owned()],
+            write: vec!["collector".to_owned()],
+        })
+    );
+    assert_eq!(parse_ok(&secured(Value::Null)).main.jwt_roles, None);
+    let cases = [
+        (
+            with("/main/jwt-roles", json!({"read": ["a"], "write": ["b"]})),
+            "config.json: invalid value for key \"jwt-roles\" in section \"main\": needs \
+             jwt-public-key: without a key no token is checked",
+        ),
+        (
+            secured(json!({"read": [], "write": ["b"]})),
+            "config.json: invalid value for key \"read\" in section \"main.jwt-roles\": list \
+             at least one role, none of them empty (a token needs one of them)",
+        ),
+        (
+            secured(json!({"read": ["a"], "write": [""]})),
+            "config.json: invalid value for key \"write\" in section \"main.jwt-roles\": list \
+             at least one role, none of them empty (a token needs one of them)",
+        ),
+    ];
+    for (document, expected) in cases {
+        assert_eq!(message_of(&document), expected);
+    }
+    for (roles, needle) in [
+        (json!({"read": ["a"]}), "\"write\""),
+        (json!({"read": ["a"], "write": "b"}), "\"write\""),
+        (json!({"read": ["a"], "write": [1]}), "\"write\""),
+        (
+            json!({"read": ["a"], "write": ["b"], "free": ["c"]}),
+            "\"free\"",
+        ),
+        (json!(["a"]), "jwt-roles"),
+    ] {
+        let message = message_of(&secured(roles.clone()));
+        assert!(message.contains(needle), "{roles}: {message}");
+    }
 }
 
 /// Goal: features Strata does not implement are refused loudly when switched on, and
