@@ -67,3 +67,6 @@ fi
 cargo clippy --workspace --all-targets -- -D warnings
 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc
+# Every decoder under libFuzzer for 20 s each (fuzz/, scripts/fuzz.sh; nightly and cargo-fuzz
+# are installed when missing). The first build of the fuzz targets is most of the cost.
+scripts/fuzz.sh 20

@@ -318,9 +318,26 @@ impl LineDecoder {
 
     /// A line whose end has not arrived and which is already over the limit is rejected now,
     /// instead of buffering it whole.
+    /// Blank and comment lines are skipped whatever their length, as the parser skips them.
     fn bound_pending(&mut self) {
         // One extra byte for a '\r' before the '\n'.
-        if self.pending.len() > self.limits.line_bytes_max + 1 {
+        let bound = self.limits.line_bytes_max + 1;
+        if self.pending.len() > bound {
+            match self.pending.iter().find(|&&b| b != b' ' && b != b'\t') {
+                // A comment: skipped to its end, not counted (lines counts the others).
+                Some(b'#') => {
+                    self.pending.clear();
+                    self.skipping = true;
+                    return;
+                }
+                // Blanks so far: the rest decides (blank, comment, or too long); keep
+                // them bounded, still over the limit.
+                None => {
+                    self.pending.truncate(bound + 1);
+                    return;
+                }
+                Some(_) => {}
+            }
             let bytes = self.pending.len();
             self.pending.clear();
             self.skipping = true;
@@ -1455,5 +1472,40 @@ m,host=h.. value=7 1
         assert_eq!(keys(&decoder), ["c/h///m@1=1", "c/h///m@3=3"]);
         assert_eq!(decoder.first_rejected.len(), 1);
         assert_eq!(decoder.first_rejected[0].line, 2);
+    }
+
+    #[test]
+    fn over_long_comment_and_blank_lines_are_skipped_whatever_the_chunks() {
+        // Goal: a comment or blank line longer than the limit is skipped as the parser skips
+        // it, also when its end arrives in a later chunk (the fuzz target ingest_split found a
+        // long comment rejected and counted when split, ignored when whole); blanks then text
+        // are still a line too long, at any split.
+        let limits = strata_lineproto::Limits {
+            line_bytes_max: 100,
+            ..Default::default()
+        };
+        let body = format!(
+            "m,host=h value=1 1\n  #{}\n{}\n{}m,host=h value=2 2\n{}# c\nm,host=h value=3 3\n",
+            "a".repeat(300),
+            " ".repeat(300),
+            "\t".repeat(300),
+            " ".repeat(300),
+        );
+        for chunk in [body.len(), 1, 7, 64] {
+            let mut decoder = LineDecoder::new("c", Precision::Auto, 0, limits.clone());
+            for piece in body.as_bytes().chunks(chunk) {
+                decoder.feed(piece);
+                assert!(decoder.pending.len() <= 102, "chunk {chunk}");
+            }
+            decoder.finish();
+            assert_eq!(
+                keys(&decoder),
+                ["c/h///m@1=1", "c/h///m@3=3"],
+                "chunk {chunk}"
+            );
+            assert_eq!(decoder.lines, 3, "chunk {chunk}");
+            let rejected: Vec<u64> = decoder.first_rejected.iter().map(|r| r.line).collect();
+            assert_eq!(rejected, [4], "chunk {chunk}");
+        }
     }
 }

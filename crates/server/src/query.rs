@@ -1,7 +1,7 @@
 //! `GET /api/query` (and POST): cc-metric-store's JSON query API (COMPAT.md §1.5, §2, §9.1).
 
 use crate::error::{ApiError, decode_json};
-use crate::{App, archiving};
+use crate::{App, ServerConfig, archiving};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -119,7 +119,7 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         Pending::Body(body)
     } else {
         match parse(&body)? {
-            request if request.is_short() => Pending::Plan(plan(&app, request)?),
+            request if request.is_short() => Pending::Plan(plan(&app.store, &app.config, request)?),
             request => Pending::Request(request),
         }
     };
@@ -134,8 +134,8 @@ pub async fn query(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
                 .compute(app.turn_deadline(), move || {
                     let plan = match pending {
                         Pending::Plan(plan) => plan,
-                        Pending::Request(request) => plan(&app, request)?,
-                        Pending::Body(body) => plan(&app, parse(&body)?)?,
+                        Pending::Request(request) => plan(&app.store, &app.config, request)?,
+                        Pending::Body(body) => plan(&app.store, &app.config, parse(&body)?)?,
                     };
                     let (first, next) = fill(&app.store, app.archive(), &plan, Cursor::default());
                     Ok::<_, ApiError>((plan, first, next))
@@ -218,14 +218,28 @@ fn parse(body: &[u8]) -> Result<QueryRequest, ApiError> {
     decode_json(body).map_err(|e| ApiError::BadRequest(format!("invalid query request: {e}")))
 }
 
-fn plan(app: &App, request: QueryRequest) -> Result<Plan, ApiError> {
+/// Answers a query request body from `store` alone (no archive), whole and unstreamed: the
+/// bytes [`query`] sends, or its error. For the fuzz target `query` (`fuzz/`), which reaches
+/// the parser, the planner and the store's read path through it.
+pub fn answer(store: &Store, config: &ServerConfig, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let plan = plan(store, config, parse(body)?)?;
+    let (mut out, mut next) = fill(store, None, &plan, Cursor::default());
+    while let Some(at) = next {
+        let (more, after) = fill(store, None, &plan, at);
+        out.extend_from_slice(&more);
+        next = after;
+    }
+    Ok(out)
+}
+
+fn plan(store: &Store, config: &ServerConfig, request: QueryRequest) -> Result<Plan, ApiError> {
     let mut options = ReadOptions {
         from_s: request.from,
         to_s: request.to,
         with_stats: request.with_stats,
         with_data: request.with_data,
         with_padding: request.with_padding,
-        resampler: app.config.resampler,
+        resampler: config.resampler,
     };
     if let Some(kind) = request.resampler {
         options.resampler.kind = kind.into();
@@ -235,21 +249,21 @@ fn plan(app: &App, request: QueryRequest) -> Result<Plan, ApiError> {
     let hosts = if metrics.is_empty() {
         Vec::new()
     } else {
-        app.store.hosts(&request.cluster)
+        store.hosts(&request.cluster)
     };
     // `for-all-nodes` stands for every host × every listed metric, one entry each.
     let series = queries.iter().map(expected_entries).fold(
         hosts.len().saturating_mul(metrics.len()),
         usize::saturating_add,
     );
-    let series_max = app.config.query_series_max;
+    let series_max = config.query_series_max;
     if series > series_max {
         return Err(ApiError::BadRequest(format!(
             "query asks for {series} series; the limit is {series_max} (limits.series-per-query)"
         )));
     }
     let points_of = |query: &ApiQuery| {
-        expected_entries(query).saturating_mul(app.store.points_bound(&query.read(), &options))
+        expected_entries(query).saturating_mul(store.points_bound(&query.read(), &options))
     };
     let generated_points = metrics
         .iter()
@@ -260,7 +274,7 @@ fn plan(app: &App, request: QueryRequest) -> Result<Plan, ApiError> {
         .iter()
         .map(points_of)
         .fold(generated_points, usize::saturating_add);
-    let points_max = app.config.query_points_max;
+    let points_max = config.query_points_max;
     if points > points_max {
         return Err(ApiError::BadRequest(format!(
             "query may return up to {points} points; the limit is {points_max} \

@@ -2,7 +2,6 @@
 //! parts start and stop.
 
 mod check;
-mod config;
 mod import;
 
 use anyhow::Context as _;
@@ -11,6 +10,7 @@ use config::{ArchiveLocation, CleanupMode, Config, ConfigFormat, FsyncPolicy, Na
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata::config;
 use strata_archive::{Location, S3Settings};
 use strata_server::archiving::ArchiveSettings;
 use strata_server::durability::{Durability, DurabilityConfig, RecoveryReport};

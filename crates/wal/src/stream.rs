@@ -427,13 +427,14 @@ impl<D: Decode> LogReader<D> {
             offset: segment.offset,
         };
         self.position = end;
-        self.next_sequence = self.next_sequence.max(sequence + 1);
+        // Saturating: a damaged or hostile record may carry any sequence number, u64::MAX too.
+        self.next_sequence = self.next_sequence.max(sequence.saturating_add(1));
         if let Some(skip) = self.skip_to
             && skip.segment == start.segment
             && start.offset < skip.offset
         {
             // Before the position the reader was opened at: definitions only.
-            self.expected = Some(sequence + 1);
+            self.expected = Some(sequence.saturating_add(1));
             D::skip(&mut batch);
             self.spare = batch;
             if end.offset > skip.offset {
@@ -453,7 +454,7 @@ impl<D: Decode> LogReader<D> {
             return Ok(Step::Progress);
         }
         self.resolve_held(sequence);
-        self.expected = Some(sequence + 1);
+        self.expected = Some(sequence.saturating_add(1));
         let record = match free {
             Some(free) => {
                 self.spare = batch;
@@ -506,10 +507,10 @@ impl<D: Decode> LogReader<D> {
             return Ok(Step::End);
         }
         if let Some(after) = sequence_after {
-            self.next_sequence = self.next_sequence.max(after + 1);
+            self.next_sequence = self.next_sequence.max(after.saturating_add(1));
         }
         let records_lost = match (sequence_after, self.expected) {
-            (Some(after), Some(expected)) => Some((after + 1).saturating_sub(expected)),
+            (Some(after), Some(expected)) => Some(after.saturating_add(1).saturating_sub(expected)),
             _ => None,
         };
         self.report(Damage {

@@ -415,3 +415,25 @@ fn a_huge_batch_becomes_several_records_that_replay_whole() {
     assert_eq!(appended.sequence, report.records - 1);
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn a_record_numbered_u64_max_is_read_without_overflow() {
+    // Goal: a record whose checksum holds but whose sequence number is u64::MAX (what the
+    // fuzz target wal_segment made) neither overflows the reader's next sequence nor its count
+    // of records lost, whether it is read as a record or found past damage.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ends) = segment_with_records(dir.path(), 5);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for record in [1, 3] {
+        let start = ends[record - 1] as usize;
+        let sequence_at = start + format::RECORD_HEADER_BYTES as usize + 1;
+        bytes[sequence_at..sequence_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        format::finish_record(&mut bytes[..ends[record] as usize], start).unwrap();
+    }
+    // Damage in record 2: the reader looks past it and finds record 3's number.
+    bytes[ends[1] as usize + 10] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, report) = replay_all(dir.path());
+    assert_eq!(report.next_sequence, u64::MAX, "{report:?}");
+    assert!(!report.damage.is_empty(), "{report:?}");
+}
