@@ -48,6 +48,7 @@ fn setup() -> &'static (Store, ServerConfig) {
         store.write(&decoder.batch, NOW_S);
         let config = ServerConfig {
             jwt_public_key: None,
+            jwt_roles: None,
             ingest: IngestLimits {
                 body_bytes_max: limits.body_bytes_max,
                 line,
