@@ -842,8 +842,10 @@ impl Series {
     fn start_head_earlier(&mut self, timestamp_s: i64, floor: i64) -> Option<MemoryDelta> {
         let f = self.frequency_s;
         let head = &mut self.head;
-        let back = usize::try_from((head.start - timestamp_s + f - 1) / f).ok()?;
-        let start = head.start.checked_sub(back as i64 * f)?;
+        // Checked: imported runs can carry any timestamp.
+        let distance = head.start.checked_sub(timestamp_s)?.checked_add(f - 1)?;
+        let back = usize::try_from(distance / f).ok()?;
+        let start = head.start.checked_sub((back as i64).checked_mul(f)?)?;
         let young = head.len() > 0 && head.sealed_blocks() == 0;
         if !young || head.len() + back > BLOCK_SLOTS || start < floor {
             return None;
@@ -1807,6 +1809,14 @@ mod tests {
         assert_eq!(from, back);
         assert_eq!(data.first(), Some(&5.0));
         assert_eq!(data.last(), Some(&-2.0));
+    }
+
+    #[test]
+    fn a_sample_at_the_end_of_time_before_a_young_head_does_not_overflow() {
+        let pool = pool();
+        let (mut series, _) = Series::new(10, 100, 1.0, &pool);
+        assert!(series.start_head_earlier(i64::MIN, i64::MIN).is_none());
+        assert_eq!(all(&series)[0].start(), 95);
     }
 
     #[test]
